@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine: `make reproduce` and `make test`.
+# Each creates .venv (once) and installs the package with what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PRESET ?= quick
+OUT ?= runs/reproduce-$(PRESET)
+BIN = $(VENV)/bin
+
+.PHONY: reproduce test venv clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test,ray]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+reproduce: venv
+	$(BIN)/shorthorizon reproduce --preset $(PRESET) --out $(OUT) --fetch-data
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,64 @@
+"""Experiment configs: frozen dataclasses, named presets, and checked overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping, TypeVar
+
+C = TypeVar("C")
+
+
+def _coerce(field: dataclasses.Field, value: Any) -> Any:
+    """Turn a command-line string into the field's type (tuples from JSON lists or commas)."""
+    if not isinstance(value, str):
+        return value
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if kind.startswith("tuple"):
+        text = value.strip()
+        items = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v]
+        inner = kind[kind.find("[") + 1 : kind.find(",") if "," in kind else kind.find("]")]
+        cast = {"int": int, "float": float, "str": str}.get(inner.strip(), float)
+        return tuple(cast(v) for v in items)
+    if kind == "bool":
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"config key {field.name!r} takes true or false, not {value!r}")
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    return value
+
+
+def resolve(presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any] | None = None) -> C:
+    """Return ``presets[preset]`` with ``overrides`` applied; unknown names raise ValueError."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(presets)}")
+    config = presets[preset]
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    changes = {}
+    for key, value in (overrides or {}).items():
+        if key not in fields:
+            raise ValueError(
+                f"unknown config key {key!r} for {type(config).__name__}; "
+                f"known keys: {', '.join(fields)}"
+            )
+        try:
+            changes[key] = _coerce(fields[key], value)
+        except (TypeError, ValueError, json.JSONDecodeError) as err:
+            raise ValueError(f"bad value {value!r} for config key {key!r}: {err}") from err
+    return dataclasses.replace(config, **changes)
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}`` (the CLI's ``--set`` flags)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
