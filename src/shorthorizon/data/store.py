@@ -1,0 +1,305 @@
+"""Finding, verifying and loading datasets on disk.
+
+Search order for the folder holding a dataset: ``data_dir`` (``--data-dir``), then
+``$SHORTHORIZON_DATA``, then the user cache ``~/.cache/shorthorizon``, then the system
+folder ``/usr/share/datasets`` (Debian's ``dataset-fashion-mnist`` installs
+``/usr/share/datasets/fashion-mnist/``). In each root a dataset is looked for in
+``<root>/<name>/`` and then in ``<root>/`` itself; a complete set of files wins over a
+partial one found earlier.
+
+Verification compares each file with its published checksum (see ``registry``). Digests
+are cached in ``~/.cache/shorthorizon/verified/`` keyed by path, size and modification
+time, so a large file is hashed once; nothing is ever written next to the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from shorthorizon.data import formats
+from shorthorizon.data.errors import ChecksumError, CorruptFileError, DatasetNotFoundError
+from shorthorizon.data.registry import DEBIAN_DATASET, DEBIAN_PACKAGE, SPECS, Spec, get_spec
+
+ENV_VAR = "SHORTHORIZON_DATA"
+SYSTEM_ROOT = Path("/usr/share/datasets")
+
+
+class Dataset(NamedTuple):
+    """A loaded dataset: float32 images in [0, 1] (NHWC) and int32 labels."""
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: Path
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a dataset's files were found: ``files`` maps each member to the file holding
+    it (every member maps to the archive when it is read from one); ``missing`` lists the
+    members not found in ``folder``."""
+
+    name: str
+    folder: Path
+    files: dict[str, Path]
+    missing: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def cache_dir() -> Path:
+    """The per-user folder for downloads and verification stamps."""
+    return Path.home() / ".cache" / "shorthorizon"
+
+
+def search_roots(data_dir: Path | str | None = None) -> tuple[Path, ...]:
+    """The folders searched for datasets, in order."""
+    roots = [Path(data_dir).expanduser()] if data_dir else []
+    if os.environ.get(ENV_VAR):
+        roots.append(Path(os.environ[ENV_VAR]).expanduser())
+    return (*roots, cache_dir(), SYSTEM_ROOT)
+
+
+def _member_files(spec: Spec, folder: Path) -> dict[str, Path]:
+    """The member files present in ``folder`` (an archive counts for all its members)."""
+    if spec.fmt == "idx":
+        candidates = {m: (folder / f"{m}.gz", folder / m) for m in spec.members}
+    else:
+        candidates = {m: (folder / spec.subfolder / m, folder / m) for m in spec.members}
+    files = {m: next((p for p in paths if p.is_file()), None) for m, paths in candidates.items()}
+    files = {m: p for m, p in files.items() if p is not None}
+    archive = folder / spec.archive if spec.archive else None
+    if len(files) < len(spec.members) and archive is not None and archive.is_file():
+        return {m: archive for m in spec.members}
+    return files
+
+
+def _belongs_to_other(spec: Spec, files: dict[str, Path]) -> bool:
+    """Whether files found directly in a root are another dataset's (MNIST and
+    Fashion-MNIST share file names); decided by the smallest file's checksum."""
+    member, path = min(files.items(), key=lambda item: item[1].stat().st_size)
+    for other in SPECS.values():
+        if other is not spec and member in other.digests:
+            algorithm, expected = other.digests[member].split(":")
+            if file_digest(path, algorithm) == expected:
+                return True
+    return False
+
+
+def find_dataset(name: str, data_dir: Path | str | None = None) -> Location | None:
+    """Where dataset ``name`` is: the first complete set of files in search order, else the
+    first partial one (so errors can name what is missing), else None."""
+    spec = get_spec(name)
+    partial = None
+    for root in search_roots(data_dir):
+        for folder in (root / name, root):
+            files = _member_files(spec, folder)
+            if not files or (folder == root and _belongs_to_other(spec, files)):
+                continue
+            missing = tuple(m for m in spec.members if m not in files)
+            location = Location(name, folder, files, missing)
+            if location.complete:
+                return location
+            partial = partial or location
+    return partial
+
+
+def default_dataset(preferred=("mnist", "fashion-mnist"), data_dir=None) -> str | None:
+    """The first name in ``preferred`` whose files are all present, or None."""
+    for name in preferred:
+        location = find_dataset(name, data_dir)
+        if location is not None and location.complete:
+            return name
+    return None
+
+
+def _stamp_path(path: Path, kind: str) -> Path:
+    key = hashlib.sha256(f"{path.resolve()}\0{kind}".encode()).hexdigest()[:32]
+    return cache_dir() / "verified" / f"{key}.json"
+
+
+def file_digest(path: Path, algorithm: str, decompress: bool = True,
+                content: bytes | None = None) -> str:
+    """Hex digest of the bytes of ``path`` (gunzipped first when ``decompress`` and the file
+    is gzip; ``content``: those bytes when already read). Cached in a stamp keyed by path,
+    size and modification time, so each large file is hashed once."""
+    stat = path.stat()
+    stamp_path = _stamp_path(path, f"{algorithm}:{decompress}")
+    key = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    try:
+        stamp = json.loads(stamp_path.read_text())
+        if {k: stamp.get(k) for k in key} == key:
+            return stamp["digest"]
+    except (OSError, ValueError):
+        pass
+    if content is None:
+        content = formats.file_bytes(path) if decompress else path.read_bytes()
+    digest = hashlib.new(algorithm, content).hexdigest()
+    try:
+        stamp_path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=stamp_path.parent, delete=False) as tmp:
+            json.dump({**key, "digest": digest}, tmp)
+        os.replace(tmp.name, stamp_path)
+    except OSError:
+        pass  # read-only home: verification still works, only slower next time
+    return digest
+
+
+def _fix(spec: Spec) -> str:
+    """What to do about a missing or bad file of ``spec``."""
+    urls = ", ".join(d.url for d in spec.downloads)
+    return (f"fix: run `shorthorizon data download {spec.name}` (fetches {urls} into "
+            f"{cache_dir() / spec.name}), or put the published files there yourself")
+
+
+def missing_data_instructions(preferred=("mnist", "fashion-mnist"), data_dir=None) -> str:
+    """Exact instructions for obtaining one of the ``preferred`` datasets, for printing
+    when none is present."""
+    dest = Path(data_dir).expanduser() if data_dir else cache_dir()
+    lines = [f"No dataset among {', '.join(preferred)} was found; searched "
+             f"{', '.join(str(r) for r in search_roots(data_dir))}. Do one of:"]
+    if DEBIAN_DATASET in preferred:
+        lines.append(f"  - as root on Debian/Ubuntu: apt-get update && apt-get install -y "
+                     f"{DEBIAN_PACKAGE}  (installs {SYSTEM_ROOT / DEBIAN_DATASET}/)")
+    for name in preferred:
+        spec = get_spec(name)
+        flag = f" --data-dir {data_dir}" if data_dir else ""
+        lines.append(f"  - with network access: shorthorizon data download {name}{flag}")
+        files = ", ".join(d.filename for d in spec.downloads)
+        urls = " ".join(d.url for d in spec.downloads)
+        lines.append(f"  - by hand: put {files} into {dest / name}/  (from: {urls})")
+    lines.append(f"  Another folder works too: pass --data-dir DIR or set {ENV_VAR}=DIR, "
+                 "with the files in DIR/<name>/.")
+    return "\n".join(lines)
+
+
+def _archive_of(spec: Spec, location: Location) -> Path | None:
+    """The archive the members are read from, or None when they are separate files."""
+    archive = location.folder / spec.archive
+    return archive if spec.archive and set(location.files.values()) == {archive} else None
+
+
+def verify_location(location: Location, contents: dict[str, bytes] | None = None) -> None:
+    """Raise ChecksumError unless every file of ``location`` matches its published checksum.
+
+    ``contents``: the members' decoded bytes when already read (saves reading them twice).
+    """
+    spec = get_spec(location.name)
+    contents = contents or {}
+    archive = _archive_of(spec, location)
+    if archive is not None:
+        expected = next(d.sha256 for d in spec.downloads if d.filename == spec.archive)
+        checks = [(archive, "sha256", expected, file_digest(archive, "sha256", decompress=False))]
+    else:
+        checks = []
+        for member, path in location.files.items():
+            algorithm, expected = spec.digests[member].split(":")
+            checks.append((path, algorithm, expected,
+                           file_digest(path, algorithm, content=contents.get(member))))
+    for path, algorithm, expected, actual in checks:
+        if actual != expected:
+            raise ChecksumError(
+                f"{path}: {algorithm.upper()} {actual} does not match the published {expected}; "
+                f"the file is corrupt or not the {spec.name} file ({_fix(spec)}; for files you "
+                f"built yourself pass verify=False)")
+
+
+def _read_contents(spec: Spec, location: Location) -> dict[str, bytes]:
+    """Each member's bytes, decompressed; an archive is read once for all members."""
+    archive = _archive_of(spec, location)
+    if archive is not None:
+        return formats.read_tar_members(archive,
+                                        {m: f"{spec.subfolder}/{m}" for m in spec.members})
+    return {m: formats.file_bytes(p) for m, p in location.files.items()}
+
+
+def _decode_split(spec: Spec, location: Location, members: tuple[str, ...],
+                  contents: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 NHWC images and int32 labels of one split (train or test)."""
+    origin = ", ".join(str(location.files[m]) for m in members)
+    if spec.fmt == "idx":
+        images_member, labels_member = members
+        images = formats.parse_idx(contents[images_member], location.files[images_member])
+        labels = formats.parse_idx(contents[labels_member], location.files[labels_member])
+        if images.ndim != 3 or labels.ndim != 1:
+            raise CorruptFileError(f"{origin}: IDX shapes {images.shape} and {labels.shape}, "
+                                   "expected images (N, H, W) and labels (N,)")
+        images = images[..., None]
+    else:
+        batches = [formats.parse_cifar_batch(contents[m], location.files[m]) for m in members]
+        images = np.concatenate([x for x, _ in batches])
+        labels = np.concatenate([y for _, y in batches])
+    if images.shape[1:] != spec.image_shape or len(images) != len(labels):
+        raise CorruptFileError(f"{origin}: {len(images)} images of shape {images.shape[1:]} and "
+                               f"{len(labels)} labels; expected equal counts of {spec.image_shape}")
+    if labels.size and labels.max() >= spec.num_classes:
+        raise CorruptFileError(f"{origin}: label {labels.max()} outside 0..{spec.num_classes - 1}")
+    return images, labels.astype(np.int32)
+
+
+def _not_found(spec: Spec, location: Location | None, data_dir) -> DatasetNotFoundError:
+    if location is None:
+        return DatasetNotFoundError(missing_data_instructions((spec.name,), data_dir))
+    names = ", ".join(f"{m}{'(.gz)' if spec.fmt == 'idx' else ''}" for m in location.missing)
+    return DatasetNotFoundError(f"{spec.name}: {location.folder} lacks {names}; {_fix(spec)}")
+
+
+def load_dataset(name: str, data_dir: Path | str | None = None, verify: bool = True) -> Dataset:
+    """Load dataset ``name`` (``mnist``, ``fashion-mnist``, ``cifar10``) as float32 images in
+    [0, 1], NHWC, and int32 labels; with ``verify`` every file must match its published
+    checksum. Raises DatasetNotFoundError (a FileNotFoundError) or CorruptFileError /
+    ChecksumError (ValueErrors) naming the file and the fix."""
+    spec = get_spec(name)
+    location = find_dataset(name, data_dir)
+    if location is None or not location.complete:
+        raise _not_found(spec, location, data_dir)
+    try:
+        contents = _read_contents(spec, location)
+        if verify:
+            verify_location(location, contents)
+        train = _decode_split(spec, location, spec.train, contents)
+        test = _decode_split(spec, location, spec.test, contents)
+    except ChecksumError:
+        raise
+    except CorruptFileError as err:
+        raise CorruptFileError(f"{err}; {_fix(spec)}") from None
+    scale = np.float32(255)
+    return Dataset(name, train[0] / scale, train[1], test[0] / scale, test[1],
+                   location.folder, spec.num_classes)
+
+
+@dataclass(frozen=True)
+class Status:
+    """One line of ``shorthorizon data list``: where a dataset is and whether it verified."""
+
+    name: str
+    location: Location | None
+    verified: bool
+    problem: str
+
+
+def dataset_status(name: str, data_dir: Path | str | None = None) -> Status:
+    """Find dataset ``name`` and check its files against the published checksums."""
+    location = find_dataset(name, data_dir)
+    if location is None:
+        return Status(name, None, False, "not found")
+    if not location.complete:
+        return Status(name, location, False, f"incomplete: lacks {', '.join(location.missing)}")
+    try:
+        verify_location(location)
+    except CorruptFileError as err:
+        return Status(name, location, False, str(err))
+    return Status(name, location, True, "")
