@@ -1,1 +1,1 @@
-"""TODO"""
+"""Meta-optimization drivers: stochastic meta-descent, offline and online."""

@@ -1,1 +1,105 @@
-"""TODO"""
+"""Base-level problems: a model's init and apply, with softmax cross-entropy and accuracy.
+
+Parameters are plain pytrees (lists of ``(w, b)`` pairs); images are NHWC float arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+Params = Any
+
+
+class Task(NamedTuple):
+    """A classifier: ``init(key) -> params`` and ``apply(params, x) -> logits``."""
+
+    name: str
+    init: Callable[[jax.Array], Params]
+    apply: Callable[[Params, jax.Array], jax.Array]
+
+
+def cross_entropy(task: Task, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of ``task`` on the batch ``(x, y)``."""
+    logits = task.apply(params, x)
+    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0])
+
+
+def accuracy(task: Task, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.argmax(task.apply(params, x), axis=-1) == y)
+
+
+def mlp(
+    input_shape: Sequence[int] = (28, 28, 1),
+    hidden: Sequence[int] = (100, 100),
+    num_classes: int = 10,
+    init_scale: float = 0.1,
+) -> Task:
+    """ReLU MLP (paper: 784-100-100-10), weights N(0, init_scale²), zero biases."""
+    sizes = [math.prod(input_shape), *hidden, num_classes]
+
+    def init(key):
+        keys = jax.random.split(key, len(sizes) - 1)
+        return [
+            (init_scale * jax.random.normal(k, (n_in, n_out)), jnp.zeros(n_out))
+            for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])
+        ]
+
+    def apply(params, x):
+        h = x.reshape(x.shape[0], -1)
+        for w, b in params[:-1]:
+            h = jax.nn.relu(h @ w + b)
+        w, b = params[-1]
+        return h @ w + b
+
+    return Task("mlp", init, apply)
+
+
+def cnn(
+    input_shape: Sequence[int] = (32, 32, 3),
+    channels: Sequence[int] = (32, 32, 64),
+    dense: int = 100,
+    num_classes: int = 10,
+) -> Task:
+    """The paper's CNN: 3x3 conv + ReLU + 2x2/2 max-pool per entry of ``channels``,
+    then a ``dense``-unit ReLU layer and the output layer. He-normal weights, zero biases."""
+    height, width, in_ch = input_shape
+    for _ in channels:
+        height, width = (height + 1) // 2, (width + 1) // 2  # SAME-padded 2x2/2 pooling
+    flat = height * width * channels[-1]
+
+    def init(key):
+        keys = jax.random.split(key, len(channels) + 2)
+        params, c_in = [], in_ch
+        for k, c_out in zip(keys, channels):
+            std = math.sqrt(2.0 / (9 * c_in))
+            params.append((std * jax.random.normal(k, (3, 3, c_in, c_out)), jnp.zeros(c_out)))
+            c_in = c_out
+        for k, n_in, n_out in ((keys[-2], flat, dense), (keys[-1], dense, num_classes)):
+            params.append((math.sqrt(2.0 / n_in) * jax.random.normal(k, (n_in, n_out)), jnp.zeros(n_out)))
+        return params
+
+    def apply(params, x):
+        h = x
+        for w, b in params[: len(channels)]:
+            h = jax.lax.conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            h = jax.nn.relu(h + b)
+            h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
+        (w1, b1), (w2, b2) = params[len(channels):]
+        h = jax.nn.relu(h.reshape(h.shape[0], -1) @ w1 + b1)
+        return h @ w2 + b2
+
+    return Task("cnn", init, apply)
+
+
+TASKS = {"mlp": mlp, "cnn": cnn}
+
+
+def make_task(name: str, input_shape: Sequence[int], num_classes: int = 10) -> Task:
+    """Build the named task for images of ``input_shape`` (H, W, C)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+    return TASKS[name](input_shape=tuple(input_shape), num_classes=num_classes)

@@ -1,0 +1,54 @@
+"""Hypergradient estimators behind one interface.
+
+``hypergradient(f, hyper, estimator)`` returns ``(f(hyper), {name: ∂f/∂hyper[name]})`` for a
+scalar function ``f`` of a dict of scalar hyperparameters:
+
+- ``"forward"``: stochastic meta-descent's forward mode (paper Eq. 8-9). One ``jax.jvp``
+  per hyperparameter, batched with ``vmap`` so the primal unroll runs once; exact, and its
+  memory does not grow with the horizon.
+- ``"reverse"``: ``jax.value_and_grad`` through the same unroll (memory grows with T).
+- ``"fd"``: central finite differences, for checking (use float64).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+
+ESTIMATORS = ("forward", "reverse", "fd")
+
+
+def hypergradient(
+    f: Callable[[dict], jax.Array],
+    hyper: Mapping[str, jax.Array],
+    estimator: str = "forward",
+    wrt: Sequence[str] | None = None,
+    fd_step: float = 1e-4,
+) -> tuple[jax.Array, dict]:
+    """Value of ``f`` at ``hyper`` and its derivatives w.r.t. the keys ``wrt`` (default all)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
+    hyper = dict(hyper)
+    wrt = tuple(wrt if wrt is not None else hyper)
+    missing = [k for k in wrt if k not in hyper]
+    if missing:
+        raise ValueError(f"hyperparameters {missing} are not among {list(hyper)}")
+    fixed = {k: v for k, v in hyper.items() if k not in wrt}
+    x = jnp.stack([jnp.asarray(hyper[k]) for k in wrt])
+
+    def g(vec):
+        return f({**fixed, **{k: vec[i] for i, k in enumerate(wrt)}})
+
+    if estimator == "forward":
+        basis = jnp.eye(len(wrt), dtype=x.dtype)
+        value, grad = jax.vmap(lambda t: jax.jvp(g, (x,), (t,)), out_axes=(None, 0))(basis)
+    elif estimator == "reverse":
+        value, grad = jax.value_and_grad(g)(x)
+    else:
+        steps = fd_step * (1.0 + jnp.abs(x))
+        basis = jnp.diag(steps)
+        grad = jax.vmap(lambda e, h: (g(x + e) - g(x - e)) / (2 * h))(basis, steps)
+        value = g(x)
+    return value, {k: grad[i] for i, k in enumerate(wrt)}

@@ -1,0 +1,112 @@
+"""Unrolled training under ``lax.scan`` and the meta-objective it defines.
+
+The whole T-step unroll is one traced function of the hyperparameters, so forward mode
+(``jax.jvp``), reverse mode (``jax.grad``) and finite differences all see the same
+computation. Batches are drawn inside the scan from the training set held on the device,
+with a PRNG key folded with the step index: the same key gives the same batches.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from shorthorizon.optim import Hyper, Optimizer, OptState
+from shorthorizon.tasks import Params, Task, cross_entropy
+
+LOOKAHEADS = ("stochastic", "deterministic")
+
+
+class Data(NamedTuple):
+    """Images (N, H, W, C) and integer labels (N,), on the device."""
+
+    x: jax.Array
+    y: jax.Array
+
+
+def sample_batch(data: Data, key: jax.Array, batch_size: int) -> Data:
+    """A batch drawn uniformly with replacement."""
+    idx = jax.random.randint(key, (batch_size,), 0, data.x.shape[0])
+    return Data(data.x[idx], data.y[idx])
+
+
+def batches(data: Data, key: jax.Array, count: int, batch_size: int) -> Data:
+    """``count`` batches stacked as (count, batch_size, ...): an evaluation set."""
+    return jax.vmap(lambda k: sample_batch(data, k, batch_size))(jax.random.split(key, count))
+
+
+def mean_loss(task: Task, params: Params, stacked: Data) -> jax.Array:
+    """Mean loss over stacked batches, one batch at a time (bounded memory)."""
+    return jnp.mean(jax.lax.map(lambda b: cross_entropy(task, params, b.x, b.y), stacked))
+
+
+def train(
+    task: Task,
+    optimizer: Optimizer,
+    params: Params,
+    state: OptState,
+    batch_at: Callable[[jax.Array], Data],
+    steps: int,
+) -> tuple[Params, OptState, jax.Array]:
+    """``steps`` optimizer steps on ``batch_at(t)``; returns final params, state and the
+    training loss of each step's batch (before that step's update)."""
+    loss_and_grad = jax.value_and_grad(partial(cross_entropy, task))
+
+    def body(carry, t):
+        params, state = carry
+        batch = batch_at(t)
+        loss, grads = loss_and_grad(params, batch.x, batch.y)
+        params, state = optimizer.update(grads, state, params)
+        return (params, state), loss
+
+    (params, state), losses = jax.lax.scan(body, (params, state), jnp.arange(steps))
+    return params, state, losses
+
+
+class Unroll(NamedTuple):
+    """A lookahead: ``steps`` of ``optimizer`` on ``task`` from given weights, then the
+    meta-objective.
+
+    ``lookahead="stochastic"``: a fresh batch every step and the objective on
+    ``eval_batches`` further fresh batches; ``"deterministic"``: one batch repeated and the
+    objective on that batch. An explicit evaluation set passed to :meth:`objective`
+    replaces either objective (offline experiment: a fixed set of batches).
+    """
+
+    task: Task
+    optimizer: Optimizer
+    steps: int
+    batch_size: int = 100
+    lookahead: str = "stochastic"
+    eval_batches: int = 1
+
+    def run(self, hyper: Hyper, params: Params, state: OptState, data: Data, key: jax.Array,
+            eval_set: Data | None = None):
+        """Returns ``(objective, (params, state, train_losses))`` after the unroll."""
+        if self.lookahead not in LOOKAHEADS:
+            raise ValueError(f"unknown lookahead {self.lookahead!r}; choose one of {LOOKAHEADS}")
+        train_key, eval_key = jax.random.split(key)
+        if self.lookahead == "stochastic":
+            def batch_at(t):
+                return sample_batch(data, jax.random.fold_in(train_key, t), self.batch_size)
+        else:
+            fixed = sample_batch(data, train_key, self.batch_size)
+
+            def batch_at(t):
+                return fixed
+        state = state._replace(hyper={**state.hyper, **hyper})
+        params, state, losses = train(self.task, self.optimizer, params, state, batch_at, self.steps)
+        if eval_set is None:
+            if self.lookahead == "stochastic":
+                eval_set = batches(data, eval_key, self.eval_batches, self.batch_size)
+            else:
+                eval_set = jax.tree.map(lambda a: a[None], fixed)
+        return mean_loss(self.task, params, eval_set), (params, state, losses)
+
+    def objective(self, hyper: Hyper, params: Params, state: OptState, data: Data, key: jax.Array,
+                  eval_set: Data | None = None) -> jax.Array:
+        """The meta-objective alone, as a function of ``hyper`` (differentiable)."""
+        return self.run(hyper, params, state, data, key, eval_set)[0]
