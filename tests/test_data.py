@@ -299,6 +299,8 @@ def test_cli_download_without_network(isolated, monkeypatch, cli, capsys):
     assert "could not download" in err and "Name or service not known" in err
     assert "apt-get install -y dataset-fashion-mnist" in err and "put train-images-idx3-ubyte.gz" in err
     assert list((isolated / "d" / "fashion-mnist").iterdir()) == []
+    with pytest.raises(DownloadError, match="Without network access"):
+        download("mnist", isolated / "d")
 
 
 # --- downloads and ensure_dataset -----------------------------------------------------------

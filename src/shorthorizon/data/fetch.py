@@ -90,7 +90,8 @@ def _run(command: list[str]) -> bool:
         _log(f"failed: {err}")
         return False
     if done.returncode != 0:
-        _log(f"failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:] or ''}")
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        _log(f"failed (exit {done.returncode}): {last}")
     return done.returncode == 0
 
 
