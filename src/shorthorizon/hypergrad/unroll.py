@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from shorthorizon.optim import Hyper, Optimizer, OptState
-from shorthorizon.tasks import Params, Task, cross_entropy
+from shorthorizon.tasks import Params, Task, accuracy, cross_entropy
 
 LOOKAHEADS = ("stochastic", "deterministic")
 
@@ -41,6 +41,16 @@ def batches(data: Data, key: jax.Array, count: int, batch_size: int) -> Data:
 def mean_loss(task: Task, params: Params, stacked: Data) -> jax.Array:
     """Mean loss over stacked batches, one batch at a time (bounded memory)."""
     return jnp.mean(jax.lax.map(lambda b: cross_entropy(task, params, b.x, b.y), stacked))
+
+
+def evaluate(task: Task, params: Params, data: Data, batch_size: int = 1000) -> dict:
+    """Mean loss and error rate over a whole split, in chunks of ``batch_size``
+    (the remainder beyond a whole number of chunks is left out)."""
+    n = (data.x.shape[0] // batch_size) * batch_size
+    stacked = jax.tree.map(lambda a: a[:n].reshape(-1, batch_size, *a.shape[1:]), data)
+    loss, acc = jax.lax.map(
+        lambda b: (cross_entropy(task, params, b.x, b.y), accuracy(task, params, b.x, b.y)), stacked)
+    return {"loss": jnp.mean(loss), "error": 1.0 - jnp.mean(acc)}
 
 
 def train(

@@ -1,0 +1,39 @@
+"""Dataset choice shared by the neural-net experiments: ``"auto"`` resolves to the first
+present dataset of a preference list, and the data go to the device once."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+
+from shorthorizon.data import Dataset, default_dataset, ensure_dataset, load_dataset, missing_data_instructions
+from shorthorizon.hypergrad import Data
+
+AUTO = "auto"
+
+
+def resolve(name: str, preferred: Sequence[str], data_dir: str | None = None) -> str:
+    """``name``, or for ``"auto"`` the first present dataset of ``preferred``."""
+    if name != AUTO:
+        return name
+    found = default_dataset(tuple(preferred), data_dir)
+    if found is None:
+        raise FileNotFoundError(missing_data_instructions(tuple(preferred), data_dir))
+    return found
+
+
+def ready(preferred: Sequence[str], fetch: bool, data_dir: str | None = None) -> str | None:
+    """None when a dataset of ``preferred`` is present (after fetching one if asked), else
+    the instructions for obtaining one."""
+    if ensure_dataset(tuple(preferred), data_dir, fetch=fetch):
+        return None
+    return missing_data_instructions(tuple(preferred), data_dir)
+
+
+def load(name: str, data_dir: str | None = None, dtype=jnp.float32) -> tuple[Dataset, Data, Data]:
+    """The dataset, and its train and test splits as device arrays."""
+    ds = load_dataset(name, data_dir)
+    train = Data(jnp.asarray(ds.train_x, dtype), jnp.asarray(ds.train_y))
+    test = Data(jnp.asarray(ds.test_x, dtype), jnp.asarray(ds.test_y))
+    return ds, train, test
