@@ -31,9 +31,11 @@ def ready(preferred: Sequence[str], fetch: bool, data_dir: str | None = None) ->
     return missing_data_instructions(tuple(preferred), data_dir)
 
 
-def load(name: str, data_dir: str | None = None, dtype=jnp.float32) -> tuple[Dataset, Data, Data]:
-    """The dataset, and its train and test splits as device arrays."""
-    ds = load_dataset(name, data_dir)
+def load(name: str, data_dir: str | None = None, verify: bool = True,
+         dtype=jnp.float32) -> tuple[Dataset, Data, Data]:
+    """The dataset, and its train and test splits as device arrays (``verify=False`` skips
+    the published-checksum check, for tiny fake datasets in tests)."""
+    ds = load_dataset(name, data_dir, verify=verify)
     train = Data(jnp.asarray(ds.train_x, dtype), jnp.asarray(ds.train_y))
     test = Data(jnp.asarray(ds.test_x, dtype), jnp.asarray(ds.test_y))
     return ds, train, test
