@@ -87,12 +87,21 @@ def cnn(
         for w, b in params[: len(channels)]:
             h = jax.lax.conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
             h = jax.nn.relu(h + b)
-            h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
+            h = _max_pool_2x2(h)
         (w1, b1), (w2, b2) = params[len(channels):]
         h = jax.nn.relu(h.reshape(h.shape[0], -1) @ w1 + b1)
         return h @ w2 + b2
 
     return Task("cnn", init, apply)
+
+
+def _max_pool_2x2(h: jax.Array) -> jax.Array:
+    """2x2/2 max-pooling, SAME-padded (odd sizes padded with -inf), as a reshape and a max:
+    the same values as ``lax.reduce_window``, but its forward-mode derivative (``jvp`` of
+    ``grad``, which every SMD meta-step takes) is a few times cheaper on CPU."""
+    n, height, width, c = h.shape
+    h = jnp.pad(h, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), constant_values=-jnp.inf)
+    return h.reshape(n, (height + 1) // 2, 2, (width + 1) // 2, 2, c).max(axis=(2, 4))
 
 
 TASKS = {"mlp": mlp, "cnn": cnn}

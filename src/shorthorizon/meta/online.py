@@ -1,0 +1,179 @@
+"""Online meta-optimization (paper Section 3.3): adapt learning rate and momentum by SMD
+while training, then stop and decay.
+
+Training has two halves. During the first ``adapt_steps`` steps, every ``interval``
+training steps are preceded by ``meta_steps`` SMD meta-steps, each on a ``horizon``-step
+lookahead from the current weights and velocity (:class:`~shorthorizon.hypergrad.Unroll`,
+stochastic or deterministic). The meta-optimizer works on
+``{"log_lr_eff", "log_one_minus_momentum"}`` (:func:`~shorthorizon.optim.to_effective`)
+and its Adam state persists through training. At the midpoint adaptation stops: momentum
+is frozen and the effective learning rate ``lr / (1 - momentum)`` decays exponentially to
+``final_lr_eff`` at the last step. ``meta_steps=0`` gives the hand-tuned baseline: fixed
+hyperparameters, the same second half.
+
+Each phase runs as a few jitted chunks (``lax.scan`` over intervals, each a ``lax.scan`` of
+meta-steps then of training steps); between chunks the host checks for divergence and
+reports progress. Curves (``loss``, ``lr``, ``momentum`` per training step) are scan outputs.
+
+    >>> from shorthorizon.tasks import mlp
+    >>> from shorthorizon.hypergrad import Data
+    >>> import jax, jax.numpy as jnp
+    >>> data = Data(jax.random.uniform(jax.random.key(0), (64, 4, 4, 1)), jnp.arange(64) % 10)
+    >>> online = Online(mlp((4, 4, 1), hidden=(8,)), batch_size=8, interval=2, meta_steps=3)
+    >>> out = online.run(data, jax.random.key(1), lr=0.1, momentum=0.9, adapt_steps=8, decay_steps=8)
+    >>> out.curves["lr"].shape, bool(out.diverged)
+    ((16,), False)
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from shorthorizon import optim
+from shorthorizon.hypergrad import Data, Unroll, sample_batch, train
+from shorthorizon.meta.smd import SMD, SMDState
+from shorthorizon.optim import OptState, from_effective, to_effective
+from shorthorizon.tasks import Params, Task
+
+
+class OnlineResult(NamedTuple):
+    params: Params
+    steps_done: int  # training steps taken (fewer than planned when the run diverged)
+    lr_at_stop: float  # α when adaptation stopped (or the run did)
+    momentum_at_stop: float
+    diverged: bool
+    curves: dict  # per training step: "loss" (minibatch, before the step), "lr", "momentum"
+
+
+class Online(NamedTuple):
+    """Online SMD on ``task``; hashable, so it is a static argument of the jitted chunks."""
+
+    task: Task
+    lookahead: str = "stochastic"
+    horizon: int = 5
+    meta_steps: int = 100
+    interval: int = 10
+    meta_lr: float = 0.01
+    clip: float = 10.0
+    batch_size: int = 100
+    lr_eff_bounds: tuple[float, float] = (1e-4, 10.0)
+    one_minus_momentum_bounds: tuple[float, float] = (1e-4, 1.0)
+    final_lr_eff: float = 1e-4
+    chunks: int = 10  # jitted pieces per phase: divergence checks and progress in between
+
+    def smd(self, params: Params, opt_state: OptState, data: Data) -> SMD:
+        """SMD whose objective is the lookahead loss from ``params`` and ``opt_state``."""
+        unroll = Unroll(self.task, optim.momentum(), self.horizon, self.batch_size, self.lookahead)
+
+        def objective(raw, key):
+            return unroll.objective(from_effective(raw), params, opt_state, data, key)
+
+        bounds = {"log_lr_eff": tuple(map(math.log, self.lr_eff_bounds)),
+                  "log_one_minus_momentum": tuple(map(math.log, self.one_minus_momentum_bounds))}
+        return SMD(objective, self.meta_lr, self.clip, bounds)
+
+    def run(self, data: Data, key: jax.Array, lr: float, momentum: float, adapt_steps: int,
+            decay_steps: int, chance_loss: float = math.inf,
+            progress: Callable[[int], None] | None = None) -> OnlineResult:
+        """Train from fresh weights; stop early (``diverged``) when a chunk's losses are not
+        finite or their mean exceeds ``chance_loss``. ``progress(n)`` gets the steps done per chunk."""
+        if adapt_steps % self.interval:
+            raise ValueError(f"adapt_steps={adapt_steps} is not a multiple of interval={self.interval}")
+        init_key, adapt_key, decay_key = jax.random.split(key, 3)
+        params = self.task.init(init_key)
+        dtype = jax.tree.leaves(params)[0].dtype
+        raw = to_effective(jnp.asarray(lr, dtype), jnp.asarray(momentum, dtype))
+        opt_state = optim.momentum().init(params, from_effective(raw))
+        smd_state = self.smd(params, opt_state, data).init(raw)
+        pieces: list[dict] = []
+
+        def finished(curves) -> bool:
+            pieces.append(jax.device_get(curves))
+            if progress is not None:
+                progress(len(curves["loss"]))
+            losses = pieces[-1]["loss"]
+            return not np.all(np.isfinite(losses)) or float(np.mean(losses)) > chance_loss
+
+        diverged = False
+        for i, intervals in enumerate(_split(adapt_steps // self.interval, self.chunks)):
+            params, opt_state, smd_state, curves = _adapt(
+                self, params, opt_state, smd_state, data, jax.random.fold_in(adapt_key, i), intervals)
+            if diverged := finished(curves):
+                break
+        if not diverged:
+            opt_state = opt_state._replace(hyper=decay_hyper(
+                opt_state.hyper, adapt_steps, decay_steps, self.final_lr_eff))
+            for i, steps in enumerate(_split(decay_steps, self.chunks)):
+                params, opt_state, curves = _decay(self, params, opt_state, data,
+                                                   jax.random.fold_in(decay_key, i), steps)
+                if diverged := finished(curves):
+                    break
+        curves = {k: np.concatenate([p[k] for p in pieces]) for k in ("loss", "lr", "momentum")}
+        at_stop = min(adapt_steps, len(curves["lr"])) - 1
+        return OnlineResult(params, len(curves["loss"]), _last_finite(curves["lr"][: at_stop + 1]),
+                            _last_finite(curves["momentum"][: at_stop + 1]), diverged, curves)
+
+
+def decay_hyper(hyper: dict, start: int, steps: int, final_lr_eff: float) -> dict:
+    """Hyperparameters of :func:`decay_schedule` for the second half: from ``hyper`` at step
+    ``start``, the effective lr decays exponentially to ``final_lr_eff`` at step
+    ``start + steps - 1``; momentum stays fixed."""
+    lr_eff = hyper["lr"] / (1 - hyper["momentum"])
+    per_step = jnp.exp(jnp.log(final_lr_eff / lr_eff) / max(steps - 1, 1))
+    return {**hyper, "decay_rate": per_step, "decay_start": jnp.asarray(start, per_step.dtype)}
+
+
+def decay_schedule(hyper: dict, step: jax.Array) -> jax.Array:
+    """α at global ``step`` of the second half (hyperparameters from :func:`decay_hyper`)."""
+    return optim.exponential(1.0)(hyper, step - hyper["decay_start"])
+
+
+def _last_finite(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if finite.size else math.nan
+
+
+def _split(total: int, chunks: int) -> list[int]:
+    """``total`` as at most ``chunks`` near-equal positive parts."""
+    return [len(part) for part in np.array_split(np.arange(total), min(chunks, total)) if len(part)]
+
+
+def _batches(online: Online, data: Data, key: jax.Array) -> Callable[[jax.Array], Data]:
+    return lambda t: sample_batch(data, jax.random.fold_in(key, t), online.batch_size)
+
+
+@partial(jax.jit, static_argnames=("online", "intervals"))
+def _adapt(online: Online, params, opt_state: OptState, smd_state: SMDState, data: Data, key, intervals: int):
+    """``intervals`` x (``meta_steps`` SMD steps, then ``interval`` training steps)."""
+
+    def body(carry, k):
+        params, opt_state, smd_state = carry
+        meta_key, train_key = jax.random.split(k)
+        if online.meta_steps:
+            smd = online.smd(params, opt_state, data)
+            smd_state, _ = smd.run(smd_state, jax.random.split(meta_key, online.meta_steps))
+            opt_state = opt_state._replace(hyper=from_effective(smd_state.raw))
+        params, opt_state, losses = train(online.task, optim.momentum(), params, opt_state,
+                                          _batches(online, data, train_key), online.interval)
+        hyper = {name: jnp.full(online.interval, v) for name, v in opt_state.hyper.items()}
+        return (params, opt_state, smd_state), {"loss": losses, **hyper}
+
+    (params, opt_state, smd_state), curves = jax.lax.scan(
+        body, (params, opt_state, smd_state), jax.random.split(key, intervals))
+    return params, opt_state, smd_state, jax.tree.map(lambda a: a.reshape(-1), curves)
+
+
+@partial(jax.jit, static_argnames=("online", "steps"))
+def _decay(online: Online, params, opt_state: OptState, data: Data, key, steps: int):
+    """``steps`` training steps under :func:`decay_schedule`."""
+    t = opt_state.step + jnp.arange(steps)
+    curves = {"lr": decay_schedule(opt_state.hyper, t), "momentum": jnp.full(steps, opt_state.hyper["momentum"])}
+    params, opt_state, losses = train(online.task, optim.momentum(decay_schedule), params, opt_state,
+                                      _batches(online, data, key), steps)
+    return params, opt_state, {"loss": losses, **curves}
