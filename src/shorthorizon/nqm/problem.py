@@ -1,0 +1,130 @@
+"""The noisy quadratic model (NQM) and its curvature spectra.
+
+The NQM of Wu et al. (2018, Sec. 2) is the stochastic loss, per dimension ``i``,
+
+    L(θ) = ½ Σ_i h_i (θ_i − c_i)²,    c_i ~ N(0, σ_i²) drawn afresh at every step,
+
+so the stochastic gradient is ``h_i (θ_i − c_i)``: exact in expectation, with noise variance
+``h_i² σ_i²``. The parameters start at ``θ_i(0) ~ N(mean0_i, var0_i)`` and the velocity at 0.
+Every quantity in this package is the *excess* expected loss ½ Σ h_i (E[θ_i]² + V[θ_i]);
+the irreducible part ½ Σ h_i σ_i² is left out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+
+def chebyshev_spectrum(dim: int, low: float = 1e-3, high: float = 1.0) -> np.ndarray:
+    """Chebyshev extreme points cos(jπ/(d−1)), j = 0..d−1, mapped onto [low, high], descending.
+
+    The worst-case spectrum for conjugate gradients (Li, 2005); the one that reproduces
+    Section 2.3 of the paper. Dense near both ends, sparse in the middle.
+    """
+    _check_range(dim, low, high)
+    if dim == 1:
+        return np.array([high])
+    nodes = np.cos(np.arange(dim) * math.pi / (dim - 1))  # 1 .. -1
+    return low + (high - low) * (nodes + 1) / 2
+
+
+def geometric_spectrum(dim: int, low: float = 1e-3, high: float = 1.0) -> np.ndarray:
+    """Curvatures spaced evenly in log scale from ``high`` down to ``low``."""
+    _check_range(dim, low, high)
+    return np.geomspace(high, low, dim)
+
+
+def harmonic_spectrum(dim: int, high: float = 1.0) -> np.ndarray:
+    """Curvatures h_i = high / i, i = 1..d (a power law, common in neural-net Hessians)."""
+    _check_range(dim, high / max(dim, 1), high)
+    return high / np.arange(1, dim + 1)
+
+
+def _check_range(dim: int, low: float, high: float) -> None:
+    if int(dim) != dim or dim < 1:
+        raise ValueError(f"spectrum dimension must be a positive integer, got {dim!r}")
+    if not (0 < low <= high) or not math.isfinite(high):
+        raise ValueError(f"spectrum needs 0 < low <= high < inf, got low={low!r}, high={high!r}")
+
+
+@jax.tree_util.register_pytree_node_class
+class NQM:
+    """A noisy quadratic problem: per-dimension ``curvature`` h_i, minimum-noise variance
+    ``sigma2`` σ_i², initial mean ``mean0`` E[θ_i(0)] and variance ``var0`` V[θ_i(0)].
+
+    Scalars broadcast to the curvature's shape. Arrays are stored as float64 NumPy arrays, so
+    the problem's precision does not depend on when it was built; computations follow JAX's
+    x64 setting. A pytree: it passes through ``jit`` and ``vmap``.
+
+    >>> NQM([1.0, 0.1], sigma2=0.0, mean0=1.0).dim
+    2
+    """
+
+    def __init__(self, curvature, sigma2=0.0, mean0=1.0, var0=0.0):
+        curvature = _as_array("curvature", curvature)
+        if curvature.ndim != 1 or curvature.size == 0:
+            raise ValueError(f"curvature must be a non-empty 1-D array, got shape {curvature.shape}")
+        fields = {"sigma2": sigma2, "mean0": mean0, "var0": var0}
+        arrays = {}
+        for name, value in fields.items():
+            value = _as_array(name, value)
+            if value.ndim != 0 and value.shape != curvature.shape:
+                raise ValueError(
+                    f"{name} has shape {value.shape} but curvature has shape {curvature.shape}; "
+                    "pass a scalar or an array of the curvature's shape"
+                )
+            arrays[name] = np.broadcast_to(value, curvature.shape).copy()
+        for name in ("curvature", "sigma2", "var0"):
+            value = curvature if name == "curvature" else arrays[name]
+            if np.any(value < 0):
+                raise ValueError(f"{name} must be non-negative, got min {value.min()!r}")
+        self.curvature = curvature
+        self.sigma2 = arrays["sigma2"]
+        self.mean0 = arrays["mean0"]
+        self.var0 = arrays["var0"]
+
+    @classmethod
+    def paper(cls, dim: int = 1000, noisy: bool = True) -> "NQM":
+        """The Section 2.3 problem: Chebyshev spectrum on [1e-3, 1], σ_i² = 1/h_i (gradient
+        noise variance equal to the curvature), E[θ(0)] = 10, V[θ(0)] = 0. ``noisy=False``
+        gives the deterministic version (σ = 0)."""
+        curvature = chebyshev_spectrum(dim, 1e-3, 1.0)
+        sigma2 = 1.0 / curvature if noisy else 0.0
+        return cls(curvature, sigma2=sigma2, mean0=10.0, var0=0.0)
+
+    @property
+    def dim(self) -> int:
+        return self.curvature.shape[-1]
+
+    def replace(self, **changes) -> "NQM":
+        """A copy with some fields changed (validated again)."""
+        fields = {"curvature": self.curvature, "sigma2": self.sigma2, "mean0": self.mean0,
+                  "var0": self.var0}
+        return NQM(**{**fields, **changes})
+
+    # --- pytree protocol: unflattening skips validation (leaves may be tracers) ---------
+    def tree_flatten(self):
+        return (self.curvature, self.sigma2, self.mean0, self.var0), None
+
+    @classmethod
+    def tree_unflatten(cls, _aux, leaves):
+        obj = object.__new__(cls)
+        obj.curvature, obj.sigma2, obj.mean0, obj.var0 = leaves
+        return obj
+
+    def __repr__(self) -> str:
+        h = np.asarray(self.curvature)
+        return f"NQM(dim={self.dim}, curvature in [{h.min():.3g}, {h.max():.3g}])"
+
+
+def _as_array(name: str, value) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric: {err}") from err
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return array
