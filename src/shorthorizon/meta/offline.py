@@ -1,0 +1,161 @@
+"""Offline meta-optimization (paper Section 3.2): fit an inverse-time decay schedule
+lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent) by re-training from a warm start.
+
+The meta-objective for a horizon T is the mean training loss after T steps from the warm
+start, on a fixed set of evaluation batches. This module composes a task, the momentum
+optimizer with an inverse-time schedule, :class:`~shorthorizon.hypergrad.Unroll` and
+:class:`~shorthorizon.meta.smd.SMD`; every function takes the device arrays as arguments
+(jit never bakes a dataset into a program) and the :class:`Unroll` as a static argument.
+
+    >>> unroll = schedule_unroll(task, horizon=100)
+    >>> problem = warm_start(task, train, key, eval_set, steps=50, lr=0.1, momentum=0.9)
+    >>> losses = surface(unroll, problem, lr0s, decay_exponents, keys, (100, 1000))  # vmapped
+    >>> state, (objective, _, raw) = fit_chunk(unroll, problem, state, keys)  # SMD
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from shorthorizon.hypergrad import Data, Unroll, evaluate, mean_loss, sample_batch, train
+from shorthorizon.meta.smd import SMD, SMDState
+from shorthorizon import optim
+from shorthorizon.optim import OptState
+from shorthorizon.tasks import Params, Task
+
+# Names of the fitted hyperparameters in SMD's log space.
+LOG_LR = "log_lr"
+LOG_DECAY_EXPONENT = "log_decay_exponent"
+
+
+class Problem(NamedTuple):
+    """What every horizon starts from: the warm-started weights and optimizer state (step
+    counter reset, so the schedule's t counts from the warm start), the training split and
+    the fixed evaluation batches of the meta-objective."""
+
+    params: Params
+    state: OptState
+    train: Data
+    eval_set: Data
+
+
+def to_raw(lr0, decay_exponent) -> dict:
+    """(lr0, decay_exponent) -> SMD's log space (strongly typed, so every chunk of meta-steps
+    reuses one compiled program)."""
+    return {LOG_LR: jnp.log(jnp.asarray(lr0, float)), LOG_DECAY_EXPONENT: jnp.log(jnp.asarray(decay_exponent, float))}
+
+
+def from_raw(raw: Mapping[str, jax.Array]) -> dict:
+    """SMD's log space -> the optimizer's hyperparameters ``lr`` (= lr0) and ``decay_exponent``."""
+    return {"lr": jnp.exp(raw[LOG_LR]), "decay_exponent": jnp.exp(raw[LOG_DECAY_EXPONENT])}
+
+
+def schedule_unroll(task: Task, horizon: int, batch_size: int = 100, decay_steps: float = 5000.0) -> Unroll:
+    """``horizon`` steps of momentum with the inverse-time schedule, a fresh batch each step."""
+    return Unroll(task, optim.momentum(optim.inverse_time(decay_steps)), horizon, batch_size, "stochastic")
+
+
+def epoch_batches(data: Data, key: jax.Array, count: int, batch_size: int) -> Data:
+    """``count`` batches drawn without replacement, stacked (count, batch_size, ...): with
+    ``count * batch_size`` equal to the split's size, one shuffled epoch."""
+    if count * batch_size > data.x.shape[0]:
+        raise ValueError(f"{count} batches of {batch_size} exceed the {data.x.shape[0]} examples")
+    idx = jax.random.permutation(key, data.x.shape[0])[: count * batch_size].reshape(count, batch_size)
+    return Data(data.x[idx], data.y[idx])
+
+
+@partial(jax.jit, static_argnames=("task", "steps", "batch_size"))
+def warm_start(task: Task, train_data: Data, key: jax.Array, eval_set: Data, steps: int, lr: float,
+               momentum: float, batch_size: int = 100) -> Problem:
+    """Fresh weights from ``key``, then ``steps`` steps of momentum at constant ``lr``."""
+    init_key, batch_key = jax.random.split(key)
+    params = task.init(init_key)
+    hyper = {"lr": lr, "momentum": momentum, "decay_exponent": 0.0}
+    optimizer = optim.momentum()
+    state = optimizer.init(params, hyper)
+    params, state, _ = train(task, optimizer, params, state,
+                             lambda t: sample_batch(train_data, jax.random.fold_in(batch_key, t), batch_size),
+                             steps)
+    return Problem(params, state._replace(step=jnp.zeros_like(state.step)), train_data, eval_set)
+
+
+@partial(jax.jit, static_argnames="unroll")
+def meta_objective(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Array], key: jax.Array) -> jax.Array:
+    """Mean training loss on ``problem.eval_set`` after ``unroll.steps`` steps with ``hyper``;
+    ``key`` draws the training batches."""
+    return unroll.objective(hyper, problem.params, problem.state, problem.train, key, problem.eval_set)
+
+
+def meta_objectives(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Array], key: jax.Array,
+                    horizons: tuple[int, ...]) -> jax.Array:
+    """:func:`meta_objective` at each of the increasing ``horizons`` (``unroll.steps`` is not
+    used) from one unroll: an unroll draws the batch of step t from ``key`` and t alone, so
+    the first T steps of a longer unroll are the T-step unroll."""
+    train_key, _ = jax.random.split(key)  # the training stream of Unroll.run
+    params, state = problem.params, problem.state._replace(hyper={**problem.state.hyper, **hyper})
+    losses = []
+    for start, stop in zip((0, *horizons[:-1]), horizons):
+        params, state, _ = train(
+            unroll.task, unroll.optimizer, params, state,
+            lambda t, start=start: sample_batch(problem.train, jax.random.fold_in(train_key, start + t),
+                                                unroll.batch_size),
+            stop - start)
+        losses.append(mean_loss(unroll.task, params, problem.eval_set))
+    return jnp.stack(losses)
+
+
+@partial(jax.jit, static_argnames=("unroll", "horizons"))
+def surface(unroll: Unroll, problem: Problem, lr0: jax.Array, decay_exponent: jax.Array, keys: jax.Array,
+            horizons: tuple[int, ...]) -> jax.Array:
+    """Meta-objective at each horizon (rows) for each (lr0, decay_exponent) pair (columns),
+    batched with vmap; pair i draws its training batches from ``keys[i]``."""
+    return jax.vmap(lambda a, b, k: meta_objectives(unroll, problem, {"lr": a, "decay_exponent": b}, k, horizons),
+                    out_axes=1)(lr0, decay_exponent, keys)
+
+
+def smd(unroll: Unroll, problem: Problem, meta_lr: float, bounds: tuple[tuple[str, float, float], ...]) -> SMD:
+    """SMD on the log-space schedule hyperparameters; ``bounds`` as hashable
+    ``(name, low, high)`` triples in log space."""
+    return SMD(lambda raw, key: meta_objective(unroll, problem, from_raw(raw), key),
+               meta_lr=meta_lr, bounds={k: (lo, hi) for k, lo, hi in bounds})
+
+
+@partial(jax.jit, static_argnames=("unroll", "meta_lr", "bounds"))
+def fit_chunk(unroll: Unroll, problem: Problem, state: SMDState, keys: jax.Array, meta_lr: float,
+              bounds: tuple[tuple[str, float, float], ...]):
+    """``len(keys)`` SMD meta-steps (one fresh key each) under one ``lax.scan``. Returns the
+    new state and the per-step (objective, hypergradient, raw before the step)."""
+    return smd(unroll, problem, meta_lr, bounds).run(state, keys)
+
+
+@partial(jax.jit, static_argnames=("unroll", "points"))
+def long_run(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Array], key: jax.Array, test: Data,
+             points: int) -> dict:
+    """Train ``unroll.steps`` steps with ``hyper`` and record, at ``points`` evenly spaced
+    steps (and at the start), the training loss on the evaluation batches and the test error."""
+    if unroll.steps % points:
+        raise ValueError(f"{points} curve points do not divide {unroll.steps} steps")
+    interval = unroll.steps // points
+    task, batch_size = unroll.task, unroll.batch_size
+    state = problem.state._replace(hyper={**problem.state.hyper, **hyper})
+
+    def measure(params):
+        return mean_loss(task, params, problem.eval_set), evaluate(task, params, test)["error"]
+
+    def body(carry, i):
+        params, state = carry
+        params, state, _ = train(
+            task, unroll.optimizer, params, state,
+            lambda t: sample_batch(problem.train, jax.random.fold_in(key, i * interval + t), batch_size),
+            interval)
+        return (params, state), measure(params)
+
+    _, (loss, error) = jax.lax.scan(body, (problem.params, state), jnp.arange(points))
+    loss0, error0 = measure(problem.params)
+    return {"step": jnp.arange(points + 1) * interval,
+            "train_loss": jnp.concatenate([loss0[None], loss]),
+            "test_error": jnp.concatenate([error0[None], error])}
