@@ -1,0 +1,272 @@
+"""Noisy quadratic model: Figures 1-3 of the paper (short-horizon bias, exactly computed)."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import numpy as np
+
+from shorthorizon.results import RunDir
+from shorthorizon.runners import Unit, run_units
+
+NAME = "nqm"
+FLAGS = ()
+SETTINGS = ("noisy", "deterministic")
+KINDS = ("greedy", "fixed", "optimized")
+# Section 2.3 of the paper: final losses after 250 steps on the noisy problem.
+PAPER = {"noisy": {"greedy": 63.86, "fixed": 42.19, "optimized": 4.25}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    dim: int = 1000  # problem dimension (Chebyshev spectrum on [1e-3, 1], sigma² = 1/h)
+    horizon: int = 250  # steps of SGD with momentum
+    fit_steps: int = 500  # Adam meta-steps for the per-step schedule
+    fixed_fit_steps: int = 300  # Adam meta-steps for the best fixed lr and momentum
+    adam_lr: float = 0.03  # Adam step size on log lr and logit momentum
+    penalty: float = 1e3  # weight of the per-dimension constraint penalty (see nqm.fit)
+    margin: float = 1e-3  # the penalty starts at component ratio 1 - margin
+    tail_dims: int = 50  # Figure 3: sums over this many highest / lowest curvatures
+    fig1_steps: int = 60  # Figure 1: steps of each sample trajectory on the 2-D problem
+    fig1_trajectories: int = 3
+    fig2_horizons: tuple[int, ...] = (1, 10, 50, 250)  # Figure 2: k steps of a fixed lr
+    fig2_decay_steps: int = 50  # then this many steps of exponentially decayed lr
+    fig2_decay_rate: float = 0.9  # lr multiplied by this per decay step
+    seed: int = 0
+
+
+PRESETS = {
+    "paper": Config(),
+    "quick": Config(dim=100, horizon=50, fit_steps=200, fixed_fit_steps=100, tail_dims=10,
+                    fig1_steps=30, fig2_horizons=(1, 10, 50), fig2_decay_steps=20),
+}
+
+
+# --- units (pure; each enables float64 itself, as Ray workers are fresh processes) ---------
+def _problems(dim: int):
+    """The noisy and the deterministic paper problem, stacked along a leading axis of 2."""
+    import jax
+
+    from shorthorizon.nqm import NQM
+
+    both = [NQM.paper(dim, noisy=(setting == "noisy")) for setting in SETTINGS]
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *both)
+
+
+def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float,
+                   penalty: float, margin: float, tail_dims: int) -> dict:
+    """One kind of schedule (greedy, fixed or optimized) for both settings at once (vmapped).
+
+    Returns arrays with a leading axis over SETTINGS: lr, momentum (T,), loss (T+1,), the loss
+    summed over the ``tail_dims`` highest (``loss_high``) and lowest (``loss_low``) curvature
+    dimensions, and max_component_ratio.
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from shorthorizon import nqm as lib
+
+    if kind == "greedy":
+        solve = partial(lib.greedy_schedule, horizon=horizon)
+    elif kind in ("fixed", "optimized"):
+        solve = lambda p: lib.fit_schedule(p, horizon, fixed=(kind == "fixed"), steps=steps,
+                                           adam_lr=adam_lr, penalty=penalty, margin=margin).schedule
+    else:
+        raise ValueError(f"unknown schedule kind {kind!r}; choose one of: {', '.join(KINDS)}")
+
+    def evaluate(problem):
+        schedule = solve(problem)
+        components = lib.loss_components(problem, schedule.lr, schedule.momentum)
+        order = np.argsort(-np.asarray(_problems(dim).curvature[0]))  # descending curvature
+        return dict(
+            lr=schedule.lr, momentum=schedule.momentum, loss=components.sum(-1),
+            loss_high=components[:, order[:tail_dims]].sum(-1),
+            loss_low=components[:, order[-tail_dims:]].sum(-1),
+            max_component_ratio=lib.ratios_of(components).max(),
+        )
+
+    return jax.jit(jax.vmap(evaluate))(_problems(dim))
+
+
+def figure1_unit(steps: int, trajectories: int, seed: int) -> dict:
+    """Sample trajectories on a 2-D noisy quadratic: a small fixed lr, and a large lr followed
+    by exponential decay."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    from shorthorizon.nqm import NQM, simulate
+
+    problem = NQM([1.0, 0.1], sigma2=[0.5, 5.0], mean0=[-2.5, 4.0])
+    half = steps // 2
+    small = jnp.full(steps, 0.1)
+    decayed = jnp.concatenate([jnp.full(half, 0.9), 0.9 * 0.85 ** jnp.arange(1, steps - half + 1)])
+    key_small, key_decayed = jax.random.split(jax.random.PRNGKey(seed))
+    zeros = jnp.zeros(steps)
+    return dict(
+        curvature=problem.curvature, sigma2=problem.sigma2,
+        small=simulate(problem, small, zeros, key_small, trajectories),
+        decayed=simulate(problem, decayed, zeros, key_decayed, trajectories),
+        small_lr=small, decayed_lr=decayed,
+    )
+
+
+def figure2_unit(dim: int, horizons: tuple, decay_steps: int, decay_rate: float) -> dict:
+    """Short-horizon meta-objectives (SGD on the noisy problem): the loss after k steps of a fixed
+    lr, and after those k steps plus ``decay_steps`` steps of lr · decay_rate^j."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    from shorthorizon.nqm import NQM, loss_curve
+
+    problem = NQM.paper(dim)
+    lrs = jnp.geomspace(1e-2, 2.0, 60)
+    decay = decay_rate ** jnp.arange(1, decay_steps + 1)
+
+    def losses(lr, k):
+        schedule = jnp.concatenate([jnp.full(k, lr), lr * decay])
+        curve = loss_curve(problem, schedule, jnp.zeros_like(schedule))
+        return curve[k], curve[-1]
+
+    rows = [jax.jit(jax.vmap(partial(losses, k=int(k))))(lrs) for k in horizons]
+    return dict(lr=lrs, horizons=np.asarray(horizons), fixed=np.stack([r[0] for r in rows]),
+                decayed=np.stack([r[1] for r in rows]))
+
+
+# --- the experiment --------------------------------------------------------------------------
+def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=None) -> dict:
+    run_dir.write_config(config)
+    common = dict(dim=config.dim, horizon=config.horizon, adam_lr=config.adam_lr,
+                  penalty=config.penalty, margin=config.margin, tail_dims=config.tail_dims)
+    steps = {"greedy": 0, "fixed": config.fixed_fit_steps, "optimized": config.fit_steps}
+    units = [Unit(kind, dict(kind=kind, steps=steps[kind], **common)) for kind in KINDS]
+    results = run_units(_dispatch, [
+        *[Unit(u.name, dict(fn="schedules", **u.kwargs)) for u in units],
+        Unit("figure1", dict(fn="figure1", steps=config.fig1_steps,
+                             trajectories=config.fig1_trajectories, seed=config.seed)),
+        Unit("figure2", dict(fn="figure2", dim=config.dim, horizons=tuple(config.fig2_horizons),
+                             decay_steps=config.fig2_decay_steps, decay_rate=config.fig2_decay_rate)),
+    ], run_dir, executor, ray_address, desc="nqm")
+
+    run_dir.save_curves("fig1", **results["figure1"])
+    run_dir.save_curves("fig2", **results["figure2"])
+    summary = {}
+    for i, setting in enumerate(SETTINGS):
+        curves = {f"{kind}_{key}": value[i] for kind in KINDS for key, value in results[kind].items()}
+        run_dir.save_curves(f"fig3_{setting}", **curves)
+        summary[setting] = {
+            kind: {"final_loss": float(results[kind]["loss"][i, -1]),
+                   "max_component_ratio": float(results[kind]["max_component_ratio"][i])}
+            for kind in KINDS
+        }
+        summary[setting]["fixed"]["lr"] = float(results["fixed"]["lr"][i, 0])
+        summary[setting]["fixed"]["momentum"] = float(results["fixed"]["momentum"][i, 0])
+    summary["paper"] = PAPER
+    plot_all(run_dir)
+    summary["seconds"] = run_dir.elapsed()
+    run_dir.write_summary(summary)
+    return summary
+
+
+def _dispatch(fn: str, **kwargs) -> dict:
+    """Route a unit to its function (one picklable entry point for every executor)."""
+    return {"schedules": schedules_unit, "figure1": figure1_unit, "figure2": figure2_unit}[fn](**kwargs)
+
+
+# --- figures (from saved curves only) ------------------------------------------------------------
+COLORS = {"greedy": "tab:orange", "fixed": "tab:green", "optimized": "tab:blue"}
+
+
+def plot_all(run_dir: RunDir) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    plot_figure1(run_dir)
+    plot_figure2(run_dir)
+    for setting in SETTINGS:
+        plot_figure3(run_dir, setting)
+
+
+def plot_figure1(run_dir: RunDir) -> None:
+    import matplotlib.pyplot as plt
+
+    c = run_dir.load_curves("fig1")
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    paths = np.concatenate([c["small"], c["decayed"]], axis=1)
+    lo, hi = paths.min(axis=(0, 1)) - 0.5, paths.max(axis=(0, 1)) + 0.5
+    x, y = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+    ax.contour(x, y, 0.5 * (c["curvature"][0] * x**2 + c["curvature"][1] * y**2), levels=12,
+               colors="0.75", linewidths=0.8)
+    for name, color, label in (("small", "tab:blue", "small fixed lr"),
+                               ("decayed", "tab:red", "large lr, then exponential decay")):
+        for j in range(c[name].shape[1]):
+            ax.plot(c[name][:, j, 0], c[name][:, j, 1], "-", color=color, lw=1, alpha=0.8,
+                    label=label if j == 0 else None)
+    ax.plot(*c["small"][0, 0], "ko", ms=4)
+    ax.plot(0, 0, "k*", ms=10)
+    ax.set(xlabel=r"$\theta_1$", ylabel=r"$\theta_2$", title="Figure 1: SGD on a 2-D noisy quadratic")
+    ax.legend(fontsize=8, loc="upper right")
+    run_dir.save_figure(fig, "fig1")
+
+
+def plot_figure2(run_dir: RunDir) -> None:
+    import matplotlib.pyplot as plt
+
+    c = run_dir.load_curves("fig2")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for i, k in enumerate(c["horizons"]):
+        line, = ax.loglog(c["lr"], c["fixed"][i], "-", label=f"{k} steps")
+        ax.loglog(c["lr"], c["decayed"][i], "--", color=line.get_color())
+    ax.set(xlabel="learning rate", ylabel="loss", ylim=(None, 2 * c["fixed"][:, 0].max()),
+           title="Figure 2: short-horizon meta-objectives (dashed: + decay)")
+    ax.legend(fontsize=8)
+    run_dir.save_figure(fig, "fig2")
+
+
+def plot_figure3(run_dir: RunDir, setting: str) -> None:
+    import matplotlib.pyplot as plt
+
+    c = run_dir.load_curves(f"fig3_{setting}")
+    fig, axes = plt.subplots(1, 5, figsize=(22, 4))
+    panels = (("loss", "loss", True), ("lr", "learning rate", False),
+              ("momentum", "momentum", False), ("loss_high", "loss, highest curvatures", True),
+              ("loss_low", "loss, lowest curvatures", True))
+    for ax, (key, title, log) in zip(axes, panels):
+        for kind in KINDS:
+            values = c[f"{kind}_{key}"]
+            ax.plot(np.arange(len(values)) + (key in ("lr", "momentum")), values,
+                    color=COLORS[kind], label=kind)
+        ax.set(title=title, xlabel="step", yscale="log" if log else "linear")
+    axes[0].legend()
+    fig.suptitle(f"Figure 3 ({setting})")
+    run_dir.save_figure(fig, f"fig3_{setting}")
+
+
+# --- report ----------------------------------------------------------------------------------
+def report(run_dir: RunDir, prefix: str = "") -> str:
+    summary = run_dir.read_summary()
+    lines = [
+        "## Noisy quadratic model (Section 2)",
+        "",
+        "Exact expected losses after the horizon (excess over the irreducible loss); "
+        "schedules fitted under the constraint that no dimension's loss exceeds its initial value.",
+        "",
+        "| setting | schedule | paper | ours | max component ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        for kind in KINDS:
+            paper = PAPER.get(setting, {}).get(kind)
+            ours = summary[setting][kind]
+            lines.append(f"| {setting} | {kind} | {'' if paper is None else f'{paper:.2f}'} | "
+                         f"{ours['final_loss']:.4g} | {ours['max_component_ratio']:.4f} |")
+    fixed = summary["noisy"]["fixed"]
+    lines += ["", f"Best fixed (noisy): lr {fixed['lr']:.4g}, momentum {fixed['momentum']:.4g}. "
+              f"Computed in {summary['seconds']:.1f} s.", ""]
+    for name, caption in (("fig1", "Figure 1"), ("fig2", "Figure 2"),
+                          ("fig3_noisy", "Figure 3 (noisy)"),
+                          ("fig3_deterministic", "Figure 3 (deterministic)")):
+        lines.append(f"![{caption}]({prefix}{name}.png)")
+    return "\n".join(lines) + "\n"
