@@ -141,7 +141,7 @@ def _last_finite(values: np.ndarray) -> float:
 
 def _split(total: int, chunks: int) -> list[int]:
     """``total`` as at most ``chunks`` near-equal positive parts."""
-    return [len(part) for part in np.array_split(np.arange(total), min(chunks, total)) if len(part)]
+    return [len(part) for part in np.array_split(np.arange(total), max(1, min(chunks, total))) if len(part)]
 
 
 def _batches(online: Online, data: Data, key: jax.Array) -> Callable[[jax.Array], Data]:

@@ -1,0 +1,119 @@
+"""Online meta-optimization: SMD direction, divergence handling, the decay schedule, CLI and resume."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shorthorizon import optim
+from shorthorizon.data.formats import write_idx
+from shorthorizon.data.registry import get_spec
+from shorthorizon.hypergrad import Data
+from shorthorizon.meta.online import Online, decay_hyper, decay_schedule
+from shorthorizon.tasks import mlp
+
+
+def _separable(key, n, shape=(4, 4, 1)):
+    """Images whose class is the position of one bright pixel: learnable in a few steps."""
+    labels = jax.random.randint(key, (n,), 0, 10)
+    x = 0.1 * jax.random.uniform(jax.random.fold_in(key, 1), (n, *shape))
+    x = x.reshape(n, -1).at[jnp.arange(n), labels].set(1.0).reshape(n, *shape)
+    return Data(x, labels)
+
+
+def test_smd_moves_lr_against_the_finite_difference_hypergradient(x64):
+    data = _separable(jax.random.key(0), 64)
+    task = mlp((4, 4, 1), hidden=(8,))
+    online = Online(task, lookahead="stochastic", batch_size=16)
+    params = task.init(jax.random.key(1))
+    raw = optim.to_effective(jnp.float64(0.3), jnp.float64(0.9))
+    state = optim.momentum().init(params, optim.from_effective(raw))
+    smd = online.smd(params, state, data)
+    key = jax.random.key(3)
+    new, (value, grad, _) = jax.jit(smd.step)(smd.init(raw), key)
+    objective = jax.jit(smd.objective)
+    for name in raw:
+        h = 1e-5
+        fd = (objective({**raw, name: raw[name] + h}, key) - objective({**raw, name: raw[name] - h}, key)) / (2 * h)
+        assert abs(fd) > 1e-6, "degenerate test: the hypergradient vanishes"
+        np.testing.assert_allclose(grad[name], fd, rtol=1e-4)
+        # Adam's first step moves each coordinate by meta_lr against the gradient's sign
+        assert np.sign(new.raw[name] - raw[name]) == -np.sign(fd)
+        np.testing.assert_allclose(abs(new.raw[name] - raw[name]), smd.meta_lr, rtol=1e-3)
+
+
+def test_decay_ends_exactly_at_final_effective_lr():
+    hyper = {"lr": jnp.float32(0.02), "momentum": jnp.float32(0.8)}
+    decayed = decay_hyper(hyper, start=300, steps=200, final_lr_eff=1e-4)
+    lr = np.asarray(decay_schedule(decayed, 300 + jnp.arange(200)))
+    lr_eff = lr / (1 - 0.8)
+    np.testing.assert_allclose(lr[0], 0.02, rtol=1e-6)
+    np.testing.assert_allclose(lr_eff[-1], 1e-4, rtol=1e-5)
+    assert np.all(np.diff(lr) < 0)
+    np.testing.assert_allclose(np.diff(np.log(lr)), np.log(lr[1] / lr[0]), rtol=1e-3)  # exponential
+
+
+def test_online_run_curves_and_divergence():
+    data = _separable(jax.random.key(0), 256)
+    online = Online(mlp((4, 4, 1), hidden=(16,)), batch_size=16, meta_steps=2, interval=5, chunks=4)
+    chance = math.log(10)
+    ok = online.run(data, jax.random.key(1), lr=0.05, momentum=0.9, adapt_steps=40, decay_steps=40,
+                    chance_loss=chance)
+    assert not ok.diverged and ok.steps_done == 80
+    assert all(len(ok.curves[k]) == 80 for k in ("loss", "lr", "momentum"))
+    np.testing.assert_allclose(ok.curves["lr"][-1] / (1 - ok.curves["momentum"][-1]), 1e-4, rtol=1e-4)
+    assert ok.curves["momentum"][40] == pytest.approx(ok.momentum_at_stop)  # frozen after the midpoint
+    assert ok.curves["lr"][39] == pytest.approx(ok.lr_at_stop)
+    bad = online.run(data, jax.random.key(1), lr=50.0, momentum=0.9, adapt_steps=40, decay_steps=40,
+                     chance_loss=chance)
+    assert bad.diverged and bad.steps_done == 10  # stopped after the first chunk
+
+
+def _write_learnable(folder, name, n_train, n_test, seed=0):
+    """A tiny dataset in the real IDX format whose labels an MLP can learn."""
+    spec = get_spec(name)
+    target = folder / name
+    target.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for members, n in ((spec.train, n_train), (spec.test, n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 28, 28), dtype=np.uint8)
+        images[np.arange(n), 2 * labels + 3, 5:20] = 255
+        write_idx(target / f"{members[0]}.gz", images)
+        write_idx(target / f"{members[1]}.gz", labels)
+
+
+def test_cli_end_to_end_and_resume(tmp_path, monkeypatch):
+    from shorthorizon import cli
+    from shorthorizon.experiments import online
+
+    _write_learnable(tmp_path / "data", "fashion-mnist", 400, 100)
+    monkeypatch.setenv("SHORTHORIZON_DATA", str(tmp_path / "data"))
+    out = tmp_path / "run"
+    args = ["online", "--preset", "quick", "--task", "mlp", "--out", str(out),
+            "--set", "verify=false", "--set", "mlp_steps=40", "--set", "meta_steps=2",
+            "--set", "interval=5", "--set", "chunks=2", "--set", "batch_size=20",
+            "--set", "mlp_init_lrs=0.05", "--set", "lookaheads=stochastic", "--set", "mlp_baseline_lr=50"]
+    assert cli.main(args) == 0
+    for name in ("config.json", "summary.json", "figure7_mlp.png", "figure7_mlp.pdf"):
+        assert (out / name).exists(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"mlp", "elapsed_s"}
+    s = summary["mlp"]
+    assert s["task"] == "mlp" and s["dataset"] == "fashion-mnist"
+    assert {"lr", "momentum", "final_train_loss", "final_test_accuracy"} <= set(s["baseline"])
+    assert s["baseline"]["lr"] == 50 and s["baseline"]["diverged"]  # lr 50 diverges, stops early ...
+    assert s["baseline"]["steps_done"] == 20
+    (run,) = s["runs"]  # ... and the SMD run still finishes
+    assert {"init_lr", "lookahead", "lr_at_stop", "momentum_at_stop", "final_train_loss",
+            "final_test_accuracy", "diverged"} <= set(run)
+    assert run["lookahead"] == "stochastic" and not run["diverged"] and run["steps_done"] == 40
+    assert "Figure 7" in online.report(online.RunDir(out))
+
+    # resume: finished units are not recomputed
+    monkeypatch.setattr(online, "run_unit", lambda **kw: pytest.fail(f"recomputed {kw}"))
+    assert cli.main(args) == 0
+    assert json.loads((out / "summary.json").read_text())["mlp"]["runs"] == s["runs"]
