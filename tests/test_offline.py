@@ -1,0 +1,158 @@
+"""Offline meta-optimization (Section 3.2): SMD fit, resume, executors, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+from shorthorizon.cli import main
+from shorthorizon.data import make_fake_dataset, store
+from shorthorizon.experiments import datasets
+from shorthorizon.experiments import offline as experiment
+from shorthorizon.meta import offline
+from shorthorizon.results import RunDir
+from shorthorizon.tasks import mlp
+
+CURVES = ("surface", "smd", "long_runs")
+
+
+@pytest.fixture(scope="module")
+def fake_dir(tmp_path_factory):
+    """A tiny fake MNIST shared by the module (one config, so programs compile once)."""
+    folder = tmp_path_factory.mktemp("data")
+    make_fake_dataset(folder, "mnist", n_train=500, n_test=1000, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(fake_dir):
+    return dataclasses.replace(
+        experiment.PRESETS["quick"], data_dir=str(fake_dir), verify=False, horizons=(10,),
+        warm_start_steps=5, eval_batches=2, surface_samples=8, surface_chunk=4, init_lr0=(0.01, 0.1),
+        init_decay_exponent=(1.0, 10.0), meta_steps=4, meta_chunk=2, curve_points=2)
+
+
+def _results(path):
+    run_dir = RunDir(path)
+    summary = run_dir.read_summary()
+    summary.pop("wall_time_s")
+    return summary, {name: run_dir.load_curves(name) for name in CURVES}
+
+
+def _assert_same(a, b):
+    assert a[0] == b[0]
+    for name in CURVES:
+        assert a[1][name].keys() == b[1][name].keys()
+        for key in a[1][name]:
+            np.testing.assert_array_equal(a[1][name][key], b[1][name][key], err_msg=f"{name}/{key}")
+
+
+def test_surface_horizons_are_prefixes_of_one_unroll(fake_dir):
+    """The surface evaluates every horizon from one unroll; each value must equal the
+    meta-objective of an unroll of exactly that many steps."""
+    _, train, _ = datasets.load("mnist", str(fake_dir), verify=False)
+    task, key = mlp(), jax.random.PRNGKey(3)
+    eval_set = offline.epoch_batches(train, key, 2, 100)
+    problem = offline.warm_start(task, train, key, eval_set, 5, 0.1, 0.9)
+    lr0, decay_exponent = jnp.array([0.01, 0.2]), jnp.array([0.1, 50.0])
+    keys = jax.random.split(key, 2)
+    losses = offline.surface(offline.schedule_unroll(task, 7), problem, lr0, decay_exponent, keys, (3, 7))
+    for row, horizon in enumerate((3, 7)):
+        unroll = offline.schedule_unroll(task, horizon)
+        for i in range(2):
+            hyper = {"lr": lr0[i], "decay_exponent": decay_exponent[i]}
+            expected = offline.meta_objective(unroll, problem, hyper, keys[i])
+            np.testing.assert_allclose(losses[row, i], expected, rtol=1e-5)
+
+
+def test_smd_reaches_the_best_region_of_the_surface(tmp_path, monkeypatch):
+    """On real Fashion-MNIST, the best SMD restart is within a few percent of the best of
+    64 surface samples (both on the same training batches)."""
+    if store.find_dataset("fashion-mnist") is None:
+        pytest.fail("Fashion-MNIST is missing: `apt-get install -y dataset-fashion-mnist` (as root)")
+    config = dataclasses.replace(
+        experiment.PRESETS["quick"], dataset="fashion-mnist", horizons=(20,), eval_batches=10,
+        surface_samples=64, surface_chunk=64, init_lr0=(0.003, 0.3), init_decay_exponent=(0.03, 30.0),
+        meta_steps=40, meta_chunk=20, meta_lr=0.2, curve_points=2)
+    experiment.run(config, RunDir(tmp_path))
+    run_dir = RunDir(tmp_path)
+    surface, smd = run_dir.load_curves("surface"), run_dir.load_curves("smd")
+    best_surface = np.nanmin(surface["loss"][0])
+    fitted = smd["meta_objective"][0].min()
+    assert fitted <= 1.03 * best_surface, (fitted, best_surface)
+    # and SMD improved on where it started
+    assert fitted < smd["objective"][0, :, 0].min()
+
+
+def test_interrupted_run_resumes_without_recomputing(tiny, tmp_path, monkeypatch):
+    clean = tmp_path / "clean"
+    experiment.run(tiny, RunDir(clean))
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    resumed = tmp_path / "resumed"
+    with monkeypatch.context() as m:
+        m.setattr(experiment, "long_run_unit", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            experiment.run(tiny, RunDir(resumed))
+    stored = sorted(p.name for p in (resumed / "units").iterdir())
+    assert len(stored) == 2 + 2 and not (resumed / "summary.json").exists()
+
+    def recomputed(**kwargs):
+        raise AssertionError("a finished unit was recomputed")
+
+    monkeypatch.setattr(experiment, "surface_unit", recomputed)
+    monkeypatch.setattr(experiment, "smd_unit", recomputed)
+    experiment.run(tiny, RunDir(resumed))
+    _assert_same(_results(clean), _results(resumed))
+    # a third run with everything stored recomputes nothing
+    monkeypatch.setattr(experiment, "long_run_unit", recomputed)
+    experiment.run(tiny, RunDir(resumed))
+    _assert_same(_results(clean), _results(resumed))
+    # results of another config are not mixed in
+    with pytest.raises(ValueError, match="different config"):
+        experiment.run(dataclasses.replace(tiny, seed=1), RunDir(resumed))
+
+
+def test_ray_and_local_executors_agree(tiny, tmp_path):
+    ray = pytest.importorskip("ray")
+    experiment.run(tiny, RunDir(tmp_path / "local"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        experiment.run(tiny, RunDir(tmp_path / "ray"), executor="ray")
+    finally:
+        ray.shutdown()
+    _assert_same(_results(tmp_path / "local"), _results(tmp_path / "ray"))
+
+
+def test_cli_end_to_end(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    quick, sets = experiment.PRESETS["quick"], []
+    for field in dataclasses.fields(tiny):
+        value = getattr(tiny, field.name)
+        if value != getattr(quick, field.name):
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            sets += ["--set", f"{field.name}={text}"]
+    assert main(["offline", "--preset", "quick", "--out", str(out), *sets]) == 0
+    assert "steps/s measured" in capsys.readouterr().err
+    for name in ("config.json", "summary.json", "surface.npz", "smd.npz", "long_runs.npz",
+                 "figure5_surface.png", "figure5_surface.pdf", "figure6_long_runs.png", "figure6_long_runs.pdf"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "mnist"  # "auto" prefers MNIST where present
+    assert summary["long_horizon"] == 10
+    assert set(summary["horizons"]) == {"10"}
+    for fit in summary["horizons"].values():
+        assert set(fit) == {"lr0", "decay_exponent", "meta_objective", "final_train_loss", "final_test_error"}
+        assert 1e-3 <= fit["lr0"] <= 0.5 and 1e-2 <= fit["decay_exponent"] <= 200
+        assert np.isfinite(list(fit.values())).all()
+    section = experiment.report(RunDir(out), prefix="offline/")
+    assert "(offline/figure5_surface.png)" in section and "(offline/figure6_long_runs.png)" in section
+    assert "mnist" in section
