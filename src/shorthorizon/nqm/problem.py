@@ -116,8 +116,10 @@ class NQM:
         return obj
 
     def __repr__(self) -> str:
-        h = np.asarray(self.curvature)
-        return f"NQM(dim={self.dim}, curvature in [{h.min():.3g}, {h.max():.3g}])"
+        if isinstance(self.curvature, np.ndarray):
+            h = self.curvature
+            return f"NQM(dim={self.dim}, curvature in [{h.min():.3g}, {h.max():.3g}])"
+        return f"NQM(dim={self.dim})"  # leaves are tracers
 
 
 def _as_array(name: str, value) -> np.ndarray:

@@ -1,0 +1,69 @@
+"""The ``shorthorizon nqm`` command end to end on the quick preset, resume, and bad input."""
+
+import json
+
+import pytest
+
+from shorthorizon.cli import main
+from shorthorizon.experiments import nqm as experiment
+from shorthorizon.results import RunDir
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nqm")
+    assert main(["nqm", "--preset", "quick", "--out", str(out)]) == 0
+    return out
+
+
+def test_quick_preset_writes_results(quick_run):
+    for name in ("config.json", "summary.json", "fig2.npz", "fig3_noisy.npz"):
+        assert (quick_run / name).exists()
+    for figure in ("fig1", "fig2", "fig3_noisy", "fig3_deterministic"):
+        assert (quick_run / f"{figure}.png").stat().st_size > 0
+        assert (quick_run / f"{figure}.pdf").exists()
+    summary = json.loads((quick_run / "summary.json").read_text())
+    for setting in ("noisy", "deterministic"):
+        assert set(summary[setting]) >= {"greedy", "fixed", "optimized"}
+        assert {"lr", "momentum", "final_loss"} <= set(summary[setting]["fixed"])
+        assert summary[setting]["optimized"]["max_component_ratio"] <= 1.0
+        # Fitting at the horizon beats the greedy (short-horizon) schedule on the noisy problem.
+    noisy = summary["noisy"]
+    assert noisy["optimized"]["final_loss"] < noisy["fixed"]["final_loss"] < noisy["greedy"]["final_loss"]
+    assert summary["paper"]["noisy"] == {"greedy": 63.86, "fixed": 42.19, "optimized": 4.25}
+    assert summary["seconds"] > 0
+
+
+def test_report_links_figures_and_paper_numbers(quick_run):
+    text = experiment.report(RunDir(quick_run), prefix="nqm/")
+    assert "nqm/fig3_noisy.png" in text and "nqm/fig1.png" in text
+    assert "63.86" in text and "4.25" in text
+
+
+def test_rerun_resumes_without_recomputing(quick_run, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("a stored unit was recomputed")
+
+    monkeypatch.setattr(experiment, "_dispatch", fail)
+    before = json.loads((quick_run / "summary.json").read_text())
+    assert main(["nqm", "--preset", "quick", "--out", str(quick_run)]) == 0
+    after = json.loads((quick_run / "summary.json").read_text())
+    assert after["noisy"] == before["noisy"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "nope"], "invalid choice"),
+        (["--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
+        (["--set", "horizon=abc"], "bad value 'abc' for config key 'horizon'"),
+        (["--set", "horizon=0"], "horizon must be a positive integer"),
+    ],
+)
+def test_cli_bad_input_gives_clear_error(tmp_path, capsys, argv, message):
+    try:
+        code = main(["nqm", "--out", str(tmp_path / "run"), *argv])
+    except SystemExit as exit:  # argparse rejects unknown presets itself
+        code = exit.code
+    assert code == 2
+    assert message in capsys.readouterr().err
