@@ -60,9 +60,11 @@ def train(
     state: OptState,
     batch_at: Callable[[jax.Array], Data],
     steps: int,
+    unroll: int | bool = 1,
 ) -> tuple[Params, OptState, jax.Array]:
     """``steps`` optimizer steps on ``batch_at(t)``; returns final params, state and the
-    training loss of each step's batch (before that step's update)."""
+    training loss of each step's batch (before that step's update). ``unroll`` is
+    ``lax.scan``'s: how many steps each loop iteration holds (``True``: all)."""
     loss_and_grad = jax.value_and_grad(partial(cross_entropy, task))
 
     def body(carry, t):
@@ -72,7 +74,7 @@ def train(
         params, state = optimizer.update(grads, state, params)
         return (params, state), loss
 
-    (params, state), losses = jax.lax.scan(body, (params, state), jnp.arange(steps))
+    (params, state), losses = jax.lax.scan(body, (params, state), jnp.arange(steps), unroll=unroll)
     return params, state, losses
 
 
@@ -92,6 +94,7 @@ class Unroll(NamedTuple):
     batch_size: int = 100
     lookahead: str = "stochastic"
     eval_batches: int = 1
+    scan_unroll: int | bool = 1
 
     def run(self, hyper: Hyper, params: Params, state: OptState, data: Data, key: jax.Array,
             eval_set: Data | None = None):
@@ -108,7 +111,8 @@ class Unroll(NamedTuple):
             def batch_at(t):
                 return fixed
         state = state._replace(hyper={**state.hyper, **hyper})
-        params, state, losses = train(self.task, self.optimizer, params, state, batch_at, self.steps)
+        params, state, losses = train(self.task, self.optimizer, params, state, batch_at, self.steps,
+                                      self.scan_unroll)
         if eval_set is None:
             if self.lookahead == "stochastic":
                 eval_set = batches(data, eval_key, self.eval_batches, self.batch_size)

@@ -1,0 +1,102 @@
+"""Speed of unrolled training and hypergradients on the paper's MLP (784-100-100-10, batch 100).
+
+Prints a table (steps/s, ratio to a plain step, achieved FLOP/s as a fraction of this
+machine's float32 2048x2048 matmul) and writes it as JSON. FLOPs per step come from XLA's
+cost analysis of one step of each mode. Goals (issue 3): forward mode with one
+hyperparameter <= 2x a plain step, with two <= 3x; plain >= 30% of matmul FLOP/s, vmap >= 40%.
+
+    python benchmarks/hypergrad_speed.py [--steps 200] [--repeats 5] [--out benchmarks/results/hypergrad_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from shorthorizon.hypergrad import Data, Unroll, hypergradient
+from shorthorizon.optim import inverse_time, momentum
+from shorthorizon.tasks import mlp
+
+HYPER = {"lr": 0.05, "momentum": 0.9, "decay_exponent": 0.5}
+VMAP = 16
+
+
+def best_time(fn, arg, repeats: int) -> float:
+    jax.block_until_ready(fn(arg))  # compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(arg))
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_flops(repeats: int) -> float:
+    a = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048), jnp.float32)
+    return 2 * 2048**3 / best_time(jax.jit(lambda a: a @ a), a, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hypergrad_speed.json"))
+    args = parser.parse_args()
+
+    key = jax.random.PRNGKey(0)
+    data = Data(jax.random.uniform(key, (10_000, 28, 28, 1)), jax.random.randint(key, (10_000,), 0, 10))
+    task, optimizer = mlp(), momentum(inverse_time(5000.0))
+    params = task.init(key)
+    state = optimizer.init(params, HYPER)
+    hyper = {k: jnp.float32(v) for k, v in HYPER.items()}
+
+    def objective_for(steps, scan_unroll=1):
+        unroll = Unroll(task, optimizer, steps, batch_size=100, scan_unroll=scan_unroll)
+        return lambda h: unroll.objective(h, params, state, data, jax.random.PRNGKey(1))
+
+    def modes(steps, scan_unroll=1):
+        f = objective_for(steps, scan_unroll)
+        return {
+            "plain": (f, hyper, 1),
+            "forward (1 hyper)": (lambda h: hypergradient(f, h, "forward", wrt=("lr",)), hyper, 1),
+            "forward (2 hypers)": (lambda h: hypergradient(f, h, "forward", wrt=("lr", "momentum")), hyper, 1),
+            "reverse": (lambda h: hypergradient(f, h, "reverse", wrt=("lr", "momentum")), hyper, 1),
+            f"vmap x{VMAP} (plain)": (jax.vmap(f), {k: jnp.full((VMAP,), v) for k, v in hyper.items()}, VMAP),
+        }
+
+    def flops_per_step(name, arg):
+        """One step's FLOPs: XLA's count for 2 steps minus 1 step, with the scan unrolled
+        (the cost analysis counts a loop body once, whatever its trip count)."""
+        cost = lambda steps: jax.jit(modes(steps, True)[name][0]).lower(arg).compile().cost_analysis()["flops"]
+        return cost(2) - cost(1)
+
+    peak = matmul_flops(args.repeats)
+    rows, long_modes = [], modes(args.steps)
+    for name, (fn, arg, width) in long_modes.items():
+        seconds = best_time(jax.jit(fn), arg, args.repeats)
+        step_flops = flops_per_step(name, arg)
+        rate = args.steps * width / seconds
+        rows.append({"mode": name, "steps_per_s": rate, "seconds": seconds,
+                     "flops_per_step": step_flops / width,
+                     "fraction_of_matmul": step_flops * args.steps / seconds / peak})
+    plain = rows[0]["steps_per_s"]
+    for row in rows:
+        row["cost_vs_plain"] = plain / row["steps_per_s"]
+
+    print(f"device {jax.devices()[0]}, float32 2048x2048 matmul: {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'mode':22s} {'steps/s':>9s} {'x plain':>8s} {'MFLOP/step':>11s} {'of matmul':>10s}")
+    for row in rows:
+        print(f"{row['mode']:22s} {row['steps_per_s']:9.0f} {row['cost_vs_plain']:8.2f} "
+              f"{row['flops_per_step'] / 1e6:11.1f} {row['fraction_of_matmul']:10.1%}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"matmul_flops": peak, "steps": args.steps, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
