@@ -107,10 +107,12 @@ def adam(schedule: Schedule | None = None, b2: float = 0.999, eps: float = 1e-8)
         t = state.step + 1
         m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.slots[0], grads)
         v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.slots[1], grads)
-        scale = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
-        # max(v, tiny): same value, but a finite derivative where a gradient is exactly zero
-        params = jax.tree.map(lambda p, m, v: p - scale * m / (jnp.sqrt(jnp.maximum(v, 1e-30)) + eps),
-                              params, m, v)
+        def step(p, m, v):
+            m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+            # max(v_hat, tiny): same value, but a finite derivative where a gradient is exactly zero
+            return p - lr * m_hat / (jnp.sqrt(jnp.maximum(v_hat, 1e-30)) + eps)
+
+        params = jax.tree.map(step, params, m, v)
         return params, state._replace(step=t, slots=(m, v))
 
     return Optimizer("adam", init, update)
