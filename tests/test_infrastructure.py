@@ -1,0 +1,99 @@
+"""Configs, the results folder and the executors' resume behaviour."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from shorthorizon.config import parse_overrides, resolve
+from shorthorizon.results import RunDir
+from shorthorizon.runners import Unit, run_units
+
+
+@dataclasses.dataclass(frozen=True)
+class Demo:
+    steps: int = 10
+    lr: float = 0.1
+    horizons: tuple[int, ...] = (1, 2)
+    x64: bool = False
+
+
+PRESETS = {"quick": Demo(), "paper": Demo(steps=1000)}
+
+
+def test_resolve_applies_typed_overrides():
+    config = resolve(PRESETS, "paper", parse_overrides(["lr=0.5", "horizons=3,4,5", "x64=true"]))
+    assert config == Demo(steps=1000, lr=0.5, horizons=(3, 4, 5), x64=True)
+    assert resolve(PRESETS, "quick", {"horizons": "[7, 8]"}).horizons == (7, 8)
+
+
+@pytest.mark.parametrize("preset,overrides,message", [
+    ("huge", {}, "unknown preset 'huge'; choose one of: quick, paper"),
+    ("quick", {"stpes": "3"}, "unknown config key 'stpes'"),
+    ("quick", {"steps": "ten"}, "bad value 'ten' for config key 'steps'"),
+    ("quick", {"x64": "maybe"}, "takes true or false"),
+])
+def test_resolve_rejects_bad_input(preset, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        resolve(PRESETS, preset, overrides)
+
+
+def test_parse_overrides_needs_key_value():
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["steps"])
+
+
+def square(x):
+    square.calls += 1
+    return {"value": np.array(x * x), "x": np.array(x)}
+
+
+def test_run_units_resumes_and_skips_finished(tmp_path):
+    run_dir = RunDir(tmp_path)
+    units = [Unit(f"u{i}", {"x": i}) for i in range(4)]
+    square.calls = 0
+    first = run_units(square, units[:2], run_dir)
+    assert square.calls == 2
+    # an interrupted sweep: the first two are stored; a re-run computes only the rest
+    results = run_units(square, units, run_dir)
+    assert square.calls == 4
+    assert {k: int(v["value"]) for k, v in results.items()} == {"u0": 0, "u1": 1, "u2": 4, "u3": 9}
+    assert int(first["u1"]["value"]) == int(results["u1"]["value"])
+
+
+def test_failing_unit_keeps_the_finished_ones(tmp_path):
+    run_dir = RunDir(tmp_path)
+
+    def flaky(x):
+        if x == 2:
+            raise RuntimeError("boom")
+        return {"x": np.array(x)}
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_units(flaky, [Unit(f"u{i}", {"x": i}) for i in range(4)], run_dir)
+    assert run_dir.has_unit("u0") and run_dir.has_unit("u1") and not run_dir.has_unit("u2")
+    assert not list((tmp_path / "units").glob(".*tmp"))  # no half-written file
+
+
+def test_corrupt_unit_names_the_file_and_the_fix(tmp_path):
+    run_dir = RunDir(tmp_path)
+    run_dir.save_unit("a", {"x": np.arange(3)})
+    run_dir.unit_path("a").write_bytes(b"garbage")
+    with pytest.raises(RuntimeError, match=r"a\.npz is unreadable.*delete it"):
+        run_dir.load_unit("a")
+
+
+def test_run_units_rejects_unknown_executor_and_duplicate_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown executor 'dask'"):
+        run_units(square, [Unit("a", {"x": 1})], RunDir(tmp_path), executor="dask")
+    with pytest.raises(ValueError, match="unique"):
+        run_units(square, [Unit("a", {"x": 1}), Unit("a", {"x": 2})], RunDir(tmp_path))
+
+
+def test_config_and_summary_round_trip(tmp_path):
+    run_dir = RunDir(tmp_path)
+    run_dir.write_config(Demo(), preset="quick")
+    run_dir.write_summary({"loss": np.float32(0.5), "curve": np.arange(2)})
+    assert run_dir.read_summary() == {"loss": 0.5, "curve": [0, 1]}
+    config = (tmp_path / "config.json").read_text()
+    assert '"horizons": [' in config and '"jax":' in config and '"device":' in config
