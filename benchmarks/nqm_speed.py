@@ -6,6 +6,8 @@ included) and print the ratio to the 30 s goal. Prints; never asserts.
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -24,11 +26,15 @@ with tempfile.TemporaryDirectory() as tmp:
     start = time.perf_counter()
     subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
     summary = json.loads((out / "summary.json").read_text())
 
 noisy = summary["noisy"]
 print(f"nqm --preset {args.preset}: {wall:.1f} s wall (in-run {summary['seconds']:.1f} s); "
       f"goal {args.goal:.0f} s; ratio {wall / args.goal:.2f}")
+print(f"CPU time {cpu:.1f} s on {os.cpu_count()} cores; load average now "
+      f"{os.getloadavg()[0]:.1f} (wall time on a shared machine is an upper bound)")
 print("noisy final loss: " + ", ".join(f"{k} {noisy[k]['final_loss']:.3f}" for k in
                                        ("greedy", "fixed", "optimized"))
       + f"; optimized max_component_ratio {noisy['optimized']['max_component_ratio']:.6f}")
