@@ -85,7 +85,7 @@ def cnn(
     def apply(params, x):
         h = x
         for w, b in params[: len(channels)]:
-            h = jax.lax.conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            h = _conv_same(h, w)
             h = jax.nn.relu(h + b)
             h = _max_pool_2x2(h)
         (w1, b1), (w2, b2) = params[len(channels):]
@@ -93,6 +93,19 @@ def cnn(
         return h @ w2 + b2
 
     return Task("cnn", init, apply)
+
+
+def _conv_same(h: jax.Array, w: jax.Array) -> jax.Array:
+    """Stride-1 SAME convolution (NHWC input, HWIO odd-sized kernel) as one matmul over
+    shifted copies of the input (im2col). The same values as ``lax.conv_general_dilated``;
+    but XLA:CPU runs convolutions inside ``lax.scan`` loops about 10x slower than outside,
+    and every training and lookahead loop here is a scan, while matmuls keep their speed."""
+    kh, kw, c_in, c_out = w.shape
+    _, height, width, _ = h.shape
+    padded = jnp.pad(h, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    patches = jnp.concatenate(
+        [padded[:, i:i + height, j:j + width, :] for i in range(kh) for j in range(kw)], axis=-1)
+    return patches @ w.reshape(kh * kw * c_in, c_out)
 
 
 def _max_pool_2x2(h: jax.Array) -> jax.Array:
