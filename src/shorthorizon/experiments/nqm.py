@@ -75,10 +75,12 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
     else:
         raise ValueError(f"unknown schedule kind {kind!r}; choose one of: {', '.join(KINDS)}")
 
+    problems = _problems(dim)
+    order = np.argsort(-problems.curvature[0])  # descending curvature (same in both settings)
+
     def evaluate(problem):
         schedule = solve(problem)
         components = lib.loss_components(problem, schedule.lr, schedule.momentum)
-        order = np.argsort(-np.asarray(_problems(dim).curvature[0]))  # descending curvature
         return dict(
             lr=schedule.lr, momentum=schedule.momentum, loss=components.sum(-1),
             loss_high=components[:, order[:tail_dims]].sum(-1),
@@ -86,7 +88,7 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
             max_component_ratio=lib.ratios_of(components).max(),
         )
 
-    return jax.jit(jax.vmap(evaluate))(_problems(dim))
+    return jax.jit(jax.vmap(evaluate))(problems)
 
 
 def figure1_unit(steps: int, trajectories: int, seed: int) -> dict:
