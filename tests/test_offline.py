@@ -71,23 +71,31 @@ def test_surface_horizons_are_prefixes_of_one_unroll(fake_dir):
             np.testing.assert_allclose(losses[row, i], expected, rtol=1e-5)
 
 
-def test_smd_reaches_the_best_region_of_the_surface(tmp_path, monkeypatch):
-    """On real Fashion-MNIST, the best SMD restart is within a few percent of the best of
-    64 surface samples (both on the same training batches)."""
+def test_smd_reaches_the_best_region_of_the_surface():
+    """On real Fashion-MNIST (T = 50), the best of two SMD restarts is within a few percent
+    of the best of 48 surface samples, all evaluated on the same training batches."""
     if store.find_dataset("fashion-mnist") is None:
         pytest.fail("Fashion-MNIST is missing: `apt-get install -y dataset-fashion-mnist` (as root)")
-    config = dataclasses.replace(
-        experiment.PRESETS["quick"], dataset="fashion-mnist", horizons=(20,), eval_batches=10,
-        surface_samples=64, surface_chunk=64, init_lr0=(0.003, 0.3), init_decay_exponent=(0.03, 30.0),
-        meta_steps=40, meta_chunk=20, meta_lr=0.2, curve_points=2)
-    experiment.run(config, RunDir(tmp_path))
-    run_dir = RunDir(tmp_path)
-    surface, smd = run_dir.load_curves("surface"), run_dir.load_curves("smd")
-    best_surface = np.nanmin(surface["loss"][0])
-    fitted = smd["meta_objective"][0].min()
-    assert fitted <= 1.03 * best_surface, (fitted, best_surface)
-    # and SMD improved on where it started
-    assert fitted < smd["objective"][0, :, 0].min()
+    _, train, _ = datasets.load("fashion-mnist")
+    task, key = mlp(), jax.random.PRNGKey(0)
+    problem = offline.warm_start(task, train, key, offline.epoch_batches(train, key, 10, 100), 50, 0.1, 0.9)
+    unroll = offline.schedule_unroll(task, 50)
+    config = experiment.PRESETS["quick"]
+    rng = np.random.default_rng(0)
+    lr0 = np.exp(rng.uniform(*np.log(config.lr0_range), 48)).astype(np.float32)
+    decay_exponent = np.exp(rng.uniform(*np.log(config.decay_exponent_range), 48)).astype(np.float32)
+    best_surface = np.nanmin(offline.surface(unroll, problem, lr0, decay_exponent,
+                                             jnp.broadcast_to(key, (48, *key.shape)), (50,)))
+    bounds = experiment._bounds(config)
+    fitted = []
+    for restart, init in enumerate(((0.01, 1.0), (0.1, 30.0))):
+        state = offline.smd(unroll, problem, 0.1, bounds).init(offline.to_raw(*init))
+        start = offline.meta_objective(unroll, problem, offline.from_raw(state.raw), key)
+        keys = jax.random.split(jax.random.PRNGKey(restart + 1), 40)
+        state, _ = offline.fit_chunk(unroll, problem, state, keys, 0.1, bounds)
+        fitted.append(offline.meta_objective(unroll, problem, offline.from_raw(state.raw), key))
+        assert fitted[-1] < start  # SMD improved on where it started
+    assert min(fitted) <= 1.03 * best_surface, (fitted, best_surface)
 
 
 def test_interrupted_run_resumes_without_recomputing(tiny, tmp_path, monkeypatch):

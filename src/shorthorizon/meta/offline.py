@@ -10,7 +10,8 @@ optimizer with an inverse-time schedule, :class:`~shorthorizon.hypergrad.Unroll`
     >>> unroll = schedule_unroll(task, horizon=100)
     >>> problem = warm_start(task, train, key, eval_set, steps=50, lr=0.1, momentum=0.9)
     >>> losses = surface(unroll, problem, lr0s, decay_exponents, keys, (100, 1000))  # vmapped in batches
-    >>> state, (objective, _, raw) = fit_chunk(unroll, problem, state, keys)  # SMD
+    >>> state = smd(unroll, problem, meta_lr, bounds).init(to_raw(0.03, 1.0))
+    >>> state, (objective, _, raw) = fit_chunk(unroll, problem, state, keys, meta_lr, bounds)
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from shorthorizon import optim
 from shorthorizon.hypergrad import Data, Unroll, evaluate, mean_loss, sample_batch, train
 from shorthorizon.meta.smd import SMD, SMDState
-from shorthorizon import optim
 from shorthorizon.optim import OptState
 from shorthorizon.tasks import Params, Task
 
