@@ -23,7 +23,7 @@ class Config:
     dim: int = 1000  # problem dimension (Chebyshev spectrum on [1e-3, 1], sigma² = 1/h)
     horizon: int = 250  # steps of SGD with momentum
     fit_steps: int = 500  # Adam meta-steps for the per-step schedule
-    fixed_fit_steps: int = 300  # Adam meta-steps for the best fixed lr and momentum
+    fixed_fit_steps: int = 150  # Adam meta-steps for the best fixed lr and momentum (converged)
     adam_lr: float = 0.03  # Adam step size on log lr and logit momentum
     penalty: float = 1e3  # weight of the per-dimension constraint penalty (see nqm.fit)
     margin: float = 1e-3  # the penalty starts at component ratio 1 - margin
