@@ -74,17 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands():
-    """Non-experiment commands contributed by library packages (data, unroll)."""
-    found = []
-    for path in ("shorthorizon.data.cli", "shorthorizon.hypergrad.cli"):
-        try:
-            module = __import__(path, fromlist=["register"])
-        except ModuleNotFoundError as err:
-            if err.name != path:
-                raise
-            continue
-        found.append(module.register)
-    return found
+    """Commands that are not experiments: ``data`` and ``unroll``."""
+    from shorthorizon.commands import unroll
+    from shorthorizon.data import cli as data_cli
+
+    return [data_cli.register, unroll.register]
 
 
 def _reproduce(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from shorthorizon.data import Dataset, default_dataset, ensure_dataset, load_dat
 from shorthorizon.hypergrad import Data
 
 AUTO = "auto"
+# the datasets each task uses by default, in order of preference: the first one present
+PREFERRED = {"mlp": ("mnist", "fashion-mnist"), "cnn": ("cifar10", "fashion-mnist")}
 
 
 def resolve(name: str, preferred: Sequence[str], data_dir: str | None = None) -> str:

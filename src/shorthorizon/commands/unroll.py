@@ -6,12 +6,10 @@ import argparse
 import json
 import sys
 
+from shorthorizon.experiments.datasets import PREFERRED
 from shorthorizon.hypergrad.estimators import ESTIMATORS
 from shorthorizon.optim import OPTIMIZERS
 from shorthorizon.tasks import TASKS
-
-# the dataset each task uses when --dataset is not given: the first one present
-PREFERRED = {"mlp": ("mnist", "fashion-mnist"), "cnn": ("cifar10", "fashion-mnist")}
 
 
 def register(subparsers) -> None:

@@ -1,0 +1,1 @@
+"""Command-line commands that are not experiments (``shorthorizon unroll``)."""
