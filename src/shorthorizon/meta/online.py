@@ -82,7 +82,8 @@ class Online(NamedTuple):
             decay_steps: int, chance_loss: float = math.inf,
             progress: Callable[[int], None] | None = None) -> OnlineResult:
         """Train from fresh weights; stop early (``diverged``) when a chunk's losses are not
-        finite or their mean exceeds ``chance_loss``. ``progress(n)`` gets the steps done per chunk."""
+        finite or, after the first chunk, their mean exceeds ``chance_loss``. ``progress(n)``
+        gets the steps done per chunk."""
         if adapt_steps % self.interval:
             raise ValueError(f"adapt_steps={adapt_steps} is not a multiple of interval={self.interval}")
         init_key, adapt_key, decay_key = jax.random.split(key, 3)
@@ -98,7 +99,8 @@ class Online(NamedTuple):
             if progress is not None:
                 progress(len(curves["loss"]))
             losses = pieces[-1]["loss"]
-            return not np.all(np.isfinite(losses)) or float(np.mean(losses)) > chance_loss
+            # the first chunk starts from an untrained net, whose loss is about chance
+            return not np.all(np.isfinite(losses)) or (len(pieces) > 1 and float(np.mean(losses)) > chance_loss)
 
         diverged = False
         for i, intervals in enumerate(_split(adapt_steps // self.interval, self.chunks)):
