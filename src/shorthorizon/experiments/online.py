@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 import jax
 
 from shorthorizon.experiments import datasets
+from shorthorizon.experiments.datasets import PREFERRED
 from shorthorizon.hypergrad import LOOKAHEADS, Data, evaluate
 from shorthorizon.meta.online import Online
 from shorthorizon.results import RunDir
@@ -31,7 +32,6 @@ NAME = "online"
 FLAGS = ("task", "dataset")
 TASKS = ("mlp", "cnn")
 FIGURES = {"mlp": "figure7_mlp", "cnn": "figure8_cnn"}
-PREFERRED = {"mlp": ("mnist", "fashion-mnist"), "cnn": ("cifar10", "fashion-mnist")}
 
 
 @dataclass(frozen=True)
