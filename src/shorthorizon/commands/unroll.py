@@ -44,8 +44,15 @@ def register(subparsers) -> None:
 def _unroll(args: argparse.Namespace) -> int:
     import jax
 
-    if args.x64:
-        jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(args.x64):  # for this command only, not process-wide
+        result = _compute(args)
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _compute(args: argparse.Namespace) -> dict:
+    import jax
     import jax.numpy as jnp
 
     from shorthorizon.experiments import datasets
@@ -81,8 +88,5 @@ def _unroll(args: argparse.Namespace) -> int:
                              args.estimator)
 
     loss, grad = run({k: jnp.asarray(v, dtype) for k, v in hyper.items()})
-    result = {"loss": float(loss), "hypergrad": {k: float(v) for k, v in grad.items()},
-              "dataset": name, "estimator": args.estimator}
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+    return {"loss": float(loss), "hypergrad": {k: float(v) for k, v in grad.items()},
+            "dataset": name, "estimator": args.estimator}

@@ -43,7 +43,7 @@ PRESETS = {
 }
 
 
-# --- units (pure; each enables float64 itself, as Ray workers are fresh processes) ---------
+# --- units (pure; run in float64 by _dispatch, in-process or in a fresh Ray worker) ---------
 def _problems(dim: int):
     """The noisy and the deterministic paper problem, stacked along a leading axis of 2."""
     import jax
@@ -64,7 +64,6 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
     """
     import jax
 
-    jax.config.update("jax_enable_x64", True)
     from shorthorizon import nqm as lib
 
     if kind == "greedy":
@@ -97,7 +96,6 @@ def figure1_unit(steps: int, trajectories: int, seed: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    jax.config.update("jax_enable_x64", True)
     from shorthorizon.nqm import NQM, simulate
 
     problem = NQM([1.0, 0.1], sigma2=[0.5, 5.0], mean0=[-2.5, 4.0])
@@ -120,7 +118,6 @@ def figure2_unit(dim: int, horizons: tuple, decay_steps: int, decay_rate: float)
     import jax
     import jax.numpy as jnp
 
-    jax.config.update("jax_enable_x64", True)
     from shorthorizon.nqm import NQM, loss_curve
 
     problem = NQM.paper(dim)
@@ -173,8 +170,13 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
 
 
 def _dispatch(fn: str, **kwargs) -> dict:
-    """Route a unit to its function (one picklable entry point for every executor)."""
-    return {"schedules": schedules_unit, "figure1": figure1_unit, "figure2": figure2_unit}[fn](**kwargs)
+    """Route a unit to its function (one picklable entry point for every executor), in float64
+    for this call only: the process-wide setting, which other work shares, is left alone."""
+    import jax
+
+    with jax.enable_x64(True):
+        result = {"schedules": schedules_unit, "figure1": figure1_unit, "figure2": figure2_unit}[fn](**kwargs)
+        return {k: np.asarray(v) for k, v in result.items()}
 
 
 # --- figures (from saved curves only) ------------------------------------------------------------
