@@ -5,7 +5,7 @@ machine's float32 2048x2048 matmul) and writes it as JSON. FLOPs per step come f
 cost analysis of one step of each mode. Goals (issue 3): forward mode with one
 hyperparameter <= 2x a plain step, with two <= 3x; plain >= 30% of matmul FLOP/s, vmap >= 40%.
 
-    python benchmarks/hypergrad_speed.py [--steps 200] [--repeats 5] [--out benchmarks/results/hypergrad_speed.json]
+    python benchmarks/hypergrad_speed.py [--steps 200] [--repeats 5] [--scan-unroll 1] [--out benchmarks/results/hypergrad_speed.json]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scan-unroll", type=int, default=1, help="steps per loop iteration (lax.scan's unroll)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hypergrad_speed.json"))
     args = parser.parse_args()
 
@@ -59,7 +60,7 @@ def main() -> None:
         unroll = Unroll(task, optimizer, steps, batch_size=100, scan_unroll=scan_unroll)
         return lambda h: unroll.objective(h, params, state, data, jax.random.PRNGKey(1))
 
-    def modes(steps, scan_unroll=1):
+    def modes(steps, scan_unroll=args.scan_unroll):
         f = objective_for(steps, scan_unroll)
         return {
             "plain": (f, hyper, 1),
