@@ -244,7 +244,7 @@ def plot_figure3(run_dir: RunDir, setting: str) -> None:
                     color=COLORS[kind], label=kind)
         ax.set(title=title, xlabel="step", yscale="log" if log else "linear")
     axes[0].legend()
-    fig.suptitle(f"Figure 3 ({setting})")
+    fig.suptitle(f"Figure 3 ({setting})", y=1.03)
     run_dir.save_figure(fig, f"fig3_{setting}")
 
 
