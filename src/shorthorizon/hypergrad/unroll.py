@@ -38,6 +38,17 @@ def sample_batch(data: Data, key: jax.Array, batch_size: int) -> Data:
     return Data(data.x[idx], data.y[idx])
 
 
+def stochastic_batches(data: Data, key: jax.Array, steps: int, batch_size: int,
+                       start: int = 0) -> Callable[[jax.Array], Data]:
+    """``batch_at(t)`` for t = 0..steps-1: the batch of global step ``start + t`` of the stream
+    drawn from ``key``, i.e. ``sample_batch(data, fold_in(key, start + t), batch_size)``. The
+    indices of every step are drawn up front, vectorized: inside a ``lax.scan`` loop that is
+    ~1.5x faster than drawing them step by step."""
+    idx = jax.vmap(lambda t: batch_indices(jax.random.fold_in(key, t), data.x.shape[0], batch_size))(
+        start + jnp.arange(steps))
+    return lambda t: Data(data.x[idx[t]], data.y[idx[t]])
+
+
 def batches(data: Data, key: jax.Array, count: int, batch_size: int) -> Data:
     """``count`` batches stacked as (count, batch_size, ...): an evaluation set."""
     return jax.vmap(lambda k: sample_batch(data, k, batch_size))(jax.random.split(key, count))
@@ -108,13 +119,7 @@ class Unroll(NamedTuple):
             raise ValueError(f"unknown lookahead {self.lookahead!r}; choose one of {LOOKAHEADS}")
         train_key, eval_key = jax.random.split(key)
         if self.lookahead == "stochastic":
-            # step t's batch is sample_batch(data, fold_in(train_key, t)); drawing every step's
-            # indices before the loop (vectorized) is ~1.5x faster than drawing inside it
-            idx = jax.vmap(lambda t: batch_indices(jax.random.fold_in(train_key, t), data.x.shape[0],
-                                                   self.batch_size))(jnp.arange(self.steps))
-
-            def batch_at(t):
-                return Data(data.x[idx[t]], data.y[idx[t]])
+            batch_at = stochastic_batches(data, train_key, self.steps, self.batch_size)
         else:
             fixed = sample_batch(data, train_key, self.batch_size)
 

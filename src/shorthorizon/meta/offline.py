@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from shorthorizon import optim
-from shorthorizon.hypergrad import Data, Unroll, evaluate, mean_loss, sample_batch, train
+from shorthorizon.hypergrad import Data, Unroll, evaluate, mean_loss, sample_batch, stochastic_batches, train
 from shorthorizon.meta.smd import SMD, SMDState
 from shorthorizon.optim import OptState
 from shorthorizon.tasks import Params, Task
@@ -79,8 +79,7 @@ def warm_start(task: Task, train_data: Data, key: jax.Array, eval_set: Data, ste
     optimizer = optim.momentum()
     state = optimizer.init(params, hyper)
     params, state, _ = train(task, optimizer, params, state,
-                             lambda t: sample_batch(train_data, jax.random.fold_in(batch_key, t), batch_size),
-                             steps)
+                             stochastic_batches(train_data, batch_key, steps, batch_size), steps)
     return Problem(params, state._replace(step=jnp.zeros_like(state.step)), train_data, eval_set)
 
 
@@ -102,8 +101,7 @@ def meta_objectives(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Ar
     for start, stop in zip((0, *horizons[:-1]), horizons):
         params, state, _ = train(
             unroll.task, unroll.optimizer, params, state,
-            lambda t, start=start: sample_batch(problem.train, jax.random.fold_in(train_key, start + t),
-                                                unroll.batch_size),
+            stochastic_batches(problem.train, train_key, stop - start, unroll.batch_size, start),
             stop - start)
         losses.append(mean_loss(unroll.task, params, problem.eval_set))
     return jnp.stack(losses)
