@@ -2,10 +2,12 @@
 
 Prints a table (steps/s, ratio to a plain step, achieved FLOP/s as a fraction of this
 machine's float32 2048x2048 matmul) and writes it as JSON. FLOPs per step come from XLA's
-cost analysis of one step of each mode. Goals (issue 3): forward mode with one
+cost analysis of one step of each mode. Timing runs in rounds, each timing the matmul and
+every mode once, and keeps each one's fastest round: on a shared machine a slow spell then
+hits no single row (and the matmul peak) alone. Goals (issue 3): forward mode with one
 hyperparameter <= 2x a plain step, with two <= 3x; plain >= 30% of matmul FLOP/s, vmap >= 40%.
 
-    python benchmarks/hypergrad_speed.py [--steps 200] [--repeats 5] [--scan-unroll 1] [--out benchmarks/results/hypergrad_speed.json]
+    python benchmarks/hypergrad_speed.py [--steps 200] [--rounds 7] [--scan-unroll 1] [--out benchmarks/results/hypergrad_speed.json]
 """
 
 from __future__ import annotations
@@ -26,25 +28,23 @@ HYPER = {"lr": 0.05, "momentum": 0.9, "decay_exponent": 0.5}
 VMAP = 16
 
 
-def best_time(fn, arg, repeats: int) -> float:
-    jax.block_until_ready(fn(arg))  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def best_times(jobs: dict, rounds: int) -> dict:
+    """Fastest of ``rounds`` timings of each ``(fn, arg)``, timed round-robin (compiled first)."""
+    for fn, arg in jobs.values():
         jax.block_until_ready(fn(arg))
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_flops(repeats: int) -> float:
-    a = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048), jnp.float32)
-    return 2 * 2048**3 / best_time(jax.jit(lambda a: a @ a), a, repeats)
+    best = dict.fromkeys(jobs, float("inf"))
+    for _ in range(rounds):
+        for name, (fn, arg) in jobs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(arg))
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--scan-unroll", type=int, default=1, help="steps per loop iteration (lax.scan's unroll)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hypergrad_speed.json"))
     args = parser.parse_args()
@@ -71,15 +71,24 @@ def main() -> None:
         }
 
     def flops_per_step(name, arg):
-        """One step's FLOPs: XLA's count for 2 steps minus 1 step, with the scan unrolled
-        (the cost analysis counts a loop body once, whatever its trip count)."""
+        """One step's FLOPs: XLA's count for 2 steps minus 1 step, with the scan unrolled.
+        The cost analysis counts a loop body once, whatever its trip count, so forward mode
+        (a ``lax.map`` loop of one jvp per hyperparameter) is its one-hyperparameter count
+        times the number of hyperparameters."""
+        tangents = {"forward (2 hypers)": 2}.get(name, 1)
+        name = "forward (1 hyper)" if tangents > 1 else name
         cost = lambda steps: jax.jit(modes(steps, True)[name][0]).lower(arg).compile().cost_analysis()["flops"]
-        return cost(2) - cost(1)
+        return tangents * (cost(2) - cost(1))
 
-    peak = matmul_flops(args.repeats)
-    rows, long_modes = [], modes(args.steps)
+    matrix = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048), jnp.float32)
+    long_modes = modes(args.steps)
+    jobs = {"matmul": (jax.jit(lambda a: a @ a), matrix),
+            **{name: (jax.jit(fn), arg) for name, (fn, arg, _) in long_modes.items()}}
+    times = best_times(jobs, args.rounds)
+    peak = 2 * 2048**3 / times["matmul"]
+    rows = []
     for name, (fn, arg, width) in long_modes.items():
-        seconds = best_time(jax.jit(fn), arg, args.repeats)
+        seconds = times[name]
         step_flops = flops_per_step(name, arg)
         rate = args.steps * width / seconds
         rows.append({"mode": name, "steps_per_s": rate, "seconds": seconds,

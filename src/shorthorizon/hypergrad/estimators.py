@@ -4,8 +4,11 @@
 scalar function ``f`` of a dict of scalar hyperparameters:
 
 - ``"forward"``: stochastic meta-descent's forward mode (paper Eq. 8-9). One ``jax.jvp``
-  per hyperparameter, batched with ``vmap`` so the primal unroll runs once; exact, and its
-  memory does not grow with the horizon.
+  per hyperparameter, one after another under ``lax.map``; exact, and its memory does not
+  grow with the horizon. Each jvp recomputes the primal unroll, yet on XLA:CPU this is
+  faster than ``vmap`` over the tangents (which shares the primal): batched tangents turn
+  every matmul into a batched one with transposes around it. Two hyperparameters: 2.9x a
+  plain unroll with ``lax.map``, 3.4x with ``vmap`` on the MLP; 3.0x against 6.1x on the CNN.
 - ``"reverse"``: ``jax.value_and_grad`` through the same unroll (memory grows with T).
 - ``"fd"``: central finite differences, for checking (use float64).
 
@@ -50,8 +53,8 @@ def hypergradient(
         return f({**fixed, **{k: vec[i] for i, k in enumerate(wrt)}})
 
     if estimator == "forward":
-        basis = jnp.eye(len(wrt), dtype=x.dtype)
-        value, grad = jax.vmap(lambda t: jax.jvp(g, (x,), (t,)), out_axes=(None, 0))(basis)
+        values, grad = jax.lax.map(lambda t: jax.jvp(g, (x,), (t,)), jnp.eye(len(wrt), dtype=x.dtype))
+        value = values[0]
     elif estimator == "reverse":
         value, grad = jax.value_and_grad(g)(x)
     else:  # a Python loop over the few hyperparameters reuses f's compiled program
