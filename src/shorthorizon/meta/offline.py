@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from shorthorizon import optim
-from shorthorizon.hypergrad import Data, Unroll, evaluate, mean_loss, sample_batch, stochastic_batches, train
+from shorthorizon.hypergrad import Data, Unroll, evaluate, mean_loss, stochastic_batches, train
 from shorthorizon.meta.smd import SMD, SMDState
 from shorthorizon.optim import OptState
 from shorthorizon.tasks import Params, Task
@@ -151,10 +151,8 @@ def long_run(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Array], k
 
     def body(carry, i):
         params, state = carry
-        params, state, _ = train(
-            task, unroll.optimizer, params, state,
-            lambda t: sample_batch(problem.train, jax.random.fold_in(key, i * interval + t), batch_size),
-            interval)
+        params, state, _ = train(task, unroll.optimizer, params, state,
+                                 stochastic_batches(problem.train, key, interval, batch_size, i * interval), interval)
         return (params, state), measure(params)
 
     _, (loss, error) = jax.lax.scan(body, (problem.params, state), jnp.arange(points))

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.hypergrad import Data, Unroll, sample_batch, train
+from shorthorizon.hypergrad import Data, Unroll, stochastic_batches, train
 from shorthorizon.meta.smd import SMD, SMDState
 from shorthorizon.optim import OptState, from_effective, to_effective
 from shorthorizon.tasks import Params, Task
@@ -146,10 +146,6 @@ def _split(total: int, chunks: int) -> list[int]:
     return [len(part) for part in np.array_split(np.arange(total), max(1, min(chunks, total))) if len(part)]
 
 
-def _batches(online: Online, data: Data, key: jax.Array) -> Callable[[jax.Array], Data]:
-    return lambda t: sample_batch(data, jax.random.fold_in(key, t), online.batch_size)
-
-
 @partial(jax.jit, static_argnames=("online", "intervals"))
 def _adapt(online: Online, params, opt_state: OptState, smd_state: SMDState, data: Data, key, intervals: int):
     """``intervals`` x (``meta_steps`` SMD steps, then ``interval`` training steps)."""
@@ -162,7 +158,8 @@ def _adapt(online: Online, params, opt_state: OptState, smd_state: SMDState, dat
             smd_state, _ = smd.run(smd_state, jax.random.split(meta_key, online.meta_steps))
             opt_state = opt_state._replace(hyper=from_effective(smd_state.raw))
         params, opt_state, losses = train(online.task, optim.momentum(), params, opt_state,
-                                          _batches(online, data, train_key), online.interval)
+                                          stochastic_batches(data, train_key, online.interval, online.batch_size),
+                                          online.interval)
         hyper = {name: jnp.full(online.interval, v) for name, v in opt_state.hyper.items()}
         return (params, opt_state, smd_state), {"loss": losses, **hyper}
 
@@ -177,5 +174,5 @@ def _decay(online: Online, params, opt_state: OptState, data: Data, key, steps: 
     t = opt_state.step + jnp.arange(steps)
     curves = {"lr": decay_schedule(opt_state.hyper, t), "momentum": jnp.full(steps, opt_state.hyper["momentum"])}
     params, opt_state, losses = train(online.task, optim.momentum(decay_schedule), params, opt_state,
-                                      _batches(online, data, key), steps)
+                                      stochastic_batches(data, key, steps, online.batch_size), steps)
     return params, opt_state, {"loss": losses, **curves}
