@@ -88,10 +88,10 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch):
     from shorthorizon.experiments import online
 
     _write_learnable(tmp_path / "data", "fashion-mnist", 400, 100)
-    monkeypatch.setenv("SHORTHORIZON_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("SHORTHORIZON_DATA", raising=False)
     out = tmp_path / "run"
     args = ["online", "--preset", "quick", "--task", "mlp", "--out", str(out),
-            "--set", "verify=false", "--set", "mlp_steps=40", "--set", "meta_steps=2",
+            "--set", f"data_dir={tmp_path / 'data'}", "--set", "verify=false", "--set", "mlp_steps=40", "--set", "meta_steps=2",
             "--set", "interval=5", "--set", "chunks=2", "--set", "mlp_batch_size=20",
             "--set", "mlp_init_lrs=0.05", "--set", "lookaheads=stochastic", "--set", "mlp_baseline_lr=50"]
     assert cli.main(args) == 0
