@@ -26,6 +26,7 @@ from shorthorizon.tasks import mlp
 
 HYPER = {"lr": 0.05, "momentum": 0.9, "decay_exponent": 0.5}
 VMAP = 16
+FORWARD = {"forward (1 hyper)": ("lr",), "forward (2 hypers)": ("lr", "momentum")}  # mode -> wrt
 
 
 def best_times(jobs: dict, rounds: int) -> dict:
@@ -60,12 +61,17 @@ def main() -> None:
         unroll = Unroll(task, optimizer, steps, batch_size=100, scan_unroll=scan_unroll)
         return lambda h: unroll.objective(h, params, state, data, jax.random.PRNGKey(1))
 
-    def modes(steps, scan_unroll=args.scan_unroll):
+    def modes(steps, scan_unroll=args.scan_unroll, one_tangent=False):
+        """name -> (function, argument, settings per call); ``one_tangent``: forward modes
+        differentiate w.r.t. their first hyperparameter only."""
         f = objective_for(steps, scan_unroll)
+
+        def forward(wrt):
+            return lambda h: hypergradient(f, h, "forward", wrt=wrt[:1] if one_tangent else wrt)
+
         return {
             "plain": (f, hyper, 1),
-            "forward (1 hyper)": (lambda h: hypergradient(f, h, "forward", wrt=("lr",)), hyper, 1),
-            "forward (2 hypers)": (lambda h: hypergradient(f, h, "forward", wrt=("lr", "momentum")), hyper, 1),
+            **{name: (forward(wrt), hyper, 1) for name, wrt in FORWARD.items()},
             "reverse": (lambda h: hypergradient(f, h, "reverse", wrt=("lr", "momentum")), hyper, 1),
             f"vmap x{VMAP} (plain)": (jax.vmap(f), {k: jnp.full((VMAP,), v) for k, v in hyper.items()}, VMAP),
         }
@@ -75,9 +81,9 @@ def main() -> None:
         The cost analysis counts a loop body once, whatever its trip count, so forward mode
         (a ``lax.map`` loop of one jvp per hyperparameter) is its one-hyperparameter count
         times the number of hyperparameters."""
-        tangents = {"forward (2 hypers)": 2}.get(name, 1)
-        name = "forward (1 hyper)" if tangents > 1 else name
-        cost = lambda steps: jax.jit(modes(steps, True)[name][0]).lower(arg).compile().cost_analysis()["flops"]
+        tangents = len(FORWARD.get(name, ("",)))
+        cost = lambda steps: jax.jit(modes(steps, True, one_tangent=True)[name][0]).lower(arg).compile(
+        ).cost_analysis()["flops"]
         return tangents * (cost(2) - cost(1))
 
     matrix = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048), jnp.float32)
