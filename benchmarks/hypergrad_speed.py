@@ -7,6 +7,12 @@ every mode once, and keeps each one's fastest round: on a shared machine a slow 
 hits no single row (and the matmul peak) alone. Goals (issue 3): forward mode with one
 hyperparameter <= 2x a plain step, with two <= 3x; plain >= 30% of matmul FLOP/s, vmap >= 40%.
 
+Column "floor": for forward modes, the cost ratio that the FLOPs alone set, if the primal
+unroll were computed once and shared by all tangents and every FLOP ran as fast as a plain
+step's: 1 + n * (one-tangent FLOPs - plain FLOPs) / plain FLOPs for n hyperparameters. A
+tangent step costs more FLOPs than a plain one (layers past the first carry two products per
+matmul), so with two hyperparameters the floor is above 3.
+
     python benchmarks/hypergrad_speed.py [--steps 200] [--rounds 7] [--scan-unroll 1] [--out benchmarks/results/hypergrad_speed.json]
 """
 
@@ -101,13 +107,18 @@ def main() -> None:
                      "flops_per_step": step_flops / width,
                      "fraction_of_matmul": step_flops * args.steps / seconds / peak})
     plain = rows[0]["steps_per_s"]
+    plain_flops = rows[0]["flops_per_step"]
     for row in rows:
         row["cost_vs_plain"] = plain / row["steps_per_s"]
+        if row["mode"] in FORWARD:  # its FLOPs are n jvps, each a primal step and one tangent
+            n = len(FORWARD[row["mode"]])
+            row["flop_floor_vs_plain"] = 1 + n * (row["flops_per_step"] / n - plain_flops) / plain_flops
 
     print(f"device {jax.devices()[0]}, float32 2048x2048 matmul: {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'mode':22s} {'steps/s':>9s} {'x plain':>8s} {'MFLOP/step':>11s} {'of matmul':>10s}")
+    print(f"{'mode':22s} {'steps/s':>9s} {'x plain':>8s} {'floor':>6s} {'MFLOP/step':>11s} {'of matmul':>10s}")
     for row in rows:
-        print(f"{row['mode']:22s} {row['steps_per_s']:9.0f} {row['cost_vs_plain']:8.2f} "
+        floor = f"{row['flop_floor_vs_plain']:6.2f}" if "flop_floor_vs_plain" in row else " " * 6
+        print(f"{row['mode']:22s} {row['steps_per_s']:9.0f} {row['cost_vs_plain']:8.2f} {floor} "
               f"{row['flops_per_step'] / 1e6:11.1f} {row['fraction_of_matmul']:10.1%}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"matmul_flops": peak, "steps": args.steps, "rows": rows}, indent=2))
