@@ -11,7 +11,9 @@ Column "floor": for forward modes, the cost ratio that the FLOPs alone set, if t
 unroll were computed once and shared by all tangents and every FLOP ran as fast as a plain
 step's: 1 + n * (one-tangent FLOPs - plain FLOPs) / plain FLOPs for n hyperparameters. A
 tangent step costs more FLOPs than a plain one (layers past the first carry two products per
-matmul), so with two hyperparameters the floor is above 3.
+matmul), so with two hyperparameters the floor is above 3. Row "fwd 2, vmap tangents" is that
+shared-primal variant (``vmap`` over the tangents), for comparison with the engine's
+``lax.map`` of one jvp per hyperparameter.
 
     python benchmarks/hypergrad_speed.py [--steps 200] [--rounds 7] [--scan-unroll 1] [--out benchmarks/results/hypergrad_speed.json]
 """
@@ -75,9 +77,16 @@ def main() -> None:
         def forward(wrt):
             return lambda h: hypergradient(f, h, "forward", wrt=wrt[:1] if one_tangent else wrt)
 
+        def shared_primal(h):  # both tangents at once under vmap: the primal unroll runs once
+            wrt = FORWARD["forward (2 hypers)"]
+            g = lambda v: f({**h, **dict(zip(wrt, v))})
+            x = jnp.stack([h[k] for k in wrt])
+            return jax.vmap(lambda t: jax.jvp(g, (x,), (t,)), out_axes=(None, 0))(jnp.eye(len(wrt)))
+
         return {
             "plain": (f, hyper, 1),
             **{name: (forward(wrt), hyper, 1) for name, wrt in FORWARD.items()},
+            "fwd 2, vmap tangents": (shared_primal, hyper, 1),
             "reverse": (lambda h: hypergradient(f, h, "reverse", wrt=("lr", "momentum")), hyper, 1),
             f"vmap x{VMAP} (plain)": (jax.vmap(f), {k: jnp.full((VMAP,), v) for k, v in hyper.items()}, VMAP),
         }
