@@ -145,3 +145,68 @@ def test_bad_arguments_name_the_problem(raw):
         est.estimate(est.init(raw, jax.random.PRNGKey(0)), raw, jax.random.PRNGKey(0))
     assert label("reverse", 10, 250) == "tbptt_K10"
     assert label("pes", 250, 250) == "pes_full" and label("forward", None, 250) == "forward_full"
+
+
+def test_the_same_estimators_run_on_a_neural_net(x64):
+    """TrainingRun makes an MLP an inner problem: the full-window estimate is the plain
+    hypergradient of the run's mean training loss, a truncated one is the derivative of its
+    window with the start held fixed, and ES/PES estimates point the same way as the exact one."""
+    from shorthorizon.hypergrad import TrainingRun, hypergradient, stochastic_batches, train
+    from shorthorizon.optim import inverse_time, momentum
+    from shorthorizon.tasks import mlp
+
+    from test_hypergrad import as_f64, teacher_data
+
+    task, opt = mlp(input_shape=(4, 4, 1), hidden=(8,)), momentum(inverse_time(10.0))
+    key = jax.random.PRNGKey(0)
+    data = teacher_data(key, (4, 4, 1), n=128)
+    params = as_f64(task.init(key))
+    hyper = {"lr": jnp.float64(0.1), "momentum": jnp.float64(0.5), "decay_exponent": jnp.float64(0.5)}
+    opt_state = opt.init(params, hyper)
+    run = TrainingRun(task, opt, data, params, opt_state, horizon=12, batch_size=16)
+    run_key = Truncated(run).init(hyper, jax.random.PRNGKey(5)).inner.key[0]  # the particle's batches
+
+    def mean_loss(h, steps=12, p=params, s=opt_state, start=0):
+        s = s._replace(hyper=h)
+        batch_at = stochastic_batches(data, run_key, steps, 16, start=start)
+        return jnp.mean(train(task, opt, p, s, batch_at, steps)[2])
+
+    _, ref = hypergradient(mean_loss, hyper, "reverse")
+    est = Truncated(run, "forward")
+    _, grad, _ = jax.jit(lambda h: est.estimate(est.init(h, jax.random.PRNGKey(5)), h, key))(hyper)
+    np.testing.assert_allclose(sorted_vec(grad), sorted_vec(ref), rtol=1e-10)
+
+    # the second window of K = 6, from the state after the first six steps held constant
+    p6, s6, _ = train(task, opt, params, opt_state._replace(hyper=hyper),
+                      stochastic_batches(data, run_key, 6, 16), 6)
+    _, ref6 = hypergradient(lambda h: mean_loss(h, 6, p6, s6, 6), hyper, "reverse")
+    est = Truncated(run, "reverse", 6)
+    state = est.init(hyper, jax.random.PRNGKey(5))
+    _, _, state = est.estimate(state, hyper, key)
+    _, grad6, _ = est.estimate(state, hyper, key)
+    np.testing.assert_allclose(sorted_vec(grad6), sorted_vec(ref6), rtol=1e-10)
+
+    # PES's first window (ES and PES agree there) points the way of the exact window gradient
+    first = Truncated(run, "reverse", 6)
+    _, ref6, _ = first.estimate(first.init(hyper, jax.random.PRNGKey(5)), hyper, key)
+    pes = ES(run, 6, particles=256, sigma=1e-3, persistent=True, stagger=False)
+    _, grad, _ = jax.jit(lambda h: pes.estimate(pes.init(h, jax.random.PRNGKey(5)), h, key))(hyper)
+    g, r = sorted_vec(grad), sorted_vec(ref6)
+    assert g @ r > 0.5 * np.linalg.norm(g) * np.linalg.norm(r)
+
+
+def test_objective_gradient_es_matches_the_exact_gradient_of_a_quadratic(x64):
+    # antithetic ES on a quadratic: each pair estimates eps eps^T grad / sigma^2 exactly (no
+    # smoothing bias), so the mean over pairs is within Monte-Carlo error of the gradient
+    from shorthorizon.hypergrad.estimators import objective_gradient
+
+    f = lambda h, key: 3.0 * h["a"] ** 2 + h["a"] * h["b"] + 0.5 * h["b"] ** 2
+    hyper = {"a": jnp.float64(1.0), "b": jnp.float64(-2.0)}
+    exact = np.array([6.0 - 2.0, 1.0 - 2.0])
+    _, grads = jax.vmap(lambda k: objective_gradient(f, hyper, k, "es", particles=1, sigma=0.1))(
+        jax.random.split(jax.random.PRNGKey(0), 4000))
+    g = np.stack([grads["a"], grads["b"]], -1)
+    assert np.all(np.abs(g.mean(0) - exact) < 4 * g.std(0) / np.sqrt(len(g)))
+    value, forward = objective_gradient(f, hyper, jax.random.PRNGKey(0))
+    assert float(value) == 3.0 - 2.0 + 2.0
+    np.testing.assert_allclose([forward["a"], forward["b"]], exact)

@@ -220,9 +220,15 @@ class _Windowed:
         """Count the window's steps; particles whose run reached the horizon start a new one."""
         steps = state.steps + self._check()
         done = steps >= self.inner.horizon
-        fresh = self._pair(self._fresh(key))
-        return EstState(_where(done, fresh, inner), jnp.where(done, 0, steps),
-                        jnp.where(done[:, None], 0.0, xi))
+        # new runs are drawn only in windows where one ends (a real branch outside vmap)
+        inner = jax.lax.cond(jnp.any(done), lambda: _where(done, self._pair(self._fresh(key)), inner),
+                             lambda: inner)
+        return EstState(inner, jnp.where(done, 0, steps), jnp.where(done[:, None], 0.0, xi))
+
+    def estimate(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
+        """One window: ``(loss, gradient estimate, new state)``, both averaged over particles."""
+        losses, grads, state = self.estimate_particles(state, hyper, key)
+        return jnp.mean(losses), jax.tree.map(lambda g: jnp.mean(g, 0), grads), state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,7 +248,8 @@ class Truncated(_Windowed):
     def _pair(self, inner):
         return inner
 
-    def estimate(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
+    def estimate_particles(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
+        """One window; every particle's loss and estimate (leading axis: particles)."""
         _check_mode(self.mode)
         k = self._check()
         x, unravel = ravel_pytree(dict(hyper))
@@ -253,7 +260,7 @@ class Truncated(_Windowed):
                                     x, self.fd_step)
 
         losses, inner, grads = jax.vmap(one)(state.inner)
-        return jnp.mean(losses), unravel(jnp.mean(grads, 0)), self._advance(state, inner, state.xi, key)
+        return losses, jax.vmap(unravel)(grads), self._advance(state, inner, state.xi, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +279,8 @@ class ES(_Windowed):
     def _pair(self, inner):
         return jax.tree.map(lambda a: jnp.stack([a, a], axis=1), inner)
 
-    def estimate(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
+    def estimate_particles(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
+        """One window; every pair's mean loss (of ±) and estimate (leading axis: particles)."""
         k = self._check()
         if not self.sigma > 0:
             raise ValueError(f"sigma must be positive, got {self.sigma}")
@@ -287,7 +295,36 @@ class ES(_Windowed):
 
         losses, inner = jax.vmap(one)(state.inner, eps)  # losses (particles, 2)
         grads = xi * ((losses[:, 0] - losses[:, 1]) / (2 * self.sigma**2))[:, None]
-        return jnp.mean(losses), unravel(jnp.mean(grads, 0)), self._advance(state, inner, xi, reset_key)
+        return losses.mean(1), jax.vmap(unravel)(grads), self._advance(state, inner, xi, reset_key)
+
+
+class Objective(NamedTuple):
+    """A plain meta-objective ``f(hyper, key)`` as a one-step inner problem: every estimator
+    over it is a full-horizon estimator (ES: antithetic pairs of whole unrolls sharing ``key``)."""
+
+    f: Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]
+    horizon: int = 1
+
+    def init(self, key: jax.Array) -> jax.Array:
+        return key
+
+    def unroll(self, hyper, key: jax.Array, steps: int):
+        return self.f(hyper, key), key
+
+
+def objective_gradient(f: Callable[[dict, jax.Array], jax.Array], hyper: Mapping[str, jax.Array], key: jax.Array,
+                       estimator: str = "forward", particles: int = 1, sigma: float = 0.01) -> tuple[jax.Array, dict]:
+    """``(f(hyper, key), gradient estimate)`` of a plain meta-objective by any estimator: a
+    derivative mode (exact, by :func:`hypergradient`) or ES with ``particles`` antithetic pairs
+    (``"pes"`` is ES here: one window, nothing persists)."""
+    if estimator in MODES:
+        return hypergradient(lambda h: f(h, key), hyper, estimator)
+    es = make_estimator(estimator, Objective(f), None, particles, sigma, stagger=False)
+    init_key, key = jax.random.split(key)
+    state = es.init(hyper, init_key)
+    state = state._replace(inner=jnp.broadcast_to(key, state.inner.shape))  # every pair sees key's unroll
+    loss, grad, _ = es.estimate(state, hyper, init_key)
+    return loss, grad
 
 
 def make_estimator(name: str, inner: Inner, truncation: int | None = None, particles: int = 1,

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from shorthorizon.hypergrad.estimators import hypergradient
+from shorthorizon.hypergrad.estimators import objective_gradient
 
 
 class SMDState(NamedTuple):
@@ -26,13 +26,17 @@ class SMDState(NamedTuple):
 
 class SMD(NamedTuple):
     """``objective(raw, key) -> scalar`` is minimized over ``raw`` (a dict of scalars).
-    ``meta_lr`` is Adam's step size, a number or an optax schedule of the meta-step."""
+    ``meta_lr`` is Adam's step size, a number or an optax schedule of the meta-step.
+    ``estimator`` (with ``particles`` and ``sigma`` for ES) estimates each hypergradient, see
+    :func:`~shorthorizon.hypergrad.estimators.objective_gradient`."""
 
     objective: Callable[[dict, jax.Array], jax.Array] | None = None
     meta_lr: float | optax.Schedule = 0.01
     clip: float = 10.0
     bounds: Mapping[str, tuple[float, float]] = {}
     estimator: str = "forward"
+    particles: int = 1
+    sigma: float = 0.01
 
     def _adam(self):
         return optax.adam(self.meta_lr)
@@ -51,7 +55,7 @@ class SMD(NamedTuple):
 
     def step(self, state: SMDState, key: jax.Array) -> tuple[SMDState, tuple[jax.Array, dict, dict]]:
         """One meta-step; returns the new state and (objective, hypergradient, raw) before it."""
-        value, grad = hypergradient(lambda r: self.objective(r, key), state.raw, self.estimator)
+        value, grad = objective_gradient(self.objective, state.raw, key, self.estimator, self.particles, self.sigma)
         return self.update(state, grad), (value, grad, state.raw)
 
     def run(self, state: SMDState, keys: jax.Array) -> tuple[SMDState, tuple[jax.Array, dict, dict]]:
