@@ -332,11 +332,14 @@ def _summary(config: Config, exact: dict, results: dict, points: np.ndarray, pai
                 "z_from_zero": (mean[i] / se[i]).tolist(),
                 "z_from_exact": ((mean[i] - whole[i]) / se[i]).tolist(),
                 "z_from_expected": ((mean[i] - target[i]) / np.hypot(se[i], target_se[i])).tolist(),
-                "relative_bias": float(np.linalg.norm(mean[i] - whole[i]) / np.linalg.norm(whole[i])),
-                # the noise floor of relative_bias: an unbiased mean is this far off by chance
-                "relative_standard_error": float(np.linalg.norm(se[i]) / np.linalg.norm(whole[i])),
-                "cosine": float(mean[i] @ whole[i] / np.linalg.norm(mean[i]) / np.linalg.norm(whole[i])),
             })
+            if i != optimum:  # relative to the exact gradient, which vanishes at the optimum
+                rows[-1].update({
+                    "relative_bias": float(np.linalg.norm(mean[i] - whole[i]) / np.linalg.norm(whole[i])),
+                    # the noise floor of relative_bias: an unbiased mean is this far off by chance
+                    "relative_standard_error": float(np.linalg.norm(se[i]) / np.linalg.norm(whole[i])),
+                    "cosine": float(mean[i] @ whole[i] / np.linalg.norm(mean[i]) / np.linalg.norm(whole[i])),
+                })
         fit = results[f"fit_{name}"]
         away = rows[:optimum]
         estimators[name] = {
