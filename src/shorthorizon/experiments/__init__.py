@@ -21,6 +21,7 @@ from types import ModuleType
 # command name -> module path; reproduce runs them in this order.
 _MODULES = {
     "nqm": "shorthorizon.experiments.nqm",
+    "nqm-map": "shorthorizon.experiments.nqm_map",
     "offline": "shorthorizon.experiments.offline",
     "online": "shorthorizon.experiments.online",
 }
