@@ -2,6 +2,8 @@
 ``nqm-map`` command end to end on a tiny grid."""
 
 import json
+import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -165,4 +167,15 @@ def test_tiny_map_resumes_without_recomputing(tiny_run, monkeypatch):
 
 def test_paper_cell_off_the_grid_is_a_clear_error(tmp_path, capsys):
     assert main(["nqm-map", "--out", str(tmp_path), *TINY, "--set", "paper_noise=3"]) == 2
-    assert "paper_noise=3.0 is not on the grid" in capsys.readouterr().err
+    assert "the paper's cell (paper_kappa=100, paper_noise=3) is not on the grid" in capsys.readouterr().err
+
+
+def test_readme_regime_example_runs(capsys):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (code,) = re.findall(r"```py\n(.*?)```", readme, re.S)
+    exec(code, {})
+    numbers = re.search(r"greedy (\S+), fixed (\S+), optimized (\S+), ratio (\S+), safe horizon "
+                        r"(\d+) of 100", capsys.readouterr().out)
+    greedy, fixed, optimized, ratio = (float(x.rstrip(",")) for x in numbers.groups()[:4])
+    assert ratio == pytest.approx(greedy / optimized, rel=0.02)  # printed to 3 digits
+    assert 1 <= int(numbers.group(5)) <= 100 and min(greedy, fixed, optimized) > 0
