@@ -142,6 +142,7 @@ def test_tiny_map_writes_summary_figures_and_report(tiny_run):
             greedy = greedy_schedule(problem, 20, momentum=cell["momentum"]).loss
         assert cell["greedy"] == pytest.approx(float(greedy[-1]), rel=1e-9)
         assert cell["initial"] == pytest.approx(float(greedy[0]), rel=1e-12)
+        assert cell["fit_above_fixed"] == (cell["optimized"] > cell["fixed"])
     paper = summary["paper_cell"]
     assert (paper["kappa"], paper["noise"]) == (100.0, 1.0)
     assert paper["ratio"] == pytest.approx(paper["greedy"] / paper["optimized"])
