@@ -132,6 +132,7 @@ def tiny_run(tmp_path_factory):
 def test_tiny_map_writes_summary_figures_and_report(tiny_run):
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert len(summary["cells"]) == 2 * 2 * 2  # kappa x noise x momentum
+    greedy_of = jax.jit(greedy_schedule, static_argnames=("horizon", "momentum"))
     for cell in summary["cells"]:
         assert {"kappa", "noise", "momentum", "greedy", "fixed", "optimized"} <= set(cell)
         assert cell["max_component_ratio"] <= 1.0
@@ -139,7 +140,7 @@ def test_tiny_map_writes_summary_figures_and_report(tiny_run):
             assert cell["greedy"] <= cell["optimized"] * (1 + 1e-9)  # Theorem 3: greedy optimal
         with jax.enable_x64(True):  # each cell is the problem its kappa and noise name
             problem = regime_problem(cell["kappa"], cell["noise"], dim=8)
-            greedy = greedy_schedule(problem, 20, momentum=cell["momentum"]).loss
+            greedy = greedy_of(problem, horizon=20, momentum=cell["momentum"]).loss
         assert cell["greedy"] == pytest.approx(float(greedy[-1]), rel=1e-9)
         assert cell["initial"] == pytest.approx(float(greedy[0]), rel=1e-12)
         assert cell["fit_above_fixed"] == (cell["optimized"] > cell["fixed"])
