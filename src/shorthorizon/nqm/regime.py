@@ -132,7 +132,9 @@ def regime(nqm: NQM, horizon: int, *, momentum: bool = True, tolerance: float = 
 
     For a measured problem: Hessian eigenvalues h_i, gradient-noise variances g_i along the same
     eigenvectors (per example, divided by the batch size) and the distance to the optimum along
-    them: ``NQM(h, sigma2=g / h**2, mean0=distance)``. Call it under ``jax.enable_x64(True)``.
+    them: ``NQM(h, sigma2=g / h**2, mean0=distance)``. Every dimension needs a positive initial
+    loss (mean0 ≠ 0 or var0 > 0), or the constraint admits no step. Call it under
+    ``jax.enable_x64(True)``.
     """
     greedy = greedy_schedule(nqm, horizon, momentum=momentum).loss[-1]
     curve = horizon_curve(nqm, horizon, momentum=momentum, lrs=lrs, momenta=momenta)
