@@ -21,9 +21,9 @@ from types import ModuleType
 # command name -> module path; reproduce runs them in this order.
 _MODULES = {
     "nqm": "shorthorizon.experiments.nqm",
-    "nqm-map": "shorthorizon.experiments.nqm_map",
     "offline": "shorthorizon.experiments.offline",
     "online": "shorthorizon.experiments.online",
+    "nqm-map": "shorthorizon.experiments.nqm_map",
 }
 
 
