@@ -26,7 +26,9 @@ def test_summary_holds_every_estimator_against_the_exact_truth(tiny_run):
     assert set(s["estimators"]) == {"forward_K5", "forward_full", "pes_K5", "pes_full"}
     assert s["exact"]["full_forward_relative_error"] < 1e-10
     assert s["exact"]["full_reverse_relative_error"] < 1e-10
-    assert np.max(np.abs(s["exact"]["gradient_at_optimum"])) < 1e-6 * s["exact"]["loss"]
+    # the exact optimum is stationary: its gradient is tiny beside the one at a setting away from it
+    away = s["estimators"]["forward_full"]["points"][0]["exact"]
+    assert np.linalg.norm(s["exact"]["gradient_at_optimum"]) < 1e-3 * np.linalg.norm(away)
     for name, v in s["estimators"].items():
         assert {"truncation", "relative_bias", "cosine", "std", "fitted_hyper", "fitted_loss"} <= set(v)
         assert v["fitted_loss"] >= s["exact"]["loss"] * (1 - 1e-9)  # nothing beats the exact optimum
