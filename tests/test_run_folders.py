@@ -204,7 +204,8 @@ def test_ctrl_c_says_how_to_resume_and_keeps_finished_units(tmp_path):
 def _online(data: Path) -> list[str]:
     return ["online", "--task", "mlp", "--dataset", "mnist", "--set", f"data_dir={data}", "--set", "verify=false",
             "--set", "mlp_steps=20", "--set", "meta_steps=2", "--set", "interval=5", "--set", "chunks=2",
-            "--set", "mlp_batch_size=20", "--set", "mlp_init_lrs=0.05", "--set", "eval_examples=100"]
+            "--set", "mlp_batch_size=20", "--set", "mlp_init_lrs=0.05", "--set", "lookaheads=stochastic",
+            "--set", "eval_examples=100"]
 
 
 def _offline(data: Path) -> list[str]:
@@ -223,7 +224,7 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("experiment, units, seeds", [("nqm", 5, (0, 1)), ("offline", 5, (2, 3)),
-                                                      ("online", 3, (4, 5))])
+                                                      ("online", 2, (4, 5))])
 def test_killed_runs_resume_to_the_uninterrupted_summary(tmp_path, data, strict_json, experiment, units, seeds):
     """SIGKILL at a random point (after a random number of stored units plus a random delay),
     several times in a row, then resume: the summary equals an uninterrupted run's. The killed
