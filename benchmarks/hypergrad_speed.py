@@ -15,7 +15,12 @@ matmul), so with two hyperparameters the floor is above 3. Row "fwd 2, vmap tang
 shared-primal variant (``vmap`` over the tangents), for comparison with the engine's
 ``lax.map`` of one jvp per hyperparameter.
 
-    python benchmarks/hypergrad_speed.py [--steps 200] [--rounds 7] [--scan-unroll 1] [--out benchmarks/results/hypergrad_speed.json]
+Rows "<estimator> K=<k>": the windowed estimators (issue 10) on the same MLP as an inner
+problem (``TrainingRun``), one particle, lr and momentum, windows of ``--window`` steps run
+back to back through the whole unroll; their "x plain" is the cost per step the inner run
+advances (ES and PES run two copies, + and -). No FLOP count for these rows.
+
+    python benchmarks/hypergrad_speed.py [--steps 200] [--window 20] [--rounds 7] [--scan-unroll 1] [--out benchmarks/results/hypergrad_speed.json]
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from shorthorizon.hypergrad import Data, Unroll, hypergradient
+from shorthorizon.hypergrad import Data, TrainingRun, Unroll, hypergradient, make_estimator
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.tasks import mlp
 
 HYPER = {"lr": 0.05, "momentum": 0.9, "decay_exponent": 0.5}
 VMAP = 16
 FORWARD = {"forward (1 hyper)": ("lr",), "forward (2 hypers)": ("lr", "momentum")}  # mode -> wrt
+ESTIMATORS = ("forward", "reverse", "es", "pes")  # windowed, on lr and momentum
 
 
 def best_times(jobs: dict, rounds: int) -> dict:
@@ -53,6 +59,7 @@ def best_times(jobs: dict, rounds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--window", type=int, default=20, help="K of the windowed estimator rows")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--scan-unroll", type=int, default=1, help="steps per loop iteration (lax.scan's unroll)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hypergrad_speed.json"))
@@ -91,6 +98,24 @@ def main() -> None:
             f"vmap x{VMAP} (plain)": (jax.vmap(f), {k: jnp.full((VMAP,), v) for k, v in hyper.items()}, VMAP),
         }
 
+    def windowed(name):
+        """``name``'s estimates over every window of one ``args.steps``-step run."""
+        run = TrainingRun(task, optimizer, data, params, state, args.steps, 100)
+        est = make_estimator(name, run, args.window, 1, 0.01, stagger=False)
+
+        def all_windows(h):
+            h = {"lr": h["lr"], "momentum": h["momentum"]}
+
+            def body(s, w):
+                _, grad, s = est.estimate(s, h, jax.random.PRNGKey(w))
+                return s, grad
+
+            return jax.lax.scan(body, est.init(h, jax.random.PRNGKey(1)), jnp.arange(est.windows))[1]
+
+        return all_windows
+
+    estimator_rows = {f"{name} K={args.window}": (windowed(name), hyper, 1) for name in ESTIMATORS}
+
     def flops_per_step(name, arg):
         """One step's FLOPs: XLA's count for 2 steps minus 1 step, with the scan unrolled.
         The cost analysis counts a loop body once, whatever its trip count, so forward mode
@@ -104,7 +129,7 @@ def main() -> None:
     matrix = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048), jnp.float32)
     long_modes = modes(args.steps)
     jobs = {"matmul": (jax.jit(lambda a: a @ a), matrix),
-            **{name: (jax.jit(fn), arg) for name, (fn, arg, _) in long_modes.items()}}
+            **{name: (jax.jit(fn), arg) for name, (fn, arg, _) in {**long_modes, **estimator_rows}.items()}}
     times = best_times(jobs, args.rounds)
     peak = 2 * 2048**3 / times["matmul"]
     rows = []
@@ -115,6 +140,8 @@ def main() -> None:
         rows.append({"mode": name, "steps_per_s": rate, "seconds": seconds,
                      "flops_per_step": step_flops / width,
                      "fraction_of_matmul": step_flops * args.steps / seconds / peak})
+    for name in estimator_rows:
+        rows.append({"mode": name, "steps_per_s": args.steps / times[name], "seconds": times[name]})
     plain = rows[0]["steps_per_s"]
     plain_flops = rows[0]["flops_per_step"]
     for row in rows:
@@ -127,8 +154,9 @@ def main() -> None:
     print(f"{'mode':22s} {'steps/s':>9s} {'x plain':>8s} {'floor':>6s} {'MFLOP/step':>11s} {'of matmul':>10s}")
     for row in rows:
         floor = f"{row['flop_floor_vs_plain']:6.2f}" if "flop_floor_vs_plain" in row else " " * 6
-        print(f"{row['mode']:22s} {row['steps_per_s']:9.0f} {row['cost_vs_plain']:8.2f} {floor} "
-              f"{row['flops_per_step'] / 1e6:11.1f} {row['fraction_of_matmul']:10.1%}")
+        flops = (f"{row['flops_per_step'] / 1e6:11.1f} {row['fraction_of_matmul']:10.1%}"
+                 if "flops_per_step" in row else "")
+        print(f"{row['mode']:22s} {row['steps_per_s']:9.0f} {row['cost_vs_plain']:8.2f} {floor} {flops}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"matmul_flops": peak, "steps": args.steps, "rows": rows}, indent=2))
     print(f"wrote {args.out}")

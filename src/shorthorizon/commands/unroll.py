@@ -41,7 +41,11 @@ def register(subparsers) -> None:
     p.add_argument("--lookahead", choices=("stochastic", "deterministic"), default="stochastic")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--x64", action="store_true", help="compute in float64")
-    p.add_argument("--estimator", choices=ESTIMATORS, default="forward")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="forward",
+                   help="forward, reverse, fd: exact derivative; es (= pes over one unroll): antithetic "
+                        "evolution strategies")
+    p.add_argument("--particles", type=int, default=16, help="ES: antithetic pairs")
+    p.add_argument("--sigma", type=float, default=0.01, help="ES: perturbation std, in each hyperparameter's units")
     p.set_defaults(handler=_unroll)
 
 
@@ -49,7 +53,7 @@ def _check(args: argparse.Namespace) -> None:
     """ValueError naming the flag for any value the unroll cannot use."""
     for name, rule in (("steps", POSITIVE), ("batch_size", POSITIVE), ("eval_batches", POSITIVE),
                        ("lr", POSITIVE), ("decay_steps", POSITIVE), ("momentum", FRACTION),
-                       ("decay_exponent", NONNEGATIVE)):
+                       ("decay_exponent", NONNEGATIVE), ("particles", POSITIVE), ("sigma", POSITIVE)):
         value = getattr(args, name)
         if value is not None and not rule.test(value):
             raise ValueError(f"--{name.replace('_', '-')} must be {rule.wanted}, got {value}")
@@ -78,7 +82,8 @@ def _compute(args: argparse.Namespace) -> dict:
     import jax.numpy as jnp
 
     from shorthorizon.experiments import datasets
-    from shorthorizon.hypergrad import Unroll, hypergradient
+    from shorthorizon.hypergrad import Unroll
+    from shorthorizon.hypergrad.estimators import objective_gradient
     from shorthorizon.optim import inverse_time, make_optimizer
     from shorthorizon.tasks import make_task
 
@@ -102,9 +107,10 @@ def _compute(args: argparse.Namespace) -> dict:
 
     @jax.jit
     def run(h):
-        return hypergradient(lambda h: unroll.objective(h, params, state, train, data_key), h,
-                             args.estimator)
+        return objective_gradient(lambda h, key: unroll.objective(h, params, state, train, key), h, data_key,
+                                  args.estimator, args.particles, args.sigma)
 
     loss, grad = run({k: jnp.asarray(v, dtype) for k, v in hyper.items()})
     return {"loss": float(loss), "hypergrad": {k: float(v) for k, v in grad.items()},
-            "dataset": name, "estimator": args.estimator}
+            "dataset": name, "estimator": args.estimator,
+            **({"particles": args.particles, "sigma": args.sigma} if args.estimator in ("es", "pes") else {})}

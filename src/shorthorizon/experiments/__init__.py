@@ -30,6 +30,7 @@ from types import ModuleType
 # command name -> module path; reproduce runs them in this order.
 _MODULES = {
     "nqm": "shorthorizon.experiments.nqm",
+    "estimators": "shorthorizon.experiments.estimators",
     "offline": "shorthorizon.experiments.offline",
     "online": "shorthorizon.experiments.online",
 }

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, require
 from shorthorizon.experiments import datasets
-from shorthorizon.hypergrad import Data
+from shorthorizon.hypergrad import ESTIMATORS, Data
 from shorthorizon.meta import offline
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
@@ -66,6 +66,9 @@ class Config:
     meta_steps: int = 5000
     meta_lr: float = 0.01  # Adam step in log space
     meta_chunk: int = 50  # meta-steps per compiled scan (progress granularity)
+    estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, or es (antithetic pairs)
+    particles: int = 1  # es: antithetic pairs per meta-step
+    sigma: float = 0.01  # es: perturbation std in log space
     curve_points: int = 100  # measurements along each long run
 
 
@@ -134,6 +137,10 @@ def _bounds(config: Config) -> tuple[tuple[str, float, float], ...]:
             (offline.LOG_DECAY_EXPONENT, *map(math.log, config.decay_exponent_range)))
 
 
+def _estimator(config: Config) -> tuple[str, int, float]:
+    return config.estimator, config.particles, config.sigma
+
+
 def surface_points(config: Config) -> tuple[np.ndarray, np.ndarray]:
     """The surface's (lr0, decay_exponent) samples, log-uniform in the configured box."""
     rng = np.random.default_rng(config.seed)
@@ -166,7 +173,7 @@ def smd_unit(config: Config, horizon: int, restart: int) -> dict:
     setup, unroll = _setup(config), _unroll(config, horizon)
     key = jax.random.fold_in(jax.random.fold_in(setup.keys["smd"], horizon), restart)
     keys = jax.random.split(key, config.meta_steps)
-    smd = offline.smd(unroll, setup.problem, config.meta_lr, _bounds(config))
+    smd = offline.smd(unroll, setup.problem, config.meta_lr, _bounds(config), _estimator(config))
     state = smd.init(offline.to_raw(config.init_lr0[restart], config.init_decay_exponent[restart]))
     objectives, raws = [], []
     with tqdm(total=config.meta_steps, desc=f"SMD T={horizon} restart {restart}", unit="meta-step",
@@ -174,7 +181,7 @@ def smd_unit(config: Config, horizon: int, restart: int) -> dict:
         for start in range(0, config.meta_steps, config.meta_chunk):
             chunk = keys[start:start + config.meta_chunk]
             state, (objective, _, raw) = offline.fit_chunk(unroll, setup.problem, state, chunk,
-                                                           config.meta_lr, _bounds(config))
+                                                           config.meta_lr, _bounds(config), _estimator(config))
             objectives.append(objective.block_until_ready())  # progress means finished meta-steps
             raws.append(raw)
             bar.update(len(chunk))
@@ -210,12 +217,14 @@ def _steps_per_second(config: Config, seconds: float = 0.5) -> float:
 
 # --- the experiment ------------------------------------------------------------------
 def validate(config: Config) -> None:
+    if config.estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
     datasets.check_name(config.dataset)
     if config.task not in TASKS:
         raise ValueError(f"unknown task {config.task!r}; choose one of: {', '.join(TASKS)}")
     require(config, "batch_size warm_start_lr decay_steps horizons eval_batches lr0_range "
             "decay_exponent_range surface_samples surface_chunk surface_batch init_lr0 "
-            "init_decay_exponent meta_steps meta_lr meta_chunk curve_points", POSITIVE)
+            "init_decay_exponent meta_steps meta_lr meta_chunk particles sigma curve_points", POSITIVE)
     require(config, "warm_start_steps", NONNEGATIVE)
     require(config, "momentum", FRACTION)
     for key in ("lr0_range", "decay_exponent_range"):

@@ -23,7 +23,7 @@ import jax
 from shorthorizon.config import FRACTION, POSITIVE, require
 from shorthorizon.experiments import datasets
 from shorthorizon.experiments.datasets import PREFERRED
-from shorthorizon.hypergrad import LOOKAHEADS, Data, evaluate
+from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate
 from shorthorizon.meta.online import Online
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
@@ -51,6 +51,9 @@ class Config:
     interval: int = 10
     meta_lr: float = 0.01  # Adam, on log(lr_eff) and log(1 - momentum)
     clip: float = 10.0  # hypergradients clipped to [-clip, clip]
+    estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, or es (antithetic pairs)
+    particles: int = 1  # es: antithetic pairs per meta-step
+    sigma: float = 0.01  # es: perturbation std in log space
     final_lr_eff: float = 1e-4  # effective lr at the last step
     eval_examples: int = 10_000  # training examples the final training loss is measured on
     chunks: int = 10  # jitted pieces per half: progress and divergence checks in between
@@ -114,7 +117,7 @@ def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead:
     online = Online(model, lookahead or "stochastic", config.horizon,
                     config.meta_steps if lookahead else 0, config.interval, config.meta_lr, config.clip,
                     per_task(config, task, "batch_size"), final_lr_eff=config.final_lr_eff,
-                    chunks=config.chunks)
+                    chunks=config.chunks, estimator=(config.estimator, config.particles, config.sigma))
     steps = per_task(config, task, "steps")
     chance = math.log(int(train.y.max()) + 1)
     label = f"{task} {lookahead or 'baseline'} lr0={init_lr:g}"
@@ -150,8 +153,11 @@ def validate(config: Config) -> None:
     unknown = sorted(set(config.task) - set(TASKS)) + sorted(set(config.lookaheads) - set(LOOKAHEADS))
     if unknown or not config.task:
         raise ValueError(f"unknown task or lookahead {unknown}; tasks: {TASKS}, lookaheads: {LOOKAHEADS}")
+    if config.estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
     datasets.check_name(config.dataset)
-    require(config, "horizon meta_steps interval meta_lr clip final_lr_eff eval_examples chunks", POSITIVE)
+    require(config, "horizon meta_steps interval meta_lr clip particles sigma final_lr_eff eval_examples chunks",
+            POSITIVE)
     require(config, "momentum", FRACTION)
     for task in config.task:
         require(config, " ".join(f"{task}_{key}" for key in ("steps", "init_lrs", "baseline_lr", "batch_size")),

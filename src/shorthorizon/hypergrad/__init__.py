@@ -1,8 +1,10 @@
 """Hypergradients of a meta-objective defined by unrolled training."""
 
-from shorthorizon.hypergrad.estimators import ESTIMATORS, hypergradient
-from shorthorizon.hypergrad.unroll import (LOOKAHEADS, Data, Unroll, batches, evaluate, mean_loss, sample_batch,
-                                           stochastic_batches, train)
+from shorthorizon.hypergrad.estimators import (ES, ESTIMATORS, MODES, EstState, Inner, Truncated, hypergradient,
+                                               label, make_estimator)
+from shorthorizon.hypergrad.unroll import (LOOKAHEADS, Data, RunState, TrainingRun, Unroll, batches, evaluate,
+                                           mean_loss, sample_batch, stochastic_batches, train)
 
-__all__ = ["ESTIMATORS", "LOOKAHEADS", "Data", "Unroll", "batches", "evaluate", "hypergradient", "mean_loss",
+__all__ = ["ES", "ESTIMATORS", "LOOKAHEADS", "MODES", "Data", "EstState", "Inner", "RunState", "TrainingRun",
+           "Truncated", "Unroll", "batches", "evaluate", "hypergradient", "label", "make_estimator", "mean_loss",
            "sample_batch", "stochastic_batches", "train"]

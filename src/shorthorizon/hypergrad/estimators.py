@@ -1,17 +1,50 @@
-"""Hypergradient estimators behind one interface.
+"""Hypergradient estimators: how the derivative of a meta-objective is computed, and over what.
 
-``hypergradient(f, hyper, estimator)`` returns ``(f(hyper), {name: ∂f/∂hyper[name]})`` for a
-scalar function ``f`` of a dict of scalar hyperparameters:
+Two layers.
 
-- ``"forward"``: stochastic meta-descent's forward mode (paper Eq. 8-9). One ``jax.jvp``
-  per hyperparameter, one after another under ``lax.map``; exact, and its memory does not
-  grow with the horizon. Each jvp recomputes the primal unroll, yet on XLA:CPU this is
-  faster than ``vmap`` over the tangents (which shares the primal): batched tangents turn
-  every matmul into a batched one with transposes around it. Two hyperparameters on the CNN
-  (batch 25, 5 steps): 3.0x a plain unroll with ``lax.map``, 6.1x with ``vmap``; on the MLP
-  (batch 100, 200 steps) the two are within this machine's noise (3.2x to 4.3x).
-- ``"reverse"``: ``jax.value_and_grad`` through the same unroll (memory grows with T).
+**Derivative modes** turn a function of a hyperparameter vector into its value and derivative.
+``hypergradient(f, hyper, mode)`` applies one to a plain meta-objective ``f(hyper)``:
+
+- ``"forward"``: stochastic meta-descent's forward mode (paper Eq. 8-9). One ``jax.jvp`` per
+  hyperparameter, one after another under ``lax.map``; exact, and its memory does not grow
+  with the horizon. Each jvp recomputes the primal unroll, yet on XLA:CPU this is faster than
+  ``vmap`` over the tangents (which shares the primal): batched tangents turn every matmul
+  into a batched one with transposes around it. Two hyperparameters on the CNN (batch 25,
+  5 steps): 3.0x a plain unroll with ``lax.map``, 6.1x with ``vmap``; on the MLP (batch 100,
+  200 steps) the two are within this machine's noise (3.2x to 4.3x).
+- ``"reverse"``: ``jax.value_and_grad`` through the same unroll (memory grows with T unless
+  the unroll is checkpointed, see :class:`Truncated`).
 - ``"fd"``: central finite differences, for checking (use float64).
+
+**Estimator objects** estimate the gradient of a *whole-run* objective of an inner problem
+(:class:`Inner`) one window of ``truncation`` = K steps at a time, keeping state between
+windows (learned_optimization's ``GradientEstimator``, without its global configuration)::
+
+    state = estimator.init(hyper, key)                       # particles at step 0 (staggered)
+    loss, grads, state = estimator.estimate(state, hyper, key)   # one window each
+
+The whole-run objective is the **mean per-step loss over the run** of T steps,
+J = (1/T) Σ_{t=1..T} L_t. A window's loss is the mean loss over its K steps, so for a particle
+at a uniformly random window the expectation of (the gradient of) its window loss is J's
+(the window losses average to J). Estimators:
+
+- :class:`Truncated` with a derivative mode: the window's derivative with the inner state at
+  the window's start held constant. ``mode="reverse"`` is truncated backpropagation through
+  time (TBPTT), ``"forward"`` the paper's short-horizon SMD; with K = T (one window) both are
+  the exact whole-run derivative. For K < T they are biased: they ignore how the
+  hyperparameters moved the state the window starts from.
+- :class:`ES` (antithetic evolution strategies): each particle pair runs the window at
+  ``hyper ± ε``, ε ~ N(0, σ²I), from its own two inner states, and estimates
+  ε (L₊ − L₋) / (2σ²). ``persistent=True`` is **PES** (Vicol, Metz, Sohl-Dickstein, ICML 2021):
+  the pair keeps the sum ξ of every perturbation drawn since its inner run started and
+  estimates ξ (L₊ − L₋) / (2σ²), which credits a window's loss to the perturbations of all
+  earlier windows too; unbiased for the gradient of the Gaussian-smoothed whole-run objective
+  (each window's hyperparameters perturbed independently). Truncated ES (``persistent=False``)
+  is as biased as TBPTT, smoothed.
+
+The + and − particles of a pair, and every mode of one particle, see the same randomness: an
+inner state carries its own key and the step index (common random numbers), so the estimate's
+noise comes from the trajectory, not from a difference of two unrelated ones.
 
 Finite differences need small steps here: with ReLU or max-pooling the gradient jumps where a
 unit switches, so one training step is a discontinuous map of the weights and a long unroll's
@@ -22,12 +55,46 @@ while ``±fd_step`` stays inside that piece (short unrolls, steps ~1e-7 in float
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+import dataclasses
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
-ESTIMATORS = ("forward", "reverse", "fd")
+
+# --- derivative modes: f(x) -> (value, aux) of a vector x; each returns (value, aux, grad) ----
+def _forward(f, x, fd_step):
+    def jvp(tangent):
+        (value, aux), (dvalue, _) = jax.jvp(f, (x,), (tangent,))
+        return value, aux, dvalue
+
+    values, auxes, grad = jax.lax.map(jvp, jnp.eye(x.shape[0], dtype=x.dtype))
+    return values[0], jax.tree.map(lambda a: a[0], auxes), grad
+
+
+def _reverse(f, x, fd_step):
+    (value, aux), grad = jax.value_and_grad(f, has_aux=True)(x)
+    return value, aux, grad
+
+
+def _finite_difference(f, x, fd_step):
+    """Central differences with relative steps ``±fd_step * |x_i|`` (``±fd_step`` at 0); a
+    Python loop over the few coordinates reuses f's compiled program."""
+    steps = fd_step * jnp.where(x == 0, 1.0, jnp.abs(x))
+    basis = jnp.diag(steps)
+    grad = jnp.stack([(f(x + basis[i])[0] - f(x - basis[i])[0]) / (2 * steps[i]) for i in range(x.shape[0])])
+    value, aux = f(x)
+    return value, aux, grad
+
+
+MODES = {"forward": _forward, "reverse": _reverse, "fd": _finite_difference}
+ESTIMATORS = (*MODES, "es", "pes")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown derivative mode {mode!r}; choose one of: {', '.join(MODES)}")
 
 
 def hypergradient(
@@ -37,11 +104,13 @@ def hypergradient(
     wrt: Sequence[str] | None = None,
     fd_step: float = 1e-7,
 ) -> tuple[jax.Array, dict]:
-    """Value of ``f`` at ``hyper`` and its derivatives w.r.t. the keys ``wrt`` (default all).
+    """Value of ``f`` at ``hyper`` and its derivatives w.r.t. the keys ``wrt`` (default all),
+    by the derivative mode ``estimator`` (``"forward"``, ``"reverse"`` or ``"fd"``).
 
     ``fd_step`` is relative: hyperparameter h moves by ``±fd_step * |h|`` (``±fd_step`` at 0)."""
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
+    if estimator not in MODES:
+        raise ValueError(f"unknown estimator {estimator!r} for a plain meta-objective; choose one of: "
+                         f"{', '.join(MODES)}")
     hyper = dict(hyper)
     wrt = tuple(wrt if wrt is not None else hyper)
     missing = [k for k in wrt if k not in hyper]
@@ -51,16 +120,226 @@ def hypergradient(
     x = jnp.stack([jnp.asarray(hyper[k]) for k in wrt])
 
     def g(vec):
-        return f({**fixed, **{k: vec[i] for i, k in enumerate(wrt)}})
+        return f({**fixed, **{k: vec[i] for i, k in enumerate(wrt)}}), ()
 
-    if estimator == "forward":
-        values, grad = jax.lax.map(lambda t: jax.jvp(g, (x,), (t,)), jnp.eye(len(wrt), dtype=x.dtype))
-        value = values[0]
-    elif estimator == "reverse":
-        value, grad = jax.value_and_grad(g)(x)
-    else:  # a Python loop over the few hyperparameters reuses f's compiled program
-        steps = fd_step * jnp.where(x == 0, 1.0, jnp.abs(x))
-        basis = jnp.diag(steps)
-        grad = jnp.stack([(g(x + basis[i]) - g(x - basis[i])) / (2 * steps[i]) for i in range(len(wrt))])
-        value = g(x)
+    value, _, grad = MODES[estimator](g, x, fd_step)
     return value, {k: grad[i] for i, k in enumerate(wrt)}
+
+
+# --- inner problems and windowed estimators --------------------------------------------------
+class Inner(Protocol):
+    """An inner problem seen one window at a time.
+
+    ``init(key)`` starts a fresh inner run (step 0) whose randomness is fixed by ``key``;
+    ``unroll(hyper, state, steps)`` takes ``steps`` steps (a static int) and returns the mean
+    per-step loss over them and the state after. ``unroll`` must be a deterministic function
+    of its arguments (the state carries its key and step index), so that two calls from one
+    state with different ``hyper`` see the same randomness. ``horizon`` is T, the length of
+    one whole run."""
+
+    horizon: int
+
+    def init(self, key: jax.Array) -> Any: ...
+
+    def unroll(self, hyper: Mapping[str, jax.Array], state: Any, steps: int) -> tuple[jax.Array, Any]: ...
+
+
+class EstState(NamedTuple):
+    """Per-particle inner states (leading axis: particles; for ES a second axis of 2, the + and
+    − states), steps done in each particle's current run, and (ES) the perturbation sum ξ."""
+
+    inner: Any
+    steps: jax.Array
+    xi: jax.Array
+
+
+def _window(inner: Inner, hyper, state, steps: int, checkpoint: int | None):
+    """``inner.unroll`` over ``steps`` steps; with ``checkpoint`` = c, as ``steps / c``
+    checkpointed chunks (``jax.checkpoint``): reverse mode then stores the states at chunk
+    boundaries only and recomputes each chunk, memory ∝ steps / c + c instead of ∝ steps."""
+    if not checkpoint or checkpoint >= steps:
+        return inner.unroll(hyper, state, steps)
+    if steps % checkpoint:
+        raise ValueError(f"checkpoint chunk {checkpoint} does not divide the window of {steps} steps")
+    chunk = jax.checkpoint(lambda s: inner.unroll(hyper, s, checkpoint))
+
+    def body(s, _):
+        loss, s = chunk(s)
+        return s, loss
+
+    state, losses = jax.lax.scan(body, state, None, length=steps // checkpoint)
+    return jnp.mean(losses), state
+
+
+def _where(mask, new, old):
+    """Per-particle select: ``mask`` has one entry per leading index of every leaf."""
+    return jax.tree.map(lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
+class _Windowed:
+    """What every windowed estimator shares: the window length, particles at staggered
+    phases, and restarting a particle's inner run when it reaches the horizon."""
+
+    def _check(self) -> int:
+        horizon = self.inner.horizon
+        k = self.truncation or horizon
+        if k < 1 or horizon % k:
+            raise ValueError(f"truncation {k} must be a positive divisor of the horizon {horizon}")
+        if self.particles < 1:
+            raise ValueError(f"particles must be at least 1, got {self.particles}")
+        return k
+
+    @property
+    def windows(self) -> int:
+        """Windows in one inner run: T / K."""
+        return self.inner.horizon // self._check()
+
+    def _fresh(self, key) -> Any:
+        return jax.vmap(self.inner.init)(jax.random.split(key, self.particles))
+
+    def init(self, hyper: Mapping[str, jax.Array], key: jax.Array) -> EstState:
+        """Fresh inner runs for every particle; with ``stagger``, particle p then runs
+        ``p * windows // particles`` windows at ``hyper`` (perturbed as ``estimate`` would), so
+        successive meta-steps do not all see the same phase of training."""
+        self._check()
+        init_key, stagger_key = jax.random.split(key)
+        x = ravel_pytree(dict(hyper))[0]
+        state = EstState(self._pair(self._fresh(init_key)), jnp.zeros(self.particles, jnp.int32),
+                         jnp.zeros((self.particles, x.shape[0]), x.dtype))
+        if not self.stagger or self.particles == 1:
+            return state
+        target = jnp.arange(self.particles) * self.windows // self.particles
+
+        def body(state, w):
+            _, _, new = self.estimate(state, hyper, jax.random.fold_in(stagger_key, w))
+            return _where(w < target, new, state), None
+
+        return jax.lax.scan(body, state, jnp.arange(self.windows - 1))[0]
+
+    def _advance(self, state: EstState, inner, xi, key) -> EstState:
+        """Count the window's steps; particles whose run reached the horizon start a new one."""
+        steps = state.steps + self._check()
+        done = steps >= self.inner.horizon
+        # new runs are drawn only in windows where one ends (a real branch outside vmap)
+        inner = jax.lax.cond(jnp.any(done), lambda: _where(done, self._pair(self._fresh(key)), inner),
+                             lambda: inner)
+        return EstState(inner, jnp.where(done, 0, steps), jnp.where(done[:, None], 0.0, xi))
+
+    def estimate(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
+        """One window: ``(loss, gradient estimate, new state)``, both averaged over particles."""
+        losses, grads, state = self.estimate_particles(state, hyper, key)
+        return jnp.mean(losses), jax.tree.map(lambda g: jnp.mean(g, 0), grads), state
+
+
+@dataclasses.dataclass(frozen=True)
+class Truncated(_Windowed):
+    """Derivative of each window's loss by ``mode`` (``"forward"``, ``"reverse"``, ``"fd"``),
+    the window's start state held constant; averaged over ``particles``. ``truncation`` None
+    (or T): the whole run, exact. ``checkpoint``: reverse-mode memory, see :func:`_window`."""
+
+    inner: Inner
+    mode: str = "forward"
+    truncation: int | None = None
+    particles: int = 1
+    stagger: bool = True
+    checkpoint: int | None = None
+    fd_step: float = 1e-7
+
+    def _pair(self, inner):
+        return inner
+
+    def estimate_particles(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
+        """One window; every particle's loss and estimate (leading axis: particles)."""
+        _check_mode(self.mode)
+        k = self._check()
+        x, unravel = ravel_pytree(dict(hyper))
+
+        def one(start):
+            start = jax.lax.stop_gradient(start)
+            return MODES[self.mode](lambda v: _window(self.inner, unravel(v), start, k, self.checkpoint),
+                                    x, self.fd_step)
+
+        losses, inner, grads = jax.vmap(one)(state.inner)
+        return losses, jax.vmap(unravel)(grads), self._advance(state, inner, state.xi, key)
+
+
+@dataclasses.dataclass(frozen=True)
+class ES(_Windowed):
+    """Antithetic evolution strategies over windows; ``persistent=True`` is PES (module
+    docstring). ``sigma`` is the perturbation's standard deviation in the coordinates of
+    ``hyper`` (e.g. log space)."""
+
+    inner: Inner
+    truncation: int | None = None
+    particles: int = 1
+    sigma: float = 0.01
+    persistent: bool = False
+    stagger: bool = True
+
+    def _pair(self, inner):
+        return jax.tree.map(lambda a: jnp.stack([a, a], axis=1), inner)
+
+    def estimate_particles(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
+        """One window; every pair's mean loss (of ±) and estimate (leading axis: particles)."""
+        k = self._check()
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be positive, got {self.sigma}")
+        x, unravel = ravel_pytree(dict(hyper))
+        noise_key, reset_key = jax.random.split(key)
+        eps = self.sigma * jax.random.normal(noise_key, state.xi.shape, x.dtype)
+        xi = state.xi + eps if self.persistent else eps
+        signs = jnp.array([1.0, -1.0], x.dtype)
+
+        def one(starts, e):  # one particle pair: both signs from their own states
+            return jax.vmap(lambda s, start: _window(self.inner, unravel(x + s * e), start, k, None))(signs, starts)
+
+        losses, inner = jax.vmap(one)(state.inner, eps)  # losses (particles, 2)
+        grads = xi * ((losses[:, 0] - losses[:, 1]) / (2 * self.sigma**2))[:, None]
+        return losses.mean(1), jax.vmap(unravel)(grads), self._advance(state, inner, xi, reset_key)
+
+
+class Objective(NamedTuple):
+    """A plain meta-objective ``f(hyper, key)`` as a one-step inner problem: every estimator
+    over it is a full-horizon estimator (ES: antithetic pairs of whole unrolls sharing ``key``)."""
+
+    f: Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]
+    horizon: int = 1
+
+    def init(self, key: jax.Array) -> jax.Array:
+        return key
+
+    def unroll(self, hyper, key: jax.Array, steps: int):
+        return self.f(hyper, key), key
+
+
+def objective_gradient(f: Callable[[dict, jax.Array], jax.Array], hyper: Mapping[str, jax.Array], key: jax.Array,
+                       estimator: str = "forward", particles: int = 1, sigma: float = 0.01) -> tuple[jax.Array, dict]:
+    """``(f(hyper, key), gradient estimate)`` of a plain meta-objective by any estimator: a
+    derivative mode (exact, by :func:`hypergradient`) or ES with ``particles`` antithetic pairs
+    (``"pes"`` is ES here: one window, nothing persists)."""
+    if estimator in MODES:
+        return hypergradient(lambda h: f(h, key), hyper, estimator)
+    es = make_estimator(estimator, Objective(f), None, particles, sigma, stagger=False)
+    init_key, key = jax.random.split(key)
+    state = es.init(hyper, init_key)
+    state = state._replace(inner=jnp.broadcast_to(key, state.inner.shape))  # every pair sees key's unroll
+    loss, grad, _ = es.estimate(state, hyper, init_key)
+    return loss, grad
+
+
+def make_estimator(name: str, inner: Inner, truncation: int | None = None, particles: int = 1,
+                   sigma: float = 0.01, **options) -> Truncated | ES:
+    """The estimator called ``name`` (one of :data:`ESTIMATORS`) on ``inner``; ``options`` go
+    to its class (``stagger``, ``checkpoint``, ``fd_step``)."""
+    if name in MODES:
+        return Truncated(inner, name, truncation, particles, **options)
+    if name in ("es", "pes"):
+        return ES(inner, truncation, particles, sigma, persistent=(name == "pes"), **options)
+    raise ValueError(f"unknown estimator {name!r}; choose one of: {', '.join(ESTIMATORS)}")
+
+
+def label(name: str, truncation: int | None, horizon: int) -> str:
+    """Report name: ``forward_full``, ``tbptt_K10`` (truncated reverse mode), ``pes_K10``, ..."""
+    if not truncation or truncation >= horizon:
+        return f"{name}_full"
+    return f"{'tbptt' if name == 'reverse' else name}_K{truncation}"

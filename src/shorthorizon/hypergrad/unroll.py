@@ -94,6 +94,45 @@ def train(
     return params, state, losses
 
 
+class RunState(NamedTuple):
+    """One inner run of a :class:`TrainingRun`: weights, optimizer state (its ``step`` counts
+    from the run's start) and the key its batches are drawn from."""
+
+    params: Params
+    opt_state: OptState
+    key: jax.Array
+
+
+class TrainingRun(NamedTuple):
+    """A neural-net task as an estimator's inner problem
+    (:class:`~shorthorizon.hypergrad.estimators.Inner`): ``horizon`` steps of ``optimizer``
+    from ``params`` and ``opt_state`` (e.g. a warm start), a fresh batch of ``data`` every step,
+    drawn from the run's key and the step index, so a window sees the same batches whatever the
+    hyperparameters. A window's loss is the mean training loss of its batches (each before its
+    step's update). ``to_hyper`` maps the estimator's coordinates to the optimizer's
+    hyperparameters (identity by default, e.g. ``meta.offline.from_raw`` for log space). The
+    data is held by the object, so a jitted estimator holds it as a constant: fine for the small
+    sets of tests and studies, not for a full dataset on an accelerator."""
+
+    task: Task
+    optimizer: Optimizer
+    data: Data
+    params: Params
+    opt_state: OptState
+    horizon: int
+    batch_size: int = 100
+    to_hyper: Callable[[Hyper], Hyper] = dict
+
+    def init(self, key: jax.Array) -> RunState:
+        return RunState(self.params, self.opt_state, key)
+
+    def unroll(self, hyper: Hyper, state: RunState, steps: int):
+        opt_state = state.opt_state._replace(hyper={**state.opt_state.hyper, **self.to_hyper(hyper)})
+        batch_at = stochastic_batches(self.data, state.key, steps, self.batch_size, start=opt_state.step)
+        params, opt_state, losses = train(self.task, self.optimizer, state.params, opt_state, batch_at, steps)
+        return jnp.mean(losses), RunState(params, opt_state, state.key)
+
+
 class Unroll(NamedTuple):
     """A lookahead: ``steps`` of ``optimizer`` on ``task`` from given weights, then the
     meta-objective.

@@ -120,19 +120,21 @@ def surface(unroll: Unroll, problem: Problem, lr0: jax.Array, decay_exponent: ja
     return jax.lax.map(one, (lr0, decay_exponent, keys), batch_size=batch_size).T
 
 
-def smd(unroll: Unroll, problem: Problem, meta_lr: float, bounds: tuple[tuple[str, float, float], ...]) -> SMD:
+def smd(unroll: Unroll, problem: Problem, meta_lr: float, bounds: tuple[tuple[str, float, float], ...],
+        estimator: tuple[str, int, float] = ("forward", 1, 0.01)) -> SMD:
     """SMD on the log-space schedule hyperparameters; ``bounds`` as hashable
-    ``(name, low, high)`` triples in log space."""
+    ``(name, low, high)`` triples in log space; ``estimator`` as (name, particles, sigma)."""
     return SMD(lambda raw, key: meta_objective(unroll, problem, from_raw(raw), key),
-               meta_lr=meta_lr, bounds={k: (lo, hi) for k, lo, hi in bounds})
+               meta_lr=meta_lr, bounds={k: (lo, hi) for k, lo, hi in bounds}, estimator=estimator[0],
+               particles=estimator[1], sigma=estimator[2])
 
 
-@partial(jax.jit, static_argnames=("unroll", "meta_lr", "bounds"))
+@partial(jax.jit, static_argnames=("unroll", "meta_lr", "bounds", "estimator"))
 def fit_chunk(unroll: Unroll, problem: Problem, state: SMDState, keys: jax.Array, meta_lr: float,
-              bounds: tuple[tuple[str, float, float], ...]):
+              bounds: tuple[tuple[str, float, float], ...], estimator: tuple[str, int, float] = ("forward", 1, 0.01)):
     """``len(keys)`` SMD meta-steps (one fresh key each) under one ``lax.scan``. Returns the
     new state and the per-step (objective, hypergradient, raw before the step)."""
-    return smd(unroll, problem, meta_lr, bounds).run(state, keys)
+    return smd(unroll, problem, meta_lr, bounds, estimator).run(state, keys)
 
 
 @partial(jax.jit, static_argnames=("unroll", "points"))

@@ -66,6 +66,7 @@ class Online(NamedTuple):
     one_minus_momentum_bounds: tuple[float, float] = (1e-4, 1.0)
     final_lr_eff: float = 1e-4
     chunks: int = 10  # jitted pieces per phase: divergence checks and progress in between
+    estimator: tuple[str, int, float] = ("forward", 1, 0.01)  # SMD's: (name, particles, sigma)
 
     def smd(self, params: Params, opt_state: OptState, data: Data) -> SMD:
         """SMD whose objective is the lookahead loss from ``params`` and ``opt_state``."""
@@ -76,7 +77,8 @@ class Online(NamedTuple):
 
         bounds = {"log_lr_eff": tuple(map(math.log, self.lr_eff_bounds)),
                   "log_one_minus_momentum": tuple(map(math.log, self.one_minus_momentum_bounds))}
-        return SMD(objective, self.meta_lr, self.clip, bounds)
+        name, particles, sigma = self.estimator
+        return SMD(objective, self.meta_lr, self.clip, bounds, name, particles, sigma)
 
     def run(self, data: Data, key: jax.Array, lr: float, momentum: float, adapt_steps: int,
             decay_steps: int, chance_loss: float = math.inf,

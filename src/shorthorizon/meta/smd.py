@@ -1,9 +1,11 @@
 """Stochastic meta-descent (paper Algorithm 1) on hyperparameters held in log space.
 
-Each meta-step evaluates the meta-objective and its forward-mode hypergradient at the
-current hyperparameters, clips the hypergradient to ``[-clip, clip]``, takes an Adam step
-and clips the values to their valid range. The Adam state persists across meta-steps
-(the reference code reset it after every step; that was a bug).
+Each meta-step evaluates the meta-objective and its hypergradient at the current
+hyperparameters, clips the hypergradient to ``[-clip, clip]``, takes an Adam step and clips
+the values to their valid range. The Adam state persists across meta-steps (the reference code
+reset it after every step; that was a bug). :meth:`SMD.step` takes the hypergradient of a plain
+meta-objective; :func:`train` takes it from a windowed estimator object
+(:mod:`shorthorizon.hypergrad.estimators`) and applies the same update.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from shorthorizon.hypergrad.estimators import hypergradient
+from shorthorizon.hypergrad.estimators import objective_gradient
 
 
 class SMDState(NamedTuple):
@@ -23,13 +25,18 @@ class SMDState(NamedTuple):
 
 
 class SMD(NamedTuple):
-    """``objective(raw, key) -> scalar`` is minimized over ``raw`` (a dict of scalars)."""
+    """``objective(raw, key) -> scalar`` is minimized over ``raw`` (a dict of scalars).
+    ``meta_lr`` is Adam's step size, a number or an optax schedule of the meta-step.
+    ``estimator`` (with ``particles`` and ``sigma`` for ES) estimates each hypergradient, see
+    :func:`~shorthorizon.hypergrad.estimators.objective_gradient`."""
 
-    objective: Callable[[dict, jax.Array], jax.Array]
-    meta_lr: float = 0.01
+    objective: Callable[[dict, jax.Array], jax.Array] | None = None
+    meta_lr: float | optax.Schedule = 0.01
     clip: float = 10.0
     bounds: Mapping[str, tuple[float, float]] = {}
     estimator: str = "forward"
+    particles: int = 1
+    sigma: float = 0.01
 
     def _adam(self):
         return optax.adam(self.meta_lr)
@@ -38,15 +45,36 @@ class SMD(NamedTuple):
         raw = {k: jnp.asarray(v) for k, v in raw.items()}
         return SMDState(raw, self._adam().init(raw))
 
-    def step(self, state: SMDState, key: jax.Array) -> tuple[SMDState, tuple[jax.Array, dict, dict]]:
-        """One meta-step; returns the new state and (objective, hypergradient, raw) before it."""
-        value, grad = hypergradient(lambda r: self.objective(r, key), state.raw, self.estimator)
-        clipped = jax.tree.map(lambda g: jnp.clip(g, -self.clip, self.clip), grad)
+    def update(self, state: SMDState, grad: Mapping[str, jax.Array]) -> SMDState:
+        """Clip the hypergradient, take an Adam step, clip the values to ``bounds``."""
+        clipped = jax.tree.map(lambda g: jnp.clip(g, -self.clip, self.clip), dict(grad))
         updates, adam = self._adam().update(clipped, state.adam, state.raw)
         raw = optax.apply_updates(state.raw, updates)
         raw = {k: jnp.clip(v, *self.bounds.get(k, (-jnp.inf, jnp.inf))) for k, v in raw.items()}
-        return SMDState(raw, adam), (value, grad, state.raw)
+        return SMDState(raw, adam)
+
+    def step(self, state: SMDState, key: jax.Array) -> tuple[SMDState, tuple[jax.Array, dict, dict]]:
+        """One meta-step; returns the new state and (objective, hypergradient, raw) before it."""
+        value, grad = objective_gradient(self.objective, state.raw, key, self.estimator, self.particles, self.sigma)
+        return self.update(state, grad), (value, grad, state.raw)
 
     def run(self, state: SMDState, keys: jax.Array) -> tuple[SMDState, tuple[jax.Array, dict, dict]]:
         """``len(keys)`` meta-steps under ``lax.scan``; per-step (objective, hypergradient, raw)."""
         return jax.lax.scan(self.step, state, keys)
+
+
+def train(estimator, smd: SMD, raw: Mapping[str, jax.Array], key: jax.Array, steps: int):
+    """``steps`` meta-steps of ``smd``'s update on the windowed ``estimator``'s hypergradients
+    (one window each), under one ``lax.scan``. Returns the final :class:`SMDState` and the
+    per-step (window loss, hypergradient, raw before the step)."""
+    init_key, key = jax.random.split(key)
+    state = smd.init(raw)
+
+    def body(carry, k):
+        state, est_state = carry
+        loss, grad, est_state = estimator.estimate(est_state, state.raw, k)
+        return (smd.update(state, grad), est_state), (loss, grad, state.raw)
+
+    (state, _), history = jax.lax.scan(body, (state, estimator.init(state.raw, init_key)),
+                                       jax.random.split(key, steps))
+    return state, history

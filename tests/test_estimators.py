@@ -1,0 +1,212 @@
+"""Windowed hypergradient estimators, each checked against the others and the exact NQM truth.
+
+The NQM gives exact references: the whole-run gradient (moments, Theorem 1), and the expected
+truncated gradient (moments held constant at window starts). Sampled estimators must agree
+with the reference they are unbiased for, within Monte-Carlo error, and disagree with the one
+they are not (which shows each test can fail).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shorthorizon.hypergrad.estimators import ES, Truncated, label, make_estimator
+from shorthorizon.meta.smd import SMD, train
+from shorthorizon.nqm import NQM, loss_curve
+from shorthorizon.nqm.inner import ExactNQM, SampledNQM, from_raw, schedule, to_raw, whole_run_loss
+
+T = 40
+
+
+def small_nqm():
+    return NQM.paper(20)
+
+
+def window_estimates(estimator, raw, keys):
+    """Per particle (one key each), the estimate of every window of one whole run."""
+    def one(key):
+        def body(state, w):
+            _, grad, state = estimator.estimate(state, raw, jax.random.fold_in(key, w))
+            return state, jnp.stack([grad[k] for k in sorted(grad)])
+
+        return jax.lax.scan(body, estimator.init(raw, key), jnp.arange(estimator.windows))[1]
+
+    return np.asarray(jax.jit(jax.vmap(one))(keys))  # (particles, windows, 3), keys sorted
+
+
+def sorted_vec(tree):
+    return np.array([tree[k] for k in sorted(tree)])
+
+
+@pytest.fixture
+def raw(x64):
+    return to_raw(0.8, 0.7, 0.4)
+
+
+def test_exact_full_forward_reverse_fd_equal_the_loss_curve_gradient(raw):
+    nqm = small_nqm()
+    exact = ExactNQM(nqm, T)
+    # an independent reference: the custom-VJP rollout behind loss_curve
+    ref = jax.grad(lambda r: loss_curve(nqm, *schedule(r, T, 10.0))[1:].mean())(raw)
+    value = whole_run_loss(nqm, raw, T)
+    np.testing.assert_allclose(value, loss_curve(nqm, *schedule(raw, T, 10.0))[1:].mean(), rtol=1e-12)
+    for mode, rtol in (("forward", 1e-10), ("reverse", 1e-10), ("fd", 1e-6)):
+        est = Truncated(exact, mode)
+        loss, grad, _ = jax.jit(lambda r: est.estimate(est.init(r, jax.random.PRNGKey(0)), r,
+                                                       jax.random.PRNGKey(1)))(raw)
+        np.testing.assert_allclose(loss, value, rtol=1e-12)
+        np.testing.assert_allclose(sorted_vec(grad), sorted_vec(ref), rtol=rtol)
+
+
+def test_truncation_equal_to_horizon_is_the_full_gradient_and_checkpointing_changes_nothing(raw):
+    sampled = SampledNQM(small_nqm(), T)
+    key = jax.random.PRNGKey(4)
+    state0 = sampled.init(key)
+    ref = jax.grad(lambda r: sampled.unroll(r, state0, T)[0])(raw)
+    for est in (Truncated(sampled, "reverse", T), Truncated(sampled, "reverse", None, checkpoint=8),
+                Truncated(sampled, "forward", T)):
+        # init(key) with one particle draws the particle's run from split(key, 1)
+        state = est.init(raw, key)
+        state = state._replace(inner=jax.tree.map(lambda a: a[None], state0))
+        _, grad, _ = jax.jit(est.estimate)(state, raw, key)
+        np.testing.assert_allclose(sorted_vec(grad), sorted_vec(ref), rtol=1e-10)
+
+
+def test_sampled_truncated_agrees_with_exact_expected_truncated_gradient(raw):
+    nqm, k = small_nqm(), 5
+    exact = window_estimates(Truncated(ExactNQM(nqm, T), "forward", k, stagger=False), raw,
+                             jax.random.split(jax.random.PRNGKey(0), 1))[0].mean(0)
+    whole = window_estimates(Truncated(ExactNQM(nqm, T), "forward", stagger=False), raw,
+                             jax.random.split(jax.random.PRNGKey(0), 1))[0].mean(0)
+    g = window_estimates(Truncated(SampledNQM(nqm, T), "reverse", k, stagger=False), raw,
+                         jax.random.split(jax.random.PRNGKey(1), 200)).mean(1)
+    mean, se = g.mean(0), g.std(0, ddof=1) / np.sqrt(len(g))
+    assert np.all(np.abs(mean - exact) < 4 * se)
+    # and the truncated expectation is not the whole-run gradient: the estimator is biased
+    assert np.max(np.abs(mean - whole) / se) > 10
+
+
+def test_pes_is_unbiased_for_the_whole_run_gradient_and_truncated_es_is_not(raw):
+    # K = 1: on this problem the truncation bias is largest there (~7 standard errors of 1000
+    # PES particles), so the test can tell a truncated estimate from an unbiased one
+    nqm, k = small_nqm(), 1
+    whole = window_estimates(Truncated(ExactNQM(nqm, T), "forward", stagger=False), raw,
+                             jax.random.split(jax.random.PRNGKey(0), 1))[0].mean(0)
+    truncated = window_estimates(Truncated(ExactNQM(nqm, T), "forward", k, stagger=False), raw,
+                                 jax.random.split(jax.random.PRNGKey(0), 1))[0].mean(0)
+    keys = jax.random.split(jax.random.PRNGKey(2), 1000)
+    sampled = SampledNQM(nqm, T)
+    # sigma 1e-3: the smoothing moves the gradient by O(sigma^2), far below the standard error
+    pes = window_estimates(ES(sampled, k, sigma=1e-3, persistent=True, stagger=False), raw, keys).mean(1)
+    mean, se = pes.mean(0), pes.std(0, ddof=1) / np.sqrt(len(pes))
+    assert np.all(np.abs(mean - whole) < 4 * se), (mean, whole, se)
+    assert np.max(np.abs(truncated - whole) / se) > 5  # the test could tell a truncated estimate
+    es = window_estimates(ES(sampled, k, sigma=1e-3, stagger=False), raw, keys).mean(1)
+    mean, se = es.mean(0), es.std(0, ddof=1) / np.sqrt(len(es))
+    assert np.all(np.abs(mean - truncated) < 4 * se)
+    assert np.max(np.abs(mean - whole) / se) > 4
+
+
+def test_particles_stagger_and_restart_when_a_run_ends(raw):
+    sampled = SampledNQM(small_nqm(), T)
+    est = ES(sampled, truncation=5, particles=4, persistent=True)  # 8 windows per run
+    state = jax.jit(est.init)(raw, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(state.steps, [0, 10, 20, 30])
+    np.testing.assert_array_equal(state.inner.step[:, 0], [0, 10, 20, 30])
+    assert np.all(state.xi[0] == 0) and np.all(np.abs(state.xi[1:]) > 0)  # perturbations accumulated
+    for _ in range(2):
+        _, _, state = jax.jit(est.estimate)(state, raw, jax.random.PRNGKey(1))
+    # the last particle finished its run (30 + 2 x 5 = 40 = T) and restarted from scratch
+    np.testing.assert_array_equal(state.steps, [10, 20, 30, 0])
+    assert np.all(state.xi[-1] == 0)
+    np.testing.assert_allclose(state.inner.theta[-1, 0], sampled.nqm.mean0)
+
+
+def test_train_with_the_exact_estimator_finds_a_stationary_point(raw):
+    exact = ExactNQM(small_nqm(), T)
+    est = Truncated(exact, "forward")
+    smd = SMD(meta_lr=0.05, clip=np.inf)
+    state, (losses, _, _) = jax.jit(lambda r: train(est, smd, r, jax.random.PRNGKey(0), 1500))(raw)
+    grad = jax.grad(lambda r: whole_run_loss(exact.nqm, r, T))(state.raw)
+    assert float(losses[-1]) < float(losses[0])
+    assert np.max(np.abs(sorted_vec(grad))) < 1e-3 * float(losses[-1])
+    assert 0 < float(from_raw(state.raw)["momentum"]) < 1
+
+
+def test_bad_arguments_name_the_problem(raw):
+    sampled = SampledNQM(small_nqm(), T)
+    with pytest.raises(ValueError, match="positive divisor of the horizon 40"):
+        Truncated(sampled, "forward", 7).init(raw, jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="unknown estimator 'tbptt'"):
+        make_estimator("tbptt", sampled)
+    with pytest.raises(ValueError, match="unknown derivative mode"):
+        est = Truncated(sampled, "backward", 5)
+        est.estimate(est.init(raw, jax.random.PRNGKey(0)), raw, jax.random.PRNGKey(0))
+    assert label("reverse", 10, 250) == "tbptt_K10"
+    assert label("pes", 250, 250) == "pes_full" and label("forward", None, 250) == "forward_full"
+
+
+def test_the_same_estimators_run_on_a_neural_net(x64):
+    """TrainingRun makes an MLP an inner problem: the full-window estimate is the plain
+    hypergradient of the run's mean training loss, a truncated one is the derivative of its
+    window with the start held fixed, and ES/PES estimates point the same way as the exact one."""
+    from shorthorizon.hypergrad import TrainingRun, hypergradient, stochastic_batches, train
+    from shorthorizon.optim import inverse_time, momentum
+    from shorthorizon.tasks import mlp
+
+    from test_hypergrad import as_f64, teacher_data
+
+    task, opt = mlp(input_shape=(4, 4, 1), hidden=(8,)), momentum(inverse_time(10.0))
+    key = jax.random.PRNGKey(0)
+    data = teacher_data(key, (4, 4, 1), n=128)
+    params = as_f64(task.init(key))
+    hyper = {"lr": jnp.float64(0.1), "momentum": jnp.float64(0.5), "decay_exponent": jnp.float64(0.5)}
+    opt_state = opt.init(params, hyper)
+    run = TrainingRun(task, opt, data, params, opt_state, horizon=12, batch_size=16)
+    run_key = Truncated(run).init(hyper, jax.random.PRNGKey(5)).inner.key[0]  # the particle's batches
+
+    def mean_loss(h, steps=12, p=params, s=opt_state, start=0):
+        s = s._replace(hyper=h)
+        batch_at = stochastic_batches(data, run_key, steps, 16, start=start)
+        return jnp.mean(train(task, opt, p, s, batch_at, steps)[2])
+
+    _, ref = hypergradient(mean_loss, hyper, "reverse")
+    est = Truncated(run, "forward")
+    _, grad, _ = jax.jit(lambda h: est.estimate(est.init(h, jax.random.PRNGKey(5)), h, key))(hyper)
+    np.testing.assert_allclose(sorted_vec(grad), sorted_vec(ref), rtol=1e-10)
+
+    # the second window of K = 6, from the state after the first six steps held constant
+    p6, s6, _ = train(task, opt, params, opt_state._replace(hyper=hyper),
+                      stochastic_batches(data, run_key, 6, 16), 6)
+    _, ref6 = hypergradient(lambda h: mean_loss(h, 6, p6, s6, 6), hyper, "reverse")
+    est = Truncated(run, "reverse", 6)
+    state = est.init(hyper, jax.random.PRNGKey(5))
+    _, _, state = est.estimate(state, hyper, key)
+    _, grad6, _ = est.estimate(state, hyper, key)
+    np.testing.assert_allclose(sorted_vec(grad6), sorted_vec(ref6), rtol=1e-10)
+
+    # PES's first window (ES and PES agree there) points the way of the exact window gradient
+    first = Truncated(run, "reverse", 6)
+    _, ref6, _ = first.estimate(first.init(hyper, jax.random.PRNGKey(5)), hyper, key)
+    pes = ES(run, 6, particles=256, sigma=1e-3, persistent=True, stagger=False)
+    _, grad, _ = jax.jit(lambda h: pes.estimate(pes.init(h, jax.random.PRNGKey(5)), h, key))(hyper)
+    g, r = sorted_vec(grad), sorted_vec(ref6)
+    assert g @ r > 0.5 * np.linalg.norm(g) * np.linalg.norm(r)
+
+
+def test_objective_gradient_es_matches_the_exact_gradient_of_a_quadratic(x64):
+    # antithetic ES on a quadratic: each pair estimates eps eps^T grad / sigma^2 exactly (no
+    # smoothing bias), so the mean over pairs is within Monte-Carlo error of the gradient
+    from shorthorizon.hypergrad.estimators import objective_gradient
+
+    f = lambda h, key: 3.0 * h["a"] ** 2 + h["a"] * h["b"] + 0.5 * h["b"] ** 2
+    hyper = {"a": jnp.float64(1.0), "b": jnp.float64(-2.0)}
+    exact = np.array([6.0 - 2.0, 1.0 - 2.0])
+    _, grads = jax.vmap(lambda k: objective_gradient(f, hyper, k, "es", particles=1, sigma=0.1))(
+        jax.random.split(jax.random.PRNGKey(0), 4000))
+    g = np.stack([grads["a"], grads["b"]], -1)
+    assert np.all(np.abs(g.mean(0) - exact) < 4 * g.std(0) / np.sqrt(len(g)))
+    value, forward = objective_gradient(f, hyper, jax.random.PRNGKey(0))
+    assert float(value) == 3.0 - 2.0 + 2.0
+    np.testing.assert_allclose([forward["a"], forward["b"]], exact)
