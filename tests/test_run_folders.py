@@ -135,7 +135,7 @@ def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):
     (["nqm", "--out", "{out}", "--set", "fixed_fit_steps=0"], "config key 'fixed_fit_steps' must be positive and finite"),
     # case 9: late validation
     (["offline", "--out", "{out}", "--dataset", "foo"], "unknown dataset 'foo'; choose one of: auto, mnist"),
-    (["reproduce", "--out", "{out}", "--only", "nqm", "online", "--set", "dim=20"],
+    (["reproduce", "--out", "{out}", "--only", "nqm", "online", "--set", "dim=200"],
      "unknown config key 'dim' for Config"),
 ])
 def test_bad_input_is_one_line_with_status_2_and_leaves_nothing(tmp_path, capsys, argv, message):

@@ -21,12 +21,22 @@ from shorthorizon.nqm.dynamics import (
 from shorthorizon.nqm.fit import Fit, fit_schedule
 from shorthorizon.nqm.greedy import greedy_schedule, greedy_step
 from shorthorizon.nqm.problem import NQM, chebyshev_spectrum, geometric_spectrum, harmonic_spectrum
+from shorthorizon.nqm.regime import (
+    HorizonCurve,
+    Regime,
+    horizon_curve,
+    regime,
+    regime_problem,
+    safe_horizon,
+)
 from shorthorizon.nqm.simulate import simulate
 
 __all__ = [
     "NQM",
     "Fit",
+    "HorizonCurve",
     "Moments",
+    "Regime",
     "Schedule",
     "chebyshev_spectrum",
     "component_ratios",
@@ -35,12 +45,16 @@ __all__ = [
     "greedy_schedule",
     "greedy_step",
     "harmonic_spectrum",
+    "horizon_curve",
     "initial_moments",
     "loss_components",
     "loss_curve",
     "max_component_ratio",
     "moment_trajectory",
     "ratios_of",
+    "regime",
+    "regime_problem",
+    "safe_horizon",
     "simulate",
     "step_moments",
 ]

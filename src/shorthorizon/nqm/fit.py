@@ -51,9 +51,13 @@ def _schedule(params, horizon: int, momentum: bool):
 def objective(nqm: NQM, lr, momentum, penalty=None, margin=0.0):
     """log L(T), plus the constraint penalty of the module docstring unless ``penalty`` is None."""
     components = loss_components(nqm, lr, momentum)
-    value = jnp.log(components[-1].sum())
+    # On deterministic problems a loss can underflow to exactly 0 (e.g. lr near 1/h for 250
+    # steps); the logs are floored at the smallest normal number so that its gradient is 0, not NaN.
+    tiny = jnp.finfo(components.dtype).tiny
+    value = jnp.log(jnp.maximum(components[-1].sum(), tiny))
     if penalty is not None:
-        excess = jax.nn.relu(jnp.log(ratios_of(components)[1:]) - jnp.log1p(-margin))
+        ratios = jnp.maximum(ratios_of(components)[1:], tiny)
+        excess = jax.nn.relu(jnp.log(ratios) - jnp.log1p(-margin))
         value = value + penalty * jnp.sum(excess**2)
     return value
 

@@ -36,7 +36,9 @@ def greedy_step(nqm: NQM, m: Moments, momentum: bool = True) -> tuple:
     b = m.mean_theta * m.mean_v + m.cov
     k_aa = jnp.sum(h**3 * (a_theta + sigma2))
     rhs_a = jnp.sum(h**2 * a_theta)
-    lr_sgd = rhs_a / k_aa
+    # k_aa = 0 only at the exact minimum of a deterministic problem (e.g. one step of lr 1/h on a
+    # spherical one); every lr is then optimal and 0 is returned instead of 0/0.
+    lr_sgd = rhs_a / jnp.where(k_aa > 0, k_aa, 1.0)
     if not momentum:
         return lr_sgd, jnp.zeros_like(lr_sgd)
     k_am = -jnp.sum(h**2 * b)
