@@ -31,7 +31,7 @@ with tempfile.TemporaryDirectory() as tmp:
     summary = json.loads((out / "summary.json").read_text())
 
 noisy = summary["noisy"]
-print(f"nqm --preset {args.preset}: {wall:.1f} s wall (in-run {summary['seconds']:.1f} s); "
+print(f"nqm --preset {args.preset}: {wall:.1f} s wall (in-run {summary['wall_time_s']:.1f} s); "
       f"goal {args.goal:.0f} s; ratio {wall / args.goal:.2f}")
 print(f"CPU time {cpu:.1f} s on {os.cpu_count()} cores; load average now "
       f"{os.getloadavg()[0]:.1f} (wall time on a shared machine is an upper bound)")

@@ -1,5 +1,8 @@
 """Shared fixtures."""
 
+import json
+from pathlib import Path
+
 import jax
 import pytest
 
@@ -22,3 +25,19 @@ def x64_does_not_leak():
     before = jax.config.jax_enable_x64
     yield
     assert jax.config.jax_enable_x64 == before, "jax_enable_x64 was changed and not restored"
+
+
+@pytest.fixture
+def strict_json():
+    """Parse JSON the project wrote with a strict parser (NaN and Infinity raise): a file gives
+    its value, a folder a dict of every ``*.json`` under it, keyed by relative path."""
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    def parse(path):
+        path = Path(path)
+        if path.is_dir():
+            return {str(p.relative_to(path)): parse(p) for p in sorted(path.rglob("*.json"))}
+        return json.loads(path.read_text(), parse_constant=refuse)
+
+    return parse

@@ -235,7 +235,8 @@ def test_labels_and_images_must_agree(isolated):
 @pytest.mark.parametrize("name", list(registry.SPECS))
 def test_checksum_mismatch(isolated, name):
     make_fake_dataset(isolated / "d", name, 5, 2)
-    with pytest.raises(ChecksumError, match=f"does not match the published.*data download {name}"):
+    with pytest.raises(ChecksumError, match=f"does not match the published.*data download {name}.*"
+                                            "--no-verify for unroll, --set verify=false for offline"):
         load_dataset(name, data_dir=isolated / "d")
     assert not store.dataset_status(name, isolated / "d").verified
 
@@ -287,6 +288,18 @@ def test_cli_data_list(isolated, monkeypatch, cli, capsys):
     assert str(isolated / "d" / "mnist") in rows["mnist"] and rows["mnist"].endswith("verified")
     assert "does not match the published" in rows["cifar10"]
     assert "not found" in rows["fashion-mnist"]
+
+
+def test_cli_data_list_marks_a_corrupt_file_and_goes_on(isolated, cli, capsys):
+    """A corrupt file lying directly in a searched folder (whose dataset cannot be told) is
+    reported on the lines of the datasets it could belong to; the other lines are listed."""
+    make_fake_dataset(isolated / "d", "cifar10", 5, 2)
+    (isolated / "d" / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8bnot gzip")
+    assert cli(["data", "list", "--data-dir", str(isolated / "d")]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    for name in ("mnist", "fashion-mnist"):
+        assert "train-labels-idx1-ubyte.gz: truncated or corrupt gzip file" in rows[name]
+    assert "does not match the published" in rows["cifar10"]
 
 
 def test_cli_download_without_network(isolated, monkeypatch, cli, capsys):

@@ -127,24 +127,31 @@ def test_train_scan_matches_direct_steps():
     assert float(losses[-50:].mean()) < 0.5 * float(losses[:10].mean())
 
 
-def _unroll_cli(capsys, tmp_path, *extra):
+def _unroll_cli(capsys, tmp_path, *extra, lr="0.05", status=0):
     make_fake_dataset(tmp_path, "mnist", n_train=300, n_test=50, seed=0)
     code = cli.main(["unroll", "--dataset", "mnist", "--data-dir", str(tmp_path), "--no-verify",
-                     "--lr", "0.05", "--momentum", "0.9", "--decay-exponent", "0.5",
+                     "--lr", lr, "--momentum", "0.9", "--decay-exponent", "0.5",
                      "--steps", "5", "--eval-batches", "2", "--seed", "3", *extra])
-    assert code == 0
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == status
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1], parse_constant=pytest.fail)
 
 
 def test_unroll_cli_reproducible_and_estimators_agree(capsys, tmp_path):
     forward = _unroll_cli(capsys, tmp_path, "--x64")
     again = _unroll_cli(capsys, tmp_path, "--x64")
     reverse = _unroll_cli(capsys, tmp_path, "--x64", "--estimator", "reverse")
-    assert forward == again
+    assert forward == again and forward["diverged"] is False
     assert set(forward["hypergrad"]) == {"lr", "momentum", "decay_exponent"}
     for name, value in forward["hypergrad"].items():
         assert value == pytest.approx(reverse["hypergrad"][name], rel=1e-8)
     assert 0 < forward["loss"] < 10
+
+
+def test_unroll_cli_divergence_is_strict_json_and_status_3(capsys, tmp_path):
+    """A learning rate so large that training diverges: the JSON (parsed strictly: NaN and
+    Infinity fail) has null for what is not finite, and the exit status says so."""
+    result = _unroll_cli(capsys, tmp_path, lr="1e6", status=3)
+    assert result["diverged"] is True and result["loss"] is None
 
 
 def test_unroll_cli_bad_input(capsys, tmp_path):

@@ -93,7 +93,8 @@ def test_run_units_rejects_unknown_executor_and_duplicate_names(tmp_path):
 def test_config_and_summary_round_trip(tmp_path):
     run_dir = RunDir(tmp_path)
     run_dir.write_config(Demo(), preset="quick")
-    run_dir.write_summary({"loss": np.float32(0.5), "curve": np.arange(2)})
-    assert run_dir.read_summary() == {"loss": 0.5, "curve": [0, 1]}
+    written = run_dir.write_summary({"loss": np.float32(0.5), "curve": np.arange(2)})
+    assert run_dir.read_summary() == {"loss": 0.5, "curve": [0, 1], "wall_time_s": written["wall_time_s"]}
+    assert written["wall_time_s"] > 0
     config = (tmp_path / "config.json").read_text()
     assert '"horizons": [' in config and '"jax":' in config and '"device":' in config

@@ -38,7 +38,7 @@ def test_quick_preset_writes_results(quick_run):
     noisy = summary["noisy"]
     assert noisy["optimized"]["final_loss"] < noisy["fixed"]["final_loss"] < noisy["greedy"]["final_loss"]
     assert "paper" not in summary  # a reduced problem is not the paper's
-    assert summary["seconds"] > 0
+    assert summary["wall_time_s"] > 0
 
 
 def test_report_shows_paper_numbers_beside_the_paper_problem_only(quick_run, tmp_path):
@@ -65,13 +65,23 @@ def test_rerun_resumes_without_recomputing(quick_run, monkeypatch):
     assert after["noisy"] == before["noisy"]
 
 
+def test_another_config_is_refused_and_the_folder_left_as_it_was(quick_run, capsys, strict_json):
+    before = {p: p.read_bytes() for p in quick_run.rglob("*") if p.is_file()}
+    strict_json(quick_run)  # every JSON file parses strictly
+    assert main(["nqm", "--out", str(quick_run), *REDUCED, "--set", "dim=40", "--set", "horizon=30"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"shorthorizon nqm: error: {quick_run} holds results of a different config (dim: 100 -> 40; "
+        "horizon: 50 -> 30); use a new --out, or --force to start over (deletes the results there)"]
+    assert {p: p.read_bytes() for p in quick_run.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--preset", "nope"], "invalid choice"),
         (["--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
         (["--set", "horizon=abc"], "bad value 'abc' for config key 'horizon'"),
-        (["--set", "horizon=0"], "horizon must be a positive integer"),
+        (["--set", "horizon=0"], "config key 'horizon' must be positive and finite, got 0"),
     ],
 )
 def test_cli_bad_input_gives_clear_error(tmp_path, capsys, argv, message):

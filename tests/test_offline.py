@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -140,7 +139,7 @@ def test_ray_and_local_executors_agree(tiny, tmp_path):
     _assert_same(_results(tmp_path / "local"), _results(tmp_path / "ray"))
 
 
-def test_cli_end_to_end(tiny, tmp_path, capsys):
+def test_cli_end_to_end(tiny, tmp_path, capsys, strict_json):
     out = tmp_path / "run"
     quick, sets = experiment.PRESETS["quick"], []
     for field in dataclasses.fields(tiny):
@@ -153,14 +152,41 @@ def test_cli_end_to_end(tiny, tmp_path, capsys):
     for name in ("config.json", "summary.json", "surface.npz", "smd.npz", "long_runs.npz",
                  "figure5_surface.png", "figure5_surface.pdf", "figure6_long_runs.png", "figure6_long_runs.pdf"):
         assert (out / name).is_file(), name
-    summary = json.loads((out / "summary.json").read_text())
+    summary = strict_json(out)["summary.json"]
     assert summary["dataset"] == "mnist"  # "auto" prefers MNIST where present
     assert summary["long_horizon"] == 10
     assert set(summary["horizons"]) == {"10"}
+    numbers = {"lr0", "decay_exponent", "meta_objective", "final_train_loss", "final_test_error"}
     for fit in summary["horizons"].values():
-        assert set(fit) == {"lr0", "decay_exponent", "meta_objective", "final_train_loss", "final_test_error"}
+        assert set(fit) == numbers | {"diverged", "diverged_restarts"}
         assert 1e-3 <= fit["lr0"] <= 0.5 and 1e-2 <= fit["decay_exponent"] <= 200
-        assert np.isfinite(list(fit.values())).all()
+        assert np.isfinite([fit[k] for k in numbers]).all()
+        assert fit["diverged"] is False and fit["diverged_restarts"] == []
     section = experiment.report(RunDir(out), prefix="offline/")
     assert "(offline/figure5_surface.png)" in section and "(offline/figure6_long_runs.png)" in section
     assert "mnist" in section
+
+    # another command into the same folder is refused, and the offline results stay usable
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["online", "--out", str(out), "--task", "mlp", "--set", f"data_dir={tiny.data_dir}",
+                 "--set", "verify=false"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"shorthorizon online: error: {out} holds results of `offline`, not `online`; use a new --out, "
+        "or --force to start over (deletes the results there)"]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["offline", "--preset", "quick", "--out", str(out), *sets]) == 0  # resumes
+    assert strict_json(out / "summary.json")["horizons"] == summary["horizons"]
+
+
+def test_diverged_settings_are_recorded_and_the_run_goes_on(tiny, tmp_path, strict_json):
+    """A box of huge learning rates: every SMD restart diverges; the run records that, skips
+    the long run it cannot do, and still writes its summary, curves and figures."""
+    huge = dataclasses.replace(tiny, lr0_range=(1e3, 1e5), init_lr0=(2e3, 5e4))
+    experiment.run(huge, RunDir(tmp_path))
+    fit = strict_json(tmp_path / "summary.json")["horizons"]["10"]
+    assert fit["diverged"] is True and fit["diverged_restarts"] == [0, 1]
+    assert fit["lr0"] is None and fit["final_train_loss"] is None
+    assert strict_json(tmp_path)["summary.json"]["final_train_loss_ratio"] is None
+    assert not RunDir(tmp_path).has_unit("long_T10")
+    assert (tmp_path / "figure6_long_runs.png").is_file()
+    assert "| 10 (diverged) | — |" in experiment.report(RunDir(tmp_path))

@@ -84,7 +84,7 @@ def _write_learnable(folder, name, n_train, n_test, seed=0):
         write_idx(target / f"{members[1]}.gz", labels)
 
 
-def test_cli_end_to_end_and_resume(tmp_path, monkeypatch):
+def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json):
     from shorthorizon import cli
     from shorthorizon.experiments import online
 
@@ -99,7 +99,7 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch):
     for name in ("config.json", "summary.json", "figure7_mlp.png", "figure7_mlp.pdf"):
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"mlp", "elapsed_s"}
+    assert set(summary) == {"mlp", "wall_time_s"}
     s = summary["mlp"]
     assert s["task"] == "mlp" and s["dataset"] == "fashion-mnist"
     assert {"lr", "momentum", "final_train_loss", "final_test_accuracy"} <= set(s["baseline"])
@@ -111,10 +111,27 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch):
     assert run["lookahead"] == "stochastic" and not run["diverged"] and run["steps_done"] == 40
     assert "Figure 7" in online.report(online.RunDir(out))
 
+    assert strict_json(out)  # the diverged baseline's numbers are null, not NaN
+
+    # another config into the same folder is refused, naming the keys; the folder stays as it was
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert cli.main([*args, "--set", "seed=1", "--set", "mlp_steps=20"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"shorthorizon online: error: {out} holds results of a different config (seed: 0 -> 1; "
+        "mlp_steps: 40 -> 20); use a new --out, or --force to start over (deletes the results there)"]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
     # resume: finished units are not recomputed
-    monkeypatch.setattr(online, "run_unit", lambda **kw: pytest.fail(f"recomputed {kw}"))
-    assert cli.main(args) == 0
+    with monkeypatch.context() as m:
+        m.setattr(online, "run_unit", lambda **kw: pytest.fail(f"recomputed {kw}"))
+        assert cli.main(args) == 0
     assert json.loads((out / "summary.json").read_text())["mlp"]["runs"] == s["runs"]
+
+    # --force starts over with the other config
+    assert cli.main([*args, "--set", "seed=1", "--force"]) == 0
+    assert strict_json(out / "config.json")["config"]["seed"] == 1
+    assert json.loads((out / "summary.json").read_text())["mlp"]["runs"] != s["runs"]
 
 
 def test_ray_and_local_executors_agree(tmp_path):

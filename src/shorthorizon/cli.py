@@ -10,7 +10,8 @@ from pathlib import Path
 
 from shorthorizon import config as configlib
 from shorthorizon import experiments
-from shorthorizon.runners import EXECUTORS
+from shorthorizon.results import RunDir
+from shorthorizon.runners import EXECUTORS, ensure_ray
 
 
 def _default_out(command: str) -> Path:
@@ -21,25 +22,40 @@ def _add_run_options(p: argparse.ArgumentParser, presets) -> None:
     p.add_argument("--preset", default="quick", choices=list(presets), help="named configuration")
     p.add_argument("--out", type=Path, help="output folder (default runs/<command>-<timestamp>/); "
                    "re-running with the same folder resumes")
+    p.add_argument("--force", action="store_true",
+                   help="delete the results already in --out and start over (e.g. after a config change)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override one config key (repeatable)")
     p.add_argument("--executor", default="local", choices=EXECUTORS)
     p.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting one")
 
 
-def _run_experiment(name: str, args: argparse.Namespace) -> int:
-    module = experiments.get(name)
-    from shorthorizon.results import RunDir
-
+def _config(module, args: argparse.Namespace):
+    """The experiment's resolved and validated config (no work done, nothing written)."""
     overrides = configlib.parse_overrides(args.overrides)
     for flag in getattr(module, "FLAGS", ()):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[flag] = value
     config = configlib.resolve(module.PRESETS, args.preset, overrides)
-    run_dir = RunDir(args.out or _default_out(name))
-    print(f"[{name}] preset={args.preset} out={run_dir.path}", file=sys.stderr)
-    module.run(config, run_dir, executor=args.executor, ray_address=args.ray_address)
+    validate = getattr(module, "validate", None)
+    if validate is not None:
+        validate(config)
+    return config
+
+
+def _run_experiment(name: str, args: argparse.Namespace, config=None) -> int:
+    """Run one experiment in its locked folder (``config``: already validated, else from ``args``)."""
+    module = experiments.get(name)
+    if config is None:
+        config = _config(module, args)
+    if args.executor == "ray":
+        ensure_ray(args.ray_address)  # an unreachable cluster fails here, before the folder is made
+    if args.out is None:
+        args.out = _default_out(name)
+        print(f"[{name}] out={args.out}", file=sys.stderr)
+    with RunDir.open(args.out, force=args.force) as run_dir:
+        module.run(config, run_dir, executor=args.executor, ray_address=args.ray_address)
     print(f"[{name}] done in {run_dir.elapsed():.1f} s; summary: {run_dir.path / 'summary.json'}",
           file=sys.stderr)
     return 0
@@ -84,22 +100,25 @@ def _extra_commands():
 def _reproduce(args: argparse.Namespace) -> int:
     from shorthorizon.report import write_report
 
-    out = args.out or _default_out("reproduce")
+    out = args.out = args.out or _default_out("reproduce")
     start = time.perf_counter()
+    names = args.only or experiments.names()
+    runs = {}
+    for name in names:  # every config is checked before any experiment starts
+        sub_args = argparse.Namespace(**vars(args))
+        sub_args.out = Path(out) / name
+        for flag in getattr(experiments.get(name), "FLAGS", ()):
+            setattr(sub_args, flag, None)
+        runs[name] = (sub_args, _config(experiments.get(name), sub_args))
     ran = []
-    for name in args.only or experiments.names():
-        module = experiments.get(name)
-        ready = getattr(module, "ready", None)
+    for name, (sub_args, config) in runs.items():
+        ready = getattr(experiments.get(name), "ready", None)
         if ready is not None:
             problem = ready(fetch=args.fetch_data)
             if problem:
                 print(f"[reproduce] skipping {name}: {problem}", file=sys.stderr)
                 continue
-        sub_args = argparse.Namespace(**vars(args))
-        sub_args.out = Path(out) / name
-        for flag in getattr(module, "FLAGS", ()):
-            setattr(sub_args, flag, None)
-        _run_experiment(name, sub_args)
+        _run_experiment(name, sub_args, config)
         ran.append(name)
     report = write_report(Path(out), ran)
     print(f"[reproduce] {len(ran)} experiment(s) in {time.perf_counter() - start:.1f} s; "
@@ -108,11 +127,17 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; exit status 0 on success, 2 with one line on stderr for bad input or a
+    refused folder, 130 when interrupted (Ctrl-C); ``unroll`` exits 3 when the unroll diverged."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except KeyboardInterrupt:
+        resume = f"; run the same command with --out {args.out} to resume" if getattr(args, "out", None) else ""
+        print(f"shorthorizon {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as err:
         print(f"shorthorizon {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping, TypeVar
+import math
+from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 C = TypeVar("C")
 
@@ -62,3 +63,29 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
             raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+class Rule(NamedTuple):
+    """A check on one config value (``test``) and what it asks for, for messages (``wanted``)."""
+
+    test: Callable[[Any], bool]
+    wanted: str
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+POSITIVE = Rule(lambda v: _number(v) and v > 0, "positive and finite")
+NONNEGATIVE = Rule(lambda v: _number(v) and v >= 0, "zero or more, and finite")
+FRACTION = Rule(lambda v: _number(v) and 0 <= v < 1, "in [0, 1)")  # a momentum
+
+
+def require(config: Any, keys: str, rule: Rule) -> None:
+    """Raise ValueError unless ``rule`` holds for each config key in ``keys`` (space-separated);
+    a tuple value must be non-empty and the rule must hold for every element."""
+    for key in keys.split():
+        value = getattr(config, key)
+        values = value if isinstance(value, tuple) else (value,)
+        if not values or not all(rule.test(v) for v in values):
+            raise ValueError(f"config key {key!r} must be {rule.wanted}, got {value!r}")

@@ -1,40 +1,63 @@
 """The results format shared by every experiment command.
 
-A run directory receives ``config.json`` (resolved config plus versions and device),
-``summary.json`` (headline numbers), per-unit results under ``units/`` (what makes a
-run resumable), curves as ``.npz`` and figures as ``.png`` + ``.pdf``.
+A run directory receives ``config.json`` (the run's claim: the experiment's command name,
+its resolved config and any extras, plus versions and device), ``summary.json`` (headline
+numbers and ``wall_time_s``), per-unit results under ``units/`` (what makes a run
+resumable), curves as ``.npz`` and figures as ``.png`` + ``.pdf``.
+
+A folder belongs to one command and one resolved config: :meth:`RunDir.write_config` refuses
+a different one, naming the keys that differ (``force=True`` deletes the old results and
+starts over). :meth:`RunDir.open` locks the folder against a second process for as long as
+a run uses it (``fcntl.flock`` on ``.lock``, released by the OS when the process dies, so a
+crashed run never leaves it stuck). JSON is strict: numbers that are not finite (a diverged
+run's loss) are written as ``null``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
+import math
 import os
 import platform
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from shorthorizon import __version__
 
+LOCK = ".lock"  # the lock file inside a run folder; hidden names are not results
+
+
+class RunDirError(ValueError):
+    """A run folder that cannot be used as asked; the message says why and what to do."""
+
 
 def _jsonable(obj: Any) -> Any:
+    """Plain JSON values; floats that are not finite become None (JSON null)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if hasattr(obj, "tolist") and hasattr(obj, "dtype"):  # jax arrays
-        return np.asarray(obj).tolist()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (np.ndarray, np.generic)) or hasattr(obj, "dtype"):  # numpy and jax
+        return _jsonable(np.asarray(obj).tolist())
     return obj
+
+
+def to_json(obj: Any, indent: int | None = None) -> str:
+    """``obj`` as strict JSON (no NaN or Infinity: non-finite numbers are null)."""
+    return json.dumps(_jsonable(obj), indent=indent, allow_nan=False)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -51,12 +74,20 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n"
+    text = to_json(obj, indent=2) + "\n"
     _atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
+def fmt(x: float | None, spec: str = ".3g") -> str:
+    """A summary number for a report: ``format(x, spec)``, or a dash for null."""
+    return "—" if x is None else format(x, spec)
+
+
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is corrupt, not valid JSON ({err})") from None
 
 
 def environment() -> dict:
@@ -72,20 +103,112 @@ def environment() -> dict:
     }
 
 
-class RunDir:
-    """One experiment's output folder; units stored here are skipped when the run resumes."""
+def _command(config: Any) -> str:
+    """The experiment a config belongs to: the ``NAME`` of the module defining its class."""
+    return getattr(sys.modules.get(type(config).__module__), "NAME", type(config).__name__)
 
-    def __init__(self, path: str | os.PathLike):
+
+def _differences(stored: Any, new: Any, key: str = "") -> list[str]:
+    """``"key: stored -> new"`` for every leaf where two JSON values differ."""
+    if isinstance(stored, dict) and isinstance(new, dict):
+        return [d for k in {**stored, **new}
+                for d in _differences(stored.get(k), new.get(k), f"{key}.{k}" if key else k)]
+    return [] if stored == new else [f"{key}: {json.dumps(stored)} -> {json.dumps(new)}"]
+
+
+class RunDir:
+    """One experiment's output folder; units stored here are skipped when the run resumes.
+
+    ``force``: the first :meth:`write_config` deletes what a previous run left here and
+    starts over, instead of refusing a different config.
+    """
+
+    def __init__(self, path: str | os.PathLike, force: bool = False):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.force = force
         self.started = time.perf_counter()
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: str | os.PathLike, force: bool = False) -> Iterator["RunDir"]:
+        """The run folder ``path``, created if needed and locked against other processes for
+        the ``with`` block. A second process is refused with a RunDirError; a folder this call
+        created is removed again when the block leaves nothing in it."""
+        run_dir = cls(path, force)
+        if run_dir.path.exists() and not run_dir.path.is_dir():
+            raise RunDirError(f"{run_dir.path} is a file, not a folder; choose another --out")
+        created = next((p for p in reversed((run_dir.path, *run_dir.path.parents)) if not p.exists()), None)
+        try:
+            run_dir.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(run_dir.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise RunDirError(f"cannot write to {run_dir.path} ({err.strerror}); "
+                              "choose a writable --out") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise RunDirError(f"{run_dir.path} is in use by another run (process {holder}); "
+                                  "wait for it to finish, or choose another --out") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield run_dir
+            finally:
+                # still holding the lock: no other process can start in a folder being removed
+                if created is not None and not run_dir._results():
+                    shutil.rmtree(created, ignore_errors=True)
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _results(self) -> list[str]:
+        """Names in the folder other than hidden ones (the lock, temporary files)."""
+        return [p.name for p in self.path.iterdir() if not p.name.startswith(".")] if self.path.is_dir() else []
 
     # --- config and summary -------------------------------------------------------
     def write_config(self, config: Any, **extra: Any) -> None:
-        write_json(self.path / "config.json", {"config": config, **extra, "environment": environment()})
+        """Claim the folder for ``config`` (and ``extra``, e.g. resolved dataset names) and
+        write ``config.json``. Raises RunDirError when the folder holds another command's or
+        another config's results, or files that are not a run's."""
+        claim = _jsonable({"command": _command(config), "config": config, **extra})
+        path = self.path / "config.json"
+        if self.force and path.exists():
+            for name in self._results():
+                target = self.path / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            self.force = False  # started over once; what this run writes stays
+        if path.exists():
+            self._check_claim(path, claim)
+        elif self._results():
+            raise RunDirError(f"{self.path} is not empty and holds no shorthorizon run (no config.json); "
+                              "choose a new or empty --out")
+        write_json(path, {**claim, "environment": environment()})
 
-    def write_summary(self, summary: Mapping[str, Any]) -> None:
+    def _check_claim(self, path: Path, claim: dict) -> None:
+        fix = "use a new --out, or --force to start over (deletes the results there)"
+        try:
+            stored = read_json(path)
+        except ValueError as err:
+            raise RunDirError(f"{err}; {fix}") from None
+        if not isinstance(stored, dict) or "config" not in stored:
+            raise RunDirError(f"{path} is not a shorthorizon run's config; {fix}")
+        stored = {k: v for k, v in stored.items() if k != "environment"}
+        stored.setdefault("command", claim["command"])  # folders written before commands were recorded
+        if stored["command"] != claim["command"]:
+            raise RunDirError(f"{self.path} holds results of `{stored['command']}`, not "
+                              f"`{claim['command']}`; {fix}")
+        differ = _differences(stored.pop("config"), claim["config"]) + _differences(
+            stored, {k: v for k, v in claim.items() if k != "config"})
+        if differ:
+            shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
+            raise RunDirError(f"{self.path} holds results of a different config ({shown}); {fix}")
+
+    def write_summary(self, summary: Mapping[str, Any]) -> dict:
+        """Write ``summary.json`` with the run's ``wall_time_s`` added; return what was written."""
+        summary = {**summary, "wall_time_s": self.elapsed()}
         write_json(self.path / "summary.json", summary)
+        return summary
 
     def read_summary(self) -> dict:
         return read_json(self.path / "summary.json")

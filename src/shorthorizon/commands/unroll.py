@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 
+from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE
 from shorthorizon.experiments.datasets import PREFERRED
 from shorthorizon.hypergrad.estimators import ESTIMATORS
 from shorthorizon.optim import OPTIMIZERS
+from shorthorizon.results import to_json
 from shorthorizon.tasks import TASKS
+
+DIVERGED = 3  # exit status when the loss or a hypergradient is not finite
 
 
 def register(subparsers) -> None:
@@ -45,13 +49,31 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_unroll)
 
 
+def _check(args: argparse.Namespace) -> None:
+    """ValueError naming the flag for any value the unroll cannot use."""
+    for name, rule in (("steps", POSITIVE), ("batch_size", POSITIVE), ("eval_batches", POSITIVE),
+                       ("lr", POSITIVE), ("decay_steps", POSITIVE), ("momentum", FRACTION),
+                       ("decay_exponent", NONNEGATIVE), ("particles", POSITIVE), ("sigma", POSITIVE)):
+        value = getattr(args, name)
+        if value is not None and not rule.test(value):
+            raise ValueError(f"--{name.replace('_', '-')} must be {rule.wanted}, got {value}")
+    if args.optimizer != "sgd" and args.momentum is None:
+        raise ValueError(f"--optimizer {args.optimizer} needs --momentum")
+
+
 def _unroll(args: argparse.Namespace) -> int:
     import jax
 
+    _check(args)
     with jax.enable_x64(args.x64):  # for this command only, not process-wide
         result = _compute(args)
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
+    numbers = [result["loss"], *result["hypergrad"].values()]
+    result["diverged"] = not all(math.isfinite(x) for x in numbers)
+    print(to_json(result))  # strict JSON: a non-finite number is null
+    if result["diverged"]:
+        print("shorthorizon unroll: the unroll diverged (loss or hypergradient not finite); "
+              "try a smaller --lr", file=sys.stderr)
+        return DIVERGED
     return 0
 
 
@@ -65,12 +87,8 @@ def _compute(args: argparse.Namespace) -> dict:
     from shorthorizon.optim import inverse_time, make_optimizer
     from shorthorizon.tasks import make_task
 
-    if args.steps <= 0:
-        raise ValueError(f"--steps must be positive, got {args.steps}")
     hyper = {"lr": args.lr}
     if args.optimizer != "sgd":
-        if args.momentum is None:
-            raise ValueError(f"--optimizer {args.optimizer} needs --momentum")
         hyper["momentum"] = args.momentum
     schedule = None
     if args.decay_exponent is not None:

@@ -213,8 +213,9 @@ def verify_location(location: Location, contents: dict[str, bytes] | None = None
         if actual != expected:
             raise ChecksumError(
                 f"{path}: {algorithm.upper()} {actual} does not match the published {expected}; "
-                f"the file is corrupt or not the {spec.name} file ({_fix(spec)}; for files you "
-                f"built yourself pass verify=False)")
+                f"the file is corrupt or not the {spec.name} file ({_fix(spec)}; to use files you "
+                "built yourself, skip the check: --no-verify for unroll, --set verify=false for "
+                "offline and online, verify=False in Python)")
 
 
 def _read_contents(spec: Spec, location: Location) -> dict[str, bytes]:
@@ -250,11 +251,17 @@ def _decode_split(spec: Spec, location: Location, members: tuple[str, ...],
     return images, labels.astype(np.int32)
 
 
-def _not_found(spec: Spec, location: Location | None, data_dir) -> DatasetNotFoundError:
+def locate_dataset(name: str, data_dir: Path | str | None = None) -> Location:
+    """Where the complete set of dataset ``name``'s files is; DatasetNotFoundError (a
+    FileNotFoundError) saying what is missing and how to obtain it otherwise."""
+    spec = get_spec(name)
+    location = find_dataset(name, data_dir)
     if location is None:
-        return DatasetNotFoundError(missing_data_instructions((spec.name,), data_dir))
-    names = ", ".join(f"{m}{'(.gz)' if spec.fmt == 'idx' else ''}" for m in location.missing)
-    return DatasetNotFoundError(f"{spec.name}: {location.folder} lacks {names}; {_fix(spec)}")
+        raise DatasetNotFoundError(missing_data_instructions((spec.name,), data_dir))
+    if not location.complete:
+        names = ", ".join(f"{m}{'(.gz)' if spec.fmt == 'idx' else ''}" for m in location.missing)
+        raise DatasetNotFoundError(f"{spec.name}: {location.folder} lacks {names}; {_fix(spec)}")
+    return location
 
 
 def load_dataset(name: str, data_dir: Path | str | None = None, verify: bool = True) -> Dataset:
@@ -263,9 +270,7 @@ def load_dataset(name: str, data_dir: Path | str | None = None, verify: bool = T
     checksum. Raises DatasetNotFoundError (a FileNotFoundError) or CorruptFileError /
     ChecksumError (ValueErrors) naming the file and the fix."""
     spec = get_spec(name)
-    location = find_dataset(name, data_dir)
-    if location is None or not location.complete:
-        raise _not_found(spec, location, data_dir)
+    location = locate_dataset(name, data_dir)
     try:
         contents = _read_contents(spec, location)
         if verify:
@@ -292,8 +297,12 @@ class Status:
 
 
 def dataset_status(name: str, data_dir: Path | str | None = None) -> Status:
-    """Find dataset ``name`` and check its files against the published checksums."""
-    location = find_dataset(name, data_dir)
+    """Find dataset ``name`` and check its files against the published checksums; a corrupt
+    file is reported in ``problem``, never raised."""
+    try:
+        location = find_dataset(name, data_dir)
+    except CorruptFileError as err:  # a file whose dataset cannot be told apart
+        return Status(name, None, False, str(err))
     if location is None:
         return Status(name, None, False, "not found")
     if not location.complete:

@@ -5,8 +5,17 @@ An experiment module defines:
 - ``NAME``: the CLI command (``shorthorizon NAME``);
 - ``Config``: a frozen dataclass, and ``PRESETS``: ``{"quick": Config(...), "paper": Config(...)}``;
 - ``FLAGS``: config keys that also get their own CLI flag (``("dataset",)`` -> ``--dataset``);
-- ``run(config, run_dir, executor="local", ray_address=None) -> dict``: compute, store units,
-  curves and figures in ``run_dir``, write and return ``summary.json``'s content;
+- optionally ``validate(config) -> None``: raise ValueError naming the config key for any value
+  the run cannot use (``shorthorizon.config.require`` checks ranges). The CLI calls it for
+  every config of a command before any work starts (``reproduce``: every experiment's, before
+  the first runs), so a bad value exits with status 2 and leaves no folder behind;
+- ``run(config, run_dir, executor="local", ray_address=None) -> dict``: call ``validate``
+  (library use), resolve what the config leaves open (e.g. ``dataset="auto"``), then
+  ``run_dir.write_config(config, **extras)`` before the first unit: that claims the folder for
+  this command and resolved config, and refuses another's results there. Then compute with
+  ``run_units`` (finished units resume), store curves and figures in ``run_dir``, write
+  ``summary.json`` with ``run_dir.write_summary`` (adds ``wall_time_s``) and return its content.
+  The CLI holds the folder's lock (``RunDir.open``) while ``run`` works;
 - ``report(run_dir, prefix="") -> str``: a Markdown section built from saved results only;
   figure links are written as ``prefix + file`` (reproduce passes ``"<name>/"``);
 - optionally ``ready(fetch: bool) -> str | None``: why the experiment cannot run here (e.g. no

@@ -7,7 +7,8 @@ from typing import Sequence
 
 import jax.numpy as jnp
 
-from shorthorizon.data import Dataset, default_dataset, ensure_dataset, load_dataset, missing_data_instructions
+from shorthorizon.data import (DATASETS, Dataset, default_dataset, ensure_dataset, load_dataset,
+                               locate_dataset, missing_data_instructions)
 from shorthorizon.hypergrad import Data
 
 AUTO = "auto"
@@ -15,9 +16,18 @@ AUTO = "auto"
 PREFERRED = {"mlp": ("mnist", "fashion-mnist"), "cnn": ("cifar10", "fashion-mnist")}
 
 
+def check_name(name: str) -> None:
+    """ValueError unless ``name`` is ``"auto"`` or a known dataset."""
+    if name != AUTO and name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {AUTO}, {', '.join(DATASETS)}")
+
+
 def resolve(name: str, preferred: Sequence[str], data_dir: str | None = None) -> str:
-    """``name``, or for ``"auto"`` the first present dataset of ``preferred``."""
+    """``name``, or for ``"auto"`` the first present dataset of ``preferred``; raises (before
+    any work needs the data) when the name is unknown or its files are not all present."""
+    check_name(name)
     if name != AUTO:
+        locate_dataset(name, data_dir)
         return name
     found = default_dataset(tuple(preferred), data_dir)
     if found is None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shorthorizon.config import POSITIVE, require
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
 
@@ -71,7 +72,9 @@ PRESETS = {
 }
 
 
-def _check(config: Config) -> None:
+def validate(config: Config) -> None:
+    require(config, "dim horizon decay_steps truncations sigma estimates smoothing_samples exact_steps "
+            "fit_particles fit_inner_steps meta_lr lr_range decay_exponent_range", POSITIVE)
     if len(config.settings) % 3 or not config.settings:
         raise ValueError("settings holds (lr, decay_exponent, momentum) triples, flattened")
     if config.horizon not in config.truncations:
@@ -276,7 +279,7 @@ def _label(name: str, k: int, config: Config) -> str:
 
 # --- the experiment ------------------------------------------------------------------------
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=None) -> dict:
-    _check(config)
+    validate(config)
     run_dir.write_config(config)
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
     exact = run_units(_dispatch, [Unit("exact", dict(fn="exact", config=config))], desc="exact optimum",
@@ -297,8 +300,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
                         exact_curve=exact["curve"], greedy_curve=exact["greedy_curve"],
                         **{f"{_label(e, k, config)}_curve": results[f"fit_{_label(e, k, config)}"]["curve"]
                            for e, k in pairs})
-    summary["wall_time_s"] = run_dir.elapsed()
-    run_dir.write_summary(summary)
+    summary = run_dir.write_summary(summary)
     plot(run_dir)
     return summary
 

@@ -7,7 +7,8 @@ from functools import partial
 
 import numpy as np
 
-from shorthorizon.results import RunDir, read_json
+from shorthorizon.config import FRACTION, POSITIVE, require
+from shorthorizon.results import RunDir, fmt, read_json
 from shorthorizon.runners import Unit, run_units
 
 NAME = "nqm"
@@ -144,7 +145,17 @@ def figure2_unit(dim: int, horizons: tuple, decay_steps: int, decay_rate: float)
 
 
 # --- the experiment --------------------------------------------------------------------------
+def validate(config: Config) -> None:
+    require(config, "dim horizon fit_steps fixed_fit_steps adam_lr penalty tail_dims fig1_steps "
+            "fig1_trajectories fig2_horizons fig2_decay_steps fig2_decay_rate", POSITIVE)
+    require(config, "margin", FRACTION)
+    if config.dim < 2 or config.tail_dims > config.dim:
+        raise ValueError(f"config keys need 2 <= dim and tail_dims <= dim, got dim={config.dim}, "
+                         f"tail_dims={config.tail_dims}")
+
+
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=None) -> dict:
+    validate(config)
     run_dir.write_config(config)
     common = dict(dim=config.dim, horizon=config.horizon, adam_lr=config.adam_lr,
                   penalty=config.penalty, margin=config.margin, tail_dims=config.tail_dims)
@@ -174,9 +185,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     if is_paper_problem(config):
         summary["paper"] = PAPER
     plot_all(run_dir)
-    summary["seconds"] = run_dir.elapsed()
-    run_dir.write_summary(summary)
-    return summary
+    return run_dir.write_summary(summary)
 
 
 def _dispatch(fn: str, **kwargs) -> dict:
@@ -280,10 +289,10 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
             ours = summary[setting][kind]
             column = (f"{'' if paper is None else f'{paper:.2f}'} | " if paper_problem else "")
             lines.append(f"| {setting} | {kind} | {column}"
-                         f"{ours['final_loss']:.4g} | {ours['max_component_ratio']:.4f} |")
+                         f"{fmt(ours['final_loss'], '.4g')} | {fmt(ours['max_component_ratio'], '.4f')} |")
     fixed = summary["noisy"]["fixed"]
-    lines += ["", f"Best fixed (noisy): lr {fixed['lr']:.4g}, momentum {fixed['momentum']:.4g}. "
-              f"Computed in {summary['seconds']:.1f} s.", ""]
+    lines += ["", f"Best fixed (noisy): lr {fmt(fixed['lr'], '.4g')}, momentum {fmt(fixed['momentum'], '.4g')}. "
+              f"Computed in {summary['wall_time_s']:.1f} s.", ""]
     for name, caption in (("fig1", "Figure 1"), ("fig2", "Figure 2"),
                           ("fig3_noisy", "Figure 3 (noisy)"),
                           ("fig3_deterministic", "Figure 3 (deterministic)")):

@@ -40,7 +40,7 @@ PRESETS = {
 }
 
 
-def _check(config: Config) -> None:
+def validate(config: Config) -> None:
     if config.paper_kappa not in config.kappas or config.paper_noise not in config.noises:
         raise ValueError(f"the paper's cell (paper_kappa={config.paper_kappa:g}, paper_noise="
                          f"{config.paper_noise:g}) is not on the grid kappas={config.kappas}, "
@@ -96,7 +96,7 @@ def _unit_name(setting: str, kappa: float) -> str:
 
 # --- the experiment --------------------------------------------------------------------------
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=None) -> dict:
-    _check(config)
+    validate(config)
     run_dir.write_config(config)
     common = dict(noises=tuple(config.noises), dim=config.dim, horizon=config.horizon,
                   mean0=config.mean0, fit_steps=config.fit_steps, adam_lr=config.adam_lr,
@@ -113,9 +113,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
                             noises=np.asarray(config.noises), **arrays)
     summary = summarize(config, maps)
     plot_all(run_dir)
-    summary["seconds"] = run_dir.elapsed()
-    run_dir.write_summary(summary)
-    return summary
+    return run_dir.write_summary(summary)
 
 
 def _finite(x: float) -> float | None:
@@ -338,7 +336,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
              for c in summary["cells"] if c["fit_above_fixed"]]
     lines += ["", "Cells where the per-step fit ended above the best constant schedule (a local "
               f"optimum; their ratio is an underestimate): {', '.join(stuck) or 'none'}.",
-              "", f"Computed in {summary['seconds']:.1f} s.", "",
+              "", f"Computed in {summary['wall_time_s']:.1f} s.", "",
               f"![regime map]({prefix}map.png)", "",
               f"![horizon curves]({prefix}horizon_curves.png)"]
     return "\n".join(lines) + "\n"

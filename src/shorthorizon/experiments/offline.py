@@ -10,7 +10,6 @@ a decay, and their schedules end the long run far behind.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -23,12 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, require
 from shorthorizon.experiments import datasets
 from shorthorizon.hypergrad import ESTIMATORS, Data
 from shorthorizon.meta import offline
-from shorthorizon.results import RunDir, read_json
+from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
-from shorthorizon.tasks import Task, make_task
+from shorthorizon.tasks import TASKS, Task, make_task
 
 NAME = "offline"
 PREFERRED = ("mnist", "fashion-mnist")
@@ -216,9 +216,21 @@ def _steps_per_second(config: Config, seconds: float = 0.5) -> float:
 
 
 # --- the experiment ------------------------------------------------------------------
-def _check(config: Config) -> None:
+def validate(config: Config) -> None:
     if config.estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
+    datasets.check_name(config.dataset)
+    if config.task not in TASKS:
+        raise ValueError(f"unknown task {config.task!r}; choose one of: {', '.join(TASKS)}")
+    require(config, "batch_size warm_start_lr decay_steps horizons eval_batches lr0_range "
+            "decay_exponent_range surface_samples surface_chunk surface_batch init_lr0 "
+            "init_decay_exponent meta_steps meta_lr meta_chunk particles sigma curve_points", POSITIVE)
+    require(config, "warm_start_steps", NONNEGATIVE)
+    require(config, "momentum", FRACTION)
+    for key in ("lr0_range", "decay_exponent_range"):
+        low, *high = getattr(config, key)
+        if len(high) != 1 or not low < high[0]:
+            raise ValueError(f"config key {key!r} must be LOW,HIGH with LOW < HIGH, got {getattr(config, key)!r}")
     if len(config.init_lr0) != len(config.init_decay_exponent):
         raise ValueError("init_lr0 and init_decay_exponent must have the same length (one per restart)")
     if config.surface_samples % config.surface_chunk:
@@ -227,21 +239,10 @@ def _check(config: Config) -> None:
         raise ValueError("curve_points must divide the longest horizon")
 
 
-def _check_resumable(config: Config, run_dir: RunDir) -> None:
-    """Stored units belong to the config they were computed with: refuse to mix configs."""
-    path = run_dir.path / "config.json"
-    if (run_dir.path / "units").exists() and path.exists():
-        stored = read_json(path)["config"]
-        if stored != json.loads(json.dumps(dataclasses.asdict(config))):
-            raise ValueError(f"{run_dir.path} holds results of a different config; "
-                             "use a new --out (or delete it) to start over")
-
-
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
-    _check(config)
+    validate(config)
     config = dataclasses.replace(config, dataset=datasets.resolve(config.dataset, PREFERRED,
                                                                   config.data_dir or None))
-    _check_resumable(config, run_dir)
     run_dir.write_config(config)
     horizons = sorted(config.horizons)
     restarts = range(len(config.init_lr0))
@@ -252,12 +253,14 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                         desc="surface", **stage)
     fits = run_units(smd_unit, [Unit(f"smd_T{h}_r{r}", dict(config=config, horizon=h, restart=r))
                                 for h in horizons for r in restarts], desc="SMD", **stage)
-    best = {h: int(np.nanargmin([fits[f"smd_T{h}_r{r}"]["meta_objective"] for r in restarts])) for h in horizons}
-    fitted = {h: fits[f"smd_T{h}_r{best[h]}"] for h in horizons}
+    # the best restart of each horizon; None where every restart diverged (no long run then)
+    objectives = {h: np.array([fits[f"smd_T{h}_r{r}"]["meta_objective"] for r in restarts]) for h in horizons}
+    best = {h: int(np.nanargmin(o)) if np.isfinite(o).any() else None for h, o in objectives.items()}
+    fitted = {h: fits[f"smd_T{h}_r{best[h]}"] for h in horizons if best[h] is not None}
 
-    long_units = [Unit(f"long_T{h}", dict(config=config, lr0=float(fitted[h]["lr0"][-1]),
-                                          decay_exponent=float(fitted[h]["decay_exponent"][-1])))
-                  for h in horizons]
+    long_units = [Unit(f"long_T{h}", dict(config=config, lr0=float(fit["lr0"][-1]),
+                                          decay_exponent=float(fit["decay_exponent"][-1])))
+                  for h, fit in fitted.items()]
     pending = sum(not run_dir.has_unit(u.name) for u in long_units)
     if pending:
         rate = _steps_per_second(config)
@@ -265,32 +268,42 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
               f"-> about {pending * horizons[-1] / rate:.0f} s of training on one process",
               file=sys.stderr)
     long = run_units(long_run_unit, long_units, desc="long runs", **stage)
+    step = np.arange(config.curve_points + 1) * (horizons[-1] // config.curve_points)
+    missing = {"train_loss": np.full(len(step), np.nan), "test_error": np.full(len(step), np.nan)}
 
     lr0, decay_exponent = surface_points(config)
     run_dir.save_curves("surface", horizon=horizons, lr0=lr0, decay_exponent=decay_exponent,
                         lr0_range=config.lr0_range, decay_exponent_range=config.decay_exponent_range,
                         loss=np.concatenate([surface[f"surface_c{c}"]["loss"] for c in chunks], axis=1))
-    run_dir.save_curves("smd", horizon=horizons, best_restart=[best[h] for h in horizons],
+    run_dir.save_curves("smd", horizon=horizons, best_restart=[-1 if best[h] is None else best[h] for h in horizons],
                         **{k: [[fits[f"smd_T{h}_r{r}"][k] for r in restarts] for h in horizons]
                            for k in ("lr0", "decay_exponent", "objective", "meta_objective")})
-    run_dir.save_curves("long_runs", horizon=horizons, step=long[f"long_T{horizons[0]}"]["step"],
-                        **{k: [long[f"long_T{h}"][k] for h in horizons] for k in ("train_loss", "test_error")})
+    run_dir.save_curves("long_runs", horizon=horizons, step=step,
+                        **{k: [long.get(f"long_T{h}", missing)[k] for h in horizons] for k in missing})
 
-    summary = _summary(config, horizons, fitted, long)
-    summary["wall_time_s"] = run_dir.elapsed()
-    run_dir.write_summary(summary)
+    summary = run_dir.write_summary(_summary(config, horizons, objectives, fitted, long))
     plot(run_dir)
     return summary
 
 
-def _summary(config: Config, horizons, fitted, long) -> dict:
-    per_horizon = {
-        str(h): {"lr0": float(fitted[h]["lr0"][-1]),
-                 "decay_exponent": float(fitted[h]["decay_exponent"][-1]),
-                 "meta_objective": float(fitted[h]["meta_objective"]),
-                 "final_train_loss": float(long[f"long_T{h}"]["train_loss"][-1]),
-                 "final_test_error": float(long[f"long_T{h}"]["test_error"][-1])}
-        for h in horizons}
+def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
+    """Headline numbers. ``diverged`` marks a horizon whose every SMD restart diverged
+    (non-finite objective; no long run then) or whose long run did; numbers that are not
+    finite are written as null."""
+    def numbers(h) -> dict:
+        if h not in fitted:
+            return dict.fromkeys(("lr0", "decay_exponent", "meta_objective", "final_train_loss",
+                                  "final_test_error"), math.nan)
+        fit, run = fitted[h], long[f"long_T{h}"]
+        return {"lr0": float(fit["lr0"][-1]), "decay_exponent": float(fit["decay_exponent"][-1]),
+                "meta_objective": float(fit["meta_objective"]), "final_train_loss": float(run["train_loss"][-1]),
+                "final_test_error": float(run["test_error"][-1])}
+
+    per_horizon = {}
+    for h in horizons:
+        row = numbers(h)
+        per_horizon[str(h)] = {**row, "diverged": not math.isfinite(row["final_train_loss"]),
+                               "diverged_restarts": np.flatnonzero(~np.isfinite(objectives[h])).tolist()}
     short, longest = per_horizon[str(horizons[0])], per_horizon[str(horizons[-1])]
     return {
         "dataset": config.dataset,
@@ -357,8 +370,9 @@ def plot(run_dir: RunDir) -> None:
 def report(run_dir: RunDir, prefix: str = "") -> str:
     s = run_dir.read_summary()
     rows = "\n".join(
-        f"| {h} | {v['lr0']:.3g} | {v['decay_exponent']:.3g} | {v['meta_objective']:.4f} | "
-        f"{v['final_train_loss']:.4f} | {v['final_test_error']:.4f} |" for h, v in s["horizons"].items())
+        f"| {h}{' (diverged)' if v['diverged'] else ''} | {fmt(v['lr0'])} | "
+        f"{fmt(v['decay_exponent'])} | {fmt(v['meta_objective'], '.4f')} | {fmt(v['final_train_loss'], '.4f')} | "
+        f"{fmt(v['final_test_error'], '.4f')} |" for h, v in s["horizons"].items())
     shortest, longest = list(s["horizons"])[0], list(s["horizons"])[-1]
     return f"""## Offline meta-optimization: short-horizon bias (Section 3.2, Figures 5-6)
 
@@ -372,8 +386,8 @@ schedule is then trained for {s['long_horizon']} steps.
 
 | ratio (T={shortest} over T={longest}) | ours | paper (T=100 over T=20k, MNIST) |
 |---|---|---|
-| fitted decay exponent | {s['decay_exponent_ratio']:.3g} | > {PAPER_DECAY_EXPONENT_RATIO:g} |
-| final training loss of the long run | {s['final_train_loss_ratio']:.3g} | > {PAPER_TRAIN_LOSS_RATIO:g} |
+| fitted decay exponent | {fmt(s['decay_exponent_ratio'])} | > {PAPER_DECAY_EXPONENT_RATIO:g} |
+| final training loss of the long run | {fmt(s['final_train_loss_ratio'])} | > {PAPER_TRAIN_LOSS_RATIO:g} |
 
 ![Figure 5: surface and SMD trajectories]({prefix}figure5_surface.png)
 

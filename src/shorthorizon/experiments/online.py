@@ -20,11 +20,12 @@ from tqdm.auto import tqdm
 
 import jax
 
+from shorthorizon.config import FRACTION, POSITIVE, require
 from shorthorizon.experiments import datasets
 from shorthorizon.experiments.datasets import PREFERRED
 from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate
 from shorthorizon.meta.online import Online
-from shorthorizon.results import RunDir
+from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 from shorthorizon.tasks import Task, make_task
 
@@ -148,28 +149,33 @@ def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
         (lr, lookahead) for lookahead in config.lookaheads for lr in per_task(config, task, "init_lrs")]
 
 
-def _check(config: Config) -> None:
+def validate(config: Config) -> None:
     unknown = sorted(set(config.task) - set(TASKS)) + sorted(set(config.lookaheads) - set(LOOKAHEADS))
     if unknown or not config.task:
         raise ValueError(f"unknown task or lookahead {unknown}; tasks: {TASKS}, lookaheads: {LOOKAHEADS}")
     if config.estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
+    datasets.check_name(config.dataset)
+    require(config, "horizon meta_steps interval meta_lr clip particles sigma final_lr_eff eval_examples chunks",
+            POSITIVE)
+    require(config, "momentum", FRACTION)
     for task in config.task:
-        if (per_task(config, task, "steps") // 2) % config.interval:
-            raise ValueError(f"{task}_steps // 2 must be a multiple of interval={config.interval}")
+        require(config, " ".join(f"{task}_{key}" for key in ("steps", "init_lrs", "baseline_lr", "batch_size")),
+                POSITIVE)
+        if per_task(config, task, "steps") < 2 or (per_task(config, task, "steps") // 2) % config.interval:
+            raise ValueError(f"{task}_steps // 2 must be a positive multiple of interval={config.interval}, "
+                             f"got {task}_steps={per_task(config, task, 'steps')}")
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
-    _check(config)
+    validate(config)
     data = {task: dataset_for(config, task) for task in config.task}
     run_dir.write_config(config, datasets=data)
     units = [Unit(_unit_name(task, lr, la), dict(config=config, task=task, dataset=data[task], init_lr=lr,
                                                  lookahead=la))
              for task in config.task for lr, la in _runs(config, task)]
     results = run_units(run_unit, units, run_dir, executor, ray_address, desc="online runs")
-    summary = {task: _task_summary(config, task, data[task], results) for task in config.task}
-    summary["elapsed_s"] = run_dir.elapsed()
-    run_dir.write_summary(summary)
+    summary = run_dir.write_summary({task: _task_summary(config, task, data[task], results) for task in config.task})
     plot(run_dir)
     return summary
 
@@ -258,10 +264,6 @@ def plot(run_dir: RunDir) -> None:
         run_dir.save_figure(fig, FIGURES[task])
 
 
-def _fmt(x, spec=".3g") -> str:
-    return "—" if x is None else format(x, spec)
-
-
 def report(run_dir: RunDir, prefix: str = "") -> str:
     summary = run_dir.read_summary()
     lines = ["## Online meta-optimization (Section 3.3, Figures 7–8)", "",
@@ -278,12 +280,12 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
                   f"![{figure}]({prefix}{FIGURES[task]}.png)", "",
                   "| run | lr₀ | lr at stop | momentum at stop | final train loss | test accuracy | diverged |",
                   "|---|---|---|---|---|---|---|",
-                  f"| baseline | {b['lr']:g} | {b['lr']:g} | {b['momentum']:g} | {_fmt(b['final_train_loss'], '.4f')} "
-                  f"| {_fmt(b['final_test_accuracy'], '.4f')} | {'yes' if b['diverged'] else 'no'} |"]
+                  f"| baseline | {b['lr']:g} | {b['lr']:g} | {b['momentum']:g} | {fmt(b['final_train_loss'], '.4f')} "
+                  f"| {fmt(b['final_test_accuracy'], '.4f')} | {'yes' if b['diverged'] else 'no'} |"]
         for r in s["runs"]:
-            lines.append(f"| {r['lookahead']} | {r['init_lr']:g} | {_fmt(r['lr_at_stop'])} | "
-                         f"{_fmt(r['momentum_at_stop'])} | {_fmt(r['final_train_loss'], '.4f')} | "
-                         f"{_fmt(r['final_test_accuracy'], '.4f')} | "
+            lines.append(f"| {r['lookahead']} | {r['init_lr']:g} | {fmt(r['lr_at_stop'])} | "
+                         f"{fmt(r['momentum_at_stop'])} | {fmt(r['final_train_loss'], '.4f')} | "
+                         f"{fmt(r['final_test_accuracy'], '.4f')} | "
                          f"{'yes, at step ' + str(r['steps_done']) if r['diverged'] else 'no'} |")
         lines += ["", "Checks: " + ", ".join(f"{k}: **{v}**" for k, v in s["checks"].items()), ""]
     return "\n".join(lines)

@@ -7,8 +7,11 @@ and the same seeds give the same numbers on either executor.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
+from unittest import mock
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -57,20 +60,53 @@ def _to_numpy(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in result.items()}
 
 
+RAY_CONNECT_TIMEOUT_S = 5  # per attempt to reach a --ray-address (Ray's defaults retry for many minutes)
+# Ray settings that bound joining a cluster (unless the environment sets them): the seconds per
+# attempt (read when Ray is first imported) and the number of attempts (~1 s apart).
+_RAY_JOIN_LIMITS = {"RAY_py_gcs_connect_timeout_s": str(RAY_CONNECT_TIMEOUT_S),
+                    "RAY_gcs_server_port_wait_time_s": "1"}
+_RAY_FIX = "check --ray-address (`ray start --head` prints it), or leave it out to start a local Ray instance"
+
+
 def ensure_ray(address: str | None = None):
-    """Join the Ray cluster at ``address``, or start a local one; return the ray module."""
-    try:
-        import ray
-    except ImportError as err:
-        raise RuntimeError(
-            "--executor ray needs Ray: pip install 'shorthorizon[ray]' (or pip install ray)"
-        ) from err
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    """Join the Ray cluster at ``address``, or start a local one; return the ray module.
+
+    An address that refuses connections or does not answer within RAY_CONNECT_TIMEOUT_S
+    raises RuntimeError at once; one that answers but is no Ray cluster, after about 15 s
+    (about 40 s when Ray was imported before this call). Ray's defaults would retry for many
+    minutes."""
+    if address:
+        _check_reachable(address)
+    limits = {k: v for k, v in _RAY_JOIN_LIMITS.items() if address and k not in os.environ}
+    with mock.patch.dict(os.environ, limits):  # for joining only: a local start keeps Ray's defaults
+        try:
+            import ray
+        except ImportError as err:
+            raise RuntimeError(
+                "--executor ray needs Ray: pip install 'shorthorizon[ray]' (or pip install ray)"
+            ) from err
+        if not ray.is_initialized():
+            if address:
+                try:
+                    ray.init(address=address, log_to_driver=False)
+                except ConnectionError as err:
+                    raise RuntimeError(f"no Ray cluster answers at {address} ({err}); {_RAY_FIX}") from None
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Open (and close) a TCP connection to ``host:port`` (``ray://host:port`` too); ``auto``
+    and other forms without a port are left to Ray."""
+    host, sep, port = address.split("://")[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise RuntimeError(f"cannot reach the Ray cluster at {address} ({err.strerror or err}); "
+                           f"{_RAY_FIX}") from None
 
 
 def _run_ray(fn, pending, run_dir, address, bar) -> None:

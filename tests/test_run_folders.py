@@ -1,0 +1,242 @@
+"""Run folders never mix, lose or fake results; every bad input is one clear line.
+
+The folder's claim (command + resolved config), its lock, strict JSON, the command line's
+refusals (exit status 2, one line, the folder as it was), Ctrl-C, and fault injection:
+SIGKILL at random points, resume, and compare with an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shorthorizon.cli import main
+from shorthorizon.data import make_fake_dataset
+from shorthorizon.experiments import nqm, offline
+from shorthorizon.results import RunDir, RunDirError, write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class Demo:
+    steps: int = 10
+    lr: float = 0.1
+
+
+def _files(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` (the lock aside) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+# --- the claim and the lock (library) ------------------------------------------------------
+
+def test_claim_refuses_another_config_naming_the_keys_and_force_starts_over(tmp_path):
+    RunDir(tmp_path).write_config(Demo(), datasets={"mlp": "mnist"})
+    RunDir(tmp_path).save_unit("u", {"x": np.arange(3)})
+    before = _files(tmp_path)
+    RunDir(tmp_path).write_config(Demo(), datasets={"mlp": "mnist"})  # the same claim resumes
+    with pytest.raises(RunDirError, match=r'different config \(steps: 10 -> 3; datasets.mlp: "mnist" -> '
+                                          r'"cifar10"\); use a new --out, or --force to start over'):
+        RunDir(tmp_path).write_config(Demo(steps=3), datasets={"mlp": "cifar10"})
+    assert _files(tmp_path) == before
+    forced = RunDir(tmp_path, force=True)
+    forced.write_config(Demo(steps=3))
+    assert not forced.has_unit("u") and '"steps": 3' in (tmp_path / "config.json").read_text()
+
+
+def test_claim_refuses_another_command_a_corrupt_config_and_a_foreign_folder(tmp_path):
+    RunDir(tmp_path / "a").write_config(nqm.PRESETS["quick"])
+    with pytest.raises(RunDirError, match=r"holds results of `nqm`, not `offline`; use a new --out"):
+        RunDir(tmp_path / "a").write_config(offline.PRESETS["quick"])
+    (tmp_path / "a" / "config.json").write_text('{"config": ')
+    with pytest.raises(RunDirError, match=r"a/config\.json is corrupt, not valid JSON .*--force to start over"):
+        RunDir(tmp_path / "a").write_config(nqm.PRESETS["quick"])
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not empty and holds no shorthorizon run"):
+        RunDir(tmp_path / "b", force=True).write_config(Demo())
+    assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
+
+
+HOLD_LOCK = """
+import sys
+from shorthorizon.results import RunDir
+with RunDir.open(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_second_process_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["nqm", "--out", str(out)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"shorthorizon nqm: error: {out} is in use by another run (process {holder.pid}); "
+            "wait for it to finish, or choose another --out"]
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunDir.open(out) as run_dir:  # the OS released the dead process's lock
+        run_dir.write_config(Demo())
+        with pytest.raises(RunDirError, match="in use"), RunDir.open(out):
+            pass  # another open of a held folder is refused within one process too
+
+
+def test_a_refused_run_leaves_no_folder_behind(tmp_path):
+    with pytest.raises(ValueError, match="refused"), RunDir.open(tmp_path / "new" / "run"):
+        raise ValueError("refused")
+    assert not (tmp_path / "new").exists()
+
+
+def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):
+    write_json(tmp_path / "a.json", {"loss": float("nan"), "curve": np.array([1.0, np.inf]),
+                                     "low": np.float32("-inf"), "ok": 2.5, "n": np.int64(3)})
+    assert strict_json(tmp_path / "a.json") == {"loss": None, "curve": [1.0, None], "low": None, "ok": 2.5, "n": 3}
+
+
+# --- the command line: bad input is one line, exit status 2, and the folder as it was -------
+
+@pytest.mark.parametrize("argv, message", [
+    # issue 12, case 4: an unreachable Ray address
+    (["nqm", "--out", "{out}", "--executor", "ray", "--ray-address", "127.0.0.1:1"],
+     "cannot reach the Ray cluster at 127.0.0.1:1 (Connection refused)"),
+    # case 5: NaN or out-of-range values
+    (["unroll", "--lr", "nan", "--momentum", "0.9", "--steps", "5"], "--lr must be positive and finite, got nan"),
+    (["unroll", "--lr", "inf", "--momentum", "0.9", "--steps", "5"], "--lr must be positive and finite, got inf"),
+    (["unroll", "--lr", "-0.1", "--momentum", "0.9", "--steps", "5"], "--lr must be positive and finite, got -0.1"),
+    (["unroll", "--lr", "0.1", "--momentum", "1.5", "--steps", "5"], "--momentum must be in [0, 1), got 1.5"),
+    (["unroll", "--lr", "0.1", "--momentum", "0.9", "--steps", "5", "--eval-batches", "0"],
+     "--eval-batches must be positive and finite, got 0"),
+    (["online", "--out", "{out}", "--set", "mlp_init_lrs=nan"], "config key 'mlp_init_lrs' must be positive and finite"),
+    (["online", "--out", "{out}", "--set", "momentum=1"], "config key 'momentum' must be in [0, 1), got 1.0"),
+    # case 7: tracebacks before
+    (["nqm", "--out", "{file}"], "{file} is a file, not a folder; choose another --out"),
+    (["nqm", "--out", "/sys/shorthorizon-test/run"], "cannot write to /sys/shorthorizon-test/run"),
+    (["unroll", "--lr", "0.1", "--momentum", "0.9", "--steps", "5", "--batch-size", "0"],
+     "--batch-size must be positive and finite, got 0"),
+    (["online", "--out", "{out}", "--set", "meta_steps=-2"], "config key 'meta_steps' must be positive and finite, got -2"),
+    (["offline", "--out", "{out}", "--set", "horizons=0,20"], "config key 'horizons' must be positive and finite, got (0, 20)"),
+    # case 8: messages that did not name the key
+    (["online", "--out", "{out}", "--set", "mlp_steps=0"], "config key 'mlp_steps' must be positive and finite, got 0"),
+    (["online", "--out", "{out}", "--set", "meta_steps=0"], "config key 'meta_steps' must be positive and finite, got 0"),
+    (["nqm", "--out", "{out}", "--set", "fixed_fit_steps=0"], "config key 'fixed_fit_steps' must be positive and finite"),
+    # case 9: late validation
+    (["offline", "--out", "{out}", "--dataset", "foo"], "unknown dataset 'foo'; choose one of: auto, mnist"),
+    (["reproduce", "--out", "{out}", "--only", "nqm", "online", "--set", "dim=200"],
+     "unknown config key 'dim' for Config"),
+])
+def test_bad_input_is_one_line_with_status_2_and_leaves_nothing(tmp_path, capsys, argv, message):
+    places = {"{out}": str(tmp_path / "run"), "{file}": str(tmp_path / "file")}
+    (tmp_path / "file").write_text("keep")
+    argv = [places.get(a, a) for a in argv]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"shorthorizon {argv[0]}: error: "), lines
+    assert message.replace("{file}", places["{file}"]) in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and (tmp_path / "file").read_text() == "keep"
+
+
+def test_missing_data_is_refused_before_the_folder_is_made(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SHORTHORIZON_DATA", raising=False)
+    monkeypatch.setattr("shorthorizon.data.store.SYSTEM_ROOT", tmp_path / "system")
+    assert main(["offline", "--out", str(tmp_path / "run"), "--dataset", "mnist"]) == 2
+    assert "No dataset among mnist was found" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+# --- interruptions: Ctrl-C and SIGKILL at random points, then resume ------------------------
+
+def _shorthorizon(argv, compiled: Path | None = None) -> subprocess.Popen:
+    """``shorthorizon ARGV`` in a new process; ``compiled``: a folder where processes share
+    compiled programs (JAX's persistent cache), so a resumed process does not compile again."""
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(compiled), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"} if compiled else {}
+    return subprocess.Popen([sys.executable, "-m", "shorthorizon.cli", *argv], env={**os.environ, **cache},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _stop_after(process: subprocess.Popen, out: Path, units: int, delay: float, sig=signal.SIGKILL) -> str:
+    """Send ``sig`` once ``units`` units are stored in ``out`` and ``delay`` seconds passed."""
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("units/*.npz"))) < units and process.poll() is None:
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.02)
+    time.sleep(delay)
+    assert process.poll() is None, f"the run finished before it could be stopped ({units} units, {delay:.2f} s)"
+    process.send_signal(sig)
+    return process.communicate()[1]
+
+
+def _summary(out: Path, strict_json) -> dict:
+    summary = strict_json(out)["summary.json"]  # every JSON file of the folder parses strictly
+    assert summary.pop("wall_time_s") > 0
+    return summary
+
+
+NQM = ["nqm", "--set", "dim=12", "--set", "horizon=12", "--set", "fit_steps=4", "--set", "fixed_fit_steps=4",
+       "--set", "tail_dims=2", "--set", "fig1_steps=4", "--set", "fig2_horizons=1,2", "--set", "fig2_decay_steps=2"]
+
+
+def test_ctrl_c_says_how_to_resume_and_keeps_finished_units(tmp_path):
+    out = tmp_path / "run"
+    process = _shorthorizon([*NQM, "--out", str(out)])
+    err = _stop_after(process, out, units=1, delay=0.0, sig=signal.SIGINT)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == f"shorthorizon nqm: interrupted; run the same command with --out {out} to resume"
+    assert list(out.glob("units/*.npz")) and not (out / "summary.json").exists()
+
+
+def _online(data: Path) -> list[str]:
+    return ["online", "--task", "mlp", "--dataset", "mnist", "--set", f"data_dir={data}", "--set", "verify=false",
+            "--set", "mlp_steps=20", "--set", "meta_steps=2", "--set", "interval=5", "--set", "chunks=2",
+            "--set", "mlp_batch_size=20", "--set", "mlp_init_lrs=0.05", "--set", "lookaheads=stochastic",
+            "--set", "eval_examples=100"]
+
+
+def _offline(data: Path) -> list[str]:
+    return ["offline", "--dataset", "mnist", "--set", f"data_dir={data}", "--set", "verify=false",
+            "--set", "horizons=10", "--set", "warm_start_steps=5", "--set", "eval_batches=2",
+            "--set", "surface_samples=4", "--set", "surface_chunk=2", "--set", "init_lr0=0.01,0.1",
+            "--set", "init_decay_exponent=1,10", "--set", "meta_steps=4", "--set", "meta_chunk=2",
+            "--set", "curve_points=2"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    make_fake_dataset(folder, "mnist", n_train=300, n_test=100, seed=0)
+    return folder
+
+
+@pytest.mark.parametrize("experiment, units, seeds", [("nqm", 5, (0, 1)), ("offline", 5, (2, 3)),
+                                                      ("online", 2, (4, 5))])
+def test_killed_runs_resume_to_the_uninterrupted_summary(tmp_path, data, strict_json, experiment, units, seeds):
+    """SIGKILL at a random point (after a random number of stored units plus a random delay),
+    several times in a row, then resume: the summary equals an uninterrupted run's. The killed
+    runs are new processes (sharing compiled programs); the others run in this one."""
+    argv = {"nqm": NQM, "offline": _offline(data), "online": _online(data)}[experiment]
+    compiled = tmp_path / "compiled"
+    assert main([*argv, "--out", str(tmp_path / "clean")]) == 0
+    out = tmp_path / "killed"
+    for seed in seeds:
+        rng = random.Random(seed)
+        stored = min(len(list(out.glob("units/*.npz"))), units - 1)
+        _stop_after(_shorthorizon([*argv, "--out", str(out)], compiled), out, rng.randint(stored, units - 1),
+                    rng.uniform(0, 0.3))
+    assert main([*argv, "--out", str(out)]) == 0
+    assert _summary(out, strict_json) == _summary(tmp_path / "clean", strict_json)
