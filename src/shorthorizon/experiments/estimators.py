@@ -416,6 +416,11 @@ def plot(run_dir: RunDir) -> None:
     run_dir.save_figure(fig, "fitted_schedules")
 
 
+def _fmt(value, spec: str) -> str:
+    """A stored number, or n/a where the summary holds null (a non-finite value)."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def report(run_dir: RunDir, prefix: str = "") -> str:
     s = run_dir.read_summary()
     ex = s["exact"]
@@ -423,10 +428,10 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
     for name, v in s["estimators"].items():
         opt = v["points"][-1]
         h = v["fitted_hyper"]
-        rows.append(f"| {name} | {v['relative_bias']:.3g} | {v['cosine']:.4f} | {v['std']:.3g} | "
-                    f"{', '.join(f'{z:+.1f}' for z in opt['z_from_zero'])} | "
-                    f"{h['lr']:.3g}, {h['decay_exponent']:.3g}, {h['momentum']:.3g} | "
-                    f"{v['fitted_loss']:.2f} ({v['fitted_loss_ratio']:.3f}x) |")
+        rows.append(f"| {name} | {_fmt(v['relative_bias'], '.3g')} | {_fmt(v['cosine'], '.4f')} | "
+                    f"{_fmt(v['std'], '.3g')} | {', '.join(_fmt(z, '+.1f') for z in opt['z_from_zero'])} | "
+                    f"{', '.join(_fmt(h[k], '.3g') for k in HYPER)} | "
+                    f"{_fmt(v['fitted_loss'], '.2f')} ({_fmt(v['fitted_loss_ratio'], '.3f')}x) |")
     hx = ex["hyper"]
     return f"""## Hypergradient estimators against the exact whole-run gradient (NQM)
 
