@@ -193,7 +193,9 @@ NQM = ["nqm", "--set", "dim=12", "--set", "horizon=12", "--set", "fit_steps=4", 
 
 def test_ctrl_c_says_how_to_resume_and_keeps_finished_units(tmp_path):
     out = tmp_path / "run"
-    process = _shorthorizon([*NQM, "--out", str(out)])
+    # a long 'optimized' fit (seconds) after the first units, so the interrupt lands mid-run: with
+    # the tiny config alone the run could reach its exit before the signal was handled
+    process = _shorthorizon([*NQM, "--set", "fit_steps=300000", "--out", str(out)])
     err = _stop_after(process, out, units=1, delay=0.0, sig=signal.SIGINT)
     assert process.returncode == 130
     assert "Traceback" not in err
