@@ -165,8 +165,15 @@ def _shorthorizon(argv, compiled: Path | None = None) -> subprocess.Popen:
     compiled programs (JAX's persistent cache), so a resumed process does not compile again."""
     cache = {"JAX_COMPILATION_CACHE_DIR": str(compiled), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"} if compiled else {}
-    return subprocess.Popen([sys.executable, "-m", "shorthorizon.cli", *argv], env={**os.environ, **cache},
+    return subprocess.Popen([sys.executable, "-c", _AS_FROM_A_TERMINAL, *argv], env={**os.environ, **cache},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+# The CLI as a terminal starts it: with Ctrl-C raising KeyboardInterrupt. A process started in the
+# background of a non-interactive shell (as CI may be) inherits SIGINT ignored, and Python then
+# leaves it ignored, so the child would never see the test's interrupt.
+_AS_FROM_A_TERMINAL = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                       "from shorthorizon.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _stop_after(process: subprocess.Popen, out: Path, units: int, delay: float, sig=signal.SIGKILL) -> str:
@@ -193,8 +200,7 @@ NQM = ["nqm", "--set", "dim=12", "--set", "horizon=12", "--set", "fit_steps=4", 
 
 def test_ctrl_c_says_how_to_resume_and_keeps_finished_units(tmp_path):
     out = tmp_path / "run"
-    # a long 'optimized' fit (seconds) after the first units, so the interrupt lands mid-run: with
-    # the tiny config alone the run could reach its exit before the signal was handled
+    # a long 'optimized' fit (seconds) after the first units, so the interrupt lands mid-run
     process = _shorthorizon([*NQM, "--set", "fit_steps=300000", "--out", str(out)])
     err = _stop_after(process, out, units=1, delay=0.0, sig=signal.SIGINT)
     assert process.returncode == 130
