@@ -25,9 +25,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import jax
 import numpy as np
 
 from shorthorizon.config import POSITIVE, require
+from shorthorizon.nqm.inner import RAW
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
 
@@ -105,7 +107,7 @@ def _raw(triple):
 
 def _vector(tree) -> np.ndarray:
     """A raw-hyperparameter dict as a vector in the fixed order of ``to_raw``'s keys."""
-    return np.stack([np.asarray(tree[k]) for k in _raw((1.0, 1.0, 0.5))], axis=-1)
+    return np.stack([np.asarray(tree[k]) for k in RAW], axis=-1)
 
 
 def _bounds(config: Config) -> dict:
@@ -174,7 +176,7 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
     from shorthorizon.nqm.inner import schedule
 
     exact, _ = _problem(config)
-    keys = list(_raw((1.0, 1.0, 0.5)))
+    keys = RAW
 
     def as_raw(x):
         return {k: x[i] for i, k in enumerate(keys)}
@@ -230,7 +232,7 @@ def measure_unit(config: Config, estimator: str, truncation: int, points: np.nda
 
     @jax.jit
     def at(x):
-        raw = {k: x[i] for i, k in enumerate(_raw((1.0, 1.0, 0.5)))}
+        raw = {k: x[i] for i, k in enumerate(RAW)}
         g = _window_estimates(est, raw, key)  # (windows, particles, 3)
         return g.mean(0), g.reshape(-1, g.shape[-1]).std(0)
 
@@ -284,7 +286,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
     exact = run_units(_dispatch, [Unit("exact", dict(fn="exact", config=config))], desc="exact optimum",
                       **stage)["exact"]
-    with _x64():
+    with jax.enable_x64(True):
         away = np.stack([_vector(_raw(t)) for t in np.reshape(config.settings, (-1, 3))])
     points = np.concatenate([away, exact["raw"][None]])
     pairs = [(e, k) for e in config.estimators for k in config.truncations]
@@ -303,12 +305,6 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     summary = run_dir.write_summary(summary)
     plot(run_dir)
     return summary
-
-
-def _x64():
-    import jax
-
-    return jax.enable_x64(True)
 
 
 def _summary(config: Config, exact: dict, results: dict, points: np.ndarray, pairs) -> dict:
@@ -359,7 +355,7 @@ def _summary(config: Config, exact: dict, results: dict, points: np.ndarray, pai
     return {
         "objective": (f"mean expected excess loss over steps 1..{config.horizon} of the noisy quadratic "
                       f"(d={config.dim}), lr_t = lr (1 + t/{config.decay_steps:g})^-decay_exponent, constant momentum"),
-        "coordinates": list(_raw((1.0, 1.0, 0.5))),
+        "coordinates": list(RAW),
         "exact": {"hyper": dict(zip(HYPER, exact["hyper"].tolist())), "loss": float(exact["loss"]),
                   "gradient_at_optimum": whole[optimum].tolist(),
                   # full-horizon forward / reverse on the exact inner problem vs loss_curve's VJP

@@ -36,6 +36,7 @@ from shorthorizon.nqm.problem import NQM
 from shorthorizon.nqm.simulate import sample_step
 
 LOG_LR, LOG_DECAY_EXPONENT, LOG_ONE_MINUS_MOMENTUM = "log_lr", "log_decay_exponent", "log_one_minus_momentum"
+RAW = (LOG_LR, LOG_DECAY_EXPONENT, LOG_ONE_MINUS_MOMENTUM)  # the coordinates, in the order of to_raw
 
 
 def to_raw(lr, decay_exponent, momentum) -> dict:
