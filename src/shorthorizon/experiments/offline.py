@@ -66,6 +66,7 @@ class Config:
     meta_steps: int = 5000
     meta_lr: float = 0.01  # Adam step in log space
     meta_chunk: int = 50  # meta-steps per compiled scan (progress granularity)
+    anneal: bool = False  # cosine-decay Adam's step from meta_lr to 1% of it over the meta-steps
     estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, or es (antithetic pairs)
     particles: int = 1  # es: antithetic pairs per meta-step
     sigma: float = 0.01  # es: perturbation std in log space
@@ -117,7 +118,8 @@ def _keys(seed: int) -> dict:
 
 
 @lru_cache(maxsize=2)
-def _setup(config: Config) -> Setup:
+def prepare(config: Config) -> Setup:
+    """Data, task, warm start and keys: built once per process and config, shared by its units."""
     ds, train, test = datasets.load(config.dataset, config.data_dir or None, verify=config.verify)
     task = make_task(config.task, ds.train_x.shape[1:], ds.num_classes)
     keys = _keys(config.seed)
@@ -128,13 +130,20 @@ def _setup(config: Config) -> Setup:
 
 
 @lru_cache(maxsize=16)
-def _unroll(config: Config, horizon: int):
-    return offline.schedule_unroll(_setup(config).task, horizon, config.batch_size, config.decay_steps)
+def horizon_unroll(config: Config, horizon: int):
+    """``horizon`` steps of momentum with the config's inverse-time schedule."""
+    return offline.schedule_unroll(prepare(config).task, horizon, config.batch_size, config.decay_steps)
 
 
-def _bounds(config: Config) -> tuple[tuple[str, float, float], ...]:
+def bounds(config: Config) -> tuple[tuple[str, float, float], ...]:
+    """SMD's bounds: the surface box, in log space."""
     return ((offline.LOG_LR, *map(math.log, config.lr0_range)),
             (offline.LOG_DECAY_EXPONENT, *map(math.log, config.decay_exponent_range)))
+
+
+def meta_lr(config: Config) -> float | tuple[float, int]:
+    """Adam's step as :func:`shorthorizon.meta.offline.smd` takes it."""
+    return (config.meta_lr, config.meta_steps) if config.anneal else config.meta_lr
 
 
 def _estimator(config: Config) -> tuple[str, int, float]:
@@ -158,22 +167,22 @@ def _hyper(setup: Setup, lr0: float, decay_exponent: float) -> dict:
 def surface_unit(config: Config, chunk: int) -> dict:
     """Meta-objective at every horizon of one chunk of surface samples (sample i draws its
     training batches from its own key)."""
-    setup = _setup(config)
+    setup = prepare(config)
     index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
     lr0, decay_exponent = (a[index] for a in surface_points(config))
     keys = jax.vmap(jax.random.fold_in, (None, 0))(setup.keys["surface"], index)
     horizons = tuple(sorted(config.horizons))
-    return {"loss": offline.surface(_unroll(config, horizons[-1]), setup.problem, lr0, decay_exponent, keys,
+    return {"loss": offline.surface(horizon_unroll(config, horizons[-1]), setup.problem, lr0, decay_exponent, keys,
                                     horizons, config.surface_batch)}
 
 
 def smd_unit(config: Config, horizon: int, restart: int) -> dict:
     """One SMD run: trajectory of (lr0, decay_exponent) and objective per meta-step, and the
     fitted schedule's meta-objective on fixed training batches."""
-    setup, unroll = _setup(config), _unroll(config, horizon)
+    setup, unroll = prepare(config), horizon_unroll(config, horizon)
     key = jax.random.fold_in(jax.random.fold_in(setup.keys["smd"], horizon), restart)
     keys = jax.random.split(key, config.meta_steps)
-    smd = offline.smd(unroll, setup.problem, config.meta_lr, _bounds(config), _estimator(config))
+    smd = offline.smd(unroll, setup.problem, meta_lr(config), bounds(config), _estimator(config))
     state = smd.init(offline.to_raw(config.init_lr0[restart], config.init_decay_exponent[restart]))
     objectives, raws = [], []
     with tqdm(total=config.meta_steps, desc=f"SMD T={horizon} restart {restart}", unit="meta-step",
@@ -181,7 +190,7 @@ def smd_unit(config: Config, horizon: int, restart: int) -> dict:
         for start in range(0, config.meta_steps, config.meta_chunk):
             chunk = keys[start:start + config.meta_chunk]
             state, (objective, _, raw) = offline.fit_chunk(unroll, setup.problem, state, chunk,
-                                                           config.meta_lr, _bounds(config), _estimator(config))
+                                                           meta_lr(config), bounds(config), _estimator(config))
             objectives.append(objective.block_until_ready())  # progress means finished meta-steps
             raws.append(raw)
             bar.update(len(chunk))
@@ -195,17 +204,17 @@ def smd_unit(config: Config, horizon: int, restart: int) -> dict:
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
     """Train the longest horizon with a fitted schedule; training-loss and test-error curves."""
-    setup = _setup(config)
-    return offline.long_run(_unroll(config, max(config.horizons)), setup.problem,
+    setup = prepare(config)
+    return offline.long_run(horizon_unroll(config, max(config.horizons)), setup.problem,
                             _hyper(setup, lr0, decay_exponent), setup.keys["long_run"], setup.test,
                             config.curve_points)
 
 
-def _steps_per_second(config: Config, seconds: float = 0.5) -> float:
+def steps_per_second(config: Config, seconds: float = 0.5) -> float:
     """Plain training speed, timed on repeated jitted unrolls of the shortest horizon (the
     program SMD's final evaluation compiled already) for about ``seconds``."""
-    setup, horizon = _setup(config), min(config.horizons)
-    unroll = _unroll(config, horizon)
+    setup, horizon = prepare(config), min(config.horizons)
+    unroll = horizon_unroll(config, horizon)
     hyper = _hyper(setup, config.init_lr0[0], config.init_decay_exponent[0])
     offline.meta_objective(unroll, setup.problem, hyper, setup.keys["long_run"]).block_until_ready()
     calls, start = 0, time.perf_counter()
@@ -263,7 +272,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                   for h, fit in fitted.items()]
     pending = sum(not run_dir.has_unit(u.name) for u in long_units)
     if pending:
-        rate = _steps_per_second(config)
+        rate = steps_per_second(config)
         print(f"[{NAME}] long runs: {pending} x {horizons[-1]} steps at {rate:.0f} steps/s measured "
               f"-> about {pending * horizons[-1] / rate:.0f} s of training on one process",
               file=sys.stderr)
