@@ -347,7 +347,8 @@ T = {s['horizon']}. Windowed estimators see K = {s['truncation']} steps per meta
 mean training loss over the run; `{REFERENCE}` is full-horizon forward-mode SMD of the loss at T. Same budget of
 inner steps, same start ({config['init_lr0']:g}, {config['init_decay_exponent']:g}) and update for all. Every
 schedule is then trained for T steps and judged by its training loss at T on the fixed evaluation batches.
-Ratios in brackets are to `{REFERENCE}`.
+Ratios in brackets are to `{REFERENCE}`; wall time is each fit's, compilation included, the fits one after
+another in one process.
 
 | fit | objective | lr0 | decay exponent | train loss at T | test error | inner steps / meta-steps | wall s |
 |---|---|---|---|---|---|---|---|
