@@ -144,7 +144,7 @@ def test_greedy_is_optimal_for_sgd_on_spherical_problems(x64, dim):
     np.testing.assert_allclose(fit.schedule.lr[-5:], greedy.lr[-5:], rtol=2e-2)
 
 
-def test_deterministic_greedy_is_near_optimal(x64):
+def test_without_noise_greedy_and_fitted_schedules_both_converge(x64):
     nqm = NQM(chebyshev_spectrum(50, 1e-2, 1.0), sigma2=0.0, mean0=10.0)
     horizon = 60
     greedy = greedy_schedule(nqm, horizon)

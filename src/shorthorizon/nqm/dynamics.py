@@ -88,14 +88,8 @@ def check_schedule(lr, momentum) -> tuple[jax.Array, jax.Array]:
 def moment_trajectory(nqm: NQM, lr, momentum) -> Moments:
     """Moments after 0..T steps of the schedule; every field has shape (T+1, d)."""
     lr, momentum = check_schedule(lr, momentum)
-    m0 = initial_moments(nqm)
-
-    def step(m, hyper):
-        m = step_moments(nqm, m, *hyper)
-        return m, m
-
-    _, ms = lax.scan(step, m0, (lr, momentum))
-    return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), m0, ms)
+    after, _ = _rollout(nqm, lr, momentum)
+    return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), initial_moments(nqm), after)
 
 
 def loss_components(nqm: NQM, lr, momentum) -> jax.Array:
