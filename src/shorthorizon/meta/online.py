@@ -36,10 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.hypergrad import Data, Unroll, stochastic_batches, train
+from shorthorizon.hypergrad import Data, Unroll, model_key, stochastic_batches, train
 from shorthorizon.meta.smd import SMD, SMDState
 from shorthorizon.optim import OptState, from_effective, to_effective
-from shorthorizon.tasks import Params, Task
+from shorthorizon.tasks import ModelState, Params, Task
 
 
 class OnlineResult(NamedTuple):
@@ -49,6 +49,7 @@ class OnlineResult(NamedTuple):
     momentum_at_stop: float
     diverged: bool
     curves: dict  # per training step: "loss" (minibatch, before the step), "lr", "momentum"
+    model_state: ModelState = ()  # the task's at the end (BatchNorm statistics)
 
 
 class Online(NamedTuple):
@@ -68,12 +69,12 @@ class Online(NamedTuple):
     chunks: int = 10  # jitted pieces per phase: divergence checks and progress in between
     estimator: tuple[str, int, float] = ("forward", 1, 0.01)  # SMD's: (name, particles, sigma)
 
-    def smd(self, params: Params, opt_state: OptState, data: Data) -> SMD:
-        """SMD whose objective is the lookahead loss from ``params`` and ``opt_state``."""
+    def smd(self, params: Params, opt_state: OptState, data: Data, model_state: ModelState = ()) -> SMD:
+        """SMD whose objective is the lookahead loss from ``params``, ``opt_state`` and ``model_state``."""
         unroll = Unroll(self.task, optim.momentum(), self.horizon, self.batch_size, self.lookahead)
 
         def objective(raw, key):
-            return unroll.objective(from_effective(raw), params, opt_state, data, key)
+            return unroll.objective(from_effective(raw), params, opt_state, data, key, model_state=model_state)
 
         bounds = {"log_lr_eff": tuple(map(math.log, self.lr_eff_bounds)),
                   "log_one_minus_momentum": tuple(map(math.log, self.one_minus_momentum_bounds))}
@@ -89,7 +90,7 @@ class Online(NamedTuple):
         if adapt_steps % self.interval:
             raise ValueError(f"adapt_steps={adapt_steps} is not a multiple of interval={self.interval}")
         init_key, adapt_key, decay_key = jax.random.split(key, 3)
-        params = self.task.init(init_key)
+        params, model_state = self.task.init(init_key), self.task.init_state(init_key)
         dtype = jax.tree.leaves(params)[0].dtype
         raw = to_effective(jnp.asarray(lr, dtype), jnp.asarray(momentum, dtype))
         opt_state = optim.momentum().init(params, from_effective(raw))
@@ -106,22 +107,22 @@ class Online(NamedTuple):
 
         diverged = False
         for i, intervals in enumerate(_split(adapt_steps // self.interval, self.chunks)):
-            params, opt_state, smd_state, curves = _adapt(
-                self, params, opt_state, smd_state, data, jax.random.fold_in(adapt_key, i), intervals)
+            params, opt_state, model_state, smd_state, curves = _adapt(
+                self, params, opt_state, model_state, smd_state, data, jax.random.fold_in(adapt_key, i), intervals)
             if diverged := finished(curves):
                 break
         if not diverged:
             opt_state = opt_state._replace(hyper=decay_hyper(
                 opt_state.hyper, adapt_steps, decay_steps, self.final_lr_eff))
             for i, steps in enumerate(_split(decay_steps, self.chunks)):
-                params, opt_state, curves = _decay(self, params, opt_state, data,
-                                                   jax.random.fold_in(decay_key, i), steps)
+                params, opt_state, model_state, curves = _decay(self, params, opt_state, model_state, data,
+                                                                jax.random.fold_in(decay_key, i), steps)
                 if diverged := finished(curves):
                     break
         curves = {k: np.concatenate([p[k] for p in pieces]) for k in ("loss", "lr", "momentum")}
         at_stop = min(adapt_steps, len(curves["lr"])) - 1
         return OnlineResult(params, len(curves["loss"]), _last_finite(curves["lr"][: at_stop + 1]),
-                            _last_finite(curves["momentum"][: at_stop + 1]), diverged, curves)
+                            _last_finite(curves["momentum"][: at_stop + 1]), diverged, curves, model_state)
 
 
 def decay_hyper(hyper: dict, start: int, steps: int, final_lr_eff: float) -> dict:
@@ -149,32 +150,35 @@ def _split(total: int, chunks: int) -> list[int]:
 
 
 @partial(jax.jit, static_argnames=("online", "intervals"))
-def _adapt(online: Online, params, opt_state: OptState, smd_state: SMDState, data: Data, key, intervals: int):
+def _adapt(online: Online, params, opt_state: OptState, model_state, smd_state: SMDState, data: Data, key,
+           intervals: int):
     """``intervals`` x (``meta_steps`` SMD steps, then ``interval`` training steps)."""
 
     def body(carry, k):
-        params, opt_state, smd_state = carry
+        params, opt_state, model_state, smd_state = carry
         meta_key, train_key = jax.random.split(k)
         if online.meta_steps:
-            smd = online.smd(params, opt_state, data)
+            smd = online.smd(params, opt_state, data, model_state)
             smd_state, _ = smd.run(smd_state, jax.random.split(meta_key, online.meta_steps))
             opt_state = opt_state._replace(hyper=from_effective(smd_state.raw))
-        params, opt_state, losses = train(online.task, optim.momentum(), params, opt_state,
-                                          stochastic_batches(data, train_key, online.interval, online.batch_size),
-                                          online.interval)
+        params, opt_state, model_state, losses = train(
+            online.task, optim.momentum(), params, opt_state,
+            stochastic_batches(data, train_key, online.interval, online.batch_size), online.interval,
+            model_state=model_state, key=model_key(train_key))
         hyper = {name: jnp.full(online.interval, v) for name, v in opt_state.hyper.items()}
-        return (params, opt_state, smd_state), {"loss": losses, **hyper}
+        return (params, opt_state, model_state, smd_state), {"loss": losses, **hyper}
 
-    (params, opt_state, smd_state), curves = jax.lax.scan(
-        body, (params, opt_state, smd_state), jax.random.split(key, intervals))
-    return params, opt_state, smd_state, jax.tree.map(lambda a: a.reshape(-1), curves)
+    (params, opt_state, model_state, smd_state), curves = jax.lax.scan(
+        body, (params, opt_state, model_state, smd_state), jax.random.split(key, intervals))
+    return params, opt_state, model_state, smd_state, jax.tree.map(lambda a: a.reshape(-1), curves)
 
 
 @partial(jax.jit, static_argnames=("online", "steps"))
-def _decay(online: Online, params, opt_state: OptState, data: Data, key, steps: int):
+def _decay(online: Online, params, opt_state: OptState, model_state, data: Data, key, steps: int):
     """``steps`` training steps under :func:`decay_schedule`."""
     t = opt_state.step + jnp.arange(steps)
     curves = {"lr": decay_schedule(opt_state.hyper, t), "momentum": jnp.full(steps, opt_state.hyper["momentum"])}
-    params, opt_state, losses = train(online.task, optim.momentum(decay_schedule), params, opt_state,
-                                      stochastic_batches(data, key, steps, online.batch_size), steps)
-    return params, opt_state, {"loss": losses, **curves}
+    params, opt_state, model_state, losses = train(online.task, optim.momentum(decay_schedule), params, opt_state,
+                                                   stochastic_batches(data, key, steps, online.batch_size), steps,
+                                                   model_state=model_state, key=model_key(key))
+    return params, opt_state, model_state, {"loss": losses, **curves}
