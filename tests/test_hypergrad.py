@@ -118,7 +118,7 @@ def test_deterministic_lookahead_repeats_one_batch(x64):
     np.testing.assert_allclose(objective, cross_entropy(task, final, batch), rtol=1e-12)
 
 
-def test_train_scan_matches_direct_steps():
+def test_train_halves_the_loss_on_a_learnable_problem():
     """Plain float32 training through ``train`` reduces the loss on a learnable problem."""
     task, optimizer = mlp(input_shape=(8, 8, 1), hidden=(32,)), momentum()
     key = jax.random.PRNGKey(4)

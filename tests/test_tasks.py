@@ -105,3 +105,17 @@ def test_unroll_cli_with_a_task_named_by_module(capsys, tmp_path):
     assert set(result["hypergrad"]) == {"lr", "momentum"} and all(map(np.isfinite, result["hypergrad"].values()))
     assert cli.main([*base, "--task", "example_tasks:missing"]) == 2
     assert "no attribute 'missing'" in capsys.readouterr().err
+
+
+def test_offline_and_online_configs_take_a_task_spec():
+    import dataclasses
+
+    from shorthorizon.experiments import offline, online
+
+    for module, good, bad in ((offline, "example_tasks:nnx_net", "example_tasks:missing"),
+                              (online, ("mlp", "example_tasks:nnx_net"), ("example_tasks:missing",))):
+        config = module.PRESETS["quick"]
+        module.validate(dataclasses.replace(config, task=good))
+        with pytest.raises(ValueError, match="has no attribute 'missing'"):
+            module.validate(dataclasses.replace(config, task=bad))
+    assert online.per_task(online.PRESETS["quick"], "example_tasks:nnx_net", "steps") == online.PRESETS["quick"].mlp_steps
