@@ -128,5 +128,7 @@ def test_hyperparameter_names_the_optimizer_lacks_are_clear_errors():
         momentum().init(PARAMS, {"lr": 0.1})
     with pytest.raises(ValueError, match="schedule needs hyperparameter 'decay_exponent'"):
         sgd(inverse_time(10.0)).init(PARAMS, {"lr": 0.1})
+    with pytest.raises(ValueError, match="a schedule sets the hyperparameter 'lr'"):
+        Optimizer("adam", opt.tx, inverse_time(10.0)).init(PARAMS, {"lr": 0.1, "decay_exponent": 1.0})
     with pytest.raises(TypeError, match="optax.inject_hyperparams"):
         Optimizer("plain", optax.adam(0.1)).init(PARAMS)

@@ -74,7 +74,7 @@ class Optimizer(NamedTuple):
     schedule: Schedule | None = None
     required: tuple[str, ...] = ()
 
-    def init(self, params, hyper: Hyper = {}) -> OptState:
+    def init(self, params, hyper: Hyper | None = None) -> OptState:
         """State for ``params``; ``hyper`` overrides the transformation's hyperparameters (and
         gives the schedule's). A name that neither has is an error."""
         slots = self.tx.init(params)
@@ -82,21 +82,25 @@ class Optimizer(NamedTuple):
             raise TypeError(f"optimizer {self.name!r}: its state has no hyperparameters; build it with "
                             "optax.inject_hyperparams, e.g. optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3)")
         dtype = jax.tree.leaves(params)[0].dtype
-        hyper = {k: jnp.asarray(v, dtype) for k, v in hyper.items()}
+        hyper = {k: jnp.asarray(v, dtype) for k, v in (hyper or {}).items()}
         missing = [k for k in self.required if k not in hyper]
         if missing:
             raise ValueError(f"optimizer {self.name!r} needs a value for {missing}")
-        known = set(slots.hyperparams) | self._schedule_reads(hyper)
+        known = set(slots.hyperparams) | self._schedule_reads(hyper, slots.hyperparams)
         unknown = sorted(set(hyper) - known)
         if unknown:
             raise ValueError(f"optimizer {self.name!r} has no hyperparameter {unknown}; its numeric "
                              f"hyperparameters are {sorted(known)}")
         return OptState(jnp.zeros((), jnp.int32), slots, {**slots.hyperparams, **hyper})
 
-    def _schedule_reads(self, hyper: dict) -> set:
-        """The names the schedule reads from ``hyper`` (found by calling it once)."""
+    def _schedule_reads(self, hyper: dict, own: dict) -> set:
+        """The names the schedule reads from ``hyper`` (found by calling it once); ``own``: the
+        transformation's hyperparameters, which must include the ``lr`` it sets."""
         if self.schedule is None:
             return set()
+        if "lr" not in own:
+            raise ValueError(f"optimizer {self.name!r}: a schedule sets the hyperparameter 'lr', which it does not "
+                             "have; name its learning rate lr (e.g. inject_hyperparams(lambda lr, ...: ...))")
         reads = _Reads(hyper)
         try:
             self.schedule(reads, jnp.zeros((), jnp.int32))
