@@ -187,7 +187,7 @@ def test_the_same_estimators_run_on_a_neural_net(x64):
     def mean_loss(h, steps=12, p=params, s=opt_state, start=0):
         s = s._replace(hyper=h)
         batch_at = stochastic_batches(data, run_key, steps, 16, start=start)
-        return jnp.mean(train(task, opt, p, s, batch_at, steps)[2])
+        return jnp.mean(train(task, opt, p, s, batch_at, steps)[3])
 
     _, ref = hypergradient(mean_loss, hyper, "reverse")
     est = Truncated(run, "forward")
@@ -195,8 +195,8 @@ def test_the_same_estimators_run_on_a_neural_net(x64):
     np.testing.assert_allclose(sorted_vec(grad), sorted_vec(ref), rtol=1e-10)
 
     # the second window of K = 6, from the state after the first six steps held constant
-    p6, s6, _ = train(task, opt, params, opt_state._replace(hyper=hyper),
-                      stochastic_batches(data, run_key, 6, 16), 6)
+    p6, s6, _, _ = train(task, opt, params, opt_state._replace(hyper=hyper),
+                         stochastic_batches(data, run_key, 6, 16), 6)
     _, ref6 = hypergradient(lambda h: mean_loss(h, 6, p6, s6, 6), hyper, "reverse")
     est = Truncated(run, "reverse", 6)
     state = est.init(hyper, jax.random.PRNGKey(5))

@@ -83,7 +83,7 @@ def test_pes_particles_train_beside_the_run_from_its_start():
     params = task.init(init_key)
     raw = optim.to_effective(jnp.float32(0.05), jnp.float32(0.9))
     state = optim.momentum().init(params, optim.from_effective(raw))
-    pes = online.particles(params, state, data, 20)
+    pes = online.particles((params, state, task.init_state(init_key)), data, 20)
     # _adapt's first meta key: chunk 0 holds 2 of the 4 intervals; each interval splits (meta, train)
     first_key = jax.random.split(jax.random.split(jax.random.fold_in(adapt_key, 0), 2)[0])[0]
     _, grad, _ = jax.jit(pes.estimate)(pes.init(raw, jax.random.fold_in(init_key, 1)), raw, first_key)

@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from shorthorizon.optim import (adam, constant, exponential, from_effective, inverse_time, make_optimizer,
-                                momentum, sgd, to_effective)
+from shorthorizon.optim import (Optimizer, adam, constant, exponential, from_effective, inverse_time,
+                                make_optimizer, momentum, sgd, to_effective)
 
 
 def quadratic_grads(params):
@@ -76,3 +76,59 @@ def test_effective_reparameterization_round_trips(x64):
 def test_unknown_optimizer_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         make_optimizer("rmsprop")
+
+
+def test_heavy_ball_chain_equals_the_paper_update_bit_for_bit():
+    """The optax chain (scale by -lr_t, then trace) is v <- μ v - lr_t g, θ <- θ + v to the
+    last bit in float32, under a schedule too (optax.sgd, which traces before scaling, is not)."""
+    opt = momentum(inverse_time(decay_steps=3.0))
+    params = {"w": jax.random.normal(jax.random.PRNGKey(0), (50,)), "b": jnp.ones(3)}
+    state = opt.init(params, {"lr": 0.1, "momentum": 0.9, "decay_exponent": 0.7})
+    grad = lambda p: jax.tree.map(lambda a: jnp.sin(3 * a) + a**3, p)
+
+    def ours(carry, _):
+        p, s = carry
+        return opt.update(grad(p), s, p), None
+
+    def by_hand(carry, t):
+        p, v = carry
+        lr = 0.1 * (1 + t / 3.0) ** -0.7
+        v = jax.tree.map(lambda v, g: 0.9 * v - lr * g, v, grad(p))
+        return (jax.tree.map(jnp.add, p, v), v), None
+
+    (p, _), _ = jax.jit(lambda c: jax.lax.scan(ours, c, None, length=30))((params, state))
+    (ref, _), _ = jax.jit(lambda c: jax.lax.scan(by_hand, c, jnp.arange(30)))((params, jax.tree.map(jnp.zeros_like, params)))
+    jax.tree.map(np.testing.assert_array_equal, p, ref)
+
+
+def test_any_injected_optax_optimizer_with_its_hyperparameters_in_the_state(x64):
+    """optax.adamw through inject_hyperparams: every numeric hyperparameter is in ``hyper``,
+    a changed value there is the one the step uses, and the steps are optax's own."""
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), PARAMS)
+    opt = Optimizer("adamw", optax.inject_hyperparams(optax.adamw)(learning_rate=0.1, weight_decay=0.0))
+    state = opt.init(params, {"weight_decay": 0.3})
+    assert {"learning_rate", "b1", "b2", "eps", "weight_decay"} <= set(state.hyper)
+    ref = optax.adamw(0.1, weight_decay=0.3)
+    ref_params, ref_state = params, ref.init(params)
+    for _ in range(5):
+        params, state = opt.update(quadratic_grads(params), state, params)
+        updates, ref_state = ref.update(quadratic_grads(ref_params), ref_state, ref_params)
+        ref_params = optax.apply_updates(ref_params, updates)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), params, ref_params)
+
+
+def test_hyperparameter_names_the_optimizer_lacks_are_clear_errors():
+    opt = Optimizer("adam", optax.inject_hyperparams(optax.adam)(learning_rate=0.1))
+    with pytest.raises(ValueError, match=r"'adam' has no hyperparameter \['weight_decay'\].*learning_rate"):
+        opt.init(PARAMS, {"weight_decay": 0.1})
+    state = opt.init(PARAMS, {"learning_rate": 0.01})
+    with pytest.raises(ValueError, match=r"\['lr'\] are not the optimizer's"):
+        state.with_hyper({"lr": 0.1})
+    with pytest.raises(ValueError, match="'momentum' needs a value for \\['momentum'\\]"):
+        momentum().init(PARAMS, {"lr": 0.1})
+    with pytest.raises(ValueError, match="schedule needs hyperparameter 'decay_exponent'"):
+        sgd(inverse_time(10.0)).init(PARAMS, {"lr": 0.1})
+    with pytest.raises(ValueError, match="a schedule sets the hyperparameter 'lr'"):
+        Optimizer("adam", opt.tx, inverse_time(10.0)).init(PARAMS, {"lr": 0.1, "decay_exponent": 1.0})
+    with pytest.raises(TypeError, match="optax.inject_hyperparams"):
+        Optimizer("plain", optax.adam(0.1)).init(PARAMS)

@@ -25,3 +25,6 @@ def test_readme_python_example_runs(index):
         assert re.search(r"d loss / d lr -?[\d.]+", stdout)
     if "make_estimator" in BLOCKS[index]:  # one noisy PES estimate: it runs and prints a number
         assert re.search(r"window loss [\d.]+, d J / d log lr ~ -?[\d.]+", stdout)
+    if "nnx_classifier" in BLOCKS[index]:  # BatchNorm model, AdamW: finite hypergradients for both
+        match = re.search(r"loss ([\d.]+), d loss / d lr (-?[\d.]+), d / d wd (-?[\d.]+)", stdout)
+        assert match and 0 < float(match.group(1)) < 5 and float(match.group(2)) != 0

@@ -22,7 +22,7 @@ def test_mlp_on_real_fashion_mnist_learns():
     sample = jax.tree.map(lambda a: a[:5000], train)
     before = float(evaluate(task, params, sample)["loss"])
     unroll = Unroll(task, optimizer, steps=300, batch_size=100)
-    _, (params, _, losses) = jax.jit(lambda p: unroll.run({}, p, state, train, jax.random.PRNGKey(1)))(params)
+    _, (params, _, _, losses) = jax.jit(lambda p: unroll.run({}, p, state, train, jax.random.PRNGKey(1)))(params)
     after = evaluate(task, params, sample)
     assert before > 2.0  # near log(10) = 2.30 at initialization
     assert float(after["loss"]) < 0.75, after  # well below log(10)

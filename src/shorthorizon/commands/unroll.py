@@ -7,11 +7,10 @@ import math
 import sys
 
 from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE
-from shorthorizon.experiments.datasets import PREFERRED
 from shorthorizon.hypergrad.estimators import ESTIMATORS
 from shorthorizon.optim import OPTIMIZERS
 from shorthorizon.results import to_json
-from shorthorizon.tasks import TASKS
+from shorthorizon.tasks import FACTORY, TASKS, task_factory
 
 DIVERGED = 3  # exit status when the loss or a hypergradient is not finite
 
@@ -22,7 +21,8 @@ def register(subparsers) -> None:
         description="Train --steps steps from a fresh initialization (the same --seed gives the "
                     "same weights and batches), then print the mean training loss on "
                     "--eval-batches further batches and its derivative w.r.t. each hyperparameter.")
-    p.add_argument("--task", choices=list(TASKS), default="mlp")
+    p.add_argument("--task", default="mlp", help=f"{', '.join(TASKS)}, or package.module:factory naming your "
+                   f"own: {FACTORY}")
     p.add_argument("--dataset", default="auto", help="dataset name (default: MNIST, else Fashion-MNIST; "
                    "CIFAR-10 first for the CNN)")
     p.add_argument("--data-dir", default=None)
@@ -57,6 +57,7 @@ def _check(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and not rule.test(value):
             raise ValueError(f"--{name.replace('_', '-')} must be {rule.wanted}, got {value}")
+    task_factory(args.task)
     if args.optimizer != "sgd" and args.momentum is None:
         raise ValueError(f"--optimizer {args.optimizer} needs --momentum")
 
@@ -85,7 +86,7 @@ def _compute(args: argparse.Namespace) -> dict:
     from shorthorizon.hypergrad import Unroll
     from shorthorizon.hypergrad.estimators import objective_gradient
     from shorthorizon.optim import inverse_time, make_optimizer
-    from shorthorizon.tasks import make_task
+    from shorthorizon.tasks import cast_floats, make_task
 
     hyper = {"lr": args.lr}
     if args.optimizer != "sgd":
@@ -96,18 +97,19 @@ def _compute(args: argparse.Namespace) -> dict:
         schedule = inverse_time(args.decay_steps)
 
     dtype = jnp.float64 if args.x64 else jnp.float32
-    name = datasets.resolve(args.dataset, PREFERRED[args.task], args.data_dir)
+    name = datasets.resolve(args.dataset, datasets.preferred(args.task), args.data_dir)
     ds, train, _ = datasets.load(name, args.data_dir, verify=args.verify, dtype=dtype)
     task = make_task(args.task, ds.train_x.shape[1:], ds.num_classes)
     optimizer = make_optimizer(args.optimizer, schedule)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    params = jax.tree.map(lambda a: a.astype(dtype), task.init(init_key))
+    params, model_state = cast_floats((task.init(init_key), task.init_state(init_key)), dtype)
     state = optimizer.init(params, hyper)
     unroll = Unroll(task, optimizer, args.steps, args.batch_size, args.lookahead, args.eval_batches)
 
     @jax.jit
     def run(h):
-        return objective_gradient(lambda h, key: unroll.objective(h, params, state, train, key), h, data_key,
+        return objective_gradient(lambda h, key: unroll.objective(h, params, state, train, key, None, model_state),
+                                  h, data_key,
                                   args.estimator, args.particles, args.sigma)
 
     loss, grad = run({k: jnp.asarray(v, dtype) for k, v in hyper.items()})

@@ -16,6 +16,12 @@ AUTO = "auto"
 PREFERRED = {"mlp": ("mnist", "fashion-mnist"), "cnn": ("cifar10", "fashion-mnist")}
 
 
+def preferred(task: str) -> tuple[str, ...]:
+    """The datasets ``task`` uses by default; a user's task (``package.module:factory``) the
+    MLP's, the image sets every installation can have."""
+    return PREFERRED.get(task, PREFERRED["mlp"])
+
+
 def check_name(name: str) -> None:
     """ValueError unless ``name`` is ``"auto"`` or a known dataset."""
     if name != AUTO and name not in DATASETS:

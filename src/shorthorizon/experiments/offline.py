@@ -28,11 +28,11 @@ from shorthorizon.hypergrad import ESTIMATORS, Data
 from shorthorizon.meta import offline
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
-from shorthorizon.tasks import TASKS, Task, make_task
+from shorthorizon.tasks import Task, make_task, task_factory
 
 NAME = "offline"
 PREFERRED = ("mnist", "fashion-mnist")
-FLAGS = ("dataset",)
+FLAGS = ("task", "dataset")
 
 # Paper Section 3.2: decay exponent ratio between T=100 and T=20k, and the final training
 # loss ratio of their schedules over 20k steps on MNIST (Figures 5-6).
@@ -48,7 +48,7 @@ class Config:
     data_dir: str = ""  # extra folder searched first for the dataset ("" = the usual places)
     verify: bool = True  # check published checksums (off for tiny fake test datasets)
     seed: int = 0
-    task: str = "mlp"
+    task: str = "mlp"  # or package.module:factory (tasks.FACTORY)
     batch_size: int = 100
     warm_start_steps: int = 50
     warm_start_lr: float = 0.1
@@ -229,8 +229,7 @@ def validate(config: Config) -> None:
     if config.estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
     datasets.check_name(config.dataset)
-    if config.task not in TASKS:
-        raise ValueError(f"unknown task {config.task!r}; choose one of: {', '.join(TASKS)}")
+    task_factory(config.task)
     require(config, "batch_size warm_start_lr decay_steps horizons eval_batches lr0_range "
             "decay_exponent_range surface_samples surface_chunk surface_batch init_lr0 "
             "init_decay_exponent meta_steps meta_lr meta_chunk particles sigma curve_points", POSITIVE)

@@ -12,6 +12,7 @@ and deterministic-lookahead ones far above.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,12 +23,11 @@ import jax
 
 from shorthorizon.config import FRACTION, POSITIVE, require
 from shorthorizon.experiments import datasets
-from shorthorizon.experiments.datasets import PREFERRED
 from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate
 from shorthorizon.meta.online import Online
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
-from shorthorizon.tasks import Task, make_task
+from shorthorizon.tasks import Task, make_task, task_factory
 
 NAME = "online"
 FLAGS = ("task", "dataset")
@@ -40,7 +40,7 @@ class Config:
     """Shared settings, then per-task ones (``<task>_<key>``). ``steps`` is the whole run:
     adaptation stops at ``steps // 2``."""
 
-    task: tuple[str, ...] = TASKS  # which tasks to run (--task mlp narrows it)
+    task: tuple[str, ...] = TASKS  # which tasks to run (--task mlp narrows it; package.module:factory adds yours)
     dataset: str = "auto"  # "auto": MLP on MNIST, CNN on CIFAR-10, each else Fashion-MNIST
     data_dir: str = ""  # extra folder searched first for the datasets ("" = the usual places)
     verify: bool = True  # check the data against the published checksums
@@ -83,20 +83,21 @@ PRESETS = {
 }
 
 def per_task(config: Config, task: str, key: str):
-    """The per-task setting ``<task>_<key>`` (``steps``, ``init_lrs``, ``baseline_lr``, ``batch_size``)."""
-    return getattr(config, f"{task}_{key}")
+    """The per-task setting ``<task>_<key>`` (``steps``, ``init_lrs``, ``baseline_lr``, ``batch_size``);
+    a user's task (``package.module:factory``) takes the MLP's."""
+    return getattr(config, f"{task if task in TASKS else 'mlp'}_{key}")
 
 
 def ready(fetch: bool = False) -> str | None:
     for task in TASKS:
-        problem = datasets.ready(PREFERRED[task], fetch)
+        problem = datasets.ready(datasets.preferred(task), fetch)
         if problem:
             return problem
     return None
 
 
 def dataset_for(config: Config, task: str) -> str:
-    return datasets.resolve(config.dataset, PREFERRED[task], config.data_dir or None)
+    return datasets.resolve(config.dataset, datasets.preferred(task), config.data_dir or None)
 
 
 @lru_cache(maxsize=2)
@@ -126,8 +127,8 @@ def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead:
         result = online.run(train, jax.random.key(config.seed), init_lr, config.momentum,
                             steps // 2, steps - steps // 2, chance_loss=chance, progress=bar.update)
     subset = Data(train.x[: config.eval_examples], train.y[: config.eval_examples])
-    final_loss = float(_evaluate(model, result.params, subset)["loss"])
-    accuracy = 1.0 - float(_evaluate(model, result.params, test)["error"])
+    final_loss = float(_evaluate(model, result.params, subset, result.model_state)["loss"])
+    accuracy = 1.0 - float(_evaluate(model, result.params, test, result.model_state)["error"])
     diverged = result.diverged or not math.isfinite(final_loss) or final_loss > chance
     return {**result.curves, "lr_at_stop": result.lr_at_stop, "momentum_at_stop": result.momentum_at_stop,
             "final_train_loss": final_loss, "final_test_accuracy": accuracy, "diverged": diverged}
@@ -136,8 +137,8 @@ def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead:
 _evaluate_jit = jax.jit(evaluate, static_argnums=(0, 3))
 
 
-def _evaluate(task: Task, params, data: Data) -> dict:
-    return _evaluate_jit(task, params, data, min(1000, len(data.y)))
+def _evaluate(task: Task, params, data: Data, model_state) -> dict:
+    return _evaluate_jit(task, params, data, min(1000, len(data.y)), model_state)
 
 
 def _unit_name(task: str, init_lr: float, lookahead: str | None) -> str:
@@ -153,7 +154,9 @@ def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
 
 
 def validate(config: Config) -> None:
-    unknown = sorted(set(config.task) - set(TASKS)) + sorted(set(config.lookaheads) - set(LOOKAHEADS))
+    for task in set(config.task) - set(TASKS):
+        task_factory(task)  # a clear error for an unknown name or a wrong package.module:factory
+    unknown = sorted(set(config.lookaheads) - set(LOOKAHEADS))
     if unknown or not config.task:
         raise ValueError(f"unknown task or lookahead {unknown}; tasks: {TASKS}, lookaheads: {LOOKAHEADS}")
     if config.estimator not in ESTIMATORS:
@@ -163,11 +166,12 @@ def validate(config: Config) -> None:
             POSITIVE)
     require(config, "momentum", FRACTION)
     for task in config.task:
-        require(config, " ".join(f"{task}_{key}" for key in ("steps", "init_lrs", "baseline_lr", "batch_size")),
+        base = task if task in TASKS else "mlp"
+        require(config, " ".join(f"{base}_{key}" for key in ("steps", "init_lrs", "baseline_lr", "batch_size")),
                 POSITIVE)
         if per_task(config, task, "steps") < 2 or (per_task(config, task, "steps") // 2) % config.interval:
-            raise ValueError(f"{task}_steps // 2 must be a positive multiple of interval={config.interval}, "
-                             f"got {task}_steps={per_task(config, task, 'steps')}")
+            raise ValueError(f"{base}_steps // 2 must be a positive multiple of interval={config.interval}, "
+                             f"got {base}_steps={per_task(config, task, 'steps')}")
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
@@ -237,6 +241,15 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(y, np.ones(window) / window, mode="valid")
 
 
+def _tasks(summary: dict) -> list[str]:
+    """The tasks in a summary: the paper's first, then any named as package.module:factory."""
+    return [t for t in TASKS if t in summary] + [t for t in summary if ":" in t]
+
+
+def _figure(task: str) -> str:
+    return FIGURES.get(task, "online_" + re.sub(r"\W", "_", task))
+
+
 def plot(run_dir: RunDir) -> None:
     import matplotlib
 
@@ -244,9 +257,7 @@ def plot(run_dir: RunDir) -> None:
     import matplotlib.pyplot as plt
 
     summary = run_dir.read_summary()
-    for task in TASKS:
-        if task not in summary:
-            continue
+    for task in _tasks(summary):
         s = summary[task]
         window = max(1, s["steps"] // 100)
         fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
@@ -267,7 +278,7 @@ def plot(run_dir: RunDir) -> None:
         ax_lr.set(yscale="log", xlabel="training step", ylabel="learning rate α", title="learning rate")
         ax_lr.axvline(s["steps"] // 2, color="gray", lw=0.8, ls=":")
         ax_lr.legend(fontsize=7)
-        run_dir.save_figure(fig, FIGURES[task])
+        run_dir.save_figure(fig, _figure(task))
 
 
 def report(run_dir: RunDir, prefix: str = "") -> str:
@@ -276,14 +287,12 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
              "SMD adapts lr and momentum during the first half of training (5-step lookahead); "
              "then the effective lr decays exponentially to 1e-4. Learning rates are α in "
              "v ← μv − α∇L.", ""]
-    for task in TASKS:
-        if task not in summary:
-            continue
+    for task in _tasks(summary):
         s = summary[task]
         b = s["baseline"]
-        figure = "Figure 7" if task == "mlp" else "Figure 8"
+        figure = {"mlp": "Figure 7", "cnn": "Figure 8"}.get(task, "Your task")
         lines += [f"### {figure}: {task.upper()} on {s['dataset']} ({s['steps']} steps)", "",
-                  f"![{figure}]({prefix}{FIGURES[task]}.png)", "",
+                  f"![{figure}]({prefix}{_figure(task)}.png)", "",
                   "| run | lr₀ | lr at stop | momentum at stop | final train loss | test accuracy | diverged |",
                   "|---|---|---|---|---|---|---|",
                   f"| baseline | {b['lr']:g} | {b['lr']:g} | {b['momentum']:g} | {fmt(b['final_train_loss'], '.4f')} "

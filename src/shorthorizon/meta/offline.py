@@ -33,10 +33,10 @@ import optax
 
 from shorthorizon import optim
 from shorthorizon.hypergrad import (Data, EstState, TrainingRun, Unroll, evaluate, make_estimator, mean_loss,
-                                    stochastic_batches, train)
+                                    model_key, run_keys, stochastic_batches, train)
 from shorthorizon.meta.smd import SMD, SMDState, meta_steps
 from shorthorizon.optim import OptState
-from shorthorizon.tasks import Params, Task
+from shorthorizon.tasks import ModelState, Params, Task
 
 # Names of the fitted hyperparameters in SMD's log space.
 LOG_LR = "log_lr"
@@ -45,13 +45,15 @@ LOG_DECAY_EXPONENT = "log_decay_exponent"
 
 class Problem(NamedTuple):
     """What every horizon starts from: the warm-started weights and optimizer state (step
-    counter reset, so the schedule's t counts from the warm start), the training split and
-    the fixed evaluation batches of the meta-objective."""
+    counter reset, so the schedule's t counts from the warm start), the training split, the
+    fixed evaluation batches of the meta-objective, and the model state (``()`` for a
+    stateless task)."""
 
     params: Params
     state: OptState
     train: Data
     eval_set: Data
+    model_state: ModelState = ()
 
 
 def to_raw(lr0, decay_exponent) -> dict:
@@ -85,19 +87,23 @@ def warm_start(task: Task, train_data: Data, key: jax.Array, eval_set: Data, ste
     """Fresh weights from ``key``, then ``steps`` steps of momentum at constant ``lr``."""
     init_key, batch_key = jax.random.split(key)
     params = task.init(init_key)
-    hyper = {"lr": lr, "momentum": momentum, "decay_exponent": 0.0}
     optimizer = optim.momentum()
-    state = optimizer.init(params, hyper)
-    params, state, _ = train(task, optimizer, params, state,
-                             stochastic_batches(train_data, batch_key, steps, batch_size), steps)
-    return Problem(params, state._replace(step=jnp.zeros_like(state.step)), train_data, eval_set)
+    state = optimizer.init(params, {"lr": lr, "momentum": momentum})
+    params, state, model_state, _ = train(task, optimizer, params, state,
+                                          stochastic_batches(train_data, batch_key, steps, batch_size), steps,
+                                          model_state=task.init_state(init_key), key=model_key(batch_key))
+    # the horizons' optimizer adds the inverse-time schedule, whose exponent the state then holds
+    state = state._replace(step=jnp.zeros_like(state.step),
+                           hyper={**state.hyper, "decay_exponent": jnp.zeros_like(state.hyper["lr"])})
+    return Problem(params, state, train_data, eval_set, model_state)
 
 
 @partial(jax.jit, static_argnames="unroll")
 def meta_objective(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Array], key: jax.Array) -> jax.Array:
     """Mean training loss on ``problem.eval_set`` after ``unroll.steps`` steps with ``hyper``;
     ``key`` draws the training batches."""
-    return unroll.objective(hyper, problem.params, problem.state, problem.train, key, problem.eval_set)
+    return unroll.objective(hyper, problem.params, problem.state, problem.train, key, problem.eval_set,
+                            problem.model_state)
 
 
 def meta_objectives(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Array], key: jax.Array,
@@ -105,15 +111,15 @@ def meta_objectives(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Ar
     """:func:`meta_objective` at each of the increasing ``horizons`` (``unroll.steps`` is not
     used) from one unroll: an unroll draws the batch of step t from ``key`` and t alone, so
     the first T steps of a longer unroll are the T-step unroll."""
-    train_key, _ = jax.random.split(key)  # the training stream of Unroll.run
-    params, state = problem.params, problem.state._replace(hyper={**problem.state.hyper, **hyper})
+    train_key, _, train_model_key, eval_model_key = run_keys(key)  # the streams of Unroll.run
+    params, state, model_state = problem.params, problem.state.with_hyper(hyper), problem.model_state
     losses = []
     for start, stop in zip((0, *horizons[:-1]), horizons):
-        params, state, _ = train(
+        params, state, model_state, _ = train(
             unroll.task, unroll.optimizer, params, state,
             stochastic_batches(problem.train, train_key, stop - start, unroll.batch_size, start),
-            stop - start)
-        losses.append(mean_loss(unroll.task, params, problem.eval_set))
+            stop - start, model_state=model_state, key=train_model_key)
+        losses.append(mean_loss(unroll.task, params, problem.eval_set, model_state, eval_model_key))
     return jnp.stack(losses)
 
 
@@ -166,7 +172,7 @@ def windowed_estimator(unroll: Unroll, problem: Problem, estimator: tuple[str, i
     program, not a constant baked into it."""
     name, truncation, particles, sigma = estimator
     inner = TrainingRun(unroll.task, unroll.optimizer, problem.train, problem.params, problem.state, unroll.steps,
-                        unroll.batch_size, from_raw)
+                        unroll.batch_size, from_raw, problem.model_state)
     return make_estimator(name, inner, truncation, particles, sigma)
 
 
@@ -200,19 +206,23 @@ def long_run(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Array], k
         raise ValueError(f"{points} curve points do not divide {unroll.steps} steps")
     interval = unroll.steps // points
     task, batch_size = unroll.task, unroll.batch_size
-    state = problem.state._replace(hyper={**problem.state.hyper, **hyper})
+    state = problem.state.with_hyper(hyper)
+    train_model_key, eval_model_key = jax.random.split(model_key(key))
 
-    def measure(params):
-        return mean_loss(task, params, problem.eval_set), evaluate(task, params, test)["error"]
+    def measure(params, model_state):
+        return (mean_loss(task, params, problem.eval_set, model_state, eval_model_key),
+                evaluate(task, params, test, model_state=model_state)["error"])
 
     def body(carry, i):
-        params, state = carry
-        params, state, _ = train(task, unroll.optimizer, params, state,
-                                 stochastic_batches(problem.train, key, interval, batch_size, i * interval), interval)
-        return (params, state), measure(params)
+        params, state, model_state = carry
+        params, state, model_state, _ = train(
+            task, unroll.optimizer, params, state,
+            stochastic_batches(problem.train, key, interval, batch_size, i * interval), interval,
+            model_state=model_state, key=train_model_key)
+        return (params, state, model_state), measure(params, model_state)
 
-    _, (loss, error) = jax.lax.scan(body, (problem.params, state), jnp.arange(points))
-    loss0, error0 = measure(problem.params)
+    _, (loss, error) = jax.lax.scan(body, (problem.params, state, problem.model_state), jnp.arange(points))
+    loss0, error0 = measure(problem.params, problem.model_state)
     return {"step": jnp.arange(points + 1) * interval,
             "train_loss": jnp.concatenate([loss0[None], loss]),
             "test_error": jnp.concatenate([error0[None], error])}

@@ -43,10 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.hypergrad import ES, Data, EstState, TrainingRun, Unroll, stochastic_batches, train
+from shorthorizon.hypergrad import ES, Data, EstState, TrainingRun, Unroll, model_key, stochastic_batches, train
 from shorthorizon.meta.smd import SMD, SMDState
 from shorthorizon.optim import OptState, from_effective, to_effective
-from shorthorizon.tasks import Params, Task
+from shorthorizon.tasks import ModelState, Params, Task
 
 
 class OnlineResult(NamedTuple):
@@ -56,6 +56,7 @@ class OnlineResult(NamedTuple):
     momentum_at_stop: float
     diverged: bool
     curves: dict  # per training step: "loss" (minibatch, before the step), "lr", "momentum"
+    model_state: ModelState = ()  # the task's at the end (BatchNorm statistics)
 
 
 class Online(NamedTuple):
@@ -75,12 +76,12 @@ class Online(NamedTuple):
     chunks: int = 10  # jitted pieces per phase: divergence checks and progress in between
     estimator: tuple[str, int, float] = ("forward", 1, 0.01)  # SMD's: (name, particles, sigma)
 
-    def smd(self, params: Params, opt_state: OptState, data: Data) -> SMD:
-        """SMD whose objective is the lookahead loss from ``params`` and ``opt_state``."""
+    def smd(self, params: Params, opt_state: OptState, data: Data, model_state: ModelState = ()) -> SMD:
+        """SMD whose objective is the lookahead loss from ``params``, ``opt_state`` and ``model_state``."""
         unroll = Unroll(self.task, optim.momentum(), self.horizon, self.batch_size, self.lookahead)
 
         def objective(raw, key):
-            return unroll.objective(from_effective(raw), params, opt_state, data, key)
+            return unroll.objective(from_effective(raw), params, opt_state, data, key, model_state=model_state)
 
         bounds = {"log_lr_eff": tuple(map(math.log, self.lr_eff_bounds)),
                   "log_one_minus_momentum": tuple(map(math.log, self.one_minus_momentum_bounds))}
@@ -92,15 +93,16 @@ class Online(NamedTuple):
         """Whether meta-steps come from PES particles beside the run (no lookahead)."""
         return self.estimator[0] == "pes" and self.meta_steps > 0
 
-    def particles(self, params: Params, opt_state: OptState, data: Data, steps: int) -> ES:
+    def particles(self, start: tuple[Params, OptState, ModelState], data: Data, steps: int) -> ES:
         """PES over the adaptation half: antithetic pairs, each training ``steps`` steps from
-        ``params`` and ``opt_state`` (the main run's start) at the meta-hyperparameters ± their
+        ``start`` (the main run's weights, optimizer and model state) at the meta-hyperparameters ± their
         accumulated perturbation, one window of ``interval`` steps per meta-step; unbiased for
         the gradient of the smoothed mean training loss over the half. Costs 2 x particles
         training runs beside the main one."""
         _, particles, sigma = self.estimator
+        params, opt_state, model_state = start
         inner = TrainingRun(self.task, optim.momentum(), data, params, opt_state, steps, self.batch_size,
-                            from_effective)
+                            from_effective, model_state)
         return ES(inner, self.interval, particles, sigma, persistent=True, stagger=False)
 
     def run(self, data: Data, key: jax.Array, lr: float, momentum: float, adapt_steps: int,
@@ -112,13 +114,14 @@ class Online(NamedTuple):
         if adapt_steps % self.interval:
             raise ValueError(f"adapt_steps={adapt_steps} is not a multiple of interval={self.interval}")
         init_key, adapt_key, decay_key = jax.random.split(key, 3)
-        params = self.task.init(init_key)
+        params, model_state = self.task.init(init_key), self.task.init_state(init_key)
         dtype = jax.tree.leaves(params)[0].dtype
         raw = to_effective(jnp.asarray(lr, dtype), jnp.asarray(momentum, dtype))
         opt_state = optim.momentum().init(params, from_effective(raw))
         smd_state = self.smd(params, opt_state, data).init(raw)
-        start = (params, opt_state)
-        est_state = self.particles(*start, data, adapt_steps).init(raw, jax.random.fold_in(init_key, 1)) if self.persistent else None
+        start = (params, opt_state, model_state)
+        est_state = (self.particles(start, data, adapt_steps).init(raw, jax.random.fold_in(init_key, 1))
+                     if self.persistent else None)
         pieces: list[dict] = []
 
         def finished(curves) -> bool:
@@ -131,23 +134,23 @@ class Online(NamedTuple):
 
         diverged = False
         for i, intervals in enumerate(_split(adapt_steps // self.interval, self.chunks)):
-            params, opt_state, smd_state, est_state, curves = _adapt(
-                self, params, opt_state, smd_state, est_state, start, data, jax.random.fold_in(adapt_key, i),
-                intervals, adapt_steps)
+            params, opt_state, model_state, smd_state, est_state, curves = _adapt(
+                self, params, opt_state, model_state, smd_state, est_state, start, data,
+                jax.random.fold_in(adapt_key, i), intervals, adapt_steps)
             if diverged := finished(curves):
                 break
         if not diverged:
             opt_state = opt_state._replace(hyper=decay_hyper(
                 opt_state.hyper, adapt_steps, decay_steps, self.final_lr_eff))
             for i, steps in enumerate(_split(decay_steps, self.chunks)):
-                params, opt_state, curves = _decay(self, params, opt_state, data,
-                                                   jax.random.fold_in(decay_key, i), steps)
+                params, opt_state, model_state, curves = _decay(self, params, opt_state, model_state, data,
+                                                                jax.random.fold_in(decay_key, i), steps)
                 if diverged := finished(curves):
                     break
         curves = {k: np.concatenate([p[k] for p in pieces]) for k in ("loss", "lr", "momentum")}
         at_stop = min(adapt_steps, len(curves["lr"])) - 1
         return OnlineResult(params, len(curves["loss"]), _last_finite(curves["lr"][: at_stop + 1]),
-                            _last_finite(curves["momentum"][: at_stop + 1]), diverged, curves)
+                            _last_finite(curves["momentum"][: at_stop + 1]), diverged, curves, model_state)
 
 
 def decay_hyper(hyper: dict, start: int, steps: int, final_lr_eff: float) -> dict:
@@ -175,39 +178,41 @@ def _split(total: int, chunks: int) -> list[int]:
 
 
 @partial(jax.jit, static_argnames=("online", "intervals", "adapt_steps"))
-def _adapt(online: Online, params, opt_state: OptState, smd_state: SMDState, est_state: EstState | None,
-           start: tuple[Params, OptState], data: Data, key, intervals: int, adapt_steps: int):
+def _adapt(online: Online, params, opt_state: OptState, model_state, smd_state: SMDState, est_state: EstState | None,
+           start: tuple[Params, OptState, ModelState], data: Data, key, intervals: int, adapt_steps: int):
     """``intervals`` x (``meta_steps`` SMD steps, or one PES step from the particles started
     at ``start``, then ``interval`` training steps)."""
 
     def body(carry, k):
-        params, opt_state, smd_state, est_state = carry
+        params, opt_state, model_state, smd_state, est_state = carry
         meta_key, train_key = jax.random.split(k)
-        smd = online.smd(params, opt_state, data)
+        smd = online.smd(params, opt_state, data, model_state)
         if online.persistent:
-            _, grad, est_state = online.particles(*start, data, adapt_steps).estimate(est_state, smd_state.raw,
-                                                                                      meta_key)
+            _, grad, est_state = online.particles(start, data, adapt_steps).estimate(est_state, smd_state.raw,
+                                                                                     meta_key)
             smd_state = smd.update(smd_state, grad)
         elif online.meta_steps:
             smd_state, _ = smd.run(smd_state, jax.random.split(meta_key, online.meta_steps))
         if online.meta_steps:
             opt_state = opt_state._replace(hyper=from_effective(smd_state.raw))
-        params, opt_state, losses = train(online.task, optim.momentum(), params, opt_state,
-                                          stochastic_batches(data, train_key, online.interval, online.batch_size),
-                                          online.interval)
+        params, opt_state, model_state, losses = train(
+            online.task, optim.momentum(), params, opt_state,
+            stochastic_batches(data, train_key, online.interval, online.batch_size), online.interval,
+            model_state=model_state, key=model_key(train_key))
         hyper = {name: jnp.full(online.interval, v) for name, v in opt_state.hyper.items()}
-        return (params, opt_state, smd_state, est_state), {"loss": losses, **hyper}
+        return (params, opt_state, model_state, smd_state, est_state), {"loss": losses, **hyper}
 
-    (params, opt_state, smd_state, est_state), curves = jax.lax.scan(
-        body, (params, opt_state, smd_state, est_state), jax.random.split(key, intervals))
-    return params, opt_state, smd_state, est_state, jax.tree.map(lambda a: a.reshape(-1), curves)
+    (params, opt_state, model_state, smd_state, est_state), curves = jax.lax.scan(
+        body, (params, opt_state, model_state, smd_state, est_state), jax.random.split(key, intervals))
+    return params, opt_state, model_state, smd_state, est_state, jax.tree.map(lambda a: a.reshape(-1), curves)
 
 
 @partial(jax.jit, static_argnames=("online", "steps"))
-def _decay(online: Online, params, opt_state: OptState, data: Data, key, steps: int):
+def _decay(online: Online, params, opt_state: OptState, model_state, data: Data, key, steps: int):
     """``steps`` training steps under :func:`decay_schedule`."""
     t = opt_state.step + jnp.arange(steps)
     curves = {"lr": decay_schedule(opt_state.hyper, t), "momentum": jnp.full(steps, opt_state.hyper["momentum"])}
-    params, opt_state, losses = train(online.task, optim.momentum(decay_schedule), params, opt_state,
-                                      stochastic_batches(data, key, steps, online.batch_size), steps)
-    return params, opt_state, {"loss": losses, **curves}
+    params, opt_state, model_state, losses = train(online.task, optim.momentum(decay_schedule), params, opt_state,
+                                                   stochastic_batches(data, key, steps, online.batch_size), steps,
+                                                   model_state=model_state, key=model_key(key))
+    return params, opt_state, model_state, {"loss": losses, **curves}

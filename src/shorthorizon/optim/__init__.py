@@ -2,7 +2,9 @@
 
 Keeping ``hyper`` (a dict of scalars) inside :class:`OptState` lets one step function serve
 plain training, forward-mode and reverse-mode hypergradients: differentiate the unroll with
-respect to ``state.hyper`` and nothing else changes.
+respect to ``state.hyper`` and nothing else changes. Every optimizer is an optax
+transformation built with ``optax.inject_hyperparams`` (:class:`Optimizer`), so any optax
+optimizer or chain can be the base optimizer and any of its numeric hyperparameters adapted.
 
 Conventions (one name per idea): ``lr`` is α in ``v <- μ v - α ∇L, θ <- θ + v``;
 ``momentum`` is μ (β1 for Adam); ``decay_exponent`` is β of the inverse-time schedule;
@@ -15,6 +17,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Hyper = Mapping[str, jax.Array]
 Schedule = Callable[[Hyper, jax.Array], jax.Array]
@@ -36,86 +39,127 @@ def exponential(decay_steps: float) -> Schedule:
     return lambda hyper, step: hyper["lr"] * hyper["decay_rate"] ** (step / decay_steps)
 
 
-SCHEDULES = {"constant": constant, "inverse_time": inverse_time, "exponential": exponential}
-
-
 # --- optimizers -----------------------------------------------------------------------
 class OptState(NamedTuple):
     step: jax.Array  # number of updates taken so far
-    slots: Any  # per-parameter buffers (velocity, Adam moments), or () for SGD
+    slots: Any  # the optax transformation's state (its ``hyperparams``: the values of the last step)
     hyper: dict  # hyperparameters, the thing meta-optimization differentiates
+
+    def with_hyper(self, hyper: Hyper) -> "OptState":
+        """This state with the values of ``hyper`` in place of its own; a name it does not hold
+        is an error (its hypergradient would be silently zero)."""
+        unknown = sorted(set(hyper) - set(self.hyper))
+        if unknown:
+            raise ValueError(f"hyperparameters {unknown} are not the optimizer's; it has {sorted(self.hyper)}")
+        return self._replace(hyper={**self.hyper, **hyper})
 
 
 class Optimizer(NamedTuple):
-    """``init(params, hyper) -> OptState``; ``update(grads, state, params) -> (params, state)``."""
+    """A base optimizer: an optax transformation built with ``optax.inject_hyperparams``
+    (e.g. ``optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=1e-4)``),
+    whose numeric hyperparameters live in :attr:`OptState.hyper` and are written into the
+    transformation's state before every step, so each is a differentiable input of training.
+
+    ``schedule(hyper, step)``, if given, is the value of the hyperparameter ``lr`` at ``step``
+    (its own parameters, e.g. ``decay_exponent``, are entries of ``hyper`` too). ``required``:
+    hyperparameters that :meth:`init` must be given (the transformation holds placeholders).
+
+    Adam and its kin: give ``eps_root`` a tiny positive value (1e-30). With optax's default 0,
+    a parameter whose gradient is exactly zero (a bias before BatchNorm, a dead unit) makes the
+    derivative of sqrt(ν) infinite and every hypergradient NaN; 1e-30 changes no value.
+    """
 
     name: str
-    init: Callable[[Any, Hyper], OptState]
-    update: Callable[[Any, OptState, Any], tuple[Any, OptState]]
+    tx: optax.GradientTransformation
+    schedule: Schedule | None = None
+    required: tuple[str, ...] = ()
+
+    def init(self, params, hyper: Hyper | None = None) -> OptState:
+        """State for ``params``; ``hyper`` overrides the transformation's hyperparameters (and
+        gives the schedule's). A name that neither has is an error."""
+        slots = self.tx.init(params)
+        if not isinstance(getattr(slots, "hyperparams", None), dict):
+            raise TypeError(f"optimizer {self.name!r}: its state has no hyperparameters; build it with "
+                            "optax.inject_hyperparams, e.g. optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3)")
+        dtype = jax.tree.leaves(params)[0].dtype
+        hyper = {k: jnp.asarray(v, dtype) for k, v in (hyper or {}).items()}
+        missing = [k for k in self.required if k not in hyper]
+        if missing:
+            raise ValueError(f"optimizer {self.name!r} needs a value for {missing}")
+        known = set(slots.hyperparams) | self._schedule_reads(hyper, slots.hyperparams)
+        unknown = sorted(set(hyper) - known)
+        if unknown:
+            raise ValueError(f"optimizer {self.name!r} has no hyperparameter {unknown}; its numeric "
+                             f"hyperparameters are {sorted(known)}")
+        return OptState(jnp.zeros((), jnp.int32), slots, {**slots.hyperparams, **hyper})
+
+    def _schedule_reads(self, hyper: dict, own: dict) -> set:
+        """The names the schedule reads from ``hyper`` (found by calling it once); ``own``: the
+        transformation's hyperparameters, which must include the ``lr`` it sets."""
+        if self.schedule is None:
+            return set()
+        if "lr" not in own:
+            raise ValueError(f"optimizer {self.name!r}: a schedule sets the hyperparameter 'lr', which it does not "
+                             "have; name its learning rate lr (e.g. inject_hyperparams(lambda lr, ...: ...))")
+        reads = _Reads(hyper)
+        try:
+            self.schedule(reads, jnp.zeros((), jnp.int32))
+        except KeyError as err:
+            raise ValueError(f"optimizer {self.name!r}: its schedule needs hyperparameter {err}") from None
+        return reads.names
+
+    def update(self, grads, state: OptState, params) -> tuple[Any, OptState]:
+        """One step: ``(new params, new state)``."""
+        values = dict(state.hyper)
+        if self.schedule is not None:
+            values["lr"] = self.schedule(state.hyper, state.step)
+        slots = state.slots._replace(hyperparams={k: values[k] for k in state.slots.hyperparams})
+        updates, slots = self.tx.update(grads, slots, params)
+        return optax.apply_updates(params, updates), state._replace(step=state.step + 1, slots=slots)
 
 
-def _tree_zeros(params):
-    return jax.tree.map(jnp.zeros_like, params)
+class _Reads(dict):
+    """A dict that records which keys were read."""
+
+    def __init__(self, values):
+        super().__init__(values)
+        self.names = set()
+
+    def __getitem__(self, key):
+        self.names.add(key)
+        return super().__getitem__(key)
 
 
-def _as_hyper(hyper: Hyper, params) -> dict:
-    dtype = jax.tree.leaves(params)[0].dtype
-    return {k: jnp.asarray(v, dtype) for k, v in hyper.items()}
+def _heavy_ball(lr, momentum):
+    """The paper's v <- μ v - lr ∇L, θ <- θ + v: scale by -lr first, then the trace (optax's
+    ``sgd`` traces first and scales after, which differs once lr varies between steps)."""
+    return optax.chain(optax.scale_by_learning_rate(lr), optax.trace(decay=momentum))
+
+
+def _sgd(lr):
+    return optax.scale_by_learning_rate(lr)
+
+
+def _adam(lr, momentum, b2=0.999, eps=1e-8):
+    # eps_root: the same values to float rounding, and a finite derivative of sqrt where a
+    # gradient is exactly zero (a dead unit) instead of 0 * inf
+    return optax.adam(lr, b1=momentum, b2=b2, eps=eps, eps_root=1e-30)
 
 
 def sgd(schedule: Schedule | None = None) -> Optimizer:
     """θ <- θ - lr_t ∇L."""
-    schedule = schedule or constant()
-
-    def init(params, hyper):
-        return OptState(jnp.zeros((), jnp.int32), (), _as_hyper(hyper, params))
-
-    def update(grads, state, params):
-        lr = schedule(state.hyper, state.step)
-        params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
-        return params, state._replace(step=state.step + 1)
-
-    return Optimizer("sgd", init, update)
+    return Optimizer("sgd", optax.inject_hyperparams(_sgd)(0.0), schedule, ("lr",))
 
 
 def momentum(schedule: Schedule | None = None) -> Optimizer:
     """Heavy ball: v <- μ v - lr_t ∇L, θ <- θ + v (hyper: ``lr``, ``momentum``)."""
-    schedule = schedule or constant()
-
-    def init(params, hyper):
-        return OptState(jnp.zeros((), jnp.int32), _tree_zeros(params), _as_hyper(hyper, params))
-
-    def update(grads, state, params):
-        lr, mu = schedule(state.hyper, state.step), state.hyper["momentum"]
-        velocity = jax.tree.map(lambda v, g: mu * v - lr * g, state.slots, grads)
-        params = jax.tree.map(jnp.add, params, velocity)
-        return params, state._replace(step=state.step + 1, slots=velocity)
-
-    return Optimizer("momentum", init, update)
+    return Optimizer("momentum", optax.inject_hyperparams(_heavy_ball)(0.0, 0.0), schedule,
+                     ("lr", "momentum"))
 
 
-def adam(schedule: Schedule | None = None, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
-    """Adam with bias correction; hyper ``lr`` and ``momentum`` (= β1)."""
-    schedule = schedule or constant()
-
-    def init(params, hyper):
-        return OptState(jnp.zeros((), jnp.int32), (_tree_zeros(params), _tree_zeros(params)),
-                        _as_hyper(hyper, params))
-
-    def update(grads, state, params):
-        lr, b1 = schedule(state.hyper, state.step), state.hyper["momentum"]
-        t = state.step + 1
-        m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.slots[0], grads)
-        v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.slots[1], grads)
-        def step(p, m, v):
-            m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
-            # max(v_hat, tiny): same value, but a finite derivative where a gradient is exactly zero
-            return p - lr * m_hat / (jnp.sqrt(jnp.maximum(v_hat, 1e-30)) + eps)
-
-        params = jax.tree.map(step, params, m, v)
-        return params, state._replace(step=t, slots=(m, v))
-
-    return Optimizer("adam", init, update)
+def adam(schedule: Schedule | None = None) -> Optimizer:
+    """Adam with bias correction; hyper ``lr`` and ``momentum`` (= β1), and ``b2``, ``eps``."""
+    return Optimizer("adam", optax.inject_hyperparams(_adam)(0.0, 0.0), schedule, ("lr", "momentum"))
 
 
 OPTIMIZERS = {"sgd": sgd, "momentum": momentum, "adam": adam}

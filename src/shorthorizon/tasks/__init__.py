@@ -1,35 +1,70 @@
-"""Base-level problems: a model's init and apply, with softmax cross-entropy and accuracy.
+"""Base-level problems: a model's parameters, state and loss, and its evaluation.
 
-Parameters are plain pytrees (lists of ``(w, b)`` pairs); images are NHWC float arrays.
+A :class:`Task` is what training, every hypergradient estimator and every driver need to know
+of a model: ``init(key) -> params``; ``init_state(key) -> model_state`` (BatchNorm
+statistics and the like; ``()`` for a stateless model); ``loss(params, model_state, batch,
+key) -> (loss, (model_state, metrics))``, the scalar training loss in training mode (batch
+statistics, dropout drawn from ``key``); ``evaluate(params, model_state, batch) -> metrics``
+(``"loss"`` and ``"error"``), in inference mode. A batch is any pytree whose leaves share a
+leading batch axis; the classifiers here take ``(x, y)``: NHWC float images, integer labels.
+:func:`make_task` builds a task by name or from a user's ``package.module:factory``; the
+adapters in :mod:`shorthorizon.tasks.flax` and :mod:`shorthorizon.tasks.equinox` turn a Flax
+NNX or Equinox model into one.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Params = Any
+ModelState = Any
+
+
+def _stateless(key: jax.Array) -> ModelState:
+    return ()
 
 
 class Task(NamedTuple):
-    """A classifier: ``init(key) -> params`` and ``apply(params, x) -> logits``."""
+    """A base-level problem (module docstring). Hashable: a static argument of jitted code."""
 
     name: str
     init: Callable[[jax.Array], Params]
-    apply: Callable[[Params, jax.Array], jax.Array]
+    loss: Callable[[Params, ModelState, Any, jax.Array | None], tuple[jax.Array, tuple[ModelState, dict]]]
+    evaluate: Callable[[Params, ModelState, Any], dict]
+    init_state: Callable[[jax.Array], ModelState] = _stateless
 
 
-def cross_entropy(task: Task, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy of ``task`` on the batch ``(x, y)``."""
-    logits = task.apply(params, x)
-    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0])
+def cast_floats(tree, dtype):
+    """``tree`` with its floating-point leaves cast to ``dtype`` (integer and key leaves kept)."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
-def accuracy(task: Task, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
-    return jnp.mean(jnp.argmax(task.apply(params, x), axis=-1) == y)
+def classification_metrics(logits: jax.Array, labels: jax.Array) -> dict:
+    """Mean softmax cross-entropy and error rate of ``logits`` (batch, classes)."""
+    return {"loss": jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)),
+            "error": jnp.mean(jnp.argmax(logits, axis=-1) != labels)}
+
+
+def classifier(name: str, init: Callable[[jax.Array], Params], apply: Callable[[Params, jax.Array], jax.Array]) -> Task:
+    """A stateless, deterministic classifier ``apply(params, x) -> logits`` as a :class:`Task`
+    on ``(x, y)`` batches; its loss is the mean softmax cross-entropy."""
+
+    def evaluate(params, model_state, batch):
+        x, y = batch
+        return classification_metrics(apply(params, x), y)
+
+    def loss(params, model_state, batch, key):
+        metrics = evaluate(params, model_state, batch)
+        return metrics["loss"], (model_state, metrics)
+
+    return Task(name, init, loss, evaluate)
 
 
 def mlp(
@@ -55,7 +90,7 @@ def mlp(
         w, b = params[-1]
         return h @ w + b
 
-    return Task("mlp", init, apply)
+    return classifier("mlp", init, apply)
 
 
 def cnn(
@@ -92,7 +127,7 @@ def cnn(
         h = jax.nn.relu(h.reshape(h.shape[0], -1) @ w1 + b1)
         return h @ w2 + b2
 
-    return Task("cnn", init, apply)
+    return classifier("cnn", init, apply)
 
 
 def _conv_same(h: jax.Array, w: jax.Array) -> jax.Array:
@@ -118,10 +153,51 @@ def _max_pool_2x2(h: jax.Array) -> jax.Array:
 
 
 TASKS = {"mlp": mlp, "cnn": cnn}
+FACTORY = "factory(input_shape: tuple[int, int, int], num_classes: int) -> shorthorizon.tasks.Task"
 
 
 def make_task(name: str, input_shape: Sequence[int], num_classes: int = 10) -> Task:
-    """Build the named task for images of ``input_shape`` (H, W, C)."""
+    """Build the task ``name`` for images of ``input_shape`` (H, W, C): one of :data:`TASKS`,
+    or ``package.module:factory`` naming a function with the signature :data:`FACTORY`."""
+    task = task_factory(name)(input_shape=tuple(input_shape), num_classes=num_classes)
+    if not isinstance(task, Task):
+        raise TypeError(f"task {name}: the factory returned a {type(task).__name__}, not a Task; expected {FACTORY}")
+    return task
+
+
+def task_factory(name: str) -> Callable[..., Task]:
+    """The factory of task ``name`` (see :func:`make_task`); a ValueError that says what is
+    wrong and what is expected otherwise, before any work is done."""
+    if ":" in name:
+        return load_factory(name)
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
-    return TASKS[name](input_shape=tuple(input_shape), num_classes=num_classes)
+        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}, "
+                         "or name your own as package.module:factory")
+    return TASKS[name]
+
+
+def load_factory(spec: str) -> Callable[..., Task]:
+    """The function named by ``package.module:factory``; a ValueError that names what is
+    wrong (the module, the attribute, the signature) otherwise."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute or ":" in attribute:
+        raise ValueError(f"task {spec!r}: expected package.module:factory, with {FACTORY}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"task {spec}: cannot import module {module_name!r} ({err}); is its folder on "
+                         f"PYTHONPATH or the package installed? expected {FACTORY}") from None
+    factory = getattr(module, attribute, None)
+    if factory is None:
+        raise ValueError(f"task {spec}: module {module_name!r} has no attribute {attribute!r}; expected {FACTORY}")
+    if not callable(factory):
+        raise ValueError(f"task {spec}: {attribute!r} is a {type(factory).__name__}, not a function; "
+                         f"expected {FACTORY}")
+    try:
+        inspect.signature(factory).bind(input_shape=(1, 1, 1), num_classes=1)
+    except TypeError as err:
+        raise ValueError(f"task {spec}: {attribute} does not take (input_shape, num_classes) ({err}); "
+                         f"expected {FACTORY}") from None
+    except ValueError:  # no signature to inspect (a builtin): call it and see
+        pass
+    return factory

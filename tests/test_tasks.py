@@ -1,0 +1,121 @@
+"""Tasks with model state and randomness (Flax NNX, Equinox) under unrolled training and every
+derivative mode; tasks named as package.module:factory, and the errors for a wrong one."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from shorthorizon import cli
+from shorthorizon.data import make_fake_dataset
+from shorthorizon.hypergrad import Data, Unroll, evaluate, hypergradient, train
+from shorthorizon.optim import Optimizer
+from shorthorizon.tasks import Task, cast_floats, make_task, mlp
+
+import example_tasks
+from test_hypergrad import teacher_data
+
+ADAMW_HYPER = {"learning_rate": 0.02, "weight_decay": 0.1}
+
+
+def _agree(task, data, fd=True):
+    """Forward, reverse and (``fd``) central finite differences of a 3-step AdamW unroll's
+    objective w.r.t. learning rate and weight decay agree to 1e-5 (float64); returns the model
+    state before and after the unroll."""
+    key = jax.random.PRNGKey(0)
+    params, model_state = cast_floats((task.init(key), task.init_state(key)), jnp.float64)
+    adamw = optax.inject_hyperparams(optax.adamw)(learning_rate=0.0, weight_decay=0.0, eps_root=1e-30)
+    opt = Optimizer("adamw", adamw)
+    state = opt.init(params, ADAMW_HYPER)
+    unroll = Unroll(task, opt, steps=3, batch_size=8, eval_batches=2)
+
+    def run(h):
+        return unroll.run(h, params, state, data, jax.random.PRNGKey(7), model_state=model_state)
+
+    objective = lambda h: run(h)[0]
+    hyper = {k: jnp.float64(v) for k, v in ADAMW_HYPER.items()}
+    *exact, after = jax.jit(lambda h: (hypergradient(objective, h, "forward"), hypergradient(objective, h, "reverse"),
+                                       run(h)[1][2]))(hyper)
+    value, ref = exact[0] if not fd else hypergradient(jax.jit(objective), hyper, "fd", fd_step=1e-6)
+    ref = np.array([ref[k] for k in hyper])
+    assert np.all(np.abs(ref) > 1e-4)  # both hyperparameters matter
+    for v, grad in exact:
+        np.testing.assert_allclose(v, value, rtol=1e-12)
+        np.testing.assert_allclose([grad[k] for k in hyper], ref, rtol=1e-5)
+    return model_state, after
+
+
+def test_flax_batchnorm_dropout_hypergradients_agree(x64):
+    """BatchNorm statistics and dropout inside the unroll: the statistics move in training,
+    and forward, reverse and finite-difference hypergradients of AdamW's learning rate and
+    weight decay agree."""
+    before, after = _agree(example_tasks.nnx_net((4, 4, 1), 10), teacher_data(jax.random.PRNGKey(1), (4, 4, 1), n=64))
+    assert not np.allclose(after["bn"]["mean"], before["bn"]["mean"])
+
+
+def test_equinox_batchnorm_dropout_forward_and_reverse_agree(x64):
+    before, after = _agree(example_tasks.equinox_net((4, 4, 1), 10),
+                           teacher_data(jax.random.PRNGKey(1), (4, 4, 1), n=64), fd=False)
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
+
+
+def test_non_scalar_loss_is_a_clear_error():
+    base = mlp((4, 4, 1), hidden=(8,))
+    per_example = base._replace(loss=lambda p, s, b, k: (optax.softmax_cross_entropy_with_integer_labels(
+        base.init(jax.random.PRNGKey(0))[-1][1] + jnp.zeros((b[0].shape[0], 10)), b[1]), (s, {})))
+    data = teacher_data(jax.random.PRNGKey(0), (4, 4, 1), n=32, dtype=jnp.float32)
+    opt = Optimizer("sgd", optax.inject_hyperparams(optax.sgd)(learning_rate=0.1))
+    params = per_example.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"loss has shape \(8,\), not a scalar.*jnp.mean"):
+        train(per_example, opt, params, opt.init(params), lambda t: jax.tree.map(lambda a: a[:8], data), 2)
+
+
+def test_task_by_module_and_factory():
+    task = make_task("example_tasks:nnx_net", (4, 4, 1), 10)
+    assert isinstance(task, Task) and task.name == "nnx_net"
+    data = Data(jnp.zeros((8, 4, 4, 1)), jnp.zeros(8, jnp.int32))
+    metrics = evaluate(task, task.init(jax.random.PRNGKey(0)), data, 8, task.init_state(jax.random.PRNGKey(0)))
+    assert set(metrics) == {"loss", "error"}
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("no_such_module_xyz:net", "cannot import module 'no_such_module_xyz'"),
+    ("example_tasks:missing", "module 'example_tasks' has no attribute 'missing'"),
+    ("example_tasks:NOT_A_FUNCTION", "'NOT_A_FUNCTION' is a int, not a function"),
+    ("example_tasks:wrong_signature", "wrong_signature does not take \\(input_shape, num_classes\\)"),
+    ("example_tasks:", "expected package.module:factory"),
+])
+def test_wrong_task_spec_names_the_problem_and_the_signature(spec, message):
+    with pytest.raises(ValueError, match=message) as err:
+        make_task(spec, (4, 4, 1))
+    assert "factory(input_shape: tuple[int, int, int], num_classes: int) -> shorthorizon.tasks.Task" in str(err.value)
+    with pytest.raises(TypeError, match="returned a dict, not a Task"):
+        make_task("example_tasks:not_a_task", (4, 4, 1))
+
+
+def test_unroll_cli_with_a_task_named_by_module(capsys, tmp_path):
+    make_fake_dataset(tmp_path, "mnist", n_train=100, n_test=20, seed=0)
+    base = ["unroll", "--dataset", "mnist", "--data-dir", str(tmp_path), "--no-verify", "--lr", "0.05",
+            "--momentum", "0.9", "--steps", "2", "--batch-size", "8", "--eval-batches", "1"]
+    assert cli.main([*base, "--task", "example_tasks:nnx_net"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["hypergrad"]) == {"lr", "momentum"} and all(map(np.isfinite, result["hypergrad"].values()))
+    assert cli.main([*base, "--task", "example_tasks:missing"]) == 2
+    assert "no attribute 'missing'" in capsys.readouterr().err
+
+
+def test_offline_and_online_configs_take_a_task_spec():
+    import dataclasses
+
+    from shorthorizon.experiments import offline, online
+
+    for module, good, bad in ((offline, "example_tasks:nnx_net", "example_tasks:missing"),
+                              (online, ("mlp", "example_tasks:nnx_net"), ("example_tasks:missing",))):
+        config = module.PRESETS["quick"]
+        module.validate(dataclasses.replace(config, task=good))
+        with pytest.raises(ValueError, match="has no attribute 'missing'"):
+            module.validate(dataclasses.replace(config, task=bad))
+    assert online.per_task(online.PRESETS["quick"], "example_tasks:nnx_net", "steps") == online.PRESETS["quick"].mlp_steps
