@@ -26,6 +26,7 @@ from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, require
 from shorthorizon.experiments import datasets
 from shorthorizon.hypergrad import ESTIMATORS, Data
 from shorthorizon.meta import offline
+from shorthorizon.meta.smd import EVALUATION_COST, SMD
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 from shorthorizon.tasks import TASKS, Task, make_task
@@ -193,6 +194,15 @@ def smd_unit(config: Config, horizon: int, restart: int) -> dict:
             "objective": jnp.concatenate(objectives), "meta_objective": final}
 
 
+def smd_cost(config: Config, horizon: int) -> float:
+    """One SMD run at ``horizon`` in plain training steps: every meta-step differentiates a
+    ``horizon``-step unroll and the evaluation of its objective on ``eval_batches`` batches
+    (:meth:`SMD.cost`). With the paper's 600 evaluation batches a fit at T = 20,000 costs as
+    much as ~ 60 at T = 100."""
+    smd = SMD(estimator=config.estimator, particles=config.particles, sigma=config.sigma)
+    return config.meta_steps * smd.cost(len(_bounds(config))) * (horizon + config.eval_batches * EVALUATION_COST)
+
+
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
     """Train the longest horizon with a fitted schedule; training-loss and test-error curves."""
     setup = _setup(config)
@@ -251,8 +261,9 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     chunks = range(config.surface_samples // config.surface_chunk)
     surface = run_units(surface_unit, [Unit(f"surface_c{c}", dict(config=config, chunk=c)) for c in chunks],
                         desc="surface", **stage)
-    fits = run_units(smd_unit, [Unit(f"smd_T{h}_r{r}", dict(config=config, horizon=h, restart=r))
-                                for h in horizons for r in restarts], desc="SMD", **stage)
+    fits = run_units(smd_unit, [Unit(f"smd_T{h}_r{r}", dict(config=config, horizon=h, restart=r),
+                                     cost=smd_cost(config, h)) for h in horizons for r in restarts],
+                     desc="SMD", **stage)
     # the best restart of each horizon; None where every restart diverged (no long run then)
     objectives = {h: np.array([fits[f"smd_T{h}_r{r}"]["meta_objective"] for r in restarts]) for h in horizons}
     best = {h: int(np.nanargmin(o)) if np.isfinite(o).any() else None for h, o in objectives.items()}
