@@ -53,20 +53,21 @@ def _assert_same(a, b):
 
 
 def test_surface_horizons_are_prefixes_of_one_unroll(fake_dir):
-    """The surface evaluates every horizon from one unroll; each value must equal the
-    meta-objective of an unroll of exactly that many steps."""
+    """The surface evaluates every horizon from one unroll, all pairs vmapped on shared
+    batches; each value must equal the meta-objective of an unroll of exactly that many steps
+    of that pair alone on the same key."""
     _, train, _ = datasets.load("mnist", str(fake_dir), verify=False)
     task, key = mlp(), jax.random.PRNGKey(3)
     eval_set = offline.epoch_batches(train, key, 2, 100)
     problem = offline.warm_start(task, train, key, eval_set, 5, 0.1, 0.9)
-    lr0, decay_exponent = jnp.array([0.01, 0.2]), jnp.array([0.1, 50.0])
-    keys = jax.random.split(key, 2)
-    losses = offline.surface(offline.schedule_unroll(task, 7), problem, lr0, decay_exponent, keys, (3, 7))
+    lr0, decay_exponent = jnp.array([0.01, 0.2, 0.05]), jnp.array([0.1, 50.0, 1.0])
+    losses = offline.surface(offline.schedule_unroll(task, 7), problem, lr0, decay_exponent, key, (3, 7),
+                             batch_size=2)
     for row, horizon in enumerate((3, 7)):
         unroll = offline.schedule_unroll(task, horizon)
-        for i in range(2):
+        for i in range(3):
             hyper = {"lr": lr0[i], "decay_exponent": decay_exponent[i]}
-            expected = offline.meta_objective(unroll, problem, hyper, keys[i])
+            expected = offline.meta_objective(unroll, problem, hyper, key)
             np.testing.assert_allclose(losses[row, i], expected, rtol=1e-5)
 
 
@@ -83,8 +84,7 @@ def test_smd_reaches_the_best_region_of_the_surface():
     rng = np.random.default_rng(0)
     lr0 = np.exp(rng.uniform(*np.log(config.lr0_range), 48)).astype(np.float32)
     decay_exponent = np.exp(rng.uniform(*np.log(config.decay_exponent_range), 48)).astype(np.float32)
-    best_surface = np.nanmin(offline.surface(unroll, problem, lr0, decay_exponent,
-                                             jnp.broadcast_to(key, (48, *key.shape)), (50,)))
+    best_surface = np.nanmin(offline.surface(unroll, problem, lr0, decay_exponent, key, (50,)))
     bounds = experiment._bounds(config)
     fitted = []
     for restart, init in enumerate(((0.01, 1.0), (0.1, 30.0))):
