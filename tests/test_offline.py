@@ -190,3 +190,31 @@ def test_diverged_settings_are_recorded_and_the_run_goes_on(tiny, tmp_path, stri
     assert not RunDir(tmp_path).has_unit("long_T10")
     assert (tmp_path / "figure6_long_runs.png").is_file()
     assert "| 10 (diverged) | — |" in experiment.report(RunDir(tmp_path))
+
+
+def test_surface_then_refine(tiny, tmp_path, capsys):
+    """``smd_from_surface``: a horizon's fit starts at its best surface sample; above
+    ``smd_max_horizon`` it takes no meta-steps, and since the surface and the fits are judged
+    on the same batches, its meta-objective is that sample's surface value."""
+    config = dataclasses.replace(tiny, smd_from_surface=2, smd_max_horizon=5)
+    summary = experiment.run(config, RunDir(tmp_path))
+    assert "estimated cost" in capsys.readouterr().err
+    run_dir = RunDir(tmp_path)
+    surface, smd = run_dir.load_curves("surface"), run_dir.load_curves("smd")
+    best = int(np.argmin(surface["loss"][0]))
+    assert smd["lr0"].shape == (1, 1, 1) and smd["objective"].shape == (1, 1, 0)  # one start, no meta-steps
+    fit = summary["horizons"]["10"]
+    assert (fit["lr0"], fit["decay_exponent"]) == pytest.approx(
+        (surface["lr0"][best], surface["decay_exponent"][best]), rel=1e-6)
+    assert fit["meta_objective"] == pytest.approx(surface["loss"][0, best], rel=1e-5)
+    section = experiment.report(run_dir)
+    assert "best of 8 surface samples" in section and "paper (T=100" not in section
+
+
+def test_estimated_cost_of_the_presets():
+    """The paper's algorithm costs weeks of plain training steps here; the paper-horizons
+    preset, same horizons, about an hour (~2,000 steps/s)."""
+    paper, fast = (sum(experiment.estimated_cost(experiment.PRESETS[p]).values()) for p in ("paper", "paper-horizons"))
+    assert paper / 2000 > 7 * 86400 and fast / 2000 < 3600
+    assert experiment.is_paper_horizons(experiment.PRESETS["paper-horizons"])
+    assert not experiment.is_paper_horizons(experiment.PRESETS["quick"])
