@@ -10,7 +10,8 @@ product is then a batch of small matmuls, not one. Rows are timed in interleaved
 each keeps its fastest round, so a slow spell on a shared machine hits no single row alone;
 compare ratios from one run, never absolute speeds from different runs.
 
-    python benchmarks/surface_speed.py [--steps 200] [--settings 32] [--rounds 5] [--out benchmarks/results/surface_speed.json]
+    python benchmarks/surface_speed.py [--steps 200] [--settings 32] [--rounds 5] \
+        [--out benchmarks/results/surface_speed.json]
 """
 
 from __future__ import annotations
@@ -18,30 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
+from hypergrad_speed import best_times  # this folder's: the same interleaved timing
 from shorthorizon.hypergrad import Data
 from shorthorizon.meta import offline
 from shorthorizon.tasks import mlp
 
 BATCHES = (4, 8, 16, 32)
-
-
-def best_times(jobs: dict, rounds: int) -> dict:
-    """Fastest of ``rounds`` timings of each job (compiled first), timed round-robin."""
-    for fn in jobs.values():
-        jax.block_until_ready(fn())
-    best = dict.fromkeys(jobs, float("inf"))
-    for _ in range(rounds):
-        for name, fn in jobs.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -67,13 +55,13 @@ def main() -> None:
         unroll, problem, {"lr": a, "decay_exponent": b}, k, horizons)))
     keys = jax.random.split(key, 16)
     width = {"plain": 1, "vmap x16, own batches": 16}
-    jobs = {"plain": lambda: plain(lr0[0], decay_exponent[0]),
-            "vmap x16, own batches": lambda: own(lr0[:16], decay_exponent[:16], keys)}
+    jobs = {"plain": (lambda h: plain(*h), (lr0[0], decay_exponent[0])),
+            "vmap x16, own batches": (lambda h: own(*h, keys), (lr0[:16], decay_exponent[:16]))}
     for b in BATCHES:
         if b <= args.settings:
             name = f"surface x{b}"
             width[name] = args.settings
-            jobs[name] = lambda b=b: offline.surface(unroll, problem, lr0, decay_exponent, key, horizons, b)
+            jobs[name] = (lambda h, b=b: offline.surface(unroll, problem, *h, key, horizons, b), (lr0, decay_exponent))
     times = best_times(jobs, args.rounds)
     rate = {name: width[name] * args.steps / t for name, t in times.items()}
     rows = [{"mode": name, "steps_per_s": r, "vs_plain": r / rate["plain"]} for name, r in rate.items()]

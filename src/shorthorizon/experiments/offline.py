@@ -106,7 +106,7 @@ PRESETS = {
     # each horizon's two best samples where a meta-step is affordable (T <= 1000: 50 meta-steps;
     # one at T = 20,000 costs ~ 80,000 plain steps), at a 5x larger meta-lr than the paper's
     # since it starts near the optimum; T = 5000 and 20,000 keep their best sample. Estimated
-    # ~ 3.5M plain-step equivalents (surface 2.7M, SMD 0.66M, long runs 0.08M).
+    # ~ 3.5M plain-step equivalents (surface 2.7M, SMD 0.66M, long runs 0.19M): `estimated_cost`.
     "paper-horizons": Config(
         surface_samples=128,
         surface_chunk=32,
@@ -252,6 +252,9 @@ def smd_cost(config: Config, horizon: int) -> float:
     return (meta_steps(config, horizon) * smd.cost(len(_bounds(config))) + 1) * evaluation
 
 
+TEST_BATCHES = 100  # a test split (10,000 images) in batches of 100, for the cost of a test-error point
+
+
 def estimated_cost(config: Config) -> dict:
     """The run's work in plain training steps, per stage: the surface (each sample trains the
     longest horizon and is evaluated at every horizon), the SMD fits and the long runs (with a
@@ -260,7 +263,8 @@ def estimated_cost(config: Config) -> dict:
     evaluation = config.eval_batches * EVALUATION_COST
     return {"surface": config.surface_samples * (longest + len(config.horizons) * evaluation),
             "SMD": sum(smd_cost(config, h) * len(restarts(config, h)) for h in config.horizons),
-            "long runs": len(config.horizons) * (longest + config.curve_points * (evaluation + 100 * EVALUATION_COST))}
+            "long runs": len(config.horizons) * (longest + config.curve_points
+                                                 * (evaluation + TEST_BATCHES * EVALUATION_COST))}
 
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
