@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from shorthorizon.hypergrad.estimators import ES, Truncated, label, make_estimator
-from shorthorizon.meta.smd import SMD, train
+from shorthorizon.meta.smd import SMD, meta_steps, train
 from shorthorizon.nqm import NQM, loss_curve
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, from_raw, schedule, to_raw, whole_run_loss
 
@@ -115,8 +115,11 @@ def test_particles_stagger_and_restart_when_a_run_ends(raw):
     np.testing.assert_array_equal(state.steps, [0, 10, 20, 30])
     np.testing.assert_array_equal(state.inner.step[:, 0], [0, 10, 20, 30])
     assert np.all(state.xi[0] == 0) and np.all(np.abs(state.xi[1:]) > 0)  # perturbations accumulated
-    for _ in range(2):
-        _, _, state = jax.jit(est.estimate)(state, raw, jax.random.PRNGKey(1))
+    # the cost accounting counts the steps the inner states took (both members of every pair)
+    assert int(state.inner.step.sum()) == est.init_cost == 2 * (10 + 20 + 30)
+    _, _, first = jax.jit(est.estimate)(state, raw, jax.random.PRNGKey(1))
+    assert int(first.inner.step.sum() - state.inner.step.sum()) == est.cost == 4 * 2 * 5
+    _, _, state = jax.jit(est.estimate)(first, raw, jax.random.PRNGKey(1))
     # the last particle finished its run (30 + 2 x 5 = 40 = T) and restarted from scratch
     np.testing.assert_array_equal(state.steps, [10, 20, 30, 0])
     assert np.all(state.xi[-1] == 0)
@@ -132,6 +135,21 @@ def test_train_with_the_exact_estimator_finds_a_stationary_point(raw):
     assert float(losses[-1]) < float(losses[0])
     assert np.max(np.abs(sorted_vec(grad))) < 1e-3 * float(losses[-1])
     assert 0 < float(from_raw(state.raw)["momentum"]) < 1
+
+
+def test_meta_steps_in_chunks_continue_where_the_last_chunk_stopped(raw):
+    est = ES(SampledNQM(small_nqm(), T), truncation=5, particles=2, persistent=True)
+    smd = SMD(meta_lr=0.05)
+    key = jax.random.PRNGKey(3)
+    state, (loss, _, _) = jax.jit(lambda r: train(est, smd, r, key, 6))(raw)
+    init_key, key = jax.random.split(key)  # train's keys, split as it does
+    keys = jax.random.split(key, 6)
+    carry, losses = (smd.init(raw), jax.jit(est.init)(raw, init_key)), []
+    for chunk in (keys[:4], keys[4:]):
+        carry, (chunk_loss, _, _) = jax.jit(lambda c, k: meta_steps(est, smd, *c, k))(carry, chunk)
+        losses.append(chunk_loss)
+    np.testing.assert_allclose(np.concatenate(losses), loss, rtol=1e-12)
+    np.testing.assert_allclose(sorted_vec(carry[0].raw), sorted_vec(state.raw), rtol=1e-12)
 
 
 def test_bad_arguments_name_the_problem(raw):

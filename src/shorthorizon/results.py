@@ -213,6 +213,10 @@ class RunDir:
     def read_summary(self) -> dict:
         return read_json(self.path / "summary.json")
 
+    def read_config(self) -> dict:
+        """The resolved config the folder was claimed for (as JSON values)."""
+        return read_json(self.path / "config.json")["config"]
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 

@@ -33,6 +33,7 @@ _MODULES = {
     "estimators": "shorthorizon.experiments.estimators",
     "offline": "shorthorizon.experiments.offline",
     "online": "shorthorizon.experiments.online",
+    "truncated": "shorthorizon.experiments.truncated",
     "nqm-map": "shorthorizon.experiments.nqm_map",
 }
 

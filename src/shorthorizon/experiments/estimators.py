@@ -252,15 +252,14 @@ def fit_unit(config: Config, estimator: str, truncation: int) -> dict:
 
     exact, sampled = _problem(config)
     est = make_estimator(estimator, sampled, truncation, config.fit_particles, config.sigma)
-    per_step = config.fit_particles * truncation * (2 if estimator in ("es", "pes") else 1)
-    steps = max(1, config.fit_inner_steps // per_step)
+    steps = max(1, config.fit_inner_steps // est.cost)
     state, (loss, _, raws) = jax.jit(lambda r, k: train(est, _smd(config, steps), r, k, steps))(
         _raw(config.init), jax.random.fold_in(jax.random.PRNGKey(config.seed + 2), truncation))
     natural = from_raw(state.raw)
     return {"raw": _vector(state.raw), "hyper": np.array([natural[k] for k in HYPER]),
             "loss": exact.unroll(state.raw, exact.init(), config.horizon)[0],
             "curve": loss_curve(exact.nqm, *schedule(state.raw, config.horizon, config.decay_steps)),
-            "trajectory": _vector(raws), "meta_steps": steps, "inner_steps": steps * per_step}
+            "trajectory": _vector(raws), "meta_steps": steps, "inner_steps": steps * est.cost}
 
 
 def _dispatch(fn: str, **kwargs) -> dict:

@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 
 from shorthorizon.config import FRACTION, POSITIVE, require
-from shorthorizon.results import RunDir, fmt, read_json
+from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
 NAME = "nqm"
@@ -270,7 +270,7 @@ def plot_figure3(run_dir: RunDir, setting: str) -> None:
 # --- report ----------------------------------------------------------------------------------
 def report(run_dir: RunDir, prefix: str = "") -> str:
     summary = run_dir.read_summary()
-    config = read_json(run_dir.path / "config.json")["config"]
+    config = run_dir.read_config()
     paper_problem = is_paper_problem(config)
     lines = [
         "## Noisy quadratic model (Section 2)",

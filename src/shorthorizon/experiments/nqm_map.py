@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from shorthorizon.results import RunDir, read_json
+from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
 
 NAME = "nqm-map"
@@ -194,10 +194,6 @@ def monotonicity(config: Config, cells: list[dict]) -> dict:
 
 
 # --- figures (from saved curves only) ----------------------------------------------------------
-def _config(run_dir: RunDir) -> dict:
-    return read_json(run_dir.path / "config.json")["config"]
-
-
 def plot_all(run_dir: RunDir) -> None:
     import matplotlib
 
@@ -217,7 +213,7 @@ def plot_maps(run_dir: RunDir) -> None:
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
 
-    config = _config(run_dir)
+    config = run_dir.read_config()
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     for col, setting in enumerate(SETTINGS):
         m = run_dir.load_curves(f"map_{setting}")
@@ -263,7 +259,7 @@ def plot_horizon_curves(run_dir: RunDir) -> None:
     the cells through the paper's cell (with momentum)."""
     import matplotlib.pyplot as plt
 
-    config = _config(run_dir)
+    config = run_dir.read_config()
     m = run_dir.load_curves("map_momentum")
     kappas, noises = list(m["kappas"]), list(m["noises"])
     pi, pj = kappas.index(config["paper_kappa"]), noises.index(config["paper_noise"])
@@ -300,7 +296,7 @@ def _paper_ratio(config: dict) -> str:
 
 def report(run_dir: RunDir, prefix: str = "") -> str:
     summary = run_dir.read_summary()
-    config = _config(run_dir)
+    config = run_dir.read_config()
     paper = summary["paper_cell"]
     lines = [
         "## Noisy quadratic model: when is a short horizon safe?",

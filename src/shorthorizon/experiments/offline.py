@@ -69,6 +69,7 @@ class Config:
     meta_steps: int = 5000
     meta_lr: float = 0.01  # Adam step in log space
     meta_chunk: int = 50  # meta-steps per compiled scan (progress granularity)
+    anneal: bool = False  # cosine-decay Adam's step from meta_lr to 1% of it over the meta-steps
     estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, or es (antithetic pairs)
     particles: int = 1  # es: antithetic pairs per meta-step
     sigma: float = 0.01  # es: perturbation std in log space
@@ -143,16 +144,23 @@ PROBLEM = ("dataset", "data_dir", "verify", "seed", "task", "batch_size", "warm_
            "momentum", "decay_steps", "eval_batches")
 
 
-def _setup(config: Config) -> Setup:
-    return _problem_setup(Config(**{k: getattr(config, k) for k in PROBLEM}))
+def _problem(config: Config) -> Config:
+    """``config`` with every key but the problem's at its default."""
+    return Config(**{k: getattr(config, k) for k in PROBLEM})
 
 
-def _unroll(config: Config, horizon: int):
-    return _problem_unroll(Config(**{k: getattr(config, k) for k in PROBLEM}), horizon)
+def prepare(config: Config) -> Setup:
+    """Data, task, warm start and keys: built once per process and problem, shared by its units."""
+    return _prepare(_problem(config))
+
+
+def horizon_unroll(config: Config, horizon: int):
+    """``horizon`` steps of momentum with the config's inverse-time schedule."""
+    return _horizon_unroll(_problem(config), horizon)
 
 
 @lru_cache(maxsize=2)
-def _problem_setup(config: Config) -> Setup:
+def _prepare(config: Config) -> Setup:
     ds, train, test = datasets.load(config.dataset, config.data_dir or None, verify=config.verify)
     task = make_task(config.task, ds.train_x.shape[1:], ds.num_classes)
     keys = _keys(config.seed)
@@ -163,13 +171,19 @@ def _problem_setup(config: Config) -> Setup:
 
 
 @lru_cache(maxsize=16)
-def _problem_unroll(config: Config, horizon: int):
-    return offline.schedule_unroll(_setup(config).task, horizon, config.batch_size, config.decay_steps)
+def _horizon_unroll(config: Config, horizon: int):
+    return offline.schedule_unroll(prepare(config).task, horizon, config.batch_size, config.decay_steps)
 
 
-def _bounds(config: Config) -> tuple[tuple[str, float, float], ...]:
+def bounds(config: Config) -> tuple[tuple[str, float, float], ...]:
+    """SMD's bounds: the surface box, in log space."""
     return ((offline.LOG_LR, *map(math.log, config.lr0_range)),
             (offline.LOG_DECAY_EXPONENT, *map(math.log, config.decay_exponent_range)))
+
+
+def meta_lr(config: Config) -> float | tuple[float, int]:
+    """Adam's step as :func:`shorthorizon.meta.offline.smd` takes it."""
+    return (config.meta_lr, config.meta_steps) if config.anneal else config.meta_lr
 
 
 def _estimator(config: Config) -> tuple[str, int, float]:
@@ -193,31 +207,33 @@ def _hyper(setup: Setup, lr0: float, decay_exponent: float) -> dict:
 def surface_unit(config: Config, chunk: int) -> dict:
     """Meta-objective at every horizon of one chunk of surface samples, all trained on the
     batches of the surface key (the stream SMD's fits are judged on, too)."""
-    setup = _setup(config)
+    setup = prepare(config)
     index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
     lr0, decay_exponent = (a[index] for a in surface_points(config))
     horizons = tuple(sorted(config.horizons))
-    return {"loss": offline.surface(_unroll(config, horizons[-1]), setup.problem, lr0, decay_exponent,
+    return {"loss": offline.surface(horizon_unroll(config, horizons[-1]), setup.problem, lr0, decay_exponent,
                                     setup.keys["surface"], horizons, config.surface_batch)}
 
 
-def smd_unit(config: Config, horizon: int, restart: int, lr0: float, decay_exponent: float) -> dict:
-    """One SMD run from (lr0, decay_exponent): trajectory of (lr0, decay_exponent) and
-    objective per meta-step, and the fitted schedule's meta-objective on fixed training batches
-    (those of the surface)."""
-    setup, unroll = _setup(config), _unroll(config, horizon)
+def smd_unit(config: Config, horizon: int, restart: int, lr0: float | None = None,
+             decay_exponent: float | None = None) -> dict:
+    """One SMD run from (lr0, decay_exponent) (default: the config's restart ``restart``):
+    trajectory of (lr0, decay_exponent) and objective per meta-step, and the fitted schedule's
+    meta-objective on fixed training batches (those of the surface)."""
+    setup, unroll = prepare(config), horizon_unroll(config, horizon)
     steps = meta_steps(config, horizon)
     key = jax.random.fold_in(jax.random.fold_in(setup.keys["smd"], horizon), restart)
     keys = jax.random.split(key, steps)
-    smd = offline.smd(unroll, setup.problem, config.meta_lr, _bounds(config), _estimator(config))
-    state = smd.init(offline.to_raw(lr0, decay_exponent))
+    smd = offline.smd(unroll, setup.problem, meta_lr(config), bounds(config), _estimator(config))
+    state = smd.init(offline.to_raw(config.init_lr0[restart] if lr0 is None else lr0,
+                                    config.init_decay_exponent[restart] if decay_exponent is None else decay_exponent))
     objectives, raws = [jnp.zeros(0)], [jax.tree.map(lambda v: v[None][:0], state.raw)]
     with tqdm(total=steps, desc=f"SMD T={horizon} restart {restart}", unit="meta-step",
               leave=False, dynamic_ncols=True) as bar:
         for start in range(0, steps, config.meta_chunk):
             chunk = keys[start:start + config.meta_chunk]
             state, (objective, _, raw) = offline.fit_chunk(unroll, setup.problem, state, chunk,
-                                                           config.meta_lr, _bounds(config), _estimator(config))
+                                                           meta_lr(config), bounds(config), _estimator(config))
             objectives.append(objective.block_until_ready())  # progress means finished meta-steps
             raws.append(raw)
             bar.update(len(chunk))
@@ -245,11 +261,11 @@ def restarts(config: Config, horizon: int) -> range:
 def smd_cost(config: Config, horizon: int) -> float:
     """One SMD run at ``horizon`` in plain training steps: every meta-step differentiates a
     ``horizon``-step unroll and the evaluation of its objective on ``eval_batches`` batches
-    (:meth:`SMD.cost`), and the fit is evaluated once. With the paper's 600 evaluation batches a
+    (:meth:`SMD.step_cost`), and the fit is evaluated once. With the paper's 600 evaluation batches a
     fit at T = 20,000 costs as much as ~ 60 at T = 100."""
     smd = SMD(estimator=config.estimator, particles=config.particles, sigma=config.sigma)
     evaluation = horizon + config.eval_batches * EVALUATION_COST
-    return (meta_steps(config, horizon) * smd.cost(len(_bounds(config))) + 1) * evaluation
+    return (meta_steps(config, horizon) * smd.step_cost(len(bounds(config))) + 1) * evaluation
 
 
 TEST_BATCHES = 100  # a test split (10,000 images) in batches of 100, for the cost of a test-error point
@@ -269,18 +285,18 @@ def estimated_cost(config: Config) -> dict:
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
     """Train the longest horizon with a fitted schedule; training-loss and test-error curves."""
-    setup = _setup(config)
-    return offline.long_run(_unroll(config, max(config.horizons)), setup.problem,
+    setup = prepare(config)
+    return offline.long_run(horizon_unroll(config, max(config.horizons)), setup.problem,
                             _hyper(setup, lr0, decay_exponent), setup.keys["long_run"], setup.test,
                             config.curve_points)
 
 
 @lru_cache(maxsize=2)
-def _steps_per_second(config: Config, seconds: float = 0.5) -> float:
+def steps_per_second(config: Config, seconds: float = 0.5) -> float:
     """Plain training speed, timed on repeated jitted unrolls of the shortest horizon (the
     program SMD's final evaluation compiled already) for about ``seconds``."""
-    setup, horizon = _setup(config), min(config.horizons)
-    unroll = _unroll(config, horizon)
+    setup, horizon = prepare(config), min(config.horizons)
+    unroll = horizon_unroll(config, horizon)
     hyper = _hyper(setup, config.init_lr0[0], config.init_decay_exponent[0])
     offline.meta_objective(unroll, setup.problem, hyper, setup.keys["long_run"]).block_until_ready()
     calls, start = 0, time.perf_counter()
@@ -346,7 +362,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                   for h, fit in fitted.items()]
     pending = sum(not run_dir.has_unit(u.name) for u in long_units)
     if pending:
-        rate = _steps_per_second(config)
+        rate = steps_per_second(config)
         print(f"[{NAME}] long runs: {pending} x {horizons[-1]} steps at {rate:.0f} steps/s measured "
               f"-> about {pending * horizons[-1] / rate:.0f} s of training on one process",
               file=sys.stderr)
@@ -397,7 +413,7 @@ def _padded(rows: list[list]) -> np.ndarray:
 def _print_estimate(config: Config) -> None:
     """The run's estimated cost, before it starts (plain training speed measured now)."""
     cost = estimated_cost(config)
-    rate = _steps_per_second(config)
+    rate = steps_per_second(config)
     total = sum(cost.values())
     print(f"[{NAME}] estimated cost: {total:.3g} plain training steps ("
           + ", ".join(f"{k} {v:.3g}" for k, v in cost.items())

@@ -53,8 +53,9 @@ class Config:
     interval: int = 10
     meta_lr: float = 0.01  # Adam, on log(lr_eff) and log(1 - momentum)
     clip: float = 10.0  # hypergradients clipped to [-clip, clip]
-    estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, or es (antithetic pairs)
-    particles: int = 1  # es: antithetic pairs per meta-step
+    estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, es (antithetic pairs), or pes
+    # (PES particles train beside the run, one meta-step per interval: no lookahead, lookaheads unused)
+    particles: int = 1  # es, pes: antithetic pairs per meta-step
     sigma: float = 0.01  # es: perturbation std in log space
     final_lr_eff: float = 1e-4  # effective lr at the last step
     eval_examples: int = 10_000  # training examples the final training loss is measured on
@@ -114,7 +115,7 @@ def _task(name: str, input_shape: tuple[int, ...]) -> Task:
 
 def _online(config: Config, task: str, model: Task, lookahead: str | None) -> Online:
     """The run of ``task``; ``lookahead=None`` is the hand-tuned baseline (no meta-steps)."""
-    return Online(model, lookahead or "stochastic", config.horizon,
+    return Online(model, lookahead if lookahead in LOOKAHEADS else "stochastic", config.horizon,
                   config.meta_steps if lookahead else 0, config.interval, config.meta_lr, config.clip,
                   per_task(config, task, "batch_size"), final_lr_eff=config.final_lr_eff,
                   chunks=config.chunks, estimator=(config.estimator, config.particles, config.sigma))
@@ -171,9 +172,11 @@ def _unit_name(task: str, init_lr: float, lookahead: str | None) -> str:
 
 
 def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
-    """(initial lr, lookahead) of every run of ``task``, the baseline first."""
+    """(initial lr, lookahead) of every run of ``task``, the baseline first; PES runs have no
+    lookahead and take the place of one, as ``"pes"``."""
+    lookaheads = ("pes",) if config.estimator == "pes" else config.lookaheads
     return [(per_task(config, task, "baseline_lr"), None)] + [
-        (lr, lookahead) for lookahead in config.lookaheads for lr in per_task(config, task, "init_lrs")]
+        (lr, lookahead) for lookahead in lookaheads for lr in per_task(config, task, "init_lrs")]
 
 
 def validate(config: Config) -> None:
@@ -235,15 +238,18 @@ def _checks(baseline: dict, rows: list[dict]) -> dict:
     def lrs(lookahead):
         return [r["lr_at_stop"] for r in rows if r["lookahead"] == lookahead and r["lr_at_stop"] is not None]
 
-    stochastic = [r for r in rows if r["lookahead"] == "stochastic"]
     base_loss = baseline["final_train_loss"]
-    checks = {
-        "stochastic_lr_at_most_tenth_of_baseline":
-            all(r["lr_at_stop"] is not None and r["lr_at_stop"] <= baseline["lr"] / 10 for r in stochastic)
-            if stochastic else None,
-        "stochastic_loss_above_baseline":
-            all(r["diverged"] or (r["final_train_loss"] or math.inf) > base_loss for r in stochastic)
-            if stochastic and base_loss is not None else None,
+    checks: dict = {}
+    for kind in ("stochastic", "pes"):
+        runs = [r for r in rows if r["lookahead"] == kind]
+        if not runs and kind == "pes":
+            continue
+        checks[f"{kind}_lr_at_most_tenth_of_baseline"] = all(
+            r["lr_at_stop"] is not None and r["lr_at_stop"] <= baseline["lr"] / 10 for r in runs) if runs else None
+        checks[f"{kind}_loss_above_baseline"] = all(
+            r["diverged"] or (r["final_train_loss"] or math.inf) > base_loss for r in runs
+        ) if runs and base_loss is not None else None
+    checks |= {
         "deterministic_lr_above_stochastic":
             min(lrs("deterministic")) > max(lrs("stochastic")) if lrs("deterministic") and lrs("stochastic")
             else None,

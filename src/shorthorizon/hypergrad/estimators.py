@@ -194,6 +194,19 @@ class _Windowed:
         """Windows in one inner run: T / K."""
         return self.inner.horizon // self._check()
 
+    @property
+    def cost(self) -> int:
+        """Inner steps one estimate takes: K per trajectory (an ES pair has two)."""
+        return self.particles * self._trajectories * self._check()
+
+    @property
+    def init_cost(self) -> int:
+        """Inner steps :meth:`init` takes to stagger the particles (none without ``stagger``)."""
+        if not self.stagger or self.particles == 1:
+            return 0
+        windows = sum(p * self.windows // self.particles for p in range(self.particles))
+        return windows * self._trajectories * self._check()
+
     def _fresh(self, key) -> Any:
         return jax.vmap(self.inner.init)(jax.random.split(key, self.particles))
 
@@ -244,6 +257,7 @@ class Truncated(_Windowed):
     stagger: bool = True
     checkpoint: int | None = None
     fd_step: float = 1e-7
+    _trajectories = 1  # per particle
 
     def _pair(self, inner):
         return inner
@@ -275,6 +289,7 @@ class ES(_Windowed):
     sigma: float = 0.01
     persistent: bool = False
     stagger: bool = True
+    _trajectories = 2  # per particle: the + and the − run
 
     def _pair(self, inner):
         return jax.tree.map(lambda a: jnp.stack([a, a], axis=1), inner)

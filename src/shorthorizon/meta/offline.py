@@ -12,6 +12,14 @@ optimizer with an inverse-time schedule, :class:`~shorthorizon.hypergrad.Unroll`
     >>> losses = surface(unroll, problem, lr0s, decay_exponents, key, (100, 1000))  # vmapped in batches
     >>> state = smd(unroll, problem, meta_lr, bounds).init(to_raw(0.03, 1.0))
     >>> state, (objective, _, raw) = fit_chunk(unroll, problem, state, keys, meta_lr, bounds)
+
+Windowed estimators (truncated forward/reverse, ES, PES) fit the same schedule from K-step
+windows of whole runs of ``unroll.steps`` steps, restarted from the warm start when they end:
+
+    >>> est = ("pes", 100, 4, 0.1)  # name, truncation K, particles, sigma
+    >>> state, est_state = windowed_init(unroll, problem, to_raw(0.03, 1.0), key, meta_lr, bounds, est)
+    >>> (state, est_state), (window_loss, _, raw) = windowed_chunk(unroll, problem, state, est_state, keys,
+    ...                                                             meta_lr, bounds, est)
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ from typing import Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from shorthorizon import optim
-from shorthorizon.hypergrad import Data, Unroll, evaluate, mean_loss, stochastic_batches, train
-from shorthorizon.meta.smd import SMD, SMDState
+from shorthorizon.hypergrad import (Data, EstState, TrainingRun, Unroll, evaluate, make_estimator, mean_loss,
+                                    stochastic_batches, train)
+from shorthorizon.meta.smd import SMD, SMDState, meta_steps
 from shorthorizon.optim import OptState
 from shorthorizon.tasks import Params, Task
 
@@ -125,21 +135,65 @@ def surface(unroll: Unroll, problem: Problem, lr0: jax.Array, decay_exponent: ja
     return jax.lax.map(one, (lr0, decay_exponent), batch_size=batch_size).T
 
 
-def smd(unroll: Unroll, problem: Problem, meta_lr: float, bounds: tuple[tuple[str, float, float], ...],
+def _meta_lr(meta_lr: float | tuple[float, int]):
+    """Adam's step: a constant, or ``(peak, steps)``: cosine-decayed from ``peak`` to 1% of it
+    over ``steps`` meta-steps (a noisy estimate then settles instead of jittering at the end)."""
+    if isinstance(meta_lr, tuple):
+        return optax.cosine_decay_schedule(meta_lr[0], meta_lr[1], alpha=0.01)
+    return meta_lr
+
+
+def smd(unroll: Unroll, problem: Problem, meta_lr: float | tuple[float, int],
+        bounds: tuple[tuple[str, float, float], ...],
         estimator: tuple[str, int, float] = ("forward", 1, 0.01)) -> SMD:
-    """SMD on the log-space schedule hyperparameters; ``bounds`` as hashable
+    """SMD on the log-space schedule hyperparameters of the loss at ``unroll.steps``;
+    ``meta_lr`` a number or ``(peak, steps)`` (see :func:`_meta_lr`); ``bounds`` as hashable
     ``(name, low, high)`` triples in log space; ``estimator`` as (name, particles, sigma)."""
     return SMD(lambda raw, key: meta_objective(unroll, problem, from_raw(raw), key),
-               meta_lr=meta_lr, bounds={k: (lo, hi) for k, lo, hi in bounds}, estimator=estimator[0],
+               meta_lr=_meta_lr(meta_lr), bounds={k: (lo, hi) for k, lo, hi in bounds}, estimator=estimator[0],
                particles=estimator[1], sigma=estimator[2])
 
 
 @partial(jax.jit, static_argnames=("unroll", "meta_lr", "bounds", "estimator"))
-def fit_chunk(unroll: Unroll, problem: Problem, state: SMDState, keys: jax.Array, meta_lr: float,
+def fit_chunk(unroll: Unroll, problem: Problem, state: SMDState, keys: jax.Array, meta_lr: float | tuple[float, int],
               bounds: tuple[tuple[str, float, float], ...], estimator: tuple[str, int, float] = ("forward", 1, 0.01)):
     """``len(keys)`` SMD meta-steps (one fresh key each) under one ``lax.scan``. Returns the
     new state and the per-step (objective, hypergradient, raw before the step)."""
     return smd(unroll, problem, meta_lr, bounds, estimator).run(state, keys)
+
+
+def windowed_estimator(unroll: Unroll, problem: Problem, estimator: tuple[str, int, int, float]):
+    """``estimator`` = (name, truncation K, particles, sigma) over whole runs of ``unroll.steps``
+    steps of ``unroll``'s optimizer from the warm start, in SMD's log space
+    (:class:`~shorthorizon.hypergrad.TrainingRun`). Its whole-run objective is the mean
+    training loss over the run (each window's minibatch losses), not the loss at the horizon.
+    Built inside the jitted functions below, so the training split is an argument of the
+    program, not a constant baked into it."""
+    name, truncation, particles, sigma = estimator
+    inner = TrainingRun(unroll.task, unroll.optimizer, problem.train, problem.params, problem.state, unroll.steps,
+                        unroll.batch_size, from_raw)
+    return make_estimator(name, inner, truncation, particles, sigma)
+
+
+@partial(jax.jit, static_argnames=("unroll", "meta_lr", "bounds", "estimator"))
+def windowed_init(unroll: Unroll, problem: Problem, raw: Mapping[str, jax.Array], key: jax.Array,
+                  meta_lr: float | tuple[float, int], bounds: tuple[tuple[str, float, float], ...],
+                  estimator: tuple[str, int, int, float]) -> tuple[SMDState, EstState]:
+    """SMD's state at ``raw`` and the estimator's particles, staggered over the run's windows."""
+    state = smd(unroll, problem, meta_lr, bounds).init(raw)
+    return state, windowed_estimator(unroll, problem, estimator).init(state.raw, key)
+
+
+@partial(jax.jit, static_argnames=("unroll", "meta_lr", "bounds", "estimator"))
+def windowed_chunk(unroll: Unroll, problem: Problem, state: SMDState, est_state: EstState, keys: jax.Array,
+                   meta_lr: float | tuple[float, int], bounds: tuple[tuple[str, float, float], ...],
+                   estimator: tuple[str, int, int, float]):
+    """``len(keys)`` meta-steps, one window each (:func:`~shorthorizon.meta.smd.meta_steps`):
+    the same SMD update (clipping, Adam, bounds) as :func:`fit_chunk`, on the windowed
+    estimator's hypergradients. Returns ``((state, est_state), (window loss, hypergradient,
+    raw before the step))``."""
+    return meta_steps(windowed_estimator(unroll, problem, estimator), smd(unroll, problem, meta_lr, bounds),
+                      state, est_state, keys)
 
 
 @partial(jax.jit, static_argnames=("unroll", "points"))

@@ -15,6 +15,13 @@ Each phase runs as a few jitted chunks (``lax.scan`` over intervals, each a ``la
 meta-steps then of training steps); between chunks the host checks for divergence and
 reports progress. Curves (``loss``, ``lr``, ``momentum`` per training step) are scan outputs.
 
+With ``estimator=("pes", particles, sigma)`` there is no lookahead: PES particles train beside
+the main run (:meth:`Online.particles`), from its initial weights, and every interval one PES
+estimate over their last ``interval`` steps drives one meta-step. They persist rather than
+restart from the main run's weights at each window: PES is unbiased for the whole run only
+when each particle's perturbation sum ξ covers the whole history of its weights; restarted
+particles would give ES over a short lookahead, as biased as the lookahead itself.
+
     >>> from shorthorizon.tasks import mlp
     >>> from shorthorizon.hypergrad import Data
     >>> import jax, jax.numpy as jnp
@@ -36,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.hypergrad import Data, Unroll, stochastic_batches, train
+from shorthorizon.hypergrad import ES, Data, EstState, TrainingRun, Unroll, stochastic_batches, train
 from shorthorizon.meta.smd import EVALUATION_COST, SMD, SMDState
 from shorthorizon.optim import OptState, from_effective, to_effective
 from shorthorizon.tasks import Params, Task
@@ -85,18 +92,37 @@ class Online(NamedTuple):
 
     def interval_cost(self) -> float:
         """One adaptation interval in plain training steps: ``meta_steps`` meta-steps, each a
-        hypergradient (:meth:`SMD.cost`) of a ``horizon``-step lookahead and its one-batch
+        hypergradient (:meth:`SMD.step_cost`) of a ``horizon``-step lookahead and its one-batch
         objective, then ``interval`` training steps. With the paper's settings (100 meta-steps
         on 5-step lookaheads every 10 steps) an adaptation step costs ~ 200 plain ones: a bar
-        that counted steps would read the first half's pace as the whole run's."""
+        that counted steps would read the first half's pace as the whole run's. PES
+        (:attr:`persistent`): its pairs train the interval's window twice each (+ and -)."""
         name, particles, sigma = self.estimator
-        meta_step = SMD(estimator=name, particles=particles, sigma=sigma).cost(len(self.bounds()))
+        if self.persistent:
+            return (2 * particles + 1) * self.interval
+        meta_step = SMD(estimator=name, particles=particles, sigma=sigma).step_cost(len(self.bounds()))
         return self.meta_steps * meta_step * (self.horizon + EVALUATION_COST) + self.interval
 
     def cost(self, adapt_steps: int, decay_steps: int) -> float:
         """The whole run in plain training steps, the sum of what :meth:`run` reports to
         ``progress``."""
         return adapt_steps // self.interval * self.interval_cost() + decay_steps
+
+    @property
+    def persistent(self) -> bool:
+        """Whether meta-steps come from PES particles beside the run (no lookahead)."""
+        return self.estimator[0] == "pes" and self.meta_steps > 0
+
+    def particles(self, params: Params, opt_state: OptState, data: Data, steps: int) -> ES:
+        """PES over the adaptation half: antithetic pairs, each training ``steps`` steps from
+        ``params`` and ``opt_state`` (the main run's start) at the meta-hyperparameters ± their
+        accumulated perturbation, one window of ``interval`` steps per meta-step; unbiased for
+        the gradient of the smoothed mean training loss over the half. Costs 2 x particles
+        training runs beside the main one."""
+        _, particles, sigma = self.estimator
+        inner = TrainingRun(self.task, optim.momentum(), data, params, opt_state, steps, self.batch_size,
+                            from_effective)
+        return ES(inner, self.interval, particles, sigma, persistent=True, stagger=False)
 
     def run(self, data: Data, key: jax.Array, lr: float, momentum: float, adapt_steps: int,
             decay_steps: int, chance_loss: float = math.inf,
@@ -112,6 +138,8 @@ class Online(NamedTuple):
         raw = to_effective(jnp.asarray(lr, dtype), jnp.asarray(momentum, dtype))
         opt_state = optim.momentum().init(params, from_effective(raw))
         smd_state = self.smd(params, opt_state, data).init(raw)
+        start = (params, opt_state)
+        est_state = self.particles(*start, data, adapt_steps).init(raw, jax.random.fold_in(init_key, 1)) if self.persistent else None
         pieces: list[dict] = []
 
         def finished(curves, cost: float) -> bool:
@@ -124,8 +152,9 @@ class Online(NamedTuple):
 
         diverged = False
         for i, intervals in enumerate(_split(adapt_steps // self.interval, self.chunks)):
-            params, opt_state, smd_state, curves = _adapt(
-                self, params, opt_state, smd_state, data, jax.random.fold_in(adapt_key, i), intervals)
+            params, opt_state, smd_state, est_state, curves = _adapt(
+                self, params, opt_state, smd_state, est_state, start, data, jax.random.fold_in(adapt_key, i),
+                intervals, adapt_steps)
             if diverged := finished(curves, intervals * self.interval_cost()):
                 break
         if not diverged:
@@ -166,26 +195,33 @@ def _split(total: int, chunks: int) -> list[int]:
     return [len(part) for part in np.array_split(np.arange(total), max(1, min(chunks, total))) if len(part)]
 
 
-@partial(jax.jit, static_argnames=("online", "intervals"))
-def _adapt(online: Online, params, opt_state: OptState, smd_state: SMDState, data: Data, key, intervals: int):
-    """``intervals`` x (``meta_steps`` SMD steps, then ``interval`` training steps)."""
+@partial(jax.jit, static_argnames=("online", "intervals", "adapt_steps"))
+def _adapt(online: Online, params, opt_state: OptState, smd_state: SMDState, est_state: EstState | None,
+           start: tuple[Params, OptState], data: Data, key, intervals: int, adapt_steps: int):
+    """``intervals`` x (``meta_steps`` SMD steps, or one PES step from the particles started
+    at ``start``, then ``interval`` training steps)."""
 
     def body(carry, k):
-        params, opt_state, smd_state = carry
+        params, opt_state, smd_state, est_state = carry
         meta_key, train_key = jax.random.split(k)
-        if online.meta_steps:
-            smd = online.smd(params, opt_state, data)
+        smd = online.smd(params, opt_state, data)
+        if online.persistent:
+            _, grad, est_state = online.particles(*start, data, adapt_steps).estimate(est_state, smd_state.raw,
+                                                                                      meta_key)
+            smd_state = smd.update(smd_state, grad)
+        elif online.meta_steps:
             smd_state, _ = smd.run(smd_state, jax.random.split(meta_key, online.meta_steps))
+        if online.meta_steps:
             opt_state = opt_state._replace(hyper=from_effective(smd_state.raw))
         params, opt_state, losses = train(online.task, optim.momentum(), params, opt_state,
                                           stochastic_batches(data, train_key, online.interval, online.batch_size),
                                           online.interval)
         hyper = {name: jnp.full(online.interval, v) for name, v in opt_state.hyper.items()}
-        return (params, opt_state, smd_state), {"loss": losses, **hyper}
+        return (params, opt_state, smd_state, est_state), {"loss": losses, **hyper}
 
-    (params, opt_state, smd_state), curves = jax.lax.scan(
-        body, (params, opt_state, smd_state), jax.random.split(key, intervals))
-    return params, opt_state, smd_state, jax.tree.map(lambda a: a.reshape(-1), curves)
+    (params, opt_state, smd_state, est_state), curves = jax.lax.scan(
+        body, (params, opt_state, smd_state, est_state), jax.random.split(key, intervals))
+    return params, opt_state, smd_state, est_state, jax.tree.map(lambda a: a.reshape(-1), curves)
 
 
 @partial(jax.jit, static_argnames=("online", "steps"))

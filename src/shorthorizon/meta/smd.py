@@ -63,7 +63,7 @@ class SMD(NamedTuple):
         value, grad = objective_gradient(self.objective, state.raw, key, self.estimator, self.particles, self.sigma)
         return self.update(state, grad), (value, grad, state.raw)
 
-    def cost(self, hypers: int) -> float:
+    def step_cost(self, hypers: int) -> float:
         """One meta-step's cost in evaluations of the objective, for ``hypers`` hyperparameters
         (progress bars weigh work by it). An evaluation is mostly training steps, so the ratio is
         that of one step of the differentiated unroll to a plain one. Forward mode runs one jvp
@@ -88,18 +88,25 @@ class SMD(NamedTuple):
         return jax.lax.scan(self.step, state, keys)
 
 
-def train(estimator, smd: SMD, raw: Mapping[str, jax.Array], key: jax.Array, steps: int):
-    """``steps`` meta-steps of ``smd``'s update on the windowed ``estimator``'s hypergradients
-    (one window each), under one ``lax.scan``. Returns the final :class:`SMDState` and the
+def meta_steps(estimator, smd: SMD, state: SMDState, est_state, keys: jax.Array):
+    """``len(keys)`` meta-steps of ``smd``'s update on the windowed ``estimator``'s
+    hypergradients (one window each, key ``keys[i]``), under one ``lax.scan``, continuing
+    from ``state`` and the estimator's ``est_state``: a long fit runs as a few chunks, each
+    taking up where the last stopped. Returns ``((state, est_state), history)`` with the
     per-step (window loss, hypergradient, raw before the step)."""
-    init_key, key = jax.random.split(key)
-    state = smd.init(raw)
-
     def body(carry, k):
         state, est_state = carry
         loss, grad, est_state = estimator.estimate(est_state, state.raw, k)
         return (smd.update(state, grad), est_state), (loss, grad, state.raw)
 
-    (state, _), history = jax.lax.scan(body, (state, estimator.init(state.raw, init_key)),
-                                       jax.random.split(key, steps))
+    return jax.lax.scan(body, (state, est_state), keys)
+
+
+def train(estimator, smd: SMD, raw: Mapping[str, jax.Array], key: jax.Array, steps: int):
+    """``steps`` meta-steps (:func:`meta_steps`) from ``raw`` and a fresh estimator state.
+    Returns the final :class:`SMDState` and the per-step history."""
+    init_key, key = jax.random.split(key)
+    state = smd.init(raw)
+    (state, _), history = meta_steps(estimator, smd, state, estimator.init(state.raw, init_key),
+                                     jax.random.split(key, steps))
     return state, history

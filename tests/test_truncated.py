@@ -1,0 +1,104 @@
+"""Windowed estimators on the offline task (`shorthorizon truncated`): memory, budget, results."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shorthorizon.cli import main
+from shorthorizon.data import make_fake_dataset
+from shorthorizon.experiments import truncated as experiment
+from shorthorizon.hypergrad import Data
+from shorthorizon.meta import offline
+from shorthorizon.results import RunDir
+from shorthorizon.tasks import mlp
+
+
+def test_windowed_memory_does_not_grow_with_the_horizon():
+    """A meta-step's compiled program holds one window, whatever T; full reverse mode (K = T)
+    holds the whole run (the comparison shows the measurement can see growth)."""
+    task = mlp((4, 4, 1), hidden=(8,))
+    key = jax.random.PRNGKey(0)
+    data = Data(jax.random.uniform(key, (64, 4, 4, 1)), jnp.arange(64) % 10)
+    problem = offline.warm_start(task, data, key, offline.epoch_batches(data, key, 2, 8), 2, 0.1, 0.9, 8)
+    bounds = ((offline.LOG_LR, -7.0, 0.0), (offline.LOG_DECAY_EXPONENT, -5.0, 5.0))
+
+    def temp_bytes(horizon, name, truncation):
+        unroll, spec = offline.schedule_unroll(task, horizon, 8), (name, truncation, 2, 0.1)
+        state, est = offline.windowed_init(unroll, problem, offline.to_raw(0.03, 1.0), key, 0.1, bounds, spec)
+        program = offline.windowed_chunk.lower(unroll, problem, state, est, jax.random.split(key, 2), 0.1, bounds,
+                                               spec).compile()
+        return program.memory_analysis().temp_size_in_bytes
+
+    assert temp_bytes(200, "pes", 5) == temp_bytes(20, "pes", 5)
+    assert temp_bytes(200, "reverse", 200) > 5 * temp_bytes(20, "reverse", 20)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The command on a tiny fake MNIST: the reference and PES (the other estimators run the
+    same code; their cost accounting is tested in test_estimators)."""
+    root = tmp_path_factory.mktemp("truncated")
+    make_fake_dataset(root / "data", "mnist", n_train=500, n_test=1000, seed=0)
+    config = dataclasses.replace(
+        experiment.PRESETS["quick"], dataset="auto", data_dir=str(root / "data"), verify=False, horizon=40,
+        truncation=10, estimators=("pes",), fit_particles=2, fit_inner_steps=400, warm_start_steps=5,
+        eval_batches=2, surface_samples=4, surface_chunk=2, curve_points=4, meta_chunk=5)
+    sets = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if value != getattr(experiment.PRESETS["quick"], field.name):
+            sets += ["--set", f"{field.name}={','.join(map(str, value)) if isinstance(value, tuple) else value}"]
+    out = root / "run"
+    assert main(["truncated", "--preset", "quick", "--out", str(out), *sets]) == 0
+    return out, sets
+
+
+def test_every_fit_spends_the_same_budget_and_is_judged_by_the_loss_at_T(run, strict_json, capsys):
+    out, _ = run
+    summary = strict_json(out / "summary.json")
+    assert summary["dataset"] == "mnist" and summary["horizon"] == 40 and summary["truncation"] == 10
+    fits = summary["estimators"]
+    assert list(fits) == ["smd_full", "pes_K10"]
+    for name, fit in fits.items():
+        assert {"truncation", "lr0", "decay_exponent", "final_train_loss", "final_test_error", "inner_steps",
+                "wall_time_s"} <= set(fit)
+        # whole meta-steps within the budget: at most one meta-step's cost (K x particles x 2) short
+        assert 400 - 10 * 2 * 2 < fit["inner_steps"] <= 400, name
+        assert 1e-3 <= fit["lr0"] <= 10**-0.3 and 1e-2 <= fit["decay_exponent"] <= 10**2.3
+        # the yardstick is the long run's loss at T, stored with the fit's curves
+        curves = RunDir(out).load_curves(f"fit_{name}")
+        assert curves["step"][-1] == 40 and curves["train_loss"][-1] == pytest.approx(fit["final_train_loss"])
+        assert fit["train_loss_ratio"] == pytest.approx(fit["final_train_loss"] / fits["smd_full"]["final_train_loss"])
+    assert fits["smd_full"]["truncation"] is None and fits["pes_K10"]["truncation"] == 10
+    assert fits["smd_full"]["meta_steps"] == 10  # 400 / T
+    assert fits["pes_K10"]["meta_steps"] == (400 - 2 * 10 * 2) // (2 * 2 * 10)  # after staggering one particle
+    for name in ("fits.png", "fits.pdf", "long_runs.png", "long_runs.pdf"):
+        assert (out / name).is_file(), name
+    section = experiment.report(RunDir(out), prefix="truncated/")
+    assert "(truncated/fits.png)" in section and "| pes_K10 | mean training loss over the run |" in section
+
+
+def test_rerun_resumes_without_recomputing(run, monkeypatch, strict_json):
+    out, sets = run
+    before = strict_json(out / "summary.json")
+
+    def recomputed(**kwargs):
+        raise AssertionError("a finished unit was recomputed")
+
+    for unit in ("windowed_unit", "reference_unit", "surface_unit", "long_run_unit"):
+        monkeypatch.setattr(experiment, unit, recomputed)
+    assert main(["truncated", "--preset", "quick", "--out", str(out), *sets]) == 0
+    after = strict_json(out / "summary.json")
+    assert {k: v for k, v in after.items() if k != "wall_time_s"} == {k: v for k, v in before.items()
+                                                                      if k != "wall_time_s"}
+
+
+def test_bad_config_names_the_key(tmp_path, capsys):
+    assert main(["truncated", "--preset", "quick", "--out", str(tmp_path / "a"), "--set", "truncation=7"]) == 2
+    assert "'truncation' (7) must divide the horizon (3000)" in capsys.readouterr().err
+    assert main(["truncated", "--preset", "quick", "--out", str(tmp_path / "b"), "--set", "estimators=forward,adam"]) == 2
+    assert "'estimators' must name some of forward, reverse, es, pes" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
