@@ -158,7 +158,7 @@ def test_cli_end_to_end(tiny, tmp_path, capsys, strict_json):
     assert set(summary["horizons"]) == {"10"}
     numbers = {"lr0", "decay_exponent", "meta_objective", "final_train_loss", "final_test_error"}
     for fit in summary["horizons"].values():
-        assert set(fit) == numbers | {"diverged", "diverged_restarts"}
+        assert set(fit) == numbers | {"diverged", "diverged_restarts", "from_surface"}
         assert 1e-3 <= fit["lr0"] <= 0.5 and 1e-2 <= fit["decay_exponent"] <= 200
         assert np.isfinite([fit[k] for k in numbers]).all()
         assert fit["diverged"] is False and fit["diverged_restarts"] == []
@@ -209,6 +209,21 @@ def test_surface_then_refine(tiny, tmp_path, capsys):
     assert fit["meta_objective"] == pytest.approx(surface["loss"][0, best], rel=1e-5)
     section = experiment.report(run_dir)
     assert "best of 8 surface samples" in section and "paper (T=100" not in section
+
+
+def test_a_surface_sample_beats_a_worse_refinement(tiny):
+    """The best surface sample replaces a horizon's SMD fit exactly where its meta-objective
+    (same batches) is lower, and a horizon whose samples all diverged keeps its fit."""
+    config = dataclasses.replace(tiny, horizons=(5, 10, 20), smd_from_surface=1)
+    lr0, decay_exponent = experiment.surface_points(config)
+    loss = np.array([[0.7, 0.4, 0.9, 0.8, 0.6, 0.5, 1.0, 0.95],
+                     [0.3, 0.2, 0.25, 0.4, 0.5, 0.6, 0.7, 0.8],
+                     [np.nan] * 8])
+    fitted = {h: {"meta_objective": np.float32(0.35)} for h in (5, 10, 20)}
+    wins = experiment._surface_wins(config, (5, 10, 20), loss, fitted)
+    assert set(wins) == {10}
+    assert (wins[10]["lr0"][-1], wins[10]["decay_exponent"][-1], wins[10]["meta_objective"]) == (
+        lr0[1], decay_exponent[1], 0.2)
 
 
 def test_estimated_cost_of_the_presets():

@@ -356,6 +356,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                   for h in horizons}
     best = {h: int(np.nanargmin(o)) if np.isfinite(o).any() else None for h, o in objectives.items()}
     fitted = {h: fits[f"smd_T{h}_r{best[h]}"] for h in horizons if best[h] is not None}
+    if config.smd_from_surface:
+        fitted.update(_surface_wins(config, horizons, surface_loss, fitted))
 
     long_units = [Unit(f"long_T{h}", dict(config=config, lr0=float(fit["lr0"][-1]),
                                           decay_exponent=float(fit["decay_exponent"][-1])))
@@ -399,6 +401,23 @@ def _starts(config: Config, horizons, surface_loss: np.ndarray) -> dict:
             for h in horizons}
 
 
+def _surface_wins(config: Config, horizons, surface_loss: np.ndarray, fitted: dict) -> dict:
+    """The horizons whose best surface sample beats their SMD refinements, with that sample as
+    their fit. Both are judged on the same batches (the surface key's), so the sample is a
+    candidate like any restart: SMD descends the objective's expectation over batches and can
+    end above the sample that these particular batches favour."""
+    lr0, decay_exponent = surface_points(config)
+    wins = {}
+    for h, loss in zip(horizons, surface_loss):
+        if not np.isfinite(loss).any():
+            continue
+        i = int(np.nanargmin(np.where(np.isfinite(loss), loss, np.nan)))
+        if h not in fitted or loss[i] < float(fitted[h]["meta_objective"]):
+            wins[h] = {"lr0": lr0[i:i + 1], "decay_exponent": decay_exponent[i:i + 1],
+                       "meta_objective": loss[i], "from_surface": True}
+    return wins
+
+
 def _padded(rows: list[list]) -> np.ndarray:
     """Nested lists (horizon, restart) of scalars or of arrays of any length as one array,
     NaN-padded."""
@@ -434,12 +453,12 @@ def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
     finite are written as null."""
     def numbers(h) -> dict:
         if h not in fitted:
-            return dict.fromkeys(("lr0", "decay_exponent", "meta_objective", "final_train_loss",
-                                  "final_test_error"), math.nan)
+            return {**dict.fromkeys(("lr0", "decay_exponent", "meta_objective", "final_train_loss",
+                                     "final_test_error"), math.nan), "from_surface": False}
         fit, run = fitted[h], long[f"long_T{h}"]
         return {"lr0": float(fit["lr0"][-1]), "decay_exponent": float(fit["decay_exponent"][-1]),
                 "meta_objective": float(fit["meta_objective"]), "final_train_loss": float(run["train_loss"][-1]),
-                "final_test_error": float(run["test_error"][-1])}
+                "final_test_error": float(run["test_error"][-1]), "from_surface": bool(fit.get("from_surface"))}
 
     per_horizon = {}
     for h in horizons:
@@ -531,7 +550,8 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
         refined = ("every horizon" if not config["smd_max_horizon"]
                    else f"T <= {config['smd_max_horizon']}; the longer ones keep their best sample")
         fit = (f"taken as the best of {config['surface_samples']} surface samples and refined by "
-               f"{config['meta_steps']} SMD meta-steps from each of the {config['smd_from_surface']} best ({refined})")
+               f"{config['meta_steps']} SMD meta-steps from each of the {config['smd_from_surface']} best ({refined}; "
+               f"a refinement replaces the sample where its meta-objective is lower)")
     else:
         fit = f"fitted by SMD ({config['meta_steps']} meta-steps from each of {len(config['init_lr0'])} starts)"
     rows = "\n".join(
