@@ -85,7 +85,7 @@ def test_smd_reaches_the_best_region_of_the_surface():
     lr0 = np.exp(rng.uniform(*np.log(config.lr0_range), 48)).astype(np.float32)
     decay_exponent = np.exp(rng.uniform(*np.log(config.decay_exponent_range), 48)).astype(np.float32)
     best_surface = np.nanmin(offline.surface(unroll, problem, lr0, decay_exponent, key, (50,)))
-    bounds = experiment._bounds(config)
+    bounds = experiment.bounds(config)
     fitted = []
     for restart, init in enumerate(((0.01, 1.0), (0.1, 30.0))):
         state = offline.smd(unroll, problem, 0.1, bounds).init(offline.to_raw(*init))
