@@ -61,7 +61,7 @@ class Config:
     decay_exponent_range: tuple[float, ...] = (1e-2, 10**2.3)
     surface_samples: int = 2500
     surface_chunk: int = 125  # samples per unit of work (each for every horizon)
-    surface_batch: int = 16  # samples vmapped together (the fastest of 4..32 in benchmarks/surface_speed.py)
+    surface_batch: int = 16  # samples vmapped together (4 to 16: alike on this CPU, benchmarks/surface_speed.py)
     init_lr0: tuple[float, ...] = (0.003, 0.03, 0.1, 0.01)  # SMD restarts: (init_lr0[i], init_decay_exponent[i])
     init_decay_exponent: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
     smd_from_surface: int = 0  # > 0: SMD restarts at each horizon's that many best surface samples instead

@@ -124,10 +124,12 @@ def surface(unroll: Unroll, problem: Problem, lr0: jax.Array, decay_exponent: ja
     every pair trained on the same batches, drawn from ``key`` (common random numbers: the
     surface's differences are the settings', not the batches'; and :func:`meta_objective` with
     ``key`` gives the same value for any one pair). Pairs are vmapped ``batch_size`` at a time.
-    Shared batches are also what makes the vmap pay: the first layer's input is the same for
-    every pair, so its product with the pairs' weights is one matmul (batch x inputs) @
-    (inputs x pairs*units) instead of a batch of small ones, and on the paper's MLP that layer
-    holds most of the FLOPs."""
+    Shared batches also let the pairs share work: the first layer's input is the same for every
+    pair, so its forward product is one matmul (batch x inputs) @ (inputs x pairs*units)
+    instead of a batch of small ones, and on the paper's MLP that layer holds most of the
+    FLOPs. Its weight gradient stays a batched product (JAX's transpose of the vmapped dot), as
+    do the smaller layers; a plain step's large first-layer matmul already runs near the CPU's
+    matmul speed, so vmapping adds little there (benchmarks/surface_speed.py)."""
     def one(pair):
         a, b = pair
         return meta_objectives(unroll, problem, {"lr": a, "decay_exponent": b}, key, horizons)
