@@ -437,7 +437,7 @@ def _print_estimate(config: Config) -> None:
     print(f"[{NAME}] estimated cost: {total:.3g} plain training steps ("
           + ", ".join(f"{k} {v:.3g}" for k, v in cost.items())
           + f") at {rate:.0f} steps/s measured -> about {_duration(total / rate)} on one process "
-          "(surface samples are vmapped: somewhat faster)", file=sys.stderr)
+          "(the vmapped surface runs at about that speed on a CPU)", file=sys.stderr)
 
 
 def _duration(seconds: float) -> str:
