@@ -61,6 +61,40 @@ def test_run_units_resumes_and_skips_finished(tmp_path):
     assert int(first["u1"]["value"]) == int(results["u1"]["value"])
 
 
+def test_progress_advances_by_cost_from_the_stored_units(tmp_path, monkeypatch):
+    """Units of different cost: the bar's length is their sum, a resumed sweep starts at the
+    stored units' cost, and each finished unit moves it by its own cost."""
+    import shorthorizon.runners as runners
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, initial, **kwargs):
+            self.total, self.n = total, initial
+            self.start = initial
+            self.seen = []
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+            self.seen.append(self.n)
+
+        def set_description_str(self, text, refresh=True):
+            self.label = text
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(runners, "tqdm", Recorder)
+    run_dir = RunDir(tmp_path)
+    units = [Unit(f"u{i}", {"x": i}, cost=10.0**i) for i in range(4)]
+    run_units(square, units[1:2], run_dir)
+    run_units(square, units, run_dir)
+    bar = bars[-1]
+    assert bar.total == 1111 and bar.start == 10
+    assert bar.seen == [11, 111, 1111] and bar.label == "units (4/4 units)"
+
+
 def test_failing_unit_keeps_the_finished_ones(tmp_path):
     run_dir = RunDir(tmp_path)
 

@@ -53,20 +53,21 @@ def _assert_same(a, b):
 
 
 def test_surface_horizons_are_prefixes_of_one_unroll(fake_dir):
-    """The surface evaluates every horizon from one unroll; each value must equal the
-    meta-objective of an unroll of exactly that many steps."""
+    """The surface evaluates every horizon from one unroll, all pairs vmapped on shared
+    batches; each value must equal the meta-objective of an unroll of exactly that many steps
+    of that pair alone on the same key."""
     _, train, _ = datasets.load("mnist", str(fake_dir), verify=False)
     task, key = mlp(), jax.random.PRNGKey(3)
     eval_set = offline.epoch_batches(train, key, 2, 100)
     problem = offline.warm_start(task, train, key, eval_set, 5, 0.1, 0.9)
-    lr0, decay_exponent = jnp.array([0.01, 0.2]), jnp.array([0.1, 50.0])
-    keys = jax.random.split(key, 2)
-    losses = offline.surface(offline.schedule_unroll(task, 7), problem, lr0, decay_exponent, keys, (3, 7))
+    lr0, decay_exponent = jnp.array([0.01, 0.2, 0.05]), jnp.array([0.1, 50.0, 1.0])
+    losses = offline.surface(offline.schedule_unroll(task, 7), problem, lr0, decay_exponent, key, (3, 7),
+                             batch_size=2)
     for row, horizon in enumerate((3, 7)):
         unroll = offline.schedule_unroll(task, horizon)
-        for i in range(2):
+        for i in range(3):
             hyper = {"lr": lr0[i], "decay_exponent": decay_exponent[i]}
-            expected = offline.meta_objective(unroll, problem, hyper, keys[i])
+            expected = offline.meta_objective(unroll, problem, hyper, key)
             np.testing.assert_allclose(losses[row, i], expected, rtol=1e-5)
 
 
@@ -83,8 +84,7 @@ def test_smd_reaches_the_best_region_of_the_surface():
     rng = np.random.default_rng(0)
     lr0 = np.exp(rng.uniform(*np.log(config.lr0_range), 48)).astype(np.float32)
     decay_exponent = np.exp(rng.uniform(*np.log(config.decay_exponent_range), 48)).astype(np.float32)
-    best_surface = np.nanmin(offline.surface(unroll, problem, lr0, decay_exponent,
-                                             jnp.broadcast_to(key, (48, *key.shape)), (50,)))
+    best_surface = np.nanmin(offline.surface(unroll, problem, lr0, decay_exponent, key, (50,)))
     bounds = experiment.bounds(config)
     fitted = []
     for restart, init in enumerate(((0.01, 1.0), (0.1, 30.0))):
@@ -158,7 +158,7 @@ def test_cli_end_to_end(tiny, tmp_path, capsys, strict_json):
     assert set(summary["horizons"]) == {"10"}
     numbers = {"lr0", "decay_exponent", "meta_objective", "final_train_loss", "final_test_error"}
     for fit in summary["horizons"].values():
-        assert set(fit) == numbers | {"diverged", "diverged_restarts"}
+        assert set(fit) == numbers | {"diverged", "diverged_restarts", "from_surface"}
         assert 1e-3 <= fit["lr0"] <= 0.5 and 1e-2 <= fit["decay_exponent"] <= 200
         assert np.isfinite([fit[k] for k in numbers]).all()
         assert fit["diverged"] is False and fit["diverged_restarts"] == []
@@ -190,3 +190,46 @@ def test_diverged_settings_are_recorded_and_the_run_goes_on(tiny, tmp_path, stri
     assert not RunDir(tmp_path).has_unit("long_T10")
     assert (tmp_path / "figure6_long_runs.png").is_file()
     assert "| 10 (diverged) | — |" in experiment.report(RunDir(tmp_path))
+
+
+def test_surface_then_refine(tiny, tmp_path, capsys):
+    """``smd_from_surface``: a horizon's fit starts at its best surface sample; above
+    ``smd_max_horizon`` it takes no meta-steps, and since the surface and the fits are judged
+    on the same batches, its meta-objective is that sample's surface value."""
+    config = dataclasses.replace(tiny, smd_from_surface=2, smd_max_horizon=5)
+    summary = experiment.run(config, RunDir(tmp_path))
+    assert "estimated cost" in capsys.readouterr().err
+    run_dir = RunDir(tmp_path)
+    surface, smd = run_dir.load_curves("surface"), run_dir.load_curves("smd")
+    best = int(np.argmin(surface["loss"][0]))
+    assert smd["lr0"].shape == (1, 1, 1) and smd["objective"].shape == (1, 1, 0)  # one start, no meta-steps
+    fit = summary["horizons"]["10"]
+    assert (fit["lr0"], fit["decay_exponent"]) == pytest.approx(
+        (surface["lr0"][best], surface["decay_exponent"][best]), rel=1e-6)
+    assert fit["meta_objective"] == pytest.approx(surface["loss"][0, best], rel=1e-5)
+    section = experiment.report(run_dir)
+    assert "best of 8 surface samples" in section and "paper (T=100" not in section
+
+
+def test_a_surface_sample_beats_a_worse_refinement(tiny):
+    """The best surface sample replaces a horizon's SMD fit exactly where its meta-objective
+    (same batches) is lower, and a horizon whose samples all diverged keeps its fit."""
+    config = dataclasses.replace(tiny, horizons=(5, 10, 20), smd_from_surface=1)
+    lr0, decay_exponent = experiment.surface_points(config)
+    loss = np.array([[0.7, 0.4, 0.9, 0.8, 0.6, 0.5, 1.0, 0.95],
+                     [0.3, 0.2, 0.25, 0.4, 0.5, 0.6, 0.7, 0.8],
+                     [np.nan] * 8])
+    fitted = {h: {"meta_objective": np.float32(0.35)} for h in (5, 10, 20)}
+    wins = experiment._surface_wins(config, (5, 10, 20), loss, fitted)
+    assert set(wins) == {10}
+    assert (wins[10]["lr0"][-1], wins[10]["decay_exponent"][-1], wins[10]["meta_objective"]) == (
+        lr0[1], decay_exponent[1], 0.2)
+
+
+def test_estimated_cost_of_the_presets():
+    """The paper's algorithm costs weeks of plain training steps here; the paper-horizons
+    preset, same horizons, about an hour (~2,000 steps/s)."""
+    paper, fast = (sum(experiment.estimated_cost(experiment.PRESETS[p]).values()) for p in ("paper", "paper-horizons"))
+    assert paper / 2000 > 7 * 86400 and fast / 2000 < 3600
+    assert experiment.is_paper_horizons(experiment.PRESETS["paper-horizons"])
+    assert not experiment.is_paper_horizons(experiment.PRESETS["quick"])

@@ -14,6 +14,7 @@ from shorthorizon.data.formats import write_idx
 from shorthorizon.data.registry import get_spec
 from shorthorizon.hypergrad import Data
 from shorthorizon.meta.online import Online, decay_hyper, decay_schedule
+from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.tasks import mlp
 
 
@@ -61,9 +62,16 @@ def test_online_run_curves():
     data = _separable(jax.random.key(0), 256)
     online = Online(mlp((4, 4, 1), hidden=(16,)), batch_size=16, meta_steps=2, interval=5, chunks=4)
     chance = math.log(10)
+    costs = []
     ok = online.run(data, jax.random.key(1), lr=0.05, momentum=0.9, adapt_steps=40, decay_steps=40,
-                    chance_loss=chance)
+                    chance_loss=chance, progress=costs.append)
     assert not ok.diverged and ok.steps_done == 80
+    # progress: cost per chunk (4 per half); a bar of length online.cost ends full, and it is at
+    # the adaptation half's share of the cost model when that half ends
+    assert len(costs) == 8 and sum(costs) == pytest.approx(online.cost(40, 40))
+    meta_step = 2 * 2 * (online.horizon + EVALUATION_COST)  # forward mode: one jvp (~2 steps) per hyperparameter
+    assert sum(costs[:4]) == pytest.approx(40 / 5 * (2 * meta_step + 5)) and sum(costs[4:]) == 40
+    assert online._replace(meta_steps=0).cost(40, 40) == 80  # the baseline's bar counts steps
     assert all(len(ok.curves[k]) == 80 for k in ("loss", "lr", "momentum"))
     np.testing.assert_allclose(ok.curves["lr"][-1] / (1 - ok.curves["momentum"][-1]), 1e-4, rtol=1e-4)
     assert ok.curves["momentum"][40] == pytest.approx(ok.momentum_at_stop)  # frozen after the midpoint

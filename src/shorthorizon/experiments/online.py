@@ -14,16 +14,18 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 from tqdm.auto import tqdm
 
 import jax
+import jax.numpy as jnp
 
 from shorthorizon.config import FRACTION, POSITIVE, require
+from shorthorizon.data.registry import get_spec
 from shorthorizon.experiments import datasets
-from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate
+from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, scalar_loss
 from shorthorizon.meta.online import Online
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
@@ -112,20 +114,32 @@ def _task(name: str, input_shape: tuple[int, ...]) -> Task:
     return make_task(name, input_shape)
 
 
+def _online(config: Config, task: str, model: Task, lookahead: str | None) -> Online:
+    """The run of ``task``; ``lookahead=None`` is the hand-tuned baseline (no meta-steps)."""
+    return Online(model, lookahead if lookahead in LOOKAHEADS else "stochastic", config.horizon,
+                  config.meta_steps if lookahead else 0, config.interval, config.meta_lr, config.clip,
+                  per_task(config, task, "batch_size"), final_lr_eff=config.final_lr_eff,
+                  chunks=config.chunks, estimator=(config.estimator, config.particles, config.sigma))
+
+
+def _halves(config: Config, task: str) -> tuple[int, int]:
+    """Steps of the adaptation half and of the decay half."""
+    steps = per_task(config, task, "steps")
+    return steps // 2, steps - steps // 2
+
+
 def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead: str | None) -> dict:
     """One training run; ``lookahead=None`` is the hand-tuned baseline (no adaptation)."""
     train, test = _data(dataset, config.data_dir or None, config.verify)
     model = _task(task, tuple(train.x.shape[1:]))
-    online = Online(model, lookahead if lookahead in LOOKAHEADS else "stochastic", config.horizon,
-                    config.meta_steps if lookahead else 0, config.interval, config.meta_lr, config.clip,
-                    per_task(config, task, "batch_size"), final_lr_eff=config.final_lr_eff,
-                    chunks=config.chunks, estimator=(config.estimator, config.particles, config.sigma))
-    steps = per_task(config, task, "steps")
+    online = _online(config, task, model, lookahead)
     chance = math.log(int(train.y.max()) + 1)
     label = f"{task} {lookahead or 'baseline'} lr0={init_lr:g}"
-    with tqdm(total=steps, desc=label, unit="step", leave=False, dynamic_ncols=True) as bar:
+    # the bar counts plain training steps' worth of work: an adaptation step costs many
+    with tqdm(total=online.cost(*_halves(config, task)), desc=label, leave=False, dynamic_ncols=True,
+              bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]") as bar:
         result = online.run(train, jax.random.key(config.seed), init_lr, config.momentum,
-                            steps // 2, steps - steps // 2, chance_loss=chance, progress=bar.update)
+                            *_halves(config, task), chance_loss=chance, progress=bar.update)
     subset = Data(train.x[: config.eval_examples], train.y[: config.eval_examples])
     final_loss = float(_evaluate(model, result.params, subset, result.model_state)["loss"])
     accuracy = 1.0 - float(_evaluate(model, result.params, test, result.model_state)["error"])
@@ -139,6 +153,21 @@ _evaluate_jit = jax.jit(evaluate, static_argnums=(0, 3))
 
 def _evaluate(task: Task, params, data: Data, model_state) -> dict:
     return _evaluate_jit(task, params, data, min(1000, len(data.y)), model_state)
+
+
+def _cost(config: Config, task: str, dataset: str, lookahead: str | None) -> float:
+    """A run's cost in FLOPs: plain training steps' worth of work (:meth:`Online.cost`) times
+    XLA's FLOP count of one step of the task at its batch size (traced and lowered, not
+    compiled), so MLP and CNN runs share one bar."""
+    shape = get_spec(dataset).image_shape
+    model = _task(task, shape)
+    batch = (jax.ShapeDtypeStruct((per_task(config, task, "batch_size"), *shape), jnp.float32),
+             jax.ShapeDtypeStruct((per_task(config, task, "batch_size"),), jnp.int32))
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    model_state = jax.eval_shape(model.init_state, jax.random.key(0))
+    step = jax.jit(jax.grad(partial(scalar_loss, model), has_aux=True))
+    flops = step.lower(params, model_state, batch, jax.random.key(0)).cost_analysis()["flops"]
+    return _online(config, task, model, lookahead).cost(*_halves(config, task)) * flops
 
 
 def _unit_name(task: str, init_lr: float, lookahead: str | None) -> str:
@@ -179,7 +208,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     data = {task: dataset_for(config, task) for task in config.task}
     run_dir.write_config(config, datasets=data)
     units = [Unit(_unit_name(task, lr, la), dict(config=config, task=task, dataset=data[task], init_lr=lr,
-                                                 lookahead=la))
+                                                 lookahead=la), cost=_cost(config, task, data[task], la))
              for task in config.task for lr, la in _runs(config, task)]
     results = run_units(run_unit, units, run_dir, executor, ray_address, desc="online runs")
     summary = run_dir.write_summary({task: _task_summary(config, task, data[task], results) for task in config.task})

@@ -9,7 +9,7 @@ optimizer with an inverse-time schedule, :class:`~shorthorizon.hypergrad.Unroll`
 
     >>> unroll = schedule_unroll(task, horizon=100)
     >>> problem = warm_start(task, train, key, eval_set, steps=50, lr=0.1, momentum=0.9)
-    >>> losses = surface(unroll, problem, lr0s, decay_exponents, keys, (100, 1000))  # vmapped in batches
+    >>> losses = surface(unroll, problem, lr0s, decay_exponents, key, (100, 1000))  # vmapped in batches
     >>> state = smd(unroll, problem, meta_lr, bounds).init(to_raw(0.03, 1.0))
     >>> state, (objective, _, raw) = fit_chunk(unroll, problem, state, keys, meta_lr, bounds)
 
@@ -124,16 +124,23 @@ def meta_objectives(unroll: Unroll, problem: Problem, hyper: Mapping[str, jax.Ar
 
 
 @partial(jax.jit, static_argnames=("unroll", "horizons", "batch_size"))
-def surface(unroll: Unroll, problem: Problem, lr0: jax.Array, decay_exponent: jax.Array, keys: jax.Array,
-            horizons: tuple[int, ...], batch_size: int = 4) -> jax.Array:
-    """Meta-objective at each horizon (rows) for each (lr0, decay_exponent) pair (columns);
-    pair i draws its training batches from ``keys[i]``. Pairs are vmapped ``batch_size`` at a
-    time (on a 2-core CPU 4 beats both 1 and 16; raise it on an accelerator)."""
+def surface(unroll: Unroll, problem: Problem, lr0: jax.Array, decay_exponent: jax.Array, key: jax.Array,
+            horizons: tuple[int, ...], batch_size: int = 16) -> jax.Array:
+    """Meta-objective at each horizon (rows) for each (lr0, decay_exponent) pair (columns),
+    every pair trained on the same batches, drawn from ``key`` (common random numbers: the
+    surface's differences are the settings', not the batches'; and :func:`meta_objective` with
+    ``key`` gives the same value for any one pair). Pairs are vmapped ``batch_size`` at a time.
+    Shared batches also let the pairs share work: the first layer's input is the same for every
+    pair, so its forward product is one matmul (batch x inputs) @ (inputs x pairs*units)
+    instead of a batch of small ones, and on the paper's MLP that layer holds most of the
+    FLOPs. Its weight gradient stays a batched product (JAX's transpose of the vmapped dot), as
+    do the smaller layers; a plain step's large first-layer matmul already runs near the CPU's
+    matmul speed, so vmapping adds little there (benchmarks/surface_speed.py)."""
     def one(pair):
-        a, b, key = pair
+        a, b = pair
         return meta_objectives(unroll, problem, {"lr": a, "decay_exponent": b}, key, horizons)
 
-    return jax.lax.map(one, (lr0, decay_exponent, keys), batch_size=batch_size).T
+    return jax.lax.map(one, (lr0, decay_exponent), batch_size=batch_size).T
 
 
 def _meta_lr(meta_lr: float | tuple[float, int]):

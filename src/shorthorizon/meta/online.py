@@ -44,7 +44,7 @@ import numpy as np
 
 from shorthorizon import optim
 from shorthorizon.hypergrad import ES, Data, EstState, TrainingRun, Unroll, model_key, stochastic_batches, train
-from shorthorizon.meta.smd import SMD, SMDState
+from shorthorizon.meta.smd import EVALUATION_COST, SMD, SMDState
 from shorthorizon.optim import OptState, from_effective, to_effective
 from shorthorizon.tasks import ModelState, Params, Task
 
@@ -83,10 +83,31 @@ class Online(NamedTuple):
         def objective(raw, key):
             return unroll.objective(from_effective(raw), params, opt_state, data, key, model_state=model_state)
 
-        bounds = {"log_lr_eff": tuple(map(math.log, self.lr_eff_bounds)),
-                  "log_one_minus_momentum": tuple(map(math.log, self.one_minus_momentum_bounds))}
         name, particles, sigma = self.estimator
-        return SMD(objective, self.meta_lr, self.clip, bounds, name, particles, sigma)
+        return SMD(objective, self.meta_lr, self.clip, self.bounds(), name, particles, sigma)
+
+    def bounds(self) -> dict:
+        """SMD's bounds on the adapted hyperparameters, in its log space."""
+        return {"log_lr_eff": tuple(map(math.log, self.lr_eff_bounds)),
+                "log_one_minus_momentum": tuple(map(math.log, self.one_minus_momentum_bounds))}
+
+    def interval_cost(self) -> float:
+        """One adaptation interval in plain training steps: ``meta_steps`` meta-steps, each a
+        hypergradient (:meth:`SMD.step_cost`) of a ``horizon``-step lookahead and its one-batch
+        objective, then ``interval`` training steps. With the paper's settings (100 meta-steps
+        on 5-step lookaheads every 10 steps) an adaptation step costs ~ 200 plain ones: a bar
+        that counted steps would read the first half's pace as the whole run's. PES
+        (:attr:`persistent`): its pairs train the interval's window twice each (+ and -)."""
+        name, particles, sigma = self.estimator
+        if self.persistent:
+            return (2 * particles + 1) * self.interval
+        meta_step = SMD(estimator=name, particles=particles, sigma=sigma).step_cost(len(self.bounds()))
+        return self.meta_steps * meta_step * (self.horizon + EVALUATION_COST) + self.interval
+
+    def cost(self, adapt_steps: int, decay_steps: int) -> float:
+        """The whole run in plain training steps, the sum of what :meth:`run` reports to
+        ``progress``."""
+        return adapt_steps // self.interval * self.interval_cost() + decay_steps
 
     @property
     def persistent(self) -> bool:
@@ -109,8 +130,8 @@ class Online(NamedTuple):
             decay_steps: int, chance_loss: float = math.inf,
             progress: Callable[[int], None] | None = None) -> OnlineResult:
         """Train from fresh weights; stop early (``diverged``) when a chunk's losses are not
-        finite or, after the first chunk, their mean exceeds ``chance_loss``. ``progress(n)``
-        gets the steps done per chunk."""
+        finite or, after the first chunk, their mean exceeds ``chance_loss``. ``progress(c)``
+        gets the cost of each chunk done, in plain training steps (:meth:`cost`)."""
         if adapt_steps % self.interval:
             raise ValueError(f"adapt_steps={adapt_steps} is not a multiple of interval={self.interval}")
         init_key, adapt_key, decay_key = jax.random.split(key, 3)
@@ -124,10 +145,10 @@ class Online(NamedTuple):
                      if self.persistent else None)
         pieces: list[dict] = []
 
-        def finished(curves) -> bool:
+        def finished(curves, cost: float) -> bool:
             pieces.append(jax.device_get(curves))
             if progress is not None:
-                progress(len(curves["loss"]))
+                progress(cost)
             losses = pieces[-1]["loss"]
             # the first chunk starts from an untrained net, whose loss is about chance
             return not np.all(np.isfinite(losses)) or (len(pieces) > 1 and float(np.mean(losses)) > chance_loss)
@@ -137,7 +158,7 @@ class Online(NamedTuple):
             params, opt_state, model_state, smd_state, est_state, curves = _adapt(
                 self, params, opt_state, model_state, smd_state, est_state, start, data,
                 jax.random.fold_in(adapt_key, i), intervals, adapt_steps)
-            if diverged := finished(curves):
+            if diverged := finished(curves, intervals * self.interval_cost()):
                 break
         if not diverged:
             opt_state = opt_state._replace(hyper=decay_hyper(
@@ -145,7 +166,7 @@ class Online(NamedTuple):
             for i, steps in enumerate(_split(decay_steps, self.chunks)):
                 params, opt_state, model_state, curves = _decay(self, params, opt_state, model_state, data,
                                                                 jax.random.fold_in(decay_key, i), steps)
-                if diverged := finished(curves):
+                if diverged := finished(curves, steps):
                     break
         curves = {k: np.concatenate([p[k] for p in pieces]) for k in ("loss", "lr", "momentum")}
         at_stop = min(adapt_steps, len(curves["lr"])) - 1

@@ -3,6 +3,10 @@
 A *unit* is a named, pure computation ``fn(**kwargs) -> dict of arrays``. Finished units are
 stored in the run directory and skipped on the next run, so an interrupted sweep resumes,
 and the same seeds give the same numbers on either executor.
+
+Units of one sweep may differ in cost (an SMD fit at T = 20,000 against one at T = 100). Each
+unit carries an estimate of its ``cost`` in any unit shared by the sweep; the progress bar
+advances by cost, not by count, so its time left is right when the costs are.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ EXECUTORS = ("local", "ray")
 class Unit:
     name: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    cost: float = 1.0  # relative to the other units of the sweep: the progress bar's weight
 
 
 def run_units(
@@ -42,18 +47,41 @@ def run_units(
     if len(set(names)) != len(names):
         raise ValueError(f"unit names must be unique, got {names}")
     pending = [u for u in units if not run_dir.has_unit(u.name)]
-    done = len(units) - len(pending)
-    bar = tqdm(total=len(units), initial=done, desc=desc, unit="unit", dynamic_ncols=True)
+    waiting = {u.name for u in pending}
+    bar = CostBar(units, [name for name in names if name not in waiting], desc)
     try:
         if executor == "local":
             for unit in pending:
                 run_dir.save_unit(unit.name, _to_numpy(fn(**unit.kwargs)))
-                bar.update()
+                bar.finished(unit.name)
         else:
             _run_ray(fn, pending, run_dir, ray_address, bar)
     finally:
         bar.close()
     return {name: run_dir.load_unit(name) for name in names}
+
+
+class CostBar:
+    """A progress bar over ``units`` whose length is the sum of their costs; its label counts
+    the finished units."""
+
+    def __init__(self, units: Sequence[Unit], done: Sequence[str], desc: str):
+        self.cost = {u.name: float(u.cost) for u in units}
+        self.done, self.desc = set(done), desc
+        self.bar = tqdm(total=sum(self.cost.values()), initial=sum(self.cost[n] for n in self.done),
+                        bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]", dynamic_ncols=True)
+        self._label()
+
+    def _label(self) -> None:
+        self.bar.set_description_str(f"{self.desc} ({len(self.done)}/{len(self.cost)} units)", refresh=False)
+
+    def finished(self, name: str) -> None:
+        self.done.add(name)
+        self._label()
+        self.bar.update(self.cost[name])
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _to_numpy(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -118,5 +146,6 @@ def _run_ray(fn, pending, run_dir, address, bar) -> None:
     while refs:
         ready, _ = ray.wait(list(refs), num_returns=1)
         for ref in ready:
-            run_dir.save_unit(refs.pop(ref), ray.get(ref))
-            bar.update()
+            name = refs.pop(ref)
+            run_dir.save_unit(name, ray.get(ref))
+            bar.finished(name)
