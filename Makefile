@@ -19,8 +19,10 @@ venv: $(BIN)/.installed
 reproduce: venv
 	$(BIN)/shorthorizon reproduce --preset $(PRESET) --out $(OUT) --fetch-data
 
+# one pytest worker per core (JAX compiles on one thread; tests are mostly compilation), a test
+# file's tests on one worker so that its module fixtures are built once
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs

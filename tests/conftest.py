@@ -41,3 +41,13 @@ def strict_json():
         return json.loads(path.read_text(), parse_constant=refuse)
 
     return parse
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for every test that needs one (its workers stay warm between
+    tests); shut down at the end of the session."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

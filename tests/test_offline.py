@@ -128,14 +128,9 @@ def test_interrupted_run_resumes_without_recomputing(tiny, tmp_path, monkeypatch
         experiment.run(dataclasses.replace(tiny, seed=1), RunDir(resumed))
 
 
-def test_ray_and_local_executors_agree(tiny, tmp_path):
-    ray = pytest.importorskip("ray")
+def test_ray_and_local_executors_agree(tiny, tmp_path, ray_cluster):
     experiment.run(tiny, RunDir(tmp_path / "local"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        experiment.run(tiny, RunDir(tmp_path / "ray"), executor="ray")
-    finally:
-        ray.shutdown()
+    experiment.run(tiny, RunDir(tmp_path / "ray"), executor="ray")
     _assert_same(_results(tmp_path / "local"), _results(tmp_path / "ray"))
 
 

@@ -167,10 +167,9 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json):
     assert json.loads((out / "summary.json").read_text())["mlp"]["runs"] != s["runs"]
 
 
-def test_ray_and_local_executors_agree(tmp_path):
+def test_ray_and_local_executors_agree(tmp_path, ray_cluster):
     """Each (task, initial lr, lookahead) run is a unit that a Ray worker computes exactly as
     the local executor does: same curves, same summary."""
-    ray = pytest.importorskip("ray")
     from shorthorizon.experiments import online
     from shorthorizon.results import RunDir
 
@@ -179,11 +178,7 @@ def test_ray_and_local_executors_agree(tmp_path):
         online.PRESETS["quick"], task=("mlp",), data_dir=str(tmp_path / "data"), verify=False, mlp_steps=40,
         meta_steps=2, interval=5, chunks=2, mlp_batch_size=20, mlp_init_lrs=(0.05,), eval_examples=100)
     local = online.run(config, RunDir(tmp_path / "local"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        remote = online.run(config, RunDir(tmp_path / "ray"), executor="ray")
-    finally:
-        ray.shutdown()
+    remote = online.run(config, RunDir(tmp_path / "ray"), executor="ray")
     assert remote["mlp"]["runs"] == local["mlp"]["runs"] and remote["mlp"]["baseline"] == local["mlp"]["baseline"]
     assert len(local["mlp"]["runs"]) == 2  # stochastic and deterministic
     for unit in ("mlp_baseline", "mlp_stochastic_lr0.05", "mlp_deterministic_lr0.05"):

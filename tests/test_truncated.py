@@ -23,14 +23,13 @@ def test_windowed_memory_does_not_grow_with_the_horizon():
     key = jax.random.PRNGKey(0)
     data = Data(jax.random.uniform(key, (64, 4, 4, 1)), jnp.arange(64) % 10)
     problem = offline.warm_start(task, data, key, offline.epoch_batches(data, key, 2, 8), 2, 0.1, 0.9, 8)
-    bounds = ((offline.LOG_LR, -7.0, 0.0), (offline.LOG_DECAY_EXPONENT, -5.0, 5.0))
+
+    raw = offline.to_raw(0.03, 1.0)
 
     def temp_bytes(horizon, name, truncation):
-        unroll, spec = offline.schedule_unroll(task, horizon, 8), (name, truncation, 2, 0.1)
-        state, est = offline.windowed_init(unroll, problem, offline.to_raw(0.03, 1.0), key, 0.1, bounds, spec)
-        program = offline.windowed_chunk.lower(unroll, problem, state, est, jax.random.split(key, 2), 0.1, bounds,
-                                               spec).compile()
-        return program.memory_analysis().temp_size_in_bytes
+        est = offline.windowed_estimator(offline.schedule_unroll(task, horizon, 8), problem, (name, truncation, 2, 0.1))
+        state = jax.eval_shape(est.init, raw, key)  # shapes only: nothing runs
+        return jax.jit(est.estimate).lower(state, raw, key).compile().memory_analysis().temp_size_in_bytes
 
     assert temp_bytes(200, "pes", 5) == temp_bytes(20, "pes", 5)
     assert temp_bytes(200, "reverse", 200) > 5 * temp_bytes(20, "reverse", 20)
