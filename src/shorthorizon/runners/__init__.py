@@ -69,15 +69,14 @@ class CostBar:
         self.cost = {u.name: float(u.cost) for u in units}
         self.done, self.desc = set(done), desc
         self.bar = tqdm(total=sum(self.cost.values()), initial=sum(self.cost[n] for n in self.done),
-                        bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]", dynamic_ncols=True)
-        self._label()
+                        desc=self._label(), bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]", dynamic_ncols=True)
 
-    def _label(self) -> None:
-        self.bar.set_description_str(f"{self.desc} ({len(self.done)}/{len(self.cost)} units)", refresh=False)
+    def _label(self) -> str:
+        return f"{self.desc} ({len(self.done)}/{len(self.cost)} units)"
 
     def finished(self, name: str) -> None:
         self.done.add(name)
-        self._label()
+        self.bar.set_description_str(self._label(), refresh=False)
         self.bar.update(self.cost[name])
 
     def close(self) -> None:
