@@ -21,7 +21,6 @@ budget of inner steps), and the fits are judged by the exact J.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
