@@ -40,7 +40,7 @@ def main() -> None:
             stamps.append(time.perf_counter())
             costs.append(cost)
 
-        online.run(train, jax.random.key(0), lr, 0.9, half, half, progress=progress)
+        online.run(train, jax.random.key(0), {"lr": lr, "momentum": 0.9}, half, half, progress=progress)
         seconds, costs = np.diff(stamps), np.array(costs)
         adapt, decay = slice(1, CHUNKS), slice(CHUNKS + 1, 2 * CHUNKS)
         per_cost = [seconds[s].sum() / costs[s].sum() for s in (adapt, decay)]

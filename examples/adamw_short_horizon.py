@@ -2,35 +2,33 @@
 NNX) trained by optax AdamW on Fashion-MNIST, whose learning rate and weight decay are adapted
 online by SMD on a short stochastic lookahead, beside the same run at the hand-tuned values.
 
-Every ``interval`` training steps, ``meta_steps`` SMD steps (Adam on log lr and log weight
-decay, hypergradients clipped) each differentiate the training loss after a ``horizon``-step
-lookahead from the current weights, BatchNorm statistics and AdamW moments, on fresh batches
-(the paper's stochastic lookahead). The question is the paper's: is the adapted learning rate
-driven below the hand-tuned one, and does the run end worse for it?
+During the first half of training, every ``interval`` training steps, ``meta_steps`` SMD steps
+(Adam on log lr and log weight decay, hypergradients clipped) each differentiate the training
+loss after a ``horizon``-step lookahead from the current weights, BatchNorm statistics and AdamW
+moments, on fresh batches (the paper's stochastic lookahead); in the second half lr decays
+exponentially to 1e-4 (:class:`~shorthorizon.meta.online.Online`). The question is the paper's:
+is the adapted learning rate driven below the hand-tuned one, and does the run end worse for it?
 
     PYTHONPATH=examples python examples/adamw_short_horizon.py --steps 2000
-    shorthorizon unroll --task adamw_short_horizon:resnet --lr 1e-3 --momentum 0.9 --steps 20  # the same model
+    # the same model and question as an experiment (figures, report, resumable runs):
+    PYTHONPATH=examples shorthorizon online --preset quick --task adamw_short_horizon:resnet --set optimizer=adamw \
+        --set adapt=lr,weight_decay --set hyper=weight_decay=1e-4 --set mlp_init_lrs=1e-3 --set mlp_baseline_lr=1e-3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-from functools import partial
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
-from shorthorizon.hypergrad import Data, Unroll, evaluate, model_key, stochastic_batches, train
-from shorthorizon.meta.smd import SMD
-from shorthorizon.optim import Optimizer
+from shorthorizon.hypergrad import Data, evaluate
+from shorthorizon.meta.online import Online
+from shorthorizon.optim import LogSpace, adamw
 from shorthorizon.tasks import Task
 from shorthorizon.tasks.adapters import nnx_classifier
-
-ADAPTED = ("learning_rate", "weight_decay")
 
 
 class Block(nnx.Module):
@@ -66,55 +64,25 @@ def resnet(input_shape, num_classes: int, channels: int = 16, blocks: int = 2) -
     return nnx_classifier(lambda rngs: ResNet(input_shape[-1], num_classes, channels, blocks, rngs), name="resnet")
 
 
-def adamw() -> Optimizer:
-    return Optimizer("adamw", optax.inject_hyperparams(optax.adamw)(learning_rate=0.0, weight_decay=0.0, eps_root=1e-30))
+SPACE = LogSpace((("lr", 1e-5, 1.0), ("weight_decay", 1e-6, 1.0)))  # SMD's log space, bounded
 
 
-@partial(jax.jit, static_argnames=("task", "steps", "interval", "meta_steps", "horizon", "batch_size"))
-def online(task: Task, data: Data, key: jax.Array, lr: float, weight_decay: float, steps: int, interval: int,
-           meta_steps: int, horizon: int, batch_size: int, meta_lr: float = 0.03) -> dict:
-    """``steps`` AdamW steps from fresh weights; before every ``interval`` of them, ``meta_steps``
-    SMD steps on a ``horizon``-step stochastic lookahead (``meta_steps=0``: fixed values).
-    Returns per-step curves: ``loss`` (the batch's, before the step), ``learning_rate``,
-    ``weight_decay``; and the final params and model state."""
-    init_key, run_key = jax.random.split(key)
-    params, model_state = task.init(init_key), task.init_state(init_key)
-    opt = adamw()
-    opt_state = opt.init(params, {"learning_rate": lr, "weight_decay": weight_decay})
-    unroll = Unroll(task, opt, horizon, batch_size, "stochastic")
-    raw = {k: jnp.log(opt_state.hyper[k]) for k in ADAPTED}
-    smd = SMD(meta_lr=meta_lr, bounds={"learning_rate": (math.log(1e-5), 0.0), "weight_decay": (math.log(1e-6), 0.0)})
-
-    def interval_body(carry, k):
-        params, opt_state, model_state, smd_state = carry
-        meta_key, train_key = jax.random.split(k)
-        if meta_steps:
-            objective = lambda r, key: unroll.objective(jax.tree.map(jnp.exp, r), params, opt_state, data, key,
-                                                        model_state=model_state)
-            smd_state, _ = smd._replace(objective=objective).run(smd_state, jax.random.split(meta_key, meta_steps))
-            opt_state = opt_state.with_hyper(jax.tree.map(jnp.exp, smd_state.raw))
-        params, opt_state, model_state, losses = train(
-            task, opt, params, opt_state, stochastic_batches(data, train_key, interval, batch_size), interval,
-            model_state=model_state, key=model_key(train_key))
-        curves = {"loss": losses, **{k: jnp.full(interval, opt_state.hyper[k]) for k in ADAPTED}}
-        return (params, opt_state, model_state, smd_state), curves
-
-    (params, _, model_state, _), curves = jax.lax.scan(
-        interval_body, (params, opt_state, model_state, smd.init(raw)), jax.random.split(run_key, steps // interval))
-    return {**jax.tree.map(lambda a: a.reshape(-1), curves), "params": params, "model_state": model_state}
-
-
-def compare(task: Task, train_set: Data, test_set: Data, key: jax.Array, lr: float, weight_decay: float, **run) -> dict:
-    """The hand-tuned run and the adapted one from the same key: final training loss (mean of
-    the last tenth of the steps' batch losses), test error, and the adapted values at the end."""
+def compare(task: Task, train_set: Data, test_set: Data, key: jax.Array, lr: float, weight_decay: float,
+            steps: int, **online) -> dict:
+    """The hand-tuned run and the adapted one from the same key, each ``steps`` AdamW steps:
+    adaptation in the first half (``online``: :class:`Online`'s settings), then lr decays
+    exponentially to ``final_lr_eff`` with everything else frozen. Returns, per run, the
+    final training loss (mean of the last tenth of the steps' batch losses), test error and
+    the values when adaptation stopped."""
     out = {}
-    for name, meta_steps in (("hand_tuned", 0), ("adapted", run.pop("meta_steps"))):
-        r = online(task, train_set, key, lr, weight_decay, meta_steps=meta_steps, **run)
-        tail = max(1, len(r["loss"]) // 10)
-        out[name] = {"final_train_loss": float(jnp.mean(r["loss"][-tail:])),
-                     "test_error": float(evaluate(task, r["params"], test_set, 500, r["model_state"])["error"]),
-                     **{k: float(r[k][-1]) for k in ADAPTED}}
-    out["lr_below_hand_tuned"] = out["adapted"]["learning_rate"] < lr
+    for name, meta_steps in (("hand_tuned", 0), ("adapted", online.pop("meta_steps"))):
+        run = Online(task, meta_steps=meta_steps, optimizer=adamw(), space=SPACE, **online).run(
+            train_set, key, {"lr": lr, "momentum": 0.9, "weight_decay": weight_decay}, steps // 2, steps - steps // 2)
+        tail = max(1, len(run.curves["loss"]) // 10)
+        out[name] = {"final_train_loss": float(jnp.mean(run.curves["loss"][-tail:])),
+                     "test_error": float(evaluate(task, run.params, test_set, 500, run.model_state)["error"]),
+                     "diverged": run.diverged, **{f"{k}_at_stop": v for k, v in run.at_stop.items()}}
+    out["lr_below_hand_tuned"] = out["adapted"]["lr_at_stop"] < lr
     return out
 
 
@@ -124,6 +92,7 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=10)
     parser.add_argument("--meta-steps", type=int, default=5)
     parser.add_argument("--horizon", type=int, default=5)
+    parser.add_argument("--meta-lr", type=float, default=0.03)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3, help="the hand-tuned learning rate")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
@@ -134,9 +103,10 @@ def main() -> None:
 
     from shorthorizon.experiments import datasets
     _, train_set, test_set = datasets.load("fashion-mnist")
-    result = compare(resnet(train_set.x.shape[1:], 10, args.channels, args.blocks), train_set, test_set, jax.random.PRNGKey(args.seed), args.lr,
-                     args.weight_decay, steps=args.steps, interval=args.interval, meta_steps=args.meta_steps,
-                     horizon=args.horizon, batch_size=args.batch_size)
+    result = compare(resnet(train_set.x.shape[1:], 10, args.channels, args.blocks), train_set, test_set,
+                     jax.random.PRNGKey(args.seed), args.lr, args.weight_decay, args.steps, interval=args.interval,
+                     meta_steps=args.meta_steps, horizon=args.horizon, batch_size=args.batch_size,
+                     meta_lr=args.meta_lr)
     print(json.dumps(result, indent=2))
 
 

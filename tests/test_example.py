@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from test_hypergrad import teacher_data
 
@@ -19,16 +20,19 @@ def load_example():
     return module
 
 
-def test_adamw_online_adaptation_runs_and_moves_both_hyperparameters():
+def test_adamw_comparison_runs_and_adapts_both_hyperparameters():
+    """The example's comparison at tiny scale: the hand-tuned run keeps its values, the adapted
+    one moves lr and weight decay (three intervals of two meta-steps, each moving a log value by
+    at most meta_lr)."""
     example = load_example()
     task = example.resnet((8, 8, 1), 10, channels=4, blocks=1)
     data = teacher_data(jax.random.PRNGKey(0), (8, 8, 1), n=128, dtype=np.float32)
-    run = example.online(task, data, jax.random.PRNGKey(1), 1e-2, 1e-3, steps=6, interval=2, meta_steps=2,
-                         horizon=2, batch_size=16)
-    assert np.all(np.isfinite(run["loss"])) and run["loss"].shape == (6,)
-    for name, start in (("learning_rate", 1e-2), ("weight_decay", 1e-3)):
-        values = np.asarray(run[name])
-        # three intervals of two meta-steps; SMD's Adam moves log values by up to meta_lr a step
-        assert not np.isclose(values[0], start) and np.all(np.abs(np.log(values / start)) <= 6 * 0.03 + 1e-6)
-    stats = jax.tree.leaves(run["model_state"])
-    assert any(not np.allclose(s, 0) and not np.allclose(s, 1) for s in stats)  # BatchNorm statistics moved
+    out = example.compare(task, data, data, jax.random.PRNGKey(1), 1e-2, 1e-3, 12, interval=2, meta_steps=2,
+                          horizon=2, batch_size=16, meta_lr=0.03)
+    hand_tuned = out["hand_tuned"]
+    assert hand_tuned["lr_at_stop"] == pytest.approx(1e-2) and hand_tuned["weight_decay_at_stop"] == pytest.approx(1e-3)
+    for name, start in (("lr", 1e-2), ("weight_decay", 1e-3)):
+        value = out["adapted"][f"{name}_at_stop"]
+        assert not np.isclose(value, start) and abs(np.log(value / start)) <= 6 * 0.03 + 1e-6
+    assert not out["adapted"]["diverged"] and np.isfinite(out["adapted"]["final_train_loss"])
+    assert out["lr_below_hand_tuned"] == (out["adapted"]["lr_at_stop"] < 1e-2)

@@ -26,13 +26,22 @@ def _separable(key, n, shape=(4, 4, 1)):
     return Data(x, labels)
 
 
-def test_smd_moves_lr_against_the_finite_difference_hypergradient(x64):
+SPACES = {  # (optimizer, space, initial hyperparameters)
+    "heavy ball, effective space": (optim.momentum(), optim.EffectiveSpace(), {"lr": 0.03, "momentum": 0.9}),
+    "adamw, lr and weight decay": (optim.adamw(), optim.LogSpace((("lr", 1e-5, 1.0), ("weight_decay", 1e-6, 1.0))),
+                                   {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.1}),
+}
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_smd_moves_hyperparameters_against_the_finite_difference_hypergradient(x64, name):
+    optimizer, space, hyper = SPACES[name]
     data = _separable(jax.random.key(0), 64)
     task = mlp((4, 4, 1), hidden=(8,))
-    online = Online(task, lookahead="stochastic", batch_size=16)
+    online = Online(task, lookahead="stochastic", batch_size=16, optimizer=optimizer, space=space)
     params = task.init(jax.random.key(1))
-    raw = optim.to_effective(jnp.float64(0.3), jnp.float64(0.9))
-    state = optim.momentum().init(params, optim.from_effective(raw))
+    state = optimizer.init(params, hyper)
+    raw = space.to_raw(state.hyper)
     smd = online.smd(params, state, data)
     key = jax.random.key(3)
     new, (value, grad, _) = jax.jit(smd.step)(smd.init(raw), key)
@@ -47,13 +56,42 @@ def test_smd_moves_lr_against_the_finite_difference_hypergradient(x64):
         np.testing.assert_allclose(abs(new.raw[name] - raw[name]), smd.meta_lr, rtol=1e-3)
 
 
-def test_decay_ends_exactly_at_final_effective_lr():
+def test_adamw_online_adapts_lr_and_weight_decay_then_decays_lr():
+    """With a log space, every adapted hyperparameter follows its SMD state during the first
+    half and is frozen in the second, but lr, which ends at final_lr_eff."""
+    optimizer, space, hyper = SPACES["adamw, lr and weight decay"]
+    online = Online(mlp((4, 4, 1), hidden=(16,)), batch_size=16, meta_steps=2, interval=5, chunks=2,
+                    meta_lr=0.05, optimizer=optimizer, space=space)
+    out = online.run(_separable(jax.random.key(0), 256), jax.random.key(1), hyper, adapt_steps=20, decay_steps=10)
+    assert set(out.curves) == {"loss", "lr", "weight_decay"} and set(out.at_stop) == {"lr", "weight_decay"}
+    for name in ("lr", "weight_decay"):
+        values = out.curves[name]
+        # four intervals of two meta-steps, each moving the log value by at most meta_lr
+        assert len(np.unique(values[:20])) > 1
+        assert np.all(np.abs(np.log(values[:20] / hyper[name])) <= 8 * 0.05 * (1 + 1e-3))
+        assert values[19] == pytest.approx(out.at_stop[name])
+    np.testing.assert_allclose(out.curves["weight_decay"][20:], out.at_stop["weight_decay"])
+    np.testing.assert_allclose(out.curves["lr"][-1], online.final_lr_eff, rtol=1e-4)
+
+
+def test_a_hyperparameter_the_optimizer_lacks_or_misses_is_named():
+    online = Online(mlp((4, 4, 1), hidden=(8,)), optimizer=optim.sgd(), space=optim.EffectiveSpace())
+    data = _separable(jax.random.key(0), 32)
+    with pytest.raises(ValueError, match=r"'sgd' has no hyperparameter \['momentum'\] to adapt"):
+        online.run(data, jax.random.key(1), {"lr": 0.1}, 10, 10)
+    online = online._replace(optimizer=optim.adamw(), space=optim.LogSpace((("weight_decay", 1e-6, 1.0),)))
+    with pytest.raises(ValueError, match=r"initial value of the adapted hyperparameters \['weight_decay'\]"):
+        online.run(data, jax.random.key(1), {"lr": 0.1, "momentum": 0.9}, 10, 10)
+    with pytest.raises(ValueError, match="learning rate named lr and no schedule"):
+        online._replace(optimizer=optim.adamw(optim.constant())).run(data, jax.random.key(1), {"lr": 0.1}, 10, 10)
+
+
+def test_decay_ends_exactly_at_final_lr():
     hyper = {"lr": jnp.float32(0.02), "momentum": jnp.float32(0.8)}
-    decayed = decay_hyper(hyper, start=300, steps=200, final_lr_eff=1e-4)
+    decayed = decay_hyper(hyper, start=300, steps=200, final_lr=1e-4)
     lr = np.asarray(decay_schedule(decayed, 300 + jnp.arange(200)))
-    lr_eff = lr / (1 - 0.8)
     np.testing.assert_allclose(lr[0], 0.02, rtol=1e-6)
-    np.testing.assert_allclose(lr_eff[-1], 1e-4, rtol=1e-5)
+    np.testing.assert_allclose(lr[-1], 1e-4, rtol=1e-5)
     assert np.all(np.diff(lr) < 0)
     np.testing.assert_allclose(np.diff(np.log(lr)), np.log(lr[1] / lr[0]), rtol=1e-3)  # exponential
 
@@ -63,7 +101,7 @@ def test_online_run_curves():
     online = Online(mlp((4, 4, 1), hidden=(16,)), batch_size=16, meta_steps=2, interval=5, chunks=4)
     chance = math.log(10)
     costs = []
-    ok = online.run(data, jax.random.key(1), lr=0.05, momentum=0.9, adapt_steps=40, decay_steps=40,
+    ok = online.run(data, jax.random.key(1), {"lr": 0.05, "momentum": 0.9}, adapt_steps=40, decay_steps=40,
                     chance_loss=chance, progress=costs.append)
     assert not ok.diverged and ok.steps_done == 80
     # progress: cost per chunk (4 per half); a bar of length online.cost ends full, and it is at
@@ -74,8 +112,8 @@ def test_online_run_curves():
     assert online._replace(meta_steps=0).cost(40, 40) == 80  # the baseline's bar counts steps
     assert all(len(ok.curves[k]) == 80 for k in ("loss", "lr", "momentum"))
     np.testing.assert_allclose(ok.curves["lr"][-1] / (1 - ok.curves["momentum"][-1]), 1e-4, rtol=1e-4)
-    assert ok.curves["momentum"][40] == pytest.approx(ok.momentum_at_stop)  # frozen after the midpoint
-    assert ok.curves["lr"][39] == pytest.approx(ok.lr_at_stop)
+    assert ok.curves["momentum"][40] == pytest.approx(ok.at_stop["momentum"])  # frozen after the midpoint
+    assert ok.curves["lr"][39] == pytest.approx(ok.at_stop["lr"])
 
 
 def test_pes_particles_train_beside_the_run_from_its_start():
@@ -86,7 +124,7 @@ def test_pes_particles_train_beside_the_run_from_its_start():
     task = mlp((4, 4, 1), hidden=(16,))
     online = Online(task, batch_size=16, meta_steps=1, interval=5, chunks=2, meta_lr=0.05,
                     estimator=("pes", 3, 0.1))
-    out = online.run(data, jax.random.key(1), lr=0.05, momentum=0.9, adapt_steps=20, decay_steps=10)
+    out = online.run(data, jax.random.key(1), {"lr": 0.05, "momentum": 0.9}, adapt_steps=20, decay_steps=10)
     init_key, adapt_key, _ = jax.random.split(jax.random.key(1), 3)  # Online.run's keys
     params = task.init(init_key)
     raw = optim.to_effective(jnp.float32(0.05), jnp.float32(0.9))
@@ -185,3 +223,34 @@ def test_ray_and_local_executors_agree(tmp_path, ray_cluster):
         a, b = RunDir(tmp_path / "local").load_unit(unit), RunDir(tmp_path / "ray").load_unit(unit)
         for key in ("loss", "lr", "momentum"):
             np.testing.assert_array_equal(a[key], b[key], err_msg=f"{unit}/{key}")
+
+
+def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
+    """`--set optimizer=adamw --set adapt=lr,weight_decay`: the summary and the report carry
+    every adapted hyperparameter at stop; a bad adapt or hyper entry is named before any run."""
+    from shorthorizon import cli
+    from shorthorizon.experiments import online
+
+    _write_learnable(tmp_path / "data", "fashion-mnist", 400, 100)
+    monkeypatch.delenv("SHORTHORIZON_DATA", raising=False)
+    args = ["online", "--preset", "quick", "--task", "mlp",
+            "--set", f"data_dir={tmp_path / 'data'}", "--set", "verify=false", "--set", "mlp_steps=20",
+            "--set", "meta_steps=2", "--set", "interval=5", "--set", "chunks=1", "--set", "mlp_batch_size=20",
+            "--set", "mlp_init_lrs=0.003", "--set", "mlp_baseline_lr=0.003", "--set", "lookaheads=stochastic",
+            "--set", "eval_examples=100", "--set", "optimizer=adamw"]
+    for extra, problem in ((["--set", "adapt=lr,b2"], "give 'b2' its bounds as b2:LOW:HIGH"),
+                           (["--set", "adapt=lr,weight_decay:1:0.1"], "0 < LOW < HIGH"),
+                           (["--set", "adapt=lr,weight_decay"], "initial value of the adapted hyperparameters "
+                                                                 "['weight_decay']"),
+                           (["--set", "adapt=lr,weight_decay", "--set", "hyper=weight_decay"], "NAME=VALUE")):
+        capsys.readouterr()
+        assert cli.main([*args, "--out", str(tmp_path / "bad"), *extra]) == 2
+        assert problem in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
+    assert cli.main([*args, "--out", str(tmp_path / "run"), "--set", "adapt=lr,weight_decay",
+                     "--set", "hyper=weight_decay=1e-3"]) == 0
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())["mlp"]
+    assert s["baseline"]["weight_decay"] == 1e-3 and s["baseline"]["momentum"] == 0.9
+    (run,) = s["runs"]
+    assert run["weight_decay_at_stop"] != 1e-3 and run["lr_at_stop"] != 0.003 and not run["diverged"]
+    assert "| run | lr₀ | lr at stop | weight_decay at stop |" in online.report(online.RunDir(tmp_path / "run"))

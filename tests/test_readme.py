@@ -28,3 +28,6 @@ def test_readme_python_example_runs(index):
     if "nnx_classifier" in BLOCKS[index]:  # BatchNorm model, AdamW: finite hypergradients for both
         match = re.search(r"loss ([\d.]+), d loss / d lr (-?[\d.]+), d / d wd (-?[\d.]+)", stdout)
         assert match and 0 < float(match.group(1)) < 5 and float(match.group(2)) != 0
+    if "LogSpace" in BLOCKS[index]:  # AdamW adapted online: both values moved from where they started
+        match = re.search(r"at stop: lr ([\d.e+-]+), weight decay ([\d.e+-]+)", stdout)
+        assert match and float(match.group(1)) != 1e-3 and float(match.group(2)) != 1e-4

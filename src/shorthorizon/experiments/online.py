@@ -7,6 +7,10 @@ exponentially to 1e-4. A hand-tuned baseline (fixed lr, momentum 0.9, same secon
 is trained beside them. Each (task, initial lr, lookahead) run is one unit of work.
 Short-horizon bias shows as stochastic-lookahead learning rates far below the baseline's,
 and deterministic-lookahead ones far above.
+
+``optimizer`` and ``adapt`` put another optimizer and any of its hyperparameters in place of the
+heavy ball's lr and momentum: ``--set optimizer=adamw --set adapt=lr,weight_decay --set
+hyper=weight_decay=1e-4`` asks the same question of AdamW (:mod:`shorthorizon.meta.online`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from shorthorizon.config import FRACTION, POSITIVE, require
 from shorthorizon.data.registry import get_spec
 from shorthorizon.experiments import datasets
 from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, scalar_loss
-from shorthorizon.meta.online import Online
+from shorthorizon import optim
+from shorthorizon.meta.online import Online, check
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 from shorthorizon.tasks import Task, make_task, task_factory
@@ -47,11 +52,16 @@ class Config:
     data_dir: str = ""  # extra folder searched first for the datasets ("" = the usual places)
     verify: bool = True  # check the data against the published checksums
     lookaheads: tuple[str, ...] = LOOKAHEADS
-    momentum: float = 0.9  # initial momentum of the SMD runs, and the baseline's
+    momentum: float = 0.9  # initial momentum of the SMD runs, and the baseline's (β1 of adam, adamw)
+    optimizer: str = "momentum"  # the base optimizer: momentum (the paper's heavy ball), adam, adamw, sgd
+    # adapted hyperparameters: the heavy ball's lr and momentum move in the paper's effective space;
+    # any other choice moves each in log space, within NAME:LOW:HIGH (lr and weight_decay have defaults)
+    adapt: tuple[str, ...] = ("lr", "momentum")
+    hyper: tuple[str, ...] = ()  # other initial hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
     horizon: int = 5  # lookahead steps per meta-step
     meta_steps: int = 100  # SMD meta-steps every `interval` training steps
     interval: int = 10
-    meta_lr: float = 0.01  # Adam, on log(lr_eff) and log(1 - momentum)
+    meta_lr: float = 0.01  # Adam, on log(lr_eff) and log(1 - momentum) (log values in another space)
     clip: float = 10.0  # hypergradients clipped to [-clip, clip]
     estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, es (antithetic pairs), or pes
     # (PES particles train beside the run, one meta-step per interval: no lookahead, lookaheads unused)
@@ -114,12 +124,61 @@ def _task(name: str, input_shape: tuple[int, ...]) -> Task:
     return make_task(name, input_shape)
 
 
+# log-space bounds of hyperparameters adapted without NAME:LOW:HIGH (the lr's: the paper's
+# effective-lr bounds, one decade lower, as Adam's steps are ~ lr where the heavy ball's are ~ 10 lr)
+LOG_RANGES = {"lr": (1e-5, 10.0), "weight_decay": (1e-6, 1.0)}
+
+
+@lru_cache(maxsize=8)
+def _optimizer(name: str) -> optim.Optimizer:
+    """One optimizer object per name and process, so that runs share compiled code."""
+    return optim.make_optimizer(name)
+
+
+def _space(config: Config) -> optim.EffectiveSpace | optim.LogSpace:
+    """Where SMD moves the ``adapt`` hyperparameters."""
+    if config.optimizer == "momentum" and sorted(config.adapt) == ["lr", "momentum"]:
+        return optim.EffectiveSpace()
+    ranges = []
+    for entry in config.adapt:
+        name, *bounds = entry.split(":")
+        if not bounds and name in LOG_RANGES:
+            bounds = LOG_RANGES[name]
+        try:
+            low, high = map(float, bounds)
+        except ValueError:
+            raise ValueError(f"config key 'adapt': give {name!r} its bounds as {name}:LOW:HIGH (0 < LOW < HIGH), "
+                             f"got {entry!r}") from None
+        if not 0 < low < high:
+            raise ValueError(f"config key 'adapt': the bounds of {name!r} must satisfy 0 < LOW < HIGH, got {entry!r}")
+        ranges.append((name, low, high))
+    return optim.LogSpace(tuple(ranges))
+
+
+def _hyper(config: Config, lr: float) -> dict:
+    """The initial hyperparameters of a run from ``lr``: the config's momentum (where the
+    optimizer has one) and its ``hyper`` entries."""
+    hyper = {"lr": lr}
+    if "momentum" in _optimizer(config.optimizer).hyperparameters():
+        hyper["momentum"] = config.momentum
+    for entry in config.hyper:
+        name, sep, value = entry.partition("=")
+        try:
+            hyper[name] = float(value) if sep else math.nan
+        except ValueError:
+            raise ValueError(f"config key 'hyper' takes NAME=VALUE entries, got {entry!r}") from None
+        if not math.isfinite(hyper[name]):
+            raise ValueError(f"config key 'hyper' takes NAME=VALUE entries with a finite value, got {entry!r}")
+    return hyper
+
+
 def _online(config: Config, task: str, model: Task, lookahead: str | None) -> Online:
     """The run of ``task``; ``lookahead=None`` is the hand-tuned baseline (no meta-steps)."""
     return Online(model, lookahead if lookahead in LOOKAHEADS else "stochastic", config.horizon,
                   config.meta_steps if lookahead else 0, config.interval, config.meta_lr, config.clip,
                   per_task(config, task, "batch_size"), final_lr_eff=config.final_lr_eff,
-                  chunks=config.chunks, estimator=(config.estimator, config.particles, config.sigma))
+                  chunks=config.chunks, estimator=(config.estimator, config.particles, config.sigma),
+                  optimizer=_optimizer(config.optimizer), space=_space(config))
 
 
 def _halves(config: Config, task: str) -> tuple[int, int]:
@@ -138,13 +197,13 @@ def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead:
     # the bar counts plain training steps' worth of work: an adaptation step costs many
     with tqdm(total=online.cost(*_halves(config, task)), desc=label, leave=False, dynamic_ncols=True,
               bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]") as bar:
-        result = online.run(train, jax.random.key(config.seed), init_lr, config.momentum,
+        result = online.run(train, jax.random.key(config.seed), _hyper(config, init_lr),
                             *_halves(config, task), chance_loss=chance, progress=bar.update)
     subset = Data(train.x[: config.eval_examples], train.y[: config.eval_examples])
     final_loss = float(_evaluate(model, result.params, subset, result.model_state)["loss"])
     accuracy = 1.0 - float(_evaluate(model, result.params, test, result.model_state)["error"])
     diverged = result.diverged or not math.isfinite(final_loss) or final_loss > chance
-    return {**result.curves, "lr_at_stop": result.lr_at_stop, "momentum_at_stop": result.momentum_at_stop,
+    return {**result.curves, **{f"{k}_at_stop": v for k, v in result.at_stop.items()},
             "final_train_loss": final_loss, "final_test_accuracy": accuracy, "diverged": diverged}
 
 
@@ -191,6 +250,7 @@ def validate(config: Config) -> None:
     if config.estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
     datasets.check_name(config.dataset)
+    check(_optimizer(config.optimizer), _space(config), _hyper(config, 1.0))
     require(config, "horizon meta_steps interval meta_lr clip particles sigma final_lr_eff eval_examples chunks",
             POSITIVE)
     require(config, "momentum", FRACTION)
@@ -224,7 +284,7 @@ def _finite(x) -> float | None:
 def _task_summary(config: Config, task: str, dataset: str, results: dict) -> dict:
     (base_lr, _), *runs = _runs(config, task)
     base = results[_unit_name(task, base_lr, None)]
-    baseline = {"lr": base_lr, "momentum": config.momentum,
+    baseline = {**_hyper(config, base_lr),
                 "final_train_loss": _finite(base["final_train_loss"]),
                 "final_test_accuracy": _finite(base["final_test_accuracy"]),
                 "diverged": bool(base["diverged"]), "steps_done": int(len(base["loss"]))}
@@ -232,11 +292,15 @@ def _task_summary(config: Config, task: str, dataset: str, results: dict) -> dic
     for lr, lookahead in runs:
         r = results[_unit_name(task, lr, lookahead)]
         rows.append({"init_lr": lr, "lookahead": lookahead, "unit": _unit_name(task, lr, lookahead),
-                     **{k: _finite(r[k]) for k in ("lr_at_stop", "momentum_at_stop", "final_train_loss",
-                                                   "final_test_accuracy")},
+                     **{k: _finite(r[k]) for k in _at_stop(r) + ("final_train_loss", "final_test_accuracy")},
                      "diverged": bool(r["diverged"]), "steps_done": int(len(r["loss"]))})
     return {"task": task, "dataset": dataset, "steps": per_task(config, task, "steps"),
             "baseline": baseline, "runs": rows, "checks": _checks(baseline, rows)}
+
+
+def _at_stop(row) -> tuple[str, ...]:
+    """The ``NAME_at_stop`` keys of a run's result or summary row, ``lr`` first."""
+    return tuple(sorted((k for k in row if k.endswith("_at_stop")), key=lambda k: k != "lr_at_stop"))
 
 
 def _checks(baseline: dict, rows: list[dict]) -> dict:
@@ -311,24 +375,32 @@ def plot(run_dir: RunDir) -> None:
 
 
 def report(run_dir: RunDir, prefix: str = "") -> str:
-    summary = run_dir.read_summary()
+    summary, config = run_dir.read_summary(), run_dir.read_config()
+    optimizer = config.get("optimizer", "momentum")
+    how = ("PES particles beside the run, one meta-step per interval" if config["estimator"] == "pes"
+           else f"{config['horizon']}-step lookahead")
     lines = ["## Online meta-optimization (Section 3.3, Figures 7–8)", "",
-             "SMD adapts lr and momentum during the first half of training (5-step lookahead); "
-             "then the effective lr decays exponentially to 1e-4. Learning rates are α in "
-             "v ← μv − α∇L.", ""]
+             f"SMD adapts {' and '.join(config.get('adapt', ('lr', 'momentum')))} of {optimizer} during the first "
+             f"half of training ({how}); then every hyperparameter is frozen but the lr, which decays "
+             f"exponentially until the effective lr is {config['final_lr_eff']:g}."
+             + (" Learning rates are α in v ← μv − α∇L." if optimizer == "momentum" else ""), ""]
     for task in _tasks(summary):
         s = summary[task]
         b = s["baseline"]
         figure = {"mlp": "Figure 7", "cnn": "Figure 8"}.get(task, "Your task")
+        at_stop = _at_stop(s["runs"][0]) if s["runs"] else ("lr_at_stop",)
+        names = [k.removesuffix("_at_stop") for k in at_stop]
         lines += [f"### {figure}: {task.upper()} on {s['dataset']} ({s['steps']} steps)", "",
                   f"![{figure}]({prefix}{_figure(task)}.png)", "",
-                  "| run | lr₀ | lr at stop | momentum at stop | final train loss | test accuracy | diverged |",
-                  "|---|---|---|---|---|---|---|",
-                  f"| baseline | {b['lr']:g} | {b['lr']:g} | {b['momentum']:g} | {fmt(b['final_train_loss'], '.4f')} "
+                  "| run | lr₀ | " + " | ".join(f"{n} at stop" for n in names)
+                  + " | final train loss | test accuracy | diverged |",
+                  "|---|---|" + "---|" * len(names) + "---|---|---|",
+                  f"| baseline | {b['lr']:g} | " + " | ".join(f"{b[n]:g}" for n in names)
+                  + f" | {fmt(b['final_train_loss'], '.4f')} "
                   f"| {fmt(b['final_test_accuracy'], '.4f')} | {'yes' if b['diverged'] else 'no'} |"]
         for r in s["runs"]:
-            lines.append(f"| {r['lookahead']} | {r['init_lr']:g} | {fmt(r['lr_at_stop'])} | "
-                         f"{fmt(r['momentum_at_stop'])} | {fmt(r['final_train_loss'], '.4f')} | "
+            lines.append(f"| {r['lookahead']} | {r['init_lr']:g} | " + " | ".join(fmt(r[k]) for k in at_stop)
+                         + f" | {fmt(r['final_train_loss'], '.4f')} | "
                          f"{fmt(r['final_test_accuracy'], '.4f')} | "
                          f"{'yes, at step ' + str(r['steps_done']) if r['diverged'] else 'no'} |")
         lines += ["", "Checks: " + ", ".join(f"{k}: **{v}**" for k, v in s["checks"].items()), ""]

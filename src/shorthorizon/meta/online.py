@@ -1,19 +1,23 @@
-"""Online meta-optimization (paper Section 3.3): adapt learning rate and momentum by SMD
-while training, then stop and decay.
+"""Online meta-optimization (paper Section 3.3): adapt hyperparameters of the base
+optimizer by SMD while training, then stop and decay.
 
 Training has two halves. During the first ``adapt_steps`` steps, every ``interval``
 training steps are preceded by ``meta_steps`` SMD meta-steps, each on a ``horizon``-step
-lookahead from the current weights and velocity (:class:`~shorthorizon.hypergrad.Unroll`,
-stochastic or deterministic). The meta-optimizer works on
-``{"log_lr_eff", "log_one_minus_momentum"}`` (:func:`~shorthorizon.optim.to_effective`)
-and its Adam state persists through training. At the midpoint adaptation stops: momentum
-is frozen and the effective learning rate ``lr / (1 - momentum)`` decays exponentially to
-``final_lr_eff`` at the last step. ``meta_steps=0`` gives the hand-tuned baseline: fixed
-hyperparameters, the same second half.
+lookahead from the current weights and optimizer state (:class:`~shorthorizon.hypergrad.Unroll`,
+stochastic or deterministic). The meta-optimizer works in ``space``: by default the paper's,
+learning rate and momentum of the heavy ball as ``{"log_lr_eff", "log_one_minus_momentum"}``
+(:class:`~shorthorizon.optim.EffectiveSpace`); any optax optimizer's positive hyperparameters
+in log space otherwise (:class:`~shorthorizon.optim.LogSpace`, e.g. AdamW's ``lr`` and
+``weight_decay``). Its Adam state persists through training. At the midpoint adaptation
+stops: every hyperparameter is frozen but ``lr``, which decays exponentially until the
+space's effective learning rate (``lr / (1 - momentum)`` for the heavy ball, ``lr`` itself
+otherwise) reaches ``final_lr_eff`` at the last step. ``meta_steps=0`` gives the hand-tuned
+baseline: fixed hyperparameters, the same second half.
 
 Each phase runs as a few jitted chunks (``lax.scan`` over intervals, each a ``lax.scan`` of
 meta-steps then of training steps); between chunks the host checks for divergence and
-reports progress. Curves (``loss``, ``lr``, ``momentum`` per training step) are scan outputs.
+reports progress. Curves (``loss``, ``lr`` and the space's hyperparameters per training step)
+are scan outputs.
 
 With ``estimator=("pes", particles, sigma)`` there is no lookahead: PES particles train beside
 the main run (:meth:`Online.particles`), from its initial weights, and every interval one PES
@@ -27,16 +31,25 @@ particles would give ES over a short lookahead, as biased as the lookahead itsel
     >>> import jax, jax.numpy as jnp
     >>> data = Data(jax.random.uniform(jax.random.key(0), (64, 4, 4, 1)), jnp.arange(64) % 10)
     >>> online = Online(mlp((4, 4, 1), hidden=(8,)), batch_size=8, interval=2, meta_steps=3)
-    >>> out = online.run(data, jax.random.key(1), lr=0.1, momentum=0.9, adapt_steps=8, decay_steps=8)
+    >>> out = online.run(data, jax.random.key(1), {"lr": 0.1, "momentum": 0.9}, adapt_steps=8, decay_steps=8)
     >>> out.curves["lr"].shape, bool(out.diverged)
     ((16,), False)
+
+AdamW's learning rate and weight decay instead (the decay half takes ``lr`` to ``final_lr_eff``):
+
+    >>> from shorthorizon.optim import LogSpace, adamw
+    >>> online = Online(mlp((4, 4, 1), hidden=(8,)), batch_size=8, interval=2, meta_steps=3, optimizer=adamw(),
+    ...                 space=LogSpace((("lr", 1e-5, 1.0), ("weight_decay", 1e-6, 1.0))))
+    >>> out = online.run(data, jax.random.key(1), {"lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4}, 8, 8)
+    >>> sorted(out.at_stop)
+    ['lr', 'weight_decay']
 """
 
 from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,17 +58,19 @@ import numpy as np
 from shorthorizon import optim
 from shorthorizon.hypergrad import ES, Data, EstState, TrainingRun, Unroll, model_key, stochastic_batches, train
 from shorthorizon.meta.smd import EVALUATION_COST, SMD, SMDState
-from shorthorizon.optim import OptState, from_effective, to_effective
+from shorthorizon.optim import OptState
 from shorthorizon.tasks import ModelState, Params, Task
+
+
+HEAVY_BALL = optim.momentum()  # one object, so that runs with the default share compiled code
 
 
 class OnlineResult(NamedTuple):
     params: Params
     steps_done: int  # training steps taken (fewer than planned when the run diverged)
-    lr_at_stop: float  # α when adaptation stopped (or the run did)
-    momentum_at_stop: float
+    at_stop: dict  # "lr" and the space's hyperparameters when adaptation stopped (or the run did)
     diverged: bool
-    curves: dict  # per training step: "loss" (minibatch, before the step), "lr", "momentum"
+    curves: dict  # per training step: "loss" (minibatch, before the step), "lr", the space's hyperparameters
     model_state: ModelState = ()  # the task's at the end (BatchNorm statistics)
 
 
@@ -70,26 +85,26 @@ class Online(NamedTuple):
     meta_lr: float = 0.01
     clip: float = 10.0
     batch_size: int = 100
-    lr_eff_bounds: tuple[float, float] = (1e-4, 10.0)
-    one_minus_momentum_bounds: tuple[float, float] = (1e-4, 1.0)
     final_lr_eff: float = 1e-4
     chunks: int = 10  # jitted pieces per phase: divergence checks and progress in between
     estimator: tuple[str, int, float] = ("forward", 1, 0.01)  # SMD's: (name, particles, sigma)
+    optimizer: optim.Optimizer = HEAVY_BALL  # the base optimizer, without a schedule
+    space: optim.EffectiveSpace | optim.LogSpace = optim.EffectiveSpace()  # what SMD adapts, how, within what
 
     def smd(self, params: Params, opt_state: OptState, data: Data, model_state: ModelState = ()) -> SMD:
         """SMD whose objective is the lookahead loss from ``params``, ``opt_state`` and ``model_state``."""
-        unroll = Unroll(self.task, optim.momentum(), self.horizon, self.batch_size, self.lookahead)
+        unroll = Unroll(self.task, self.optimizer, self.horizon, self.batch_size, self.lookahead)
 
         def objective(raw, key):
-            return unroll.objective(from_effective(raw), params, opt_state, data, key, model_state=model_state)
+            return unroll.objective(self.space.from_raw(raw), params, opt_state, data, key, model_state=model_state)
 
         name, particles, sigma = self.estimator
-        return SMD(objective, self.meta_lr, self.clip, self.bounds(), name, particles, sigma)
+        return SMD(objective, self.meta_lr, self.clip, self.space.bounds(), name, particles, sigma)
 
-    def bounds(self) -> dict:
-        """SMD's bounds on the adapted hyperparameters, in its log space."""
-        return {"log_lr_eff": tuple(map(math.log, self.lr_eff_bounds)),
-                "log_one_minus_momentum": tuple(map(math.log, self.one_minus_momentum_bounds))}
+    @property
+    def curve_names(self) -> tuple[str, ...]:
+        """The hyperparameters recorded per step: ``lr`` (the decay half changes it) and the space's."""
+        return ("lr",) + tuple(n for n in self.space.names if n != "lr")
 
     def interval_cost(self) -> float:
         """One adaptation interval in plain training steps: ``meta_steps`` meta-steps, each a
@@ -101,7 +116,7 @@ class Online(NamedTuple):
         name, particles, sigma = self.estimator
         if self.persistent:
             return (2 * particles + 1) * self.interval
-        meta_step = SMD(estimator=name, particles=particles, sigma=sigma).step_cost(len(self.bounds()))
+        meta_step = SMD(estimator=name, particles=particles, sigma=sigma).step_cost(len(self.space.names))
         return self.meta_steps * meta_step * (self.horizon + EVALUATION_COST) + self.interval
 
     def cost(self, adapt_steps: int, decay_steps: int) -> float:
@@ -122,23 +137,28 @@ class Online(NamedTuple):
         training runs beside the main one."""
         _, particles, sigma = self.estimator
         params, opt_state, model_state = start
-        inner = TrainingRun(self.task, optim.momentum(), data, params, opt_state, steps, self.batch_size,
-                            from_effective, model_state)
+        inner = TrainingRun(self.task, self.optimizer, data, params, opt_state, steps, self.batch_size,
+                            self.space.from_raw, model_state)
         return ES(inner, self.interval, particles, sigma, persistent=True, stagger=False)
 
-    def run(self, data: Data, key: jax.Array, lr: float, momentum: float, adapt_steps: int,
+    def run(self, data: Data, key: jax.Array, hyper: Mapping[str, float], adapt_steps: int,
             decay_steps: int, chance_loss: float = math.inf,
             progress: Callable[[int], None] | None = None) -> OnlineResult:
-        """Train from fresh weights; stop early (``diverged``) when a chunk's losses are not
-        finite or, after the first chunk, their mean exceeds ``chance_loss``. ``progress(c)``
-        gets the cost of each chunk done, in plain training steps (:meth:`cost`)."""
+        """Train from fresh weights and the initial hyperparameters ``hyper`` (those of the
+        optimizer it must be given and any others; :func:`check`); stop early (``diverged``)
+        when a chunk's losses are not finite or, after the first chunk, their mean exceeds
+        ``chance_loss``. ``progress(c)`` gets the cost of each chunk done, in plain training
+        steps (:meth:`cost`)."""
         if adapt_steps % self.interval:
             raise ValueError(f"adapt_steps={adapt_steps} is not a multiple of interval={self.interval}")
+        check(self.optimizer, self.space, hyper)
         init_key, adapt_key, decay_key = jax.random.split(key, 3)
         params, model_state = self.task.init(init_key), self.task.init_state(init_key)
-        dtype = jax.tree.leaves(params)[0].dtype
-        raw = to_effective(jnp.asarray(lr, dtype), jnp.asarray(momentum, dtype))
-        opt_state = optim.momentum().init(params, from_effective(raw))
+        opt_state = self.optimizer.init(params, hyper)
+        # the values SMD starts from are those its space gives back (the heavy ball's lr and
+        # momentum round-trip through the effective space, as every later meta-step's do)
+        raw = self.space.to_raw(opt_state.hyper)
+        opt_state = opt_state.with_hyper(self.space.from_raw(raw))
         smd_state = self.smd(params, opt_state, data).init(raw)
         start = (params, opt_state, model_state)
         est_state = (self.particles(start, data, adapt_steps).init(raw, jax.random.fold_in(init_key, 1))
@@ -161,25 +181,40 @@ class Online(NamedTuple):
             if diverged := finished(curves, intervals * self.interval_cost()):
                 break
         if not diverged:
-            opt_state = opt_state._replace(hyper=decay_hyper(
-                opt_state.hyper, adapt_steps, decay_steps, self.final_lr_eff))
+            final_lr = self.final_lr_eff * opt_state.hyper["lr"] / self.space.lr_eff(opt_state.hyper)
+            opt_state = opt_state._replace(hyper=decay_hyper(opt_state.hyper, adapt_steps, decay_steps, final_lr))
             for i, steps in enumerate(_split(decay_steps, self.chunks)):
                 params, opt_state, model_state, curves = _decay(self, params, opt_state, model_state, data,
                                                                 jax.random.fold_in(decay_key, i), steps)
                 if diverged := finished(curves, steps):
                     break
-        curves = {k: np.concatenate([p[k] for p in pieces]) for k in ("loss", "lr", "momentum")}
-        at_stop = min(adapt_steps, len(curves["lr"])) - 1
-        return OnlineResult(params, len(curves["loss"]), _last_finite(curves["lr"][: at_stop + 1]),
-                            _last_finite(curves["momentum"][: at_stop + 1]), diverged, curves, model_state)
+        curves = {k: np.concatenate([p[k] for p in pieces]) for k in ("loss",) + self.curve_names}
+        stop = min(adapt_steps, len(curves["lr"]))
+        return OnlineResult(params, len(curves["loss"]), {k: _last_finite(curves[k][:stop]) for k in self.curve_names},
+                            diverged, curves, model_state)
 
 
-def decay_hyper(hyper: dict, start: int, steps: int, final_lr_eff: float) -> dict:
+def check(optimizer: optim.Optimizer, space, hyper: Mapping[str, float]) -> None:
+    """Raise ValueError, naming the fix, unless ``optimizer`` can be adapted online in ``space``
+    from the initial values ``hyper``: it has a learning rate ``lr`` (the decay half sets it)
+    and no schedule, it has the space's hyperparameters, and ``hyper`` gives them."""
+    own = optimizer.hyperparameters()
+    if "lr" not in own or optimizer.schedule is not None:
+        raise ValueError(f"optimizer {optimizer.name!r}: online runs need a learning rate named lr and no "
+                         "schedule (the second half sets its own); build it as optim.adamw() is built")
+    missing = [n for n in space.names if n not in own]
+    if missing:
+        raise ValueError(f"optimizer {optimizer.name!r} has no hyperparameter {missing} to adapt; it has {sorted(own)}")
+    unset = [n for n in space.names if n not in hyper]
+    if unset:
+        raise ValueError(f"give the initial value of the adapted hyperparameters {unset}")
+
+
+def decay_hyper(hyper: dict, start: int, steps: int, final_lr: float) -> dict:
     """Hyperparameters of :func:`decay_schedule` for the second half: from ``hyper`` at step
-    ``start``, the effective lr decays exponentially to ``final_lr_eff`` at step
-    ``start + steps - 1``; momentum stays fixed."""
-    lr_eff = hyper["lr"] / (1 - hyper["momentum"])
-    per_step = jnp.exp(jnp.log(final_lr_eff / lr_eff) / max(steps - 1, 1))
+    ``start``, ``lr`` decays exponentially to ``final_lr`` at step ``start + steps - 1``;
+    the others stay fixed."""
+    per_step = jnp.exp(jnp.log(final_lr / hyper["lr"]) / max(steps - 1, 1))
     return {**hyper, "decay_rate": per_step, "decay_start": jnp.asarray(start, per_step.dtype)}
 
 
@@ -215,12 +250,12 @@ def _adapt(online: Online, params, opt_state: OptState, model_state, smd_state: 
         elif online.meta_steps:
             smd_state, _ = smd.run(smd_state, jax.random.split(meta_key, online.meta_steps))
         if online.meta_steps:
-            opt_state = opt_state._replace(hyper=from_effective(smd_state.raw))
+            opt_state = opt_state.with_hyper(online.space.from_raw(smd_state.raw))
         params, opt_state, model_state, losses = train(
-            online.task, optim.momentum(), params, opt_state,
+            online.task, online.optimizer, params, opt_state,
             stochastic_batches(data, train_key, online.interval, online.batch_size), online.interval,
             model_state=model_state, key=model_key(train_key))
-        hyper = {name: jnp.full(online.interval, v) for name, v in opt_state.hyper.items()}
+        hyper = {name: jnp.full(online.interval, opt_state.hyper[name]) for name in online.curve_names}
         return (params, opt_state, model_state, smd_state, est_state), {"loss": losses, **hyper}
 
     (params, opt_state, model_state, smd_state, est_state), curves = jax.lax.scan(
@@ -232,8 +267,10 @@ def _adapt(online: Online, params, opt_state: OptState, model_state, smd_state: 
 def _decay(online: Online, params, opt_state: OptState, model_state, data: Data, key, steps: int):
     """``steps`` training steps under :func:`decay_schedule`."""
     t = opt_state.step + jnp.arange(steps)
-    curves = {"lr": decay_schedule(opt_state.hyper, t), "momentum": jnp.full(steps, opt_state.hyper["momentum"])}
-    params, opt_state, model_state, losses = train(online.task, optim.momentum(decay_schedule), params, opt_state,
+    curves = {name: jnp.full(steps, opt_state.hyper[name]) for name in online.curve_names}
+    curves["lr"] = decay_schedule(opt_state.hyper, t)
+    params, opt_state, model_state, losses = train(online.task, online.optimizer._replace(schedule=decay_schedule),
+                                                   params, opt_state,
                                                    stochastic_batches(data, key, steps, online.batch_size), steps,
                                                    model_state=model_state, key=model_key(key))
     return params, opt_state, model_state, {"loss": losses, **curves}

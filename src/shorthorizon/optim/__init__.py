@@ -13,6 +13,7 @@ Conventions (one name per idea): ``lr`` is α in ``v <- μ v - α ∇L, θ <- θ
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -93,6 +94,11 @@ class Optimizer(NamedTuple):
                              f"hyperparameters are {sorted(known)}")
         return OptState(jnp.zeros((), jnp.int32), slots, {**slots.hyperparams, **hyper})
 
+    def hyperparameters(self) -> dict:
+        """The transformation's hyperparameters and their default values (``required`` ones
+        hold placeholders)."""
+        return dict(self.tx.init(jnp.zeros(())).hyperparams)
+
     def _schedule_reads(self, hyper: dict, own: dict) -> set:
         """The names the schedule reads from ``hyper`` (found by calling it once); ``own``: the
         transformation's hyperparameters, which must include the ``lr`` it sets."""
@@ -146,6 +152,10 @@ def _adam(lr, momentum, b2=0.999, eps=1e-8):
     return optax.adam(lr, b1=momentum, b2=b2, eps=eps, eps_root=1e-30)
 
 
+def _adamw(lr, momentum, weight_decay, b2=0.999, eps=1e-8):
+    return optax.adamw(lr, b1=momentum, b2=b2, eps=eps, eps_root=1e-30, weight_decay=weight_decay)
+
+
 def sgd(schedule: Schedule | None = None) -> Optimizer:
     """θ <- θ - lr_t ∇L."""
     return Optimizer("sgd", optax.inject_hyperparams(_sgd)(0.0), schedule, ("lr",))
@@ -162,7 +172,14 @@ def adam(schedule: Schedule | None = None) -> Optimizer:
     return Optimizer("adam", optax.inject_hyperparams(_adam)(0.0, 0.0), schedule, ("lr", "momentum"))
 
 
-OPTIMIZERS = {"sgd": sgd, "momentum": momentum, "adam": adam}
+def adamw(schedule: Schedule | None = None) -> Optimizer:
+    """AdamW (decoupled weight decay, scaled by lr as in optax); hyper ``lr``, ``momentum``
+    (= β1), ``weight_decay``, and ``b2``, ``eps``."""
+    return Optimizer("adamw", optax.inject_hyperparams(_adamw)(0.0, 0.0, 0.0), schedule,
+                     ("lr", "momentum", "weight_decay"))
+
+
+OPTIMIZERS = {"sgd": sgd, "momentum": momentum, "adam": adam, "adamw": adamw}
 
 
 def make_optimizer(name: str, schedule: Schedule | None = None) -> Optimizer:
@@ -181,3 +198,61 @@ def from_effective(raw: Mapping[str, jax.Array]) -> dict:
     """Inverse of :func:`to_effective`: returns {"lr": α, "momentum": μ}."""
     one_minus_mu = jnp.exp(raw["log_one_minus_momentum"])
     return {"lr": jnp.exp(raw["log_lr_eff"]) * one_minus_mu, "momentum": 1 - one_minus_mu}
+
+
+# --- spaces: where a meta-optimizer moves hyperparameters ---------------------------------
+class EffectiveSpace(NamedTuple):
+    """The paper's space for the heavy ball (Section 3.3): ``log_lr_eff`` = log(lr / (1 - μ))
+    and ``log_one_minus_momentum`` = log(1 - μ), each bounded in value (``lr_eff_bounds``,
+    ``one_minus_momentum_bounds``). Meta-steps in it change the step's scale and its memory apart."""
+
+    lr_eff_bounds: tuple[float, float] = (1e-4, 10.0)
+    one_minus_momentum_bounds: tuple[float, float] = (1e-4, 1.0)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The optimizer's hyperparameters this space moves."""
+        return ("lr", "momentum")
+
+    def to_raw(self, hyper: Hyper) -> dict:
+        return to_effective(hyper["lr"], hyper["momentum"])
+
+    def from_raw(self, raw: Mapping[str, jax.Array]) -> dict:
+        return from_effective(raw)
+
+    def bounds(self) -> dict:
+        """Bounds in the meta-optimizer's (log) space, SMD's ``bounds``."""
+        return {"log_lr_eff": _log_range(self.lr_eff_bounds),
+                "log_one_minus_momentum": _log_range(self.one_minus_momentum_bounds)}
+
+    def lr_eff(self, hyper: Hyper) -> jax.Array:
+        """The step's scale: lr / (1 - μ), the long-run step of the heavy ball on a constant gradient."""
+        return hyper["lr"] / (1 - hyper["momentum"])
+
+
+class LogSpace(NamedTuple):
+    """Any positive hyperparameters, each in log space and bounded in value: ``ranges`` =
+    ``(("lr", 1e-5, 1.0), ("weight_decay", 1e-6, 1.0))``. For optimizers other than the heavy
+    ball (Adam and its kin normalize the step, so ``lr`` is its scale: :meth:`lr_eff`)."""
+
+    ranges: tuple[tuple[str, float, float], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _ in self.ranges)
+
+    def to_raw(self, hyper: Hyper) -> dict:
+        return {f"log_{name}": jnp.log(hyper[name]) for name in self.names}
+
+    def from_raw(self, raw: Mapping[str, jax.Array]) -> dict:
+        return {name: jnp.exp(raw[f"log_{name}"]) for name in self.names}
+
+    def bounds(self) -> dict:
+        return {f"log_{name}": _log_range((low, high)) for name, low, high in self.ranges}
+
+    def lr_eff(self, hyper: Hyper) -> jax.Array:
+        return hyper["lr"]
+
+
+def _log_range(bounds: tuple[float, float]) -> tuple[float, float]:
+    return tuple(math.log(b) for b in bounds)
