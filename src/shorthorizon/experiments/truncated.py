@@ -210,9 +210,20 @@ def names(config: Config) -> list[str]:
     return [REFERENCE, *(label(e, config.truncation, config.horizon) for e in config.estimators)]
 
 
+DERIVATIVE_STEP = 3.0  # a forward- or reverse-mode inner step against a plain one (ES, PES), timed
+
+
+def fit_cost(config: Config, estimator: str) -> float:
+    """A fit's work in plain training steps (``estimator="reference"``: ``smd_full``): its inner
+    steps, each ``DERIVATIVE_STEP`` plain ones where it is differentiated (forward mode,
+    TBPTT), one for ES and PES."""
+    steps = config.fit_inner_steps if estimator == "reference" else _budget(config, estimator)[1]
+    return steps * (1.0 if estimator in ("es", "pes") else DERIVATIVE_STEP)
+
+
 def _announce_cost(config: Config, run_dir: RunDir) -> None:
     """Print what the pending fits cost before they start: inner steps, and seconds at the
-    plain-training rate measured here (a forward- or reverse-mode step costs a few plain ones)."""
+    plain-training rate measured here (:func:`fit_cost`)."""
     pending = [e for e in ("reference", *config.estimators)
                if not run_dir.has_unit(f"fit_{REFERENCE if e == 'reference' else e}")]
     if not pending:
@@ -220,10 +231,10 @@ def _announce_cost(config: Config, run_dir: RunDir) -> None:
     steps = {e: config.fit_inner_steps if e == "reference" else _budget(config, e)[1] for e in pending}
     derivative = sum(s for e, s in steps.items() if e not in ("es", "pes"))
     rate = offline_experiment.steps_per_second(problem(config))
+    minutes = sum(fit_cost(config, e) for e in pending) / rate / 60
     print(f"[{NAME}] {len(pending)} fits, {sum(steps.values()):,} inner steps, {derivative:,} of them "
-          f"differentiated (forward or reverse mode, ~3x a plain step each). Plain training here: {rate:.0f} "
-          f"steps/s -> about {(sum(steps.values()) + 2 * derivative) / rate / 60:.0f} min on one process",
-          file=sys.stderr)
+          f"differentiated (forward or reverse mode, ~{DERIVATIVE_STEP:g}x a plain step each). Plain training here: "
+          f"{rate:.0f} steps/s -> about {minutes:.0f} min on one process", file=sys.stderr)
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
@@ -238,7 +249,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     surface = run_units(surface_unit, [Unit(f"surface_c{c}", dict(config=config, chunk=c)) for c in chunks],
                         desc="surface", **stage)
     units = [Unit(f"fit_{REFERENCE}", dict(config=config)), *(
-        Unit(f"fit_{e}", dict(config=config, estimator=e)) for e in config.estimators)]
+        Unit(f"fit_{e}", dict(config=config, estimator=e), cost=fit_cost(config, e)) for e in config.estimators)]
     fits = {**run_units(reference_unit, units[:1], desc="reference fit", **stage),
             **run_units(windowed_unit, units[1:], desc="windowed fits", **stage)}
     fits = dict(zip(names(config), (fits[u.name] for u in units)))
