@@ -67,23 +67,29 @@ def resnet(input_shape, num_classes: int, channels: int = 16, blocks: int = 2) -
 SPACE = LogSpace((("lr", 1e-5, 1.0), ("weight_decay", 1e-6, 1.0)))  # SMD's log space, bounded
 
 
-def compare(task: Task, train_set: Data, test_set: Data, key: jax.Array, lr: float, weight_decay: float,
+def compare(task: Task, train_set: Data, test_set: Data, key: jax.Array, lrs: tuple[float, ...], weight_decay: float,
             steps: int, **online) -> dict:
-    """The hand-tuned run and the adapted one from the same key, each ``steps`` AdamW steps:
-    adaptation in the first half (``online``: :class:`Online`'s settings), then lr decays
-    exponentially to ``final_lr_eff`` with everything else frozen. Returns, per run, the
-    final training loss (mean of the last tenth of the steps' batch losses), test error and
-    the values when adaptation stopped."""
-    out = {}
-    for name, meta_steps in (("hand_tuned", 0), ("adapted", online.pop("meta_steps"))):
-        run = Online(task, meta_steps=meta_steps, optimizer=adamw(), space=SPACE, **online).run(
+    """Hand-tuned runs at each lr of ``lrs``, then the adapted run from the best of them (the
+    lowest final training loss), all from the same key, each ``steps`` AdamW steps: adaptation
+    in the first half (``online``: :class:`Online`'s settings), then lr decays exponentially
+    to ``final_lr_eff`` with everything else frozen. Returns, per run, the final training loss
+    (mean of the last tenth of the steps' batch losses), test error and the values when
+    adaptation stopped; ``tuned_lr``, and whether the adapted lr ended below it."""
+    meta_steps = online.pop("meta_steps")
+
+    def run(lr: float, meta_steps: int) -> dict:
+        out = Online(task, meta_steps=meta_steps, optimizer=adamw(), space=SPACE, **online).run(
             train_set, key, {"lr": lr, "momentum": 0.9, "weight_decay": weight_decay}, steps // 2, steps - steps // 2)
-        tail = max(1, len(run.curves["loss"]) // 10)
-        out[name] = {"final_train_loss": float(jnp.mean(run.curves["loss"][-tail:])),
-                     "test_error": float(evaluate(task, run.params, test_set, 500, run.model_state)["error"]),
-                     "diverged": run.diverged, **{f"{k}_at_stop": v for k, v in run.at_stop.items()}}
-    out["lr_below_hand_tuned"] = out["adapted"]["lr_at_stop"] < lr
-    return out
+        tail = max(1, len(out.curves["loss"]) // 10)
+        return {"final_train_loss": float(jnp.mean(out.curves["loss"][-tail:])),
+                "test_error": float(evaluate(task, out.params, test_set, 500, out.model_state)["error"]),
+                "diverged": out.diverged, **{f"{k}_at_stop": v for k, v in out.at_stop.items()}}
+
+    hand_tuned = {f"{lr:g}": run(lr, 0) for lr in lrs}
+    tuned = min(lrs, key=lambda lr: hand_tuned[f"{lr:g}"]["final_train_loss"])
+    adapted = run(tuned, meta_steps)
+    return {"hand_tuned": hand_tuned, "tuned_lr": tuned, "adapted": adapted,
+            "lr_below_tuned": adapted["lr_at_stop"] < tuned}
 
 
 def main() -> None:
@@ -94,7 +100,8 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--meta-lr", type=float, default=0.03)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=1e-3, help="the hand-tuned learning rate")
+    parser.add_argument("--lrs", default="3e-4,1e-3,3e-3",
+                        help="hand-tuned learning rates; the adapted run starts from the best")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--blocks", type=int, default=2)
@@ -104,7 +111,7 @@ def main() -> None:
     from shorthorizon.experiments import datasets
     _, train_set, test_set = datasets.load("fashion-mnist")
     result = compare(resnet(train_set.x.shape[1:], 10, args.channels, args.blocks), train_set, test_set,
-                     jax.random.PRNGKey(args.seed), args.lr, args.weight_decay, args.steps, interval=args.interval,
+                     jax.random.PRNGKey(args.seed), tuple(map(float, args.lrs.split(","))), args.weight_decay, args.steps, interval=args.interval,
                      meta_steps=args.meta_steps, horizon=args.horizon, batch_size=args.batch_size,
                      meta_lr=args.meta_lr)
     print(json.dumps(result, indent=2))
