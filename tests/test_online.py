@@ -254,3 +254,4 @@ def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
     (run,) = s["runs"]
     assert run["weight_decay_at_stop"] != 1e-3 and run["lr_at_stop"] != 0.003 and not run["diverged"]
     assert "| run | lr₀ | lr at stop | weight_decay at stop |" in online.report(online.RunDir(tmp_path / "run"))
+    assert (tmp_path / "run" / "figure7_mlp.png").exists()

@@ -353,7 +353,10 @@ def plot(run_dir: RunDir) -> None:
     for task in _tasks(summary):
         s = summary[task]
         window = max(1, s["steps"] // 100)
-        fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
+        # a panel per adapted hyperparameter beside lr (the heavy ball's momentum stays in the table)
+        others = [k.removesuffix("_at_stop") for k in _at_stop(s["runs"][0])[1:]] if s["runs"] else []
+        others = [n for n in others if n != "momentum"]
+        fig, (ax_loss, ax_lr, *ax_others) = plt.subplots(1, 2 + len(others), figsize=(5.5 * (2 + len(others)), 4))
         init_lrs = sorted({r["init_lr"] for r in s["runs"]})
         colors = dict(zip(init_lrs, plt.cm.viridis(np.linspace(0, 0.9, len(init_lrs)))))
         entries = [(f"{task}_baseline", f"baseline lr={s['baseline']['lr']:g}", "black", "-")] + [
@@ -365,10 +368,15 @@ def plot(run_dir: RunDir) -> None:
             loss = _smooth(curves["loss"], window)
             ax_loss.plot(steps[len(steps) - len(loss):], loss, color=color, ls=style, label=label)
             ax_lr.plot(steps, curves["lr"], color=color, ls=style, label=label)
+            for ax, name in zip(ax_others, others):
+                ax.plot(steps, curves[name], color=color, ls=style, label=label)
         ax_loss.set_ylim(top=2 * math.log(10))  # a diverged run's losses would hide the rest
         ax_loss.set(yscale="log", xlabel="training step", ylabel=f"training loss (moving mean of {window})",
                     title=f"{task.upper()} on {s['dataset']}")
         ax_lr.set(yscale="log", xlabel="training step", ylabel="learning rate α", title="learning rate")
+        for ax, name in zip(ax_others, others):
+            ax.set(yscale="log", xlabel="training step", ylabel=name, title=name)
+            ax.axvline(s["steps"] // 2, color="gray", lw=0.8, ls=":")
         ax_lr.axvline(s["steps"] // 2, color="gray", lw=0.8, ls=":")
         ax_lr.legend(fontsize=7)
         run_dir.save_figure(fig, _figure(task))
