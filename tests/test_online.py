@@ -116,6 +116,18 @@ def test_online_run_curves():
     assert ok.curves["lr"][39] == pytest.approx(ok.at_stop["lr"])
 
 
+def test_a_run_near_chance_goes_on_and_a_diverging_one_stops():
+    """A net that learns slowly stays near chance for a while (BatchNorm at init); only a loss
+    that explodes, or is not finite, stops the run."""
+    data = _separable(jax.random.key(0), 256)
+    online = Online(mlp((4, 4, 1), hidden=(16,)), batch_size=16, meta_steps=0, interval=5, chunks=4)
+    slow = online.run(data, jax.random.key(1), {"lr": 1e-6, "momentum": 0.9}, 40, 40, chance_loss=0.95 * math.log(10))
+    assert np.all(slow.curves["loss"] > 0.95 * math.log(10))  # every chunk above the chance_loss given ...
+    assert not slow.diverged and slow.steps_done == 80  # ... but not twice it
+    fast = online.run(data, jax.random.key(1), {"lr": 50.0, "momentum": 0.9}, 40, 40, chance_loss=math.log(10))
+    assert fast.diverged and fast.steps_done < 80
+
+
 def test_pes_particles_train_beside_the_run_from_its_start():
     """Online PES: every interval, one meta-step from the particles' window estimate. The first
     one equals PES's first-window estimate from the run's initial weights (Adam's first step
