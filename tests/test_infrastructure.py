@@ -61,6 +61,21 @@ def test_run_units_resumes_and_skips_finished(tmp_path):
     assert int(first["u1"]["value"]) == int(results["u1"]["value"])
 
 
+def test_a_stored_unit_computed_from_other_arguments_is_recomputed(tmp_path, capsys):
+    """A unit is stored with its arguments: resuming with the same ones reuses it; a unit of
+    the same name whose arguments changed (code that derives them changed) is recomputed and
+    said so; a unit stored without a record (an older version's) is reused."""
+    run_dir = RunDir(tmp_path)
+    square.calls = 0
+    run_units(square, [Unit("u", {"x": 3})], run_dir)
+    assert int(run_units(square, [Unit("u", {"x": 3})], run_dir)["u"]["value"]) == 9 and square.calls == 1
+    capsys.readouterr()
+    assert int(run_units(square, [Unit("u", {"x": 4})], run_dir)["u"]["value"]) == 16 and square.calls == 2
+    assert "'u'" in capsys.readouterr().err and set(run_dir.load_unit("u")) == {"value", "x"}
+    run_dir.save_unit("old", {"value": np.array(25)})  # no record of its arguments
+    assert int(run_units(square, [Unit("old", {"x": 5})], run_dir)["old"]["value"]) == 25 and square.calls == 2
+
+
 def test_progress_advances_by_cost_from_the_stored_units(tmp_path, monkeypatch):
     """Units of different cost: the bar's length is their sum, a resumed sweep starts at the
     stored units' cost, and each finished unit moves it by its own cost."""

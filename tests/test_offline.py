@@ -187,23 +187,30 @@ def test_diverged_settings_are_recorded_and_the_run_goes_on(tiny, tmp_path, stri
     assert "| 10 (diverged) | — |" in experiment.report(RunDir(tmp_path))
 
 
-def test_surface_then_refine(tiny, tmp_path, capsys):
+def test_surface_then_zoom(tiny, tmp_path, capsys):
     """``smd_from_surface``: a horizon's fit starts at its best surface sample; above
-    ``smd_max_horizon`` it takes no meta-steps, and since the surface and the fits are judged
-    on the same batches, its meta-objective is that sample's surface value."""
-    config = dataclasses.replace(tiny, smd_from_surface=2, smd_max_horizon=5)
+    ``smd_max_horizon`` it takes no meta-steps but ``zoom_samples`` more samples within
+    ``zoom_width`` decades of that one. The surface, the zoom and the fits are judged on the same
+    batches: the zoom's value at its center (the best sample) is the surface's, and the fit is
+    the best of both."""
+    config = dataclasses.replace(tiny, smd_from_surface=2, smd_max_horizon=5, zoom_samples=4, zoom_width=0.2)
     summary = experiment.run(config, RunDir(tmp_path))
-    assert "estimated cost" in capsys.readouterr().err
+    assert "zoom" in capsys.readouterr().err  # the estimate names the stage's cost
     run_dir = RunDir(tmp_path)
-    surface, smd = run_dir.load_curves("surface"), run_dir.load_curves("smd")
+    surface, smd, zoom = (run_dir.load_curves(n) for n in ("surface", "smd", "zoom"))
     best = int(np.argmin(surface["loss"][0]))
     assert smd["lr0"].shape == (1, 1, 1) and smd["objective"].shape == (1, 1, 0)  # one start, no meta-steps
+    assert (zoom["lr0"][0, 0], zoom["decay_exponent"][0, 0]) == (surface["lr0"][best], surface["decay_exponent"][best])
+    assert zoom["loss"][0, 0] == pytest.approx(surface["loss"][0, best], rel=1e-5)
+    assert np.all(np.abs(np.log10(zoom["lr0"][0] / surface["lr0"][best])) <= 0.2 + 1e-6)
+    assert np.all(np.abs(np.log10(zoom["decay_exponent"][0] / surface["decay_exponent"][best])) <= 0.2 + 1e-6)
     fit = summary["horizons"]["10"]
-    assert (fit["lr0"], fit["decay_exponent"]) == pytest.approx(
-        (surface["lr0"][best], surface["decay_exponent"][best]), rel=1e-6)
-    assert fit["meta_objective"] == pytest.approx(surface["loss"][0, best], rel=1e-5)
+    i = int(np.argmin(zoom["loss"][0]))
+    assert fit["from_surface"] and fit["meta_objective"] == pytest.approx(min(surface["loss"][0].min(), zoom["loss"][0, i]))
+    if zoom["loss"][0, i] < surface["loss"][0, best]:
+        assert (fit["lr0"], fit["decay_exponent"]) == pytest.approx((zoom["lr0"][0, i], zoom["decay_exponent"][0, i]))
     section = experiment.report(run_dir)
-    assert "best of 8 surface samples" in section and "paper (T=100" not in section
+    assert "best of 8 surface samples" in section and "zoom of 4 samples" in section and "paper (T=100" not in section
 
 
 def test_a_surface_sample_beats_a_worse_refinement(tiny):
@@ -215,7 +222,7 @@ def test_a_surface_sample_beats_a_worse_refinement(tiny):
                      [0.3, 0.2, 0.25, 0.4, 0.5, 0.6, 0.7, 0.8],
                      [np.nan] * 8])
     fitted = {h: {"meta_objective": np.float32(0.35)} for h in (5, 10, 20)}
-    wins = experiment._surface_wins(config, (5, 10, 20), loss, fitted)
+    wins = experiment._surface_wins(config, (5, 10, 20), loss, fitted, {})
     assert set(wins) == {10}
     assert (wins[10]["lr0"][-1], wins[10]["decay_exponent"][-1], wins[10]["meta_objective"]) == (
         lr0[1], decay_exponent[1], 0.2)

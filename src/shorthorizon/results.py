@@ -116,6 +116,9 @@ def _differences(stored: Any, new: Any, key: str = "") -> list[str]:
     return [] if stored == new else [f"{key}: {json.dumps(stored)} -> {json.dumps(new)}"]
 
 
+_INPUTS = "__inputs__"  # a stored unit's record of what it was computed from
+
+
 class RunDir:
     """One experiment's output folder; units stored here are skipped when the run resumes.
 
@@ -227,15 +230,24 @@ class RunDir:
     def has_unit(self, name: str) -> bool:
         return self.unit_path(name).exists()
 
-    def save_unit(self, name: str, result: Mapping[str, Any]) -> None:
+    def save_unit(self, name: str, result: Mapping[str, Any], inputs: str | None = None) -> None:
+        """Store a unit's arrays and, if given, the ``inputs`` it was computed from (any text;
+        :func:`shorthorizon.runners.run_units` keeps the unit's arguments there)."""
         arrays = {k: np.asarray(v) for k, v in result.items()}
+        if inputs is not None:
+            arrays[_INPUTS] = np.asarray(inputs)
         _atomic_write(self.unit_path(name), lambda f: np.savez(f, **arrays))
+
+    def unit_inputs(self, name: str) -> str | None:
+        """The ``inputs`` a stored unit was saved with (None: none recorded)."""
+        with np.load(self.unit_path(name)) as data:
+            return str(data[_INPUTS]) if _INPUTS in data.files else None
 
     def load_unit(self, name: str) -> dict[str, np.ndarray]:
         path = self.unit_path(name)
         try:
             with np.load(path) as data:
-                return {k: data[k] for k in data.files}
+                return {k: data[k] for k in data.files if k != _INPUTS}
         except (OSError, ValueError, EOFError) as err:
             raise RuntimeError(
                 f"stored unit {path} is unreadable ({err}); delete it and run the same command "

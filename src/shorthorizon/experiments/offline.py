@@ -66,6 +66,8 @@ class Config:
     init_decay_exponent: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
     smd_from_surface: int = 0  # > 0: SMD restarts at each horizon's that many best surface samples instead
     smd_max_horizon: int = 0  # > 0: longer horizons take no meta-steps (their fit: the best surface sample)
+    zoom_samples: int = 0  # > 0: each horizon without meta-steps gets that many more samples near its best one
+    zoom_width: float = 0.3  # their box: the best sample +- this many decades in lr0 and in decay exponent
     meta_steps: int = 5000
     meta_lr: float = 0.01  # Adam step in log space
     meta_chunk: int = 50  # meta-steps per compiled scan (progress granularity)
@@ -106,13 +108,16 @@ PRESETS = {
     # (prefixes of one unroll, vmapped, on the batches every fit is judged by). SMD then refines
     # each horizon's two best samples where a meta-step is affordable (T <= 1000: 50 meta-steps;
     # one at T = 20,000 costs ~ 80,000 plain steps), at a 5x larger meta-lr than the paper's
-    # since it starts near the optimum; T = 5000 and 20,000 keep their best sample. Estimated
-    # ~ 3.5M plain-step equivalents (surface 2.7M, SMD 0.66M, long runs 0.19M): `estimated_cost`.
+    # since it starts near the optimum. T = 5000 and 20,000 take the best of their best sample
+    # and 32 more within +-0.3 decades of it (the surface's samples lie ~0.3 decades apart: on
+    # Fashion-MNIST both horizons' best was one sample). Estimated ~ 4.3M plain-step
+    # equivalents (surface 2.7M, zoom 0.8M, SMD 0.66M, long runs 0.19M): `estimated_cost`.
     "paper-horizons": Config(
         surface_samples=128,
         surface_chunk=32,
         smd_from_surface=2,
         smd_max_horizon=1000,
+        zoom_samples=32,
         meta_steps=50,
         meta_lr=0.05,
         meta_chunk=10,
@@ -215,6 +220,28 @@ def surface_unit(config: Config, chunk: int) -> dict:
                                     setup.keys["surface"], horizons, config.surface_batch)}
 
 
+def zoom_points(config: Config, horizon: int, lr0: float, decay_exponent: float) -> tuple[np.ndarray, np.ndarray]:
+    """``zoom_samples`` (lr0, decay_exponent) pairs for ``horizon``: the first is (lr0,
+    decay_exponent) itself, the others log-uniform within ``zoom_width`` decades of it on each
+    axis, inside the surface box."""
+    rng = np.random.default_rng([config.seed, horizon])
+    points = []
+    for center, box in ((lr0, config.lr0_range), (decay_exponent, config.decay_exponent_range)):
+        low, high = (np.clip(np.log10(center) + w, *np.log10(box)) for w in (-config.zoom_width, config.zoom_width))
+        points.append(np.concatenate([[center], 10 ** rng.uniform(low, high, config.zoom_samples - 1)]))
+    return points[0].astype(np.float32), points[1].astype(np.float32)
+
+
+def zoom_unit(config: Config, horizon: int, lr0: float, decay_exponent: float) -> dict:
+    """The meta-objective at ``horizon`` of :func:`zoom_points` around (lr0, decay_exponent),
+    on the surface's batches (its value at the center is the surface's)."""
+    setup = prepare(config)
+    lr0s, decay_exponents = zoom_points(config, horizon, lr0, decay_exponent)
+    loss = offline.surface(horizon_unroll(config, horizon), setup.problem, lr0s, decay_exponents,
+                           setup.keys["surface"], (horizon,), config.surface_batch)[0]
+    return {"lr0": lr0s, "decay_exponent": decay_exponents, "loss": loss}
+
+
 def smd_unit(config: Config, horizon: int, restart: int, lr0: float | None = None,
              decay_exponent: float | None = None) -> dict:
     """One SMD run from (lr0, decay_exponent) (default: the config's restart ``restart``):
@@ -250,6 +277,11 @@ def meta_steps(config: Config, horizon: int) -> int:
     return 0 if 0 < config.smd_max_horizon < horizon else config.meta_steps
 
 
+def zoomed(config: Config) -> list[int]:
+    """The horizons that take :func:`zoom_points` (no meta-steps, ``zoom_samples`` > 0)."""
+    return [h for h in sorted(config.horizons) if config.zoom_samples and not meta_steps(config, h)]
+
+
 def restarts(config: Config, horizon: int) -> range:
     """The SMD restarts of ``horizon``: one where it takes no meta-steps (the fit is where it
     starts)."""
@@ -278,6 +310,7 @@ def estimated_cost(config: Config) -> dict:
     longest = max(config.horizons)
     evaluation = config.eval_batches * EVALUATION_COST
     return {"surface": config.surface_samples * (longest + len(config.horizons) * evaluation),
+            **({"zoom": config.zoom_samples * sum(h + evaluation for h in zoomed(config))} if zoomed(config) else {}),
             "SMD": sum(smd_cost(config, h) * len(restarts(config, h)) for h in config.horizons),
             "long runs": len(config.horizons) * (longest + config.curve_points
                                                  * (evaluation + TEST_BATCHES * EVALUATION_COST))}
@@ -318,7 +351,11 @@ def validate(config: Config) -> None:
     require(config, "batch_size warm_start_lr decay_steps horizons eval_batches lr0_range "
             "decay_exponent_range surface_samples surface_chunk surface_batch init_lr0 "
             "init_decay_exponent meta_steps meta_lr meta_chunk particles sigma curve_points", POSITIVE)
-    require(config, "warm_start_steps smd_from_surface smd_max_horizon", NONNEGATIVE)
+    require(config, "warm_start_steps smd_from_surface smd_max_horizon zoom_samples", NONNEGATIVE)
+    require(config, "zoom_width", POSITIVE)
+    if config.zoom_samples and not (config.smd_from_surface and config.smd_max_horizon):
+        raise ValueError("zoom_samples needs smd_from_surface and smd_max_horizon: it refines the best surface "
+                         "sample of the horizons above smd_max_horizon")
     require(config, "momentum", FRACTION)
     for key in ("lr0_range", "decay_exponent_range"):
         low, *high = getattr(config, key)
@@ -358,8 +395,12 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                   for h in horizons}
     best = {h: int(np.nanargmin(o)) if np.isfinite(o).any() else None for h, o in objectives.items()}
     fitted = {h: fits[f"smd_T{h}_r{best[h]}"] for h in horizons if best[h] is not None}
+    zooms = run_units(zoom_unit, [Unit(f"zoom_T{h}", dict(config=config, horizon=h, lr0=starts[h][0][0],
+                                                          decay_exponent=starts[h][0][1]), cost=h)
+                                  for h in zoomed(config)], desc="zoom", **stage)
     if config.smd_from_surface:
-        fitted.update(_surface_wins(config, horizons, surface_loss, fitted))
+        fitted.update(_surface_wins(config, horizons, surface_loss, fitted,
+                                    {h: zooms[f"zoom_T{h}"] for h in zoomed(config)}))
 
     long_units = [Unit(f"long_T{h}", dict(config=config, lr0=float(fit["lr0"][-1]),
                                           decay_exponent=float(fit["decay_exponent"][-1])))
@@ -382,6 +423,10 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     run_dir.save_curves("smd", horizon=horizons, best_restart=[-1 if best[h] is None else best[h] for h in horizons],
                         **{k: _padded([[fits[f"smd_T{h}_r{r}"][k] for r in restarts(config, h)] for h in horizons])
                            for k in ("lr0", "decay_exponent", "objective", "meta_objective")})
+    if zooms:
+        run_dir.save_curves("zoom", horizon=zoomed(config), width=config.zoom_width,
+                            **{k: [zooms[f"zoom_T{h}"][k] for h in zoomed(config)] for k in ("lr0", "decay_exponent",
+                                                                                            "loss")})
     run_dir.save_curves("long_runs", horizon=horizons, step=step,
                         **{k: [long.get(f"long_T{h}", missing)[k] for h in horizons] for k in missing})
 
@@ -403,20 +448,25 @@ def _starts(config: Config, horizons, surface_loss: np.ndarray) -> dict:
             for h in horizons}
 
 
-def _surface_wins(config: Config, horizons, surface_loss: np.ndarray, fitted: dict) -> dict:
-    """The horizons whose best surface sample beats their SMD refinements, with that sample as
-    their fit. Both are judged on the same batches (the surface key's), so the sample is a
-    candidate like any restart: SMD descends the objective's expectation over batches and can
-    end above the sample that these particular batches favour."""
+def _surface_wins(config: Config, horizons, surface_loss: np.ndarray, fitted: dict, zooms: dict) -> dict:
+    """The horizons whose best surface sample (of the surface and, where it has one, its zoom)
+    beats their SMD refinements, or that take no meta-steps, with that sample as their fit.
+    Both are judged on the same batches (the surface key's), so the sample is a candidate like
+    any restart: SMD descends the objective's expectation over batches and can end above the
+    sample that these particular batches favour."""
     lr0, decay_exponent = surface_points(config)
     wins = {}
     for h, loss in zip(horizons, surface_loss):
+        a, b = lr0, decay_exponent
+        if h in zooms:
+            a, b, loss = (np.concatenate([x, zooms[h][k]]) for x, k in ((a, "lr0"), (b, "decay_exponent"),
+                                                                      (loss, "loss")))
         if not np.isfinite(loss).any():
             continue
         i = int(np.nanargmin(np.where(np.isfinite(loss), loss, np.nan)))
-        if h not in fitted or loss[i] < float(fitted[h]["meta_objective"]):
-            wins[h] = {"lr0": lr0[i:i + 1], "decay_exponent": decay_exponent[i:i + 1],
-                       "meta_objective": loss[i], "from_surface": True}
+        if h not in fitted or not meta_steps(config, h) or loss[i] < float(fitted[h]["meta_objective"]):
+            wins[h] = {"lr0": a[i:i + 1], "decay_exponent": b[i:i + 1], "meta_objective": loss[i],
+                       "from_surface": True}
     return wins
 
 
@@ -496,6 +546,8 @@ def plot(run_dir: RunDir) -> None:
     import matplotlib.pyplot as plt
 
     surface, smd, long = (run_dir.load_curves(n) for n in ("surface", "smd", "long_runs"))
+    zoom = run_dir.load_curves("zoom") if (run_dir.path / "zoom.npz").exists() else {"horizon": []}
+    fits = run_dir.read_summary()["horizons"]
     horizons = [int(h) for h in surface["horizon"]]
     x, y = np.log10(surface["lr0"]), np.log10(surface["decay_exponent"])
 
@@ -517,7 +569,13 @@ def plot(run_dir: RunDir) -> None:
             best = r == smd["best_restart"][i]
             ax.plot(tx, ty, color="white" if best else "0.8", lw=1.5 if best else 0.8)
             ax.plot(tx[0], ty[0], "o", color="0.8", ms=4)
-            ax.plot(tx[-1], ty[-1], "*", color="red" if best else "white", ms=11 if best else 7)
+            ax.plot(tx[-1], ty[-1], "*", color="white", ms=7)
+        if h in list(zoom["horizon"]):  # the zoom's samples (its center is the surface's best)
+            j = list(zoom["horizon"]).index(h)
+            ax.plot(np.log10(zoom["lr0"][j]), np.log10(zoom["decay_exponent"][j]), ".", color="white", ms=3)
+        fit = fits[str(h)]
+        if fit["lr0"] is not None:  # the horizon's fit: an SMD end, or a surface or zoom sample
+            ax.plot(np.log10(fit["lr0"]), np.log10(fit["decay_exponent"]), "*", color="red", ms=11)
         ax.set(title=f"T = {h}", xlabel="log10 lr0", ylabel="log10 decay exponent")
     fig.suptitle("Meta-objective surface and SMD trajectories (Figure 5)")
     run_dir.save_figure(fig, "figure5_surface")
@@ -549,8 +607,10 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
     config = read_json(run_dir.path / "config.json")["config"]
     paper = is_paper_horizons(config)
     if config["smd_from_surface"]:
-        refined = ("every horizon" if not config["smd_max_horizon"]
-                   else f"T <= {config['smd_max_horizon']}; the longer ones keep their best sample")
+        longer = (f"the longer ones take the best of that sample and a zoom of {config['zoom_samples']} samples "
+                  f"(it among them) within {config['zoom_width']:g} decades of it on each axis"
+                  if config.get("zoom_samples") else "the longer ones keep their best sample")
+        refined = "every horizon" if not config["smd_max_horizon"] else f"T <= {config['smd_max_horizon']}; {longer}"
         fit = (f"taken as the best of {config['surface_samples']} surface samples and refined by "
                f"{config['meta_steps']} SMD meta-steps from each of the {config['smd_from_surface']} best ({refined}; "
                f"a refinement replaces the sample where its meta-objective is lower)")

@@ -11,8 +11,11 @@ advances by cost, not by count, so its time left is right when the costs are.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 from unittest import mock
@@ -46,13 +49,13 @@ def run_units(
     names = [u.name for u in units]
     if len(set(names)) != len(names):
         raise ValueError(f"unit names must be unique, got {names}")
-    pending = [u for u in units if not run_dir.has_unit(u.name)]
+    pending = [u for u in units if not _stored(run_dir, u)]
     waiting = {u.name for u in pending}
     bar = CostBar(units, [name for name in names if name not in waiting], desc)
     try:
         if executor == "local":
             for unit in pending:
-                run_dir.save_unit(unit.name, _to_numpy(fn(**unit.kwargs)))
+                run_dir.save_unit(unit.name, _to_numpy(fn(**unit.kwargs)), inputs(unit))
                 bar.finished(unit.name)
         else:
             _run_ray(fn, pending, run_dir, ray_address, bar)
@@ -81,6 +84,33 @@ class CostBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def inputs(unit: Unit) -> str:
+    """A unit's arguments as canonical JSON (configs as their fields): what it is stored with,
+    so that a unit of the same name computed from other arguments is never taken for it."""
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {"type": type(value).__name__, **dataclasses.asdict(value)}
+        if isinstance(value, (np.ndarray, np.generic)):
+            return value.tolist()
+        raise TypeError(f"unit {unit.name!r}: an argument of type {type(value).__name__} cannot be recorded")
+
+    return json.dumps(dict(unit.kwargs), sort_keys=True, default=plain)
+
+
+def _stored(run_dir: RunDir, unit: Unit) -> bool:
+    """Whether ``unit`` is stored, computed from its arguments. A stored unit of its name
+    computed from others (the code that derives them changed since) is recomputed, and said so;
+    one stored without a record (an older version's) is taken as it is."""
+    if not run_dir.has_unit(unit.name):
+        return False
+    stored = run_dir.unit_inputs(unit.name)
+    if stored is None or stored == inputs(unit):
+        return True
+    print(f"unit {unit.name!r} in {run_dir.path} was computed from other arguments than this run gives it; "
+          "recomputing it", file=sys.stderr)
+    return False
 
 
 def _to_numpy(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -141,10 +171,10 @@ def _run_ray(fn, pending, run_dir, address, bar) -> None:
         return
     ray = ensure_ray(address)
     remote = ray.remote(lambda kwargs: _to_numpy(fn(**kwargs)))
-    refs = {remote.remote(dict(u.kwargs)): u.name for u in pending}
+    refs = {remote.remote(dict(u.kwargs)): u for u in pending}
     while refs:
         ready, _ = ray.wait(list(refs), num_returns=1)
         for ref in ready:
-            name = refs.pop(ref)
-            run_dir.save_unit(name, ray.get(ref))
-            bar.finished(name)
+            unit = refs.pop(ref)
+            run_dir.save_unit(unit.name, ray.get(ref), inputs(unit))
+            bar.finished(unit.name)
