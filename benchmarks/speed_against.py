@@ -5,9 +5,9 @@ code) alternately against the library of ``REF`` (checked out into a temporary g
 and of this tree, ``--pairs`` times, and prints each mode's steps/s ratio (this tree / REF) per
 pair and their median. Alternating whole processes puts a slow spell of a shared machine on
 both sides alike; within each process the script keeps every mode's fastest round. Whole
-processes also differ in speed by themselves (on a 2-core VM we saw one process's plain steps
-run 40% faster than the next one's, same code), so each ratio is also given normalized by the
-two processes' own float32 matmul speed, which hypergrad_speed.py times in the same rounds.
+processes also differ in speed by themselves (on a 2-core VM one process's plain steps ran 40%
+faster than the next one's, same code; normalizing by each process's own matmul speed made the
+ratios noisier, not steadier), so take many pairs and read the spread beside the median.
 
     python benchmarks/speed_against.py 8a3a6e3 [--pairs 3] [--rounds 3] [--modes "plain,forward (2 hypers)"]
 """
@@ -27,13 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def speeds(src: Path, rounds: int, out: Path) -> dict[str, float]:
-    """steps/s of every mode of one hypergrad_speed run on the library in ``src``, and its
-    matmul FLOP/s as ``"matmul"``."""
+    """steps/s of every mode of one hypergrad_speed run on the library in ``src``."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hypergrad_speed.py"), "--rounds", str(rounds),
                     "--out", str(out)], check=True, env=env, stdout=subprocess.DEVNULL)
-    result = json.loads(out.read_text())
-    return {"matmul": result["matmul_flops"], **{row["mode"]: row["steps_per_s"] for row in result["rows"]}}
+    return {row["mode"]: row["steps_per_s"] for row in json.loads(out.read_text())["rows"]}
 
 
 def main() -> None:
@@ -51,22 +49,18 @@ def main() -> None:
                        capture_output=True)
         try:
             ratios: dict[str, list[float]] = {m: [] for m in modes}
-            normalized: dict[str, list[float]] = {m: [] for m in modes}
             for pair in range(args.pairs):
                 ref = speeds(tree / "src", args.rounds, Path(tmp) / "ref.json")
                 new = speeds(ROOT / "src", args.rounds, Path(tmp) / "new.json")
                 for m in modes:
                     ratios[m].append(new[m] / ref[m])
-                    normalized[m].append(new[m] / ref[m] / (new["matmul"] / ref["matmul"]))
-                print(f"pair {pair + 1}: " + ", ".join(f"{m} {new[m]:.0f}/{ref[m]:.0f} steps/s" for m in modes)
-                      + f"; matmul {new['matmul'] / 1e9:.0f}/{ref['matmul'] / 1e9:.0f} GFLOP/s", flush=True)
+                print(f"pair {pair + 1}: " + ", ".join(f"{m} {new[m]:.0f}/{ref[m]:.0f} steps/s" for m in modes),
+                      flush=True)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True)
-    print(f"this tree / {args.ref}, steps/s ratio, median of {args.pairs} interleaved pairs (per pair); "
-          "then each pair normalized by its processes' matmul speed:")
+    print(f"this tree / {args.ref}, steps/s ratio, median of {args.pairs} interleaved pairs (per pair):")
     for m in modes:
-        print(f"  {m:22s} {statistics.median(ratios[m]):.3f} ({', '.join(f'{x:.3f}' for x in ratios[m])});"
-              f"  normalized {statistics.median(normalized[m]):.3f} ({', '.join(f'{x:.3f}' for x in normalized[m])})")
+        print(f"  {m:22s} {statistics.median(ratios[m]):.3f} ({', '.join(f'{x:.3f}' for x in ratios[m])})")
 
 
 if __name__ == "__main__":
