@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import jax
 
-from shorthorizon.tasks import Task, classification_metrics
+from shorthorizon.tasks import Task, classification_loss, classification_metrics
 
 
 def _typed(key: jax.Array) -> jax.Array:
@@ -70,8 +70,8 @@ def nnx_classifier(make_model: Callable[[Any], Any], name: str = "nnx") -> Task:
             key = _typed(key)
             nnx.reseed(model, **{s: jax.random.fold_in(key, i) for i, s in enumerate(streams)})
         x, y = batch
-        metrics = classification_metrics(model(x), y)
-        return metrics["loss"], (nnx.split(model, *filters)[3], metrics)
+        loss = classification_loss(model(x), y)
+        return loss, (nnx.split(model, *filters)[3], {"loss": loss})
 
     def evaluate(params, model_state, batch):
         x, y = batch
@@ -113,8 +113,8 @@ def equinox_classifier(make_model: Callable[[jax.Array], Any], name: str = "equi
     def loss(params, model_state, batch, key):
         x, y = batch
         logits, model_state = forward(train_static, params, model_state, x, key)
-        metrics = classification_metrics(logits, y)
-        return metrics["loss"], (model_state, metrics)
+        loss = classification_loss(logits, y)
+        return loss, (model_state, {"loss": loss})
 
     def evaluate(params, model_state, batch):
         x, y = batch
