@@ -162,9 +162,9 @@ def _hyper(config: Config, lr: float) -> dict:
     if "momentum" in _optimizer(config.optimizer).hyperparameters():
         hyper["momentum"] = config.momentum
     for entry in config.hyper:
-        name, sep, value = entry.partition("=")
+        name, _, value = entry.partition("=")
         try:
-            hyper[name] = float(value) if sep else math.nan
+            hyper[name] = float(value)
         except ValueError:
             raise ValueError(f"config key 'hyper' takes NAME=VALUE entries, got {entry!r}") from None
         if not math.isfinite(hyper[name]):
@@ -353,9 +353,8 @@ def plot(run_dir: RunDir) -> None:
     for task in _tasks(summary):
         s = summary[task]
         window = max(1, s["steps"] // 100)
-        # a panel per adapted hyperparameter beside lr (the heavy ball's momentum stays in the table)
+        # a panel per adapted hyperparameter beside lr
         others = [k.removesuffix("_at_stop") for k in _at_stop(s["runs"][0])[1:]] if s["runs"] else []
-        others = [n for n in others if n != "momentum"]
         fig, (ax_loss, ax_lr, *ax_others) = plt.subplots(1, 2 + len(others), figsize=(5.5 * (2 + len(others)), 4))
         init_lrs = sorted({r["init_lr"] for r in s["runs"]})
         colors = dict(zip(init_lrs, plt.cm.viridis(np.linspace(0, 0.9, len(init_lrs)))))

@@ -147,8 +147,8 @@ class Online(NamedTuple):
         """Train from fresh weights and the initial hyperparameters ``hyper`` (those of the
         optimizer it must be given and any others; :func:`check`); stop early (``diverged``)
         when a chunk's losses are not finite or, after the first chunk, their mean exceeds
-        twice ``chance_loss`` (a diverging run's loss explodes; one near chance may yet learn). ``progress(c)`` gets the cost of each chunk done, in plain training
-        steps (:meth:`cost`)."""
+        twice ``chance_loss`` (a diverging run's loss explodes; one near chance may yet learn).
+        ``progress(c)`` gets the cost of each chunk done, in plain training steps (:meth:`cost`)."""
         if adapt_steps % self.interval:
             raise ValueError(f"adapt_steps={adapt_steps} is not a multiple of interval={self.interval}")
         check(self.optimizer, self.space, hyper)

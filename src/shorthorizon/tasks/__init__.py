@@ -7,11 +7,10 @@ key) -> (loss, (model_state, metrics))``, the scalar training loss in training m
 statistics, dropout drawn from ``key``); ``evaluate(params, model_state, batch) -> metrics``
 (``"loss"`` and ``"error"``), in inference mode. The classifiers' training metrics hold the loss
 alone: computing the error (an argmax) at every step slowed forward-mode unrolls by ~5%, and
-training discards them. A batch is any pytree whose leaves share a
-leading batch axis; the classifiers here take ``(x, y)``: NHWC float images, integer labels.
-:func:`make_task` builds a task by name or from a user's ``package.module:factory``; the
-adapters in :mod:`shorthorizon.tasks.flax` and :mod:`shorthorizon.tasks.equinox` turn a Flax
-NNX or Equinox model into one.
+training discards them. A batch is any pytree whose leaves share a leading batch axis; the
+classifiers here take ``(x, y)``: NHWC float images, integer labels. :func:`make_task` builds a
+task by name or from a user's ``package.module:factory``; the adapters in
+:mod:`shorthorizon.tasks.adapters` turn a Flax NNX or Equinox model into one.
 """
 
 from __future__ import annotations
