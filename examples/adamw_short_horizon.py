@@ -65,6 +65,7 @@ def resnet(input_shape, num_classes: int, channels: int = 16, blocks: int = 2) -
 
 
 SPACE = LogSpace((("lr", 1e-5, 1.0), ("weight_decay", 1e-6, 1.0)))  # SMD's log space, bounded
+ADAMW = adamw()  # one object: the runs of a comparison share their compiled programs
 
 
 def compare(task: Task, train_set: Data, test_set: Data, key: jax.Array, lrs: tuple[float, ...], weight_decay: float,
@@ -78,7 +79,7 @@ def compare(task: Task, train_set: Data, test_set: Data, key: jax.Array, lrs: tu
     meta_steps = online.pop("meta_steps")
 
     def run(lr: float, meta_steps: int) -> dict:
-        out = Online(task, meta_steps=meta_steps, optimizer=adamw(), space=SPACE, **online).run(
+        out = Online(task, meta_steps=meta_steps, optimizer=ADAMW, space=SPACE, **online).run(
             train_set, key, {"lr": lr, "momentum": 0.9, "weight_decay": weight_decay}, steps // 2, steps - steps // 2)
         tail = max(1, len(out.curves["loss"]) // 10)
         return {"final_train_loss": float(jnp.mean(out.curves["loss"][-tail:])),
