@@ -13,7 +13,7 @@ from shorthorizon import cli
 from shorthorizon.data import make_fake_dataset
 from shorthorizon.hypergrad import Data, Unroll, evaluate, hypergradient, train
 from shorthorizon.optim import Optimizer
-from shorthorizon.tasks import Task, cast_floats, make_task, mlp
+from shorthorizon.tasks import Task, cast_floats, classification_loss, make_task, mlp
 
 import example_tasks
 from test_hypergrad import teacher_data
@@ -60,6 +60,17 @@ def test_equinox_batchnorm_dropout_forward_and_reverse_agree(x64):
     before, after = _agree(example_tasks.equinox_net((4, 4, 1), 10),
                            teacher_data(jax.random.PRNGKey(1), (4, 4, 1), n=64), fd=False)
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
+
+
+def test_classification_loss_is_optax_integer_label_cross_entropy(x64):
+    # the one-hot form (no gather: faster derivatives) against optax's integer-label form, in
+    # value and gradient w.r.t. the logits
+    logits = jax.random.normal(jax.random.PRNGKey(0), (32, 10), jnp.float64) * 3
+    labels = jax.random.randint(jax.random.PRNGKey(1), (32,), 0, 10)
+    reference = lambda z: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, labels))
+    np.testing.assert_allclose(classification_loss(logits, labels), reference(logits), rtol=1e-13)
+    np.testing.assert_allclose(jax.grad(classification_loss)(logits, labels), jax.grad(reference)(logits),
+                               rtol=1e-12, atol=1e-15)
 
 
 def test_non_scalar_loss_is_a_clear_error():
