@@ -13,7 +13,8 @@ from shorthorizon import cli
 from shorthorizon.data import make_fake_dataset
 from shorthorizon.hypergrad import Data, Unroll, evaluate, hypergradient, train
 from shorthorizon.optim import Optimizer
-from shorthorizon.tasks import Task, cast_floats, classification_loss, make_task, mlp
+from shorthorizon import tasks
+from shorthorizon.tasks import Task, cast_floats, classification_loss, cnn, make_task, mlp
 
 import example_tasks
 from test_hypergrad import teacher_data
@@ -71,6 +72,26 @@ def test_classification_loss_is_optax_integer_label_cross_entropy(x64):
     np.testing.assert_allclose(classification_loss(logits, labels), reference(logits), rtol=1e-13)
     np.testing.assert_allclose(jax.grad(classification_loss)(logits, labels), jax.grad(reference)(logits),
                                rtol=1e-12, atol=1e-15)
+
+
+def test_cnn_cpu_forms_equal_the_library_convolution_and_pooling(x64, monkeypatch):
+    # im2col and reshape-max against lax.conv_general_dilated and lax.reduce_window (the forms
+    # used off CPU): loss, gradient and the forward-over-reverse derivative SMD takes, on an
+    # odd-sized input (7x7: the first pooling pads)
+    task = cnn(input_shape=(7, 7, 3), channels=(4, 8), dense=16)
+    params = cast_floats(task.init(jax.random.PRNGKey(0)), jnp.float64)
+    batch = (jax.random.normal(jax.random.PRNGKey(1), (5, 7, 7, 3), jnp.float64),
+             jax.random.randint(jax.random.PRNGKey(2), (5,), 0, 10))
+
+    def derivatives():
+        grad = jax.grad(lambda p: task.loss(p, (), batch, None)[0])
+        return task.loss(params, (), batch, None)[0], grad(params), jax.jvp(grad, (params,), (params,))[1]
+
+    cpu = derivatives()
+    monkeypatch.setattr(tasks, "_cpu_workarounds", lambda: False)
+    library = derivatives()
+    for a, b in zip(jax.tree.leaves(cpu), jax.tree.leaves(library)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
 def test_non_scalar_loss_is_a_clear_error():

@@ -142,11 +142,20 @@ def cnn(
     return classifier("cnn", init, apply)
 
 
+def _cpu_workarounds() -> bool:
+    """Whether the CNN's convolution and pooling take their CPU forms (below): on XLA:CPU they
+    are several times faster inside training loops; elsewhere the library's operations are the
+    ones the compiler optimizes."""
+    return jax.default_backend() == "cpu"
+
+
 def _conv_same(h: jax.Array, w: jax.Array) -> jax.Array:
-    """Stride-1 SAME convolution (NHWC input, HWIO odd-sized kernel) as one matmul over
-    shifted copies of the input (im2col). The same values as ``lax.conv_general_dilated``;
-    but XLA:CPU runs convolutions inside ``lax.scan`` loops about 10x slower than outside,
-    and every training and lookahead loop here is a scan, while matmuls keep their speed."""
+    """Stride-1 SAME convolution (NHWC input, HWIO odd-sized kernel). On CPU, as one matmul
+    over shifted copies of the input (im2col), the same values as ``lax.conv_general_dilated``:
+    XLA:CPU runs convolutions inside ``lax.scan`` loops about 10x slower than outside, and every
+    training and lookahead loop here is a scan, while matmuls keep their speed."""
+    if not _cpu_workarounds():
+        return jax.lax.conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     kh, kw, c_in, c_out = w.shape
     _, height, width, _ = h.shape
     padded = jnp.pad(h, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
@@ -156,9 +165,11 @@ def _conv_same(h: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def _max_pool_2x2(h: jax.Array) -> jax.Array:
-    """2x2/2 max-pooling, SAME-padded (odd sizes padded with -inf), as a reshape and a max:
-    the same values as ``lax.reduce_window``, but its forward-mode derivative (``jvp`` of
-    ``grad``, which every SMD meta-step takes) is a few times cheaper on CPU."""
+    """2x2/2 max-pooling, SAME-padded (odd sizes padded with -inf at the end). On CPU, as a
+    reshape and a max: the same values as ``lax.reduce_window``, but its forward-mode
+    derivative (``jvp`` of ``grad``, which every SMD meta-step takes) is a few times cheaper."""
+    if not _cpu_workarounds():
+        return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
     n, height, width, c = h.shape
     h = jnp.pad(h, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), constant_values=-jnp.inf)
     return h.reshape(n, (height + 1) // 2, 2, (width + 1) // 2, 2, c).max(axis=(2, 4))
