@@ -8,7 +8,7 @@
 
 from shorthorizon.nqm.dynamics import (
     Moments,
-    Schedule,
+    ScheduledRun,
     component_ratios,
     ratios_of,
     initial_moments,
@@ -37,7 +37,7 @@ __all__ = [
     "HorizonCurve",
     "Moments",
     "Regime",
-    "Schedule",
+    "ScheduledRun",
     "chebyshev_spectrum",
     "component_ratios",
     "fit_schedule",

@@ -26,8 +26,9 @@ from jax import lax
 from shorthorizon.nqm.problem import NQM
 
 
-class Schedule(NamedTuple):
-    """A learning-rate and momentum schedule (shape (T,) each) and its loss curve (T+1,)."""
+class ScheduledRun(NamedTuple):
+    """A learning-rate and momentum schedule (shape (T,) each) and its loss curve (T+1,); not
+    :data:`shorthorizon.optim.Schedule`, a function of the step."""
 
     lr: jax.Array
     momentum: jax.Array

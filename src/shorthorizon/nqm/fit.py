@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from shorthorizon.nqm.dynamics import Schedule, loss_components, ratios_of
+from shorthorizon.nqm.dynamics import ScheduledRun, loss_components, ratios_of
 from shorthorizon.nqm.problem import NQM
 
 
 class Fit(NamedTuple):
     """A fitted schedule, its largest component ratio and the objective at each meta-step."""
 
-    schedule: Schedule
+    schedule: ScheduledRun
     max_component_ratio: jax.Array
     history: jax.Array
 
@@ -103,4 +103,4 @@ def fit_schedule(
     (params, _), history = lax.scan(meta_step, (params, tx.init(params)), None, length=steps)
     lr, mu = _schedule(params, horizon, momentum)
     components = loss_components(nqm, lr, mu)
-    return Fit(Schedule(lr, mu, components.sum(-1)), ratios_of(components).max(), history)
+    return Fit(ScheduledRun(lr, mu, components.sum(-1)), ratios_of(components).max(), history)

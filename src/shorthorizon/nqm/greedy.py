@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from shorthorizon.nqm.dynamics import Moments, Schedule, initial_moments, loss_of, step_moments
+from shorthorizon.nqm.dynamics import Moments, ScheduledRun, initial_moments, loss_of, step_moments
 from shorthorizon.nqm.problem import NQM
 
 
@@ -53,7 +53,7 @@ def greedy_step(nqm: NQM, m: Moments, momentum: bool = True) -> tuple:
     return lr, mu
 
 
-def greedy_schedule(nqm: NQM, horizon: int, momentum: bool = True) -> Schedule:
+def greedy_schedule(nqm: NQM, horizon: int, momentum: bool = True) -> ScheduledRun:
     """Roll the greedy rule forward for ``horizon`` steps (Theorem 2, or Theorem 3 when
     ``momentum=False``); returns the schedule and its loss curve (length horizon + 1)."""
     if int(horizon) != horizon or horizon < 1:
@@ -66,4 +66,4 @@ def greedy_schedule(nqm: NQM, horizon: int, momentum: bool = True) -> Schedule:
         return m, (lr, mu, loss_of(nqm, m).sum())
 
     _, (lr, mu, loss) = lax.scan(step, m0, None, length=int(horizon))
-    return Schedule(lr, mu, jnp.concatenate([loss_of(nqm, m0).sum()[None], loss]))
+    return ScheduledRun(lr, mu, jnp.concatenate([loss_of(nqm, m0).sum()[None], loss]))
