@@ -43,7 +43,8 @@ def main() -> None:
     key = jax.random.PRNGKey(0)
     data = Data(jax.random.uniform(key, (10_000, 28, 28, 1)), jax.random.randint(key, (10_000,), 0, 10))
     task = mlp()
-    problem = offline.warm_start(task, data, key, offline.epoch_batches(data, key, 2, 100), 5, 0.1, 0.9)
+    problem = offline.warm_start(task, data, key, offline.epoch_batches(data, key, 2, 100), 5,
+                                 {"lr": 0.1, "momentum": 0.9})
     unroll = offline.schedule_unroll(task, args.steps)
     horizons = (args.steps // 2, args.steps)
     lr0 = jnp.geomspace(0.003, 0.3, args.settings)

@@ -19,6 +19,7 @@ from shorthorizon.results import RunDir
 from shorthorizon.tasks import mlp
 
 CURVES = ("surface", "smd", "long_runs")
+HEAVY_BALL = {"lr": 0.1, "momentum": 0.9}  # the warm start's
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_surface_horizons_are_prefixes_of_one_unroll(fake_dir):
     _, train, _ = datasets.load("mnist", str(fake_dir), verify=False)
     task, key = mlp(), jax.random.PRNGKey(3)
     eval_set = offline.epoch_batches(train, key, 2, 100)
-    problem = offline.warm_start(task, train, key, eval_set, 5, 0.1, 0.9)
+    problem = offline.warm_start(task, train, key, eval_set, 5, HEAVY_BALL)
     lr0, decay_exponent = jnp.array([0.01, 0.2, 0.05]), jnp.array([0.1, 50.0, 1.0])
     losses = offline.surface(offline.schedule_unroll(task, 7), problem, lr0, decay_exponent, key, (3, 7),
                              batch_size=2)
@@ -83,7 +84,7 @@ def test_smd_reaches_the_best_region_of_the_surface():
         pytest.fail("Fashion-MNIST is missing: `apt-get install -y dataset-fashion-mnist` (as root)")
     _, train, _ = datasets.load("fashion-mnist")
     task, key = mlp(), jax.random.PRNGKey(0)
-    problem = offline.warm_start(task, train, key, offline.epoch_batches(train, key, 10, 100), 50, 0.1, 0.9)
+    problem = offline.warm_start(task, train, key, offline.epoch_batches(train, key, 10, 100), 50, HEAVY_BALL)
     unroll = offline.schedule_unroll(task, 50)
     config = experiment.PRESETS["quick"]
     rng = np.random.default_rng(0)
@@ -240,3 +241,31 @@ def test_estimated_cost_of_the_presets():
     assert paper / 2000 > 7 * 86400 and fast / 2000 < 3600
     assert experiment.is_paper_horizons(experiment.PRESETS["paper-horizons"])
     assert not experiment.is_paper_horizons(experiment.PRESETS["quick"])
+
+
+def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_path, capsys):
+    """`--set optimizer=adamw --set hyper=weight_decay=0.01`: the warm start and the horizons'
+    unrolls are AdamW's (b1 = momentum, weight decay kept), the run completes and the report
+    names the optimizer; a missing or unknown hyperparameter is an error before any work."""
+    import optax
+
+    config = dataclasses.replace(tiny, dataset="mnist", optimizer="adamw", hyper=("weight_decay=0.01",), warm_start_lr=0.003,
+                                 lr0_range=(1e-4, 1e-2))
+    problem = experiment.prepare(config).problem
+    assert {k: float(problem.state.hyper[k]) for k in ("lr", "momentum", "weight_decay")} == pytest.approx(
+        {"lr": 0.003, "momentum": 0.9, "weight_decay": 0.01})
+    adam_states = [s for s in jax.tree.leaves(problem.state.slots, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
+                   if isinstance(s, optax.ScaleByAdamState)]
+    assert len(adam_states) == 1 and int(adam_states[0].count) == config.warm_start_steps
+    assert experiment.horizon_unroll(config, 10).optimizer.name == "adamw"
+    summary = experiment.run(config, RunDir(tmp_path / "run"))
+    assert np.isfinite(summary["horizons"]["10"]["final_train_loss"])
+    assert "optimizer adamw, momentum 0.9 (b1), weight_decay=0.01, for each horizon" in experiment.report(
+        RunDir(tmp_path / "run"))
+    base = ["offline", "--preset", "quick", "--set", f"data_dir={tiny.data_dir}", "--set", "verify=false",
+            "--set", "optimizer=adamw"]
+    for extra, problem_text in (([], "needs a value for ['weight_decay']"),
+                                (["--set", "hyper=weight_decay=0.01,nesterov_b=1"], "no hyperparameter ['nesterov_b']")):
+        capsys.readouterr()
+        assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2
+        assert problem_text in capsys.readouterr().err and not (tmp_path / "bad").exists()

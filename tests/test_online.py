@@ -252,7 +252,7 @@ def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
             "--set", "eval_examples=100", "--set", "optimizer=adamw"]
     for extra, problem in ((["--set", "adapt=lr,b2"], "give 'b2' its bounds as b2:LOW:HIGH"),
                            (["--set", "adapt=lr,weight_decay:1:0.1"], "0 < LOW < HIGH"),
-                           (["--set", "adapt=lr,weight_decay"], "initial value of the adapted hyperparameters "
+                           (["--set", "adapt=lr,weight_decay"], "needs a value for "
                                                                  "['weight_decay']"),
                            (["--set", "adapt=lr,weight_decay", "--set", "hyper=weight_decay"], "NAME=VALUE")):
         capsys.readouterr()

@@ -21,7 +21,8 @@ def test_windowed_memory_does_not_grow_with_the_horizon():
     task = mlp((4, 4, 1), hidden=(8,))
     key = jax.random.PRNGKey(0)
     data = Data(jax.random.uniform(key, (64, 4, 4, 1)), jnp.arange(64) % 10)
-    problem = offline.warm_start(task, data, key, offline.epoch_batches(data, key, 2, 8), 2, 0.1, 0.9, 8)
+    problem = offline.warm_start(task, data, key, offline.epoch_batches(data, key, 2, 8), 2,
+                                 {"lr": 0.1, "momentum": 0.9}, 8)
 
     raw = offline.to_raw(0.03, 1.0)
 

@@ -89,3 +89,31 @@ def require(config: Any, keys: str, rule: Rule) -> None:
         values = value if isinstance(value, tuple) else (value,)
         if not values or not all(rule.test(v) for v in values):
             raise ValueError(f"config key {key!r} must be {rule.wanted}, got {value!r}")
+
+
+def optimizer_hyper(config: Any, lr: float) -> dict:
+    """The initial hyperparameters of ``config.optimizer`` (a name in ``optim.OPTIMIZERS``) at
+    learning rate ``lr``: ``config.momentum`` where the optimizer has a momentum (β1 for Adam),
+    and ``config.hyper``'s NAME=VALUE entries. A malformed entry, a name the optimizer lacks or
+    a value it needs and was not given is a ValueError naming the config keys to set."""
+    import jax.numpy as jnp
+
+    from shorthorizon import optim
+
+    optimizer = optim.make_optimizer(config.optimizer)
+    hyper = {"lr": lr}
+    if "momentum" in optimizer.hyperparameters():
+        hyper["momentum"] = config.momentum
+    for entry in config.hyper:
+        name, _, value = entry.partition("=")
+        try:
+            hyper[name] = float(value)
+        except ValueError:
+            raise ValueError(f"config key 'hyper' takes NAME=VALUE entries, got {entry!r}") from None
+        if not math.isfinite(hyper[name]):
+            raise ValueError(f"config key 'hyper' takes NAME=VALUE entries with a finite value, got {entry!r}")
+    try:
+        optimizer.init(jnp.zeros(()), hyper)
+    except ValueError as err:
+        raise ValueError(f"{err}: set config keys 'optimizer' and 'hyper' (e.g. --set hyper=weight_decay=1e-4)") from None
+    return hyper

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, require
+from shorthorizon import optim
+from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, optimizer_hyper, require
 from shorthorizon.experiments import datasets
 from shorthorizon.hypergrad import ESTIMATORS, Data
 from shorthorizon.meta import offline
@@ -53,7 +54,9 @@ class Config:
     batch_size: int = 100
     warm_start_steps: int = 50
     warm_start_lr: float = 0.1
-    momentum: float = 0.9
+    optimizer: str = "momentum"  # the base optimizer: momentum (the paper's heavy ball), adam, adamw, sgd
+    momentum: float = 0.9  # the heavy ball's momentum; Adam's b1
+    hyper: tuple[str, ...] = ()  # its other hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
     decay_steps: float = 5000.0  # lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent)
     horizons: tuple[int, ...] = (100, 1000, 5000, 20000)
     eval_batches: int = 600  # fixed batches of the meta-objective; 600 x 100 = one epoch
@@ -146,7 +149,7 @@ def _keys(seed: int) -> dict:
 # the config keys that pose the problem: runs that differ only elsewhere share its setup and
 # compiled programs (a new Task object would compile every program anew)
 PROBLEM = ("dataset", "data_dir", "verify", "seed", "task", "batch_size", "warm_start_steps", "warm_start_lr",
-           "momentum", "decay_steps", "eval_batches")
+           "optimizer", "momentum", "hyper", "decay_steps", "eval_batches")
 
 
 def _problem(config: Config) -> Config:
@@ -160,7 +163,7 @@ def prepare(config: Config) -> Setup:
 
 
 def horizon_unroll(config: Config, horizon: int):
-    """``horizon`` steps of momentum with the config's inverse-time schedule."""
+    """``horizon`` steps of the config's optimizer with its inverse-time schedule."""
     return _horizon_unroll(_problem(config), horizon)
 
 
@@ -171,13 +174,14 @@ def _prepare(config: Config) -> Setup:
     keys = _keys(config.seed)
     eval_set = offline.epoch_batches(train, keys["eval_set"], config.eval_batches, config.batch_size)
     problem = offline.warm_start(task, train, keys["warm_start"], eval_set, config.warm_start_steps,
-                                 config.warm_start_lr, config.momentum, config.batch_size)
+                                 optimizer_hyper(config, config.warm_start_lr), config.batch_size, config.optimizer)
     return Setup(task, problem, test, keys)
 
 
 @lru_cache(maxsize=16)
 def _horizon_unroll(config: Config, horizon: int):
-    return offline.schedule_unroll(prepare(config).task, horizon, config.batch_size, config.decay_steps)
+    return offline.schedule_unroll(prepare(config).task, horizon, config.batch_size, config.decay_steps,
+                                   config.optimizer)
 
 
 def bounds(config: Config) -> tuple[tuple[str, float, float], ...]:
@@ -357,6 +361,7 @@ def validate(config: Config) -> None:
         raise ValueError("zoom_samples needs smd_from_surface and smd_max_horizon: it refines the best surface "
                          "sample of the horizons above smd_max_horizon")
     require(config, "momentum", FRACTION)
+    optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
     for key in ("lr0_range", "decay_exponent_range"):
         low, *high = getattr(config, key)
         if len(high) != 1 or not low < high[0]:
@@ -596,10 +601,22 @@ def is_paper_horizons(config) -> bool:
     (MLP, batch 100, T = 100 ... 20,000, the paper's schedule and warm start), the only setup
     the paper's ratios may be printed beside."""
     paper = PRESETS["paper"]
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    keys = ("task", "batch_size", "warm_start_steps", "warm_start_lr", "momentum", "decay_steps")
+    def get(key):  # a stored config: lists for tuples, and a key added since it was stored has its default
+        value = config.get(key, getattr(paper, key)) if isinstance(config, dict) else getattr(config, key)
+        return tuple(value) if isinstance(value, list) else value
+
+    keys = ("task", "batch_size", "warm_start_steps", "warm_start_lr", "optimizer", "momentum", "hyper", "decay_steps")
     return (all(get(k) == getattr(paper, k) for k in keys)
             and (min(get("horizons")), max(get("horizons"))) == (min(paper.horizons), max(paper.horizons)))
+
+
+def _optimizer_text(config: dict) -> str:
+    """The base optimizer as the report names it, from a stored config (older ones: the heavy ball)."""
+    name = config.get("optimizer", "momentum")
+    parts = [] if name == "momentum" else [f"optimizer {name}"]
+    if "momentum" in optim.make_optimizer(name).hyperparameters():
+        parts.append(f"momentum {config['momentum']:g}" + ("" if name == "momentum" else " (b1)"))
+    return ", ".join(parts + list(config.get("hyper", ())))
 
 
 def report(run_dir: RunDir, prefix: str = "") -> str:
@@ -637,7 +654,7 @@ These horizons are not the paper's (T = 100 ... 20,000), so its ratios are not s
     return f"""## Offline meta-optimization: short-horizon bias (Section 3.2, Figures 5-6)
 
 Dataset: **{s['dataset']}**. An inverse-time schedule lr_t = lr0 (1 + t/{config['decay_steps']:g})^(-decay_exponent),
-momentum {config['momentum']:g}, for each horizon T from a shared {config['warm_start_steps']}-step warm start,
+{_optimizer_text(config)}, for each horizon T from a shared {config['warm_start_steps']}-step warm start,
 {fit}; each horizon's schedule is then trained for {s['long_horizon']} steps.
 
 | horizon T | lr0 | decay exponent | meta-objective | final train loss | final test error |

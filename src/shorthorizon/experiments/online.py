@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 import jax
 import jax.numpy as jnp
 
-from shorthorizon.config import FRACTION, POSITIVE, require
+from shorthorizon.config import FRACTION, POSITIVE, optimizer_hyper, require
 from shorthorizon.data.registry import get_spec
 from shorthorizon.experiments import datasets
 from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, scalar_loss
@@ -155,23 +155,6 @@ def _space(config: Config) -> optim.EffectiveSpace | optim.LogSpace:
     return optim.LogSpace(tuple(ranges))
 
 
-def _hyper(config: Config, lr: float) -> dict:
-    """The initial hyperparameters of a run from ``lr``: the config's momentum (where the
-    optimizer has one) and its ``hyper`` entries."""
-    hyper = {"lr": lr}
-    if "momentum" in _optimizer(config.optimizer).hyperparameters():
-        hyper["momentum"] = config.momentum
-    for entry in config.hyper:
-        name, _, value = entry.partition("=")
-        try:
-            hyper[name] = float(value)
-        except ValueError:
-            raise ValueError(f"config key 'hyper' takes NAME=VALUE entries, got {entry!r}") from None
-        if not math.isfinite(hyper[name]):
-            raise ValueError(f"config key 'hyper' takes NAME=VALUE entries with a finite value, got {entry!r}")
-    return hyper
-
-
 def _online(config: Config, task: str, model: Task, lookahead: str | None) -> Online:
     """The run of ``task``; ``lookahead=None`` is the hand-tuned baseline (no meta-steps)."""
     return Online(model, lookahead if lookahead in LOOKAHEADS else "stochastic", config.horizon,
@@ -197,7 +180,7 @@ def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead:
     # the bar counts plain training steps' worth of work: an adaptation step costs many
     with tqdm(total=online.cost(*_halves(config, task)), desc=label, leave=False, dynamic_ncols=True,
               bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]") as bar:
-        result = online.run(train, jax.random.key(config.seed), _hyper(config, init_lr),
+        result = online.run(train, jax.random.key(config.seed), optimizer_hyper(config, init_lr),
                             *_halves(config, task), chance_loss=chance, progress=bar.update)
     subset = Data(train.x[: config.eval_examples], train.y[: config.eval_examples])
     final_loss = float(_evaluate(model, result.params, subset, result.model_state)["loss"])
@@ -250,7 +233,7 @@ def validate(config: Config) -> None:
     if config.estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
     datasets.check_name(config.dataset)
-    check(_optimizer(config.optimizer), _space(config), _hyper(config, 1.0))
+    check(_optimizer(config.optimizer), _space(config), optimizer_hyper(config, 1.0))
     require(config, "horizon meta_steps interval meta_lr clip particles sigma final_lr_eff eval_examples chunks",
             POSITIVE)
     require(config, "momentum", FRACTION)
@@ -284,7 +267,7 @@ def _finite(x) -> float | None:
 def _task_summary(config: Config, task: str, dataset: str, results: dict) -> dict:
     (base_lr, _), *runs = _runs(config, task)
     base = results[_unit_name(task, base_lr, None)]
-    baseline = {**_hyper(config, base_lr),
+    baseline = {**optimizer_hyper(config, base_lr),
                 "final_train_loss": _finite(base["final_train_loss"]),
                 "final_test_accuracy": _finite(base["final_test_accuracy"]),
                 "diverged": bool(base["diverged"]), "steps_done": int(len(base["loss"]))}

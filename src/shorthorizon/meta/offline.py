@@ -2,13 +2,13 @@
 lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent) by re-training from a warm start.
 
 The meta-objective for a horizon T is the mean training loss after T steps from the warm
-start, on a fixed set of evaluation batches. This module composes a task, the momentum
-optimizer with an inverse-time schedule, :class:`~shorthorizon.hypergrad.Unroll` and
+start, on a fixed set of evaluation batches. This module composes a task, an optimizer (the
+paper's: momentum) with an inverse-time schedule on its lr, :class:`~shorthorizon.hypergrad.Unroll` and
 :class:`~shorthorizon.meta.smd.SMD`; every function takes the device arrays as arguments
 (jit never bakes a dataset into a program) and the :class:`Unroll` as a static argument.
 
     >>> unroll = schedule_unroll(task, horizon=100)
-    >>> problem = warm_start(task, train, key, eval_set, steps=50, lr=0.1, momentum=0.9)
+    >>> problem = warm_start(task, train, key, eval_set, steps=50, hyper={"lr": 0.1, "momentum": 0.9})
     >>> losses = surface(unroll, problem, lr0s, decay_exponents, key, (100, 1000))  # vmapped in batches
     >>> state = smd(unroll, problem, meta_lr, bounds).init(to_raw(0.03, 1.0))
     >>> state, (objective, _, raw) = fit_chunk(unroll, problem, state, keys, meta_lr, bounds)
@@ -67,9 +67,12 @@ def from_raw(raw: Mapping[str, jax.Array]) -> dict:
     return {"lr": jnp.exp(raw[LOG_LR]), "decay_exponent": jnp.exp(raw[LOG_DECAY_EXPONENT])}
 
 
-def schedule_unroll(task: Task, horizon: int, batch_size: int = 100, decay_steps: float = 5000.0) -> Unroll:
-    """``horizon`` steps of momentum with the inverse-time schedule, a fresh batch each step."""
-    return Unroll(task, optim.momentum(optim.inverse_time(decay_steps)), horizon, batch_size, "stochastic")
+def schedule_unroll(task: Task, horizon: int, batch_size: int = 100, decay_steps: float = 5000.0,
+                    optimizer: str = "momentum") -> Unroll:
+    """``horizon`` steps of ``optimizer`` (a name in ``optim.OPTIMIZERS``; the paper's: the heavy
+    ball) with the inverse-time schedule on its lr, a fresh batch each step."""
+    return Unroll(task, optim.make_optimizer(optimizer, optim.inverse_time(decay_steps)), horizon, batch_size,
+                  "stochastic")
 
 
 def epoch_batches(data: Data, key: jax.Array, count: int, batch_size: int) -> Data:
@@ -81,14 +84,16 @@ def epoch_batches(data: Data, key: jax.Array, count: int, batch_size: int) -> Da
     return Data(data.x[idx], data.y[idx])
 
 
-@partial(jax.jit, static_argnames=("task", "steps", "batch_size"))
-def warm_start(task: Task, train_data: Data, key: jax.Array, eval_set: Data, steps: int, lr: float,
-               momentum: float, batch_size: int = 100) -> Problem:
-    """Fresh weights from ``key``, then ``steps`` steps of momentum at constant ``lr``."""
+@partial(jax.jit, static_argnames=("task", "steps", "batch_size", "optimizer"))
+def warm_start(task: Task, train_data: Data, key: jax.Array, eval_set: Data, steps: int, hyper: Mapping[str, float],
+               batch_size: int = 100, optimizer: str = "momentum") -> Problem:
+    """Fresh weights from ``key``, then ``steps`` steps of ``optimizer`` (a name in
+    ``optim.OPTIMIZERS``) with the constant hyperparameters ``hyper`` (the paper's: ``lr`` 0.1,
+    ``momentum`` 0.9), which the horizons keep but for the scheduled lr."""
     init_key, batch_key = jax.random.split(key)
     params = task.init(init_key)
-    optimizer = optim.momentum()
-    state = optimizer.init(params, {"lr": lr, "momentum": momentum})
+    optimizer = optim.make_optimizer(optimizer)
+    state = optimizer.init(params, hyper)
     params, state, model_state, _ = train(task, optimizer, params, state,
                                           stochastic_batches(train_data, batch_key, steps, batch_size), steps,
                                           model_state=task.init_state(init_key), key=model_key(batch_key))
