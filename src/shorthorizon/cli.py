@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import datetime
@@ -142,5 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The console script: :func:`main`, then exit. After an interrupt it exits at once, without
+    the interpreter's teardown: XLA may still be running work dispatched before the interrupt,
+    and tearing its runtime down under it crashed the process (exit -11 instead of 130). Every
+    finished unit is already stored; a Ray instance this process started is shut down first."""
+    code = main()
+    if code == 130:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
