@@ -44,14 +44,20 @@ def test_quick_preset_writes_results(quick_run):
 def test_report_shows_paper_numbers_beside_the_paper_problem_only(quick_run, tmp_path):
     text = experiment.report(RunDir(quick_run), prefix="nqm/")
     assert "nqm/fig3_noisy.png" in text and "nqm/fig1.png" in text
-    assert "63.86" not in text and "not the paper's" in text
+    assert "63.86" not in text and "paper's numbers are not shown" in text
     # the same saved results, stored as if computed on the paper's problem
     shutil.copytree(quick_run, tmp_path / "run")
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
-    stored["config"].update(dim=1000, horizon=250)
+    paper = {k: getattr(experiment.PRESETS["paper"], k) for k in experiment.PAPER_KEYS}
+    stored["config"].update(paper)
     (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
     text = experiment.report(RunDir(tmp_path / "run"), prefix="nqm/")
-    assert "63.86" in text and "4.25" in text and "not the paper's" not in text
+    assert "63.86" in text and "4.25" in text and "not shown" not in text
+    # the paper's problem, its schedules fitted with fewer meta-steps: not the paper's numbers
+    stored["config"].update(fit_steps=1)
+    (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
+    text = experiment.report(RunDir(tmp_path / "run"), prefix="nqm/")
+    assert "63.86" not in text and "fit_steps 1, not 500" in text
 
 
 def test_rerun_resumes_without_recomputing(quick_run, monkeypatch):

@@ -45,12 +45,18 @@ PRESETS = {
 }
 
 
+# the keys that decide the schedules' losses: the problem, and how thoroughly the schedules are fitted
+PAPER_KEYS = ("dim", "horizon", "fit_steps", "fixed_fit_steps", "adam_lr", "penalty", "margin")
+
+
 def is_paper_problem(config) -> bool:
-    """Whether ``config`` (a Config or its stored dict) poses Section 2.3's problem, the only
-    one the paper's numbers may be printed beside."""
+    """Whether ``config`` (a Config, another experiment's config or a stored dict) poses
+    Section 2.3's problem and fits its schedules as the paper preset does, the only setup the
+    paper's numbers may be printed beside. Keys of :data:`PAPER_KEYS` that ``config`` does not
+    have (another experiment's: ``nqm-map`` fits no fixed schedule) are not compared."""
     paper = PRESETS["paper"]
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    return get("dim") == paper.dim and get("horizon") == paper.horizon
+    values = config if isinstance(config, dict) else dataclasses.asdict(config)
+    return all(values[k] == getattr(paper, k) for k in PAPER_KEYS if k in values)
 
 
 # --- units (pure; run in float64 by _dispatch, in-process or in a fresh Ray worker) ---------
@@ -278,8 +284,10 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
         "Exact expected losses after the horizon (excess over the irreducible loss); "
         "schedules fitted under the constraint that no dimension's loss exceeds its initial value.",
         "" if paper_problem else
-        f"\nThis run's problem (d = {config['dim']}, T = {config['horizon']}) is not the paper's "
-        f"(d = 1000, T = 250), so the paper's numbers are not shown beside it.\n",
+        "\nThis run differs from the paper's problem or fit ("
+        + ", ".join(f"{k} {config[k]:g}, not {getattr(PRESETS['paper'], k):g}" for k in PAPER_KEYS
+                    if config[k] != getattr(PRESETS["paper"], k))
+        + "), so the paper's numbers are not shown beside it.\n",
         "| setting | schedule | " + ("paper | " if paper_problem else "") + "ours | max component ratio |",
         "|---|---|---|" + ("---|" if paper_problem else "") + "---|",
     ]

@@ -285,11 +285,14 @@ def plot_horizon_curves(run_dir: RunDir) -> None:
 
 # --- report ----------------------------------------------------------------------------------
 def _paper_ratio(config: dict) -> str:
-    """The paper's greedy / optimized ratio, only beside the paper's problem (d and T)."""
+    """The paper's greedy / optimized ratio, only beside the paper's problem and fit in the
+    paper's cell."""
     from shorthorizon.experiments.nqm import PAPER, is_paper_problem
 
-    if not is_paper_problem(config):
-        return "d and T are not the paper's, so its ratio is not shown"
+    paper = PRESETS["paper"]
+    if not (is_paper_problem(config) and all(config[k] == getattr(paper, k) for k in ("paper_kappa", "paper_noise",
+                                                                                        "mean0"))):
+        return "the problem or its fit is not the paper's, so its ratio is not shown"
     noisy = PAPER["noisy"]
     return f"paper {noisy['greedy']} / {noisy['optimized']} = {noisy['greedy'] / noisy['optimized']:.1f}"
 
