@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,22 @@ def test_a_refused_run_leaves_no_folder_behind(tmp_path):
     with pytest.raises(ValueError, match="refused"), RunDir.open(tmp_path / "new" / "run"):
         raise ValueError("refused")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_run_that_fails_before_any_result_takes_back_its_claim(tmp_path, capsys, data):
+    """A dataset found but unreadable fails once the folder is claimed, before anything is
+    computed: the run takes back its config.json (and removes the folder it made), so the
+    corrected command is not refused as another config's run."""
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(data, corrupt)
+    images = next(corrupt.rglob("train-images*"))
+    images.write_bytes(images.read_bytes()[:100])
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        assert main([*_online(corrupt), "--out", str(out)]) == 2
+        assert "error" in capsys.readouterr().err
+        assert (out.name == "empty" or not out.exists()) and not (out / "config.json").exists()
+        assert main([*_online(data), "--set", "mlp_steps=10", "--out", str(out)]) == 0
 
 
 def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):

@@ -130,13 +130,16 @@ class RunDir:
         self.path = Path(path)
         self.force = force
         self.started = time.perf_counter()
+        self.claimed = False  # whether this run wrote the folder's first config.json
 
     @classmethod
     @contextlib.contextmanager
     def open(cls, path: str | os.PathLike, force: bool = False) -> Iterator["RunDir"]:
         """The run folder ``path``, created if needed and locked against other processes for
-        the ``with`` block. A second process is refused with a RunDirError; a folder this call
-        created is removed again when the block leaves nothing in it."""
+        the ``with`` block. A second process is refused with a RunDirError. A block that fails
+        having computed nothing (bad data, an interrupt before the first result) takes back the
+        ``config.json`` it wrote, so that the corrected command may use the folder; a folder
+        this call created is removed again when the block leaves nothing in it."""
         run_dir = cls(path, force)
         if run_dir.path.exists() and not run_dir.path.is_dir():
             raise RunDirError(f"{run_dir.path} is a file, not a folder; choose another --out")
@@ -158,6 +161,10 @@ class RunDir:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             try:
                 yield run_dir
+            except BaseException:
+                if run_dir.claimed and run_dir._results() == ["config.json"]:
+                    (run_dir.path / "config.json").unlink()
+                raise
             finally:
                 # still holding the lock: no other process can start in a folder being removed
                 if created is not None and not run_dir._results():
@@ -186,6 +193,8 @@ class RunDir:
         elif self._results():
             raise RunDirError(f"{self.path} is not empty and holds no shorthorizon run (no config.json); "
                               "choose a new or empty --out")
+        else:
+            self.claimed = True
         write_json(path, {**claim, "environment": environment()})
 
     def _check_claim(self, path: Path, claim: dict) -> None:
