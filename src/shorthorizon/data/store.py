@@ -158,11 +158,16 @@ def file_digest(path: Path, algorithm: str, decompress: bool = True,
     return digest
 
 
-def _fix(spec: Spec) -> str:
-    """What to do about a missing or bad file of ``spec``."""
+def _fix(spec: Spec, folder: Path) -> str:
+    """What to do about a missing or bad file of ``spec`` in ``folder``."""
     urls = ", ".join(d.url for d in spec.downloads)
-    return (f"fix: run `shorthorizon data download {spec.name}` (fetches {urls} into "
-            f"{cache_dir() / spec.name}), or put the published files there yourself")
+    download = cache_dir() / spec.name
+    if folder.resolve() == download.resolve():
+        return (f"fix: run `shorthorizon data download {spec.name}` (fetches {urls} into "
+                f"{download}), or put the published files there yourself")
+    # the folder is searched before the download's, so a download alone would not be used
+    return (f"fix: put the published files ({urls}) into {folder}, or remove {folder} so that another copy "
+            f"is found (`shorthorizon data download {spec.name}` puts one into {download})")
 
 
 def missing_data_instructions(preferred=("mnist", "fashion-mnist"), data_dir=None) -> str:
@@ -181,8 +186,8 @@ def missing_data_instructions(preferred=("mnist", "fashion-mnist"), data_dir=Non
         files = ", ".join(d.filename for d in spec.downloads)
         urls = " ".join(d.url for d in spec.downloads)
         lines.append(f"  - by hand: put {files} into {dest / name}/  (from: {urls})")
-    lines.append(f"  Another folder works too: pass --data-dir DIR or set {ENV_VAR}=DIR, "
-                 "with the files in DIR/<name>/.")
+    lines.append(f"  Another folder works too, with the files in DIR/<name>/: set {ENV_VAR}=DIR, or pass "
+                 "--data-dir DIR (unroll, data) or --set data_dir=DIR (offline, online, truncated).")
     return "\n".join(lines)
 
 
@@ -213,7 +218,7 @@ def verify_location(location: Location, contents: dict[str, bytes] | None = None
         if actual != expected:
             raise ChecksumError(
                 f"{path}: {algorithm.upper()} {actual} does not match the published {expected}; "
-                f"the file is corrupt or not the {spec.name} file ({_fix(spec)}; to use files you "
+                f"the file is corrupt or not the {spec.name} file ({_fix(spec, location.folder)}; to use files you "
                 "built yourself, skip the check: --no-verify for unroll, --set verify=false for "
                 "offline and online, verify=False in Python)")
 
@@ -260,7 +265,7 @@ def locate_dataset(name: str, data_dir: Path | str | None = None) -> Location:
         raise DatasetNotFoundError(missing_data_instructions((spec.name,), data_dir))
     if not location.complete:
         names = ", ".join(f"{m}{'(.gz)' if spec.fmt == 'idx' else ''}" for m in location.missing)
-        raise DatasetNotFoundError(f"{spec.name}: {location.folder} lacks {names}; {_fix(spec)}")
+        raise DatasetNotFoundError(f"{spec.name}: {location.folder} lacks {names}; {_fix(spec, location.folder)}")
     return location
 
 
@@ -280,7 +285,7 @@ def load_dataset(name: str, data_dir: Path | str | None = None, verify: bool = T
     except ChecksumError:
         raise
     except CorruptFileError as err:
-        raise CorruptFileError(f"{err}; {_fix(spec)}") from None
+        raise CorruptFileError(f"{err}; {_fix(spec, location.folder)}") from None
     scale = np.float32(255)
     return Dataset(name, train[0] / scale, train[1], test[0] / scale, test[1],
                    location.folder, spec.num_classes)
