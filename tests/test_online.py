@@ -254,7 +254,14 @@ def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
                            (["--set", "adapt=lr,weight_decay:1:0.1"], "0 < LOW < HIGH"),
                            (["--set", "adapt=lr,weight_decay"], "needs a value for "
                                                                  "['weight_decay']"),
-                           (["--set", "adapt=lr,weight_decay", "--set", "hyper=weight_decay"], "NAME=VALUE")):
+                           (["--set", "adapt=lr,weight_decay", "--set", "hyper=weight_decay"], "NAME=VALUE"),
+                           ([], "'adapt' defaults to lr,momentum, the heavy ball's"),
+                           (["--set", "adapt=lr,weight_decay", "--set", "hyper=weight_decay=abc"],
+                            "the value of weight_decay must be a number, got 'abc'"),
+                           (["--set", "adapt=lr,weight_decay", "--set", "hyper=weight_decay=-1"],
+                            "the initial weight_decay -1 lies outside its bounds [1e-06, 1]"),
+                           (["--set", "adapt=lr,weight_decay", "--set", "hyper=weight_decay=1e-4,foo=1"],
+                            "no hyperparameter ['foo']")):
         capsys.readouterr()
         assert cli.main([*args, "--out", str(tmp_path / "bad"), *extra]) == 2
         assert problem in capsys.readouterr().err

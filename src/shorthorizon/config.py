@@ -105,13 +105,15 @@ def optimizer_hyper(config: Any, lr: float) -> dict:
     if "momentum" in optimizer.hyperparameters():
         hyper["momentum"] = config.momentum
     for entry in config.hyper:
-        name, _, value = entry.partition("=")
+        name, equals, value = entry.partition("=")
+        if not name or not equals:
+            raise ValueError(f"config key 'hyper' takes NAME=VALUE entries, got {entry!r}")
         try:
             hyper[name] = float(value)
         except ValueError:
-            raise ValueError(f"config key 'hyper' takes NAME=VALUE entries, got {entry!r}") from None
+            raise ValueError(f"config key 'hyper': the value of {name} must be a number, got {value!r}") from None
         if not math.isfinite(hyper[name]):
-            raise ValueError(f"config key 'hyper' takes NAME=VALUE entries with a finite value, got {entry!r}")
+            raise ValueError(f"config key 'hyper': the value of {name} must be finite, got {value!r}")
     try:
         optimizer.init(jnp.zeros(()), hyper)
     except ValueError as err:

@@ -137,8 +137,13 @@ def _optimizer(name: str) -> optim.Optimizer:
 
 def _space(config: Config) -> optim.EffectiveSpace | optim.LogSpace:
     """Where SMD moves the ``adapt`` hyperparameters."""
-    if config.optimizer == "momentum" and sorted(config.adapt) == ["lr", "momentum"]:
-        return optim.EffectiveSpace()
+    if sorted(config.adapt) == ["lr", "momentum"]:
+        if config.optimizer == "momentum":
+            return optim.EffectiveSpace()
+        if config.adapt == Config.adapt:
+            raise ValueError(f"config key 'adapt' defaults to lr,momentum, the heavy ball's (the paper's effective "
+                             f"space); with optimizer {config.optimizer} name what to adapt, e.g. --set adapt=lr "
+                             "(or lr,weight_decay for adamw)")
     ranges = []
     for entry in config.adapt:
         name, *bounds = entry.split(":")
@@ -233,7 +238,6 @@ def validate(config: Config) -> None:
     if config.estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
     datasets.check_name(config.dataset)
-    check(_optimizer(config.optimizer), _space(config), optimizer_hyper(config, 1.0))
     require(config, "horizon meta_steps interval meta_lr clip particles sigma final_lr_eff eval_examples chunks",
             POSITIVE)
     require(config, "momentum", FRACTION)
@@ -244,6 +248,10 @@ def validate(config: Config) -> None:
         if per_task(config, task, "steps") < 2 or (per_task(config, task, "steps") // 2) % config.interval:
             raise ValueError(f"{base}_steps // 2 must be a positive multiple of interval={config.interval}, "
                              f"got {base}_steps={per_task(config, task, 'steps')}")
+    space = _space(config)
+    for task in config.task:
+        for lr in per_task(config, task, "init_lrs"):
+            check(_optimizer(config.optimizer), space, optimizer_hyper(config, lr))
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:

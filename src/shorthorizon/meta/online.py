@@ -198,7 +198,8 @@ class Online(NamedTuple):
 def check(optimizer: optim.Optimizer, space, hyper: Mapping[str, float]) -> None:
     """Raise ValueError, naming the fix, unless ``optimizer`` can be adapted online in ``space``
     from the initial values ``hyper``: it has a learning rate ``lr`` (the decay half sets it)
-    and no schedule, it has the space's hyperparameters, and ``hyper`` gives them."""
+    and no schedule, it has the space's hyperparameters, and ``hyper`` gives them, within the
+    bounds of a :class:`~shorthorizon.optim.LogSpace`."""
     own = optimizer.hyperparameters()
     if "lr" not in own or optimizer.schedule is not None:
         raise ValueError(f"optimizer {optimizer.name!r}: online runs need a learning rate named lr and no "
@@ -208,7 +209,11 @@ def check(optimizer: optim.Optimizer, space, hyper: Mapping[str, float]) -> None
         raise ValueError(f"optimizer {optimizer.name!r} has no hyperparameter {missing} to adapt; it has {sorted(own)}")
     unset = [n for n in space.names if n not in hyper]
     if unset:
-        raise ValueError(f"give the initial value of the adapted hyperparameters {unset}")
+        raise ValueError(f"give the initial value of the adapted hyperparameters {unset} (Online.run's hyper; "
+                         "on the command line --set hyper=NAME=VALUE)")
+    for name, low, high in getattr(space, "ranges", ()):
+        if not low <= hyper[name] <= high:
+            raise ValueError(f"the initial {name} {hyper[name]:g} lies outside its bounds [{low:g}, {high:g}]")
 
 
 def decay_hyper(hyper: dict, start: int, steps: int, final_lr: float) -> dict:
