@@ -118,6 +118,18 @@ def test_a_run_that_fails_before_any_result_takes_back_its_claim(tmp_path, capsy
         assert main([*_online(data), "--set", "mlp_steps=10", "--out", str(out)]) == 0
 
 
+def test_wall_time_counts_every_process_and_force_starts_it_over(tmp_path, strict_json):
+    out = tmp_path / "run"
+    assert main([*NQM, "--out", str(out)]) == 0
+    first = strict_json(out / "summary.json")["wall_time_s"]
+    assert float((out / ".spent").read_text()) >= first  # what this process spent, for the next one
+    (out / ".spent").write_text("1000.0\n")  # as if earlier processes had spent 1000 s
+    assert main([*NQM, "--out", str(out)]) == 0  # everything stored: a resume that computes nothing
+    assert 1000 < strict_json(out / "summary.json")["wall_time_s"] < 1000 + first
+    assert main([*NQM, "--out", str(out), "--force"]) == 0
+    assert strict_json(out / "summary.json")["wall_time_s"] < 1000
+
+
 def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):
     write_json(tmp_path / "a.json", {"loss": float("nan"), "curve": np.array([1.0, np.inf]),
                                      "low": np.float32("-inf"), "ok": 2.5, "n": np.int64(3)})

@@ -2,7 +2,8 @@
 
 A run directory receives ``config.json`` (the run's claim: the experiment's command name,
 its resolved config and any extras, plus versions and device), ``summary.json`` (headline
-numbers and ``wall_time_s``), per-unit results under ``units/`` (what makes a run
+numbers and ``wall_time_s``: the seconds of every process that worked on the folder, a killed
+one's excepted), per-unit results under ``units/`` (what makes a run
 resumable), curves as ``.npz`` and figures as ``.png`` + ``.pdf``.
 
 A folder belongs to one command and one resolved config: :meth:`RunDir.write_config` refuses
@@ -34,6 +35,9 @@ import numpy as np
 from shorthorizon import __version__
 
 LOCK = ".lock"  # the lock file inside a run folder; hidden names are not results
+# seconds that earlier processes spent on a run folder (written as each one leaves it): a
+# resumed run's wall_time_s counts every process, not the resume's alone
+SPENT = ".spent"
 
 
 class RunDirError(ValueError):
@@ -169,6 +173,8 @@ class RunDir:
                 # still holding the lock: no other process can start in a folder being removed
                 if created is not None and not run_dir._results():
                     shutil.rmtree(created, ignore_errors=True)
+                elif (run_dir.path / "config.json").exists():
+                    (run_dir.path / SPENT).write_text(f"{run_dir.total_elapsed()!r}\n")
         finally:
             os.close(fd)  # releases the lock
 
@@ -184,9 +190,9 @@ class RunDir:
         claim = _jsonable({"command": _command(config), "config": config, **extra})
         path = self.path / "config.json"
         if self.force and path.exists():
-            for name in self._results():
+            for name in [*self._results(), SPENT]:
                 target = self.path / name
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
             self.force = False  # started over once; what this run writes stays
         if path.exists():
             self._check_claim(path, claim)
@@ -217,8 +223,9 @@ class RunDir:
             raise RunDirError(f"{self.path} holds results of a different config ({shown}); {fix}")
 
     def write_summary(self, summary: Mapping[str, Any]) -> dict:
-        """Write ``summary.json`` with the run's ``wall_time_s`` added; return what was written."""
-        summary = {**summary, "wall_time_s": self.elapsed()}
+        """Write ``summary.json`` with the run's ``wall_time_s`` (:meth:`total_elapsed`) added;
+        return what was written."""
+        summary = {**summary, "wall_time_s": self.total_elapsed()}
         write_json(self.path / "summary.json", summary)
         return summary
 
@@ -230,7 +237,16 @@ class RunDir:
         return read_json(self.path / "config.json")["config"]
 
     def elapsed(self) -> float:
+        """Seconds since this process opened the folder."""
         return time.perf_counter() - self.started
+
+    def total_elapsed(self) -> float:
+        """:meth:`elapsed` plus the seconds earlier processes spent on the folder."""
+        try:
+            spent = float((self.path / SPENT).read_text())
+        except (OSError, ValueError):
+            spent = 0.0
+        return spent + self.elapsed()
 
     # --- resumable units -----------------------------------------------------------
     def unit_path(self, name: str) -> Path:
