@@ -58,3 +58,7 @@ def wrong_signature(shape):
 
 def not_a_task(input_shape, num_classes):
     return {"init": None}
+
+
+def needs_color(input_shape, num_classes):
+    raise ValueError("needs color images")

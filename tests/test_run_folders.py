@@ -162,6 +162,10 @@ def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):
     (["online", "--out", "{out}", "--set", "mlp_steps=0"], "config key 'mlp_steps' must be positive and finite, got 0"),
     (["online", "--out", "{out}", "--set", "meta_steps=0"], "config key 'meta_steps' must be positive and finite, got 0"),
     (["nqm", "--out", "{out}", "--set", "fixed_fit_steps=0"], "config key 'fixed_fit_steps' must be positive and finite"),
+    # found by trying the tool as a new user: flags that were passed over in silence
+    (["nqm", "--out", "{out}", "--ray-address", "127.0.0.1:1"], "--ray-address joins a Ray cluster for --executor ray"),
+    (["unroll", "--lr", "0.1", "--momentum", "0.9", "--steps", "5", "--data-dir", "{out}"],
+     "the data folder {out} does not exist"),
     # case 9: late validation
     (["offline", "--out", "{out}", "--dataset", "foo"], "unknown dataset 'foo'; choose one of: auto, mnist"),
     (["reproduce", "--out", "{out}", "--only", "nqm", "online", "--set", "dim=200"],
@@ -174,7 +178,7 @@ def test_bad_input_is_one_line_with_status_2_and_leaves_nothing(tmp_path, capsys
     assert main(argv) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"shorthorizon {argv[0]}: error: "), lines
-    assert message.replace("{file}", places["{file}"]) in lines[0]
+    assert message.replace("{file}", places["{file}"]).replace("{out}", places["{out}"]) in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and (tmp_path / "file").read_text() == "keep"
 
 

@@ -124,8 +124,18 @@ def test_wrong_task_spec_names_the_problem_and_the_signature(spec, message):
     with pytest.raises(ValueError, match=message) as err:
         make_task(spec, (4, 4, 1))
     assert "factory(input_shape: tuple[int, int, int], num_classes: int) -> shorthorizon.tasks.Task" in str(err.value)
-    with pytest.raises(TypeError, match="returned a dict, not a Task"):
+    with pytest.raises(ValueError, match="returned a dict, not a Task"):
         make_task("example_tasks:not_a_task", (4, 4, 1))
+
+
+def test_a_failing_or_broken_user_task_is_named(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"task example_tasks:needs_color for images of shape \(4, 4, 1\), "
+                                         "10 classes: ValueError: needs color images"):
+        make_task("example_tasks:needs_color", (4, 4, 1))
+    (tmp_path / "broken_task_module.py").write_text("def net(input_shape, num_classes)\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="module 'broken_task_module' has a syntax error"):
+        make_task("broken_task_module:net", (4, 4, 1))
 
 
 def test_unroll_cli_with_a_task_named_by_module(capsys, tmp_path):

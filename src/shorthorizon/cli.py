@@ -33,6 +33,9 @@ def _add_run_options(p: argparse.ArgumentParser, presets) -> None:
 
 def _config(module, args: argparse.Namespace):
     """The experiment's resolved and validated config (no work done, nothing written)."""
+    if args.ray_address and args.executor != "ray":
+        raise ValueError("--ray-address joins a Ray cluster for --executor ray; add --executor ray, "
+                         "or leave the address out to run here")
     overrides = configlib.parse_overrides(args.overrides)
     for flag in getattr(module, "FLAGS", ()):
         value = getattr(args, flag, None)

@@ -101,8 +101,13 @@ def _belongs_to_other(spec: Spec, files: dict[str, Path]) -> bool:
 
 def find_dataset(name: str, data_dir: Path | str | None = None) -> Location | None:
     """Where dataset ``name`` is: the first complete set of files in search order, else the
-    first partial one (so errors can name what is missing), else None."""
+    first partial one (so errors can name what is missing), else None. A ``data_dir`` that is
+    not a folder is an error (a mistyped path would otherwise be passed over in silence)."""
     spec = get_spec(name)
+    if data_dir and not Path(data_dir).expanduser().is_dir():
+        raise DatasetNotFoundError(f"the data folder {data_dir} does not exist; give the folder that holds "
+                                   f"<name>/ with the dataset's files (or leave it out to search {cache_dir()} "
+                                   f"and {SYSTEM_ROOT})")
     partial = None
     for root in search_roots(data_dir):
         for folder in (root / name, root):

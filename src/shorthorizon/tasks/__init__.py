@@ -182,9 +182,14 @@ FACTORY = "factory(input_shape: tuple[int, int, int], num_classes: int) -> short
 def make_task(name: str, input_shape: Sequence[int], num_classes: int = 10) -> Task:
     """Build the task ``name`` for images of ``input_shape`` (H, W, C): one of :data:`TASKS`,
     or ``package.module:factory`` naming a function with the signature :data:`FACTORY`."""
-    task = task_factory(name)(input_shape=tuple(input_shape), num_classes=num_classes)
+    factory = task_factory(name)
+    try:
+        task = factory(input_shape=tuple(input_shape), num_classes=num_classes)
+    except (ValueError, TypeError) as err:  # the factory's own complaint, said of this task
+        raise ValueError(f"task {name} for images of shape {tuple(input_shape)}, {num_classes} classes: "
+                         f"{type(err).__name__}: {err}") from err
     if not isinstance(task, Task):
-        raise TypeError(f"task {name}: the factory returned a {type(task).__name__}, not a Task; expected {FACTORY}")
+        raise ValueError(f"task {name}: the factory returned a {type(task).__name__}, not a Task; expected {FACTORY}")
     return task
 
 
@@ -210,6 +215,8 @@ def load_factory(spec: str) -> Callable[..., Task]:
     except ImportError as err:
         raise ValueError(f"task {spec}: cannot import module {module_name!r} ({err}); is its folder on "
                          f"PYTHONPATH or the package installed? expected {FACTORY}") from None
+    except SyntaxError as err:
+        raise ValueError(f"task {spec}: module {module_name!r} has a syntax error ({err})") from None
     factory = getattr(module, attribute, None)
     if factory is None:
         raise ValueError(f"task {spec}: module {module_name!r} has no attribute {attribute!r}; expected {FACTORY}")
