@@ -134,6 +134,9 @@ def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):
     write_json(tmp_path / "a.json", {"loss": float("nan"), "curve": np.array([1.0, np.inf]),
                                      "low": np.float32("-inf"), "ok": 2.5, "n": np.int64(3)})
     assert strict_json(tmp_path / "a.json") == {"loss": None, "curve": [1.0, None], "low": None, "ok": 2.5, "n": 3}
+    # written atomically, yet with a new file's permissions (as the figures), not the temporary file's 0600
+    (tmp_path / "plain").touch()
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
 
 
 # --- the command line: bad input is one line, exit status 2, and the folder as it was -------
