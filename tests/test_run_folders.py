@@ -290,3 +290,16 @@ def test_killed_runs_resume_to_the_uninterrupted_summary(tmp_path, data, strict_
                     rng.uniform(0, 0.3))
     assert main([*argv, "--out", str(out)]) == 0
     assert _summary(out, strict_json) == _summary(tmp_path / "clean", strict_json)
+
+
+@pytest.mark.parametrize("command", ["nqm", "online", "offline", "estimators", "truncated", "nqm-map"])
+def test_help_lists_every_config_key_with_its_preset_value(capsys, command):
+    from shorthorizon import experiments
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # as one line (the list is wrapped)
+    config = experiments.get(command).PRESETS["quick"]
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        assert f"{field.name}={','.join(map(str, value)) if isinstance(value, tuple) else value}" in text

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import textwrap
 import sys
 import time
 from datetime import datetime
@@ -65,6 +67,20 @@ def _run_experiment(name: str, args: argparse.Namespace, config=None) -> int:
     return 0
 
 
+def _config_keys(module) -> str:
+    """The experiment's config keys with their values in the default preset, for ``--help``."""
+    preset = "quick" if "quick" in module.PRESETS else next(iter(module.PRESETS))
+    config = module.PRESETS[preset]
+
+    def shown(value):
+        return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    keys = ", ".join(f"{f.name}={shown(getattr(config, f.name))}" for f in dataclasses.fields(config))
+    return (f"config keys (--set KEY=VALUE, repeatable; values of --preset {preset}; presets: "
+            f"{', '.join(module.PRESETS)}):\n" + textwrap.fill(keys, 100, initial_indent="  ", subsequent_indent="  ",
+                                                     break_long_words=False, break_on_hyphens=False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shorthorizon",
@@ -74,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in experiments.names():
         module = experiments.get(name)
-        p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
+        summary = (module.__doc__ or "").strip().split("\n\n")[0]
+        p = sub.add_parser(name, help=summary.splitlines()[0], description=summary, epilog=_config_keys(module),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_run_options(p, module.PRESETS)
         for flag in getattr(module, "FLAGS", ()):
             p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None,
