@@ -261,7 +261,9 @@ def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
                            (["--set", "adapt=lr,weight_decay", "--set", "hyper=weight_decay=-1"],
                             "the initial weight_decay -1 lies outside its bounds [1e-06, 1]"),
                            (["--set", "adapt=lr,weight_decay", "--set", "hyper=weight_decay=1e-4,foo=1"],
-                            "no hyperparameter ['foo']")):
+                            "no hyperparameter ['foo']"),
+                           (["--set", "adapt=lr", "--set", "hyper=weight_decay=1e-4", "--set", "eval_examples=1000000"],
+                            "config key 'eval_examples' is 1000000, more than the 400 training examples of")):
         capsys.readouterr()
         assert cli.main([*args, "--out", str(tmp_path / "bad"), *extra]) == 2
         assert problem in capsys.readouterr().err

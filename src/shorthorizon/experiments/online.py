@@ -257,6 +257,12 @@ def validate(config: Config) -> None:
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
     data = {task: dataset_for(config, task) for task in config.task}
+    for task, name in data.items():  # sizes the data bounds, before the folder is claimed
+        examples = len(_data(name, config.data_dir or None, config.verify)[0].y)
+        for key in ("eval_examples", f"{task if task in TASKS else 'mlp'}_batch_size"):
+            if getattr(config, key) > examples:
+                raise ValueError(f"config key {key!r} is {getattr(config, key)}, more than the {examples} training "
+                                 f"examples of {name}")
     run_dir.write_config(config, datasets=data)
     units = [Unit(_unit_name(task, lr, la), dict(config=config, task=task, dataset=data[task], init_lr=lr,
                                                  lookahead=la), cost=_cost(config, task, data[task], la))
