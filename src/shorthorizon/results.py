@@ -114,7 +114,8 @@ def environment() -> dict:
         "jax": jax.__version__,
         "python": platform.python_version(),
         "device": str(jax.devices()[0]),
-        "x64": bool(jax.config.jax_enable_x64),
+        # the process's default float width; the NQM's units compute in float64 whatever it is
+        "x64_default": bool(jax.config.jax_enable_x64),
     }
 
 

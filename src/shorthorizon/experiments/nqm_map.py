@@ -44,7 +44,8 @@ def validate(config: Config) -> None:
     if config.paper_kappa not in config.kappas or config.paper_noise not in config.noises:
         raise ValueError(f"the paper's cell (paper_kappa={config.paper_kappa:g}, paper_noise="
                          f"{config.paper_noise:g}) is not on the grid kappas={config.kappas}, "
-                         f"noises={config.noises}")
+                         f"noises={config.noises}; add it to kappas and noises, or set paper_kappa and "
+                         "paper_noise to a cell of the grid")
     if min(config.kappas) < 1 or min(config.noises) < 0:
         raise ValueError("kappas must be >= 1 and noises >= 0")
 

@@ -24,8 +24,8 @@ def write_report(out: Path, names: list[str]) -> Path:
         run_dir = RunDir(Path(out) / name)
         config = read_json(run_dir.path / "config.json")
         section = experiments.get(name).report(run_dir, prefix=f"{name}/")
-        lines += [section.rstrip(), "", f"<sub>config: `{name}/config.json`, environment: "
-                  f"{config.get('environment', {})}</sub>", ""]
+        environment = ", ".join(f"{k} {v}" for k, v in config.get("environment", {}).items())
+        lines += [section.rstrip(), "", f"<sub>config: `{name}/config.json`; environment: {environment}</sub>", ""]
     path = Path(out) / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
