@@ -147,6 +147,7 @@ class RunDir:
         self.force = force
         self.started = time.perf_counter()
         self.claimed = False  # whether this run wrote the folder's first config.json
+        self.accepted = False  # whether the folder took this run's config (a refused run leaves it as it was)
 
     @classmethod
     @contextlib.contextmanager
@@ -185,7 +186,7 @@ class RunDir:
                 # still holding the lock: no other process can start in a folder being removed
                 if created is not None and not run_dir._results():
                     shutil.rmtree(created, ignore_errors=True)
-                elif (run_dir.path / "config.json").exists():
+                elif run_dir.accepted and (run_dir.path / "config.json").exists():
                     (run_dir.path / SPENT).write_text(f"{run_dir.total_elapsed()!r}\n")
         finally:
             os.close(fd)  # releases the lock
@@ -214,6 +215,7 @@ class RunDir:
         else:
             self.claimed = True
         write_json(path, {**claim, "environment": environment()})
+        self.accepted = True
 
     def _check_claim(self, path: Path, claim: dict) -> None:
         fix = "use a new --out, or --force to start over (deletes the results there)"
