@@ -276,3 +276,16 @@ def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
     assert run["weight_decay_at_stop"] != 1e-3 and run["lr_at_stop"] != 0.003 and not run["diverged"]
     assert "| run | lr₀ | lr at stop | weight_decay at stop |" in online.report(online.RunDir(tmp_path / "run"))
     assert (tmp_path / "run" / "figure7_mlp.png").exists()
+
+
+def test_checks_are_undecided_where_a_run_has_no_lr_at_the_stop():
+    from shorthorizon.experiments.online import _checks
+
+    baseline = {"lr": 0.1, "final_train_loss": 0.3}
+
+    def run(lr, diverged=False):
+        return {"lookahead": "stochastic", "lr_at_stop": lr, "diverged": diverged, "final_train_loss": 0.5}
+
+    assert _checks(baseline, [run(0.005), run(0.009)])["stochastic_lr_at_most_tenth_of_baseline"] is True
+    assert _checks(baseline, [run(0.005), run(0.02)])["stochastic_lr_at_most_tenth_of_baseline"] is False
+    assert _checks(baseline, [run(0.005), run(None, True)])["stochastic_lr_at_most_tenth_of_baseline"] is None

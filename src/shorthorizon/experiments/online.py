@@ -311,8 +311,10 @@ def _checks(baseline: dict, rows: list[dict]) -> dict:
         runs = [r for r in rows if r["lookahead"] == kind]
         if not runs and kind == "pes":
             continue
+        # undecided (null) where a run diverged before it had an lr at the stop
         checks[f"{kind}_lr_at_most_tenth_of_baseline"] = all(
-            r["lr_at_stop"] is not None and r["lr_at_stop"] <= baseline["lr"] / 10 for r in runs) if runs else None
+            r["lr_at_stop"] <= baseline["lr"] / 10 for r in runs
+        ) if runs and all(r["lr_at_stop"] is not None for r in runs) else None
         checks[f"{kind}_loss_above_baseline"] = all(
             r["diverged"] or (r["final_train_loss"] or math.inf) > base_loss for r in runs
         ) if runs and base_loss is not None else None
