@@ -66,17 +66,23 @@ def download(name: str, data_dir: Path | str | None = None, opener=None,
     spec = get_spec(name)
     opener = opener or urllib.request.urlopen
     folder = (Path(data_dir).expanduser() if data_dir else cache_dir()) / name
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    for item in spec.downloads:
-        target = folder / item.filename
-        if target.is_file() and file_digest(target, "sha256", decompress=False) == item.sha256:
-            continue
-        _log(f"downloading {item.url} ({item.size / 1e6:.1f} MB)")
-        try:
-            _fetch(item, target, opener, timeout)
-        except DownloadError as err:
-            raise DownloadError(f"{err}. Without network access:\n"
-                                f"{missing_data_instructions((name,), data_dir)}") from None
+    try:
+        for item in spec.downloads:
+            target = folder / item.filename
+            if target.is_file() and file_digest(target, "sha256", decompress=False) == item.sha256:
+                continue
+            _log(f"downloading {item.url} ({item.size / 1e6:.1f} MB)")
+            try:
+                _fetch(item, target, opener, timeout)
+            except DownloadError as err:
+                raise DownloadError(f"{err}. Without network access:\n"
+                                    f"{missing_data_instructions((name,), data_dir)}") from None
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # an empty folder of the dataset's name would look like a partial copy
+        raise
     return folder
 
 
