@@ -177,7 +177,8 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json):
     args = ["online", "--preset", "quick", "--task", "mlp", "--out", str(out),
             "--set", f"data_dir={tmp_path / 'data'}", "--set", "verify=false", "--set", "mlp_steps=40", "--set", "meta_steps=2",
             "--set", "interval=5", "--set", "chunks=2", "--set", "mlp_batch_size=20",
-            "--set", "mlp_init_lrs=0.05", "--set", "lookaheads=stochastic", "--set", "mlp_baseline_lr=50"]
+            "--set", "mlp_init_lrs=0.05", "--set", "lookaheads=stochastic", "--set", "mlp_baseline_lr=50",
+            "--set", "eval_examples=400"]
     assert cli.main(args) == 0
     for name in ("config.json", "summary.json", "figure7_mlp.png", "figure7_mlp.pdf"):
         assert (out / name).exists(), name

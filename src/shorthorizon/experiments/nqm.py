@@ -246,7 +246,7 @@ def plot_figure2(run_dir: RunDir) -> None:
     c = run_dir.load_curves("fig2")
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for i, k in enumerate(c["horizons"]):
-        line, = ax.loglog(c["lr"], c["fixed"][i], "-", label=f"{k} steps")
+        line, = ax.loglog(c["lr"], c["fixed"][i], "-", label=f"{k} step{'s' if k != 1 else ''}")
         ax.loglog(c["lr"], c["decayed"][i], "--", color=line.get_color())
     ax.set(xlabel="learning rate", ylabel="loss", ylim=(None, 2 * c["fixed"][:, 0].max()),
            title="Figure 2: short-horizon meta-objectives (dashed: + decay)")

@@ -215,7 +215,7 @@ def plot_maps(run_dir: RunDir) -> None:
     from matplotlib.patches import Rectangle
 
     config = run_dir.read_config()
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9), layout="constrained")
     for col, setting in enumerate(SETTINGS):
         m = run_dir.load_curves(f"map_{setting}")
         kappas, noises = m["kappas"], m["noises"]
@@ -230,7 +230,8 @@ def plot_maps(run_dir: RunDir) -> None:
                    LogNorm(vmin=1, vmax=config["horizon"]), "magma",
                    f"safe horizon of a constant schedule ({setting})"))
         for ax, values, norm, cmap, title in panels:
-            image = ax.imshow(values, origin="lower", cmap=cmap, norm=norm, aspect="auto")
+            # colored at least as the scale's bottom: a log scale leaves 0 (a safe horizon of none) blank
+            image = ax.imshow(np.maximum(values, norm.vmin), origin="lower", cmap=cmap, norm=norm, aspect="auto")
             fig.colorbar(image, ax=ax)
             for i in range(len(kappas)):
                 for j in range(len(noises)):

@@ -376,7 +376,7 @@ def plot(run_dir: RunDir) -> None:
             ax.set(yscale="log", xlabel="training step", ylabel=name, title=name)
             ax.axvline(s["steps"] // 2, color="gray", lw=0.8, ls=":")
         ax_lr.axvline(s["steps"] // 2, color="gray", lw=0.8, ls=":")
-        ax_lr.legend(fontsize=7)
+        ax_loss.legend(fontsize=7, loc="upper right")  # losses fall from the upper left; the lr curves fill their panel
         run_dir.save_figure(fig, _figure(task))
 
 

@@ -46,6 +46,8 @@ def run_units(
     """Run every unit not yet stored in ``run_dir``; return all results, keyed by unit name."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+    if not units:
+        return {}  # no stage to show (e.g. offline's zoom when no horizon is zoomed)
     names = [u.name for u in units]
     if len(set(names)) != len(names):
         raise ValueError(f"unit names must be unique, got {names}")
