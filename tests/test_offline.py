@@ -170,7 +170,7 @@ def test_cli_end_to_end(tiny, tmp_path, capsys, strict_json):
     # another command into the same folder is refused, and the offline results stay usable
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert main(["online", "--out", str(out), "--task", "mlp", "--set", f"data_dir={tiny.data_dir}",
-                 "--set", "verify=false"]) == 2
+                 "--set", "verify=false", "--set", "eval_examples=100"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"shorthorizon online: error: {out} holds results of `offline`, not `online`; use a new --out, "
         "or --force to start over (deletes the results there)"]
