@@ -115,19 +115,26 @@ def test_a_run_that_fails_before_any_result_takes_back_its_claim(tmp_path, capsy
         assert main([*_online(corrupt), "--out", str(out)]) == 2
         assert "error" in capsys.readouterr().err
         assert (out.name == "empty" or not out.exists()) and not (out / "config.json").exists()
-        assert main([*_online(data), "--set", "mlp_steps=10", "--out", str(out)]) == 0
+    assert main([*_online(data), "--set", "mlp_steps=10", "--out", str(out)]) == 0  # not refused
 
 
-def test_wall_time_counts_every_process_and_force_starts_it_over(tmp_path, strict_json):
+def test_wall_time_counts_every_process_a_refused_one_aside_and_force_starts_it_over(tmp_path):
     out = tmp_path / "run"
-    assert main([*NQM, "--out", str(out)]) == 0
-    first = strict_json(out / "summary.json")["wall_time_s"]
+    with RunDir.open(out) as run_dir:
+        run_dir.write_config(Demo())
+        first = run_dir.write_summary({})["wall_time_s"]
     assert float((out / ".spent").read_text()) >= first  # what this process spent, for the next one
     (out / ".spent").write_text("1000.0\n")  # as if earlier processes had spent 1000 s
-    assert main([*NQM, "--out", str(out)]) == 0  # everything stored: a resume that computes nothing
-    assert 1000 < strict_json(out / "summary.json")["wall_time_s"] < 1000 + first
-    assert main([*NQM, "--out", str(out), "--force"]) == 0
-    assert strict_json(out / "summary.json")["wall_time_s"] < 1000
+    with RunDir.open(out) as run_dir:  # a resume
+        run_dir.write_config(Demo())
+        assert 1000 < run_dir.write_summary({})["wall_time_s"] < 1001
+    spent = (out / ".spent").read_text()
+    with pytest.raises(RunDirError, match="different config"), RunDir.open(out) as run_dir:
+        run_dir.write_config(Demo(steps=2))
+    assert (out / ".spent").read_text() == spent  # a refused run leaves the folder as it was
+    with RunDir.open(out, force=True) as run_dir:
+        run_dir.write_config(Demo(steps=2))
+        assert run_dir.write_summary({})["wall_time_s"] < 1
 
 
 def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):
@@ -238,8 +245,8 @@ NQM = ["nqm", "--set", "dim=12", "--set", "horizon=12", "--set", "fit_steps=4", 
 def test_ctrl_c_says_how_to_resume_and_keeps_finished_units(tmp_path, data, experiment):
     """The interrupt lands mid-run: in the NQM's long 'optimized' fit (seconds) after the first
     units, or while an online run's training is in flight (XLA still running work dispatched
-    before it: the interpreter's teardown crashed such a process, exit -11, in about half of
-    the interrupts on real Fashion-MNIST; intermittent, so this can miss a regression)."""
+    before it: the interpreter's teardown crashed such a process, exit -11, intermittently, so
+    this can miss a regression)."""
     out = tmp_path / "run"
     argv, delay = {"nqm": ([*NQM, "--set", "fit_steps=300000"], 0.0),
                    "online": ([*_online(data), "--set", "mlp_steps=3000"], 3.0)}[experiment]
