@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import textwrap
 import sys
+import textwrap
 import time
 from datetime import datetime
 from pathlib import Path

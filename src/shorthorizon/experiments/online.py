@@ -94,10 +94,15 @@ PRESETS = {
                     cnn_steps=2000, cnn_init_lrs=(1e-3,), cnn_batch_size=25),
 }
 
+def task_key(task: str, key: str) -> str:
+    """The config key of the per-task setting ``key`` (``steps``, ``init_lrs``, ``baseline_lr``,
+    ``batch_size``): ``<task>_<key>``; a user's task (``package.module:factory``) takes the MLP's."""
+    return f"{task if task in TASKS else 'mlp'}_{key}"
+
+
 def per_task(config: Config, task: str, key: str):
-    """The per-task setting ``<task>_<key>`` (``steps``, ``init_lrs``, ``baseline_lr``, ``batch_size``);
-    a user's task (``package.module:factory``) takes the MLP's."""
-    return getattr(config, f"{task if task in TASKS else 'mlp'}_{key}")
+    """The value of :func:`task_key`."""
+    return getattr(config, task_key(task, key))
 
 
 def ready(fetch: bool = False) -> str | None:
@@ -242,12 +247,12 @@ def validate(config: Config) -> None:
             POSITIVE)
     require(config, "momentum", FRACTION)
     for task in config.task:
-        base = task if task in TASKS else "mlp"
-        require(config, " ".join(f"{base}_{key}" for key in ("steps", "init_lrs", "baseline_lr", "batch_size")),
+        require(config, " ".join(task_key(task, key) for key in ("steps", "init_lrs", "baseline_lr", "batch_size")),
                 POSITIVE)
-        if per_task(config, task, "steps") < 2 or (per_task(config, task, "steps") // 2) % config.interval:
-            raise ValueError(f"{base}_steps // 2 must be a positive multiple of interval={config.interval}, "
-                             f"got {base}_steps={per_task(config, task, 'steps')}")
+        steps = task_key(task, "steps")
+        if getattr(config, steps) < 2 or (getattr(config, steps) // 2) % config.interval:
+            raise ValueError(f"{steps} // 2 must be a positive multiple of interval={config.interval}, "
+                             f"got {steps}={getattr(config, steps)}")
     space = _space(config)
     for task in config.task:
         for lr in per_task(config, task, "init_lrs"):
@@ -259,7 +264,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     data = {task: dataset_for(config, task) for task in config.task}
     for task, name in data.items():  # sizes the data bounds, before the folder is claimed
         examples = len(_data(name, config.data_dir or None, config.verify)[0].y)
-        for key in ("eval_examples", f"{task if task in TASKS else 'mlp'}_batch_size"):
+        for key in ("eval_examples", task_key(task, "batch_size")):
             if getattr(config, key) > examples:
                 raise ValueError(f"config key {key!r} is {getattr(config, key)}, more than the {examples} training "
                                  f"examples of {name}")
