@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from shorthorizon.experiments import datasets
+from shorthorizon.data import splits
 from shorthorizon.meta.online import Online
 from shorthorizon.tasks import make_task
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--mlp-steps", type=int, default=1000, help="steps of each half")
     parser.add_argument("--cnn-steps", type=int, default=200, help="steps of each half")
     args = parser.parse_args()
-    _, train, _ = datasets.load("fashion-mnist")
+    _, train, _ = splits.load("fashion-mnist")
     for name, batch, half, lr in (("mlp", 100, args.mlp_steps, 0.1), ("cnn", 25, args.cnn_steps, 0.01)):
         online = Online(make_task(name, train.x.shape[1:]), meta_steps=10, interval=20, meta_lr=0.05,
                         batch_size=batch, chunks=CHUNKS)

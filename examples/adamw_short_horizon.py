@@ -109,8 +109,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from shorthorizon.experiments import datasets
-    _, train_set, test_set = datasets.load("fashion-mnist")
+    from shorthorizon.data import splits
+    _, train_set, test_set = splits.load("fashion-mnist")
     result = compare(resnet(train_set.x.shape[1:], 10, args.channels, args.blocks), train_set, test_set,
                      jax.random.PRNGKey(args.seed), tuple(map(float, args.lrs.split(","))), args.weight_decay, args.steps, interval=args.interval,
                      meta_steps=args.meta_steps, horizon=args.horizon, batch_size=args.batch_size,

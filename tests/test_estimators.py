@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shorthorizon.hypergrad.estimators import ES, Truncated, label, make_estimator
-from shorthorizon.meta.smd import SMD, meta_steps, train
+from shorthorizon.hypergrad.estimators import ES, Truncated, make_estimator
+from shorthorizon.meta.smd import SMD
 from shorthorizon.nqm import NQM, loss_curve
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, from_raw, schedule, to_raw, whole_run_loss
 
@@ -126,11 +126,11 @@ def test_particles_stagger_and_restart_when_a_run_ends(raw):
     np.testing.assert_allclose(state.inner.theta[-1, 0], sampled.nqm.mean0)
 
 
-def test_train_with_the_exact_estimator_finds_a_stationary_point(raw):
+def test_fit_with_the_exact_estimator_finds_a_stationary_point(raw):
     exact = ExactNQM(small_nqm(), T)
     est = Truncated(exact, "forward")
     smd = SMD(meta_lr=0.05, clip=np.inf)
-    state, (losses, _, _) = jax.jit(lambda r: train(est, smd, r, jax.random.PRNGKey(0), 1500))(raw)
+    state, (losses, _, _) = jax.jit(lambda r: smd.fit(est, r, jax.random.PRNGKey(0), 1500))(raw)
     grad = jax.grad(lambda r: whole_run_loss(exact.nqm, r, T))(state.raw)
     assert float(losses[-1]) < float(losses[0])
     assert np.max(np.abs(sorted_vec(grad))) < 1e-3 * float(losses[-1])
@@ -141,12 +141,12 @@ def test_meta_steps_in_chunks_continue_where_the_last_chunk_stopped(raw):
     est = ES(SampledNQM(small_nqm(), T), truncation=5, particles=2, persistent=True)
     smd = SMD(meta_lr=0.05)
     key = jax.random.PRNGKey(3)
-    state, (loss, _, _) = jax.jit(lambda r: train(est, smd, r, key, 6))(raw)
-    init_key, key = jax.random.split(key)  # train's keys, split as it does
+    state, (loss, _, _) = jax.jit(lambda r: smd.fit(est, r, key, 6))(raw)
+    init_key, key = jax.random.split(key)  # fit's keys, split as it does
     keys = jax.random.split(key, 6)
     carry, losses = (smd.init(raw), jax.jit(est.init)(raw, init_key)), []
     for chunk in (keys[:4], keys[4:]):
-        carry, (chunk_loss, _, _) = jax.jit(lambda c, k: meta_steps(est, smd, *c, k))(carry, chunk)
+        carry, (chunk_loss, _, _) = jax.jit(lambda c, k: smd.run_windowed(est, *c, k))(carry, chunk)
         losses.append(chunk_loss)
     np.testing.assert_allclose(np.concatenate(losses), loss, rtol=1e-12)
     np.testing.assert_allclose(sorted_vec(carry[0].raw), sorted_vec(state.raw), rtol=1e-12)
@@ -161,8 +161,9 @@ def test_bad_arguments_name_the_problem(raw):
     with pytest.raises(ValueError, match="unknown derivative mode"):
         est = Truncated(sampled, "backward", 5)
         est.estimate(est.init(raw, jax.random.PRNGKey(0)), raw, jax.random.PRNGKey(0))
-    assert label("reverse", 10, 250) == "tbptt_K10"
-    assert label("pes", 250, 250) == "pes_full" and label("forward", None, 250) == "forward_full"
+    assert make_estimator("reverse", truncation=10).label(250) == "tbptt_K10"
+    assert make_estimator("pes", truncation=250).label(250) == "pes_full"
+    assert make_estimator("forward").label(250) == "forward_full"
 
 
 def test_the_same_estimators_run_on_a_neural_net(x64):
@@ -216,15 +217,13 @@ def test_the_same_estimators_run_on_a_neural_net(x64):
 def test_objective_gradient_es_matches_the_exact_gradient_of_a_quadratic(x64):
     # antithetic ES on a quadratic: each pair estimates eps eps^T grad / sigma^2 exactly (no
     # smoothing bias), so the mean over pairs is within Monte-Carlo error of the gradient
-    from shorthorizon.hypergrad.estimators import objective_gradient
-
     f = lambda h, key: 3.0 * h["a"] ** 2 + h["a"] * h["b"] + 0.5 * h["b"] ** 2
     hyper = {"a": jnp.float64(1.0), "b": jnp.float64(-2.0)}
     exact = np.array([6.0 - 2.0, 1.0 - 2.0])
-    _, grads = jax.vmap(lambda k: objective_gradient(f, hyper, k, "es", particles=1, sigma=0.1))(
+    _, grads = jax.vmap(lambda k: make_estimator("es", particles=1, sigma=0.1).objective_gradient(f, hyper, k))(
         jax.random.split(jax.random.PRNGKey(0), 4000))
     g = np.stack([grads["a"], grads["b"]], -1)
     assert np.all(np.abs(g.mean(0) - exact) < 4 * g.std(0) / np.sqrt(len(g)))
-    value, forward = objective_gradient(f, hyper, jax.random.PRNGKey(0))
+    value, forward = Truncated().objective_gradient(f, hyper, jax.random.PRNGKey(0))
     assert float(value) == 3.0 - 2.0 + 2.0
     np.testing.assert_allclose([forward["a"], forward["b"]], exact)

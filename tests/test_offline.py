@@ -12,9 +12,10 @@ import jax.numpy as jnp
 
 from shorthorizon.cli import main
 from shorthorizon.data import make_fake_dataset, store
-from shorthorizon.experiments import datasets
+from shorthorizon.data import splits
 from shorthorizon.experiments import offline as experiment
 from shorthorizon.meta import offline
+from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
 from shorthorizon.tasks import mlp
 
@@ -57,18 +58,16 @@ def test_surface_horizons_are_prefixes_of_one_unroll(fake_dir):
     """The surface evaluates every horizon from one unroll, all pairs vmapped on shared
     batches; each value must equal the meta-objective of an unroll of exactly that many steps
     of that pair alone on the same key."""
-    _, train, _ = datasets.load("mnist", str(fake_dir), verify=False)
-    task, key = mlp(), jax.random.PRNGKey(3)
+    _, train, _ = splits.load("mnist", str(fake_dir), verify=False)
+    paper, key = offline.Offline(mlp(), momentum(inverse_time(5000.0))), jax.random.PRNGKey(3)
     eval_set = offline.epoch_batches(train, key, 2, 100)
-    problem = offline.warm_start(task, train, key, eval_set, 5, HEAVY_BALL)
+    problem = offline.warm_start(paper, train, key, eval_set, 5, HEAVY_BALL)
     lr0, decay_exponent = jnp.array([0.01, 0.2, 0.05]), jnp.array([0.1, 50.0, 1.0])
-    losses = offline.surface(offline.schedule_unroll(task, 7), problem, lr0, decay_exponent, key, (3, 7),
-                             batch_size=2)
+    losses = offline.surface(paper, problem, lr0, decay_exponent, key, (3, 7), batch_size=2)
     for row, horizon in enumerate((3, 7)):
-        unroll = offline.schedule_unroll(task, horizon)
         for i in range(3):
             hyper = {"lr": lr0[i], "decay_exponent": decay_exponent[i]}
-            expected = offline.meta_objective(unroll, problem, hyper, key)
+            expected = offline.meta_objective(paper, problem, hyper, key, horizon)
             np.testing.assert_allclose(losses[row, i], expected, rtol=1e-5)
 
 
@@ -82,24 +81,28 @@ def test_smd_reaches_the_best_region_of_the_surface():
     float rounding of the loss alone)."""
     if store.find_dataset("fashion-mnist") is None:
         pytest.fail("Fashion-MNIST is missing: `apt-get install -y dataset-fashion-mnist` (as root)")
-    _, train, _ = datasets.load("fashion-mnist")
-    task, key = mlp(), jax.random.PRNGKey(0)
-    problem = offline.warm_start(task, train, key, offline.epoch_batches(train, key, 10, 100), 50, HEAVY_BALL)
-    unroll = offline.schedule_unroll(task, 50)
+    _, train, _ = splits.load("fashion-mnist")
+    key = jax.random.PRNGKey(0)
+    paper = offline.Offline(mlp(), momentum(inverse_time(5000.0)), meta_lr=0.1)  # the paper's box
+    problem = offline.warm_start(paper, train, key, offline.epoch_batches(train, key, 10, 100), 50, HEAVY_BALL)
     config = experiment.PRESETS["quick"]
     rng = np.random.default_rng(0)
     lr0 = np.exp(rng.uniform(*np.log(config.lr0_range), 48)).astype(np.float32)
     decay_exponent = np.exp(rng.uniform(*np.log(config.decay_exponent_range), 48)).astype(np.float32)
-    best_surface = np.nanmin(offline.surface(unroll, problem, lr0, decay_exponent, key, (50,)))
-    bounds = experiment.bounds(config)
+    best_surface = np.nanmin(offline.surface(paper, problem, lr0, decay_exponent, key, (50,)))
+
+    def objective(lr0, decay_exponent):
+        return offline.meta_objective(paper, problem, {"lr": lr0, "decay_exponent": decay_exponent}, key, 50)
+
     near, far = (0.01, 1.0), (0.1, 30.0)
     fitted = []
     for restart, init in enumerate((near, far)):
-        state = offline.smd(unroll, problem, 0.1, bounds).init(offline.to_raw(*init))
+        raw = paper.space.to_raw({"lr": jnp.asarray(init[0], float), "decay_exponent": jnp.asarray(init[1], float)})
+        state = paper.smd(problem, 50).init(raw)
         keys = jax.random.split(jax.random.PRNGKey(restart + 1), 40)
-        state, _ = offline.fit_chunk(unroll, problem, state, keys, 0.1, bounds)
-        fitted.append(offline.meta_objective(unroll, problem, offline.from_raw(state.raw), key))
-    assert fitted[1] < offline.meta_objective(unroll, problem, offline.from_raw(offline.to_raw(*far)), key)
+        state, _ = offline.fit_chunk(paper, problem, state, keys, 50)
+        fitted.append(offline.meta_objective(paper, problem, paper.space.from_raw(state.raw), key, 50))
+    assert fitted[1] < objective(*far)
     assert min(fitted) <= 1.03 * best_surface, (fitted, best_surface)
 
 
@@ -251,13 +254,13 @@ def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_pat
 
     config = dataclasses.replace(tiny, dataset="mnist", optimizer="adamw", hyper=("weight_decay=0.01",), warm_start_lr=0.003,
                                  lr0_range=(1e-4, 1e-2))
-    problem = experiment.prepare(config).problem
+    problem = experiment.problem(config).problem
     assert {k: float(problem.state.hyper[k]) for k in ("lr", "momentum", "weight_decay")} == pytest.approx(
         {"lr": 0.003, "momentum": 0.9, "weight_decay": 0.01})
     adam_states = [s for s in jax.tree.leaves(problem.state.slots, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
                    if isinstance(s, optax.ScaleByAdamState)]
     assert len(adam_states) == 1 and int(adam_states[0].count) == config.warm_start_steps
-    assert experiment.horizon_unroll(config, 10).optimizer.name == "adamw"
+    assert experiment.problem(config).offline.optimizer.name == "adamw"
     summary = experiment.run(config, RunDir(tmp_path / "run"))
     assert np.isfinite(summary["horizons"]["10"]["final_train_loss"])
     assert "optimizer adamw, momentum 0.9 (b1), weight_decay=0.01, for each horizon" in experiment.report(

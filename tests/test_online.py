@@ -12,7 +12,7 @@ import pytest
 from shorthorizon import optim
 from shorthorizon.data.formats import write_idx
 from shorthorizon.data.registry import get_spec
-from shorthorizon.hypergrad import Data
+from shorthorizon.hypergrad import Data, make_estimator
 from shorthorizon.meta.online import Online, decay_hyper, decay_schedule
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.tasks import mlp
@@ -135,7 +135,7 @@ def test_pes_particles_train_beside_the_run_from_its_start():
     data = _separable(jax.random.key(0), 256)
     task = mlp((4, 4, 1), hidden=(16,))
     online = Online(task, batch_size=16, meta_steps=1, interval=5, chunks=2, meta_lr=0.05,
-                    estimator=("pes", 3, 0.1))
+                    estimator=make_estimator("pes", particles=3, sigma=0.1))
     out = online.run(data, jax.random.key(1), {"lr": 0.05, "momentum": 0.9}, adapt_steps=20, decay_steps=10)
     init_key, adapt_key, _ = jax.random.split(jax.random.key(1), 3)  # Online.run's keys
     params = task.init(init_key)

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from shorthorizon.data import DatasetNotFoundError
-from shorthorizon.experiments import datasets
+from shorthorizon.data import splits
 from shorthorizon.hypergrad import Unroll, evaluate
 from shorthorizon.optim import momentum
 from shorthorizon.tasks import mlp
@@ -12,7 +12,7 @@ from shorthorizon.tasks import mlp
 
 def test_mlp_on_real_fashion_mnist_learns():
     try:
-        ds, train, test = datasets.load("fashion-mnist")
+        ds, train, test = splits.load("fashion-mnist")
     except DatasetNotFoundError as err:  # say what to do; never skip silently
         raise AssertionError(f"{err}\nInstall it: apt-get install -y dataset-fashion-mnist") from err
     assert train.x.shape == (60000, 28, 28, 1) and test.x.shape == (10000, 28, 28, 1)

@@ -9,8 +9,9 @@ import pytest
 from shorthorizon.cli import main
 from shorthorizon.data import make_fake_dataset
 from shorthorizon.experiments import truncated as experiment
-from shorthorizon.hypergrad import Data
+from shorthorizon.hypergrad import Data, make_estimator
 from shorthorizon.meta import offline
+from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
 from shorthorizon.tasks import mlp
 
@@ -21,13 +22,13 @@ def test_windowed_memory_does_not_grow_with_the_horizon():
     task = mlp((4, 4, 1), hidden=(8,))
     key = jax.random.PRNGKey(0)
     data = Data(jax.random.uniform(key, (64, 4, 4, 1)), jnp.arange(64) % 10)
-    problem = offline.warm_start(task, data, key, offline.epoch_batches(data, key, 2, 8), 2,
-                                 {"lr": 0.1, "momentum": 0.9}, 8)
-
-    raw = offline.to_raw(0.03, 1.0)
+    paper = offline.Offline(task, momentum(inverse_time(5000.0)), batch_size=8)
+    problem = offline.warm_start(paper, data, key, offline.epoch_batches(data, key, 2, 8), 2,
+                                 {"lr": 0.1, "momentum": 0.9})
+    raw = paper.space.to_raw({"lr": jnp.asarray(0.03), "decay_exponent": jnp.asarray(1.0)})
 
     def temp_bytes(horizon, name, truncation):
-        est = offline.windowed_estimator(offline.schedule_unroll(task, horizon, 8), problem, (name, truncation, 2, 0.1))
+        est = paper.windowed(problem, make_estimator(name, truncation=truncation, particles=2, sigma=0.1), horizon)
         state = jax.eval_shape(est.init, raw, key)  # shapes only: nothing runs
         return jax.jit(est.estimate).lower(state, raw, key).compile().memory_analysis().temp_size_in_bytes
 
@@ -99,5 +100,6 @@ def test_bad_config_names_the_key(tmp_path, capsys):
     assert main(["truncated", "--preset", "quick", "--out", str(tmp_path / "a"), "--set", "truncation=7"]) == 2
     assert "'truncation' (7) must divide the horizon (3000)" in capsys.readouterr().err
     assert main(["truncated", "--preset", "quick", "--out", str(tmp_path / "b"), "--set", "estimators=forward,adam"]) == 2
-    assert "'estimators' must name some of forward, reverse, es, pes" in capsys.readouterr().err
+    assert "config key 'estimators': unknown estimator 'adam'; choose one of: forward, reverse, fd, es, pes" in \
+        capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

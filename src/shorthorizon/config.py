@@ -119,3 +119,12 @@ def optimizer_hyper(config: Any, lr: float) -> dict:
     except ValueError as err:
         raise ValueError(f"{err}: set config keys 'optimizer' and 'hyper' (e.g. --set hyper=weight_decay=1e-4)") from None
     return hyper
+
+
+def estimator(config: Any, truncation: int | None = None):
+    """The estimator object a config names (``config.estimator``, with ``config.particles`` and
+    ``config.sigma``), resolved here, at the config edge, once; drivers take the object. An
+    unknown name is a ValueError listing the known ones."""
+    from shorthorizon.hypergrad import make_estimator
+
+    return make_estimator(config.estimator, truncation=truncation, particles=config.particles, sigma=config.sigma)

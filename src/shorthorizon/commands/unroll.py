@@ -82,7 +82,7 @@ def _compute(args: argparse.Namespace) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from shorthorizon.experiments import datasets
+    from shorthorizon.data import splits
     from shorthorizon.hypergrad import Unroll
     from shorthorizon.hypergrad.estimators import objective_gradient
     from shorthorizon.optim import inverse_time, make_optimizer
@@ -97,8 +97,8 @@ def _compute(args: argparse.Namespace) -> dict:
         schedule = inverse_time(args.decay_steps)
 
     dtype = jnp.float64 if args.x64 else jnp.float32
-    name = datasets.resolve(args.dataset, datasets.preferred(args.task), args.data_dir)
-    ds, train, _ = datasets.load(name, args.data_dir, verify=args.verify, dtype=dtype)
+    name = splits.resolve(args.dataset, splits.preferred(args.task), args.data_dir)
+    ds, train, _ = splits.load(name, args.data_dir, verify=args.verify, dtype=dtype)
     task = make_task(args.task, ds.train_x.shape[1:], ds.num_classes)
     optimizer = make_optimizer(args.optimizer, schedule)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(args.seed))

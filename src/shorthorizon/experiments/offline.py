@@ -12,25 +12,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
+from shorthorizon import config as configlib
 from shorthorizon import optim
-from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, optimizer_hyper, require
-from shorthorizon.experiments import datasets
-from shorthorizon.hypergrad import ESTIMATORS, Data
-from shorthorizon.meta import offline
-from shorthorizon.meta.smd import EVALUATION_COST, SMD
+from shorthorizon.config import NONNEGATIVE, POSITIVE, require
+from shorthorizon.data import splits
+from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, surface_points, validate_problem
+from shorthorizon.meta.smd import EVALUATION_COST
+from shorthorizon.report.figures import smooth
 from shorthorizon.results import RunDir, fmt, read_json
 from shorthorizon.runners import Unit, run_units
-from shorthorizon.tasks import Task, make_task, task_factory
 
 NAME = "offline"
 PREFERRED = ("mnist", "fashion-mnist")
@@ -43,28 +39,11 @@ PAPER_TRAIN_LOSS_RATIO = 1000.0
 
 
 @dataclass(frozen=True)
-class Config:
-    """Defaults are the paper's setup (MLP 784-100-100-10, batch 100)."""
+class Config(OfflineConfig):
+    """Defaults are the paper's setup (:class:`~shorthorizon.meta.offline_fit.OfflineConfig`:
+    MLP 784-100-100-10, batch 100) at its horizons."""
 
-    dataset: str = "auto"  # "auto": MNIST where present, else Fashion-MNIST
-    data_dir: str = ""  # extra folder searched first for the dataset ("" = the usual places)
-    verify: bool = True  # check published checksums (off for tiny fake test datasets)
-    seed: int = 0
-    task: str = "mlp"  # or package.module:factory (tasks.FACTORY)
-    batch_size: int = 100
-    warm_start_steps: int = 50
-    warm_start_lr: float = 0.1
-    optimizer: str = "momentum"  # the base optimizer: momentum (the paper's heavy ball), adam, adamw, sgd
-    momentum: float = 0.9  # the heavy ball's momentum; Adam's b1
-    hyper: tuple[str, ...] = ()  # its other hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
-    decay_steps: float = 5000.0  # lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent)
     horizons: tuple[int, ...] = (100, 1000, 5000, 20000)
-    eval_batches: int = 600  # fixed batches of the meta-objective; 600 x 100 = one epoch
-    lr0_range: tuple[float, ...] = (1e-3, 10**-0.3)  # log-uniform surface samples and SMD bounds
-    decay_exponent_range: tuple[float, ...] = (1e-2, 10**2.3)
-    surface_samples: int = 2500
-    surface_chunk: int = 125  # samples per unit of work (each for every horizon)
-    surface_batch: int = 16  # samples vmapped together (4 to 16: alike on this CPU, benchmarks/surface_speed.py)
     init_lr0: tuple[float, ...] = (0.003, 0.03, 0.1, 0.01)  # SMD restarts: (init_lr0[i], init_decay_exponent[i])
     init_decay_exponent: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
     smd_from_surface: int = 0  # > 0: SMD restarts at each horizon's that many best surface samples instead
@@ -72,13 +51,10 @@ class Config:
     zoom_samples: int = 0  # > 0: each horizon without meta-steps gets that many more samples near its best one
     zoom_width: float = 0.3  # their box: the best sample +- this many decades in lr0 and in decay exponent
     meta_steps: int = 5000
-    meta_lr: float = 0.01  # Adam step in log space
-    meta_chunk: int = 50  # meta-steps per compiled scan (progress granularity)
     anneal: bool = False  # cosine-decay Adam's step from meta_lr to 1% of it over the meta-steps
-    estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, or es (antithetic pairs)
+    estimator: str = "forward"  # SMD's hypergradients: a name in hypergrad.ESTIMATORS (es: antithetic pairs)
     particles: int = 1  # es: antithetic pairs per meta-step
     sigma: float = 0.01  # es: perturbation std in log space
-    curve_points: int = 100  # measurements along each long run
 
 
 PRESETS = {
@@ -129,99 +105,23 @@ PRESETS = {
 
 
 def ready(fetch: bool = False) -> str | None:
-    return datasets.ready(PREFERRED, fetch)
+    return splits.ready(PREFERRED, fetch)
 
 
-# --- per-process setup: data, warm start and compiled programs are shared by all units ---
-class Setup(NamedTuple):
-    task: Task
-    problem: offline.Problem
-    test: Data
-    keys: dict
-
-
-def _keys(seed: int) -> dict:
-    base = jax.random.PRNGKey(seed)
-    names = ("warm_start", "eval_set", "surface", "smd", "long_run")
-    return {name: jax.random.fold_in(base, i) for i, name in enumerate(names)}
-
-
-# the config keys that pose the problem: runs that differ only elsewhere share its setup and
-# compiled programs (a new Task object would compile every program anew)
-PROBLEM = ("dataset", "data_dir", "verify", "seed", "task", "batch_size", "warm_start_steps", "warm_start_lr",
-           "optimizer", "momentum", "hyper", "decay_steps", "eval_batches")
-
-
-def _problem(config: Config) -> Config:
-    """``config`` with every key but the problem's at its default."""
-    return Config(**{k: getattr(config, k) for k in PROBLEM})
-
-
-def prepare(config: Config) -> Setup:
-    """Data, task, warm start and keys: built once per process and problem, shared by its units."""
-    return _prepare(_problem(config))
-
-
-def horizon_unroll(config: Config, horizon: int):
-    """``horizon`` steps of the config's optimizer with its inverse-time schedule."""
-    return _horizon_unroll(_problem(config), horizon)
-
-
-@lru_cache(maxsize=2)
-def _prepare(config: Config) -> Setup:
-    ds, train, test = datasets.load(config.dataset, config.data_dir or None, verify=config.verify)
-    task = make_task(config.task, ds.train_x.shape[1:], ds.num_classes)
-    keys = _keys(config.seed)
-    eval_set = offline.epoch_batches(train, keys["eval_set"], config.eval_batches, config.batch_size)
-    problem = offline.warm_start(task, train, keys["warm_start"], eval_set, config.warm_start_steps,
-                                 optimizer_hyper(config, config.warm_start_lr), config.batch_size, config.optimizer)
-    return Setup(task, problem, test, keys)
-
-
-@lru_cache(maxsize=16)
-def _horizon_unroll(config: Config, horizon: int):
-    return offline.schedule_unroll(prepare(config).task, horizon, config.batch_size, config.decay_steps,
-                                   config.optimizer)
-
-
-def bounds(config: Config) -> tuple[tuple[str, float, float], ...]:
-    """SMD's bounds: the surface box, in log space."""
-    return ((offline.LOG_LR, *map(math.log, config.lr0_range)),
-            (offline.LOG_DECAY_EXPONENT, *map(math.log, config.decay_exponent_range)))
-
-
-def meta_lr(config: Config) -> float | tuple[float, int]:
-    """Adam's step as :func:`shorthorizon.meta.offline.smd` takes it."""
-    return (config.meta_lr, config.meta_steps) if config.anneal else config.meta_lr
-
-
-def _estimator(config: Config) -> tuple[str, int, float]:
-    return config.estimator, config.particles, config.sigma
-
-
-def surface_points(config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """The surface's (lr0, decay_exponent) samples, log-uniform in the configured box."""
-    rng = np.random.default_rng(config.seed)
-    lr0, decay_exponent = (np.exp(rng.uniform(*np.log(r), config.surface_samples))
-                           for r in (config.lr0_range, config.decay_exponent_range))
-    return lr0.astype(np.float32), decay_exponent.astype(np.float32)
-
-
-def _hyper(setup: Setup, lr0: float, decay_exponent: float) -> dict:
-    dtype = setup.problem.params[0][0].dtype
-    return {"lr": jnp.asarray(lr0, dtype), "decay_exponent": jnp.asarray(decay_exponent, dtype)}
+def problem(config: Config) -> OfflineFit:
+    """The offline problem of ``config`` with its SMD settings (built once per process and problem)."""
+    return OfflineFit.from_config(config, configlib.estimator(config),
+                                  (config.meta_lr, config.meta_steps) if config.anneal else config.meta_lr)
 
 
 # --- units of work: module-level, plain arguments ------------------------------------
 def surface_unit(config: Config, chunk: int) -> dict:
     """Meta-objective at every horizon of one chunk of surface samples, all trained on the
     batches of the surface key (the stream SMD's fits are judged on, too)."""
-    setup = prepare(config)
+    fit = problem(config)
     index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
     lr0, decay_exponent = (a[index] for a in surface_points(config))
-    horizons = tuple(sorted(config.horizons))
-    return {"loss": offline.surface(horizon_unroll(config, horizons[-1]), setup.problem, lr0, decay_exponent,
-                                    setup.keys["surface"], horizons, config.surface_batch)}
+    return {"loss": fit.surface(lr0, decay_exponent, tuple(sorted(config.horizons)))}
 
 
 def zoom_points(config: Config, horizon: int, lr0: float, decay_exponent: float) -> tuple[np.ndarray, np.ndarray]:
@@ -239,10 +139,8 @@ def zoom_points(config: Config, horizon: int, lr0: float, decay_exponent: float)
 def zoom_unit(config: Config, horizon: int, lr0: float, decay_exponent: float) -> dict:
     """The meta-objective at ``horizon`` of :func:`zoom_points` around (lr0, decay_exponent),
     on the surface's batches (its value at the center is the surface's)."""
-    setup = prepare(config)
     lr0s, decay_exponents = zoom_points(config, horizon, lr0, decay_exponent)
-    loss = offline.surface(horizon_unroll(config, horizon), setup.problem, lr0s, decay_exponents,
-                           setup.keys["surface"], (horizon,), config.surface_batch)[0]
+    loss = problem(config).surface(lr0s, decay_exponents, (horizon,))[0]
     return {"lr0": lr0s, "decay_exponent": decay_exponents, "loss": loss}
 
 
@@ -251,29 +149,12 @@ def smd_unit(config: Config, horizon: int, restart: int, lr0: float | None = Non
     """One SMD run from (lr0, decay_exponent) (default: the config's restart ``restart``):
     trajectory of (lr0, decay_exponent) and objective per meta-step, and the fitted schedule's
     meta-objective on fixed training batches (those of the surface)."""
-    setup, unroll = prepare(config), horizon_unroll(config, horizon)
-    steps = meta_steps(config, horizon)
-    key = jax.random.fold_in(jax.random.fold_in(setup.keys["smd"], horizon), restart)
-    keys = jax.random.split(key, steps)
-    smd = offline.smd(unroll, setup.problem, meta_lr(config), bounds(config), _estimator(config))
-    state = smd.init(offline.to_raw(config.init_lr0[restart] if lr0 is None else lr0,
-                                    config.init_decay_exponent[restart] if decay_exponent is None else decay_exponent))
-    objectives, raws = [jnp.zeros(0)], [jax.tree.map(lambda v: v[None][:0], state.raw)]
-    with tqdm(total=steps, desc=f"SMD T={horizon} restart {restart}", unit="meta-step",
-              leave=False, dynamic_ncols=True) as bar:
-        for start in range(0, steps, config.meta_chunk):
-            chunk = keys[start:start + config.meta_chunk]
-            state, (objective, _, raw) = offline.fit_chunk(unroll, setup.problem, state, chunk,
-                                                           meta_lr(config), bounds(config), _estimator(config))
-            objectives.append(objective.block_until_ready())  # progress means finished meta-steps
-            raws.append(raw)
-            bar.update(len(chunk))
-    raw = {k: jnp.concatenate([*(r[k] for r in raws), state.raw[k][None]]) for k in state.raw}
-    hyper = offline.from_raw(raw)
-    fitted = offline.from_raw(state.raw)
-    final = offline.meta_objective(unroll, setup.problem, fitted, setup.keys["surface"])
-    return {"lr0": hyper["lr"], "decay_exponent": hyper["decay_exponent"],
-            "objective": jnp.concatenate(objectives), "meta_objective": final}
+    fit = problem(config)
+    key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], horizon), restart)
+    start = (config.init_lr0[restart] if lr0 is None else lr0,
+             config.init_decay_exponent[restart] if decay_exponent is None else decay_exponent)
+    return fit.fit(horizon, start, jax.random.split(key, meta_steps(config, horizon)),
+                   f"SMD T={horizon} restart {restart}")
 
 
 def meta_steps(config: Config, horizon: int) -> int:
@@ -297,11 +178,10 @@ def restarts(config: Config, horizon: int) -> range:
 def smd_cost(config: Config, horizon: int) -> float:
     """One SMD run at ``horizon`` in plain training steps: every meta-step differentiates a
     ``horizon``-step unroll and the evaluation of its objective on ``eval_batches`` batches
-    (:meth:`SMD.step_cost`), and the fit is evaluated once. With the paper's 600 evaluation batches a
+    (the estimator's ``work``), and the fit is evaluated once. With the paper's 600 evaluation batches a
     fit at T = 20,000 costs as much as ~ 60 at T = 100."""
-    smd = SMD(estimator=config.estimator, particles=config.particles, sigma=config.sigma)
     evaluation = horizon + config.eval_batches * EVALUATION_COST
-    return (meta_steps(config, horizon) * smd.step_cost(len(bounds(config))) + 1) * evaluation
+    return (meta_steps(config, horizon) * configlib.estimator(config).work(2) + 1) * evaluation
 
 
 TEST_BATCHES = 100  # a test split (10,000 images) in batches of 100, for the cost of a test-error point
@@ -322,63 +202,37 @@ def estimated_cost(config: Config) -> dict:
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
     """Train the longest horizon with a fitted schedule; training-loss and test-error curves."""
-    setup = prepare(config)
-    return offline.long_run(horizon_unroll(config, max(config.horizons)), setup.problem,
-                            _hyper(setup, lr0, decay_exponent), setup.keys["long_run"], setup.test,
-                            config.curve_points)
+    return problem(config).long_run(lr0, decay_exponent, max(config.horizons))
 
 
 @lru_cache(maxsize=2)
-def steps_per_second(config: Config, seconds: float = 0.5) -> float:
-    """Plain training speed, timed on repeated jitted meta-objectives of the shortest horizon
-    (the program SMD's final evaluation compiled already) for about ``seconds``. Each call is
-    the unroll and its objective's evaluation on ``eval_batches`` batches, counted in plain
-    steps as every cost here is (:data:`EVALUATION_COST`): at T = 100 the paper's 600 batches
-    are 70% of the call, and counting only the unroll's steps made the rate 3x too slow."""
-    setup, horizon = prepare(config), min(config.horizons)
-    unroll = horizon_unroll(config, horizon)
-    hyper = _hyper(setup, config.init_lr0[0], config.init_decay_exponent[0])
-    offline.meta_objective(unroll, setup.problem, hyper, setup.keys["long_run"]).block_until_ready()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        offline.meta_objective(unroll, setup.problem, hyper, setup.keys["long_run"]).block_until_ready()
-        calls += 1
-    return calls * (horizon + config.eval_batches * EVALUATION_COST) / (time.perf_counter() - start)
+def steps_per_second(config: Config) -> float:
+    """Plain training speed at the shortest horizon (the program SMD's final evaluation
+    compiled already): :meth:`OfflineFit.steps_per_second`."""
+    return problem(config).steps_per_second(min(config.horizons), (config.init_lr0[0], config.init_decay_exponent[0]))
 
 
 # --- the experiment ------------------------------------------------------------------
 def validate(config: Config) -> None:
-    if config.estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
-    datasets.check_name(config.dataset)
-    task_factory(config.task)
-    require(config, "batch_size warm_start_lr decay_steps horizons eval_batches lr0_range "
-            "decay_exponent_range surface_samples surface_chunk surface_batch init_lr0 "
-            "init_decay_exponent meta_steps meta_lr meta_chunk particles sigma curve_points", POSITIVE)
-    require(config, "warm_start_steps smd_from_surface smd_max_horizon zoom_samples", NONNEGATIVE)
+    configlib.estimator(config)  # an unknown name lists the known ones
+    validate_problem(config)
+    require(config, "horizons init_lr0 init_decay_exponent meta_steps particles sigma", POSITIVE)
+    require(config, "smd_from_surface smd_max_horizon zoom_samples", NONNEGATIVE)
     require(config, "zoom_width", POSITIVE)
     if config.zoom_samples and not (config.smd_from_surface and config.smd_max_horizon):
         raise ValueError("zoom_samples needs smd_from_surface and smd_max_horizon: it refines the best surface "
                          "sample of the horizons above smd_max_horizon")
-    require(config, "momentum", FRACTION)
-    optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
-    for key in ("lr0_range", "decay_exponent_range"):
-        low, *high = getattr(config, key)
-        if len(high) != 1 or not low < high[0]:
-            raise ValueError(f"config key {key!r} must be LOW,HIGH with LOW < HIGH, got {getattr(config, key)!r}")
     if config.smd_from_surface > config.surface_samples:
         raise ValueError(f"smd_from_surface={config.smd_from_surface} exceeds surface_samples={config.surface_samples}")
     if len(config.init_lr0) != len(config.init_decay_exponent):
         raise ValueError("init_lr0 and init_decay_exponent must have the same length (one per restart)")
-    if config.surface_samples % config.surface_chunk:
-        raise ValueError("surface_chunk must divide surface_samples")
     if max(config.horizons) % config.curve_points:
         raise ValueError("curve_points must divide the longest horizon")
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = dataclasses.replace(config, dataset=datasets.resolve(config.dataset, PREFERRED,
+    config = dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED,
                                                                   config.data_dir or None))
     run_dir.write_config(config)
     horizons = sorted(config.horizons)
@@ -533,17 +387,6 @@ def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
 
 
 # --- figures and report: saved results only ----------------------------------------------
-def smooth(x: np.ndarray, y: np.ndarray, z: np.ndarray, x_range, y_range, grid: int = 60,
-           bandwidth: float = 0.08):
-    """Gaussian-kernel average of scattered ``z`` at (x, y) onto a ``grid`` x ``grid`` mesh
-    spanning ``x_range`` x ``y_range``; the bandwidth is a fraction of each range."""
-    gx, gy = np.linspace(*x_range, grid), np.linspace(*y_range, grid)
-    dx = (gx[:, None] - x) / (bandwidth * np.ptp(x_range))
-    dy = (gy[:, None] - y) / (bandwidth * np.ptp(y_range))
-    w = np.exp(-0.5 * (dx[None] ** 2 + dy[:, None] ** 2))  # (grid_y, grid_x, n)
-    return gx, gy, (w * z).sum(-1) / w.sum(-1)
-
-
 def plot(run_dir: RunDir) -> None:
     import matplotlib
 

@@ -26,10 +26,11 @@ from tqdm.auto import tqdm
 import jax
 import jax.numpy as jnp
 
+from shorthorizon import config as configlib
 from shorthorizon.config import FRACTION, POSITIVE, optimizer_hyper, require
 from shorthorizon.data.registry import get_spec
-from shorthorizon.experiments import datasets
-from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, scalar_loss
+from shorthorizon.data import splits
+from shorthorizon.hypergrad import LOOKAHEADS, Data, evaluate, scalar_loss
 from shorthorizon import optim
 from shorthorizon.meta.online import Online, check
 from shorthorizon.results import RunDir, fmt
@@ -107,19 +108,19 @@ def per_task(config: Config, task: str, key: str):
 
 def ready(fetch: bool = False) -> str | None:
     for task in TASKS:
-        problem = datasets.ready(datasets.preferred(task), fetch)
+        problem = splits.ready(splits.preferred(task), fetch)
         if problem:
             return problem
     return None
 
 
 def dataset_for(config: Config, task: str) -> str:
-    return datasets.resolve(config.dataset, datasets.preferred(task), config.data_dir or None)
+    return splits.resolve(config.dataset, splits.preferred(task), config.data_dir or None)
 
 
 @lru_cache(maxsize=2)
 def _data(name: str, data_dir: str | None, verify: bool) -> tuple[Data, Data]:
-    _, train, test = datasets.load(name, data_dir, verify=verify)
+    _, train, test = splits.load(name, data_dir, verify=verify)
     return train, test
 
 
@@ -170,7 +171,7 @@ def _online(config: Config, task: str, model: Task, lookahead: str | None) -> On
     return Online(model, lookahead if lookahead in LOOKAHEADS else "stochastic", config.horizon,
                   config.meta_steps if lookahead else 0, config.interval, config.meta_lr, config.clip,
                   per_task(config, task, "batch_size"), final_lr_eff=config.final_lr_eff,
-                  chunks=config.chunks, estimator=(config.estimator, config.particles, config.sigma),
+                  chunks=config.chunks, estimator=configlib.estimator(config),
                   optimizer=_optimizer(config.optimizer), space=_space(config))
 
 
@@ -229,7 +230,8 @@ def _unit_name(task: str, init_lr: float, lookahead: str | None) -> str:
 def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
     """(initial lr, lookahead) of every run of ``task``, the baseline first; PES runs have no
     lookahead and take the place of one, as ``"pes"``."""
-    lookaheads = ("pes",) if config.estimator == "pes" else config.lookaheads
+    persistent = getattr(configlib.estimator(config), "persistent", False)
+    lookaheads = (config.estimator,) if persistent else config.lookaheads
     return [(per_task(config, task, "baseline_lr"), None)] + [
         (lr, lookahead) for lookahead in lookaheads for lr in per_task(config, task, "init_lrs")]
 
@@ -240,9 +242,8 @@ def validate(config: Config) -> None:
     unknown = sorted(set(config.lookaheads) - set(LOOKAHEADS))
     if unknown or not config.task:
         raise ValueError(f"unknown task or lookahead {unknown}; tasks: {TASKS}, lookaheads: {LOOKAHEADS}")
-    if config.estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {config.estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
-    datasets.check_name(config.dataset)
+    configlib.estimator(config)  # an unknown name lists the known ones
+    splits.check_name(config.dataset)
     require(config, "horizon meta_steps interval meta_lr clip particles sigma final_lr_eff eval_examples chunks",
             POSITIVE)
     require(config, "momentum", FRACTION)

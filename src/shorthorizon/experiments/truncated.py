@@ -3,9 +3,9 @@
 The question a user with a small budget has: *I can only afford K-step windows of training
 per meta-gradient; can I still fit the schedule that is best for the whole run?* The problem
 is the offline experiment's (MLP, inverse-time schedule of lr0 and decay exponent, momentum,
-warm start; :mod:`shorthorizon.experiments.offline`) at one whole-run horizon T.
+warm start; :class:`shorthorizon.meta.offline_fit.OfflineFit`) at one whole-run horizon T.
 
-- **Windowed estimators** (:func:`shorthorizon.meta.offline.windowed_estimator`): inner runs of
+- **Windowed estimators** (:meth:`shorthorizon.meta.offline.Offline.windowed`): inner runs of
   T steps from the warm start, seen K steps at a time, one meta-step per window; particles at
   staggered phases, each restarted when its run reaches T. Truncated forward mode (the paper's
   short-horizon SMD, windowed), truncated reverse mode (TBPTT), ES and PES. Their whole-run
@@ -32,40 +32,27 @@ import time
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from shorthorizon.config import NONNEGATIVE, POSITIVE, FRACTION, require
-from shorthorizon.experiments import datasets
-from shorthorizon.experiments import offline as offline_experiment
-from shorthorizon.hypergrad import label
-from shorthorizon.meta import offline
+from shorthorizon.config import POSITIVE, require
+from shorthorizon.data import splits
+from shorthorizon.hypergrad import ESTIMATORS, make_estimator
+from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, surface_points, validate_problem
+from shorthorizon.report.figures import smooth
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
-from shorthorizon.tasks import TASKS
 
 NAME = "truncated"
-PREFERRED = offline_experiment.PREFERRED
+PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("dataset",)
 WINDOWED = ("forward", "reverse", "es", "pes")
 REFERENCE = "smd_full"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(OfflineConfig):
     """Defaults: the paper's offline problem at its longest horizon (MNIST where present)."""
 
-    dataset: str = "auto"  # "auto": MNIST where present, else Fashion-MNIST
-    data_dir: str = ""
-    verify: bool = True
-    seed: int = 0
-    task: str = "mlp"
-    batch_size: int = 100
-    warm_start_steps: int = 50
-    warm_start_lr: float = 0.1
-    momentum: float = 0.9
-    decay_steps: float = 5000.0  # lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent)
     horizon: int = 20000  # T: one whole run
     truncation: int = 100  # K: steps per window
     estimators: tuple[str, ...] = WINDOWED  # windowed estimators compared with the reference
@@ -76,13 +63,9 @@ class Config:
     meta_chunk: int = 10  # meta-steps per compiled scan (progress granularity)
     init_lr0: float = 0.03  # every fit starts here
     init_decay_exponent: float = 1.0
-    eval_batches: int = 600  # the fixed evaluation batches of the loss at T
-    lr0_range: tuple[float, ...] = (1e-3, 10**-0.3)  # the surface box and SMD's bounds
-    decay_exponent_range: tuple[float, ...] = (1e-2, 10**2.3)
     surface_samples: int = 200  # Figure-5 surface of the loss at T
     surface_chunk: int = 25
     surface_batch: int = 4
-    curve_points: int = 100
 
 
 PRESETS = {
@@ -102,123 +85,99 @@ PRESETS = {
 }
 
 
-ready = offline_experiment.ready  # the offline experiment's datasets
+def ready(fetch: bool = False) -> str | None:
+    return splits.ready(PREFERRED, fetch)
 
 
 def validate(config: Config) -> None:
-    datasets.check_name(config.dataset)
-    if config.task not in TASKS:
-        raise ValueError(f"unknown task {config.task!r}; choose one of: {', '.join(TASKS)}")
-    unknown = [e for e in config.estimators if e not in WINDOWED]
-    if unknown or not config.estimators:
-        raise ValueError(f"config key 'estimators' must name some of {', '.join(WINDOWED)}, got {config.estimators!r}")
-    require(config, "batch_size warm_start_lr decay_steps horizon truncation fit_particles sigma fit_inner_steps "
-            "meta_lr meta_chunk init_lr0 init_decay_exponent eval_batches lr0_range decay_exponent_range "
-            "surface_samples surface_chunk surface_batch curve_points", POSITIVE)
-    require(config, "warm_start_steps", NONNEGATIVE)
-    require(config, "momentum", FRACTION)
+    validate_problem(config)
+    if not config.estimators or len(set(config.estimators)) != len(config.estimators):
+        raise ValueError(f"config key 'estimators' must name distinct estimators of {', '.join(ESTIMATORS)}, "
+                         f"got {config.estimators!r}")
+    for name in config.estimators:
+        try:
+            make_estimator(name)
+        except ValueError as err:
+            raise ValueError(f"config key 'estimators': {err}") from None
+    require(config, "horizon truncation fit_particles sigma fit_inner_steps init_lr0 init_decay_exponent", POSITIVE)
     if config.horizon % config.truncation:
         raise ValueError(f"config key 'truncation' ({config.truncation}) must divide the horizon ({config.horizon})")
     if config.fit_inner_steps < config.horizon:
         raise ValueError(f"config key 'fit_inner_steps' ({config.fit_inner_steps}) must be at least the horizon "
                          f"({config.horizon}): the reference needs one whole unroll per meta-step")
-    offline_experiment.validate(problem(config))
+    if config.horizon % config.curve_points:
+        raise ValueError("curve_points must divide the horizon")
 
 
-def problem(config: Config) -> offline_experiment.Config:
-    """The offline experiment's config of this problem at the one horizon T: its units compute
-    the surface, the reference fit and the long runs; its data, warm start and keys are shared."""
-    own = dict(horizons=(config.horizon,), init_lr0=(config.init_lr0,),
-               init_decay_exponent=(config.init_decay_exponent,), meta_steps=config.fit_inner_steps // config.horizon,
-               anneal=True)
-    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(offline_experiment.Config)
-              if hasattr(config, f.name) and f.name not in own}
-    return offline_experiment.Config(**shared, **own)
+def windowed(config: Config, name: str):
+    """The windowed estimator ``name`` of a fit: K-step windows, ``fit_particles`` staggered runs."""
+    return make_estimator(name, truncation=config.truncation, particles=config.fit_particles, sigma=config.sigma)
 
 
-def _spec(config: Config, name: str) -> tuple[str, int, int, float]:
-    return name, config.truncation, config.fit_particles, config.sigma
+def _reference_steps(config: Config) -> int:
+    return config.fit_inner_steps // config.horizon
 
 
-def _budget(config: Config, name: str) -> tuple[int, int]:
-    """(meta-steps, inner steps) of a windowed fit: as many whole meta-steps as the budget
-    holds after the particles' staggering."""
-    setup, unroll = offline_experiment.prepare(problem(config)), _unroll(config)
-    est = offline.windowed_estimator(unroll, setup.problem, _spec(config, name))
-    steps = max(1, (config.fit_inner_steps - est.init_cost) // est.cost)
-    return steps, est.init_cost + steps * est.cost
+def problem(config: Config) -> OfflineFit:
+    """The offline problem at the one horizon T; the reference's Adam step cosine-decays over its meta-steps."""
+    return OfflineFit.from_config(config, meta_lr=(config.meta_lr, _reference_steps(config)))
 
 
-def _unroll(config: Config):
-    return offline_experiment.horizon_unroll(problem(config), config.horizon)
+def _start(config: Config) -> tuple[float, float]:
+    return config.init_lr0, config.init_decay_exponent
 
 
 # --- units ------------------------------------------------------------------------------------
 def windowed_unit(config: Config, estimator: str) -> dict:
     """Fit the schedule with a windowed estimator; its trajectory, window losses, the fraction
     of hypergradient coordinates the clip bound, and the cost."""
-    pconfig = problem(config)
-    setup, unroll, bounds = offline_experiment.prepare(pconfig), _unroll(config), offline_experiment.bounds(pconfig)
-    spec = _spec(config, estimator)
-    steps, inner_steps = _budget(config, estimator)
-    meta_lr = (config.meta_lr, steps)
-    init_key, key = jax.random.split(jax.random.fold_in(setup.keys["smd"], config.horizon))  # shared by all fits
-    start = time.perf_counter()
-    state, est_state = offline.windowed_init(unroll, setup.problem, offline.to_raw(config.init_lr0,
-                                             config.init_decay_exponent), init_key, meta_lr, bounds, spec)
-    keys = jax.random.split(key, steps)
-    history = []
-    with tqdm(total=steps, desc=label(estimator, config.truncation, config.horizon), unit="meta-step",
-              leave=False, dynamic_ncols=True) as bar:
-        for first in range(0, steps, config.meta_chunk):
-            chunk = keys[first:first + config.meta_chunk]
-            (state, est_state), out = offline.windowed_chunk(unroll, setup.problem, state, est_state, chunk,
-                                                             meta_lr, bounds, spec)
-            history.append(jax.block_until_ready(out))
-            bar.update(len(chunk))
-    wall = time.perf_counter() - start
-    loss, grads, raws = (jax.tree.map(lambda *a: jnp.concatenate(a), *parts) for parts in zip(*history))
-    raw = {k: jnp.concatenate([raws[k], state.raw[k][None]]) for k in raws}
-    hyper = offline.from_raw(raw)
-    clip = offline.smd(unroll, setup.problem, meta_lr, bounds).clip
-    clipped = np.mean([np.mean(np.abs(np.asarray(g)) > clip) for g in grads.values()])
-    return {"lr0": hyper["lr"], "decay_exponent": hyper["decay_exponent"], "window_loss": loss,
-            "clipped_fraction": clipped, "meta_steps": steps, "inner_steps": inner_steps, "wall_time_s": wall}
+    fit = problem(config)
+    est = windowed(config, estimator)
+    steps, spent = fit.windowed_budget(est, config.horizon, config.fit_inner_steps)
+    key = jax.random.fold_in(fit.keys["smd"], config.horizon)  # shared by all fits
+    return {**fit.windowed_fit(est, config.horizon, _start(config), steps, key),
+            "meta_steps": steps, "inner_steps": spent}
 
 
 def reference_unit(config: Config) -> dict:
-    """Today's full-horizon forward-mode SMD of the loss at T (the offline experiment's unit)."""
-    pconfig = problem(config)
+    """Full-horizon forward-mode SMD of the loss at T."""
+    fit, steps = problem(config), _reference_steps(config)
     start = time.perf_counter()
-    fit = offline_experiment.smd_unit(pconfig, config.horizon, 0)
+    key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], config.horizon), 0)
+    result = fit.fit(config.horizon, _start(config), jax.random.split(key, steps), f"{REFERENCE} T={config.horizon}")
     wall = time.perf_counter() - start
-    return {**fit, "meta_steps": pconfig.meta_steps, "inner_steps": pconfig.meta_steps * config.horizon,
-            "wall_time_s": wall}
+    return {**result, "meta_steps": steps, "inner_steps": steps * config.horizon, "wall_time_s": wall}
 
 
 def surface_unit(config: Config, chunk: int) -> dict:
-    return offline_experiment.surface_unit(problem(config), chunk)
+    """The loss at T of one chunk of surface samples."""
+    index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
+    lr0, decay_exponent = (a[index] for a in surface_points(config))
+    return {"loss": problem(config).surface(lr0, decay_exponent, (config.horizon,))}
 
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
-    return offline_experiment.long_run_unit(problem(config), lr0, decay_exponent)
+    return problem(config).long_run(lr0, decay_exponent, config.horizon)
 
 
 # --- the experiment ---------------------------------------------------------------------------
 def names(config: Config) -> list[str]:
     """Report names of the fits, the reference first: ``smd_full``, ``forward_K100``, ``tbptt_K100``, ..."""
-    return [REFERENCE, *(label(e, config.truncation, config.horizon) for e in config.estimators)]
+    return [REFERENCE, *(windowed(config, e).label(config.horizon) for e in config.estimators)]
 
 
-DERIVATIVE_STEP = 3.0  # a forward- or reverse-mode inner step against a plain one (ES, PES), timed
+def inner_steps(config: Config, estimator: str) -> int:
+    """A fit's budget as spent (``estimator="reference"``: ``smd_full``): whole meta-steps."""
+    if estimator == "reference":
+        return _reference_steps(config) * config.horizon
+    return problem(config).windowed_budget(windowed(config, estimator), config.horizon, config.fit_inner_steps)[1]
 
 
 def fit_cost(config: Config, estimator: str) -> float:
-    """A fit's work in plain training steps (``estimator="reference"``: ``smd_full``): its inner
-    steps, each ``DERIVATIVE_STEP`` plain ones where it is differentiated (forward mode,
-    TBPTT), one for ES and PES."""
-    steps = config.fit_inner_steps if estimator == "reference" else _budget(config, estimator)[1]
-    return steps * (1.0 if estimator in ("es", "pes") else DERIVATIVE_STEP)
+    """A fit's work in plain training steps: its inner steps, each the estimator's
+    ``step_work`` plain ones (the reference: forward mode on the two hyperparameters)."""
+    est = make_estimator("forward") if estimator == "reference" else windowed(config, estimator)
+    return inner_steps(config, estimator) * est.step_work(2)
 
 
 def _announce_cost(config: Config, run_dir: RunDir) -> None:
@@ -228,18 +187,17 @@ def _announce_cost(config: Config, run_dir: RunDir) -> None:
                if not run_dir.has_unit(f"fit_{REFERENCE if e == 'reference' else e}")]
     if not pending:
         return
-    steps = {e: config.fit_inner_steps if e == "reference" else _budget(config, e)[1] for e in pending}
-    derivative = sum(s for e, s in steps.items() if e not in ("es", "pes"))
-    rate = offline_experiment.steps_per_second(problem(config))
-    minutes = sum(fit_cost(config, e) for e in pending) / rate / 60
-    print(f"[{NAME}] {len(pending)} fits, {sum(steps.values()):,} inner steps, {derivative:,} of them "
-          f"differentiated (forward or reverse mode, ~{DERIVATIVE_STEP:g}x a plain step each). Plain training here: "
-          f"{rate:.0f} steps/s -> about {minutes:.0f} min on one process", file=sys.stderr)
+    steps = sum(inner_steps(config, e) for e in pending)
+    work = sum(fit_cost(config, e) for e in pending)
+    rate = problem(config).steps_per_second(config.horizon, _start(config))
+    print(f"[{NAME}] {len(pending)} fits, {steps:,} inner steps, {work:,.0f} plain-step equivalents (a "
+          f"differentiated step counts as several). Plain training here: {rate:.0f} steps/s -> about "
+          f"{work / rate / 60:.0f} min on one process", file=sys.stderr)
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = dataclasses.replace(config, dataset=datasets.resolve(config.dataset, PREFERRED,
+    config = dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED,
                                                                   config.data_dir or None))
     run_dir.write_config(config)
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
@@ -258,8 +216,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                                             decay_exponent=float(f["decay_exponent"][-1])))
                                      for n, f in finite.items()], desc="long runs", **stage)
 
-    pconfig = problem(config)
-    lr0, decay_exponent = offline_experiment.surface_points(pconfig)
+    lr0, decay_exponent = surface_points(config)
     run_dir.save_curves("surface", lr0=lr0, decay_exponent=decay_exponent, lr0_range=config.lr0_range,
                         decay_exponent_range=config.decay_exponent_range,
                         loss=np.concatenate([surface[f"surface_c{c}"]["loss"][0] for c in chunks]))
@@ -320,7 +277,7 @@ def plot(run_dir: RunDir) -> None:
     finite = np.isfinite(loss)
     z = np.log10(np.where(finite, loss, loss[finite].max() if finite.any() else 1.0))
     box = [np.log10(surface[k]) for k in ("lr0_range", "decay_exponent_range")]
-    gx, gy, gz = offline_experiment.smooth(np.log10(surface["lr0"]), np.log10(surface["decay_exponent"]), z, *box)
+    gx, gy, gz = smooth(np.log10(surface["lr0"]), np.log10(surface["decay_exponent"]), z, *box)
     fig.colorbar(ax_surface.contourf(gx, gy, gz, levels=20, cmap="viridis"), ax=ax_surface,
                  label=f"log10 training loss at T = {horizon}")
     for n, f in fits.items():

@@ -7,11 +7,9 @@ Two layers.
 
 - ``"forward"``: stochastic meta-descent's forward mode (paper Eq. 8-9). One ``jax.jvp`` per
   hyperparameter, one after another under ``lax.map``; exact, and its memory does not grow
-  with the horizon. Each jvp recomputes the primal unroll, yet on XLA:CPU this is faster than
-  ``vmap`` over the tangents (which shares the primal): batched tangents turn every matmul
-  into a batched one with transposes around it. Two hyperparameters on the CNN (batch 25,
-  5 steps): 3.0x a plain unroll with ``lax.map``, 6.1x with ``vmap``; on the MLP (batch 100,
-  200 steps) the two are within this machine's noise (3.2x to 4.3x).
+  with the horizon. Each jvp recomputes the primal unroll, yet on XLA:CPU this is not slower
+  than ``vmap`` over the tangents (which shares the primal): batched tangents turn every
+  matmul into a batched one with transposes around it (``benchmarks/hypergrad_speed.py``).
 - ``"reverse"``: ``jax.value_and_grad`` through the same unroll (memory grows with T unless
   the unroll is checkpointed, see :class:`Truncated`).
 - ``"fd"``: central finite differences, for checking (use float64).
@@ -20,8 +18,15 @@ Two layers.
 (:class:`Inner`) one window of ``truncation`` = K steps at a time, keeping state between
 windows (learned_optimization's ``GradientEstimator``, without its global configuration)::
 
+    estimator = make_estimator("pes", truncation=10, particles=4, sigma=0.1)  # names resolved once
+    estimator = estimator.with_inner(inner)                  # the problem a driver composes it with
     state = estimator.init(hyper, key)                       # particles at step 0 (staggered)
     loss, grads, state = estimator.estimate(state, hyper, key)   # one window each
+
+The same object estimates the gradient of a plain meta-objective ``f(hyper, key)``
+(``objective_gradient``, what :class:`~shorthorizon.meta.smd.SMD` calls) and says what an
+estimate costs (``cost`` in inner steps, ``work`` in plain passes). Adding an estimator is one
+class with these methods and one entry in :data:`ESTIMATORS`.
 
 The whole-run objective is the **mean per-step loss over the run** of T steps,
 J = (1/T) Σ_{t=1..T} L_t. A window's loss is the mean loss over its K steps, so for a particle
@@ -89,7 +94,6 @@ def _finite_difference(f, x, fd_step):
 
 
 MODES = {"forward": _forward, "reverse": _reverse, "fd": _finite_difference}
-ESTIMATORS = (*MODES, "es", "pes")
 
 
 def _check_mode(mode: str) -> None:
@@ -100,17 +104,15 @@ def _check_mode(mode: str) -> None:
 def hypergradient(
     f: Callable[[dict], jax.Array],
     hyper: Mapping[str, jax.Array],
-    estimator: str = "forward",
+    mode: str = "forward",
     wrt: Sequence[str] | None = None,
     fd_step: float = 1e-7,
 ) -> tuple[jax.Array, dict]:
     """Value of ``f`` at ``hyper`` and its derivatives w.r.t. the keys ``wrt`` (default all),
-    by the derivative mode ``estimator`` (``"forward"``, ``"reverse"`` or ``"fd"``).
+    by the derivative mode ``mode`` (``"forward"``, ``"reverse"`` or ``"fd"``).
 
     ``fd_step`` is relative: hyperparameter h moves by ``±fd_step * |h|`` (``±fd_step`` at 0)."""
-    if estimator not in MODES:
-        raise ValueError(f"unknown estimator {estimator!r} for a plain meta-objective; choose one of: "
-                         f"{', '.join(MODES)}")
+    _check_mode(mode)
     hyper = dict(hyper)
     wrt = tuple(wrt if wrt is not None else hyper)
     missing = [k for k in wrt if k not in hyper]
@@ -122,7 +124,7 @@ def hypergradient(
     def g(vec):
         return f({**fixed, **{k: vec[i] for i, k in enumerate(wrt)}}), ()
 
-    value, _, grad = MODES[estimator](g, x, fd_step)
+    value, _, grad = MODES[mode](g, x, fd_step)
     return value, {k: grad[i] for i, k in enumerate(wrt)}
 
 
@@ -178,7 +180,23 @@ def _where(mask, new, old):
 
 class _Windowed:
     """What every windowed estimator shares: the window length, particles at staggered
-    phases, and restarting a particle's inner run when it reaches the horizon."""
+    phases, restarting a particle's inner run when it reaches the horizon, binding to an inner
+    problem, its report name and the cost model."""
+
+    def with_inner(self, inner: Inner) -> "_Windowed":
+        """This estimator on the inner problem ``inner``."""
+        return dataclasses.replace(self, inner=inner)
+
+    def label(self, horizon: int) -> str:
+        """Report name for runs of ``horizon`` steps: ``forward_full``, ``pes_K10``, ..."""
+        if not self.truncation or self.truncation >= horizon:
+            return f"{self.name}_full"
+        return f"{self.name}_K{self.truncation}"
+
+    def work(self, hypers: int) -> float:
+        """One estimate in plain passes over its window (every particle and trajectory), for
+        ``hypers`` hyperparameters: what progress bars and cost estimates weigh it by."""
+        return self.particles * self._trajectories * self.step_work(hypers)
 
     def _check(self) -> int:
         horizon = self.inner.horizon
@@ -250,7 +268,7 @@ class Truncated(_Windowed):
     the window's start state held constant; averaged over ``particles``. ``truncation`` None
     (or T): the whole run, exact. ``checkpoint``: reverse-mode memory, see :func:`_window`."""
 
-    inner: Inner
+    inner: Inner | None = None
     mode: str = "forward"
     truncation: int | None = None
     particles: int = 1
@@ -259,12 +277,38 @@ class Truncated(_Windowed):
     fd_step: float = 1e-7
     _trajectories = 1  # per particle
 
+    def __post_init__(self):
+        _check_mode(self.mode)
+
+    @property
+    def name(self) -> str:
+        return self.mode
+
+    def label(self, horizon: int) -> str:
+        """As :meth:`_Windowed.label`; truncated reverse mode is called ``tbptt``."""
+        return super().label(horizon).replace("reverse_K", "tbptt_K")
+
+    def step_work(self, hypers: int) -> float:
+        """One differentiated inner step in plain steps. Forward mode runs one jvp per
+        hyperparameter (:func:`hypergradient`), each the primal step and a tangent of about its
+        size: a tangent matmul has the primal's shape, one product at the first layer (its input
+        has no tangent) and two at the others (x_dot W + x W_dot). XLA counts 2.2 (paper's MLP)
+        and 2.8 (CNN) times a plain step's FLOPs, and small ops run no faster in a tangent, so 2
+        per hyperparameter. Reverse mode: the primal, then a backward pass that costs about two
+        of them, 3. Central differences: 2 per hyperparameter and the value."""
+        return {"forward": 2.0 * hypers, "reverse": 3.0, "fd": 2.0 * hypers + 1}[self.mode]
+
+    def objective_gradient(self, f: Callable[[Mapping[str, jax.Array], jax.Array], jax.Array],
+                           hyper: Mapping[str, jax.Array], key: jax.Array) -> tuple[jax.Array, dict]:
+        """``(f(hyper, key), its exact derivative)`` by this estimator's mode: a plain
+        meta-objective is one window, so truncation and particles play no part."""
+        return hypergradient(lambda h: f(h, key), hyper, self.mode, fd_step=self.fd_step)
+
     def _pair(self, inner):
         return inner
 
     def estimate_particles(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
         """One window; every particle's loss and estimate (leading axis: particles)."""
-        _check_mode(self.mode)
         k = self._check()
         x, unravel = ravel_pytree(dict(hyper))
 
@@ -283,13 +327,32 @@ class ES(_Windowed):
     docstring). ``sigma`` is the perturbation's standard deviation in the coordinates of
     ``hyper`` (e.g. log space)."""
 
-    inner: Inner
+    inner: Inner | None = None
     truncation: int | None = None
     particles: int = 1
     sigma: float = 0.01
     persistent: bool = False
     stagger: bool = True
     _trajectories = 2  # per particle: the + and the − run
+
+    @property
+    def name(self) -> str:
+        return "pes" if self.persistent else "es"
+
+    def step_work(self, hypers: int) -> float:
+        """A perturbed run's step is a plain step."""
+        return 1.0
+
+    def objective_gradient(self, f: Callable[[Mapping[str, jax.Array], jax.Array], jax.Array],
+                           hyper: Mapping[str, jax.Array], key: jax.Array) -> tuple[jax.Array, dict]:
+        """``(f(hyper, key), ES estimate)`` of a plain meta-objective: ``particles`` antithetic
+        pairs of whole unrolls, every one with ``key`` (one window: PES is ES here)."""
+        es = dataclasses.replace(self, inner=Objective(f), truncation=None, stagger=False)
+        init_key, key = jax.random.split(key)
+        state = es.init(hyper, init_key)
+        state = state._replace(inner=jnp.broadcast_to(key, state.inner.shape))  # every pair sees key's unroll
+        loss, grad, _ = es.estimate(state, hyper, init_key)
+        return loss, grad
 
     def _pair(self, inner):
         return jax.tree.map(lambda a: jnp.stack([a, a], axis=1), inner)
@@ -327,34 +390,24 @@ class Objective(NamedTuple):
         return self.f(hyper, key), key
 
 
-def objective_gradient(f: Callable[[dict, jax.Array], jax.Array], hyper: Mapping[str, jax.Array], key: jax.Array,
-                       estimator: str = "forward", particles: int = 1, sigma: float = 0.01) -> tuple[jax.Array, dict]:
-    """``(f(hyper, key), gradient estimate)`` of a plain meta-objective by any estimator: a
-    derivative mode (exact, by :func:`hypergradient`) or ES with ``particles`` antithetic pairs
-    (``"pes"`` is ES here: one window, nothing persists)."""
-    if estimator in MODES:
-        return hypergradient(lambda h: f(h, key), hyper, estimator)
-    es = make_estimator(estimator, Objective(f), None, particles, sigma, stagger=False)
-    init_key, key = jax.random.split(key)
-    state = es.init(hyper, init_key)
-    state = state._replace(inner=jnp.broadcast_to(key, state.inner.shape))  # every pair sees key's unroll
-    loss, grad, _ = es.estimate(state, hyper, init_key)
-    return loss, grad
+# name -> (class, the fields that name fixes): the one table of estimator names
+ESTIMATORS = {
+    "forward": (Truncated, {"mode": "forward"}),
+    "reverse": (Truncated, {"mode": "reverse"}),
+    "fd": (Truncated, {"mode": "fd"}),
+    "es": (ES, {"persistent": False}),
+    "pes": (ES, {"persistent": True}),
+}
 
 
-def make_estimator(name: str, inner: Inner, truncation: int | None = None, particles: int = 1,
-                   sigma: float = 0.01, **options) -> Truncated | ES:
-    """The estimator called ``name`` (one of :data:`ESTIMATORS`) on ``inner``; ``options`` go
+def make_estimator(name: str, inner: Inner | None = None, truncation: int | None = None, particles: int = 1,
+                   sigma: float = 0.01, **options):
+    """The estimator called ``name`` (a key of :data:`ESTIMATORS`), on ``inner`` if given (else
+    bind one later with ``with_inner``); ``sigma`` goes to the classes that perturb, ``options``
     to its class (``stagger``, ``checkpoint``, ``fd_step``)."""
-    if name in MODES:
-        return Truncated(inner, name, truncation, particles, **options)
-    if name in ("es", "pes"):
-        return ES(inner, truncation, particles, sigma, persistent=(name == "pes"), **options)
-    raise ValueError(f"unknown estimator {name!r}; choose one of: {', '.join(ESTIMATORS)}")
-
-
-def label(name: str, truncation: int | None, horizon: int) -> str:
-    """Report name: ``forward_full``, ``tbptt_K10`` (truncated reverse mode), ``pes_K10``, ..."""
-    if not truncation or truncation >= horizon:
-        return f"{name}_full"
-    return f"{'tbptt' if name == 'reverse' else name}_K{truncation}"
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; choose one of: {', '.join(ESTIMATORS)}")
+    cls, fixed = ESTIMATORS[name]
+    if "sigma" in {f.name for f in dataclasses.fields(cls)}:
+        options["sigma"] = sigma
+    return cls(inner=inner, truncation=truncation, particles=particles, **fixed, **options)

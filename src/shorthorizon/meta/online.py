@@ -19,7 +19,7 @@ meta-steps then of training steps); between chunks the host checks for divergenc
 reports progress. Curves (``loss``, ``lr`` and the space's hyperparameters per training step)
 are scan outputs.
 
-With ``estimator=("pes", particles, sigma)`` there is no lookahead: PES particles train beside
+With a PES estimator (``make_estimator("pes", particles=N, sigma=S)``) there is no lookahead: PES particles train beside
 the main run (:meth:`Online.particles`), from its initial weights, and every interval one PES
 estimate over their last ``interval`` steps drives one meta-step. They persist rather than
 restart from the main run's weights at each window: PES is unbiased for the whole run only
@@ -47,6 +47,7 @@ AdamW's learning rate and weight decay instead (the decay half takes ``lr`` to `
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 from typing import Callable, Mapping, NamedTuple
@@ -56,7 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.hypergrad import ES, Data, EstState, TrainingRun, Unroll, model_key, stochastic_batches, train
+from shorthorizon.hypergrad import (ES, Data, EstState, TrainingRun, Truncated, Unroll, model_key, stochastic_batches,
+                                    train)
 from shorthorizon.meta.smd import EVALUATION_COST, SMD, SMDState
 from shorthorizon.optim import OptState
 from shorthorizon.tasks import ModelState, Params, Task
@@ -87,7 +89,7 @@ class Online(NamedTuple):
     batch_size: int = 100
     final_lr_eff: float = 1e-4
     chunks: int = 10  # jitted pieces per phase: divergence checks and progress in between
-    estimator: tuple[str, int, float] = ("forward", 1, 0.01)  # SMD's: (name, particles, sigma)
+    estimator: Truncated | ES = Truncated(mode="forward")  # SMD's hypergradients (an unbound estimator object)
     optimizer: optim.Optimizer = HEAVY_BALL  # the base optimizer, without a schedule
     space: optim.EffectiveSpace | optim.LogSpace = optim.EffectiveSpace()  # what SMD adapts, how, within what
 
@@ -98,8 +100,7 @@ class Online(NamedTuple):
         def objective(raw, key):
             return unroll.objective(self.space.from_raw(raw), params, opt_state, data, key, model_state=model_state)
 
-        name, particles, sigma = self.estimator
-        return SMD(objective, self.meta_lr, self.clip, self.space.bounds(), name, particles, sigma)
+        return SMD(objective, self.meta_lr, self.clip, self.space.bounds(), self.estimator)
 
     @property
     def curve_names(self) -> tuple[str, ...]:
@@ -108,15 +109,14 @@ class Online(NamedTuple):
 
     def interval_cost(self) -> float:
         """One adaptation interval in plain training steps: ``meta_steps`` meta-steps, each a
-        hypergradient (:meth:`SMD.step_cost`) of a ``horizon``-step lookahead and its one-batch
+        hypergradient (the estimator's ``work``) of a ``horizon``-step lookahead and its one-batch
         objective, then ``interval`` training steps. With the paper's settings (100 meta-steps
         on 5-step lookaheads every 10 steps) an adaptation step costs ~ 200 plain ones: a bar
         that counted steps would read the first half's pace as the whole run's. PES
         (:attr:`persistent`): its pairs train the interval's window twice each (+ and -)."""
-        name, particles, sigma = self.estimator
         if self.persistent:
-            return (2 * particles + 1) * self.interval
-        meta_step = SMD(estimator=name, particles=particles, sigma=sigma).step_cost(len(self.space.names))
+            return (self.estimator.work(len(self.space.names)) + 1) * self.interval
+        meta_step = self.estimator.work(len(self.space.names))
         return self.meta_steps * meta_step * (self.horizon + EVALUATION_COST) + self.interval
 
     def cost(self, adapt_steps: int, decay_steps: int) -> float:
@@ -127,7 +127,7 @@ class Online(NamedTuple):
     @property
     def persistent(self) -> bool:
         """Whether meta-steps come from PES particles beside the run (no lookahead)."""
-        return self.estimator[0] == "pes" and self.meta_steps > 0
+        return getattr(self.estimator, "persistent", False) and self.meta_steps > 0
 
     def particles(self, start: tuple[Params, OptState, ModelState], data: Data, steps: int) -> ES:
         """PES over the adaptation half: antithetic pairs, each training ``steps`` steps from
@@ -135,11 +135,10 @@ class Online(NamedTuple):
         accumulated perturbation, one window of ``interval`` steps per meta-step; unbiased for
         the gradient of the smoothed mean training loss over the half. Costs 2 x particles
         training runs beside the main one."""
-        _, particles, sigma = self.estimator
         params, opt_state, model_state = start
         inner = TrainingRun(self.task, self.optimizer, data, params, opt_state, steps, self.batch_size,
                             self.space.from_raw, model_state)
-        return ES(inner, self.interval, particles, sigma, persistent=True, stagger=False)
+        return dataclasses.replace(self.estimator, inner=inner, truncation=self.interval, stagger=False)
 
     def run(self, data: Data, key: jax.Array, hyper: Mapping[str, float], adapt_steps: int,
             decay_steps: int, chance_loss: float = math.inf,

@@ -1,8 +1,9 @@
 """Schedules fitted by gradient descent on the exact loss at the horizon.
 
 The learning rate and momentum are optimised in a space that keeps them valid,
-``lr = exp(u)`` and ``momentum = sigmoid(w)``, by Adam (optax), with all meta-steps inside one
-jitted ``lax.scan``. ``fixed=True`` fits one (lr, momentum) pair shared by every step.
+``lr = exp(u)`` and ``momentum = sigmoid(w)``, by the project's outer loop
+(:class:`~shorthorizon.meta.smd.SMD`: Adam, reverse-mode hypergradients, unclipped), with all
+meta-steps inside one jitted ``lax.scan``. ``fixed=True`` fits one (lr, momentum) pair shared by every step.
 
 **The constraint.** Left alone, the optimiser finds schedules whose loss transiently reaches
 1e20 and more before collapsing (the pathological solutions the paper mentions). We require
@@ -20,14 +21,15 @@ so the small violations a penalty leaves fall inside the margin. The fitted sche
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
-from jax import lax
 
+from shorthorizon.hypergrad.estimators import Truncated
+from shorthorizon.meta.smd import SMD, cosine
 from shorthorizon.nqm.dynamics import ScheduledRun, loss_components, ratios_of
 from shorthorizon.nqm.problem import NQM
 
@@ -41,8 +43,8 @@ class Fit(NamedTuple):
 
 
 def _schedule(params, horizon: int, momentum: bool):
-    """(u, w) -> (lr, momentum) of length ``horizon`` (length-1 parameters broadcast)."""
-    u, w = params
+    """{u, w} -> (lr, momentum) of length ``horizon`` (length-1 parameters broadcast)."""
+    u, w = params["u"], params["w"]
     lr = jnp.broadcast_to(jnp.exp(u), (horizon,))
     mu = jnp.broadcast_to(jax.nn.sigmoid(w), (horizon,)) if momentum else jnp.zeros(horizon)
     return lr, mu
@@ -87,20 +89,14 @@ def fit_schedule(
     if horizon < 1:
         raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
     size = 1 if fixed else horizon
-    params = (jnp.full(size, jnp.log(init_lr)), jnp.full(size, jax.scipy.special.logit(init_momentum)))
-    tx = optax.adam(optax.cosine_decay_schedule(adam_lr, steps, alpha=0.01))
+    params = {"u": jnp.full(size, jnp.log(init_lr)), "w": jnp.full(size, jax.scipy.special.logit(init_momentum))}
 
-    def loss_fn(params):
+    def loss_fn(params, key):
         return objective(nqm, *_schedule(params, horizon, momentum),
                          penalty if constrained else None, margin)
 
-    def meta_step(carry, _):
-        params, opt_state = carry
-        value, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    (params, _), history = lax.scan(meta_step, (params, tx.init(params)), None, length=steps)
-    lr, mu = _schedule(params, horizon, momentum)
+    smd = SMD(loss_fn, meta_lr=cosine(adam_lr, steps), clip=math.inf, estimator=Truncated(mode="reverse"))
+    state, (history, _, _) = smd.run(smd.init(params), jax.random.split(jax.random.PRNGKey(0), steps))
+    lr, mu = _schedule(state.raw, horizon, momentum)
     components = loss_components(nqm, lr, mu)
     return Fit(ScheduledRun(lr, mu, components.sum(-1)), ratios_of(components).max(), history)

@@ -26,6 +26,7 @@ why windowed estimators optimize a mean); forward and reverse mode both work thr
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, NamedTuple
 
 import jax
@@ -34,21 +35,21 @@ import jax.numpy as jnp
 from shorthorizon.nqm.dynamics import Moments, initial_moments, loss_of, step_moments
 from shorthorizon.nqm.problem import NQM
 from shorthorizon.nqm.simulate import sample_step
+from shorthorizon.optim import LogSpace
 
-LOG_LR, LOG_DECAY_EXPONENT, LOG_ONE_MINUS_MOMENTUM = "log_lr", "log_decay_exponent", "log_one_minus_momentum"
-RAW = (LOG_LR, LOG_DECAY_EXPONENT, LOG_ONE_MINUS_MOMENTUM)  # the coordinates, in the order of to_raw
+# The estimators' coordinates: log lr, log decay_exponent, log(1 - momentum) (the ranges are the
+# values' domains; a fit's bounds are its own space's).
+SPACE = LogSpace((("lr", 0.0, math.inf), ("decay_exponent", 0.0, math.inf), ("momentum", 0.0, 1.0)))
+RAW = SPACE.coordinates
 
 
 def to_raw(lr, decay_exponent, momentum) -> dict:
-    """Natural units -> the estimators' log-space coordinates."""
-    return {LOG_LR: jnp.log(jnp.asarray(lr, float)), LOG_DECAY_EXPONENT: jnp.log(jnp.asarray(decay_exponent, float)),
-            LOG_ONE_MINUS_MOMENTUM: jnp.log1p(-jnp.asarray(momentum, float))}
+    """Natural units -> the estimators' log-space coordinates (strongly typed)."""
+    return SPACE.to_raw({"lr": jnp.asarray(lr, float), "decay_exponent": jnp.asarray(decay_exponent, float),
+                         "momentum": jnp.asarray(momentum, float)})
 
 
-def from_raw(raw: Mapping[str, jax.Array]) -> dict:
-    """Log-space coordinates -> ``{"lr", "decay_exponent", "momentum"}``."""
-    return {"lr": jnp.exp(raw[LOG_LR]), "decay_exponent": jnp.exp(raw[LOG_DECAY_EXPONENT]),
-            "momentum": -jnp.expm1(raw[LOG_ONE_MINUS_MOMENTUM])}
+from_raw = SPACE.from_raw  # log-space coordinates -> {"lr", "decay_exponent", "momentum"}
 
 
 def _at(raw: Mapping[str, jax.Array], t, decay_steps: float):

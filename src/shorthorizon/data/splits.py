@@ -1,4 +1,4 @@
-"""Dataset choice shared by the neural-net experiments: ``"auto"`` resolves to the first
+"""Dataset choice for the neural-net tasks: ``"auto"`` resolves to the first
 present dataset of a preference list, and the data go to the device once."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from typing import Sequence
 
 import jax.numpy as jnp
 
-from shorthorizon.data import (DATASETS, Dataset, default_dataset, ensure_dataset, load_dataset,
-                               locate_dataset, missing_data_instructions)
+from shorthorizon.data.fetch import ensure_dataset
+from shorthorizon.data.registry import SPECS
+from shorthorizon.data.store import Dataset, default_dataset, load_dataset, locate_dataset, missing_data_instructions
 from shorthorizon.hypergrad import Data
 
 AUTO = "auto"
@@ -24,8 +25,8 @@ def preferred(task: str) -> tuple[str, ...]:
 
 def check_name(name: str) -> None:
     """ValueError unless ``name`` is ``"auto"`` or a known dataset."""
-    if name != AUTO and name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {AUTO}, {', '.join(DATASETS)}")
+    if name != AUTO and name not in SPECS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {AUTO}, {', '.join(SPECS)}")
 
 
 def resolve(name: str, preferred: Sequence[str], data_dir: str | None = None) -> str:

@@ -1,0 +1,246 @@
+"""The offline problem as one object, built once from a config: the data, the task, the
+optimizer with its schedule, the warm start and the random streams, with what every command on
+the problem does with them (``offline``, ``truncated``): a surface of schedules, full-horizon and
+windowed SMD fits, long runs.
+
+    >>> fit = OfflineFit.from_config(OfflineConfig(dataset="fashion-mnist"))
+    >>> losses = fit.surface(lr0s, decay_exponents, horizons=(100, 1000))
+    >>> result = fit.fit(horizon=100, start=(0.03, 1.0), steps=50, key=fit.keys["smd"])
+    >>> curves = fit.long_run(result["lr0"][-1], result["decay_exponent"][-1], horizon=1000, points=10)
+
+Configs of commands built on the problem extend :class:`OfflineConfig` (its keys are theirs,
+flat on the command line); :meth:`OfflineFit.from_config` reads only these keys, and the data,
+task and warm start are built once per process for each problem, so runs that differ elsewhere
+share them and their compiled programs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from shorthorizon import optim
+from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, optimizer_hyper, require
+from shorthorizon.data import splits
+from shorthorizon.hypergrad import Data, Truncated
+from shorthorizon.meta.offline import (Offline, Problem, epoch_batches, fit_chunk, long_run, meta_objective, surface,
+                                       warm_start, windowed_chunk, windowed_init)
+from shorthorizon.meta.smd import EVALUATION_COST
+from shorthorizon.tasks import make_task, task_factory
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """The keys that pose the offline problem (defaults: the paper's, MLP 784-100-100-10,
+    batch 100) and the settings its fits and surfaces share."""
+
+    dataset: str = "auto"  # "auto": MNIST where present, else Fashion-MNIST
+    data_dir: str = ""  # extra folder searched first for the dataset ("" = the usual places)
+    verify: bool = True  # check published checksums (off for tiny fake test datasets)
+    seed: int = 0
+    task: str = "mlp"  # or package.module:factory (tasks.FACTORY)
+    batch_size: int = 100
+    warm_start_steps: int = 50
+    warm_start_lr: float = 0.1
+    optimizer: str = "momentum"  # the base optimizer: momentum (the paper's heavy ball), adam, adamw, sgd
+    momentum: float = 0.9  # the heavy ball's momentum; Adam's b1
+    hyper: tuple[str, ...] = ()  # its other hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
+    decay_steps: float = 5000.0  # lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent)
+    eval_batches: int = 600  # fixed batches of the meta-objective; 600 x 100 = one epoch
+    lr0_range: tuple[float, ...] = (1e-3, 10**-0.3)  # log-uniform surface samples and SMD bounds
+    decay_exponent_range: tuple[float, ...] = (1e-2, 10**2.3)
+    surface_samples: int = 2500
+    surface_chunk: int = 125  # samples per unit of work
+    surface_batch: int = 16  # samples vmapped together (benchmarks/surface_speed.py)
+    meta_lr: float = 0.01  # Adam step in log space
+    meta_chunk: int = 50  # meta-steps per compiled scan (progress granularity)
+    curve_points: int = 100  # measurements along each long run
+
+
+def validate_problem(config: OfflineConfig) -> None:
+    """Raise ValueError naming the key for any value of :class:`OfflineConfig`'s keys that a run
+    cannot use (before any work: nothing is loaded)."""
+    splits.check_name(config.dataset)
+    task_factory(config.task)
+    require(config, "batch_size warm_start_lr decay_steps eval_batches lr0_range decay_exponent_range surface_samples "
+            "surface_chunk surface_batch meta_lr meta_chunk curve_points", POSITIVE)
+    require(config, "warm_start_steps", NONNEGATIVE)
+    require(config, "momentum", FRACTION)
+    optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
+    for key in ("lr0_range", "decay_exponent_range"):
+        low, *high = getattr(config, key)
+        if len(high) != 1 or not low < high[0]:
+            raise ValueError(f"config key {key!r} must be LOW,HIGH with LOW < HIGH, got {getattr(config, key)!r}")
+    if config.surface_samples % config.surface_chunk:
+        raise ValueError("surface_chunk must divide surface_samples")
+
+
+# the keys that pose the problem: runs that differ only elsewhere share its data, warm start and
+# compiled programs (a new Task object would compile every program anew)
+PROBLEM = ("dataset", "data_dir", "verify", "seed", "task", "batch_size", "warm_start_steps", "warm_start_lr",
+           "optimizer", "momentum", "hyper", "decay_steps", "eval_batches")
+STREAMS = ("warm_start", "eval_set", "surface", "smd", "long_run")
+
+
+def surface_points(config: OfflineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The surface's (lr0, decay_exponent) samples, log-uniform in the box."""
+    rng = np.random.default_rng(config.seed)
+    lr0, decay_exponent = (np.exp(rng.uniform(*np.log(r), config.surface_samples))
+                           for r in (config.lr0_range, config.decay_exponent_range))
+    return lr0.astype(np.float32), decay_exponent.astype(np.float32)
+
+
+class _Built(NamedTuple):
+    offline: Offline
+    problem: Problem
+    test: Data
+    keys: dict
+
+
+@lru_cache(maxsize=2)
+def _build(config: OfflineConfig) -> _Built:
+    ds, train, test = splits.load(config.dataset, config.data_dir or None, verify=config.verify)
+    task = make_task(config.task, ds.train_x.shape[1:], ds.num_classes)
+    offline = Offline(task, optim.make_optimizer(config.optimizer, optim.inverse_time(config.decay_steps)),
+                      config.batch_size)
+    base = jax.random.PRNGKey(config.seed)
+    keys = {name: jax.random.fold_in(base, i) for i, name in enumerate(STREAMS)}
+    eval_set = epoch_batches(train, keys["eval_set"], config.eval_batches, config.batch_size)
+    problem = warm_start(offline, train, keys["warm_start"], eval_set, config.warm_start_steps,
+                         optimizer_hyper(config, config.warm_start_lr))
+    return _Built(offline, problem, test, keys)
+
+
+class OfflineFit(NamedTuple):
+    """The offline problem of a config (:meth:`from_config`): :class:`Offline` (static),
+    :class:`Problem` (arrays), the test split and the named random streams."""
+
+    offline: Offline
+    problem: Problem
+    test: Data
+    keys: dict
+    config: OfflineConfig
+
+    @classmethod
+    def from_config(cls, config: OfflineConfig, estimator=Truncated(mode="forward"),
+                    meta_lr: float | tuple[float, int] | None = None) -> "OfflineFit":
+        """The problem ``config`` poses (any config that extends :class:`OfflineConfig`), with
+        SMD's box from its ranges, its ``meta_lr`` (or ``meta_lr``: a number or ``(peak,
+        steps)``, cosine-decayed) and ``estimator`` for the full-horizon fits."""
+        problem_config = OfflineConfig(**{k: getattr(config, k) for k in PROBLEM})
+        built = _build(problem_config)
+        space = optim.LogSpace((("lr", *config.lr0_range), ("decay_exponent", *config.decay_exponent_range)))
+        offline = built.offline._replace(space=space, meta_lr=config.meta_lr if meta_lr is None else meta_lr,
+                                         estimator=estimator)
+        return cls(offline, built.problem, built.test, built.keys,
+                   OfflineConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(OfflineConfig)}))
+
+    def hyper(self, lr0: float, decay_exponent: float) -> dict:
+        """The schedule's hyperparameters in the weights' precision."""
+        dtype = jax.tree.leaves(self.problem.params)[0].dtype
+        return {"lr": jnp.asarray(lr0, dtype), "decay_exponent": jnp.asarray(decay_exponent, dtype)}
+
+    def raw(self, lr0: float, decay_exponent: float) -> dict:
+        """SMD's log-space coordinates of (lr0, decay_exponent), strongly typed (so every chunk
+        of meta-steps reuses one compiled program)."""
+        return self.offline.space.to_raw({"lr": jnp.asarray(lr0, float),
+                                          "decay_exponent": jnp.asarray(decay_exponent, float)})
+
+    def surface(self, lr0: np.ndarray, decay_exponent: np.ndarray, horizons: tuple[int, ...]) -> jax.Array:
+        """The meta-objective at each of ``horizons`` (rows) of each pair (columns), on the
+        batches of the surface stream (those every fit is judged on)."""
+        return surface(self.offline, self.problem, lr0, decay_exponent, self.keys["surface"], horizons,
+                       self.config.surface_batch)
+
+    def objective(self, hyper: dict, horizon: int, key: str = "surface") -> jax.Array:
+        """The meta-objective at ``horizon`` on the batches of stream ``key``."""
+        return meta_objective(self.offline, self.problem, hyper, self.keys[key], horizon)
+
+    def _chunks(self, keys: jax.Array, desc: str, advance):
+        """``advance(chunk)`` over the meta-steps' ``keys``, ``meta_chunk`` at a time, with a
+        progress bar of finished meta-steps; the per-chunk outputs."""
+        out = []
+        with tqdm(total=len(keys), desc=desc, unit="meta-step", leave=False, dynamic_ncols=True) as bar:
+            for first in range(0, len(keys), self.config.meta_chunk):
+                chunk = keys[first:first + self.config.meta_chunk]
+                out.append(jax.block_until_ready(advance(chunk)))  # progress means finished meta-steps
+                bar.update(len(chunk))
+        return out
+
+    def fit(self, horizon: int, start: tuple[float, float], keys: jax.Array, desc: str) -> dict:
+        """Full-horizon SMD of the loss at ``horizon`` from ``start`` = (lr0, decay_exponent),
+        one meta-step per key: the trajectory of (lr0, decay_exponent), the objective per
+        meta-step and the fitted schedule's meta-objective on the surface's batches."""
+        state = self.offline.smd(self.problem, horizon).init(self.raw(*start))
+        objectives, raws = [jnp.zeros(0)], [jax.tree.map(lambda v: v[None][:0], state.raw)]
+
+        def advance(chunk):
+            nonlocal state
+            state, (objective, _, raw) = fit_chunk(self.offline, self.problem, state, chunk, horizon)
+            raws.append(raw)
+            return objective
+
+        objectives += self._chunks(keys, desc, advance)
+        raw = {k: jnp.concatenate([*(r[k] for r in raws), state.raw[k][None]]) for k in state.raw}
+        hyper = self.offline.space.from_raw(raw)
+        final = self.objective(self.offline.space.from_raw(state.raw), horizon)
+        return {"lr0": hyper["lr"], "decay_exponent": hyper["decay_exponent"],
+                "objective": jnp.concatenate(objectives), "meta_objective": final}
+
+    def windowed_budget(self, estimator, horizon: int, inner_steps: int) -> tuple[int, int]:
+        """(meta-steps, inner steps) of a windowed fit within ``inner_steps``: as many whole
+        meta-steps as the budget holds after the particles' staggering."""
+        est = self.offline.windowed(self.problem, estimator, horizon)
+        steps = max(1, (inner_steps - est.init_cost) // est.cost)
+        return steps, est.init_cost + steps * est.cost
+
+    def windowed_fit(self, estimator, horizon: int, start: tuple[float, float], steps: int, key: jax.Array) -> dict:
+        """``steps`` meta-steps of the windowed ``estimator`` over runs of ``horizon`` steps from
+        ``start``, Adam's step cosine-decayed from ``meta_lr`` over the fit: the trajectory,
+        window losses, the fraction of hypergradient coordinates the clip bound, and the wall time."""
+        offline = self.offline._replace(meta_lr=(self.config.meta_lr, steps))
+        init_key, key = jax.random.split(key)
+        begin = time.perf_counter()
+        carry = windowed_init(offline, self.problem, estimator, self.raw(*start), init_key, horizon)
+
+        def advance(chunk):
+            nonlocal carry
+            carry, out = windowed_chunk(offline, self.problem, estimator, *carry, chunk, horizon)
+            return out
+
+        history = self._chunks(jax.random.split(key, steps), estimator.label(horizon), advance)
+        wall = time.perf_counter() - begin
+        state = carry[0]
+        loss, grads, raws = (jax.tree.map(lambda *a: jnp.concatenate(a), *parts) for parts in zip(*history))
+        hyper = offline.space.from_raw({k: jnp.concatenate([raws[k], state.raw[k][None]]) for k in raws})
+        clipped = np.mean([np.mean(np.abs(np.asarray(g)) > offline.clip) for g in grads.values()])
+        return {"lr0": hyper["lr"], "decay_exponent": hyper["decay_exponent"], "window_loss": loss,
+                "clipped_fraction": clipped, "wall_time_s": wall}
+
+    def long_run(self, lr0: float, decay_exponent: float, horizon: int) -> dict:
+        """Train ``horizon`` steps with the schedule: training-loss and test-error curves at
+        ``curve_points`` points."""
+        return long_run(self.offline, self.problem, self.hyper(lr0, decay_exponent), self.keys["long_run"], self.test,
+                        horizon, self.config.curve_points)
+
+    def steps_per_second(self, horizon: int, start: tuple[float, float], seconds: float = 0.5) -> float:
+        """Plain training speed, timed on repeated meta-objectives at ``horizon`` for about
+        ``seconds``. Each call is the unroll and its objective's evaluation on ``eval_batches``
+        batches, counted in plain steps as every cost here is (:data:`EVALUATION_COST`): at T =
+        100 the paper's 600 batches are most of the call, and counting only the unroll's steps
+        would make the rate several times too slow."""
+        hyper = self.hyper(*start)
+        self.objective(hyper, horizon, "long_run").block_until_ready()
+        calls, begin = 0, time.perf_counter()
+        while time.perf_counter() - begin < seconds:
+            self.objective(hyper, horizon, "long_run").block_until_ready()
+            calls += 1
+        return calls * (horizon + self.config.eval_batches * EVALUATION_COST) / (time.perf_counter() - begin)

@@ -1,0 +1,17 @@
+"""Drawing helpers shared by the experiments' figures. Each experiment draws its own figures in
+its module's ``plot(run_dir)``, from saved results only; what two of them draw alike lives here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def smooth(x: np.ndarray, y: np.ndarray, z: np.ndarray, x_range, y_range, grid: int = 60,
+           bandwidth: float = 0.08):
+    """Gaussian-kernel average of scattered ``z`` at (x, y) onto a ``grid`` x ``grid`` mesh
+    spanning ``x_range`` x ``y_range``; the bandwidth is a fraction of each range."""
+    gx, gy = np.linspace(*x_range, grid), np.linspace(*y_range, grid)
+    dx = (gx[:, None] - x) / (bandwidth * np.ptp(x_range))
+    dy = (gy[:, None] - y) / (bandwidth * np.ptp(y_range))
+    w = np.exp(-0.5 * (dx[None] ** 2 + dy[:, None] ** 2))  # (grid_y, grid_x, n)
+    return gx, gy, (w * z).sum(-1) / w.sum(-1)
