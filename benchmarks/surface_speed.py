@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from hypergrad_speed import best_times  # this folder's: the same interleaved timing
 from shorthorizon.hypergrad import Data
 from shorthorizon.meta import offline
+from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.tasks import mlp
 
 BATCHES = (4, 8, 16, 32)
@@ -42,18 +43,17 @@ def main() -> None:
 
     key = jax.random.PRNGKey(0)
     data = Data(jax.random.uniform(key, (10_000, 28, 28, 1)), jax.random.randint(key, (10_000,), 0, 10))
-    task = mlp()
-    problem = offline.warm_start(task, data, key, offline.epoch_batches(data, key, 2, 100), 5,
+    paper = offline.Offline(mlp(), momentum(inverse_time(5000.0)))
+    problem = offline.warm_start(paper, data, key, offline.epoch_batches(data, key, 2, 100), 5,
                                  {"lr": 0.1, "momentum": 0.9})
-    unroll = offline.schedule_unroll(task, args.steps)
     horizons = (args.steps // 2, args.steps)
     lr0 = jnp.geomspace(0.003, 0.3, args.settings)
     decay_exponent = jnp.geomspace(0.03, 30.0, args.settings)
 
-    plain = jax.jit(lambda a, b: offline.meta_objectives(unroll, problem, {"lr": a, "decay_exponent": b}, key,
+    plain = jax.jit(lambda a, b: offline.meta_objectives(paper, problem, {"lr": a, "decay_exponent": b}, key,
                                                          horizons))
     own = jax.jit(jax.vmap(lambda a, b, k: offline.meta_objectives(
-        unroll, problem, {"lr": a, "decay_exponent": b}, k, horizons)))
+        paper, problem, {"lr": a, "decay_exponent": b}, k, horizons)))
     keys = jax.random.split(key, 16)
     width = {"plain": 1, "vmap x16, own batches": 16}
     jobs = {"plain": (lambda h: plain(*h), (lr0[0], decay_exponent[0])),
@@ -62,7 +62,7 @@ def main() -> None:
         if b <= args.settings:
             name = f"surface x{b}"
             width[name] = args.settings
-            jobs[name] = (lambda h, b=b: offline.surface(unroll, problem, *h, key, horizons, b), (lr0, decay_exponent))
+            jobs[name] = (lambda h, b=b: offline.surface(paper, problem, *h, key, horizons, b), (lr0, decay_exponent))
     times = best_times(jobs, args.rounds)
     rate = {name: width[name] * args.steps / t for name, t in times.items()}
     rows = [{"mode": name, "steps_per_s": r, "vs_plain": r / rate["plain"]} for name, r in rate.items()]

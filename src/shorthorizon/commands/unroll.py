@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--lookahead", choices=("stochastic", "deterministic"), default="stochastic")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--x64", action="store_true", help="compute in float64")
-    p.add_argument("--estimator", choices=ESTIMATORS, default="forward",
+    p.add_argument("--estimator", choices=list(ESTIMATORS), default="forward",
                    help="forward, reverse, fd: exact derivative; es (= pes over one unroll): antithetic "
                         "evolution strategies")
     p.add_argument("--particles", type=int, default=16, help="ES: antithetic pairs")
@@ -83,11 +83,11 @@ def _compute(args: argparse.Namespace) -> dict:
     import jax.numpy as jnp
 
     from shorthorizon.data import splits
-    from shorthorizon.hypergrad import Unroll
-    from shorthorizon.hypergrad.estimators import objective_gradient
+    from shorthorizon.hypergrad import Unroll, make_estimator
     from shorthorizon.optim import inverse_time, make_optimizer
     from shorthorizon.tasks import cast_floats, make_task
 
+    estimator = make_estimator(args.estimator, particles=args.particles, sigma=args.sigma)
     hyper = {"lr": args.lr}
     if args.optimizer != "sgd":
         hyper["momentum"] = args.momentum
@@ -108,11 +108,10 @@ def _compute(args: argparse.Namespace) -> dict:
 
     @jax.jit
     def run(h):
-        return objective_gradient(lambda h, key: unroll.objective(h, params, state, train, key, None, model_state),
-                                  h, data_key,
-                                  args.estimator, args.particles, args.sigma)
+        return estimator.objective_gradient(
+            lambda h, key: unroll.objective(h, params, state, train, key, None, model_state), h, data_key)
 
     loss, grad = run({k: jnp.asarray(v, dtype) for k, v in hyper.items()})
     return {"loss": float(loss), "hypergrad": {k: float(v) for k, v in grad.items()},
             "dataset": name, "estimator": args.estimator,
-            **({"particles": args.particles, "sigma": args.sigma} if args.estimator in ("es", "pes") else {})}
+            **({"particles": args.particles, "sigma": args.sigma} if hasattr(estimator, "sigma") else {})}

@@ -25,10 +25,16 @@ import math
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from shorthorizon import nqm as lib
 from shorthorizon.config import POSITIVE, require
-from shorthorizon.nqm.inner import RAW
+from shorthorizon.hypergrad import ESTIMATORS, Truncated, make_estimator
+from shorthorizon.meta.smd import SMD, cosine
+from shorthorizon.nqm import NQM, loss_curve
+from shorthorizon.nqm.inner import RAW, ExactNQM, SampledNQM, from_raw, schedule, to_raw
+from shorthorizon.optim import LogSpace
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
 
@@ -84,23 +90,19 @@ def validate(config: Config) -> None:
         if k < 1 or config.horizon % k:
             raise ValueError(f"truncation {k} must be a positive divisor of the horizon {config.horizon}")
     for name in config.estimators:
-        if name not in ("forward", "reverse", "es", "pes"):
-            raise ValueError(f"unknown estimator {name!r}; choose from forward, reverse, es, pes")
+        if name not in ESTIMATORS:
+            raise ValueError(f"config key 'estimators': unknown estimator {name!r}; choose one of: "
+                             f"{', '.join(ESTIMATORS)}")
 
 
 # --- pieces shared by the units (float64, inside _dispatch) -------------------------------------
 def _problem(config: Config):
-    from shorthorizon.nqm import NQM
-    from shorthorizon.nqm.inner import ExactNQM, SampledNQM
-
     nqm = NQM.paper(config.dim)
     return (ExactNQM(nqm, config.horizon, config.decay_steps),
             SampledNQM(nqm, config.horizon, config.decay_steps))
 
 
 def _raw(triple):
-    from shorthorizon.nqm.inner import to_raw
-
     return to_raw(*triple)
 
 
@@ -109,29 +111,16 @@ def _vector(tree) -> np.ndarray:
     return np.stack([np.asarray(tree[k]) for k in RAW], axis=-1)
 
 
-def _bounds(config: Config) -> dict:
-    from shorthorizon.nqm.inner import LOG_DECAY_EXPONENT, LOG_LR, LOG_ONE_MINUS_MOMENTUM
-
-    mu_lo, mu_hi = config.momentum_range
-    return {LOG_LR: tuple(map(math.log, config.lr_range)),
-            LOG_DECAY_EXPONENT: tuple(map(math.log, config.decay_exponent_range)),
-            LOG_ONE_MINUS_MOMENTUM: (math.log1p(-mu_hi), math.log1p(-mu_lo))}
-
-
-def _smd(config: Config, steps: int):
-    import optax
-
-    from shorthorizon.meta.smd import SMD
-
-    return SMD(meta_lr=optax.cosine_decay_schedule(config.meta_lr, steps, alpha=0.01), clip=math.inf,
-               bounds=_bounds(config))
+def _smd(config: Config, steps: int) -> SMD:
+    """Every fit's update: Adam cosine-decayed over the fit, unclipped, within the box."""
+    space = LogSpace((("lr", *config.lr_range), ("decay_exponent", *config.decay_exponent_range),
+                      ("momentum", *config.momentum_range)))
+    return SMD(meta_lr=cosine(config.meta_lr, steps), clip=math.inf, bounds=space.bounds())
 
 
 def _window_estimates(estimator, raw, key):
     """Every particle of ``estimator`` through one whole inner run (unstaggered): the estimate of
     every window, shape (windows, particles, 3)."""
-    import jax
-    import jax.numpy as jnp
 
     def body(state, w):
         _, grad, state = estimator.estimate_particles(state, raw, jax.random.fold_in(key, w))
@@ -144,17 +133,12 @@ def _window_estimates(estimator, raw, key):
 def exact_unit(config: Config) -> dict:
     """The exact optimum (Adam on the exact whole-run objective, full forward mode), its loss
     curve, and the greedy schedule's curve (Theorem 2) for comparison."""
-    import jax
 
-    from shorthorizon import nqm as lib
-    from shorthorizon.hypergrad.estimators import Truncated
-    from shorthorizon.meta.smd import train
-    from shorthorizon.nqm.inner import from_raw, schedule
 
     exact, _ = _problem(config)
-    state, (loss, _, _) = jax.jit(lambda r, k: train(Truncated(exact, "forward"), _smd(config, config.exact_steps),
-                                                     r, k, config.exact_steps))(_raw(config.init),
-                                                                                jax.random.PRNGKey(config.seed))
+    smd = _smd(config, config.exact_steps)
+    state, (loss, _, _) = jax.jit(lambda r, k: smd.fit(Truncated(exact, "forward"), r, k, config.exact_steps))(
+        _raw(config.init), jax.random.PRNGKey(config.seed))
     greedy = lib.greedy_schedule(exact.nqm, config.horizon)
     natural = from_raw(state.raw)
     return {"raw": _vector(state.raw), "hyper": np.array([natural[k] for k in HYPER]),
@@ -167,12 +151,7 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
     """Exact references at each point (rows of raw vectors): the whole-run gradient, the
     expected truncated gradient per K, and the PES-smoothed whole-run gradient per K with its
     Monte-Carlo standard error."""
-    import jax
-    import jax.numpy as jnp
 
-    from shorthorizon.hypergrad.estimators import Truncated
-    from shorthorizon.nqm import loss_curve
-    from shorthorizon.nqm.inner import schedule
 
     exact, _ = _problem(config)
     keys = RAW
@@ -220,10 +199,7 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
 def measure_unit(config: Config, estimator: str, truncation: int, points: np.ndarray) -> dict:
     """``config.estimates`` independent single-particle runs at each point: per-particle mean
     estimate (points, particles, 3) and the pooled moments of single estimates."""
-    import jax
-    import jax.numpy as jnp
 
-    from shorthorizon.hypergrad.estimators import make_estimator
 
     _, sampled = _problem(config)
     est = make_estimator(estimator, sampled, truncation, config.estimates, config.sigma, stagger=False)
@@ -242,17 +218,12 @@ def measure_unit(config: Config, estimator: str, truncation: int, points: np.nda
 def fit_unit(config: Config, estimator: str, truncation: int) -> dict:
     """Fit the schedule with ``estimator`` (``config.fit_particles`` staggered particles, the
     same SMD update and inner-step budget as every other fit); the exact J of the result."""
-    import jax
 
-    from shorthorizon.hypergrad.estimators import make_estimator
-    from shorthorizon.meta.smd import train
-    from shorthorizon.nqm import loss_curve
-    from shorthorizon.nqm.inner import from_raw, schedule
 
     exact, sampled = _problem(config)
     est = make_estimator(estimator, sampled, truncation, config.fit_particles, config.sigma)
     steps = max(1, config.fit_inner_steps // est.cost)
-    state, (loss, _, raws) = jax.jit(lambda r, k: train(est, _smd(config, steps), r, k, steps))(
+    state, (loss, _, raws) = jax.jit(lambda r, k: _smd(config, steps).fit(est, r, k, steps))(
         _raw(config.init), jax.random.fold_in(jax.random.PRNGKey(config.seed + 2), truncation))
     natural = from_raw(state.raw)
     return {"raw": _vector(state.raw), "hyper": np.array([natural[k] for k in HYPER]),
@@ -263,8 +234,6 @@ def fit_unit(config: Config, estimator: str, truncation: int) -> dict:
 
 def _dispatch(fn: str, **kwargs) -> dict:
     """One picklable entry point for every executor; float64 for this call only."""
-    import jax
-
     with jax.enable_x64(True):
         result = {"exact": exact_unit, "references": references_unit, "measure": measure_unit,
                   "fit": fit_unit}[fn](**kwargs)
@@ -272,9 +241,7 @@ def _dispatch(fn: str, **kwargs) -> dict:
 
 
 def _label(name: str, k: int, config: Config) -> str:
-    from shorthorizon.hypergrad.estimators import label
-
-    return label(name, k, config.horizon)
+    return make_estimator(name, truncation=k).label(config.horizon)
 
 
 # --- the experiment ------------------------------------------------------------------------

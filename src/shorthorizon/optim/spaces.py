@@ -81,9 +81,8 @@ class LogSpace(NamedTuple):
 
     def bounds(self) -> dict:
         """Bounds in the meta-optimizer's (log) space, SMD's ``bounds``."""
-        return {_coordinate(name): tuple(sorted(_log_range((1 - low, 1 - high) if name in COMPLEMENTED
-                                                           else (low, high))))
-                for name, low, high in self.ranges}
+        return {_coordinate(name): (math.log1p(-high), math.log1p(-low)) if name in COMPLEMENTED
+                else _log_range((low, high)) for name, low, high in self.ranges}
 
     def lr_eff(self, hyper: Hyper) -> jax.Array:
         return hyper["lr"]
