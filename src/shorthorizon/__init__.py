@@ -1,3 +1,56 @@
-"""shorthorizon: short-horizon bias in stochastic meta-optimization (Wu et al., ICLR 2018)."""
+"""shorthorizon: short-horizon bias in stochastic meta-optimization (Wu et al., ICLR 2018).
+
+The public API, one import away (``from shorthorizon import NQM, Online, make_estimator``):
+
+- the noisy quadratic model: :class:`NQM`, :func:`loss_curve`, :func:`greedy_schedule`,
+  :func:`fit_schedule`, :func:`simulate`;
+- hypergradients: :func:`hypergradient` (a derivative mode on a plain meta-objective),
+  :func:`make_estimator` and :data:`ESTIMATORS` (estimator objects: :class:`Truncated`,
+  :class:`ES`), :class:`Unroll`, :class:`TrainingRun`;
+- meta-optimization: :class:`SMD` (the outer loop), :class:`Online` (adapt while training),
+  :class:`Offline` and :class:`OfflineFit` (fit a decay schedule, built from an
+  :class:`OfflineConfig`);
+- tasks: :class:`Task`, :func:`mlp`, :func:`cnn`, :func:`classifier`, :func:`make_task`;
+- optimizers: :func:`make_optimizer`, :func:`momentum`, :func:`sgd`, :func:`adam`,
+  :func:`adamw`, :func:`inverse_time`, :class:`LogSpace`, :class:`EffectiveSpace`;
+- data: :class:`Data`, :func:`load_data` (a dataset's train and test splits on the device),
+  :func:`make_fake_dataset`.
+
+Names are imported when first used, so ``import shorthorizon`` (and the command line) starts
+without loading JAX.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it (and its name there, where it differs)
+_API = {
+    "NQM": "shorthorizon.nqm", "loss_curve": "shorthorizon.nqm", "greedy_schedule": "shorthorizon.nqm",
+    "fit_schedule": "shorthorizon.nqm", "simulate": "shorthorizon.nqm",
+    "hypergradient": "shorthorizon.hypergrad", "make_estimator": "shorthorizon.hypergrad",
+    "ESTIMATORS": "shorthorizon.hypergrad", "Truncated": "shorthorizon.hypergrad", "ES": "shorthorizon.hypergrad",
+    "Unroll": "shorthorizon.hypergrad", "TrainingRun": "shorthorizon.hypergrad", "Data": "shorthorizon.hypergrad",
+    "SMD": "shorthorizon.meta.smd", "Online": "shorthorizon.meta.online", "Offline": "shorthorizon.meta.offline",
+    "OfflineFit": "shorthorizon.meta.offline_fit", "OfflineConfig": "shorthorizon.meta.offline_fit",
+    "Task": "shorthorizon.tasks", "mlp": "shorthorizon.tasks", "cnn": "shorthorizon.tasks",
+    "classifier": "shorthorizon.tasks", "make_task": "shorthorizon.tasks",
+    "make_optimizer": "shorthorizon.optim", "momentum": "shorthorizon.optim", "sgd": "shorthorizon.optim",
+    "adam": "shorthorizon.optim", "adamw": "shorthorizon.optim", "inverse_time": "shorthorizon.optim",
+    "LogSpace": "shorthorizon.optim", "EffectiveSpace": "shorthorizon.optim",
+    "load_data": ("shorthorizon.data.splits", "load"), "make_fake_dataset": "shorthorizon.data",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'shorthorizon' has no attribute {name!r}")
+    module, attribute = _API[name] if isinstance(_API[name], tuple) else (_API[name], name)
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
