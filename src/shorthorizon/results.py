@@ -105,8 +105,50 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"{path} is corrupt, not valid JSON ({err})") from None
 
 
+# `make venv` copies the lock (requirements/lock.txt) here, into the environment's prefix, once
+# `pip install --require-hashes` has installed everything it pins: the lock as installed
+INSTALLED_LOCK = "shorthorizon-lock.txt"
+# installed beside a lock's pins without being pinned: the package itself and the venv's pip
+_UNLOCKED = {"shorthorizon", "pip"}
+
+
+def lock_record(prefix: str | os.PathLike | None = None, installed: Mapping[str, str] | None = None) -> dict:
+    """``{"lock_sha256": HEX}`` where this environment is exactly the lock it was installed from.
+
+    The lock is the copy ``make venv`` leaves in ``prefix`` (default ``sys.prefix``) after a
+    hash-checked install. Its sha256 is recorded only when the installed distributions
+    (``installed``: name -> version, default: what ``importlib.metadata`` finds) are exactly
+    its pins; where a package has been added, removed or changed since, ``lock_sha256`` is
+    ``None`` and ``lock_differs`` names each difference. Installed without the lock (from PyPI,
+    ``pip install -e .``): ``{"lock_sha256": None}``.
+    """
+    import hashlib
+    import importlib.metadata
+    import re
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    path = Path(sys.prefix if prefix is None else prefix) / INSTALLED_LOCK
+    if not path.is_file():
+        return {"lock_sha256": None}
+    data = path.read_bytes()
+    pins = {canonical(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9._-]+)==(\S+)", data.decode(), re.M)}
+    if installed is None:
+        installed = {dist.metadata["Name"]: dist.version for dist in importlib.metadata.distributions()
+                     if dist.metadata["Name"]}
+    installed = {canonical(name): version for name, version in installed.items()}
+    differs = [f"{name} {installed.get(name, 'missing')} (lock: {version})"
+               for name, version in sorted(pins.items()) if installed.get(name) != version]
+    differs += [f"{name} {version} (not in the lock)"
+                for name, version in sorted(installed.items()) if name not in pins and name not in _UNLOCKED]
+    if differs:
+        return {"lock_sha256": None, "lock_differs": differs}
+    return {"lock_sha256": hashlib.sha256(data).hexdigest()}
+
+
 def environment() -> dict:
-    """Package, JAX and device versions recorded beside every config."""
+    """Package, JAX and device versions recorded beside every config, and the lock installed."""
     import jax
 
     return {
@@ -116,6 +158,7 @@ def environment() -> dict:
         "device": str(jax.devices()[0]),
         # the process's default float width; the NQM's units compute in float64 whatever it is
         "x64_default": bool(jax.config.jax_enable_x64),
+        **lock_record(),
     }
 
 
