@@ -13,7 +13,7 @@ from shorthorizon import cli
 from shorthorizon.data import make_fake_dataset
 from shorthorizon.hypergrad import Data, Unroll, evaluate, hypergradient, train
 from shorthorizon.optim import Optimizer
-from shorthorizon import tasks
+from shorthorizon.tasks import models
 from shorthorizon.tasks import Task, cast_floats, classification_loss, cnn, make_task, mlp
 
 import example_tasks
@@ -88,7 +88,7 @@ def test_cnn_cpu_forms_equal_the_library_convolution_and_pooling(x64, monkeypatc
         return task.loss(params, (), batch, None)[0], grad(params), jax.jvp(grad, (params,), (params,))[1]
 
     cpu = derivatives()
-    monkeypatch.setattr(tasks, "_cpu_workarounds", lambda: False)
+    monkeypatch.setattr(models, "_cpu_workarounds", lambda: False)
     library = derivatives()
     for a, b in zip(jax.tree.leaves(cpu), jax.tree.leaves(library)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import jax
 
-from shorthorizon.tasks import Task, classification_loss, classification_metrics
+from shorthorizon.tasks.base import Task, classification_loss, classification_metrics
 
 
 def _typed(key: jax.Array) -> jax.Array:
