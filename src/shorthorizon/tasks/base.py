@@ -6,8 +6,8 @@ statistics and the like; ``()`` for a stateless model); ``loss(params, model_sta
 key) -> (loss, (model_state, metrics))``, the scalar training loss in training mode (batch
 statistics, dropout drawn from ``key``); ``evaluate(params, model_state, batch) -> metrics``
 (``"loss"`` and ``"error"``), in inference mode. The classifiers' training metrics hold the loss
-alone: computing the error (an argmax) at every step slowed forward-mode unrolls by ~5%, and
-training discards them. A batch is any pytree whose leaves share a leading batch axis; the
+alone: training discards them, and an error rate (an argmax) at every step would cost every
+unroll for nothing (``notes/tasks.md``). A batch is any pytree whose leaves share a leading batch axis; the
 classifiers here take ``(x, y)``: NHWC float images, integer labels.
 """
 

@@ -75,17 +75,17 @@ def cnn(
 
 
 def _cpu_workarounds() -> bool:
-    """Whether the CNN's convolution and pooling take their CPU forms (below): on XLA:CPU they
-    are several times faster inside training loops; elsewhere the library's operations are the
-    ones the compiler optimizes."""
+    """Whether the CNN's convolution and pooling take their CPU forms (below): XLA:CPU compiles
+    them better inside training loops; elsewhere the library's operations are the ones the
+    compiler optimizes. Measurements: ``notes/tasks.md``."""
     return jax.default_backend() == "cpu"
 
 
 def _conv_same(h: jax.Array, w: jax.Array) -> jax.Array:
     """Stride-1 SAME convolution (NHWC input, HWIO odd-sized kernel). On CPU, as one matmul
     over shifted copies of the input (im2col), the same values as ``lax.conv_general_dilated``:
-    XLA:CPU runs convolutions inside ``lax.scan`` loops about 10x slower than outside, and every
-    training and lookahead loop here is a scan, while matmuls keep their speed."""
+    XLA:CPU runs a convolution inside a ``lax.scan`` loop far slower than outside one, and every
+    training and lookahead loop here is a scan, while a matmul keeps its speed in a loop."""
     if not _cpu_workarounds():
         return jax.lax.conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     kh, kw, c_in, c_out = w.shape
@@ -98,8 +98,10 @@ def _conv_same(h: jax.Array, w: jax.Array) -> jax.Array:
 
 def _max_pool_2x2(h: jax.Array) -> jax.Array:
     """2x2/2 max-pooling, SAME-padded (odd sizes padded with -inf at the end). On CPU, as a
-    reshape and a max: the same values as ``lax.reduce_window``, but its forward-mode
-    derivative (``jvp`` of ``grad``, which every SMD meta-step takes) is a few times cheaper."""
+    reshape and a max: the same values as ``lax.reduce_window``, and a cheaper forward-mode
+    derivative (``jvp`` of ``grad``, which every SMD meta-step takes): a max over a reshaped
+    axis differentiates by elementwise selection, where ``reduce_window``'s derivative is a
+    windowed ``select_and_gather_add``, and the derivative of its gradient one more."""
     if not _cpu_workarounds():
         return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
     n, height, width, c = h.shape
