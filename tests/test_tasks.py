@@ -19,7 +19,7 @@ from shorthorizon.tasks import Task, cast_floats, classification_loss, cnn, make
 import example_tasks
 from test_hypergrad import teacher_data
 
-ADAMW_HYPER = {"learning_rate": 0.02, "weight_decay": 0.1}
+ADAMW_HYPER = {"lr": 0.02, "weight_decay": 0.1}
 
 
 def _agree(task, data, fd=True):
