@@ -14,7 +14,7 @@ from shorthorizon.data import make_fake_dataset
 from shorthorizon.hypergrad import Data, Unroll, evaluate, hypergradient, train
 from shorthorizon.optim import Optimizer
 from shorthorizon.tasks import models
-from shorthorizon.tasks import Task, cast_floats, classification_loss, cnn, make_task, mlp
+from shorthorizon.tasks import Task, cast_floats, classification_loss, cnn, initialize, make_task, mlp
 
 import example_tasks
 from test_hypergrad import teacher_data
@@ -61,6 +61,22 @@ def test_equinox_batchnorm_dropout_forward_and_reverse_agree(x64):
     before, after = _agree(example_tasks.equinox_net((4, 4, 1), 10),
                            teacher_data(jax.random.PRNGKey(1), (4, 4, 1), n=64), fd=False)
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
+
+
+@pytest.mark.parametrize("build", [lambda: mlp((4, 4, 1), hidden=(8,)), lambda: example_tasks.nnx_net((4, 4, 1), 10),
+                                   lambda: example_tasks.equinox_net((4, 4, 1), 10)], ids=["mlp", "flax", "equinox"])
+def test_initial_weights_are_the_same_in_float32_and_float64(build):
+    """One key, one set of weights: float64's are float32's, cast (the initializers' own
+    float64 draws would be other numbers)."""
+    task, key = build(), jax.random.PRNGKey(0)
+    single, _ = initialize(task, key)
+    with jax.enable_x64(True):
+        double, state = initialize(task, key, jnp.float64)
+        task.loss(double, state, (jnp.zeros((4, 4, 4, 1)), jnp.zeros(4, jnp.int32)), key)  # the model takes its state
+    assert jax.tree.structure(single) == jax.tree.structure(double)
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(double)):
+        assert a.dtype == jnp.float32 and b.dtype == jnp.float64
+        np.testing.assert_array_equal(np.asarray(b).astype(np.float32), a)
 
 
 def test_classification_loss_is_optax_integer_label_cross_entropy(x64):

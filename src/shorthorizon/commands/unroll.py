@@ -86,7 +86,7 @@ def _compute(args: argparse.Namespace) -> dict:
     from shorthorizon.hypergrad import Unroll
     from shorthorizon.hypergrad.estimators import objective_gradient
     from shorthorizon.optim import inverse_time, make_optimizer
-    from shorthorizon.tasks import cast_floats, make_task
+    from shorthorizon.tasks import initialize, make_task
 
     hyper = {"lr": args.lr}
     if args.optimizer != "sgd":
@@ -102,7 +102,7 @@ def _compute(args: argparse.Namespace) -> dict:
     task = make_task(args.task, ds.train_x.shape[1:], ds.num_classes)
     optimizer = make_optimizer(args.optimizer, schedule)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    params, model_state = cast_floats((task.init(init_key), task.init_state(init_key)), dtype)
+    params, model_state = initialize(task, init_key, dtype)
     state = optimizer.init(params, hyper)
     unroll = Unroll(task, optimizer, args.steps, args.batch_size, args.lookahead, args.eval_batches)
 

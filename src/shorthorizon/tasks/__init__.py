@@ -8,9 +8,10 @@ Flax NNX or Equinox model into a task.
 """
 
 from shorthorizon.tasks.base import (ModelState, Params, Task, cast_floats, classification_loss,
-                                     classification_metrics, classifier)
+                                     classification_metrics, classifier, initialize)
 from shorthorizon.tasks.models import cnn, mlp
 from shorthorizon.tasks.registry import FACTORY, TASKS, load_factory, make_task, task_factory
 
 __all__ = ["FACTORY", "TASKS", "ModelState", "Params", "Task", "cast_floats", "classification_loss",
-           "classification_metrics", "classifier", "cnn", "load_factory", "make_task", "mlp", "task_factory"]
+           "classification_metrics", "classifier", "cnn", "initialize", "load_factory", "make_task", "mlp",
+           "task_factory"]

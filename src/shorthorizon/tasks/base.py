@@ -42,6 +42,18 @@ def cast_floats(tree, dtype):
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
+def initialize(task: Task, key: jax.Array, dtype=jnp.float32) -> tuple[Params, ModelState]:
+    """``task``'s initial parameters and model state from ``key``, as ``dtype``. The parameters
+    are drawn with 64-bit types off, then cast, so that one key gives the same weights (to
+    float32 rounding) whatever the precision: under ``jax.enable_x64`` initializers draw float64
+    numbers from the key's bits, which are other numbers, not more digits of the same ones. The
+    model state (BatchNorm statistics: constants, and counters whose integer type the model
+    checks against its own) is built under the precision in effect."""
+    with jax.enable_x64(False):
+        params = task.init(key)
+    return cast_floats(params, dtype), cast_floats(task.init_state(key), dtype)
+
+
 def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy of ``logits`` (batch, classes) for integer ``labels``.
 
