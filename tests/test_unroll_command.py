@@ -34,3 +34,39 @@ def test_x64_changes_the_precision_not_the_weights_or_batches(capsys, data_dir):
     single, double = unroll(capsys, data_dir, *args), unroll(capsys, data_dir, *args, "--x64")
     assert double["loss"] == pytest.approx(single["loss"], rel=1e-6)
     assert double["hypergrad"]["lr"] == pytest.approx(single["hypergrad"]["lr"], rel=1e-4)
+
+
+def test_adamw_takes_its_weight_decay_and_flags_match_the_optimizer(capsys, data_dir):
+    result = unroll(capsys, data_dir, "--optimizer", "adamw", "--lr", "1e-3", "--momentum", "0.9",
+                    "--weight-decay", "1e-2", "--steps", "3")
+    assert set(result["hypergrad"]) == {"lr", "momentum", "weight_decay"}
+    assert result["hypergrad"]["weight_decay"] != 0 and not result["diverged"]
+    base = ("--lr", "1e-3", "--momentum", "0.9", "--steps", "3")
+    assert "--optimizer adamw needs --weight-decay" in unroll(capsys, data_dir, "--optimizer", "adamw", *base, status=2)
+    assert "--optimizer adam has no weight_decay; leave out --weight-decay" in unroll(
+        capsys, data_dir, "--optimizer", "adam", *base, "--weight-decay", "1e-2", status=2)
+    assert "--weight-decay must be zero or more" in unroll(
+        capsys, data_dir, "--optimizer", "adamw", *base, "--weight-decay", "-1", status=2)
+
+
+def test_finite_differences_need_x64(capsys, data_dir):
+    """In float32 the relative step (1e-7) is below the resolution: lr ± step rounds to other
+    steps, and the quotient was off by 2x or more without a word. Refused, with the fix."""
+    args = ("--lr", "0.05", "--momentum", "0.9", "--steps", "3", "--estimator")
+    err = unroll(capsys, data_dir, *args, "fd", status=2)
+    assert "--estimator fd needs --x64" in err and len(err.strip().splitlines()) == 1
+    fd, forward = unroll(capsys, data_dir, *args, "fd", "--x64"), unroll(capsys, data_dir, *args, "forward", "--x64")
+    for name in ("lr", "momentum"):
+        assert fd["hypergrad"][name] == pytest.approx(forward["hypergrad"][name], rel=1e-4)
+
+
+def test_the_library_refuses_finite_differences_that_round_away():
+    import jax.numpy as jnp
+
+    from shorthorizon.hypergrad import hypergradient
+
+    f = lambda h: (h["lr"] - 0.3) ** 2
+    with pytest.raises(ValueError, match=r"relative steps of 1e-07 in float32 .*compute in float64"):
+        hypergradient(f, {"lr": jnp.float32(0.1)}, "fd")
+    _, grad = hypergradient(f, {"lr": jnp.float32(0.1)}, "fd", fd_step=1e-2)  # a step float32 resolves
+    assert float(grad["lr"]) == pytest.approx(-0.4, rel=1e-3)
