@@ -14,7 +14,8 @@ from shorthorizon.data import make_fake_dataset
 from shorthorizon.hypergrad import Data, Unroll, evaluate, hypergradient, train
 from shorthorizon.optim import Optimizer
 from shorthorizon.tasks import models
-from shorthorizon.tasks import Task, cast_floats, classification_loss, cnn, initialize, make_task, mlp
+from shorthorizon.tasks import (Task, cast_floats, check_output, classification_loss, cnn, initialize, make_task,
+                               mlp)
 
 import example_tasks
 from test_hypergrad import teacher_data
@@ -177,3 +178,49 @@ def test_offline_and_online_configs_take_a_task_spec():
         with pytest.raises(ValueError, match="has no attribute 'missing'"):
             module.validate(dataclasses.replace(config, task=bad))
     assert online.per_task(online.PRESETS["quick"], "example_tasks:nnx_net", "steps") == online.PRESETS["quick"].mlp_steps
+
+
+WRONG_OUTPUTS = {  # a user's task whose outputs do not fit the images: its one-line error
+    "example_tasks:too_few_logits": r"its model's outputs for a batch of 2 images of shape \(28, 28, 1\) have shape "
+                                    r"\(2, 7\); wanted \(2, 10\)",
+    "example_tasks:unflattened": r"its model on a batch of 2 images of shape \(28, 28, 1\) fails: TypeError: "
+                                 r"dot_general requires contracting dimensions",
+}
+
+
+@pytest.mark.parametrize("spec", WRONG_OUTPUTS)
+def test_outputs_that_do_not_fit_the_dataset_are_one_line_before_training(spec):
+    # logits of width 7 for 10 classes trained without an error (one-hot rows of zeros);
+    # an unflattened image in a dense layer failed deep in the first compiled step
+    with pytest.raises(ValueError, match=f"^task {spec}: {WRONG_OUTPUTS[spec]}") as err:
+        make_task(spec, (28, 28, 1), 10)
+    assert "\n" not in str(err.value)
+    make_task("example_tasks:nnx_net", (28, 28, 1), 10)  # the same model with its width right passes
+    with pytest.raises(ValueError, match=r"^task equinox_net: .* have shape \(2, 10\); wanted \(2, 12\)"):
+        check_output(example_tasks.equinox_net((28, 28, 1), 10), (28, 28, 1), 12)  # a dataset of 12 classes
+    # a hand-built task without ``apply``: its loss is traced on the images instead
+    bare = mlp((4, 4, 1), hidden=(8,))._replace(apply=None)
+    with pytest.raises(ValueError, match=r"^task mlp: its loss on a batch of 2 images of shape \(5, 5, 1\) fails"):
+        check_output(bare, (5, 5, 1), 10)
+
+
+def test_every_command_checks_the_task_against_its_dataset_before_training(capsys, tmp_path):
+    make_fake_dataset(tmp_path / "data", "mnist", n_train=100, n_test=20, seed=0)
+    data = str(tmp_path / "data")
+    small = {  # settings that would train for seconds, were the task right
+        "unroll": ["--data-dir", data, "--no-verify", "--lr", "0.05", "--momentum", "0.9", "--steps", "2"],
+        "offline": ["--set", f"data_dir={data}", "--set", "verify=false", "--set", "horizons=10",
+                    "--set", "warm_start_steps=5", "--set", "eval_batches=2", "--set", "surface_samples=4",
+                    "--set", "surface_chunk=4", "--set", "meta_steps=2", "--set", "curve_points=2"],
+        "online": ["--set", f"data_dir={data}", "--set", "verify=false", "--set", "eval_examples=100",
+                   "--set", "mlp_steps=20", "--set", "meta_steps=1", "--set", "interval=5",
+                   "--set", "mlp_init_lrs=0.1", "--set", "lookaheads=stochastic", "--set", "mlp_batch_size=20"],
+    }
+    for command, args in small.items():
+        out = tmp_path / command
+        extra = [] if command == "unroll" else ["--out", str(out)]
+        capsys.readouterr()
+        assert cli.main([command, "--dataset", "mnist", *args, *extra, "--task", "example_tasks:too_few_logits"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "have shape (2, 7); wanted (2, 10)" in err, (command, err)
+        assert not out.exists()  # nothing computed, no folder left

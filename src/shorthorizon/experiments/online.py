@@ -124,9 +124,10 @@ def _data(name: str, data_dir: str | None, verify: bool) -> tuple[Data, Data]:
 
 
 @lru_cache(maxsize=4)
-def _task(name: str, input_shape: tuple[int, ...]) -> Task:
-    """One Task object per (name, shape) and process, so that runs share compiled code."""
-    return make_task(name, input_shape)
+def _task(name: str, dataset: str) -> Task:
+    """One Task object per (name, dataset) and process, so that runs share compiled code."""
+    spec = get_spec(dataset)
+    return make_task(name, spec.image_shape, spec.num_classes)
 
 
 # log-space bounds of hyperparameters adapted without NAME:LOW:HIGH (the lr's: the paper's
@@ -183,7 +184,7 @@ def _halves(config: Config, task: str) -> tuple[int, int]:
 def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead: str | None) -> dict:
     """One training run; ``lookahead=None`` is the hand-tuned baseline (no adaptation)."""
     train, test = _data(dataset, config.data_dir or None, config.verify)
-    model = _task(task, tuple(train.x.shape[1:]))
+    model = _task(task, dataset)
     online = _online(config, task, model, lookahead)
     chance = math.log(int(train.y.max()) + 1)
     label = f"{task} {lookahead or 'baseline'} lr0={init_lr:g}"
@@ -212,7 +213,7 @@ def _cost(config: Config, task: str, dataset: str, lookahead: str | None) -> flo
     XLA's FLOP count of one step of the task at its batch size (traced and lowered, not
     compiled), so MLP and CNN runs share one bar."""
     shape = get_spec(dataset).image_shape
-    model = _task(task, shape)
+    model = _task(task, dataset)
     batch = (jax.ShapeDtypeStruct((per_task(config, task, "batch_size"), *shape), jnp.float32),
              jax.ShapeDtypeStruct((per_task(config, task, "batch_size"),), jnp.int32))
     params = jax.eval_shape(model.init, jax.random.key(0))

@@ -5,7 +5,11 @@ of a model: ``init(key) -> params``; ``init_state(key) -> model_state`` (BatchNo
 statistics and the like; ``()`` for a stateless model); ``loss(params, model_state, batch,
 key) -> (loss, (model_state, metrics))``, the scalar training loss in training mode (batch
 statistics, dropout drawn from ``key``); ``evaluate(params, model_state, batch) -> metrics``
-(``"loss"`` and ``"error"``), in inference mode. The classifiers' training metrics hold the loss
+(``"loss"`` and ``"error"``), in inference mode; ``apply(params, model_state, x) -> outputs``,
+the model's outputs for a batch's inputs in inference mode (the classifiers' logits, batch x
+classes), by which a task is checked against a dataset before any training
+(:func:`~shorthorizon.tasks.registry.check_output`; ``None`` leaves the check to the loss's
+trace). The classifiers' training metrics hold the loss
 alone: training discards them, and an error rate (an argmax) at every step would cost every
 unroll for nothing (``notes/tasks.md``). A batch is any pytree whose leaves share a leading batch axis; the
 classifiers here take ``(x, y)``: NHWC float images, integer labels.
@@ -35,6 +39,7 @@ class Task(NamedTuple):
     loss: Callable[[Params, ModelState, Any, jax.Array | None], tuple[jax.Array, tuple[ModelState, dict]]]
     evaluate: Callable[[Params, ModelState, Any], dict]
     init_state: Callable[[jax.Array], ModelState] = _stateless
+    apply: Callable[[Params, ModelState, Any], jax.Array] | None = None
 
 
 def cast_floats(tree, dtype):
@@ -83,4 +88,4 @@ def classifier(name: str, init: Callable[[jax.Array], Params], apply: Callable[[
         loss = classification_loss(apply(params, x), y)
         return loss, (model_state, {"loss": loss})
 
-    return Task(name, init, loss, evaluate)
+    return Task(name, init, loss, evaluate, apply=lambda params, model_state, x: apply(params, x))

@@ -6,6 +6,9 @@ import importlib
 import inspect
 from typing import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
+
 from shorthorizon.tasks.base import Task
 from shorthorizon.tasks.models import cnn, mlp
 
@@ -14,8 +17,10 @@ FACTORY = "factory(input_shape: tuple[int, int, int], num_classes: int) -> short
 
 
 def make_task(name: str, input_shape: Sequence[int], num_classes: int = 10) -> Task:
-    """Build the task ``name`` for images of ``input_shape`` (H, W, C): one of :data:`TASKS`,
-    or ``package.module:factory`` naming a function with the signature :data:`FACTORY`."""
+    """Build the task ``name`` for images of ``input_shape`` (H, W, C) in ``num_classes``
+    classes: one of :data:`TASKS`, or ``package.module:factory`` naming a function with the
+    signature :data:`FACTORY`; checked against them (:func:`check_output`). Every command
+    builds its task from its dataset here."""
     factory = task_factory(name)
     try:
         task = factory(input_shape=tuple(input_shape), num_classes=num_classes)
@@ -24,7 +29,44 @@ def make_task(name: str, input_shape: Sequence[int], num_classes: int = 10) -> T
                          f"{type(err).__name__}: {err}") from err
     if not isinstance(task, Task):
         raise ValueError(f"task {name}: the factory returned a {type(task).__name__}, not a Task; expected {FACTORY}")
+    check_output(task, input_shape, num_classes, name)
     return task
+
+
+def check_output(task: Task, input_shape: Sequence[int], num_classes: int, name: str | None = None) -> None:
+    """Raise a one-line ValueError naming the task (``name``, default ``task.name``) unless its
+    model takes a batch of images of ``input_shape`` (H, W, C) to outputs of shape (batch,
+    ``num_classes``) (:attr:`Task.apply`) and its loss takes such a batch with its labels. A
+    wrong width would train without an error (the one-hot labels of the classes past it are
+    zero rows), and a model that fails on the images would fail deep inside the first compiled
+    step. The model is traced abstractly (``jax.eval_shape``): no weights drawn, nothing run."""
+    name = name or task.name
+    batch = 2  # not 1: a model that drops the batch axis shows
+    images = f"a batch of {batch} images of shape {tuple(input_shape)}"
+    x = jax.ShapeDtypeStruct((batch, *input_shape), jnp.float32)
+    y = jax.ShapeDtypeStruct((batch,), jnp.int32)
+    key = jax.random.PRNGKey(0)
+
+    def traced(what, fn, *args):
+        try:
+            return jax.eval_shape(fn, *args)
+        except Exception as err:  # the model's own error, in one line that names the task
+            lines = str(err).strip().splitlines()
+            raise ValueError(f"task {name}: {what} fails: {type(err).__name__}: {lines[0] if lines else ''}") from err
+
+    params = traced("init", task.init, key)
+    model_state = traced("init_state", task.init_state, key)
+    if task.apply is not None:
+        out = traced(f"its model on {images}", task.apply, params, model_state, x)
+        wanted = (batch, num_classes)
+        found = getattr(out, "shape", None)
+        if found is None:
+            raise ValueError(f"task {name}: its model gives a {type(out).__name__} for {images}, not an array "
+                             f"of shape {wanted}")
+        if tuple(found) != wanted:
+            raise ValueError(f"task {name}: its model's outputs for {images} have shape {tuple(found)}; wanted "
+                             f"{wanted}: one logit per class, {num_classes} classes")
+    traced(f"its loss on {images}", task.loss, params, model_state, (x, y), key)
 
 
 def task_factory(name: str) -> Callable[..., Task]:
