@@ -275,6 +275,12 @@ def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
             "--set", "mlp_init_lrs=0.003", "--set", "mlp_baseline_lr=0.003", "--set", "lookaheads=stochastic",
             "--set", "eval_examples=100", "--set", "optimizer=adamw"]
     for extra, problem in ((["--set", "adapt=lr,b2"], "give 'b2' its bounds as b2:LOW:HIGH"),
+                           # a misspelt name is named first, with the optimizer's list, whatever else is wrong
+                           (["--set", "adapt=lr,weight_dacay"], "config key 'adapt': optimizer 'adamw' has no "
+                                                                "hyperparameter ['weight_dacay']; it has b2, eps, lr, "
+                                                                "momentum, weight_decay"),
+                           (["--set", "adapt=lr,weight_decay", "--set", "hyper=wd=1e-4"],
+                            "optimizer 'adamw' has no hyperparameter ['wd']"),
                            (["--set", "adapt=lr,weight_decay:1:0.1"], "0 < LOW < HIGH"),
                            (["--set", "adapt=lr,weight_decay"], "needs a value for "
                                                                  "['weight_decay']"),

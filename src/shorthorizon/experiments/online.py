@@ -150,6 +150,11 @@ def _space(config: Config) -> optim.EffectiveSpace | optim.LogSpace:
             raise ValueError(f"config key 'adapt' defaults to lr,momentum, the heavy ball's (the paper's effective "
                              f"space); with optimizer {config.optimizer} name what to adapt, e.g. --set adapt=lr "
                              "(or lr,weight_decay for adamw)")
+    own = _optimizer(config.optimizer).hyperparameters()
+    unknown = [entry.split(":")[0] for entry in config.adapt if entry.split(":")[0] not in own]
+    if unknown:  # before any bounds are asked for: a misspelt name has none
+        raise ValueError(f"config key 'adapt': optimizer {config.optimizer!r} has no hyperparameter {unknown}; "
+                         f"it has {', '.join(sorted(own))}")
     ranges = []
     for entry in config.adapt:
         name, *bounds = entry.split(":")
