@@ -224,3 +224,19 @@ def test_every_command_checks_the_task_against_its_dataset_before_training(capsy
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "have shape (2, 7); wanted (2, 10)" in err, (command, err)
         assert not out.exists()  # nothing computed, no folder left
+
+
+def test_online_with_a_users_task_writes_portable_file_names(capsys, tmp_path):
+    """Unit and figure names hold no colon (package.module:factory), and the figures find the units."""
+    import re
+
+    make_fake_dataset(tmp_path / "data", "mnist", n_train=100, n_test=20, seed=0)
+    out = tmp_path / "run"
+    assert cli.main(["online", "--dataset", "mnist", "--task", "example_tasks:nnx_net", "--out", str(out),
+                     "--set", f"data_dir={tmp_path / 'data'}", "--set", "verify=false", "--set", "eval_examples=100",
+                     "--set", "mlp_steps=20", "--set", "meta_steps=1", "--set", "interval=5", "--set", "chunks=1",
+                     "--set", "mlp_init_lrs=0.1", "--set", "lookaheads=stochastic",
+                     "--set", "mlp_batch_size=20"]) == 0
+    names = sorted(p.name for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert "example_tasks_nnx_net_baseline.npz" in names and "online_example_tasks_nnx_net.png" in names
+    assert all(re.fullmatch(r"[\w.-]+", name) for name in names), names

@@ -228,7 +228,14 @@ def _cost(config: Config, task: str, dataset: str, lookahead: str | None) -> flo
     return _online(config, task, model, lookahead).cost(*_halves(config, task)) * flops
 
 
+def _file_name(task: str) -> str:
+    """``task`` as a portable file name: a user's ``package.module:factory`` with ``_`` for
+    what is not a letter, digit or underscore (a colon is not portable)."""
+    return re.sub(r"\W", "_", task)
+
+
 def _unit_name(task: str, init_lr: float, lookahead: str | None) -> str:
+    task = _file_name(task)
     return f"{task}_baseline" if lookahead is None else f"{task}_{lookahead}_lr{init_lr:g}"
 
 
@@ -350,7 +357,7 @@ def _tasks(summary: dict) -> list[str]:
 
 
 def _figure(task: str) -> str:
-    return FIGURES.get(task, "online_" + re.sub(r"\W", "_", task))
+    return FIGURES.get(task, "online_" + _file_name(task))
 
 
 def plot(run_dir: RunDir) -> None:
@@ -368,7 +375,8 @@ def plot(run_dir: RunDir) -> None:
         fig, (ax_loss, ax_lr, *ax_others) = plt.subplots(1, 2 + len(others), figsize=(5.5 * (2 + len(others)), 4))
         init_lrs = sorted({r["init_lr"] for r in s["runs"]})
         colors = dict(zip(init_lrs, plt.cm.viridis(np.linspace(0, 0.9, len(init_lrs)))))
-        entries = [(f"{task}_baseline", f"baseline lr={s['baseline']['lr']:g}", "black", "-")] + [
+        base_lr = s["baseline"]["lr"]
+        entries = [(_unit_name(task, base_lr, None), f"baseline lr={base_lr:g}", "black", "-")] + [
             (r["unit"], f"{r['lookahead']} lr0={r['init_lr']:g}" + (" (diverged)" if r["diverged"] else ""),
              colors[r["init_lr"]], "-" if r["lookahead"] == "stochastic" else "--") for r in s["runs"]]
         for unit, label, color, style in entries:
