@@ -49,6 +49,24 @@ def equinox_net(input_shape, num_classes):
                               name="equinox_net")
 
 
+def too_few_logits(input_shape, num_classes):
+    """Logits of width 7 whatever the number of classes."""
+    return nnx_net(input_shape, 7)
+
+
+class Unflattened(nnx.Module):
+    def __init__(self, features: int, num_classes: int, rngs: nnx.Rngs):
+        self.out = nnx.Linear(features, num_classes, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(x)  # images (batch, H, W, C) into a layer that wants (batch, H * W * C)
+
+
+def unflattened(input_shape, num_classes):
+    features = input_shape[0] * input_shape[1] * input_shape[2]
+    return nnx_classifier(lambda rngs: Unflattened(features, num_classes, rngs), name="unflattened")
+
+
 NOT_A_FUNCTION = 3
 
 

@@ -74,6 +74,29 @@ def test_adamw_online_adapts_lr_and_weight_decay_then_decays_lr():
     np.testing.assert_allclose(out.curves["lr"][-1], online.final_lr_eff, rtol=1e-4)
 
 
+def test_an_optax_optimizer_with_optax_names_runs_online_as_the_packages_own():
+    """optax.adamw through inject_hyperparams (its learning rate named learning_rate, its
+    momentum b1): its lr is the package's lr, so SMD adapts it and the decay half sets it; the
+    run is the one with optim.adamw(), curve for curve and weight for weight."""
+    import optax
+
+    _, space, hyper = SPACES["adamw, lr and weight decay"]
+    tx = optax.inject_hyperparams(optax.adamw)(learning_rate=0.0, weight_decay=0.0, eps_root=1e-30)
+    data = _separable(jax.random.key(0), 256)
+    runs = {}
+    for name, optimizer in (("optax", optim.Optimizer("optax adamw", tx)), ("package", optim.adamw())):
+        online = Online(mlp((4, 4, 1), hidden=(16,)), batch_size=16, meta_steps=2, interval=5, chunks=1,
+                        meta_lr=0.05, optimizer=optimizer, space=space)
+        given = hyper if name == "package" else {k: v for k, v in hyper.items() if k != "momentum"}  # b1 is 0.9
+        runs[name] = online.run(data, jax.random.key(1), given, adapt_steps=10, decay_steps=10)
+    optax_run, own = runs["optax"], runs["package"]
+    assert set(optax_run.at_stop) == {"lr", "weight_decay"} and optax_run.at_stop["lr"] != hyper["lr"]
+    np.testing.assert_allclose(optax_run.curves["lr"][-1], 1e-4, rtol=1e-4)  # the decay half set it
+    for name in ("loss", "lr", "weight_decay"):
+        np.testing.assert_allclose(optax_run.curves[name], own.curves[name], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), optax_run.params, own.params)
+
+
 def test_a_hyperparameter_the_optimizer_lacks_or_misses_is_named():
     online = Online(mlp((4, 4, 1), hidden=(8,)), optimizer=optim.sgd(), space=optim.EffectiveSpace())
     data = _separable(jax.random.key(0), 32)
@@ -252,6 +275,12 @@ def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
             "--set", "mlp_init_lrs=0.003", "--set", "mlp_baseline_lr=0.003", "--set", "lookaheads=stochastic",
             "--set", "eval_examples=100", "--set", "optimizer=adamw"]
     for extra, problem in ((["--set", "adapt=lr,b2"], "give 'b2' its bounds as b2:LOW:HIGH"),
+                           # a misspelt name is named first, with the optimizer's list, whatever else is wrong
+                           (["--set", "adapt=lr,weight_dacay"], "config key 'adapt': optimizer 'adamw' has no "
+                                                                "hyperparameter ['weight_dacay']; it has b2, eps, lr, "
+                                                                "momentum, weight_decay"),
+                           (["--set", "adapt=lr,weight_decay", "--set", "hyper=wd=1e-4"],
+                            "optimizer 'adamw' has no hyperparameter ['wd']"),
                            (["--set", "adapt=lr,weight_decay:1:0.1"], "0 < LOW < HIGH"),
                            (["--set", "adapt=lr,weight_decay"], "needs a value for "
                                                                  "['weight_decay']"),

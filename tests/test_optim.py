@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from shorthorizon.optim import (Optimizer, adam, constant, exponential, from_effective, inverse_time,
+from shorthorizon.optim import (Optimizer, adam, adamw, constant, exponential, from_effective, inverse_time,
                                 make_optimizer, momentum, sgd, to_effective)
 
 
@@ -107,7 +107,8 @@ def test_any_injected_optax_optimizer_with_its_hyperparameters_in_the_state(x64)
     params = jax.tree.map(lambda a: a.astype(jnp.float64), PARAMS)
     opt = Optimizer("adamw", optax.inject_hyperparams(optax.adamw)(learning_rate=0.1, weight_decay=0.0))
     state = opt.init(params, {"weight_decay": 0.3})
-    assert {"learning_rate", "b1", "b2", "eps", "weight_decay"} <= set(state.hyper)
+    # optax's learning_rate is lr here, as in every optimizer of the package
+    assert {"lr", "b1", "b2", "eps", "weight_decay"} <= set(state.hyper) and "learning_rate" not in state.hyper
     ref = optax.adamw(0.1, weight_decay=0.3)
     ref_params, ref_state = params, ref.init(params)
     for _ in range(5):
@@ -119,16 +120,22 @@ def test_any_injected_optax_optimizer_with_its_hyperparameters_in_the_state(x64)
 
 def test_hyperparameter_names_the_optimizer_lacks_are_clear_errors():
     opt = Optimizer("adam", optax.inject_hyperparams(optax.adam)(learning_rate=0.1))
-    with pytest.raises(ValueError, match=r"'adam' has no hyperparameter \['weight_decay'\].*learning_rate"):
+    with pytest.raises(ValueError, match=r"'adam' has no hyperparameter \['weight_decay'\].*'lr'"):
         opt.init(PARAMS, {"weight_decay": 0.1})
-    state = opt.init(PARAMS, {"learning_rate": 0.01})
-    with pytest.raises(ValueError, match=r"\['lr'\] are not the optimizer's"):
-        state.with_hyper({"lr": 0.1})
+    state = opt.init(PARAMS, {"lr": 0.01})
+    with pytest.raises(ValueError, match=r"\['learning_rate'\] are not the optimizer's"):
+        state.with_hyper({"learning_rate": 0.1})
     with pytest.raises(ValueError, match="'momentum' needs a value for \\['momentum'\\]"):
         momentum().init(PARAMS, {"lr": 0.1})
+    # a misspelt name is named before the value it was meant to give is missed
+    with pytest.raises(ValueError, match=r"'adamw' has no hyperparameter \['wd'\].*'weight_decay'"):
+        adamw().init(PARAMS, {"lr": 0.1, "momentum": 0.9, "wd": 1e-4})
     with pytest.raises(ValueError, match="schedule needs hyperparameter 'decay_exponent'"):
         sgd(inverse_time(10.0)).init(PARAMS, {"lr": 0.1})
+    with pytest.raises(ValueError, match=r"has no hyperparameter \['decay_exponnt'\]"):
+        sgd(inverse_time(10.0)).init(PARAMS, {"lr": 0.1, "decay_exponnt": 1.0})
+    scale = Optimizer("scale", optax.inject_hyperparams(optax.scale)(step_size=0.1))
     with pytest.raises(ValueError, match="a schedule sets the hyperparameter 'lr'"):
-        Optimizer("adam", opt.tx, inverse_time(10.0)).init(PARAMS, {"lr": 0.1, "decay_exponent": 1.0})
+        scale._replace(schedule=inverse_time(10.0)).init(PARAMS, {"lr": 0.1, "decay_exponent": 1.0})
     with pytest.raises(TypeError, match="optax.inject_hyperparams"):
         Optimizer("plain", optax.adam(0.1)).init(PARAMS)

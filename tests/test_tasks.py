@@ -13,13 +13,14 @@ from shorthorizon import cli
 from shorthorizon.data import make_fake_dataset
 from shorthorizon.hypergrad import Data, Unroll, evaluate, hypergradient, train
 from shorthorizon.optim import Optimizer
-from shorthorizon import tasks
-from shorthorizon.tasks import Task, cast_floats, classification_loss, cnn, make_task, mlp
+from shorthorizon.tasks import models
+from shorthorizon.tasks import (Task, cast_floats, check_output, classification_loss, cnn, initialize, make_task,
+                               mlp)
 
 import example_tasks
 from test_hypergrad import teacher_data
 
-ADAMW_HYPER = {"learning_rate": 0.02, "weight_decay": 0.1}
+ADAMW_HYPER = {"lr": 0.02, "weight_decay": 0.1}
 
 
 def _agree(task, data, fd=True):
@@ -63,6 +64,22 @@ def test_equinox_batchnorm_dropout_forward_and_reverse_agree(x64):
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
 
 
+@pytest.mark.parametrize("build", [lambda: mlp((4, 4, 1), hidden=(8,)), lambda: example_tasks.nnx_net((4, 4, 1), 10),
+                                   lambda: example_tasks.equinox_net((4, 4, 1), 10)], ids=["mlp", "flax", "equinox"])
+def test_initial_weights_are_the_same_in_float32_and_float64(build):
+    """One key, one set of weights: float64's are float32's, cast (the initializers' own
+    float64 draws would be other numbers)."""
+    task, key = build(), jax.random.PRNGKey(0)
+    single, _ = initialize(task, key)
+    with jax.enable_x64(True):
+        double, state = initialize(task, key, jnp.float64)
+        task.loss(double, state, (jnp.zeros((4, 4, 4, 1)), jnp.zeros(4, jnp.int32)), key)  # the model takes its state
+    assert jax.tree.structure(single) == jax.tree.structure(double)
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(double)):
+        assert a.dtype == jnp.float32 and b.dtype == jnp.float64
+        np.testing.assert_array_equal(np.asarray(b).astype(np.float32), a)
+
+
 def test_classification_loss_is_optax_integer_label_cross_entropy(x64):
     # the one-hot form (no gather: faster derivatives) against optax's integer-label form, in
     # value and gradient w.r.t. the logits
@@ -88,7 +105,7 @@ def test_cnn_cpu_forms_equal_the_library_convolution_and_pooling(x64, monkeypatc
         return task.loss(params, (), batch, None)[0], grad(params), jax.jvp(grad, (params,), (params,))[1]
 
     cpu = derivatives()
-    monkeypatch.setattr(tasks, "_cpu_workarounds", lambda: False)
+    monkeypatch.setattr(models, "_cpu_workarounds", lambda: False)
     library = derivatives()
     for a, b in zip(jax.tree.leaves(cpu), jax.tree.leaves(library)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
@@ -161,3 +178,65 @@ def test_offline_and_online_configs_take_a_task_spec():
         with pytest.raises(ValueError, match="has no attribute 'missing'"):
             module.validate(dataclasses.replace(config, task=bad))
     assert online.per_task(online.PRESETS["quick"], "example_tasks:nnx_net", "steps") == online.PRESETS["quick"].mlp_steps
+
+
+WRONG_OUTPUTS = {  # a user's task whose outputs do not fit the images: its one-line error
+    "example_tasks:too_few_logits": r"its model's outputs for a batch of 2 images of shape \(28, 28, 1\) have shape "
+                                    r"\(2, 7\); wanted \(2, 10\)",
+    "example_tasks:unflattened": r"its model on a batch of 2 images of shape \(28, 28, 1\) fails: TypeError: "
+                                 r"dot_general requires contracting dimensions",
+}
+
+
+@pytest.mark.parametrize("spec", WRONG_OUTPUTS)
+def test_outputs_that_do_not_fit_the_dataset_are_one_line_before_training(spec):
+    # logits of width 7 for 10 classes trained without an error (one-hot rows of zeros);
+    # an unflattened image in a dense layer failed deep in the first compiled step
+    with pytest.raises(ValueError, match=f"^task {spec}: {WRONG_OUTPUTS[spec]}") as err:
+        make_task(spec, (28, 28, 1), 10)
+    assert "\n" not in str(err.value)
+    make_task("example_tasks:nnx_net", (28, 28, 1), 10)  # the same model with its width right passes
+    with pytest.raises(ValueError, match=r"^task equinox_net: .* have shape \(2, 10\); wanted \(2, 12\)"):
+        check_output(example_tasks.equinox_net((28, 28, 1), 10), (28, 28, 1), 12)  # a dataset of 12 classes
+    # a hand-built task without ``apply``: its loss is traced on the images instead
+    bare = mlp((4, 4, 1), hidden=(8,))._replace(apply=None)
+    with pytest.raises(ValueError, match=r"^task mlp: its loss on a batch of 2 images of shape \(5, 5, 1\) fails"):
+        check_output(bare, (5, 5, 1), 10)
+
+
+def test_every_command_checks_the_task_against_its_dataset_before_training(capsys, tmp_path):
+    make_fake_dataset(tmp_path / "data", "mnist", n_train=100, n_test=20, seed=0)
+    data = str(tmp_path / "data")
+    small = {  # settings that would train for seconds, were the task right
+        "unroll": ["--data-dir", data, "--no-verify", "--lr", "0.05", "--momentum", "0.9", "--steps", "2"],
+        "offline": ["--set", f"data_dir={data}", "--set", "verify=false", "--set", "horizons=10",
+                    "--set", "warm_start_steps=5", "--set", "eval_batches=2", "--set", "surface_samples=4",
+                    "--set", "surface_chunk=4", "--set", "meta_steps=2", "--set", "curve_points=2"],
+        "online": ["--set", f"data_dir={data}", "--set", "verify=false", "--set", "eval_examples=100",
+                   "--set", "mlp_steps=20", "--set", "meta_steps=1", "--set", "interval=5",
+                   "--set", "mlp_init_lrs=0.1", "--set", "lookaheads=stochastic", "--set", "mlp_batch_size=20"],
+    }
+    for command, args in small.items():
+        out = tmp_path / command
+        extra = [] if command == "unroll" else ["--out", str(out)]
+        capsys.readouterr()
+        assert cli.main([command, "--dataset", "mnist", *args, *extra, "--task", "example_tasks:too_few_logits"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "have shape (2, 7); wanted (2, 10)" in err, (command, err)
+        assert not out.exists()  # nothing computed, no folder left
+
+
+def test_online_with_a_users_task_writes_portable_file_names(capsys, tmp_path):
+    """Unit and figure names hold no colon (package.module:factory), and the figures find the units."""
+    import re
+
+    make_fake_dataset(tmp_path / "data", "mnist", n_train=100, n_test=20, seed=0)
+    out = tmp_path / "run"
+    assert cli.main(["online", "--dataset", "mnist", "--task", "example_tasks:nnx_net", "--out", str(out),
+                     "--set", f"data_dir={tmp_path / 'data'}", "--set", "verify=false", "--set", "eval_examples=100",
+                     "--set", "mlp_steps=20", "--set", "meta_steps=1", "--set", "interval=5", "--set", "chunks=1",
+                     "--set", "mlp_init_lrs=0.1", "--set", "lookaheads=stochastic",
+                     "--set", "mlp_batch_size=20"]) == 0
+    names = sorted(p.name for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert "example_tasks_nnx_net_baseline.npz" in names and "online_example_tasks_nnx_net.png" in names
+    assert all(re.fullmatch(r"[\w.-]+", name) for name in names), names

@@ -8,7 +8,7 @@ import sys
 
 from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE
 from shorthorizon.hypergrad.estimators import ESTIMATORS
-from shorthorizon.optim import OPTIMIZERS
+from shorthorizon.optim import OPTIMIZERS, make_optimizer
 from shorthorizon.results import to_json
 from shorthorizon.tasks import FACTORY, TASKS, task_factory
 
@@ -31,7 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="momentum")
     p.add_argument("--lr", type=float, required=True)
     p.add_argument("--momentum", type=float, default=None,
-                   help="μ (β1 for Adam); required for --optimizer momentum and adam")
+                   help="μ (β1 for Adam); required for --optimizer momentum, adam and adamw")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="AdamW's decoupled weight decay (scaled by lr, as in optax); required for --optimizer adamw")
     p.add_argument("--decay-exponent", type=float, default=None,
                    help="β of lr_t = lr (1 + t/decay_steps)^-β (default: constant lr)")
     p.add_argument("--decay-steps", type=float, default=5000.0)
@@ -40,26 +42,56 @@ def register(subparsers) -> None:
     p.add_argument("--eval-batches", type=int, default=10)
     p.add_argument("--lookahead", choices=("stochastic", "deterministic"), default="stochastic")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--x64", action="store_true", help="compute in float64")
+    p.add_argument("--x64", action="store_true", help="compute in float64 (the same weights and batches, "
+                   "in another precision)")
     p.add_argument("--estimator", choices=list(ESTIMATORS), default="forward",
-                   help="forward, reverse, fd: exact derivative; es (= pes over one unroll): antithetic "
-                        "evolution strategies")
+                   help="forward, reverse: exact derivative; fd: central differences, a check (needs --x64); "
+                        "es (= pes over one unroll): antithetic evolution strategies")
     p.add_argument("--particles", type=int, default=16, help="ES: antithetic pairs")
     p.add_argument("--sigma", type=float, default=0.01, help="ES: perturbation std, in each hyperparameter's units")
     p.set_defaults(handler=_unroll)
+
+
+# the optimizers' hyperparameters that have a flag of their own beside --lr
+HYPER_FLAGS = ("momentum", "weight_decay")
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
 
 
 def _check(args: argparse.Namespace) -> None:
     """ValueError naming the flag for any value the unroll cannot use."""
     for name, rule in (("steps", POSITIVE), ("batch_size", POSITIVE), ("eval_batches", POSITIVE),
                        ("lr", POSITIVE), ("decay_steps", POSITIVE), ("momentum", FRACTION),
-                       ("decay_exponent", NONNEGATIVE), ("particles", POSITIVE), ("sigma", POSITIVE)):
+                       ("weight_decay", NONNEGATIVE), ("decay_exponent", NONNEGATIVE), ("particles", POSITIVE),
+                       ("sigma", POSITIVE)):
         value = getattr(args, name)
         if value is not None and not rule.test(value):
-            raise ValueError(f"--{name.replace('_', '-')} must be {rule.wanted}, got {value}")
+            raise ValueError(f"{_flag(name)} must be {rule.wanted}, got {value}")
     task_factory(args.task)
-    if args.optimizer != "sgd" and args.momentum is None:
-        raise ValueError(f"--optimizer {args.optimizer} needs --momentum")
+    _hyper(args)
+    if args.estimator == "fd" and not args.x64:
+        raise ValueError("--estimator fd needs --x64: central differences take steps small enough to stay on one "
+                         "smooth piece of the unroll (ReLU switches make it piecewise smooth), below float32's "
+                         "resolution")
+
+
+def _hyper(args: argparse.Namespace) -> dict:
+    """The initial hyperparameters from the flags: ``lr`` and those of :data:`HYPER_FLAGS` the
+    optimizer has (a ValueError naming the flag it needs and was not given, or was given and lacks)."""
+    optimizer = make_optimizer(args.optimizer)
+    own = optimizer.hyperparameters()
+    hyper = {"lr": args.lr}
+    for name in HYPER_FLAGS:
+        value = getattr(args, name)
+        if value is None and name in optimizer.required:
+            raise ValueError(f"--optimizer {args.optimizer} needs {_flag(name)}")
+        if value is not None and name not in own:
+            raise ValueError(f"--optimizer {args.optimizer} has no {name}; leave out {_flag(name)}")
+        if value is not None:
+            hyper[name] = value
+    return hyper
 
 
 def _unroll(args: argparse.Namespace) -> int:
@@ -84,13 +116,11 @@ def _compute(args: argparse.Namespace) -> dict:
 
     from shorthorizon.data import splits
     from shorthorizon.hypergrad import Unroll, make_estimator
-    from shorthorizon.optim import inverse_time, make_optimizer
-    from shorthorizon.tasks import cast_floats, make_task
+    from shorthorizon.optim import inverse_time
+    from shorthorizon.tasks import initialize, make_task
 
     estimator = make_estimator(args.estimator, particles=args.particles, sigma=args.sigma)
-    hyper = {"lr": args.lr}
-    if args.optimizer != "sgd":
-        hyper["momentum"] = args.momentum
+    hyper = _hyper(args)
     schedule = None
     if args.decay_exponent is not None:
         hyper["decay_exponent"] = args.decay_exponent
@@ -102,7 +132,7 @@ def _compute(args: argparse.Namespace) -> dict:
     task = make_task(args.task, ds.train_x.shape[1:], ds.num_classes)
     optimizer = make_optimizer(args.optimizer, schedule)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    params, model_state = cast_floats((task.init(init_key), task.init_state(init_key)), dtype)
+    params, model_state = initialize(task, init_key, dtype)
     state = optimizer.init(params, hyper)
     unroll = Unroll(task, optimizer, args.steps, args.batch_size, args.lookahead, args.eval_batches)
 

@@ -125,9 +125,10 @@ def _data(name: str, data_dir: str | None, verify: bool) -> tuple[Data, Data]:
 
 
 @lru_cache(maxsize=4)
-def _task(name: str, input_shape: tuple[int, ...]) -> Task:
-    """One Task object per (name, shape) and process, so that runs share compiled code."""
-    return make_task(name, input_shape)
+def _task(name: str, dataset: str) -> Task:
+    """One Task object per (name, dataset) and process, so that runs share compiled code."""
+    spec = get_spec(dataset)
+    return make_task(name, spec.image_shape, spec.num_classes)
 
 
 # log-space bounds of hyperparameters adapted without NAME:LOW:HIGH (the lr's: the paper's
@@ -150,6 +151,11 @@ def _space(config: Config) -> optim.EffectiveSpace | optim.LogSpace:
             raise ValueError(f"config key 'adapt' defaults to lr,momentum, the heavy ball's (the paper's effective "
                              f"space); with optimizer {config.optimizer} name what to adapt, e.g. --set adapt=lr "
                              "(or lr,weight_decay for adamw)")
+    own = _optimizer(config.optimizer).hyperparameters()
+    unknown = [entry.split(":")[0] for entry in config.adapt if entry.split(":")[0] not in own]
+    if unknown:  # before any bounds are asked for: a misspelt name has none
+        raise ValueError(f"config key 'adapt': optimizer {config.optimizer!r} has no hyperparameter {unknown}; "
+                         f"it has {', '.join(sorted(own))}")
     ranges = []
     for entry in config.adapt:
         name, *bounds = entry.split(":")
@@ -184,7 +190,7 @@ def _halves(config: Config, task: str) -> tuple[int, int]:
 def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead: str | None) -> dict:
     """One training run; ``lookahead=None`` is the hand-tuned baseline (no adaptation)."""
     train, test = _data(dataset, config.data_dir or None, config.verify)
-    model = _task(task, tuple(train.x.shape[1:]))
+    model = _task(task, dataset)
     online = _online(config, task, model, lookahead)
     chance = math.log(int(train.y.max()) + 1)
     label = f"{task} {lookahead or 'baseline'} lr0={init_lr:g}"
@@ -213,7 +219,7 @@ def _cost(config: Config, task: str, dataset: str, lookahead: str | None) -> flo
     XLA's FLOP count of one step of the task at its batch size (traced and lowered, not
     compiled), so MLP and CNN runs share one bar."""
     shape = get_spec(dataset).image_shape
-    model = _task(task, shape)
+    model = _task(task, dataset)
     batch = (jax.ShapeDtypeStruct((per_task(config, task, "batch_size"), *shape), jnp.float32),
              jax.ShapeDtypeStruct((per_task(config, task, "batch_size"),), jnp.int32))
     params = jax.eval_shape(model.init, jax.random.key(0))
@@ -223,7 +229,14 @@ def _cost(config: Config, task: str, dataset: str, lookahead: str | None) -> flo
     return _online(config, task, model, lookahead).cost(*_halves(config, task)) * flops
 
 
+def _file_name(task: str) -> str:
+    """``task`` as a portable file name: a user's ``package.module:factory`` with ``_`` for
+    what is not a letter, digit or underscore (a colon is not portable)."""
+    return re.sub(r"\W", "_", task)
+
+
 def _unit_name(task: str, init_lr: float, lookahead: str | None) -> str:
+    task = _file_name(task)
     return f"{task}_baseline" if lookahead is None else f"{task}_{lookahead}_lr{init_lr:g}"
 
 
@@ -345,7 +358,7 @@ def _tasks(summary: dict) -> list[str]:
 
 
 def _figure(task: str) -> str:
-    return FIGURES.get(task, "online_" + re.sub(r"\W", "_", task))
+    return FIGURES.get(task, "online_" + _file_name(task))
 
 
 def plot(run_dir: RunDir) -> None:
@@ -363,7 +376,8 @@ def plot(run_dir: RunDir) -> None:
         fig, (ax_loss, ax_lr, *ax_others) = plt.subplots(1, 2 + len(others), figsize=(5.5 * (2 + len(others)), 4))
         init_lrs = sorted({r["init_lr"] for r in s["runs"]})
         colors = dict(zip(init_lrs, plt.cm.viridis(np.linspace(0, 0.9, len(init_lrs)))))
-        entries = [(f"{task}_baseline", f"baseline lr={s['baseline']['lr']:g}", "black", "-")] + [
+        base_lr = s["baseline"]["lr"]
+        entries = [(_unit_name(task, base_lr, None), f"baseline lr={base_lr:g}", "black", "-")] + [
             (r["unit"], f"{r['lookahead']} lr0={r['init_lr']:g}" + (" (diverged)" if r["diverged"] else ""),
              colors[r["init_lr"]], "-" if r["lookahead"] == "stochastic" else "--") for r in s["runs"]]
         for unit, label, color, style in entries:

@@ -85,7 +85,13 @@ def _reverse(f, x, fd_step):
 
 def _finite_difference(f, x, fd_step):
     """Central differences with relative steps ``±fd_step * |x_i|`` (``±fd_step`` at 0); a
-    Python loop over the few coordinates reuses f's compiled program."""
+    Python loop over the few coordinates reuses f's compiled program. A step within 1000 units
+    of roundoff of ``x``'s dtype is refused: ``x ± step`` would round to other steps (to none in
+    float32 at the default step), and the quotient be off by as much."""
+    resolution = float(jnp.finfo(x.dtype).eps)
+    if fd_step < 1000 * resolution:
+        raise ValueError(f"central differences with relative steps of {fd_step:g} in {x.dtype} (resolution "
+                         f"{resolution:.1e}): the steps round away; compute in float64 (jax.enable_x64)")
     steps = fd_step * jnp.where(x == 0, 1.0, jnp.abs(x))
     basis = jnp.diag(steps)
     grad = jnp.stack([(f(x + basis[i])[0] - f(x - basis[i])[0]) / (2 * steps[i]) for i in range(x.shape[0])])

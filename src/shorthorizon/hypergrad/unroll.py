@@ -56,8 +56,9 @@ def _take(data, idx):
 
 
 def batch_indices(key: jax.Array, size: int, batch_size: int) -> jax.Array:
-    """Indices of a batch drawn uniformly with replacement from ``size`` examples."""
-    return jax.random.randint(key, (batch_size,), 0, size)
+    """Indices of a batch drawn uniformly with replacement from ``size`` examples; int32 under
+    ``jax.enable_x64`` too, whose int64 draws would be other indices from the same key."""
+    return jax.random.randint(key, (batch_size,), 0, size, jnp.int32)
 
 
 def sample_batch(data: Data, key: jax.Array, batch_size: int) -> Data:

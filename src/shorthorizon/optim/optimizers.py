@@ -54,6 +54,10 @@ class Optimizer(NamedTuple):
     (its own parameters, e.g. ``decay_exponent``, are entries of ``hyper`` too). ``required``:
     hyperparameters that :meth:`init` must be given (the transformation holds placeholders).
 
+    The learning rate is ``lr`` here whatever the transformation calls it: optax's
+    ``learning_rate`` is ``lr`` in :attr:`OptState.hyper`, in :meth:`hyperparameters` and for
+    schedules and online runs, which set it by that name (one name per idea).
+
     Adam and its kin: give ``eps_root`` a tiny positive value (1e-30). With optax's default 0,
     a parameter whose gradient is exactly zero (a bias before BatchNorm, a dead unit) makes the
     derivative of sqrt(ν) infinite and every hypergradient NaN; 1e-30 changes no value.
@@ -73,34 +77,37 @@ class Optimizer(NamedTuple):
                             "optax.inject_hyperparams, e.g. optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3)")
         dtype = jax.tree.leaves(params)[0].dtype
         hyper = {k: jnp.asarray(v, dtype) for k, v in (hyper or {}).items()}
+        own = {ours: slots.hyperparams[k] for k, ours in _names(slots.hyperparams).items()}
+        reads = self._schedule_reads(hyper, own)
+        unknown = sorted(set(hyper) - set(own) - reads)  # first: a misspelt name explains what seems missing
+        if unknown:
+            raise ValueError(f"optimizer {self.name!r} has no hyperparameter {unknown}; its numeric "
+                             f"hyperparameters are {sorted(set(own) | reads)}")
         missing = [k for k in self.required if k not in hyper]
         if missing:
             raise ValueError(f"optimizer {self.name!r} needs a value for {missing}")
-        known = set(slots.hyperparams) | self._schedule_reads(hyper, slots.hyperparams)
-        unknown = sorted(set(hyper) - known)
-        if unknown:
-            raise ValueError(f"optimizer {self.name!r} has no hyperparameter {unknown}; its numeric "
-                             f"hyperparameters are {sorted(known)}")
-        return OptState(jnp.zeros((), jnp.int32), slots, {**slots.hyperparams, **hyper})
+        unread = sorted(reads - set(hyper))
+        if unread:
+            raise ValueError(f"optimizer {self.name!r}: its schedule needs hyperparameter {unread[0]!r}")
+        return OptState(jnp.zeros((), jnp.int32), slots, {**own, **hyper})
 
     def hyperparameters(self) -> dict:
         """The transformation's hyperparameters and their default values (``required`` ones
         hold placeholders)."""
-        return dict(self.tx.init(jnp.zeros(())).hyperparams)
+        own = self.tx.init(jnp.zeros(())).hyperparams
+        return {ours: own[k] for k, ours in _names(own).items()}
 
     def _schedule_reads(self, hyper: dict, own: dict) -> set:
-        """The names the schedule reads from ``hyper`` (found by calling it once); ``own``: the
-        transformation's hyperparameters, which must include the ``lr`` it sets."""
+        """The names the schedule reads from ``hyper`` (found by calling it once; those ``hyper``
+        lacks read as 0); ``own``: the transformation's hyperparameters, which must include the
+        ``lr`` it sets."""
         if self.schedule is None:
             return set()
         if "lr" not in own:
             raise ValueError(f"optimizer {self.name!r}: a schedule sets the hyperparameter 'lr', which it does not "
                              "have; name its learning rate lr (e.g. inject_hyperparams(lambda lr, ...: ...))")
         reads = _Reads(hyper)
-        try:
-            self.schedule(reads, jnp.zeros((), jnp.int32))
-        except KeyError as err:
-            raise ValueError(f"optimizer {self.name!r}: its schedule needs hyperparameter {err}") from None
+        self.schedule(reads, jnp.zeros((), jnp.int32))
         return reads.names
 
     def update(self, grads, state: OptState, params) -> tuple[Any, OptState]:
@@ -108,13 +115,21 @@ class Optimizer(NamedTuple):
         values = dict(state.hyper)
         if self.schedule is not None:
             values["lr"] = self.schedule(state.hyper, state.step)
-        slots = state.slots._replace(hyperparams={k: values[k] for k in state.slots.hyperparams})
+        names = _names(state.slots.hyperparams)
+        slots = state.slots._replace(hyperparams={k: values[ours] for k, ours in names.items()})
         updates, slots = self.tx.update(grads, slots, params)
         return optax.apply_updates(params, updates), state._replace(step=state.step + 1, slots=slots)
 
 
+def _names(optax_names) -> dict:
+    """The transformation's hyperparameter names -> this package's: optax's ``learning_rate``
+    is ``lr`` (unless the transformation has both)."""
+    rename = "learning_rate" in optax_names and "lr" not in optax_names
+    return {k: "lr" if rename and k == "learning_rate" else k for k in optax_names}
+
+
 class _Reads(dict):
-    """A dict that records which keys were read."""
+    """A dict that records which keys were read; a key it lacks reads as 0."""
 
     def __init__(self, values):
         super().__init__(values)
@@ -122,7 +137,7 @@ class _Reads(dict):
 
     def __getitem__(self, key):
         self.names.add(key)
-        return super().__getitem__(key)
+        return super().__getitem__(key) if key in self else jnp.zeros(())
 
 
 def _heavy_ball(lr, momentum):

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import jax
 
-from shorthorizon.tasks import Task, classification_loss, classification_metrics
+from shorthorizon.tasks.base import Task, classification_loss, classification_metrics
 
 
 def _typed(key: jax.Array) -> jax.Array:
@@ -73,11 +73,14 @@ def nnx_classifier(make_model: Callable[[Any], Any], name: str = "nnx") -> Task:
         loss = classification_loss(model(x), y)
         return loss, (nnx.split(model, *filters)[3], {"loss": loss})
 
+    def apply(params, model_state, x):
+        return nnx.merge(eval_def, params, rngs, model_state)(x)
+
     def evaluate(params, model_state, batch):
         x, y = batch
-        return classification_metrics(nnx.merge(eval_def, params, rngs, model_state)(x), y)
+        return classification_metrics(apply(params, model_state, x), y)
 
-    return Task(name, init, loss, evaluate, init_state)
+    return Task(name, init, loss, evaluate, init_state, apply)
 
 
 def equinox_classifier(make_model: Callable[[jax.Array], Any], name: str = "equinox") -> Task:
@@ -116,8 +119,11 @@ def equinox_classifier(make_model: Callable[[jax.Array], Any], name: str = "equi
         loss = classification_loss(logits, y)
         return loss, (model_state, {"loss": loss})
 
+    def apply(params, model_state, x):
+        return forward(eval_static, params, model_state, x, None)[0]
+
     def evaluate(params, model_state, batch):
         x, y = batch
-        return classification_metrics(forward(eval_static, params, model_state, x, None)[0], y)
+        return classification_metrics(apply(params, model_state, x), y)
 
-    return Task(name, lambda key: build(key)[0], loss, evaluate, lambda key: build(key)[2])
+    return Task(name, lambda key: build(key)[0], loss, evaluate, lambda key: build(key)[2], apply)
