@@ -1,6 +1,7 @@
 """Configs, the results folder and the executors' resume behaviour."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -79,7 +80,7 @@ def test_a_stored_unit_computed_from_other_arguments_is_recomputed(tmp_path, cap
 def test_progress_advances_by_cost_from_the_stored_units(tmp_path, monkeypatch):
     """Units of different cost: the bar's length is their sum, a resumed sweep starts at the
     stored units' cost, and each finished unit moves it by its own cost."""
-    import shorthorizon.runners as runners
+    import shorthorizon.runners.units as runners
 
     bars = []
 
@@ -147,3 +148,16 @@ def test_config_and_summary_round_trip(tmp_path):
     assert written["wall_time_s"] > 0
     config = (tmp_path / "config.json").read_text()
     assert '"horizons": [' in config and '"jax":' in config and '"device":' in config
+
+
+def test_ray_join_limits_are_set_for_the_block_only(monkeypatch):
+    """ensure_ray sets Ray's join limits in the environment while it joins; afterwards a key
+    it set is gone and a key the environment had holds its value again, even when joining fails."""
+    from shorthorizon.runners.ray import _temporary_env
+
+    monkeypatch.setenv("SHORTHORIZON_TEST_KEPT", "mine")
+    monkeypatch.delenv("SHORTHORIZON_TEST_NEW", raising=False)
+    with pytest.raises(ConnectionError), _temporary_env({"SHORTHORIZON_TEST_KEPT": "1", "SHORTHORIZON_TEST_NEW": "2"}):
+        assert (os.environ["SHORTHORIZON_TEST_KEPT"], os.environ["SHORTHORIZON_TEST_NEW"]) == ("1", "2")
+        raise ConnectionError
+    assert os.environ["SHORTHORIZON_TEST_KEPT"] == "mine" and "SHORTHORIZON_TEST_NEW" not in os.environ

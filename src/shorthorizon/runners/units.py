@@ -1,0 +1,123 @@
+"""Units of work and the sweep that runs them, in-process or on Ray.
+
+A *unit* is a named, pure computation ``fn(**kwargs) -> dict of arrays``. Finished units are
+stored in the run directory and skipped on the next run, so an interrupted sweep resumes,
+and the same seeds give the same numbers on either executor.
+
+Units of one sweep may differ in cost (an SMD fit at T = 20,000 against one at T = 100). Each
+unit carries an estimate of its ``cost`` in any unit shared by the sweep; the progress bar
+advances by cost, not by count, so its time left is right when the costs are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from shorthorizon.results import RunDir
+from shorthorizon.runners.ray import run_ray
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    cost: float = 1.0  # relative to the other units of the sweep: the progress bar's weight
+
+
+def run_units(
+    fn: Callable[..., Mapping[str, Any]],
+    units: Sequence[Unit],
+    run_dir: RunDir,
+    executor: str = "local",
+    ray_address: str | None = None,
+    desc: str = "units",
+) -> dict[str, dict[str, np.ndarray]]:
+    """Run every unit not yet stored in ``run_dir``; return all results, keyed by unit name."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+    if not units:
+        return {}  # no stage to show (e.g. offline's zoom when no horizon is zoomed)
+    names = [u.name for u in units]
+    if len(set(names)) != len(names):
+        raise ValueError(f"unit names must be unique, got {names}")
+    pending = [u for u in units if not _stored(run_dir, u)]
+    waiting = {u.name for u in pending}
+    bar = CostBar(units, [name for name in names if name not in waiting], desc)
+    def work(kwargs):
+        return _to_numpy(fn(**kwargs))
+
+    def finished(unit, result):
+        run_dir.save_unit(unit.name, result, inputs(unit))
+        bar.finished(unit.name)
+
+    try:
+        if executor == "local":
+            for unit in pending:
+                finished(unit, work(unit.kwargs))
+        else:
+            run_ray(work, pending, ray_address, finished)
+    finally:
+        bar.close()
+    return {name: run_dir.load_unit(name) for name in names}
+
+
+class CostBar:
+    """A progress bar over ``units`` whose length is the sum of their costs; its label counts
+    the finished units."""
+
+    def __init__(self, units: Sequence[Unit], done: Sequence[str], desc: str):
+        self.cost = {u.name: float(u.cost) for u in units}
+        self.done, self.desc = set(done), desc
+        self.bar = tqdm(total=sum(self.cost.values()), initial=sum(self.cost[n] for n in self.done),
+                        desc=self._label(), bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]", dynamic_ncols=True)
+
+    def _label(self) -> str:
+        return f"{self.desc} ({len(self.done)}/{len(self.cost)} units)"
+
+    def finished(self, name: str) -> None:
+        self.done.add(name)
+        self.bar.set_description_str(self._label(), refresh=False)
+        self.bar.update(self.cost[name])
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def inputs(unit: Unit) -> str:
+    """A unit's arguments as canonical JSON (configs as their fields): what it is stored with,
+    so that a unit of the same name computed from other arguments is never taken for it."""
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {"type": type(value).__name__, **dataclasses.asdict(value)}
+        if isinstance(value, (np.ndarray, np.generic)):
+            return value.tolist()
+        raise TypeError(f"unit {unit.name!r}: an argument of type {type(value).__name__} cannot be recorded")
+
+    return json.dumps(dict(unit.kwargs), sort_keys=True, default=plain)
+
+
+def _stored(run_dir: RunDir, unit: Unit) -> bool:
+    """Whether ``unit`` is stored, computed from its arguments. A stored unit of its name
+    computed from others (the code that derives them changed since) is recomputed, and said so;
+    one stored without a record (an older version's) is taken as it is."""
+    if not run_dir.has_unit(unit.name):
+        return False
+    stored = run_dir.unit_inputs(unit.name)
+    if stored is None or stored == inputs(unit):
+        return True
+    print(f"unit {unit.name!r} in {run_dir.path} was computed from other arguments than this run gives it; "
+          "recomputing it", file=sys.stderr)
+    return False
+
+
+def _to_numpy(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in result.items()}
