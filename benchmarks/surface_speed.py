@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from hypergrad_speed import best_times  # this folder's: the same interleaved timing
-from shorthorizon.hypergrad import Data
+from shorthorizon.hypergrad import Data, batches
 from shorthorizon.meta import offline
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.tasks import mlp
@@ -44,7 +44,7 @@ def main() -> None:
     key = jax.random.PRNGKey(0)
     data = Data(jax.random.uniform(key, (10_000, 28, 28, 1)), jax.random.randint(key, (10_000,), 0, 10))
     paper = offline.Offline(mlp(), momentum(inverse_time(5000.0)))
-    problem = offline.warm_start(paper, data, key, offline.epoch_batches(data, key, 2, 100), 5,
+    problem = offline.warm_start(paper, data, key, batches(data, key, 2, 100, replace=False), 5,
                                  {"lr": 0.1, "momentum": 0.9})
     horizons = (args.steps // 2, args.steps)
     lr0 = jnp.geomspace(0.003, 0.3, args.settings)

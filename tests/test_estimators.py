@@ -227,3 +227,50 @@ def test_objective_gradient_es_matches_the_exact_gradient_of_a_quadratic(x64):
     value, forward = Truncated().objective_gradient(f, hyper, jax.random.PRNGKey(0))
     assert float(value) == 3.0 - 2.0 + 2.0
     np.testing.assert_allclose([forward["a"], forward["b"]], exact)
+
+
+def test_a_new_estimator_is_one_class_and_one_entry_in_the_table(raw, monkeypatch):
+    """Adding an estimator touches this module alone: a class (here forward mode with every
+    estimate halved, so its answers are known) and its name in ESTIMATORS. By name it is then
+    made, labelled and costed, drives SMD, and the commands' configs accept it."""
+    import dataclasses
+
+    from shorthorizon import config as configlib
+    from shorthorizon.experiments import offline as offline_experiment
+    from shorthorizon.experiments import truncated as truncated_experiment
+    from shorthorizon.hypergrad import ESTIMATORS
+
+    @dataclasses.dataclass(frozen=True)
+    class Halved(Truncated):
+        @property
+        def name(self):
+            return "halved"
+
+        def estimate_particles(self, state, hyper, key):
+            losses, grads, state = super().estimate_particles(state, hyper, key)
+            return losses, jax.tree.map(lambda g: g / 2, grads), state
+
+        def objective_gradient(self, f, hyper, key):
+            value, grads = super().objective_gradient(f, hyper, key)
+            return value, jax.tree.map(lambda g: g / 2, grads)
+
+    monkeypatch.setitem(ESTIMATORS, "halved", (Halved, {"mode": "forward"}))
+    exact = ExactNQM(small_nqm(), T)
+    halved, forward = make_estimator("halved", exact, truncation=8), make_estimator("forward", exact, truncation=8)
+    key = jax.random.PRNGKey(0)
+    _, g_half, _ = halved.estimate(halved.init(raw, key), raw, key)
+    _, g_full, _ = forward.estimate(forward.init(raw, key), raw, key)
+    np.testing.assert_allclose(sorted_vec(g_half), sorted_vec(g_full) / 2, rtol=1e-12)
+    assert halved.label(T) == "halved_K8" and halved.work(3) == forward.work(3)
+
+    f = lambda h, key: (h["a"] - 1.0) ** 2  # SMD's recorded hypergradient is the estimator's
+    _, (_, grads, _) = SMD(f, estimator=make_estimator("halved")).run(SMD().init({"a": 0.0}),
+                                                                      jax.random.split(key, 1))
+    np.testing.assert_allclose(grads["a"][0], -1.0)
+
+    offline_config = dataclasses.replace(offline_experiment.PRESETS["quick"], estimator="halved")
+    offline_experiment.validate(offline_config)
+    assert isinstance(configlib.estimator(offline_config), Halved)
+    truncated_config = dataclasses.replace(truncated_experiment.PRESETS["quick"], estimators=("halved", "pes"))
+    truncated_experiment.validate(truncated_config)
+    assert truncated_experiment.names(truncated_config) == ["smd_full", "halved_K100", "pes_K100"]

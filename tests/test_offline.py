@@ -14,6 +14,7 @@ from shorthorizon.cli import main
 from shorthorizon.data import make_fake_dataset, store
 from shorthorizon.data import splits
 from shorthorizon.experiments import offline as experiment
+from shorthorizon.hypergrad import batches
 from shorthorizon.meta import offline
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
@@ -60,7 +61,7 @@ def test_surface_horizons_are_prefixes_of_one_unroll(fake_dir):
     of that pair alone on the same key."""
     _, train, _ = splits.load("mnist", str(fake_dir), verify=False)
     paper, key = offline.Offline(mlp(), momentum(inverse_time(5000.0))), jax.random.PRNGKey(3)
-    eval_set = offline.epoch_batches(train, key, 2, 100)
+    eval_set = batches(train, key, 2, 100, replace=False)
     problem = offline.warm_start(paper, train, key, eval_set, 5, HEAVY_BALL)
     lr0, decay_exponent = jnp.array([0.01, 0.2, 0.05]), jnp.array([0.1, 50.0, 1.0])
     losses = offline.surface(paper, problem, lr0, decay_exponent, key, (3, 7), batch_size=2)
@@ -84,7 +85,7 @@ def test_smd_reaches_the_best_region_of_the_surface():
     _, train, _ = splits.load("fashion-mnist")
     key = jax.random.PRNGKey(0)
     paper = offline.Offline(mlp(), momentum(inverse_time(5000.0)), meta_lr=0.1)  # the paper's box
-    problem = offline.warm_start(paper, train, key, offline.epoch_batches(train, key, 10, 100), 50, HEAVY_BALL)
+    problem = offline.warm_start(paper, train, key, batches(train, key, 10, 100, replace=False), 50, HEAVY_BALL)
     config = experiment.PRESETS["quick"]
     rng = np.random.default_rng(0)
     lr0 = np.exp(rng.uniform(*np.log(config.lr0_range), 48)).astype(np.float32)

@@ -9,7 +9,7 @@ import pytest
 from shorthorizon.cli import main
 from shorthorizon.data import make_fake_dataset
 from shorthorizon.experiments import truncated as experiment
-from shorthorizon.hypergrad import Data, make_estimator
+from shorthorizon.hypergrad import Data, batches, make_estimator
 from shorthorizon.meta import offline
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
@@ -23,7 +23,7 @@ def test_windowed_memory_does_not_grow_with_the_horizon():
     key = jax.random.PRNGKey(0)
     data = Data(jax.random.uniform(key, (64, 4, 4, 1)), jnp.arange(64) % 10)
     paper = offline.Offline(task, momentum(inverse_time(5000.0)), batch_size=8)
-    problem = offline.warm_start(paper, data, key, offline.epoch_batches(data, key, 2, 8), 2,
+    problem = offline.warm_start(paper, data, key, batches(data, key, 2, 8, replace=False), 2,
                                  {"lr": 0.1, "momentum": 0.9})
     raw = paper.space.to_raw({"lr": jnp.asarray(0.03), "decay_exponent": jnp.asarray(1.0)})
 

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
-from functools import lru_cache
 
 import jax
 import numpy as np
 
 from shorthorizon import config as configlib
-from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, require
 from shorthorizon.data import splits
-from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, surface_points, validate_problem
+from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, surface_points,
+                                           validate_problem, zoom_points)
 from shorthorizon.meta.smd import EVALUATION_COST
-from shorthorizon.report.figures import smooth
+from shorthorizon.report.figures import surface_panel
 from shorthorizon.results import RunDir, fmt, read_json
 from shorthorizon.runners import Unit, run_units
 
@@ -59,9 +57,8 @@ class Config(OfflineConfig):
 
 PRESETS = {
     "paper": Config(),
-    # Quick: the same problem, scaled so `reproduce --preset quick` stays within its budget on
-    # a 2-core CPU (SMD's forward-mode unrolls dominate: restarts x meta_steps x sum(horizons)).
-    # Horizons 100 -> 3000 (30x). The shortest is the paper's: below ~100 steps the decay
+    # Quick: the same problem within the quick reproduction's budget (SMD's forward-mode unrolls
+    # dominate: restarts x meta_steps x sum(horizons)). Horizons 100 -> 3000 (30x). The shortest is the paper's: below ~100 steps the decay
     # barely changes the objective and SMD's noise decides. The longest is also the long
     # run: on Fashion-MNIST a good schedule needs ~3000 steps (5 epochs) to pull 1.5x ahead
     # of one that stalled early (at 2000 steps we measured 1.43x). 24 surface samples
@@ -80,9 +77,9 @@ PRESETS = {
         meta_chunk=10,
         curve_points=20,
     ),
-    # The paper's problem, horizons, box, evaluation set and long runs within an hour on a 2-core
-    # CPU (the paper's algorithm, above, needs weeks here: run `--preset paper` to see its
-    # estimate). A fit of two hyperparameters is what the surface shows: 128 log-uniform samples
+    # The paper's problem, horizons, box, evaluation set and long runs at a fraction of the
+    # paper's algorithm's cost (each run prints its estimate; `--preset paper`'s is weeks on a
+    # CPU). A fit of two hyperparameters is what the surface shows: 128 log-uniform samples
     # of the paper's box, each trained 20,000 steps once, give all four horizons' objectives
     # (prefixes of one unroll, vmapped, on the batches every fit is judged by). SMD then refines
     # each horizon's two best samples where a meta-step is affordable (T <= 1000: 50 meta-steps;
@@ -124,22 +121,11 @@ def surface_unit(config: Config, chunk: int) -> dict:
     return {"loss": fit.surface(lr0, decay_exponent, tuple(sorted(config.horizons)))}
 
 
-def zoom_points(config: Config, horizon: int, lr0: float, decay_exponent: float) -> tuple[np.ndarray, np.ndarray]:
-    """``zoom_samples`` (lr0, decay_exponent) pairs for ``horizon``: the first is (lr0,
-    decay_exponent) itself, the others log-uniform within ``zoom_width`` decades of it on each
-    axis, inside the surface box."""
-    rng = np.random.default_rng([config.seed, horizon])
-    points = []
-    for center, box in ((lr0, config.lr0_range), (decay_exponent, config.decay_exponent_range)):
-        low, high = (np.clip(np.log10(center) + w, *np.log10(box)) for w in (-config.zoom_width, config.zoom_width))
-        points.append(np.concatenate([[center], 10 ** rng.uniform(low, high, config.zoom_samples - 1)]))
-    return points[0].astype(np.float32), points[1].astype(np.float32)
-
-
 def zoom_unit(config: Config, horizon: int, lr0: float, decay_exponent: float) -> dict:
     """The meta-objective at ``horizon`` of :func:`zoom_points` around (lr0, decay_exponent),
     on the surface's batches (its value at the center is the surface's)."""
-    lr0s, decay_exponents = zoom_points(config, horizon, lr0, decay_exponent)
+    lr0s, decay_exponents = zoom_points(config, horizon, (lr0, decay_exponent), config.zoom_width,
+                                        config.zoom_samples)
     loss = problem(config).surface(lr0s, decay_exponents, (horizon,))[0]
     return {"lr0": lr0s, "decay_exponent": decay_exponents, "loss": loss}
 
@@ -176,10 +162,9 @@ def restarts(config: Config, horizon: int) -> range:
 
 
 def smd_cost(config: Config, horizon: int) -> float:
-    """One SMD run at ``horizon`` in plain training steps: every meta-step differentiates a
-    ``horizon``-step unroll and the evaluation of its objective on ``eval_batches`` batches
-    (the estimator's ``work``), and the fit is evaluated once. With the paper's 600 evaluation batches a
-    fit at T = 20,000 costs as much as ~ 60 at T = 100."""
+    """One SMD run at ``horizon`` in plain training steps: every meta-step differentiates (the
+    estimator's ``work``) a ``horizon``-step unroll and its objective on ``eval_batches``
+    batches, and the fit is evaluated once."""
     evaluation = horizon + config.eval_batches * EVALUATION_COST
     return (meta_steps(config, horizon) * configlib.estimator(config).work(2) + 1) * evaluation
 
@@ -205,11 +190,8 @@ def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
     return problem(config).long_run(lr0, decay_exponent, max(config.horizons))
 
 
-@lru_cache(maxsize=2)
-def steps_per_second(config: Config) -> float:
-    """Plain training speed at the shortest horizon (the program SMD's final evaluation
-    compiled already): :meth:`OfflineFit.steps_per_second`."""
-    return problem(config).steps_per_second(min(config.horizons), (config.init_lr0[0], config.init_decay_exponent[0]))
+def _start(config: Config) -> tuple[float, float]:
+    return config.init_lr0[0], config.init_decay_exponent[0]
 
 
 # --- the experiment ------------------------------------------------------------------
@@ -238,7 +220,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     horizons = sorted(config.horizons)
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
     if not run_dir.has_unit(f"long_T{horizons[-1]}"):
-        _print_estimate(config)
+        problem(config).announce(NAME, estimated_cost(config), min(config.horizons), _start(config))
 
     chunks = range(config.surface_samples // config.surface_chunk)
     surface = run_units(surface_unit, [Unit(f"surface_c{c}", dict(config=config, chunk=c)) for c in chunks],
@@ -252,8 +234,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     # the best restart of each horizon; None where every restart diverged (no long run then)
     objectives = {h: np.array([fits[f"smd_T{h}_r{r}"]["meta_objective"] for r in restarts(config, h)])
                   for h in horizons}
-    best = {h: int(np.nanargmin(o)) if np.isfinite(o).any() else None for h, o in objectives.items()}
-    fitted = {h: fits[f"smd_T{h}_r{best[h]}"] for h in horizons if best[h] is not None}
+    best_restart = {h: int(best(o)[0]) if np.isfinite(o).any() else None for h, o in objectives.items()}
+    fitted = {h: fits[f"smd_T{h}_r{best_restart[h]}"] for h in horizons if best_restart[h] is not None}
     zooms = run_units(zoom_unit, [Unit(f"zoom_T{h}", dict(config=config, horizon=h, lr0=starts[h][0][0],
                                                           decay_exponent=starts[h][0][1]), cost=h)
                                   for h in zoomed(config)], desc="zoom", **stage)
@@ -266,26 +248,22 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                   for h, fit in fitted.items()]
     pending = sum(not run_dir.has_unit(u.name) for u in long_units)
     if pending:
-        rate = steps_per_second(config)
-        print(f"[{NAME}] long runs: {pending} x {horizons[-1]} steps at {rate:.0f} steps/s measured "
-              f"-> about {pending * horizons[-1] / rate:.0f} s of training on one process",
-              file=sys.stderr)
+        problem(config).announce(f"{NAME} long runs", {"training": pending * horizons[-1]}, min(horizons), _start(config))
     long = run_units(long_run_unit, long_units, desc="long runs", **stage)
     step = np.arange(config.curve_points + 1) * (horizons[-1] // config.curve_points)
-    missing = {"train_loss": np.full(len(step), np.nan), "test_error": np.full(len(step), np.nan)}
+    missing = dict.fromkeys(("train_loss", "test_error"), np.full(len(step), np.nan))
 
     lr0, decay_exponent = surface_points(config)
     run_dir.save_curves("surface", horizon=horizons, lr0=lr0, decay_exponent=decay_exponent,
                         lr0_range=config.lr0_range, decay_exponent_range=config.decay_exponent_range,
                         loss=surface_loss)
     # horizons differ in restarts and meta-steps: NaN pads the missing ones
-    run_dir.save_curves("smd", horizon=horizons, best_restart=[-1 if best[h] is None else best[h] for h in horizons],
+    run_dir.save_curves("smd", horizon=horizons, best_restart=[-1 if best_restart[h] is None else best_restart[h] for h in horizons],
                         **{k: _padded([[fits[f"smd_T{h}_r{r}"][k] for r in restarts(config, h)] for h in horizons])
                            for k in ("lr0", "decay_exponent", "objective", "meta_objective")})
     if zooms:
         run_dir.save_curves("zoom", horizon=zoomed(config), width=config.zoom_width,
-                            **{k: [zooms[f"zoom_T{h}"][k] for h in zoomed(config)] for k in ("lr0", "decay_exponent",
-                                                                                            "loss")})
+                            **{k: [zooms[f"zoom_T{h}"][k] for h in zoomed(config)] for k in ("lr0", "decay_exponent", "loss")})
     run_dir.save_curves("long_runs", horizon=horizons, step=step,
                         **{k: [long.get(f"long_T{h}", missing)[k] for h in horizons] for k in missing})
 
@@ -301,10 +279,8 @@ def _starts(config: Config, horizons, surface_loss: np.ndarray) -> dict:
         return {h: [(config.init_lr0[r], config.init_decay_exponent[r]) for r in restarts(config, h)]
                 for h in horizons}
     lr0, decay_exponent = surface_points(config)
-    best = {h: np.argsort(np.where(np.isfinite(loss), loss, np.inf), kind="stable")
+    return {h: [(float(lr0[i]), float(decay_exponent[i])) for i in best(loss)[:len(restarts(config, h))]]
             for h, loss in zip(horizons, surface_loss)}
-    return {h: [(float(lr0[i]), float(decay_exponent[i])) for i in best[h][:len(restarts(config, h))]]
-            for h in horizons}
 
 
 def _surface_wins(config: Config, horizons, surface_loss: np.ndarray, fitted: dict, zooms: dict) -> dict:
@@ -322,7 +298,7 @@ def _surface_wins(config: Config, horizons, surface_loss: np.ndarray, fitted: di
                                                                       (loss, "loss")))
         if not np.isfinite(loss).any():
             continue
-        i = int(np.nanargmin(np.where(np.isfinite(loss), loss, np.nan)))
+        i = int(best(loss)[0])
         if h not in fitted or not meta_steps(config, h) or loss[i] < float(fitted[h]["meta_objective"]):
             wins[h] = {"lr0": a[i:i + 1], "decay_exponent": b[i:i + 1], "meta_objective": loss[i],
                        "from_surface": True}
@@ -338,24 +314,6 @@ def _padded(rows: list[list]) -> np.ndarray:
         for j, a in enumerate(row):
             out[i, j, :np.size(a)] = np.ravel(a)
     return out[..., 0] if all(np.ndim(a) == 0 for row in rows for a in row) else out
-
-
-def _print_estimate(config: Config) -> None:
-    """The run's estimated cost, before it starts (plain training speed measured now)."""
-    cost = estimated_cost(config)
-    rate = steps_per_second(config)
-    total = sum(cost.values())
-    print(f"[{NAME}] estimated cost: {total:.3g} plain training steps ("
-          + ", ".join(f"{k} {v:.3g}" for k, v in cost.items())
-          + f") at {rate:.0f} steps/s measured -> about {_duration(total / rate)} on one process "
-          "(the vmapped surface runs at about that speed on a CPU)", file=sys.stderr)
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.0f} s"
 
 
 def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
@@ -377,13 +335,9 @@ def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
         per_horizon[str(h)] = {**row, "diverged": not math.isfinite(row["final_train_loss"]),
                                "diverged_restarts": np.flatnonzero(~np.isfinite(objectives[h])).tolist()}
     short, longest = per_horizon[str(horizons[0])], per_horizon[str(horizons[-1])]
-    return {
-        "dataset": config.dataset,
-        "long_horizon": horizons[-1],
-        "horizons": per_horizon,
-        "decay_exponent_ratio": short["decay_exponent"] / longest["decay_exponent"],
-        "final_train_loss_ratio": short["final_train_loss"] / longest["final_train_loss"],
-    }
+    return {"dataset": config.dataset, "long_horizon": horizons[-1], "horizons": per_horizon,
+            "decay_exponent_ratio": short["decay_exponent"] / longest["decay_exponent"],
+            "final_train_loss_ratio": short["final_train_loss"] / longest["final_train_loss"]}
 
 
 # --- figures and report: saved results only ----------------------------------------------
@@ -397,18 +351,10 @@ def plot(run_dir: RunDir) -> None:
     zoom = run_dir.load_curves("zoom") if (run_dir.path / "zoom.npz").exists() else {"horizon": []}
     fits = run_dir.read_summary()["horizons"]
     horizons = [int(h) for h in surface["horizon"]]
-    x, y = np.log10(surface["lr0"]), np.log10(surface["decay_exponent"])
-
-    box = [np.log10(surface[k]) for k in ("lr0_range", "decay_exponent_range")]
     fig, axes = plt.subplots(1, len(horizons), figsize=(4.6 * len(horizons), 3.8), squeeze=False,
                              layout="constrained")
     for i, (ax, h) in enumerate(zip(axes[0], horizons)):
-        loss = surface["loss"][i]
-        finite = np.isfinite(loss)
-        z = np.log10(np.where(finite, loss, loss[finite].max() if finite.any() else 1.0))
-        gx, gy, gz = smooth(x, y, z, *box)
-        levels = ax.contourf(gx, gy, gz, levels=20, cmap="viridis")
-        fig.colorbar(levels, ax=ax, label="log10 meta-objective")
+        surface_panel(fig, ax, surface, surface["loss"][i], "log10 meta-objective")
         for r in range(smd["lr0"].shape[1]):
             steps = np.isfinite(smd["lr0"][i, r])  # NaN pads restarts and meta-steps a horizon lacks
             if not steps.any():
@@ -453,15 +399,6 @@ def is_paper_horizons(config) -> bool:
             and (min(get("horizons")), max(get("horizons"))) == (min(paper.horizons), max(paper.horizons)))
 
 
-def _optimizer_text(config: dict) -> str:
-    """The base optimizer as the report names it, from a stored config (older ones: the heavy ball)."""
-    name = config.get("optimizer", "momentum")
-    parts = [] if name == "momentum" else [f"optimizer {name}"]
-    if "momentum" in optim.make_optimizer(name).hyperparameters():
-        parts.append(f"momentum {config['momentum']:g}" + ("" if name == "momentum" else " (b1)"))
-    return ", ".join(parts + list(config.get("hyper", ())))
-
-
 def report(run_dir: RunDir, prefix: str = "") -> str:
     s = run_dir.read_summary()
     config = read_json(run_dir.path / "config.json")["config"]
@@ -497,7 +434,7 @@ These horizons are not the paper's (T = 100 ... 20,000), so its ratios are not s
     return f"""## Offline meta-optimization: short-horizon bias (Section 3.2, Figures 5-6)
 
 Dataset: **{s['dataset']}**. An inverse-time schedule lr_t = lr0 (1 + t/{config['decay_steps']:g})^(-decay_exponent),
-{_optimizer_text(config)}, for each horizon T from a shared {config['warm_start_steps']}-step warm start,
+{optimizer_text(config)}, for each horizon T from a shared {config['warm_start_steps']}-step warm start,
 {fit}; each horizon's schedule is then trained for {s['long_horizon']} steps.
 
 | horizon T | lr0 | decay exponent | meta-objective | final train loss | final test error |

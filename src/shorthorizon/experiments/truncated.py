@@ -12,7 +12,7 @@ warm start; :class:`shorthorizon.meta.offline_fit.OfflineFit`) at one whole-run 
   objective is the **mean training loss over the run** (each window contributes the minibatch
   losses of its steps): with the loss at T alone, every window but the last would carry no
   signal.
-- **The reference** (``smd_full``): today's full-horizon forward-mode SMD of the **loss at T**
+- **The reference** (``smd_full``): full-horizon forward-mode SMD of the **loss at T**
   on the fixed evaluation batches, unrolling all T steps per meta-step.
 
 Every fit gets the same budget of inner steps (``fit_inner_steps``, counting every particle's
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass
 
@@ -38,7 +37,7 @@ from shorthorizon.config import POSITIVE, require
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, make_estimator
 from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, surface_points, validate_problem
-from shorthorizon.report.figures import smooth
+from shorthorizon.report.figures import surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -70,9 +69,9 @@ class Config(OfflineConfig):
 
 PRESETS = {
     "paper": Config(),
-    # Quick: the issue's problem, T = 3,000 on Fashion-MNIST, K = 100 (30 windows per run).
-    # Budget 90k inner steps per fit: 30 meta-steps of the reference, about 4 minutes of
-    # forward mode on a 2-core CPU; 50 evaluation batches as the offline quick preset.
+    # Quick: T = 3,000 on Fashion-MNIST, K = 100 (30 windows per run). Budget 90k inner steps
+    # per fit: 30 meta-steps of the reference, a few minutes of forward mode on a CPU; 50
+    # evaluation batches as the offline quick preset.
     "quick": Config(
         dataset="fashion-mnist",
         horizon=3000,
@@ -181,18 +180,11 @@ def fit_cost(config: Config, estimator: str) -> float:
 
 
 def _announce_cost(config: Config, run_dir: RunDir) -> None:
-    """Print what the pending fits cost before they start: inner steps, and seconds at the
-    plain-training rate measured here (:func:`fit_cost`)."""
-    pending = [e for e in ("reference", *config.estimators)
-               if not run_dir.has_unit(f"fit_{REFERENCE if e == 'reference' else e}")]
-    if not pending:
-        return
-    steps = sum(inner_steps(config, e) for e in pending)
-    work = sum(fit_cost(config, e) for e in pending)
-    rate = problem(config).steps_per_second(config.horizon, _start(config))
-    print(f"[{NAME}] {len(pending)} fits, {steps:,} inner steps, {work:,.0f} plain-step equivalents (a "
-          f"differentiated step counts as several). Plain training here: {rate:.0f} steps/s -> about "
-          f"{work / rate / 60:.0f} min on one process", file=sys.stderr)
+    """Print what the pending fits cost before they start (:func:`fit_cost`)."""
+    pending = {f"{REFERENCE if e == 'reference' else e}": fit_cost(config, e) for e in ("reference", *config.estimators)
+               if not run_dir.has_unit(f"fit_{REFERENCE if e == 'reference' else e}")}
+    if pending:
+        problem(config).announce(NAME, pending, config.horizon, _start(config))
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
@@ -229,7 +221,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
 
 
 def _summary(config: Config, fits: dict, long: dict) -> dict:
-    """``estimators``: one entry per fit (the issue's schema, plus meta-steps and the ratios to
+    """``estimators``: one entry per fit (what it fitted and how it did, meta-steps, the ratios to
     the reference); numbers that are not finite are written as null."""
     entries = {}
     for n, f in fits.items():
@@ -273,13 +265,7 @@ def plot(run_dir: RunDir) -> None:
     horizon = run_dir.read_summary()["horizon"]
 
     fig, (ax_surface, ax_path) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    loss = surface["loss"]
-    finite = np.isfinite(loss)
-    z = np.log10(np.where(finite, loss, loss[finite].max() if finite.any() else 1.0))
-    box = [np.log10(surface[k]) for k in ("lr0_range", "decay_exponent_range")]
-    gx, gy, gz = smooth(np.log10(surface["lr0"]), np.log10(surface["decay_exponent"]), z, *box)
-    fig.colorbar(ax_surface.contourf(gx, gy, gz, levels=20, cmap="viridis"), ax=ax_surface,
-                 label=f"log10 training loss at T = {horizon}")
+    surface_panel(fig, ax_surface, surface, surface["loss"], f"log10 training loss at T = {horizon}")
     for n, f in fits.items():
         x, y = np.log10(f["lr0"]), np.log10(f["decay_exponent"])
         ax_surface.plot(x, y, color=colors[n], lw=widths[n] / 2)

@@ -55,7 +55,7 @@ def _take(data, idx):
     return jax.tree.map(lambda a: a[idx], data)
 
 
-def batch_indices(key: jax.Array, size: int, batch_size: int) -> jax.Array:
+def _indices(key: jax.Array, size: int, batch_size: int) -> jax.Array:
     """Indices of a batch drawn uniformly with replacement from ``size`` examples; int32 under
     ``jax.enable_x64`` too, whose int64 draws would be other indices from the same key."""
     return jax.random.randint(key, (batch_size,), 0, size, jnp.int32)
@@ -63,7 +63,7 @@ def batch_indices(key: jax.Array, size: int, batch_size: int) -> jax.Array:
 
 def sample_batch(data: Data, key: jax.Array, batch_size: int) -> Data:
     """A batch drawn uniformly with replacement."""
-    return _take(data, batch_indices(key, _size(data), batch_size))
+    return _take(data, _indices(key, _size(data), batch_size))
 
 
 def stochastic_batches(data: Data, key: jax.Array, steps: int, batch_size: int,
@@ -72,14 +72,20 @@ def stochastic_batches(data: Data, key: jax.Array, steps: int, batch_size: int,
     drawn from ``key``, i.e. ``sample_batch(data, fold_in(key, start + t), batch_size)``. The
     indices of every step are drawn up front, vectorized: inside a ``lax.scan`` loop that is
     ~1.5x faster than drawing them step by step."""
-    idx = jax.vmap(lambda t: batch_indices(jax.random.fold_in(key, t), _size(data), batch_size))(
+    idx = jax.vmap(lambda t: _indices(jax.random.fold_in(key, t), _size(data), batch_size))(
         start + jnp.arange(steps))
     return lambda t: _take(data, idx[t])
 
 
-def batches(data: Data, key: jax.Array, count: int, batch_size: int) -> Data:
-    """``count`` batches stacked as (count, batch_size, ...): an evaluation set."""
-    return jax.vmap(lambda k: sample_batch(data, k, batch_size))(jax.random.split(key, count))
+def batches(data: Data, key: jax.Array, count: int, batch_size: int, replace: bool = True) -> Data:
+    """``count`` batches stacked as (count, batch_size, ...): an evaluation set. With
+    replacement, each batch is :func:`sample_batch` of its own key; without, one shuffle of the
+    split is cut into batches (``count * batch_size`` equal to the split's size: one epoch)."""
+    if replace:
+        return jax.vmap(lambda k: sample_batch(data, k, batch_size))(jax.random.split(key, count))
+    if count * batch_size > _size(data):
+        raise ValueError(f"{count} batches of {batch_size} exceed the {_size(data)} examples")
+    return _take(data, jax.random.permutation(key, _size(data))[: count * batch_size].reshape(count, batch_size))
 
 
 def scalar_loss(task: Task, params: Params, model_state: ModelState, batch, key: jax.Array | None):

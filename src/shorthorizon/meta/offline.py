@@ -89,15 +89,6 @@ class Offline(NamedTuple):
                                                 problem.model_state))
 
 
-def epoch_batches(data: Data, key: jax.Array, count: int, batch_size: int) -> Data:
-    """``count`` batches drawn without replacement, stacked (count, batch_size, ...): with
-    ``count * batch_size`` equal to the split's size, one shuffled epoch."""
-    if count * batch_size > data.x.shape[0]:
-        raise ValueError(f"{count} batches of {batch_size} exceed the {data.x.shape[0]} examples")
-    idx = jax.random.permutation(key, data.x.shape[0])[: count * batch_size].reshape(count, batch_size)
-    return Data(data.x[idx], data.y[idx])
-
-
 @partial(jax.jit, static_argnames=("offline", "steps"))
 def warm_start(offline: Offline, train_data: Data, key: jax.Array, eval_set: Data, steps: int,
                hyper: Mapping[str, float]) -> Problem:

@@ -17,6 +17,7 @@ share them and their compiled programs.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,8 +31,8 @@ from tqdm.auto import tqdm
 from shorthorizon import optim
 from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, optimizer_hyper, require
 from shorthorizon.data import splits
-from shorthorizon.hypergrad import Data, Truncated
-from shorthorizon.meta.offline import (Offline, Problem, epoch_batches, fit_chunk, long_run, meta_objective, surface,
+from shorthorizon.hypergrad import Data, Truncated, batches
+from shorthorizon.meta.offline import (Offline, Problem, fit_chunk, long_run, meta_objective, surface,
                                        warm_start, windowed_chunk, windowed_init)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.tasks import make_task, task_factory
@@ -98,6 +99,33 @@ def surface_points(config: OfflineConfig) -> tuple[np.ndarray, np.ndarray]:
     return lr0.astype(np.float32), decay_exponent.astype(np.float32)
 
 
+def zoom_points(config: OfflineConfig, horizon: int, center: tuple[float, float], width: float,
+                samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """``samples`` (lr0, decay_exponent) pairs around ``center`` for ``horizon``: the first is
+    ``center`` itself, the others log-uniform within ``width`` decades of it on each axis, inside
+    the surface box."""
+    rng = np.random.default_rng([config.seed, horizon])
+    points = []
+    for value, box in zip(center, (config.lr0_range, config.decay_exponent_range)):
+        low, high = (np.clip(np.log10(value) + w, *np.log10(box)) for w in (-width, width))
+        points.append(np.concatenate([[value], 10 ** rng.uniform(low, high, samples - 1)]))
+    return points[0].astype(np.float32), points[1].astype(np.float32)
+
+
+def optimizer_text(config: dict) -> str:
+    """The base optimizer as the report names it, from a stored config (older ones: the heavy ball)."""
+    name = config.get("optimizer", "momentum")
+    parts = [] if name == "momentum" else [f"optimizer {name}"]
+    if "momentum" in optim.make_optimizer(name).hyperparameters():
+        parts.append(f"momentum {config['momentum']:g}" + ("" if name == "momentum" else " (b1)"))
+    return ", ".join(parts + list(config.get("hyper", ())))
+
+
+def best(loss: np.ndarray) -> np.ndarray:
+    """Indices of ``loss`` from the lowest, the non-finite (diverged) last."""
+    return np.argsort(np.where(np.isfinite(loss), loss, np.inf), kind="stable")
+
+
 class _Built(NamedTuple):
     offline: Offline
     problem: Problem
@@ -113,7 +141,7 @@ def _build(config: OfflineConfig) -> _Built:
                       config.batch_size)
     base = jax.random.PRNGKey(config.seed)
     keys = {name: jax.random.fold_in(base, i) for i, name in enumerate(STREAMS)}
-    eval_set = epoch_batches(train, keys["eval_set"], config.eval_batches, config.batch_size)
+    eval_set = batches(train, keys["eval_set"], config.eval_batches, config.batch_size, replace=False)
     problem = warm_start(offline, train, keys["warm_start"], eval_set, config.warm_start_steps,
                          optimizer_hyper(config, config.warm_start_lr))
     return _Built(offline, problem, test, keys)
@@ -244,3 +272,18 @@ class OfflineFit(NamedTuple):
             self.objective(hyper, horizon, "long_run").block_until_ready()
             calls += 1
         return calls * (horizon + self.config.eval_batches * EVALUATION_COST) / (time.perf_counter() - begin)
+
+    def announce(self, name: str, cost: dict, horizon: int, start: tuple[float, float]) -> None:
+        """Print a run's estimated ``cost`` (plain training steps per stage) before it starts,
+        with the time it takes at the speed measured now (:meth:`steps_per_second`)."""
+        rate, total = self.steps_per_second(horizon, start), sum(cost.values())
+        print(f"[{name}] estimated cost: {total:.3g} plain training steps ("
+              + ", ".join(f"{k} {v:.3g}" for k, v in cost.items())
+              + f") at {rate:.0f} steps/s measured -> about {_duration(total / rate)} on one process", file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"

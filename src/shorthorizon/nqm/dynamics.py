@@ -124,7 +124,8 @@ def _loss_components_fwd(nqm, lr, momentum):
 def _loss_components_bwd(residuals, cotangent):
     """Reverse pass of the rollout, written out: a reverse scan of per-step VJPs that recomputes
     each step's intermediates from the stored moments. Autodiff of the scan stores every
-    intermediate instead and is about 5x slower on CPU (it dominates the schedule fits)."""
+    intermediate instead, so it moves far more memory per step (benchmarks/nqm_speed.py times
+    the two; the rollout dominates the schedule fits)."""
     nqm, lr, momentum, after = residuals
     m0 = initial_moments(nqm)
     before = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest[:-1]]), m0, after)

@@ -15,3 +15,13 @@ def smooth(x: np.ndarray, y: np.ndarray, z: np.ndarray, x_range, y_range, grid: 
     dy = (gy[:, None] - y) / (bandwidth * np.ptp(y_range))
     w = np.exp(-0.5 * (dx[None] ** 2 + dy[:, None] ** 2))  # (grid_y, grid_x, n)
     return gx, gy, (w * z).sum(-1) / w.sum(-1)
+
+
+def surface_panel(fig, ax, surface: dict, loss: np.ndarray, label: str) -> None:
+    """A contour of log10 ``loss`` at the surface's (lr0, decay_exponent) samples, smoothed
+    onto the box (axes in log10); a diverged sample counts as the worst finite one."""
+    finite = np.isfinite(loss)
+    z = np.log10(np.where(finite, loss, loss[finite].max() if finite.any() else 1.0))
+    box = [np.log10(surface[k]) for k in ("lr0_range", "decay_exponent_range")]
+    gx, gy, gz = smooth(np.log10(surface["lr0"]), np.log10(surface["decay_exponent"]), z, *box)
+    fig.colorbar(ax.contourf(gx, gy, gz, levels=20, cmap="viridis"), ax=ax, label=label)
