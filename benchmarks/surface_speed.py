@@ -62,7 +62,8 @@ def main() -> None:
         if b <= args.settings:
             name = f"surface x{b}"
             width[name] = args.settings
-            jobs[name] = (lambda h, b=b: offline.surface(paper, problem, *h, key, horizons, b), (lr0, decay_exponent))
+            jobs[name] = (lambda h, b=b: offline.surface(paper, problem, h, key, horizons, b),
+                          {"lr": lr0, "decay_exponent": decay_exponent})
     times = best_times(jobs, args.rounds)
     rate = {name: width[name] * args.steps / t for name, t in times.items()}
     rows = [{"mode": name, "steps_per_s": r, "vs_plain": r / rate["plain"]} for name, r in rate.items()]

@@ -64,7 +64,8 @@ def test_surface_horizons_are_prefixes_of_one_unroll(fake_dir):
     eval_set = batches(train, key, 2, 100, replace=False)
     problem = offline.warm_start(paper, train, key, eval_set, 5, HEAVY_BALL)
     lr0, decay_exponent = jnp.array([0.01, 0.2, 0.05]), jnp.array([0.1, 50.0, 1.0])
-    losses = offline.surface(paper, problem, lr0, decay_exponent, key, (3, 7), batch_size=2)
+    losses = offline.surface(paper, problem, {"lr": lr0, "decay_exponent": decay_exponent}, key, (3, 7),
+                             batch_size=2)
     for row, horizon in enumerate((3, 7)):
         for i in range(3):
             hyper = {"lr": lr0[i], "decay_exponent": decay_exponent[i]}
@@ -90,7 +91,7 @@ def test_smd_reaches_the_best_region_of_the_surface():
     rng = np.random.default_rng(0)
     lr0 = np.exp(rng.uniform(*np.log(config.lr0_range), 48)).astype(np.float32)
     decay_exponent = np.exp(rng.uniform(*np.log(config.decay_exponent_range), 48)).astype(np.float32)
-    best_surface = np.nanmin(offline.surface(paper, problem, lr0, decay_exponent, key, (50,)))
+    best_surface = np.nanmin(offline.surface(paper, problem, {"lr": lr0, "decay_exponent": decay_exponent}, key, (50,)))
 
     def objective(lr0, decay_exponent):
         return offline.meta_objective(paper, problem, {"lr": lr0, "decay_exponent": decay_exponent}, key, 50)

@@ -19,8 +19,8 @@ import numpy as np
 from shorthorizon import config as configlib
 from shorthorizon.config import NONNEGATIVE, POSITIVE, require
 from shorthorizon.data import splits
-from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, surface_points,
-                                           validate_problem, zoom_points)
+from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, optimizer_text,
+                                           surface_points, validate_problem, zoom_points)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.figures import surface_panel
 from shorthorizon.results import RunDir, fmt, read_json
@@ -117,17 +117,16 @@ def surface_unit(config: Config, chunk: int) -> dict:
     batches of the surface key (the stream SMD's fits are judged on, too)."""
     fit = problem(config)
     index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
-    lr0, decay_exponent = (a[index] for a in surface_points(config))
-    return {"loss": fit.surface(lr0, decay_exponent, tuple(sorted(config.horizons)))}
+    points = {k: a[index] for k, a in surface_points(config).items()}
+    return {"loss": fit.surface(points, tuple(sorted(config.horizons)))}
 
 
 def zoom_unit(config: Config, horizon: int, lr0: float, decay_exponent: float) -> dict:
     """The meta-objective at ``horizon`` of :func:`zoom_points` around (lr0, decay_exponent),
     on the surface's batches (its value at the center is the surface's)."""
-    lr0s, decay_exponents = zoom_points(config, horizon, (lr0, decay_exponent), config.zoom_width,
-                                        config.zoom_samples)
-    loss = problem(config).surface(lr0s, decay_exponents, (horizon,))[0]
-    return {"lr0": lr0s, "decay_exponent": decay_exponents, "loss": loss}
+    points = zoom_points(config, horizon, {"lr": lr0, "decay_exponent": decay_exponent}, config.zoom_width,
+                         config.zoom_samples)
+    return {**lr0_named(points), "loss": problem(config).surface(points, (horizon,))[0]}
 
 
 def smd_unit(config: Config, horizon: int, restart: int, lr0: float | None = None,
@@ -137,10 +136,10 @@ def smd_unit(config: Config, horizon: int, restart: int, lr0: float | None = Non
     meta-objective on fixed training batches (those of the surface)."""
     fit = problem(config)
     key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], horizon), restart)
-    start = (config.init_lr0[restart] if lr0 is None else lr0,
-             config.init_decay_exponent[restart] if decay_exponent is None else decay_exponent)
-    return fit.fit(horizon, start, jax.random.split(key, meta_steps(config, horizon)),
-                   f"SMD T={horizon} restart {restart}")
+    start = {"lr": config.init_lr0[restart] if lr0 is None else lr0,
+             "decay_exponent": config.init_decay_exponent[restart] if decay_exponent is None else decay_exponent}
+    return lr0_named(fit.fit(horizon, start, jax.random.split(key, meta_steps(config, horizon)),
+                             f"SMD T={horizon} restart {restart}"))
 
 
 def meta_steps(config: Config, horizon: int) -> int:
@@ -187,11 +186,11 @@ def estimated_cost(config: Config) -> dict:
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
     """Train the longest horizon with a fitted schedule; training-loss and test-error curves."""
-    return problem(config).long_run(lr0, decay_exponent, max(config.horizons))
+    return problem(config).long_run({"lr": lr0, "decay_exponent": decay_exponent}, max(config.horizons))
 
 
-def _start(config: Config) -> tuple[float, float]:
-    return config.init_lr0[0], config.init_decay_exponent[0]
+def _start(config: Config) -> dict:
+    return {"lr": config.init_lr0[0], "decay_exponent": config.init_decay_exponent[0]}
 
 
 # --- the experiment ------------------------------------------------------------------
@@ -253,7 +252,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     step = np.arange(config.curve_points + 1) * (horizons[-1] // config.curve_points)
     missing = dict.fromkeys(("train_loss", "test_error"), np.full(len(step), np.nan))
 
-    lr0, decay_exponent = surface_points(config)
+    lr0, decay_exponent = surface_points(config).values()
     run_dir.save_curves("surface", horizon=horizons, lr0=lr0, decay_exponent=decay_exponent,
                         lr0_range=config.lr0_range, decay_exponent_range=config.decay_exponent_range,
                         loss=surface_loss)
@@ -278,7 +277,7 @@ def _starts(config: Config, horizons, surface_loss: np.ndarray) -> dict:
     if not config.smd_from_surface:
         return {h: [(config.init_lr0[r], config.init_decay_exponent[r]) for r in restarts(config, h)]
                 for h in horizons}
-    lr0, decay_exponent = surface_points(config)
+    lr0, decay_exponent = surface_points(config).values()
     return {h: [(float(lr0[i]), float(decay_exponent[i])) for i in best(loss)[:len(restarts(config, h))]]
             for h, loss in zip(horizons, surface_loss)}
 
@@ -289,7 +288,7 @@ def _surface_wins(config: Config, horizons, surface_loss: np.ndarray, fitted: di
     Both are judged on the same batches (the surface key's), so the sample is a candidate like
     any restart: SMD descends the objective's expectation over batches and can end above the
     sample that these particular batches favour."""
-    lr0, decay_exponent = surface_points(config)
+    lr0, decay_exponent = surface_points(config).values()
     wins = {}
     for h, loss in zip(horizons, surface_loss):
         a, b = lr0, decay_exponent

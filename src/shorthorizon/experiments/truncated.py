@@ -36,7 +36,7 @@ import numpy as np
 from shorthorizon.config import POSITIVE, require
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, make_estimator
-from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, surface_points, validate_problem
+from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, lr0_named, surface_points, validate_problem
 from shorthorizon.report.figures import surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
@@ -122,8 +122,8 @@ def problem(config: Config) -> OfflineFit:
     return OfflineFit.from_config(config, meta_lr=(config.meta_lr, _reference_steps(config)))
 
 
-def _start(config: Config) -> tuple[float, float]:
-    return config.init_lr0, config.init_decay_exponent
+def _start(config: Config) -> dict:
+    return {"lr": config.init_lr0, "decay_exponent": config.init_decay_exponent}
 
 
 # --- units ------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def windowed_unit(config: Config, estimator: str) -> dict:
     est = windowed(config, estimator)
     steps, spent = fit.windowed_budget(est, config.horizon, config.fit_inner_steps)
     key = jax.random.fold_in(fit.keys["smd"], config.horizon)  # shared by all fits
-    return {**fit.windowed_fit(est, config.horizon, _start(config), steps, key),
+    return {**lr0_named(fit.windowed_fit(est, config.horizon, _start(config), steps, key)),
             "meta_steps": steps, "inner_steps": spent}
 
 
@@ -145,18 +145,18 @@ def reference_unit(config: Config) -> dict:
     key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], config.horizon), 0)
     result = fit.fit(config.horizon, _start(config), jax.random.split(key, steps), f"{REFERENCE} T={config.horizon}")
     wall = time.perf_counter() - start
-    return {**result, "meta_steps": steps, "inner_steps": steps * config.horizon, "wall_time_s": wall}
+    return {**lr0_named(result), "meta_steps": steps, "inner_steps": steps * config.horizon, "wall_time_s": wall}
 
 
 def surface_unit(config: Config, chunk: int) -> dict:
     """The loss at T of one chunk of surface samples."""
     index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
-    lr0, decay_exponent = (a[index] for a in surface_points(config))
-    return {"loss": problem(config).surface(lr0, decay_exponent, (config.horizon,))}
+    points = {k: a[index] for k, a in surface_points(config).items()}
+    return {"loss": problem(config).surface(points, (config.horizon,))}
 
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
-    return problem(config).long_run(lr0, decay_exponent, config.horizon)
+    return problem(config).long_run({"lr": lr0, "decay_exponent": decay_exponent}, config.horizon)
 
 
 # --- the experiment ---------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                                             decay_exponent=float(f["decay_exponent"][-1])))
                                      for n, f in finite.items()], desc="long runs", **stage)
 
-    lr0, decay_exponent = surface_points(config)
+    lr0, decay_exponent = surface_points(config).values()
     run_dir.save_curves("surface", lr0=lr0, decay_exponent=decay_exponent, lr0_range=config.lr0_range,
                         decay_exponent_range=config.decay_exponent_range,
                         loss=np.concatenate([surface[f"surface_c{c}"]["loss"][0] for c in chunks]))

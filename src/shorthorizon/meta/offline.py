@@ -10,7 +10,7 @@ dataset is an argument of each program, never a constant baked into it):
 
     >>> offline = Offline(task, optim.momentum(optim.inverse_time(5000.0)))
     >>> problem = warm_start(offline, train, key, eval_set, steps=50, hyper={"lr": 0.1, "momentum": 0.9})
-    >>> losses = surface(offline, problem, lr0s, decay_exponents, key, (100, 1000))  # vmapped in batches
+    >>> losses = surface(offline, problem, {"lr": lr0s, "decay_exponent": exponents}, key, (100, 1000))
     >>> state = offline.smd(problem, 100).init(offline.space.to_raw({"lr": 0.03, "decay_exponent": 1.0}))
     >>> state, (objective, _, raw) = fit_chunk(offline, problem, state, keys, 100)
 
@@ -135,10 +135,10 @@ def meta_objectives(offline: Offline, problem: Problem, hyper: Mapping[str, jax.
 
 
 @partial(jax.jit, static_argnames=("offline", "horizons", "batch_size"))
-def surface(offline: Offline, problem: Problem, lr0: jax.Array, decay_exponent: jax.Array, key: jax.Array,
+def surface(offline: Offline, problem: Problem, points: Mapping[str, jax.Array], key: jax.Array,
             horizons: tuple[int, ...], batch_size: int = 16) -> jax.Array:
-    """Meta-objective at each horizon (rows) for each (lr0, decay_exponent) pair (columns),
-    every pair trained on the same batches, drawn from ``key`` (common random numbers: the
+    """Meta-objective at each horizon (rows) for each point (columns; ``points``: hyperparameter
+    name -> values, e.g. lr and decay_exponent), every point trained on the same batches, drawn from ``key`` (common random numbers: the
     surface's differences are the settings', not the batches'; and :func:`meta_objective` with
     ``key`` gives the same value for any one pair). Pairs are vmapped ``batch_size`` at a time.
     Shared batches also let the pairs share work: the first layer's input is the same for every
@@ -146,11 +146,8 @@ def surface(offline: Offline, problem: Problem, lr0: jax.Array, decay_exponent: 
     instead of a batch of small ones, and on the paper's MLP that layer holds most of the
     FLOPs. Its weight gradient stays a batched product (JAX's transpose of the vmapped dot), as
     do the smaller layers (benchmarks/surface_speed.py)."""
-    def one(pair):
-        a, b = pair
-        return meta_objectives(offline, problem, {"lr": a, "decay_exponent": b}, key, horizons)
-
-    return jax.lax.map(one, (lr0, decay_exponent), batch_size=batch_size).T
+    return jax.lax.map(lambda hyper: meta_objectives(offline, problem, hyper, key, horizons), dict(points),
+                       batch_size=batch_size).T
 
 
 @partial(jax.jit, static_argnames=("offline", "horizon"))

@@ -4,9 +4,10 @@ the problem does with them (``offline``, ``truncated``): a surface of schedules,
 windowed SMD fits, long runs.
 
     >>> fit = OfflineFit.from_config(OfflineConfig(dataset="fashion-mnist"))
-    >>> losses = fit.surface(lr0s, decay_exponents, horizons=(100, 1000))
-    >>> result = fit.fit(horizon=100, start=(0.03, 1.0), steps=50, key=fit.keys["smd"])
-    >>> curves = fit.long_run(result["lr0"][-1], result["decay_exponent"][-1], horizon=1000, points=10)
+    >>> losses = fit.surface(surface_points(config), horizons=(100, 1000))
+    >>> start = {"lr": 0.03, "decay_exponent": 1.0}
+    >>> result = fit.fit(100, start, keys=jax.random.split(fit.keys["smd"], 50), desc="SMD T=100")
+    >>> curves = fit.long_run({k: result[k][-1] for k in start}, horizon=1000)
 
 Configs of commands built on the problem extend :class:`OfflineConfig` (its keys are theirs,
 flat on the command line); :meth:`OfflineFit.from_config` reads only these keys, and the data,
@@ -91,25 +92,43 @@ PROBLEM = ("dataset", "data_dir", "verify", "seed", "task", "batch_size", "warm_
 STREAMS = ("warm_start", "eval_set", "surface", "smd", "long_run")
 
 
-def surface_points(config: OfflineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The surface's (lr0, decay_exponent) samples, log-uniform in the box."""
-    rng = np.random.default_rng(config.seed)
-    lr0, decay_exponent = (np.exp(rng.uniform(*np.log(r), config.surface_samples))
-                           for r in (config.lr0_range, config.decay_exponent_range))
-    return lr0.astype(np.float32), decay_exponent.astype(np.float32)
+def schedule_space(config: OfflineConfig) -> optim.LogSpace:
+    """SMD's space and box of the inverse-time schedule: lr (= lr0) and decay_exponent."""
+    return optim.LogSpace((("lr", *config.lr0_range), ("decay_exponent", *config.decay_exponent_range)))
 
 
-def zoom_points(config: OfflineConfig, horizon: int, center: tuple[float, float], width: float,
-                samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """``samples`` (lr0, decay_exponent) pairs around ``center`` for ``horizon``: the first is
-    ``center`` itself, the others log-uniform within ``width`` decades of it on each axis, inside
-    the surface box."""
+def _log_uniform(rng: np.random.Generator, space: optim.LogSpace, samples: int, box=None) -> dict:
+    """``samples`` values of each of ``space``'s hyperparameters, log-uniform within ``box``
+    (name -> (low, high); default the space's ranges) in its coordinate (log(1 − μ) for a momentum)."""
+    points = {}
+    for name, low, high in space.ranges:
+        low, high = (box or {}).get(name, (low, high))
+        flip = name in optim.COMPLEMENTED
+        value = np.exp(rng.uniform(*np.log((1 - high, 1 - low) if flip else (low, high)), samples))
+        points[name] = (1 - value if flip else value).astype(np.float32)
+    return points
+
+
+def surface_points(config: OfflineConfig, space: optim.LogSpace | None = None) -> dict:
+    """The surface's samples of the space's hyperparameters (default: :func:`schedule_space`),
+    log-uniform in the box."""
+    return _log_uniform(np.random.default_rng(config.seed), space or schedule_space(config), config.surface_samples)
+
+
+def zoom_points(config: OfflineConfig, horizon: int, center: dict, width: float, samples: int,
+                space: optim.LogSpace | None = None) -> dict:
+    """``samples`` points around ``center`` for ``horizon``: the first is ``center`` itself, the
+    others log-uniform within ``width`` decades of it on each axis, inside the box."""
+    space = space or schedule_space(config)
     rng = np.random.default_rng([config.seed, horizon])
-    points = []
-    for value, box in zip(center, (config.lr0_range, config.decay_exponent_range)):
-        low, high = (np.clip(np.log10(value) + w, *np.log10(box)) for w in (-width, width))
-        points.append(np.concatenate([[value], 10 ** rng.uniform(low, high, samples - 1)]))
-    return points[0].astype(np.float32), points[1].astype(np.float32)
+    box = {}
+    for name, low, high in space.ranges:
+        log = np.log10(np.array([1 - high, 1 - low]) if name in optim.COMPLEMENTED else np.array([low, high]))
+        value = np.log10(1 - center[name] if name in optim.COMPLEMENTED else center[name])
+        near = np.clip(value + np.array([-width, width]), *log)
+        box[name] = tuple(1 - 10 ** near[::-1] if name in optim.COMPLEMENTED else 10 ** near)
+    points = _log_uniform(rng, space, samples - 1, box)
+    return {k: np.concatenate([[center[k]], v]).astype(np.float32) for k, v in points.items()}
 
 
 def optimizer_text(config: dict) -> str:
@@ -119,6 +138,12 @@ def optimizer_text(config: dict) -> str:
     if "momentum" in optim.make_optimizer(name).hyperparameters():
         parts.append(f"momentum {config['momentum']:g}" + ("" if name == "momentum" else " (b1)"))
     return ", ".join(parts + list(config.get("hyper", ())))
+
+
+def lr0_named(values: dict) -> dict:
+    """``values`` with the schedule's ``lr`` called ``lr0``, as the paper (and the offline and
+    truncated commands' stored results) call it."""
+    return {("lr0" if k == "lr" else k): v for k, v in values.items()}
 
 
 def best(loss: np.ndarray) -> np.ndarray:
@@ -133,11 +158,19 @@ class _Built(NamedTuple):
     keys: dict
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
+def _static(task: str, input_shape: tuple[int, ...], num_classes: int, optimizer: str, decay_steps: float,
+            batch_size: int) -> Offline:
+    """One task and optimizer object per process and kind: problems that differ in seed or data
+    alone (seeds of one run) share every compiled program."""
+    return Offline(make_task(task, input_shape, num_classes),
+                   optim.make_optimizer(optimizer, optim.inverse_time(decay_steps)), batch_size)
+
+
+@lru_cache(maxsize=4)
 def _build(config: OfflineConfig) -> _Built:
     ds, train, test = splits.load(config.dataset, config.data_dir or None, verify=config.verify)
-    task = make_task(config.task, ds.train_x.shape[1:], ds.num_classes)
-    offline = Offline(task, optim.make_optimizer(config.optimizer, optim.inverse_time(config.decay_steps)),
+    offline = _static(config.task, tuple(ds.train_x.shape[1:]), ds.num_classes, config.optimizer, config.decay_steps,
                       config.batch_size)
     base = jax.random.PRNGKey(config.seed)
     keys = {name: jax.random.fold_in(base, i) for i, name in enumerate(STREAMS)}
@@ -159,34 +192,33 @@ class OfflineFit(NamedTuple):
 
     @classmethod
     def from_config(cls, config: OfflineConfig, estimator=Truncated(mode="forward"),
-                    meta_lr: float | tuple[float, int] | None = None) -> "OfflineFit":
+                    meta_lr: float | tuple[float, int] | None = None,
+                    space: optim.LogSpace | None = None) -> "OfflineFit":
         """The problem ``config`` poses (any config that extends :class:`OfflineConfig`), with
-        SMD's box from its ranges, its ``meta_lr`` (or ``meta_lr``: a number or ``(peak,
-        steps)``, cosine-decayed) and ``estimator`` for the full-horizon fits."""
+        SMD's ``space`` (default :func:`schedule_space`: the schedule's lr and decay exponent in
+        the config's box), its ``meta_lr`` (or ``meta_lr``: a number or ``(peak, steps)``,
+        cosine-decayed) and ``estimator`` for the full-horizon fits."""
         problem_config = OfflineConfig(**{k: getattr(config, k) for k in PROBLEM})
         built = _build(problem_config)
-        space = optim.LogSpace((("lr", *config.lr0_range), ("decay_exponent", *config.decay_exponent_range)))
-        offline = built.offline._replace(space=space, meta_lr=config.meta_lr if meta_lr is None else meta_lr,
-                                         estimator=estimator)
+        offline = built.offline._replace(space=space or schedule_space(config), estimator=estimator,
+                                         meta_lr=config.meta_lr if meta_lr is None else meta_lr)
         return cls(offline, built.problem, built.test, built.keys,
                    OfflineConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(OfflineConfig)}))
 
-    def hyper(self, lr0: float, decay_exponent: float) -> dict:
-        """The schedule's hyperparameters in the weights' precision."""
+    def hyper(self, values: dict) -> dict:
+        """Hyperparameter values (name -> number) in the weights' precision."""
         dtype = jax.tree.leaves(self.problem.params)[0].dtype
-        return {"lr": jnp.asarray(lr0, dtype), "decay_exponent": jnp.asarray(decay_exponent, dtype)}
+        return {k: jnp.asarray(v, dtype) for k, v in values.items()}
 
-    def raw(self, lr0: float, decay_exponent: float) -> dict:
-        """SMD's log-space coordinates of (lr0, decay_exponent), strongly typed (so every chunk
-        of meta-steps reuses one compiled program)."""
-        return self.offline.space.to_raw({"lr": jnp.asarray(lr0, float),
-                                          "decay_exponent": jnp.asarray(decay_exponent, float)})
+    def raw(self, values: dict) -> dict:
+        """SMD's coordinates of the space's hyperparameters, strongly typed (so every chunk of
+        meta-steps reuses one compiled program)."""
+        return self.offline.space.to_raw({k: jnp.asarray(values[k], float) for k in self.offline.space.names})
 
-    def surface(self, lr0: np.ndarray, decay_exponent: np.ndarray, horizons: tuple[int, ...]) -> jax.Array:
-        """The meta-objective at each of ``horizons`` (rows) of each pair (columns), on the
-        batches of the surface stream (those every fit is judged on)."""
-        return surface(self.offline, self.problem, lr0, decay_exponent, self.keys["surface"], horizons,
-                       self.config.surface_batch)
+    def surface(self, points: dict, horizons: tuple[int, ...]) -> jax.Array:
+        """The meta-objective at each of ``horizons`` (rows) of each point (columns; ``points``:
+        name -> values), on the batches of the surface stream (those every fit is judged on)."""
+        return surface(self.offline, self.problem, points, self.keys["surface"], horizons, self.config.surface_batch)
 
     def objective(self, hyper: dict, horizon: int, key: str = "surface") -> jax.Array:
         """The meta-objective at ``horizon`` on the batches of stream ``key``."""
@@ -203,11 +235,11 @@ class OfflineFit(NamedTuple):
                 bar.update(len(chunk))
         return out
 
-    def fit(self, horizon: int, start: tuple[float, float], keys: jax.Array, desc: str) -> dict:
-        """Full-horizon SMD of the loss at ``horizon`` from ``start`` = (lr0, decay_exponent),
-        one meta-step per key: the trajectory of (lr0, decay_exponent), the objective per
-        meta-step and the fitted schedule's meta-objective on the surface's batches."""
-        state = self.offline.smd(self.problem, horizon).init(self.raw(*start))
+    def fit(self, horizon: int, start: dict, keys: jax.Array, desc: str) -> dict:
+        """Full-horizon SMD of the loss at ``horizon`` from ``start`` (name -> value), one
+        meta-step per key: the trajectory of each of the space's hyperparameters, the objective
+        per meta-step and the fit's meta-objective on the surface's batches."""
+        state = self.offline.smd(self.problem, horizon).init(self.raw(start))
         objectives, raws = [jnp.zeros(0)], [jax.tree.map(lambda v: v[None][:0], state.raw)]
 
         def advance(chunk):
@@ -220,8 +252,7 @@ class OfflineFit(NamedTuple):
         raw = {k: jnp.concatenate([*(r[k] for r in raws), state.raw[k][None]]) for k in state.raw}
         hyper = self.offline.space.from_raw(raw)
         final = self.objective(self.offline.space.from_raw(state.raw), horizon)
-        return {"lr0": hyper["lr"], "decay_exponent": hyper["decay_exponent"],
-                "objective": jnp.concatenate(objectives), "meta_objective": final}
+        return {**hyper, "objective": jnp.concatenate(objectives), "meta_objective": final}
 
     def windowed_budget(self, estimator, horizon: int, inner_steps: int) -> tuple[int, int]:
         """(meta-steps, inner steps) of a windowed fit within ``inner_steps``: as many whole
@@ -230,14 +261,14 @@ class OfflineFit(NamedTuple):
         steps = max(1, (inner_steps - est.init_cost) // est.cost)
         return steps, est.init_cost + steps * est.cost
 
-    def windowed_fit(self, estimator, horizon: int, start: tuple[float, float], steps: int, key: jax.Array) -> dict:
+    def windowed_fit(self, estimator, horizon: int, start: dict, steps: int, key: jax.Array) -> dict:
         """``steps`` meta-steps of the windowed ``estimator`` over runs of ``horizon`` steps from
         ``start``, Adam's step cosine-decayed from ``meta_lr`` over the fit: the trajectory,
         window losses, the fraction of hypergradient coordinates the clip bound, and the wall time."""
         offline = self.offline._replace(meta_lr=(self.config.meta_lr, steps))
         init_key, key = jax.random.split(key)
         begin = time.perf_counter()
-        carry = windowed_init(offline, self.problem, estimator, self.raw(*start), init_key, horizon)
+        carry = windowed_init(offline, self.problem, estimator, self.raw(start), init_key, horizon)
 
         def advance(chunk):
             nonlocal carry
@@ -250,22 +281,21 @@ class OfflineFit(NamedTuple):
         loss, grads, raws = (jax.tree.map(lambda *a: jnp.concatenate(a), *parts) for parts in zip(*history))
         hyper = offline.space.from_raw({k: jnp.concatenate([raws[k], state.raw[k][None]]) for k in raws})
         clipped = np.mean([np.mean(np.abs(np.asarray(g)) > offline.clip) for g in grads.values()])
-        return {"lr0": hyper["lr"], "decay_exponent": hyper["decay_exponent"], "window_loss": loss,
-                "clipped_fraction": clipped, "wall_time_s": wall}
+        return {**hyper, "window_loss": loss, "clipped_fraction": clipped, "wall_time_s": wall}
 
-    def long_run(self, lr0: float, decay_exponent: float, horizon: int) -> dict:
-        """Train ``horizon`` steps with the schedule: training-loss and test-error curves at
-        ``curve_points`` points."""
-        return long_run(self.offline, self.problem, self.hyper(lr0, decay_exponent), self.keys["long_run"], self.test,
-                        horizon, self.config.curve_points)
+    def long_run(self, values: dict, horizon: int) -> dict:
+        """Train ``horizon`` steps with the hyperparameter ``values``: training-loss and
+        test-error curves at ``curve_points`` points."""
+        return long_run(self.offline, self.problem, self.hyper(values), self.keys["long_run"], self.test, horizon,
+                        self.config.curve_points)
 
-    def steps_per_second(self, horizon: int, start: tuple[float, float], seconds: float = 0.5) -> float:
+    def steps_per_second(self, horizon: int, start: dict, seconds: float = 0.5) -> float:
         """Plain training speed, timed on repeated meta-objectives at ``horizon`` for about
         ``seconds``. Each call is the unroll and its objective's evaluation on ``eval_batches``
         batches, counted in plain steps as every cost here is (:data:`EVALUATION_COST`): at T =
         100 the paper's 600 batches are most of the call, and counting only the unroll's steps
         would make the rate several times too slow."""
-        hyper = self.hyper(*start)
+        hyper = self.hyper(start)
         self.objective(hyper, horizon, "long_run").block_until_ready()
         calls, begin = 0, time.perf_counter()
         while time.perf_counter() - begin < seconds:
@@ -273,7 +303,7 @@ class OfflineFit(NamedTuple):
             calls += 1
         return calls * (horizon + self.config.eval_batches * EVALUATION_COST) / (time.perf_counter() - begin)
 
-    def announce(self, name: str, cost: dict, horizon: int, start: tuple[float, float]) -> None:
+    def announce(self, name: str, cost: dict, horizon: int, start: dict) -> None:
         """Print a run's estimated ``cost`` (plain training steps per stage) before it starts,
         with the time it takes at the speed measured now (:meth:`steps_per_second`)."""
         rate, total = self.steps_per_second(horizon, start), sum(cost.values())
