@@ -228,7 +228,7 @@ def test_a_surface_sample_beats_a_worse_refinement(tiny):
     """The best surface sample replaces a horizon's SMD fit exactly where its meta-objective
     (same batches) is lower, and a horizon whose samples all diverged keeps its fit."""
     config = dataclasses.replace(tiny, horizons=(5, 10, 20), smd_from_surface=1)
-    lr0, decay_exponent = experiment.surface_points(config)
+    lr0, decay_exponent = experiment.surface_points(config).values()
     loss = np.array([[0.7, 0.4, 0.9, 0.8, 0.6, 0.5, 1.0, 0.95],
                      [0.3, 0.2, 0.25, 0.4, 0.5, 0.6, 0.7, 0.8],
                      [np.nan] * 8])

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="run every experiment and write DIR/report.md")
     _add_run_options(p, {"quick": None, "paper": None})
-    p.add_argument("--only", nargs="+", choices=experiments.names(), help="run just these experiments")
+    p.add_argument("--only", nargs="+", choices=experiments.REPRODUCED, help="run just these experiments")
     p.add_argument("--fetch-data", action="store_true",
                    help="where no image dataset is present, try to obtain one first")
     p.set_defaults(handler=_reproduce)
@@ -124,7 +124,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     out = args.out = args.out or _default_out("reproduce")
     start = time.perf_counter()
-    names = args.only or experiments.names()
+    names = args.only or experiments.REPRODUCED
     runs = {}
     for name in names:  # every config is checked before any experiment starts
         sub_args = argparse.Namespace(**vars(args))
@@ -148,11 +148,30 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+COMPILATION_CACHE = "SHORTHORIZON_COMPILATION_CACHE"  # a folder, or "off"
+
+
+def compilation_cache() -> str | None:
+    """Keep XLA's compiled programs on disk between runs (JAX's persistent compilation cache),
+    in ``$SHORTHORIZON_COMPILATION_CACHE`` or ``~/.cache/shorthorizon/xla``; ``off`` turns it
+    off. On a CPU most of a small run is compiling, and a second run of a command (a resume, a
+    seed more, another task of the same shapes) compiles nothing it compiled before."""
+    folder = os.environ.get(COMPILATION_CACHE, str(Path.home() / ".cache" / "shorthorizon" / "xla"))
+    if folder.lower() == "off":
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; exit status 0 on success, 2 with one line on stderr for bad input or a
     refused folder, 130 when interrupted (Ctrl-C); ``unroll`` exits 3 when the unroll diverged."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    compilation_cache()
     try:
         return args.handler(args)
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-# command name -> module path; reproduce runs them in this order.
+# command name -> module path
 _MODULES = {
     "nqm": "shorthorizon.experiments.nqm",
     "estimators": "shorthorizon.experiments.estimators",
@@ -35,7 +35,10 @@ _MODULES = {
     "online": "shorthorizon.experiments.online",
     "truncated": "shorthorizon.experiments.truncated",
     "nqm-map": "shorthorizon.experiments.nqm_map",
+    "bias": "shorthorizon.experiments.bias",
 }
+# what `reproduce` runs: the paper's experiments and ours; `bias` studies a user's own model
+REPRODUCED = ("nqm", "estimators", "offline", "online", "truncated", "nqm-map")
 
 
 def names() -> list[str]:

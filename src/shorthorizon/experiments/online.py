@@ -156,20 +156,10 @@ def _space(config: Config) -> optim.EffectiveSpace | optim.LogSpace:
     if unknown:  # before any bounds are asked for: a misspelt name has none
         raise ValueError(f"config key 'adapt': optimizer {config.optimizer!r} has no hyperparameter {unknown}; "
                          f"it has {', '.join(sorted(own))}")
-    ranges = []
-    for entry in config.adapt:
-        name, *bounds = entry.split(":")
-        if not bounds and name in LOG_RANGES:
-            bounds = LOG_RANGES[name]
-        try:
-            low, high = map(float, bounds)
-        except ValueError:
-            raise ValueError(f"config key 'adapt': give {name!r} its bounds as {name}:LOW:HIGH (0 < LOW < HIGH), "
-                             f"got {entry!r}") from None
-        if not 0 < low < high:
-            raise ValueError(f"config key 'adapt': the bounds of {name!r} must satisfy 0 < LOW < HIGH, got {entry!r}")
-        ranges.append((name, low, high))
-    return optim.LogSpace(tuple(ranges))
+    try:
+        return optim.log_space(config.adapt, LOG_RANGES)
+    except ValueError as err:
+        raise ValueError(f"config key 'adapt': {err}") from None
 
 
 def _online(config: Config, task: str, model: Task, lookahead: str | None) -> Online:

@@ -97,3 +97,24 @@ def _coordinate(name: str) -> str:
 
 def _log_range(bounds: tuple[float, float]) -> tuple[float, float]:
     return tuple(math.log(b) for b in bounds)
+
+
+def log_space(entries, defaults: dict) -> LogSpace:
+    """A :class:`LogSpace` from command-line entries ``NAME`` (bounds from ``defaults``) or
+    ``NAME:LOW:HIGH``; a name without bounds, or bounds out of order, is a ValueError naming
+    the entry and the fix."""
+    ranges = []
+    for entry in entries:
+        name, *bounds = entry.split(":")
+        if not bounds and name in defaults:
+            bounds = defaults[name]
+        try:
+            low, high = map(float, bounds)
+        except ValueError:
+            raise ValueError(f"give {name!r} its bounds as {name}:LOW:HIGH (0 < LOW < HIGH), got {entry!r}") from None
+        upper = 1.0 if name in COMPLEMENTED else math.inf
+        if not 0 <= low < high <= upper or (low == 0 and name not in COMPLEMENTED):
+            raise ValueError(f"the bounds of {name!r} must satisfy 0 < LOW < HIGH"
+                             f"{' <= 1' if name in COMPLEMENTED else ''}, got {entry!r}")
+        ranges.append((name, low, high))
+    return LogSpace(tuple(ranges))
