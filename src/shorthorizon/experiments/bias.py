@@ -172,6 +172,13 @@ def estimated_cost(config: Config) -> dict:
     return {k: v * config.seeds for k, v in cost.items() if v}
 
 
+def programs(config: Config) -> int:
+    """The programs a run compiles (seeds share them): a surface, a zoom and an SMD refinement
+    per horizon, a long run."""
+    refined = [h for h in horizons(config) if config.meta_steps and h <= config.smd_max_horizon]
+    return 2 + (len(horizons(config)) if config.zoom_samples > 1 else 0) + len(refined)
+
+
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
     config = resolved(dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED,
@@ -181,7 +188,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     names, seeds, hs = space(config).names, range(config.seeds), horizons(config)
     start = {name: float(np.sqrt(low * high)) for name, low, high in space(config).ranges}
     if not run_dir.has_unit(f"long_s{config.seeds - 1}_T{hs[-1]}"):
-        problem(config, 0).announce(NAME, estimated_cost(config), min(hs), start)
+        problem(config, 0).announce(NAME, estimated_cost(config), min(hs), start, programs(config))
 
     chunks = range(config.surface_samples // config.surface_chunk)
     surface = run_units(surface_unit, [Unit(f"surface_s{s}_c{c}", dict(config=config, seed=s, chunk=c))

@@ -289,27 +289,36 @@ class OfflineFit(NamedTuple):
         return long_run(self.offline, self.problem, self.hyper(values), self.keys["long_run"], self.test, horizon,
                         self.config.curve_points)
 
-    def steps_per_second(self, horizon: int, start: dict, seconds: float = 0.5) -> float:
-        """Plain training speed, timed on repeated meta-objectives at ``horizon`` for about
-        ``seconds``. Each call is the unroll and its objective's evaluation on ``eval_batches``
-        batches, counted in plain steps as every cost here is (:data:`EVALUATION_COST`): at T =
-        100 the paper's 600 batches are most of the call, and counting only the unroll's steps
-        would make the rate several times too slow."""
+    def speed(self, horizon: int, start: dict, seconds: float = 0.5) -> tuple[float, float]:
+        """``(plain training steps per second, seconds to compile one program)``, timed on
+        repeated meta-objectives at ``horizon`` for about ``seconds``; the compile time is the
+        first call's excess over a compiled call (near 0 where JAX's persistent cache held the
+        program). Each call is the unroll and its objective on ``eval_batches`` batches, counted
+        in plain steps as every cost here is (:data:`EVALUATION_COST`): at T = 100 the paper's
+        600 batches are most of the call."""
         hyper = self.hyper(start)
+        begin = time.perf_counter()
         self.objective(hyper, horizon, "long_run").block_until_ready()
+        first = time.perf_counter() - begin
         calls, begin = 0, time.perf_counter()
         while time.perf_counter() - begin < seconds:
             self.objective(hyper, horizon, "long_run").block_until_ready()
             calls += 1
-        return calls * (horizon + self.config.eval_batches * EVALUATION_COST) / (time.perf_counter() - begin)
+        call = (time.perf_counter() - begin) / calls
+        return (horizon + self.config.eval_batches * EVALUATION_COST) / call, max(first - call, 0.0)
 
-    def announce(self, name: str, cost: dict, horizon: int, start: dict) -> None:
-        """Print a run's estimated ``cost`` (plain training steps per stage) before it starts,
-        with the time it takes at the speed measured now (:meth:`steps_per_second`)."""
-        rate, total = self.steps_per_second(horizon, start), sum(cost.values())
+    def announce(self, name: str, cost: dict, horizon: int, start: dict, programs: int = 0) -> None:
+        """Print a run's estimated ``cost`` (plain training steps per stage) before it starts:
+        its time at the speed measured now, and ``programs`` compilations at the time the simplest
+        took (:meth:`speed`; a lower bound: on a CPU a small run is mostly compiling)."""
+        rate, compile_seconds = self.speed(horizon, start)
+        total = sum(cost.values())
+        compiling = (f" + at least {_duration(programs * compile_seconds)} compiling {programs} programs "
+                     f"({compile_seconds:.1f} s measured for the simplest)" if programs else "")
         print(f"[{name}] estimated cost: {total:.3g} plain training steps ("
               + ", ".join(f"{k} {v:.3g}" for k, v in cost.items())
-              + f") at {rate:.0f} steps/s measured -> about {_duration(total / rate)} on one process", file=sys.stderr)
+              + f") at {rate:.0f} steps/s measured -> about {_duration(total / rate)} on one process{compiling}",
+              file=sys.stderr)
 
 
 def _duration(seconds: float) -> str:
