@@ -3,6 +3,7 @@ from it, and every config.json records the digest of the lock the environment wa
 
 import dataclasses
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -49,7 +50,8 @@ def test_lock_pins_every_dependency_pyproject_names_with_hashes():
 
 
 def test_make_venv_installs_from_the_lock_with_hashes_and_keeps_its_copy():
-    commands = subprocess.run(["make", "-n", "-B", "venv"], cwd=ROOT, capture_output=True, text=True,
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # the defaults
+    commands = subprocess.run(["make", "-n", "-B", "venv"], cwd=ROOT, env=env, capture_output=True, text=True,
                               check=True).stdout
     assert re.search(r"pip install --require-hashes -r requirements/lock\.txt\n", commands)
     assert re.search(r"pip install .*--no-deps .*-e \.\n", commands)  # the package adds no unlocked dependency
