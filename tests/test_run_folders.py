@@ -22,7 +22,7 @@ import pytest
 
 from shorthorizon.cli import main
 from shorthorizon.data import make_fake_dataset
-from shorthorizon.experiments import nqm, offline
+from shorthorizon.experiments import nqm, nqm_map, offline
 from shorthorizon.results import RunDir, RunDirError, write_json
 
 
@@ -199,6 +199,101 @@ def test_missing_data_is_refused_before_the_folder_is_made(tmp_path, capsys, mon
     assert main(["offline", "--out", str(tmp_path / "run"), "--dataset", "mnist"]) == 2
     assert "No dataset among mnist was found" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# --- what is on disk: verified before it is trusted, never half-written ---------------------
+
+MAP = ["nqm-map", "--set", "dim=8", "--set", "horizon=20", "--set", "fit_steps=20", "--set", "kappas=1,1000",
+       "--set", "noises=0,1"]  # four units; the paper's cell (kappa 1000, noise 1) on the grid
+
+
+@pytest.fixture(scope="module")
+def finished_map(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("map") / "run"
+    assert main([*MAP, "--out", str(out)]) == 0
+    return out
+
+
+def _set_every_float(path: Path, value: float) -> None:
+    """Rewrite a stored unit with every float entry set to ``value``, its other entries kept."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    np.savez(path, **{k: np.full_like(v, value) if v.dtype.kind == "f" else v for k, v in arrays.items()})
+
+
+CORRUPTIONS = {  # unit -> what happened to it
+    "momentum-kappa1000": lambda path: _set_every_float(path, 12345.0),  # the paper's cell, edited
+    "momentum-kappa1": lambda path: path.write_bytes(path.read_bytes()[:500]),  # truncated
+    "sgd-kappa1": lambda path: path.write_bytes(b""),
+    "sgd-kappa1000": lambda path: path.write_bytes(random.Random(0).randbytes(4000)),
+}
+
+
+def test_a_stored_unit_that_fails_its_check_is_named_and_recomputed(tmp_path, finished_map, capsys, strict_json):
+    """Edited numbers (inputs kept), a truncated file, an empty one, random bytes: each unit is
+    named in one line and recomputed, and the summary is the uninterrupted run's."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_map, out)
+    for name, corrupt in CORRUPTIONS.items():
+        corrupt(out / "units" / f"{name}.npz")
+    capsys.readouterr()
+    assert main([*MAP, "--out", str(out)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stored unit ")]
+    assert len(said) == len(CORRUPTIONS)
+    for name in CORRUPTIONS:
+        (line,) = [s for s in said if s.startswith(f"stored unit {out / 'units' / name}.npz ")]
+        assert line.endswith("; recomputing it")
+        for key, value in RunDir(finished_map).load_unit(name).items():
+            np.testing.assert_array_equal(RunDir(out).load_unit(name)[key], value)
+    assert _summary(out, strict_json) == _summary(finished_map, strict_json)
+
+
+def test_units_replaced_by_a_file_is_refused_before_anything_is_computed(tmp_path, finished_map, capsys,
+                                                                         monkeypatch):
+    out = tmp_path / "run"
+    shutil.copytree(finished_map, out)
+    shutil.rmtree(out / "units")
+    (out / "units").write_text("not a folder")
+    before = {k: v for k, v in _files(out).items() if k != ".spent"}
+
+    def fail(**kwargs):
+        raise AssertionError("a unit was computed")
+
+    monkeypatch.setattr(nqm_map, "row_unit", fail)
+    capsys.readouterr()
+    assert main([*MAP, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"shorthorizon nqm-map: error: {out / 'units'} is a file, not the folder of stored units; "
+        f"move it out of {out}, then run the same command again"]
+    assert {k: v for k, v in _files(out).items() if k != ".spent"} == before
+
+
+def test_a_full_disk_names_the_file_and_leaves_nothing_half_written(tmp_path, finished_map, strict_json):
+    """The run's files may grow to half the size of its largest figure (RLIMIT_FSIZE: a write
+    past it fails as on a full disk): exit status 2, one line naming the file and its folder;
+    the figure is not there at all, no temporary file is left, every unit and JSON file that
+    is there reads whole; the next run, with room again, finishes as an uninterrupted one."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_map, out)
+    for figure in [*out.glob("*.png"), *out.glob("*.pdf")]:
+        figure.unlink()
+    limit = (finished_map / "map.png").stat().st_size // 2
+    limited = f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+    done = subprocess.run([sys.executable, "-c", limited + _AS_FROM_A_TERMINAL, *MAP, "--out", str(out)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"shorthorizon nqm-map: error: cannot write {out / 'map.png'}: ") and f"no room for it in {out} (" in last
+    assert "Traceback" not in done.stderr and not (out / "map.png").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    for unit in out.glob("units/*.npz"):
+        RunDir(out).load_unit(unit.stem)
+    strict_json(out)
+    if (out / ".spent").exists():
+        float((out / ".spent").read_text())
+    assert main([*MAP, "--out", str(out)]) == 0
+    assert _summary(out, strict_json) == _summary(finished_map, strict_json)
+    assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # --- interruptions: Ctrl-C and SIGKILL at random points, then resume ------------------------
