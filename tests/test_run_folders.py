@@ -68,6 +68,35 @@ def test_claim_refuses_another_command_a_corrupt_config_and_a_foreign_folder(tmp
     assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("command", ["nqm", "reproduce"])
+def test_a_folder_that_is_not_the_commands_is_refused_and_left_as_it_was(tmp_path, capsys, command):
+    """A folder of other files gets nothing written into it, not even the lock file; a finished
+    run of another command is no reproduction either (reproduce wrote its experiments' folders
+    and report.md into it)."""
+    foreign, finished = tmp_path / "foreign", tmp_path / "offline"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with RunDir.open(finished) as run_dir:
+        run_dir.write_config(offline.PRESETS["quick"])
+        run_dir.save_unit("u", {"x": np.arange(3)})
+        run_dir.write_summary({"loss": 0.5})
+    argv = [command, *NQM[1:]] + (["--only", "nqm"] if command == "reproduce" else [])
+    for out, message in [(foreign, f"{foreign} is not empty and holds no shorthorizon "),
+                         (finished, f"{finished} holds results of `offline`, not ")]:
+        before = {p.name for p in out.iterdir()}, _files(out)
+        assert main([*argv, "--out", str(out)]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"shorthorizon {command}: error: {message}"), lines
+        assert ({p.name for p in out.iterdir()}, _files(out)) == before
+
+
+def test_reproduce_resumes_in_its_own_folder(tmp_path, capsys):
+    out = tmp_path / "reproduction"
+    for _ in range(2):  # the second run finds the experiment's folder and report.md: its own
+        assert main(["reproduce", *NQM[1:], "--only", "nqm", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["nqm", "report.md"]
+
+
 HOLD_LOCK = """
 import sys
 from shorthorizon.results import RunDir

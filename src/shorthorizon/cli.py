@@ -132,6 +132,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         for flag in getattr(experiments.get(name), "FLAGS", ()):
             setattr(sub_args, flag, None)
         runs[name] = (sub_args, _config(experiments.get(name), sub_args))
+    _check_reproduction_folder(Path(out))
     ran = []
     for name, (sub_args, config) in runs.items():
         ready = getattr(experiments.get(name), "ready", None)
@@ -146,6 +147,27 @@ def _reproduce(args: argparse.Namespace) -> int:
     print(f"[reproduce] {len(ran)} experiment(s) in {time.perf_counter() - start:.1f} s; "
           f"report: {report}", file=sys.stderr)
     return 0
+
+
+def _check_reproduction_folder(out: Path) -> None:
+    """RunDirError unless ``out`` can hold a reproduction: absent, empty, or holding its
+    experiments' folders and ``report.md`` alone. Refused before anything is written in it."""
+    from shorthorizon.results import RunDirError, read_json
+
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} is a file, not a folder; choose another --out")
+    if (out / "config.json").exists():
+        try:
+            command = f"`{read_json(out / 'config.json')['command']}`"
+        except (ValueError, KeyError, TypeError):  # corrupt, or not a shorthorizon config
+            command = "a run"
+        raise RunDirError(f"{out} holds results of {command}, not a reproduction (a folder per experiment "
+                          "and report.md); choose a new or empty --out")
+    others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
+                    and p.name not in (*experiments.names(), "report.md")) if out.is_dir() else []
+    if others:
+        raise RunDirError(f"{out} is not empty and holds no shorthorizon reproduction ({', '.join(others[:3])}"
+                          f"{', ...' if len(others) > 3 else ''}); choose a new or empty --out")
 
 
 def main(argv: list[str] | None = None) -> int:

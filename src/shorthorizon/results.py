@@ -209,6 +209,7 @@ class RunDir:
         run_dir = cls(path, force)
         if run_dir.path.exists() and not run_dir.path.is_dir():
             raise RunDirError(f"{run_dir.path} is a file, not a folder; choose another --out")
+        run_dir._check_not_foreign()  # before the lock file: such a folder is never written into
         created = next((p for p in reversed((run_dir.path, *run_dir.path.parents)) if not p.exists()), None)
         try:
             run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -245,6 +246,12 @@ class RunDir:
         elif self.accepted and (self.path / "config.json").exists():
             write_text(self.path / SPENT, f"{self.total_elapsed()!r}\n")
 
+    def _check_not_foreign(self) -> None:
+        """RunDirError when the folder holds files but no ``config.json``: not a run's."""
+        if not (self.path / "config.json").exists() and self._results():
+            raise RunDirError(f"{self.path} is not empty and holds no shorthorizon run (no config.json); "
+                              "choose a new or empty --out")
+
     def _results(self) -> list[str]:
         """Names in the folder other than hidden ones (the lock, temporary files)."""
         return [p.name for p in self.path.iterdir() if not p.name.startswith(".")] if self.path.is_dir() else []
@@ -263,10 +270,8 @@ class RunDir:
             self.force = False  # started over once; what this run writes stays
         if path.exists():
             self._check_claim(path, claim)
-        elif self._results():
-            raise RunDirError(f"{self.path} is not empty and holds no shorthorizon run (no config.json); "
-                              "choose a new or empty --out")
         else:
+            self._check_not_foreign()
             self.claimed = True
         write_json(path, {**claim, "environment": environment()})
         self.accepted = True
