@@ -1,8 +1,10 @@
 """Run folders never mix, lose or fake results; every bad input is one clear line.
 
 The folder's claim (command + resolved config), its lock, strict JSON, the command line's
-refusals (exit status 2, one line, the folder as it was), Ctrl-C, and fault injection:
-SIGKILL at random points, resume, and compare with an uninterrupted run.
+refusals (exit status 2, one line, the folder as it was), what is on disk (a stored unit that
+fails its check is named and recomputed; a full disk leaves no half-written file), Ctrl-C from
+the first instant, and fault injection: SIGKILL at random points, resume, and compare with an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -380,6 +382,45 @@ def test_ctrl_c_says_how_to_resume_and_keeps_finished_units(tmp_path, data, expe
     assert "Traceback" not in err
     assert err.splitlines()[-1] == f"shorthorizon {experiment}: interrupted; run the same command with --out {out} to resume"
     assert list(out.glob("units/*.npz")) and not (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.5, 0.8, 1.2])
+def test_ctrl_c_from_the_first_instant_exits_130_with_the_resume_line(tmp_path, delay):
+    """Ctrl-C while the program starts (imports, the parser): no traceback, no interrupt
+    swallowed (it was, in JAX's garbage-collection callback, and the run went on to exit 0),
+    status 130 and the resume line; no folder left behind without a stored unit in it."""
+    out = tmp_path / "run"
+    process = _shorthorizon([*NQM, "--set", "fit_steps=300000", "--out", str(out)])
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert err.splitlines()[-1] == f"shorthorizon nqm: interrupted; run the same command with --out {out} to resume"
+    assert not out.exists() or list(out.glob("units/*.npz"))
+
+
+SWALLOWED = """
+import argparse, gc, signal
+from shorthorizon import cli
+cli._CtrlC([]).args = argparse.Namespace(command="nqm", out="run")  # as the console script, once a run works
+def swallow(phase, info):  # Ctrl-C while a garbage-collection callback runs: raised there, ignored
+    gc.callbacks.remove(swallow)
+    signal.raise_signal(signal.SIGINT)
+    return None
+gc.callbacks.append(swallow)
+try:
+    gc.collect()
+    sum(range(100_000_000))
+    print("the run went on")
+except KeyboardInterrupt:
+    print("the run was interrupted")
+"""
+
+
+def test_an_interrupt_swallowed_by_a_callback_still_stops_the_run():
+    done = subprocess.run([sys.executable, "-c", SWALLOWED], capture_output=True, text=True, timeout=60)
+    assert (done.stdout, done.stderr) == ("the run was interrupted\n", "")
 
 
 def _online(data: Path) -> list[str]:
