@@ -223,12 +223,15 @@ def test_bad_input_is_one_line_with_status_2_and_leaves_nothing(tmp_path, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and (tmp_path / "file").read_text() == "keep"
 
 
-def test_missing_data_is_refused_before_the_folder_is_made(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("dataset", ["mnist", "auto"])
+def test_missing_data_is_one_line_and_refused_before_the_folder_is_made(tmp_path, capsys, monkeypatch, dataset):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SHORTHORIZON_DATA", raising=False)
     monkeypatch.setattr("shorthorizon.data.store.SYSTEM_ROOT", tmp_path / "system")
-    assert main(["offline", "--out", str(tmp_path / "run"), "--dataset", "mnist"]) == 2
-    assert "No dataset among mnist was found" in capsys.readouterr().err
+    assert main(["offline", "--out", str(tmp_path / "run"), "--dataset", dataset]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("shorthorizon offline: error: No dataset among mnist")
+    assert "shorthorizon data download mnist" in lines[0] and lines[0].endswith("shorthorizon data --help")
     assert not (tmp_path / "run").exists()
 
 
