@@ -186,14 +186,19 @@ def test_default_dataset_prefers_in_order(isolated):
     assert default_dataset(("cifar10", "fashion-mnist"), isolated / "d") == "fashion-mnist"
 
 
-def test_not_found_says_what_to_do(isolated):
+def test_not_found_says_what_to_do_in_one_line_and_help_lists_every_way(isolated, cli, capsys):
     with pytest.raises(FileNotFoundError) as err:
         load_dataset("cifar10")
     text = str(err.value)
-    assert "shorthorizon data download cifar10" in text and "cifar-10-python.tar.gz" in text
-    assert str(isolated / "home" / ".cache" / "shorthorizon" / "cifar10") in text
+    assert len(text.splitlines()) == 1 and text.endswith("shorthorizon data --help")
+    assert f"shorthorizon data download cifar10 (into {isolated / 'home' / '.cache' / 'shorthorizon' / 'cifar10'}/)" in text
     assert "apt-get" in missing_data_instructions(("mnist", "fashion-mnist"))
     assert "apt-get" not in missing_data_instructions(("cifar10",))
+    with pytest.raises(SystemExit):
+        cli(["data", "--help"])
+    shown = capsys.readouterr().out
+    assert "apt-get install -y dataset-fashion-mnist" in shown and "put cifar-10-python.tar.gz into" in shown
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in shown and "SHORTHORIZON_DATA=DIR" in shown
 
 
 # --- corrupt files and checksums -----------------------------------------------------------
@@ -309,8 +314,10 @@ def test_cli_download_without_network(isolated, monkeypatch, cli, capsys):
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     assert cli(["data", "download", "fashion-mnist", "--data-dir", str(isolated / "d")]) == 2
     err = capsys.readouterr().err
-    assert "could not download" in err and "Name or service not known" in err
-    assert "apt-get install -y dataset-fashion-mnist" in err and "put train-images-idx3-ubyte.gz" in err
+    error = err.splitlines()[-1]  # one line, after the download's progress
+    assert error.startswith("shorthorizon data: error: ") and "could not download" in error
+    assert "Name or service not known" in error
+    assert "apt-get install -y dataset-fashion-mnist" in error and "put train-images-idx3-ubyte.gz" in error
     assert not (isolated / "d" / "fashion-mnist").exists()  # no empty folder left to look like a partial copy
     with pytest.raises(DownloadError, match="Without network access"):
         download("mnist", isolated / "d")

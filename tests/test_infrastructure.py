@@ -65,7 +65,8 @@ def test_run_units_resumes_and_skips_finished(tmp_path):
 def test_a_stored_unit_computed_from_other_arguments_is_recomputed(tmp_path, capsys):
     """A unit is stored with its arguments: resuming with the same ones reuses it; a unit of
     the same name whose arguments changed (code that derives them changed) is recomputed and
-    said so; a unit stored without a record (an older version's) is reused."""
+    said so; a unit stored without a record of its arguments is reused, but one without a
+    digest (an older version's: it cannot be verified) is recomputed."""
     run_dir = RunDir(tmp_path)
     square.calls = 0
     run_units(square, [Unit("u", {"x": 3})], run_dir)
@@ -73,8 +74,12 @@ def test_a_stored_unit_computed_from_other_arguments_is_recomputed(tmp_path, cap
     capsys.readouterr()
     assert int(run_units(square, [Unit("u", {"x": 4})], run_dir)["u"]["value"]) == 16 and square.calls == 2
     assert "'u'" in capsys.readouterr().err and set(run_dir.load_unit("u")) == {"value", "x"}
-    run_dir.save_unit("old", {"value": np.array(25)})  # no record of its arguments
-    assert int(run_units(square, [Unit("old", {"x": 5})], run_dir)["old"]["value"]) == 25 and square.calls == 2
+    run_dir.save_unit("bare", {"value": np.array(25)})  # no record of its arguments
+    assert int(run_units(square, [Unit("bare", {"x": 5})], run_dir)["bare"]["value"]) == 25 and square.calls == 2
+    np.savez(run_dir.unit_path("old"), value=np.array(0), __inputs__=np.asarray('{"x": 6}'))  # no digest
+    capsys.readouterr()
+    assert int(run_units(square, [Unit("old", {"x": 6})], run_dir)["old"]["value"]) == 36 and square.calls == 3
+    assert capsys.readouterr().err.startswith(f"stored unit {run_dir.unit_path('old')} carries no digest")
 
 
 def test_progress_advances_by_cost_from_the_stored_units(tmp_path, monkeypatch):
@@ -129,7 +134,7 @@ def test_corrupt_unit_names_the_file_and_the_fix(tmp_path):
     run_dir = RunDir(tmp_path)
     run_dir.save_unit("a", {"x": np.arange(3)})
     run_dir.unit_path("a").write_bytes(b"garbage")
-    with pytest.raises(RuntimeError, match=r"a\.npz is unreadable.*delete it"):
+    with pytest.raises(RuntimeError, match=r"a\.npz is unreadable .*run the same command again to recompute it"):
         run_dir.load_unit("a")
 
 

@@ -1,8 +1,10 @@
 """Run folders never mix, lose or fake results; every bad input is one clear line.
 
 The folder's claim (command + resolved config), its lock, strict JSON, the command line's
-refusals (exit status 2, one line, the folder as it was), Ctrl-C, and fault injection:
-SIGKILL at random points, resume, and compare with an uninterrupted run.
+refusals (exit status 2, one line, the folder as it was), what is on disk (a stored unit that
+fails its check is named and recomputed; a full disk leaves no half-written file), Ctrl-C from
+the first instant, and fault injection: SIGKILL at random points, resume, and compare with an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 
 from shorthorizon.cli import main
 from shorthorizon.data import make_fake_dataset
-from shorthorizon.experiments import nqm, offline
+from shorthorizon.experiments import nqm, nqm_map, offline
 from shorthorizon.results import RunDir, RunDirError, write_json
 
 
@@ -66,6 +68,35 @@ def test_claim_refuses_another_command_a_corrupt_config_and_a_foreign_folder(tmp
     with pytest.raises(RunDirError, match="not empty and holds no shorthorizon run"):
         RunDir(tmp_path / "b", force=True).write_config(Demo())
     assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", ["nqm", "reproduce"])
+def test_a_folder_that_is_not_the_commands_is_refused_and_left_as_it_was(tmp_path, capsys, command):
+    """A folder of other files gets nothing written into it, not even the lock file; a finished
+    run of another command is no reproduction either (reproduce wrote its experiments' folders
+    and report.md into it)."""
+    foreign, finished = tmp_path / "foreign", tmp_path / "offline"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with RunDir.open(finished) as run_dir:
+        run_dir.write_config(offline.PRESETS["quick"])
+        run_dir.save_unit("u", {"x": np.arange(3)})
+        run_dir.write_summary({"loss": 0.5})
+    argv = [command, *NQM[1:]] + (["--only", "nqm"] if command == "reproduce" else [])
+    for out, message in [(foreign, f"{foreign} is not empty and holds no shorthorizon "),
+                         (finished, f"{finished} holds results of `offline`, not ")]:
+        before = {p.name for p in out.iterdir()}, _files(out)
+        assert main([*argv, "--out", str(out)]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"shorthorizon {command}: error: {message}"), lines
+        assert ({p.name for p in out.iterdir()}, _files(out)) == before
+
+
+def test_reproduce_resumes_in_its_own_folder(tmp_path, capsys):
+    out = tmp_path / "reproduction"
+    for _ in range(2):  # the second run finds the experiment's folder and report.md: its own
+        assert main(["reproduce", *NQM[1:], "--only", "nqm", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["nqm", "report.md"]
 
 
 HOLD_LOCK = """
@@ -192,13 +223,111 @@ def test_bad_input_is_one_line_with_status_2_and_leaves_nothing(tmp_path, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and (tmp_path / "file").read_text() == "keep"
 
 
-def test_missing_data_is_refused_before_the_folder_is_made(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("dataset", ["mnist", "auto"])
+def test_missing_data_is_one_line_and_refused_before_the_folder_is_made(tmp_path, capsys, monkeypatch, dataset):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SHORTHORIZON_DATA", raising=False)
     monkeypatch.setattr("shorthorizon.data.store.SYSTEM_ROOT", tmp_path / "system")
-    assert main(["offline", "--out", str(tmp_path / "run"), "--dataset", "mnist"]) == 2
-    assert "No dataset among mnist was found" in capsys.readouterr().err
+    assert main(["offline", "--out", str(tmp_path / "run"), "--dataset", dataset]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("shorthorizon offline: error: No dataset among mnist")
+    assert "shorthorizon data download mnist" in lines[0] and lines[0].endswith("shorthorizon data --help")
     assert not (tmp_path / "run").exists()
+
+
+# --- what is on disk: verified before it is trusted, never half-written ---------------------
+
+MAP = ["nqm-map", "--set", "dim=8", "--set", "horizon=20", "--set", "fit_steps=20", "--set", "kappas=1,1000",
+       "--set", "noises=0,1"]  # four units; the paper's cell (kappa 1000, noise 1) on the grid
+
+
+@pytest.fixture(scope="module")
+def finished_map(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("map") / "run"
+    assert main([*MAP, "--out", str(out)]) == 0
+    return out
+
+
+def _set_every_float(path: Path, value: float) -> None:
+    """Rewrite a stored unit with every float entry set to ``value``, its other entries kept."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    np.savez(path, **{k: np.full_like(v, value) if v.dtype.kind == "f" else v for k, v in arrays.items()})
+
+
+CORRUPTIONS = {  # unit -> what happened to it
+    "momentum-kappa1000": lambda path: _set_every_float(path, 12345.0),  # the paper's cell, edited
+    "momentum-kappa1": lambda path: path.write_bytes(path.read_bytes()[:500]),  # truncated
+    "sgd-kappa1": lambda path: path.write_bytes(b""),
+    "sgd-kappa1000": lambda path: path.write_bytes(random.Random(0).randbytes(4000)),
+}
+
+
+def test_a_stored_unit_that_fails_its_check_is_named_and_recomputed(tmp_path, finished_map, capsys, strict_json):
+    """Edited numbers (inputs kept), a truncated file, an empty one, random bytes: each unit is
+    named in one line and recomputed, and the summary is the uninterrupted run's."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_map, out)
+    for name, corrupt in CORRUPTIONS.items():
+        corrupt(out / "units" / f"{name}.npz")
+    capsys.readouterr()
+    assert main([*MAP, "--out", str(out)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stored unit ")]
+    assert len(said) == len(CORRUPTIONS)
+    for name in CORRUPTIONS:
+        (line,) = [s for s in said if s.startswith(f"stored unit {out / 'units' / name}.npz ")]
+        assert line.endswith("; recomputing it")
+        for key, value in RunDir(finished_map).load_unit(name).items():
+            np.testing.assert_array_equal(RunDir(out).load_unit(name)[key], value)
+    assert _summary(out, strict_json) == _summary(finished_map, strict_json)
+
+
+def test_units_replaced_by_a_file_is_refused_before_anything_is_computed(tmp_path, finished_map, capsys,
+                                                                         monkeypatch):
+    out = tmp_path / "run"
+    shutil.copytree(finished_map, out)
+    shutil.rmtree(out / "units")
+    (out / "units").write_text("not a folder")
+    before = {k: v for k, v in _files(out).items() if k != ".spent"}
+
+    def fail(**kwargs):
+        raise AssertionError("a unit was computed")
+
+    monkeypatch.setattr(nqm_map, "row_unit", fail)
+    capsys.readouterr()
+    assert main([*MAP, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"shorthorizon nqm-map: error: {out / 'units'} is a file, not the folder of stored units; "
+        f"move it out of {out}, then run the same command again"]
+    assert {k: v for k, v in _files(out).items() if k != ".spent"} == before
+
+
+def test_a_full_disk_names_the_file_and_leaves_nothing_half_written(tmp_path, finished_map, strict_json):
+    """The run's files may grow to half the size of its largest figure (RLIMIT_FSIZE: a write
+    past it fails as on a full disk): exit status 2, one line naming the file and its folder;
+    the figure is not there at all, no temporary file is left, every unit and JSON file that
+    is there reads whole; the next run, with room again, finishes as an uninterrupted one."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_map, out)
+    for figure in [*out.glob("*.png"), *out.glob("*.pdf")]:
+        figure.unlink()
+    limit = (finished_map / "map.png").stat().st_size // 2
+    limited = f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+    done = subprocess.run([sys.executable, "-c", limited + _AS_FROM_A_TERMINAL, *MAP, "--out", str(out)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"shorthorizon nqm-map: error: cannot write {out / 'map.png'}: ") and f"no room for it in {out} (" in last
+    assert "Traceback" not in done.stderr and not (out / "map.png").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    for unit in out.glob("units/*.npz"):
+        RunDir(out).load_unit(unit.stem)
+    strict_json(out)
+    if (out / ".spent").exists():
+        float((out / ".spent").read_text())
+    assert main([*MAP, "--out", str(out)]) == 0
+    assert _summary(out, strict_json) == _summary(finished_map, strict_json)
+    assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # --- interruptions: Ctrl-C and SIGKILL at random points, then resume ------------------------
@@ -256,6 +385,45 @@ def test_ctrl_c_says_how_to_resume_and_keeps_finished_units(tmp_path, data, expe
     assert "Traceback" not in err
     assert err.splitlines()[-1] == f"shorthorizon {experiment}: interrupted; run the same command with --out {out} to resume"
     assert list(out.glob("units/*.npz")) and not (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.5, 0.8, 1.2])
+def test_ctrl_c_from_the_first_instant_exits_130_with_the_resume_line(tmp_path, delay):
+    """Ctrl-C while the program starts (imports, the parser): no traceback, no interrupt
+    swallowed (it was, in JAX's garbage-collection callback, and the run went on to exit 0),
+    status 130 and the resume line; no folder left behind without a stored unit in it."""
+    out = tmp_path / "run"
+    process = _shorthorizon([*NQM, "--set", "fit_steps=300000", "--out", str(out)])
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert err.splitlines()[-1] == f"shorthorizon nqm: interrupted; run the same command with --out {out} to resume"
+    assert not out.exists() or list(out.glob("units/*.npz"))
+
+
+SWALLOWED = """
+import argparse, gc, signal
+from shorthorizon import cli
+cli._CtrlC([]).args = argparse.Namespace(command="nqm", out="run")  # as the console script, once a run works
+def swallow(phase, info):  # Ctrl-C while a garbage-collection callback runs: raised there, ignored
+    gc.callbacks.remove(swallow)
+    signal.raise_signal(signal.SIGINT)
+    return None
+gc.callbacks.append(swallow)
+try:
+    gc.collect()
+    sum(range(100_000_000))
+    print("the run went on")
+except KeyboardInterrupt:
+    print("the run was interrupted")
+"""
+
+
+def test_an_interrupt_swallowed_by_a_callback_still_stops_the_run():
+    done = subprocess.run([sys.executable, "-c", SWALLOWED], capture_output=True, text=True, timeout=60)
+    assert (done.stdout, done.stderr) == ("the run was interrupted\n", "")
 
 
 def _online(data: Path) -> list[str]:

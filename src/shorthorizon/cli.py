@@ -1,20 +1,28 @@
-"""The ``shorthorizon`` command line."""
+"""The ``shorthorizon`` command line.
+
+Modules that load NumPy or JAX are imported where they are used, not here: the console script
+(:func:`entry`) takes over Ctrl-C before they load, so that an interrupt at any instant exits
+with status 130 and one line.
+"""
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 import textwrap
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
 from shorthorizon import config as configlib
 from shorthorizon import experiments
-from shorthorizon.results import RunDir
-from shorthorizon.runners import EXECUTORS, ensure_ray
+
+INTERRUPTED = 130  # exit status after Ctrl-C
 
 
 def _default_out(command: str) -> Path:
@@ -22,6 +30,8 @@ def _default_out(command: str) -> Path:
 
 
 def _add_run_options(p: argparse.ArgumentParser, presets) -> None:
+    from shorthorizon.runners import EXECUTORS
+
     p.add_argument("--preset", default="quick", choices=list(presets), help="named configuration")
     p.add_argument("--out", type=Path, help="output folder (default runs/<command>-<timestamp>/); "
                    "re-running with the same folder resumes")
@@ -52,6 +62,9 @@ def _config(module, args: argparse.Namespace):
 
 def _run_experiment(name: str, args: argparse.Namespace, config=None) -> int:
     """Run one experiment in its locked folder (``config``: already validated, else from ``args``)."""
+    from shorthorizon.results import RunDir
+    from shorthorizon.runners import ensure_ray
+
     module = experiments.get(name)
     if config is None:
         config = _config(module, args)
@@ -132,6 +145,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         for flag in getattr(experiments.get(name), "FLAGS", ()):
             setattr(sub_args, flag, None)
         runs[name] = (sub_args, _config(experiments.get(name), sub_args))
+    _check_reproduction_folder(Path(out))
     ran = []
     for name, (sub_args, config) in runs.items():
         ready = getattr(experiments.get(name), "ready", None)
@@ -166,36 +180,124 @@ def compilation_cache() -> str | None:
     return folder
 
 
-def main(argv: list[str] | None = None) -> int:
+def _check_reproduction_folder(out: Path) -> None:
+    """RunDirError unless ``out`` can hold a reproduction: absent, empty, or holding its
+    experiments' folders and ``report.md`` alone. Refused before anything is written in it."""
+    from shorthorizon.results import RunDirError, read_json
+
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} is a file, not a folder; choose another --out")
+    if (out / "config.json").exists():
+        try:
+            command = f"`{read_json(out / 'config.json')['command']}`"
+        except (ValueError, KeyError, TypeError):  # corrupt, or not a shorthorizon config
+            command = "a run"
+        raise RunDirError(f"{out} holds results of {command}, not a reproduction (a folder per experiment "
+                          "and report.md); choose a new or empty --out")
+    others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
+                    and p.name not in (*experiments.names(), "report.md")) if out.is_dir() else []
+    if others:
+        raise RunDirError(f"{out} is not empty and holds no shorthorizon reproduction ({', '.join(others[:3])}"
+                          f"{', ...' if len(others) > 3 else ''}); choose a new or empty --out")
+
+
+def _interrupted(command: str, out) -> str:
+    """The line an interrupted command ends with."""
+    resume = f"; run the same command with --out {out} to resume" if out else ""
+    return f"{f'shorthorizon {command}' if command else 'shorthorizon'}: interrupted{resume}"
+
+
+class _CtrlC:
+    """Ctrl-C in the console script, from its first instant: status 130 and the line of
+    :func:`_interrupted`. Until the command starts its work (imports, building the parser)
+    nothing is written, so it exits at once. Once the command works (``args`` set), the
+    interrupt is raised as KeyboardInterrupt, and the run leaves its folder in order (the claim
+    of a run that computed nothing taken back; :meth:`RunDir.open`); an interrupt swallowed on
+    its way (raised inside a callback, such as JAX's garbage-collection callback: "Exception
+    ignored") is raised again, and a second Ctrl-C exits at once."""
+
+    def __init__(self, argv: list[str]):
+        self.argv = argv
+        self.args: argparse.Namespace | None = None
+        self.raised = self.again = False
+        self.unraisable_hook = sys.unraisablehook
+        signal.signal(signal.SIGINT, self._on_signal)
+        sys.unraisablehook = self._on_unraisable
+
+    def line(self) -> str:
+        if self.args is not None:
+            return _interrupted(self.args.command, getattr(self.args, "out", None))
+        # the command line as typed: the parser that would read it loads every experiment
+        out = next((b for a, b in zip(self.argv, self.argv[1:]) if a == "--out"), None)
+        out = next((a.split("=", 1)[1] for a in self.argv if a.startswith("--out=")), out)
+        return _interrupted(next((a for a in self.argv if not a.startswith("-")), ""), out)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.again:  # the interrupt raised again, after a callback swallowed it
+            self.again = False
+            raise KeyboardInterrupt
+        if self.args is None or self.raised:
+            _exit_now(INTERRUPTED, self.line())
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def _on_unraisable(self, unraisable) -> None:
+        if self.raised and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self.again = True
+            # from another thread, a moment later: here, and in the callback, it would be swallowed again
+            timer = threading.Timer(0.05, _thread.interrupt_main, (signal.SIGINT,))
+            timer.daemon = True
+            timer.start()
+        else:
+            self.unraisable_hook(unraisable)
+
+
+def _exit_now(code: int, line: str | None = None) -> None:
+    """Exit without the interpreter's teardown: XLA may still be running work dispatched before
+    an interrupt, and tearing its runtime down under it crashed the process (exit -11 instead of
+    130). A Ray instance this process started is shut down first; ``line`` goes to stderr last."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, RuntimeError):  # closed, or a write the signal interrupted
+            pass
+    if line:
+        os.write(2, f"{line}\n".encode())
+    os._exit(code)
+
+
+def main(argv: list[str] | None = None, ctrl_c: _CtrlC | None = None) -> int:
     """Run one command; exit status 0 on success, 2 with one line on stderr for bad input or a
-    refused folder, 130 when interrupted (Ctrl-C); ``unroll`` exits 3 when the unroll diverged."""
+    refused folder, 130 when interrupted (Ctrl-C); ``unroll`` exits 3 when the unroll diverged.
+    ``ctrl_c``: the console script's interrupt handling, told when the command starts working."""
     parser = build_parser()
     args = parser.parse_args(argv)
     compilation_cache()
     try:
+        if ctrl_c is not None:
+            ctrl_c.args = args
         return args.handler(args)
     except KeyboardInterrupt:
-        resume = f"; run the same command with --out {args.out} to resume" if getattr(args, "out", None) else ""
-        print(f"shorthorizon {args.command}: interrupted{resume}", file=sys.stderr)
-        return 130
+        print(_interrupted(args.command, getattr(args, "out", None)), file=sys.stderr)
+        return INTERRUPTED
     except (ValueError, OSError, RuntimeError) as err:
         print(f"shorthorizon {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 
 def entry() -> None:
-    """The console script: :func:`main`, then exit. After an interrupt it exits at once, without
-    the interpreter's teardown: XLA may still be running work dispatched before the interrupt,
-    and tearing its runtime down under it crashed the process (exit -11 instead of 130). Every
-    finished unit is already stored; a Ray instance this process started is shut down first."""
-    code = main()
-    if code == 130:
-        ray = sys.modules.get("ray")
-        if ray is not None and ray.is_initialized():
-            ray.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    """The console script: :func:`main`, then exit; Ctrl-C is taken over first (:class:`_CtrlC`),
+    unless the process started with it ignored (a background job). After an interrupt it exits
+    at once (:func:`_exit_now`); every finished unit is already stored."""
+    ctrl_c = _CtrlC(sys.argv[1:]) if signal.getsignal(signal.SIGINT) is signal.default_int_handler else None
+    code = main(ctrl_c=ctrl_c)
+    if ctrl_c is not None:
+        ctrl_c.args = None  # an interrupt from here on exits at once
+    if code == INTERRUPTED:
+        _exit_now(code)
     sys.exit(code)
 
 

@@ -6,6 +6,11 @@ numbers and ``wall_time_s``: the seconds of every process that worked on the fol
 one's excepted), per-unit results under ``units/`` (what makes a run
 resumable), curves as ``.npz`` and figures as ``.png`` + ``.pdf``.
 
+Every file is written whole or not at all (a temporary file renamed into place), and a stored
+unit carries a SHA-256 digest of its entries inside it: a unit that is unreadable or does not
+match its digest is never taken for a result (a check against corruption and edits, not a
+signature). A file that cannot be written (a full disk) raises :class:`RunDirError` naming it.
+
 A folder belongs to one command and one resolved config: :meth:`RunDir.write_config` refuses
 a different one, naming the keys that differ (``force=True`` deletes the old results and
 starts over). :meth:`RunDir.open` locks the folder against a second process for as long as
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -27,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -75,21 +83,41 @@ _UMASK = _umask()  # read once: setting it is process-wide, not safe to toggle w
 
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename: never half a file. The
-    file gets the permissions of any new file (mkstemp's are owner-only), as figures do."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    file gets the permissions of any new file (mkstemp's are owner-only). A file that cannot be
+    written (a full disk, no permission) raises RunDirError naming it; the old one, if any,
+    stays as it was."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _cannot_write(path, err) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _cannot_write(path, err) from None
         raise
+
+
+def _cannot_write(path: Path, err: OSError) -> RunDirError:
+    """The one-line error for a file of a run folder that could not be written."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # a full disk, a quota, a file size limit
+        return RunDirError(f"cannot write {path}: no room for it in {path.parent} ({err.strerror}); "
+                           "make room there, then run the same command again to resume")
+    return RunDirError(f"cannot write {path} ({err.strerror or err}); make it writable, or choose another --out")
 
 
 def write_json(path: Path, obj: Any) -> None:
     text = to_json(obj, indent=2) + "\n"
+    write_text(path, text)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (see :func:`_atomic_write`)."""
     _atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
@@ -176,6 +204,27 @@ def _differences(stored: Any, new: Any, key: str = "") -> list[str]:
 
 
 _INPUTS = "__inputs__"  # a stored unit's record of what it was computed from
+# SHA-256 of a stored unit's other entries, inside the unit: written by the same rename
+_DIGEST = "__digest__"
+
+
+def _digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over every entry's name, dtype, shape and bytes, in name order."""
+    sha = hashlib.sha256()
+    for name in sorted(arrays):
+        array = arrays[name]
+        sha.update(json.dumps([name, array.dtype.str, array.shape]).encode())
+        sha.update(array.tobytes())
+    return sha.hexdigest()
+
+
+class UnitError(RuntimeError):
+    """A stored unit that is not to be trusted: unreadable, or not matching its digest.
+    ``problem`` says which, after the path."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"stored unit {path} {problem}; run the same command again to recompute it")
 
 
 class RunDir:
@@ -203,6 +252,7 @@ class RunDir:
         run_dir = cls(path, force)
         if run_dir.path.exists() and not run_dir.path.is_dir():
             raise RunDirError(f"{run_dir.path} is a file, not a folder; choose another --out")
+        run_dir._check_not_foreign()  # before the lock file: such a folder is never written into
         created = next((p for p in reversed((run_dir.path, *run_dir.path.parents)) if not p.exists()), None)
         try:
             run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -224,15 +274,26 @@ class RunDir:
             except BaseException:
                 if run_dir.claimed and run_dir._results() == ["config.json"]:
                     (run_dir.path / "config.json").unlink()
+                with contextlib.suppress(RunDirError):  # (a full disk) the error on its way out says more
+                    run_dir._leave(created)
                 raise
-            finally:
-                # still holding the lock: no other process can start in a folder being removed
-                if created is not None and not run_dir._results():
-                    shutil.rmtree(created, ignore_errors=True)
-                elif run_dir.accepted and (run_dir.path / "config.json").exists():
-                    (run_dir.path / SPENT).write_text(f"{run_dir.total_elapsed()!r}\n")
+            run_dir._leave(created)
         finally:
             os.close(fd)  # releases the lock
+
+    def _leave(self, created: Path | None) -> None:
+        """Remove the folder ``created`` when nothing is in it, else record the seconds spent."""
+        # still holding the lock: no other process can start in a folder being removed
+        if created is not None and not self._results():
+            shutil.rmtree(created, ignore_errors=True)
+        elif self.accepted and (self.path / "config.json").exists():
+            write_text(self.path / SPENT, f"{self.total_elapsed()!r}\n")
+
+    def _check_not_foreign(self) -> None:
+        """RunDirError when the folder holds files but no ``config.json``: not a run's."""
+        if not (self.path / "config.json").exists() and self._results():
+            raise RunDirError(f"{self.path} is not empty and holds no shorthorizon run (no config.json); "
+                              "choose a new or empty --out")
 
     def _results(self) -> list[str]:
         """Names in the folder other than hidden ones (the lock, temporary files)."""
@@ -252,10 +313,8 @@ class RunDir:
             self.force = False  # started over once; what this run writes stays
         if path.exists():
             self._check_claim(path, claim)
-        elif self._results():
-            raise RunDirError(f"{self.path} is not empty and holds no shorthorizon run (no config.json); "
-                              "choose a new or empty --out")
         else:
+            self._check_not_foreign()
             self.claimed = True
         write_json(path, {**claim, "environment": environment()})
         self.accepted = True
@@ -307,34 +366,59 @@ class RunDir:
 
     # --- resumable units -----------------------------------------------------------
     def unit_path(self, name: str) -> Path:
-        return self.path / "units" / f"{name}.npz"
+        folder = self.path / "units"
+        if folder.exists() and not folder.is_dir():
+            raise RunDirError(f"{folder} is a file, not the folder of stored units; move it out of "
+                              f"{self.path}, then run the same command again")
+        return folder / f"{name}.npz"
 
     def has_unit(self, name: str) -> bool:
+        """Whether a unit of this name is stored (not whether it verifies: :meth:`load_unit`)."""
         return self.unit_path(name).exists()
 
     def save_unit(self, name: str, result: Mapping[str, Any], inputs: str | None = None) -> None:
         """Store a unit's arrays and, if given, the ``inputs`` it was computed from (any text;
-        :func:`shorthorizon.runners.run_units` keeps the unit's arguments there)."""
+        :func:`shorthorizon.runners.run_units` keeps the unit's arguments there), with the
+        digest of both in the same file."""
         arrays = {k: np.asarray(v) for k, v in result.items()}
         if inputs is not None:
             arrays[_INPUTS] = np.asarray(inputs)
+        objects = [k for k, v in arrays.items() if v.dtype.hasobject]  # their bytes are addresses: no digest
+        if objects:
+            raise TypeError(f"unit {name!r}: {', '.join(objects)} hold Python objects, not numbers or text")
+        arrays[_DIGEST] = np.asarray(_digest(arrays))
         _atomic_write(self.unit_path(name), lambda f: np.savez(f, **arrays))
 
-    def unit_inputs(self, name: str) -> str | None:
-        """The ``inputs`` a stored unit was saved with (None: none recorded)."""
-        with np.load(self.unit_path(name)) as data:
-            return str(data[_INPUTS]) if _INPUTS in data.files else None
-
-    def load_unit(self, name: str) -> dict[str, np.ndarray]:
+    def _read_unit(self, name: str) -> dict[str, np.ndarray]:
+        """Every entry of a stored unit, its inputs included; UnitError unless it reads and
+        matches its digest."""
         path = self.unit_path(name)
         try:
-            with np.load(path) as data:
-                return {k: data[k] for k in data.files if k != _INPUTS}
-        except (OSError, ValueError, EOFError) as err:
-            raise RuntimeError(
-                f"stored unit {path} is unreadable ({err}); delete it and run the same command "
-                "again to recompute just that unit"
-            ) from err
+            with open(path, "rb") as f:
+                if not zipfile.is_zipfile(f):  # else np.load would take other bytes for a pickle
+                    raise ValueError("not a whole .npz archive: empty, truncated or other bytes")
+                f.seek(0)
+                with np.load(f, allow_pickle=False) as data:
+                    arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
+            raise UnitError(path, f"is unreadable ({type(err).__name__}: {reason})") from None
+        stored = arrays.pop(_DIGEST, None)
+        if stored is None:
+            raise UnitError(path, "carries no digest (an older version wrote it), so it cannot be verified")
+        if str(stored) != _digest(arrays):
+            raise UnitError(path, "does not match its digest (it changed after it was written)")
+        return arrays
+
+    def unit_inputs(self, name: str) -> str | None:
+        """The ``inputs`` a stored unit was saved with (None: none recorded); UnitError when it
+        does not verify."""
+        inputs = self._read_unit(name).get(_INPUTS)
+        return None if inputs is None else str(inputs)
+
+    def load_unit(self, name: str) -> dict[str, np.ndarray]:
+        """A stored unit's arrays, verified against its digest (UnitError otherwise)."""
+        return {k: v for k, v in self._read_unit(name).items() if k != _INPUTS}
 
     # --- curves and figures --------------------------------------------------------
     def save_curves(self, name: str, **arrays: Any) -> Path:
@@ -349,7 +433,10 @@ class RunDir:
     def save_figure(self, fig, name: str) -> Path:
         import matplotlib.pyplot as plt
 
-        for ext in ("png", "pdf"):
-            fig.savefig(self.path / f"{name}.{ext}", dpi=130, bbox_inches="tight")
-        plt.close(fig)
+        try:
+            for ext in ("png", "pdf"):
+                _atomic_write(self.path / f"{name}.{ext}",
+                              lambda f: fig.savefig(f, format=ext, dpi=130, bbox_inches="tight"))
+        finally:
+            plt.close(fig)
         return self.path / f"{name}.png"

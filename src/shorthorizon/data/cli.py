@@ -7,12 +7,13 @@ from pathlib import Path
 
 from shorthorizon.data.fetch import download
 from shorthorizon.data.registry import SPECS
-from shorthorizon.data.store import dataset_status, search_roots
+from shorthorizon.data.store import dataset_status, obtaining_data_help, search_roots
 
 
 def register(subparsers) -> None:
     """Add the ``data`` command to the top-level parser."""
-    p = subparsers.add_parser("data", help="list, verify and download datasets")
+    p = subparsers.add_parser("data", help="list, verify and download datasets", epilog=obtaining_data_help(),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="data_command", required=True)
     p_list = sub.add_parser("list", help="show every known dataset, where it is and whether it verified")
     p_get = sub.add_parser("download", help="fetch a dataset's official files into the cache")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from shorthorizon.data.errors import ChecksumError, DownloadError
 from shorthorizon.data.registry import DEBIAN_DATASET, DEBIAN_PACKAGE, Download, get_spec
-from shorthorizon.data.store import cache_dir, default_dataset, file_digest, missing_data_instructions
+from shorthorizon.data.store import cache_dir, default_dataset, file_digest, ways_to_obtain
 
 TIMEOUT_S = 15.0
 _CHUNK = 1 << 20
@@ -77,8 +77,9 @@ def download(name: str, data_dir: Path | str | None = None, opener=None,
             try:
                 _fetch(item, target, opener, timeout)
             except DownloadError as err:
-                raise DownloadError(f"{err}. Without network access:\n"
-                                    f"{missing_data_instructions((name,), data_dir)}") from None
+                ways = "; or ".join(w for kind, w in ways_to_obtain(name, data_dir).items() if kind != "download")
+                raise DownloadError(f"{err}. Without network access: {ways}; every way: "
+                                    "shorthorizon data --help") from None
     except BaseException:
         if created and not any(folder.iterdir()):
             folder.rmdir()  # an empty folder of the dataset's name would look like a partial copy

@@ -175,23 +175,38 @@ def _fix(spec: Spec, folder: Path) -> str:
             f"is found (`shorthorizon data download {spec.name}` puts one into {download})")
 
 
+def ways_to_obtain(name: str, data_dir=None) -> dict[str, str]:
+    """Each way to obtain dataset ``name``, by kind: ``"apt"`` (Debian's package, for
+    Fashion-MNIST), ``"download"`` and ``"by hand"``."""
+    spec = get_spec(name)
+    dest = (Path(data_dir).expanduser() if data_dir else cache_dir()) / name
+    flag = f" --data-dir {data_dir}" if data_dir else ""
+    ways = {"apt": f"as root on Debian/Ubuntu: apt-get update && apt-get install -y {DEBIAN_PACKAGE} "
+                   f"(installs {SYSTEM_ROOT / DEBIAN_DATASET}/)"} if name == DEBIAN_DATASET else {}
+    ways["download"] = f"with network access: shorthorizon data download {name}{flag} (into {dest}/)"
+    ways["by hand"] = (f"by hand: put {', '.join(d.filename for d in spec.downloads)} into {dest}/ "
+                       f"(from: {' '.join(d.url for d in spec.downloads)})")
+    return ways
+
+
 def missing_data_instructions(preferred=("mnist", "fashion-mnist"), data_dir=None) -> str:
-    """Exact instructions for obtaining one of the ``preferred`` datasets, for printing
-    when none is present."""
-    dest = Path(data_dir).expanduser() if data_dir else cache_dir()
-    lines = [f"No dataset among {', '.join(preferred)} was found; searched "
-             f"{', '.join(str(r) for r in search_roots(data_dir))}. Do one of:"]
-    if DEBIAN_DATASET in preferred:
-        lines.append(f"  - as root on Debian/Ubuntu: apt-get update && apt-get install -y "
-                     f"{DEBIAN_PACKAGE}  (installs {SYSTEM_ROOT / DEBIAN_DATASET}/)")
-    for name in preferred:
-        spec = get_spec(name)
-        flag = f" --data-dir {data_dir}" if data_dir else ""
-        lines.append(f"  - with network access: shorthorizon data download {name}{flag}")
-        files = ", ".join(d.filename for d in spec.downloads)
-        urls = " ".join(d.url for d in spec.downloads)
-        lines.append(f"  - by hand: put {files} into {dest / name}/  (from: {urls})")
-    lines.append(f"  Another folder works too, with the files in DIR/<name>/: set {ENV_VAR}=DIR, or pass "
+    """One line for when none of the ``preferred`` datasets is present: where they were looked
+    for, and the quickest ways to obtain one (every way: :func:`obtaining_data_help`, which
+    ``shorthorizon data --help`` prints)."""
+    ways = [ways_to_obtain(name, data_dir) for name in preferred]
+    quick = [w["apt"] for w in ways if "apt" in w] + [w["download"] for w in ways]
+    return (f"No dataset among {', '.join(preferred)} was found (searched "
+            f"{', '.join(str(r) for r in search_roots(data_dir))}); obtain one {'; or '.join(quick)}; "
+            "the files by hand or another folder: shorthorizon data --help")
+
+
+def obtaining_data_help(data_dir=None) -> str:
+    """Every way to obtain each known dataset, and the folders searched for it (several lines)."""
+    lines = ["Obtaining a dataset (each is looked for in DIR/<name>/ of every searched folder: "
+             f"{', '.join(str(r) for r in search_roots(data_dir))}):"]
+    for name in SPECS:
+        lines += [f"  {name}:", *(f"    - {way}" for way in ways_to_obtain(name, data_dir).values())]
+    lines.append(f"Another folder works too, with the files in DIR/<name>/: set {ENV_VAR}=DIR, or pass "
                  "--data-dir DIR (unroll, data) or --set data_dir=DIR (offline, online, truncated).")
     return "\n".join(lines)
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from shorthorizon import experiments
-from shorthorizon.results import RunDir, read_json
+from shorthorizon.results import RunDir, read_json, write_text
 
 
 def write_report(out: Path, names: list[str]) -> Path:
@@ -27,5 +27,5 @@ def write_report(out: Path, names: list[str]) -> Path:
         environment = ", ".join(f"{k} {v}" for k, v in config.get("environment", {}).items())
         lines += [section.rstrip(), "", f"<sub>config: `{name}/config.json`; environment: {environment}</sub>", ""]
     path = Path(out) / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from shorthorizon.results import RunDir
+from shorthorizon.results import RunDir, UnitError
 from shorthorizon.runners.ray import run_ray
 
 EXECUTORS = ("local", "ray")
@@ -41,7 +41,8 @@ def run_units(
     ray_address: str | None = None,
     desc: str = "units",
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Run every unit not yet stored in ``run_dir``; return all results, keyed by unit name."""
+    """Run every unit not yet stored in ``run_dir`` (or stored but failing its check: see
+    :func:`_stored`); return all results, read back verified, keyed by unit name."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
     if not units:
@@ -52,6 +53,7 @@ def run_units(
     pending = [u for u in units if not _stored(run_dir, u)]
     waiting = {u.name for u in pending}
     bar = CostBar(units, [name for name in names if name not in waiting], desc)
+
     def work(kwargs):
         return _to_numpy(fn(**kwargs))
 
@@ -106,12 +108,17 @@ def inputs(unit: Unit) -> str:
 
 
 def _stored(run_dir: RunDir, unit: Unit) -> bool:
-    """Whether ``unit`` is stored, computed from its arguments. A stored unit of its name
-    computed from others (the code that derives them changed since) is recomputed, and said so;
-    one stored without a record (an older version's) is taken as it is."""
+    """Whether ``unit`` is stored, verified, and computed from its arguments. A stored unit
+    that is unreadable or does not match its digest, or one of its name computed from other
+    arguments (the code that derives them changed since), is recomputed, and said so in one
+    line; one stored without a record of its arguments is taken as it is."""
     if not run_dir.has_unit(unit.name):
         return False
-    stored = run_dir.unit_inputs(unit.name)
+    try:
+        stored = run_dir.unit_inputs(unit.name)
+    except UnitError as err:
+        print(f"stored unit {err.path} {err.problem}; recomputing it", file=sys.stderr)
+        return False
     if stored is None or stored == inputs(unit):
         return True
     print(f"unit {unit.name!r} in {run_dir.path} was computed from other arguments than this run gives it; "
