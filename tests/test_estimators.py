@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shorthorizon.hypergrad.estimators import ES, Truncated, make_estimator
+from shorthorizon.hypergrad.estimators import ES, NRES, Truncated, make_estimator
 from shorthorizon.meta.smd import SMD
 from shorthorizon.nqm import NQM, loss_curve
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, from_raw, schedule, to_raw, whole_run_loss
@@ -108,6 +108,56 @@ def test_pes_is_unbiased_for_the_whole_run_gradient_and_truncated_es_is_not(raw)
     assert np.max(np.abs(mean - whole) / se) > 4
 
 
+def test_nres_is_unbiased_for_the_gradient_smoothed_by_one_perturbation_per_run(raw):
+    # the exact reference: E over eps of the exact whole-run gradient at raw + eps, one eps for
+    # the whole run (antithetic pairs of exact gradients; its Monte-Carlo error is counted)
+    nqm, k, sigma = small_nqm(), 1, 0.1
+    vec = sorted_vec(raw)
+    grad = jax.jit(jax.vmap(jax.grad(lambda v: whole_run_loss(nqm, dict(zip(sorted(raw), v)), T))))
+    eps = sigma * np.asarray(jax.random.normal(jax.random.PRNGKey(7), (2000, 3)))
+    pairs = (np.asarray(grad(vec + eps)) + np.asarray(grad(vec - eps))) / 2
+    smoothed, smoothed_se = pairs.mean(0), pairs.std(0, ddof=1) / np.sqrt(len(pairs))
+    truncated = window_estimates(Truncated(ExactNQM(nqm, T), "forward", k, stagger=False), raw,
+                                 jax.random.split(jax.random.PRNGKey(0), 1))[0].mean(0)
+    nres = window_estimates(NRES(SampledNQM(nqm, T), k, sigma=sigma, stagger=False), raw,
+                            jax.random.split(jax.random.PRNGKey(2), 1000)).mean(1)
+    mean, se = nres.mean(0), np.hypot(nres.std(0, ddof=1) / np.sqrt(len(nres)), smoothed_se)
+    assert np.all(np.abs(mean - smoothed) < 4 * se), (mean, smoothed, se)
+    assert np.max(np.abs(truncated - smoothed) / se) > 5  # the test could tell a truncated estimate
+
+
+def test_nres_keeps_one_perturbation_per_run_through_staggering_and_restarts(raw):
+    sampled = SampledNQM(small_nqm(), T)
+    est = NRES(sampled, truncation=5, particles=4, sigma=0.1)  # 8 windows per run
+    state = jax.jit(est.init)(raw, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(state.steps, [0, 10, 20, 30])
+    # every particle drew its run's perturbation when it started, the unstaggered one too, and
+    # ran its staggered windows at it: its + and - states differ
+    assert np.all(np.abs(state.xi) > 0) and len(np.unique(state.xi[:, 0])) == 4
+    assert np.all(np.abs(state.inner.theta[1:, 0] - state.inner.theta[1:, 1]) > 0)
+    assert int(state.inner.step.sum()) == est.init_cost == 2 * (10 + 20 + 30)
+    step = jax.jit(est.estimate)
+    _, grad, first = step(state, raw, jax.random.PRNGKey(1))
+    assert int(first.inner.step.sum() - state.inner.step.sum()) == est.cost == 4 * 2 * 5
+    np.testing.assert_array_equal(first.xi, state.xi)  # reused, not redrawn
+    # the estimate credits the run's perturbation: each pair's gradient is parallel to its xi
+    _, per_particle, _ = jax.jit(est.estimate_particles)(state, raw, jax.random.PRNGKey(1))
+    g = np.stack([per_particle[k] for k in sorted(per_particle)], -1)
+    np.testing.assert_allclose(g / state.xi, (g / state.xi)[:, :1] * np.ones(3), rtol=1e-10)
+    _, _, second = step(first, raw, jax.random.PRNGKey(2))
+    # the last particle finished its run (30 + 2 x 5 = 40 = T) and restarted with a new
+    # perturbation; the others kept theirs
+    np.testing.assert_array_equal(second.steps, [10, 20, 30, 0])
+    np.testing.assert_array_equal(second.xi[:3], state.xi[:3])
+    assert np.all(np.abs(second.xi[3]) > 0) and np.all(second.xi[3] != state.xi[3])
+    np.testing.assert_allclose(second.inner.theta[-1, 0], sampled.nqm.mean0)
+    # a restarted run's perturbation has the draw's scale: sigma per coordinate, over many restarts
+    many = NRES(sampled, truncation=40, particles=2000, sigma=0.1, stagger=False)
+    _, _, restarted = jax.jit(many.estimate)(many.init(raw, jax.random.PRNGKey(3)), raw, jax.random.PRNGKey(4))
+    np.testing.assert_array_equal(restarted.steps, 0)
+    assert np.all(np.abs(restarted.xi.std(0) / 0.1 - 1) < 0.1) and np.all(np.abs(restarted.xi.mean(0)) < 0.01)
+
+
 def test_particles_stagger_and_restart_when_a_run_ends(raw):
     sampled = SampledNQM(small_nqm(), T)
     est = ES(sampled, truncation=5, particles=4, persistent=True)  # 8 windows per run
@@ -163,6 +213,9 @@ def test_bad_arguments_name_the_problem(raw):
         est.estimate(est.init(raw, jax.random.PRNGKey(0)), raw, jax.random.PRNGKey(0))
     assert make_estimator("reverse", truncation=10).label(250) == "tbptt_K10"
     assert make_estimator("pes", truncation=250).label(250) == "pes_full"
+    assert make_estimator("nres", truncation=10).label(250) == "nres_K10"
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        make_estimator("nres", sampled, 5, sigma=0.0).init(raw, jax.random.PRNGKey(0))
     assert make_estimator("forward").label(250) == "forward_full"
 
 

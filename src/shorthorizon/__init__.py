@@ -6,7 +6,7 @@ The public API, one import away (``from shorthorizon import NQM, Online, make_es
   :func:`fit_schedule`, :func:`simulate`;
 - hypergradients: :func:`hypergradient` (a derivative mode on a plain meta-objective),
   :func:`make_estimator` and :data:`ESTIMATORS` (estimator objects: :class:`Truncated`,
-  :class:`ES`), :class:`Unroll`, :class:`TrainingRun`;
+  :class:`ES`, :class:`NRES`), :class:`Unroll`, :class:`TrainingRun`;
 - meta-optimization: :class:`SMD` (the outer loop), :class:`Online` (adapt while training),
   :class:`Offline` and :class:`OfflineFit` (fit a decay schedule, built from an
   :class:`OfflineConfig`);
@@ -30,7 +30,7 @@ _API = {
     "fit_schedule": "shorthorizon.nqm", "simulate": "shorthorizon.nqm",
     "hypergradient": "shorthorizon.hypergrad", "make_estimator": "shorthorizon.hypergrad",
     "ESTIMATORS": "shorthorizon.hypergrad", "Truncated": "shorthorizon.hypergrad", "ES": "shorthorizon.hypergrad",
-    "Unroll": "shorthorizon.hypergrad", "TrainingRun": "shorthorizon.hypergrad", "Data": "shorthorizon.hypergrad",
+    "NRES": "shorthorizon.hypergrad", "Unroll": "shorthorizon.hypergrad", "TrainingRun": "shorthorizon.hypergrad", "Data": "shorthorizon.hypergrad",
     "SMD": "shorthorizon.meta.smd", "Online": "shorthorizon.meta.online", "Offline": "shorthorizon.meta.offline",
     "OfflineFit": "shorthorizon.meta.offline_fit", "OfflineConfig": "shorthorizon.meta.offline_fit",
     "Task": "shorthorizon.tasks", "mlp": "shorthorizon.tasks", "cnn": "shorthorizon.tasks",

@@ -30,7 +30,7 @@ from shorthorizon import config as configlib
 from shorthorizon.config import FRACTION, POSITIVE, optimizer_hyper, require
 from shorthorizon.data.registry import get_spec
 from shorthorizon.data import splits
-from shorthorizon.hypergrad import LOOKAHEADS, Data, evaluate, scalar_loss
+from shorthorizon.hypergrad import LOOKAHEADS, Data, evaluate, make_estimator, scalar_loss
 from shorthorizon import optim
 from shorthorizon.meta.online import Online, check
 from shorthorizon.results import RunDir, fmt
@@ -64,9 +64,9 @@ class Config:
     interval: int = 10
     meta_lr: float = 0.01  # Adam, on log(lr_eff) and log(1 - momentum) (log values in another space)
     clip: float = 10.0  # hypergradients clipped to [-clip, clip]
-    estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, es (antithetic pairs), or pes
-    # (PES particles train beside the run, one meta-step per interval: no lookahead, lookaheads unused)
-    particles: int = 1  # es, pes: antithetic pairs per meta-step
+    estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, es (antithetic pairs), or a
+    # persistent one, pes or nres (particles train beside the run, one meta-step per interval: no lookahead)
+    particles: int = 1  # es, pes, nres: antithetic pairs per meta-step
     sigma: float = 0.01  # es: perturbation std in log space
     final_lr_eff: float = 1e-4  # effective lr at the last step
     eval_examples: int = 10_000  # training examples the final training loss is measured on
@@ -231,9 +231,9 @@ def _unit_name(task: str, init_lr: float, lookahead: str | None) -> str:
 
 
 def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
-    """(initial lr, lookahead) of every run of ``task``, the baseline first; PES runs have no
-    lookahead and take the place of one, as ``"pes"``."""
-    persistent = getattr(configlib.estimator(config), "persistent", False)
+    """(initial lr, lookahead) of every run of ``task``, the baseline first; runs of a persistent
+    estimator (PES, NRES) have no lookahead and take the place of one, by the estimator's name."""
+    persistent = configlib.estimator(config).persistent
     lookaheads = (config.estimator,) if persistent else config.lookaheads
     return [(per_task(config, task, "baseline_lr"), None)] + [
         (lr, lookahead) for lookahead in lookaheads for lr in per_task(config, task, "init_lrs")]
@@ -316,10 +316,9 @@ def _checks(baseline: dict, rows: list[dict]) -> dict:
 
     base_loss = baseline["final_train_loss"]
     checks: dict = {}
-    for kind in ("stochastic", "pes"):
+    persistent = sorted({r["lookahead"] for r in rows} - set(LOOKAHEADS))  # pes, nres: particles beside the run
+    for kind in ("stochastic", *persistent):
         runs = [r for r in rows if r["lookahead"] == kind]
-        if not runs and kind == "pes":
-            continue
         # undecided (null) where a run diverged before it had an lr at the stop
         checks[f"{kind}_lr_at_most_tenth_of_baseline"] = all(
             r["lr_at_stop"] <= baseline["lr"] / 10 for r in runs
@@ -393,8 +392,8 @@ def plot(run_dir: RunDir) -> None:
 def report(run_dir: RunDir, prefix: str = "") -> str:
     summary, config = run_dir.read_summary(), run_dir.read_config()
     optimizer = config.get("optimizer", "momentum")
-    how = ("PES particles beside the run, one meta-step per interval" if config["estimator"] == "pes"
-           else f"{config['horizon']}-step lookahead")
+    how = (f"{config['estimator'].upper()} particles beside the run, one meta-step per interval"
+           if make_estimator(config["estimator"]).persistent else f"{config['horizon']}-step lookahead")
     lines = ["## Online meta-optimization (Section 3.3, Figures 7–8)", "",
              f"SMD adapts {' and '.join(config.get('adapt', ('lr', 'momentum')))} of {optimizer} during the first "
              f"half of training ({how}); then every hyperparameter is frozen but the lr, which decays "

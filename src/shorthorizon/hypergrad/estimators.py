@@ -46,6 +46,13 @@ at a uniformly random window the expectation of (the gradient of) its window los
   earlier windows too; unbiased for the gradient of the Gaussian-smoothed whole-run objective
   (each window's hyperparameters perturbed independently). Truncated ES (``persistent=False``)
   is as biased as TBPTT, smoothed.
+- :class:`NRES` (noise-reuse ES; Li, Harrison, Sohl-Dickstein, Smith and Metz, NeurIPS 2023,
+  the same estimator as Vicol, Kolter and Swersky's ES-Single, ICML 2023): a pair draws one
+  perturbation ε when its inner run starts and keeps it for every window of the run,
+  estimating ε (L₊ − L₋) / (2σ²). Its trajectories run at ``hyper ± ε`` from step 0, so the
+  window's loss difference carries ε's whole effect on the run so far, and the estimate is
+  unbiased for the gradient of the whole-run objective smoothed by one perturbation per run;
+  PES's ξ instead sums one fresh draw per window, so its variance grows with the windows run.
 
 The + and − particles of a pair, and every mode of one particle, see the same randomness: an
 inner state carries its own key and the step index (common random numbers), so the estimate's
@@ -154,7 +161,8 @@ class Inner(Protocol):
 
 class EstState(NamedTuple):
     """Per-particle inner states (leading axis: particles; for ES a second axis of 2, the + and
-    − states), steps done in each particle's current run, and (ES) the perturbation sum ξ."""
+    − states), steps done in each particle's current run, and ``xi``, the perturbation state of
+    the run (PES: the sum ξ of its draws; NRES: its one ε; unused by the others)."""
 
     inner: Any
     steps: jax.Array
@@ -188,6 +196,16 @@ class _Windowed:
     """What every windowed estimator shares: the window length, particles at staggered
     phases, restarting a particle's inner run when it reaches the horizon, binding to an inner
     problem, its report name and the cost model."""
+
+    # whether an estimate credits a window's loss to perturbations drawn in the earlier windows
+    # of the particle's run (PES, NRES): then a particle must train its whole run itself and is
+    # never restarted from another run's state (an online driver keeps them beside its run)
+    persistent = False
+
+    def _restart_xi(self, key, xi):
+        """The perturbation state ``xi`` (one row per particle) a fresh inner run starts with:
+        nothing drawn yet (NRES draws the run's perturbation here)."""
+        return jnp.zeros_like(xi)
 
     def with_inner(self, inner: Inner) -> "_Windowed":
         """This estimator on the inner problem ``inner``."""
@@ -242,7 +260,8 @@ class _Windowed:
         init_key, stagger_key = jax.random.split(key)
         x = ravel_pytree(dict(hyper))[0]
         state = EstState(self._pair(self._fresh(init_key)), jnp.zeros(self.particles, jnp.int32),
-                         jnp.zeros((self.particles, x.shape[0]), x.dtype))
+                         self._restart_xi(jax.random.fold_in(init_key, 1),
+                                          jnp.zeros((self.particles, x.shape[0]), x.dtype)))
         if not self.stagger or self.particles == 1:
             return state
         target = jnp.arange(self.particles) * self.windows // self.particles
@@ -254,13 +273,18 @@ class _Windowed:
         return jax.lax.scan(body, state, jnp.arange(self.windows - 1))[0]
 
     def _advance(self, state: EstState, inner, xi, key) -> EstState:
-        """Count the window's steps; particles whose run reached the horizon start a new one."""
+        """Count the window's steps; particles whose run reached the horizon start a new one,
+        with a fresh perturbation state."""
         steps = state.steps + self._check()
         done = steps >= self.inner.horizon
+
+        def restart():
+            fresh = self._pair(self._fresh(key)), self._restart_xi(jax.random.fold_in(key, 1), xi)
+            return _where(done, fresh, (inner, xi))
+
         # new runs are drawn only in windows where one ends (a real branch outside vmap)
-        inner = jax.lax.cond(jnp.any(done), lambda: _where(done, self._pair(self._fresh(key)), inner),
-                             lambda: inner)
-        return EstState(inner, jnp.where(done, 0, steps), jnp.where(done[:, None], 0.0, xi))
+        inner, xi = jax.lax.cond(jnp.any(done), restart, lambda: (inner, xi))
+        return EstState(inner, jnp.where(done, 0, steps), xi)
 
     def estimate(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
         """One window: ``(loss, gradient estimate, new state)``, both averaged over particles."""
@@ -327,23 +351,27 @@ class Truncated(_Windowed):
         return losses, jax.vmap(unravel)(grads), self._advance(state, inner, state.xi, key)
 
 
-@dataclasses.dataclass(frozen=True)
-class ES(_Windowed):
-    """Antithetic evolution strategies over windows; ``persistent=True`` is PES (module
-    docstring). ``sigma`` is the perturbation's standard deviation in the coordinates of
-    ``hyper`` (e.g. log space)."""
+class _Antithetic(_Windowed):
+    """What the ES family shares: ``particles`` antithetic pairs, each running the window at
+    ``hyper ± ε`` from its own two inner states, estimating ξ (L₊ − L₋) / (2σ²); ``sigma`` = σ
+    is ε's standard deviation in the coordinates of ``hyper`` (e.g. log space). A member says
+    which ε a window runs at and which ξ its loss difference is credited to (:meth:`_perturb`),
+    and what perturbation state a fresh run starts with (:meth:`_restart_xi`)."""
 
-    inner: Inner | None = None
-    truncation: int | None = None
-    particles: int = 1
-    sigma: float = 0.01
-    persistent: bool = False
-    stagger: bool = True
     _trajectories = 2  # per particle: the + and the − run
 
-    @property
-    def name(self) -> str:
-        return "pes" if self.persistent else "es"
+    def _perturb(self, xi: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(ε, ξ)`` per particle from the run's perturbation state ``xi``: the window runs at
+        ``hyper ± ε`` and credits ξ; ξ is the state the next window sees."""
+        raise NotImplementedError
+
+    def _draw(self, key: jax.Array, like: jax.Array) -> jax.Array:
+        return self.sigma * jax.random.normal(key, like.shape, like.dtype)
+
+    def _check(self) -> int:
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be positive, got {self.sigma}")
+        return super()._check()
 
     def step_work(self, hypers: int) -> float:
         """A perturbed run's step is a plain step."""
@@ -352,7 +380,7 @@ class ES(_Windowed):
     def objective_gradient(self, f: Callable[[Mapping[str, jax.Array], jax.Array], jax.Array],
                            hyper: Mapping[str, jax.Array], key: jax.Array) -> tuple[jax.Array, dict]:
         """``(f(hyper, key), ES estimate)`` of a plain meta-objective: ``particles`` antithetic
-        pairs of whole unrolls, every one with ``key`` (one window: PES is ES here)."""
+        pairs of whole unrolls, every one with ``key`` (one window: PES and NRES are ES here)."""
         es = dataclasses.replace(self, inner=Objective(f), truncation=None, stagger=False)
         init_key, key = jax.random.split(key)
         state = es.init(hyper, init_key)
@@ -360,18 +388,28 @@ class ES(_Windowed):
         loss, grad, _ = es.estimate(state, hyper, init_key)
         return loss, grad
 
+    def window_perturbations(self, key: jax.Array, dim: int, dtype=jnp.float32) -> jax.Array:
+        """The perturbations the windows of one particle's run are evaluated at, shape
+        (windows, dim), drawn as :meth:`estimate` draws them. A persistent member's expectation
+        is the gradient of the whole-run objective with window w's hyperparameters at
+        ``hyper + ε_w``, averaged over these draws (PES: independent per window; NRES: one for
+        the run), which the ``estimators`` experiment computes exactly as its reference."""
+        def body(xi, k):
+            eps, xi = self._perturb(xi, k)
+            return xi, eps[0]
+
+        start = self._restart_xi(jax.random.fold_in(key, 1), jnp.zeros((1, dim), dtype))
+        return jax.lax.scan(body, start, jax.random.split(key, self.windows))[1]
+
     def _pair(self, inner):
         return jax.tree.map(lambda a: jnp.stack([a, a], axis=1), inner)
 
     def estimate_particles(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
         """One window; every pair's mean loss (of ±) and estimate (leading axis: particles)."""
         k = self._check()
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be positive, got {self.sigma}")
         x, unravel = ravel_pytree(dict(hyper))
         noise_key, reset_key = jax.random.split(key)
-        eps = self.sigma * jax.random.normal(noise_key, state.xi.shape, x.dtype)
-        xi = state.xi + eps if self.persistent else eps
+        eps, xi = self._perturb(state.xi, noise_key)
         signs = jnp.array([1.0, -1.0], x.dtype)
 
         def one(starts, e):  # one particle pair: both signs from their own states
@@ -380,6 +418,58 @@ class ES(_Windowed):
         losses, inner = jax.vmap(one)(state.inner, eps)  # losses (particles, 2)
         grads = xi * ((losses[:, 0] - losses[:, 1]) / (2 * self.sigma**2))[:, None]
         return losses.mean(1), jax.vmap(unravel)(grads), self._advance(state, inner, xi, reset_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class ES(_Antithetic):
+    """Antithetic evolution strategies over windows: a fresh ε every window; ``persistent=True``
+    is PES, crediting the sum ξ of every ε drawn since the run started (module docstring)."""
+
+    inner: Inner | None = None
+    truncation: int | None = None
+    particles: int = 1
+    sigma: float = 0.01
+    persistent: bool = False
+    stagger: bool = True
+
+    @property
+    def name(self) -> str:
+        return "pes" if self.persistent else "es"
+
+    def _perturb(self, xi, key):
+        eps = self._draw(key, xi)
+        return eps, xi + eps if self.persistent else eps
+
+
+@dataclasses.dataclass(frozen=True)
+class NRES(_Antithetic):
+    """Noise-reuse ES (Li et al., NeurIPS 2023; ES-Single of Vicol et al., ICML 2023): one ε per
+    particle, drawn when its inner run starts, runs and is credited in every window of the run.
+
+    Unbiased: with the + and − trajectories at ``hyper ± ε`` since step 0, window w's losses
+    are L_w(hyper ± ε) of the whole-run objective J = mean_w L_w, so by Stein's identity
+    E[ε (L_w(x + ε) − L_w(x − ε))] / (2σ²) = ∇ E[L_w(x + ε)] for every w (and for every draw of
+    the inner noise the pair shares), and a window at a uniformly random phase averages them to
+    the gradient of J_σ(x) = E[J(x + ε)], J smoothed by one perturbation per run. PES's
+    estimate at window w is ξ_w (L₊ − L₋) / (2σ²) with ξ_w the sum of w draws: unbiased for J
+    smoothed per window, with |ξ_w|² growing as w σ² while the loss difference does not grow
+    with it. Li et al. show NRES has the least variance of the unbiased online ES estimators
+    they analyse; the ``estimators`` experiment measures both against the exact NQM gradient."""
+
+    inner: Inner | None = None
+    truncation: int | None = None
+    particles: int = 1
+    sigma: float = 0.01
+    stagger: bool = True
+    persistent = True
+    name = "nres"
+
+    def _restart_xi(self, key, xi):
+        """A fresh run's one perturbation."""
+        return self._draw(key, xi)
+
+    def _perturb(self, xi, key):
+        return xi, xi
 
 
 class Objective(NamedTuple):
@@ -403,6 +493,7 @@ ESTIMATORS = {
     "fd": (Truncated, {"mode": "fd"}),
     "es": (ES, {"persistent": False}),
     "pes": (ES, {"persistent": True}),
+    "nres": (NRES, {}),
 }
 
 

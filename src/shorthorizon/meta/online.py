@@ -19,12 +19,13 @@ meta-steps then of training steps); between chunks the host checks for divergenc
 reports progress. Curves (``loss``, ``lr`` and the space's hyperparameters per training step)
 are scan outputs.
 
-With a PES estimator (``make_estimator("pes", particles=N, sigma=S)``) there is no lookahead: PES particles train beside
-the main run (:meth:`Online.particles`), from its initial weights, and every interval one PES
-estimate over their last ``interval`` steps drives one meta-step. They persist rather than
-restart from the main run's weights at each window: PES is unbiased for the whole run only
-when each particle's perturbation sum ξ covers the whole history of its weights; restarted
-particles would give ES over a short lookahead, as biased as the lookahead itself.
+With a persistent estimator (PES, ``make_estimator("pes", particles=N, sigma=S)``, or NRES, ``"nres"``) there is
+no lookahead: its particles train beside the main run (:meth:`Online.particles`), from its
+initial weights, and every interval one estimate over their last ``interval`` steps drives one
+meta-step. They persist rather than restart from the main run's weights at each window: PES
+(NRES) is unbiased for the whole run only when each particle's perturbation sum ξ (its one
+perturbation) covers the whole history of its weights; restarted particles would give ES over
+a short lookahead, as biased as the lookahead itself.
 
     >>> from shorthorizon.tasks import mlp
     >>> from shorthorizon.hypergrad import Data
@@ -112,8 +113,8 @@ class Online(NamedTuple):
         hypergradient (the estimator's ``work``) of a ``horizon``-step lookahead and its one-batch
         objective, then ``interval`` training steps. With the paper's settings (100 meta-steps
         on 5-step lookaheads every 10 steps) an adaptation step costs ~ 200 plain ones: a bar
-        that counted steps would read the first half's pace as the whole run's. PES
-        (:attr:`persistent`): its pairs train the interval's window twice each (+ and -)."""
+        that counted steps would read the first half's pace as the whole run's. A persistent
+        estimator (:attr:`persistent`): its pairs train the interval's window twice each (+ and -)."""
         if self.persistent:
             return (self.estimator.work(len(self.space.names)) + 1) * self.interval
         meta_step = self.estimator.work(len(self.space.names))
@@ -126,15 +127,16 @@ class Online(NamedTuple):
 
     @property
     def persistent(self) -> bool:
-        """Whether meta-steps come from PES particles beside the run (no lookahead)."""
+        """Whether meta-steps come from a persistent estimator's particles (PES, NRES) beside the
+        run (no lookahead)."""
         return getattr(self.estimator, "persistent", False) and self.meta_steps > 0
 
-    def particles(self, start: tuple[Params, OptState, ModelState], data: Data, steps: int) -> ES:
-        """PES over the adaptation half: antithetic pairs, each training ``steps`` steps from
-        ``start`` (the main run's weights, optimizer and model state) at the meta-hyperparameters ± their
-        accumulated perturbation, one window of ``interval`` steps per meta-step; unbiased for
-        the gradient of the smoothed mean training loss over the half. Costs 2 x particles
-        training runs beside the main one."""
+    def particles(self, start: tuple[Params, OptState, ModelState], data: Data, steps: int):
+        """The persistent estimator over the adaptation half: antithetic pairs, each training
+        ``steps`` steps from ``start`` (the main run's weights, optimizer and model state) at the
+        meta-hyperparameters ± their perturbation, one window of ``interval`` steps per
+        meta-step; unbiased for the gradient of the smoothed mean training loss over the half.
+        Costs 2 x particles training runs beside the main one."""
         params, opt_state, model_state = start
         inner = TrainingRun(self.task, self.optimizer, data, params, opt_state, steps, self.batch_size,
                             self.space.from_raw, model_state)
@@ -241,7 +243,7 @@ def _split(total: int, chunks: int) -> list[int]:
 @partial(jax.jit, static_argnames=("online", "intervals", "adapt_steps"))
 def _adapt(online: Online, params, opt_state: OptState, model_state, smd_state: SMDState, est_state: EstState | None,
            start: tuple[Params, OptState, ModelState], data: Data, key, intervals: int, adapt_steps: int):
-    """``intervals`` x (``meta_steps`` SMD steps, or one PES step from the particles started
+    """``intervals`` x (``meta_steps`` SMD steps, or one step of the persistent particles started
     at ``start``, then ``interval`` training steps)."""
 
     def body(carry, k):
