@@ -92,11 +92,14 @@ def test_a_folder_that_is_not_the_commands_is_refused_and_left_as_it_was(tmp_pat
         assert ({p.name for p in out.iterdir()}, _files(out)) == before
 
 
-def test_reproduce_resumes_in_its_own_folder(tmp_path, capsys):
+def test_reproduce_takes_its_own_folder(tmp_path):
+    """A folder holding a reproduction's report.md and an experiment's folder is its own."""
     out = tmp_path / "reproduction"
-    for _ in range(2):  # the second run finds the experiment's folder and report.md: its own
-        assert main(["reproduce", *NQM[1:], "--only", "nqm", "--out", str(out)]) == 0
+    (out / "nqm").mkdir(parents=True)
+    (out / "report.md").write_text("an earlier report")
+    assert main(["reproduce", *NQM[1:], "--only", "nqm", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["nqm", "report.md"]
+    assert "nqm/config.json" in (out / "report.md").read_text()
 
 
 HOLD_LOCK = """
@@ -387,13 +390,25 @@ def test_ctrl_c_says_how_to_resume_and_keeps_finished_units(tmp_path, data, expe
     assert list(out.glob("units/*.npz")) and not (out / "summary.json").exists()
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.3, 0.5, 0.8, 1.2])
-def test_ctrl_c_from_the_first_instant_exits_130_with_the_resume_line(tmp_path, delay):
-    """Ctrl-C while the program starts (imports, the parser): no traceback, no interrupt
-    swallowed (it was, in JAX's garbage-collection callback, and the run went on to exit 0),
-    status 130 and the resume line; no folder left behind without a stored unit in it."""
+def _mapped(process: subprocess.Popen, library: str) -> None:
+    """Wait until ``process`` has loaded a shared library whose file name holds ``library``."""
+    maps, deadline = Path(f"/proc/{process.pid}/maps"), time.monotonic() + 120
+    while library not in maps.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, "the program did not start"
+        time.sleep(0.002)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.5, 1.0])
+def test_ctrl_c_while_the_program_starts_exits_130_with_the_resume_line(tmp_path, delay):
+    """Ctrl-C while the program starts (NumPy, JAX and the experiments loading, the parser
+    built): no traceback, no interrupt swallowed (it was, in JAX's garbage-collection callback,
+    and the run went on to exit 0), status 130 and the resume line; no folder left behind
+    without a stored unit in it. The delay counts from NumPy's loading: before it, the
+    interpreter starts (no Python code can take Ctrl-C over sooner) and the console script
+    takes it over."""
     out = tmp_path / "run"
     process = _shorthorizon([*NQM, "--set", "fit_steps=300000", "--out", str(out)])
+    _mapped(process, "_multiarray_umath")
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     err = process.communicate(timeout=120)[1]
