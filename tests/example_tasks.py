@@ -5,6 +5,7 @@ import equinox as eqx
 import jax
 from flax import nnx
 
+from shorthorizon.tasks import mlp
 from shorthorizon.tasks.adapters import equinox_classifier, nnx_classifier
 
 
@@ -47,6 +48,11 @@ def equinox_net(input_shape, num_classes):
     features = input_shape[0] * input_shape[1] * input_shape[2]
     return equinox_classifier(lambda key: eqx.nn.make_with_state(EquinoxNet)(features, num_classes, key),
                               name="equinox_net")
+
+
+def small_mlp(input_shape, num_classes):
+    """The paper's MLP, narrowed: a user's task that is cheap to train."""
+    return mlp(input_shape, hidden=(8,), num_classes=num_classes)
 
 
 def too_few_logits(input_shape, num_classes):

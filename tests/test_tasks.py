@@ -232,11 +232,11 @@ def test_online_with_a_users_task_writes_portable_file_names(capsys, tmp_path):
 
     make_fake_dataset(tmp_path / "data", "mnist", n_train=100, n_test=20, seed=0)
     out = tmp_path / "run"
-    assert cli.main(["online", "--dataset", "mnist", "--task", "example_tasks:nnx_net", "--out", str(out),
+    assert cli.main(["online", "--dataset", "mnist", "--task", "example_tasks:small_mlp", "--out", str(out),
                      "--set", f"data_dir={tmp_path / 'data'}", "--set", "verify=false", "--set", "eval_examples=100",
                      "--set", "mlp_steps=20", "--set", "meta_steps=1", "--set", "interval=5", "--set", "chunks=1",
                      "--set", "mlp_init_lrs=0.1", "--set", "lookaheads=stochastic",
                      "--set", "mlp_batch_size=20"]) == 0
     names = sorted(p.name for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
-    assert "example_tasks_nnx_net_baseline.npz" in names and "online_example_tasks_nnx_net.png" in names
+    assert "example_tasks_small_mlp_baseline.npz" in names and "online_example_tasks_small_mlp.png" in names
     assert all(re.fullmatch(r"[\w.-]+", name) for name in names), names
