@@ -1,7 +1,6 @@
 """Intervals over seeds cover the truth at their nominal rate."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
