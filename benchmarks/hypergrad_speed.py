@@ -18,7 +18,7 @@ shared-primal variant (``vmap`` over the tangents), for comparison with the engi
 Rows "<estimator> K=<k>": the windowed estimators (issue 10) on the same MLP as an inner
 problem (``TrainingRun``), one particle, lr and momentum, windows of ``--window`` steps run
 back to back through the whole unroll; their "x plain" is the cost per step the inner run
-advances (ES and PES run two copies, + and -). No FLOP count for these rows.
+advances (ES, PES and NRES run two copies, + and -). No FLOP count for these rows.
 
     python benchmarks/hypergrad_speed.py [--steps 200] [--window 20] [--rounds 7] [--scan-unroll 1] [--out benchmarks/results/hypergrad_speed.json]
 """
@@ -40,7 +40,7 @@ from shorthorizon.tasks import mlp
 HYPER = {"lr": 0.05, "momentum": 0.9, "decay_exponent": 0.5}
 VMAP = 16
 FORWARD = {"forward (1 hyper)": ("lr",), "forward (2 hypers)": ("lr", "momentum")}  # mode -> wrt
-ESTIMATORS = ("forward", "reverse", "es", "pes")  # windowed, on lr and momentum
+ESTIMATORS = ("forward", "reverse", "es", "pes", "nres")  # windowed, on lr and momentum
 
 
 def best_times(jobs: dict, rounds: int) -> dict:

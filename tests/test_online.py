@@ -151,27 +151,30 @@ def test_a_run_near_chance_goes_on_and_a_diverging_one_stops():
     assert fast.diverged and fast.steps_done < 80
 
 
-def test_pes_particles_train_beside_the_run_from_its_start():
-    """Online PES: every interval, one meta-step from the particles' window estimate. The first
-    one equals PES's first-window estimate from the run's initial weights (Adam's first step
-    moves each coordinate by meta_lr against its sign), and the lr changes at interval starts only."""
+@pytest.mark.parametrize("name", ["pes", "nres"])
+def test_persistent_particles_train_beside_the_run_from_its_start(name):
+    """Online PES (NRES): every interval, one meta-step from the particles' window estimate. The
+    first one equals the estimator's first-window estimate from the run's initial weights (Adam's
+    first step moves each coordinate by meta_lr against its sign), and the lr changes at interval
+    starts only."""
     data = _separable(jax.random.key(0), 256)
     task = mlp((4, 4, 1), hidden=(16,))
     online = Online(task, batch_size=16, meta_steps=1, interval=5, chunks=2, meta_lr=0.05,
-                    estimator=make_estimator("pes", particles=3, sigma=0.1))
+                    estimator=make_estimator(name, particles=3, sigma=0.1))
+    assert online.persistent
     out = online.run(data, jax.random.key(1), {"lr": 0.05, "momentum": 0.9}, adapt_steps=20, decay_steps=10)
     init_key, adapt_key, _ = jax.random.split(jax.random.key(1), 3)  # Online.run's keys
     params = task.init(init_key)
     raw = optim.to_effective(jnp.float32(0.05), jnp.float32(0.9))
     state = optim.momentum().init(params, optim.from_effective(raw))
-    pes = online.particles((params, state, task.init_state(init_key)), data, 20)
+    particles = online.particles((params, state, task.init_state(init_key)), data, 20)
     # _adapt's first meta key: chunk 0 holds 2 of the 4 intervals; each interval splits (meta, train)
     first_key = jax.random.split(jax.random.split(jax.random.fold_in(adapt_key, 0), 2)[0])[0]
-    _, grad, _ = jax.jit(pes.estimate)(pes.init(raw, jax.random.fold_in(init_key, 1)), raw, first_key)
+    _, grad, _ = jax.jit(particles.estimate)(particles.init(raw, jax.random.fold_in(init_key, 1)), raw, first_key)
     moved = optim.to_effective(out.curves["lr"][0], out.curves["momentum"][0])
-    for name in raw:
-        assert abs(grad[name]) > 0
-        np.testing.assert_allclose(moved[name] - raw[name], -0.05 * np.sign(grad[name]), rtol=1e-3)
+    for coordinate in raw:
+        assert abs(grad[coordinate]) > 0
+        np.testing.assert_allclose(moved[coordinate] - raw[coordinate], -0.05 * np.sign(grad[coordinate]), rtol=1e-3)
     lr = out.curves["lr"][:20]
     assert np.all(lr.reshape(4, 5) == lr.reshape(4, 5)[:, :1]) and len(np.unique(lr)) == 4
 

@@ -11,12 +11,28 @@ would see a neural net.
 Measured, for every estimator and truncation K, at fixed settings away from the optimum and at
 the exact optimum: the mean of many independent single-particle estimates (each particle runs
 a whole inner run, one estimate per window), its standard error (from per-particle means: a
-particle's windows are correlated), the standard deviation of one estimate, and its distance
-from three references, all exact: the whole-run gradient, the expected truncated gradient
-(moments held constant at each window start), and, for PES, the gradient of the smoothed
-objective (each window's hyperparameters perturbed by N(0, σ²), averaged by antithetic Monte
-Carlo over exact gradients). Then every estimator fits the schedule (same SMD update, same
-budget of inner steps), and the fits are judged by the exact J.
+particle's windows are correlated), the standard deviation of one estimate, its variance per
+unit of compute (below), and its distance from three references, all exact: the whole-run
+gradient, the expected truncated gradient (moments held constant at each window start), and,
+for the persistent estimators (PES, NRES), the gradient of the smoothed objective: window w's
+hyperparameters at ``hyper + ε_w`` with the ε_w the estimator draws over a run (PES: one per
+window; NRES: one for the whole run; ``window_perturbations``), averaged by antithetic Monte
+Carlo over exact gradients.
+
+Variance per unit of compute: n independent estimates costing w plain passes each average to a
+variance v / n = v w / B within a budget of B passes, so v w (v relative to |exact|²) ranks
+estimators at equal cost. Per estimate, v is one window's; per run, it is the variance of a
+particle's mean over its whole run and w the run's cost: the windows of one run are correlated
+(an NRES particle credits the same ε in every one), which the per-estimate figure ignores.
+
+Then every estimator fits the schedule (same SMD update, same budget of inner steps), and the
+fits are judged by the exact J, beside the estimator's **fixed point**, where its expected
+gradient vanishes: the exact optimum for the unbiased ones (full horizon; PES and NRES up to
+their O(σ²) smoothing) and, for a truncated one, the zero of the expected truncated gradient,
+found by the same Adam on exact expectations (one particle at every window phase). A fit whose
+J is more than ``convergence`` from its fixed point's has not converged within the budget
+(or, noise aside, stopped before it): its number says what the budget gave, not where the
+estimator leads.
 """
 
 from __future__ import annotations
@@ -48,9 +64,9 @@ class Config:
     dim: int = 1000  # the paper's NQM (Section 2.3)
     horizon: int = 250  # T: steps of one inner run
     decay_steps: float = 10.0  # lr_t = lr (1 + t / decay_steps)^(-decay_exponent)
-    estimators: tuple[str, ...] = ("forward", "reverse", "es", "pes")
+    estimators: tuple[str, ...] = ("forward", "reverse", "es", "pes", "nres")
     truncations: tuple[int, ...] = (1, 10, 50, 250)  # K; K = horizon is the full run
-    sigma: float = 0.02  # ES/PES perturbation (log space)
+    sigma: float = 0.02  # ES/PES/NRES perturbation (log space)
     # settings away from the optimum, as (lr, decay_exponent, momentum) triples, flattened
     settings: tuple[float, ...] = (1.0, 0.5, 0.5, 0.5, 3.0, 0.9)
     estimates: int = 400  # independent particles per measurement (each: T/K estimates)
@@ -58,6 +74,7 @@ class Config:
     exact_steps: int = 2000  # Adam steps on the exact objective (the optimum)
     fit_particles: int = 8  # particles per meta-step of every fit
     fit_inner_steps: int = 200_000  # the budget of each fit: inner steps over all particles
+    convergence: float = 0.02  # a fit within this fraction of its fixed point's J has converged
     meta_lr: float = 0.05  # Adam, cosine-decayed to 1% over the fit
     init: tuple[float, ...] = (0.3, 0.3, 0.5)  # every fit starts here (lr, decay_exponent, momentum)
     lr_range: tuple[float, ...] = (1e-2, 2.0)  # bounds of the fits
@@ -69,19 +86,21 @@ class Config:
 PRESETS = {
     "paper": Config(),
     # Quick: a smaller problem (d = 100, T = 100) and fewer samples; its numbers are not the
-    # paper problem's.
-    # Quick: truncated forward mode (the paper's short-horizon SMD; truncated reverse gives the
-    # same estimates) and PES, at K = 10 and the full run. On a CPU its time is mostly XLA
-    # compiling one program per estimator and K, so fewer of them, not smaller ones.
-    "quick": Config(dim=100, horizon=100, estimators=("forward", "pes"), truncations=(10, 100),
+    # paper problem's. Truncated forward mode (the paper's short-horizon SMD; truncated reverse
+    # gives the same estimates), PES and NRES, at K = 10 and the full run. On a CPU its time is
+    # mostly XLA compiling one program per estimator and K, so fewer of them, not smaller ones;
+    # the steps themselves are cheap at d = 100, so the budget gives the costliest fit (a full
+    # run of 8 pairs, 1,600 inner steps per meta-step) as many meta-steps as the exact optimum's
+    # Adam takes (1,000), and every fit can reach its fixed point.
+    "quick": Config(dim=100, horizon=100, estimators=("forward", "pes", "nres"), truncations=(10, 100),
                     estimates=100, smoothing_samples=8,
-                    exact_steps=1000, fit_inner_steps=40_000),
+                    exact_steps=1000, fit_inner_steps=1_600_000),
 }
 
 
 def validate(config: Config) -> None:
     require(config, "dim horizon decay_steps truncations sigma estimates smoothing_samples exact_steps "
-            "fit_particles fit_inner_steps meta_lr lr_range decay_exponent_range", POSITIVE)
+            "fit_particles fit_inner_steps convergence meta_lr lr_range decay_exponent_range", POSITIVE)
     if len(config.settings) % 3 or not config.settings:
         raise ValueError("settings holds (lr, decay_exponent, momentum) triples, flattened")
     if config.horizon not in config.truncations:
@@ -129,16 +148,25 @@ def _window_estimates(estimator, raw, key):
     return jax.lax.scan(body, estimator.init(raw, key), jnp.arange(estimator.windows))[1]
 
 
+def _fixed_point(config: Config, truncation: int):
+    """Adam (``exact_steps``, the fits' update) on the exact expected gradient of truncation K:
+    forward mode on the exact moments, one particle at every window phase, so every meta-step
+    averages the windows of a run (K = T: the whole-run gradient, one particle). Returns the
+    final SMD state and the per-step objective (the mean window loss)."""
+    exact, _ = _problem(config)
+    est = Truncated(exact, "forward", truncation, particles=config.horizon // truncation)
+    smd = _smd(config, config.exact_steps)
+    state, (loss, _, _) = jax.jit(lambda r, k: smd.fit(est, r, k, config.exact_steps))(
+        _raw(config.init), jax.random.PRNGKey(config.seed))
+    return state, loss
+
+
 # --- units ---------------------------------------------------------------------------------
 def exact_unit(config: Config) -> dict:
     """The exact optimum (Adam on the exact whole-run objective, full forward mode), its loss
     curve, and the greedy schedule's curve (Theorem 2) for comparison."""
-
-
     exact, _ = _problem(config)
-    smd = _smd(config, config.exact_steps)
-    state, (loss, _, _) = jax.jit(lambda r, k: smd.fit(Truncated(exact, "forward"), r, k, config.exact_steps))(
-        _raw(config.init), jax.random.PRNGKey(config.seed))
+    state, loss = _fixed_point(config, config.horizon)
     greedy = lib.greedy_schedule(exact.nqm, config.horizon)
     natural = from_raw(state.raw)
     return {"raw": _vector(state.raw), "hyper": np.array([natural[k] for k in HYPER]),
@@ -147,12 +175,18 @@ def exact_unit(config: Config) -> dict:
             "greedy_curve": greedy.loss, "greedy_lr": greedy.lr, "greedy_momentum": greedy.momentum}
 
 
+def fixed_point_unit(config: Config, truncation: int) -> dict:
+    """Where the expected truncated gradient of K vanishes (:func:`_fixed_point`), and the
+    exact whole-run J there."""
+    exact, _ = _problem(config)
+    state, _ = _fixed_point(config, truncation)
+    return {"raw": _vector(state.raw), "loss": exact.unroll(state.raw, exact.init(), config.horizon)[0]}
+
+
 def references_unit(config: Config, points: np.ndarray) -> dict:
     """Exact references at each point (rows of raw vectors): the whole-run gradient, the
-    expected truncated gradient per K, and the PES-smoothed whole-run gradient per K with its
-    Monte-Carlo standard error."""
-
-
+    expected truncated gradient per K, and, per persistent estimator and K, the whole-run
+    gradient smoothed by its perturbations with its Monte-Carlo standard error."""
     exact, _ = _problem(config)
     keys = RAW
 
@@ -170,8 +204,7 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
 
         return jnp.mean(jax.lax.scan(body, exact.init(), eps)[1])
 
-    def smoothed(x, k, key):
-        eps = config.sigma * jax.random.normal(key, (config.smoothing_samples, config.horizon // k, len(keys)))
+    def smoothed(x, k, eps):  # eps: (samples, windows, coordinates), the estimator's draws
         # forward mode: three tangents carried along the moment scan, no stored intermediates
         grad = jax.jacfwd(smoothed_objective)
         grads = jax.vmap(lambda e: (grad(x, e, k) + grad(x, -e, k)) / 2)(eps)
@@ -189,18 +222,26 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
         # relative to the gradient's norm, away from the optimum (where it vanishes)
         out[f"full_{mode}_relative_error"] = jnp.max(jnp.linalg.norm(full - reference, axis=-1)[:-1]
                                                      / jnp.linalg.norm(reference, axis=-1)[:-1])
+    done = {}  # (windows' length, perturbations) -> smoothed gradient and its standard error
     for k in config.truncations:
         out[f"truncated_K{k}"] = jax.jit(jax.vmap(lambda x: truncated(x, k)))(points)
-        mean, se = jax.jit(lambda p: jax.lax.map(lambda x: smoothed(x, k, jax.random.PRNGKey(config.seed + 1)), p))(points)
-        out[f"smoothed_K{k}"], out[f"smoothed_se_K{k}"] = mean, se
+        for name in _persistent(config):
+            est = make_estimator(name, exact, k, sigma=config.sigma)
+            eps = np.asarray(jax.vmap(lambda key: est.window_perturbations(key, len(keys), points.dtype))(
+                jax.random.split(jax.random.PRNGKey(config.seed + 1), config.smoothing_samples)))
+            length = k
+            if np.all(eps == eps[:, :1]):  # one perturbation per run (NRES): J at x + ε, whatever K
+                eps, length = eps[:, :1], config.horizon
+            key = length, eps.tobytes()
+            if key not in done:
+                done[key] = jax.jit(lambda p: jax.lax.map(lambda x: smoothed(x, length, eps), p))(points)
+            out[f"smoothed_{name}_K{k}"], out[f"smoothed_se_{name}_K{k}"] = done[key]
     return out
 
 
 def measure_unit(config: Config, estimator: str, truncation: int, points: np.ndarray) -> dict:
     """``config.estimates`` independent single-particle runs at each point: per-particle mean
     estimate (points, particles, 3) and the pooled moments of single estimates."""
-
-
     _, sampled = _problem(config)
     est = make_estimator(estimator, sampled, truncation, config.estimates, config.sigma, stagger=False)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), truncation)
@@ -218,8 +259,6 @@ def measure_unit(config: Config, estimator: str, truncation: int, points: np.nda
 def fit_unit(config: Config, estimator: str, truncation: int) -> dict:
     """Fit the schedule with ``estimator`` (``config.fit_particles`` staggered particles, the
     same SMD update and inner-step budget as every other fit); the exact J of the result."""
-
-
     exact, sampled = _problem(config)
     est = make_estimator(estimator, sampled, truncation, config.fit_particles, config.sigma)
     steps = max(1, config.fit_inner_steps // est.cost)
@@ -236,12 +275,24 @@ def _dispatch(fn: str, **kwargs) -> dict:
     """One picklable entry point for every executor; float64 for this call only."""
     with jax.enable_x64(True):
         result = {"exact": exact_unit, "references": references_unit, "measure": measure_unit,
-                  "fit": fit_unit}[fn](**kwargs)
+                  "fit": fit_unit, "fixed_point": fixed_point_unit}[fn](**kwargs)
         return {k: np.asarray(v) for k, v in result.items()}
 
 
 def _label(name: str, k: int, config: Config) -> str:
     return make_estimator(name, truncation=k).label(config.horizon)
+
+
+def _persistent(config: Config) -> list[str]:
+    """The configured estimators whose expectation is the smoothed whole-run gradient (PES, NRES)."""
+    return [name for name in config.estimators if make_estimator(name).persistent]
+
+
+def _fixed_truncations(config: Config) -> list[int]:
+    """The truncations K < T of the configured estimators that expect the truncated gradient
+    (the others' fixed point is the exact optimum)."""
+    biased = [name for name in config.estimators if name not in _persistent(config)]
+    return [k for k in config.truncations if k < config.horizon] if biased else []
 
 
 # --- the experiment ------------------------------------------------------------------------
@@ -257,6 +308,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     pairs = [(e, k) for e in config.estimators for k in config.truncations]
     results = run_units(_dispatch, [
         Unit("references", dict(fn="references", config=config, points=points)),
+        *[Unit(f"fixed_point_K{k}", dict(fn="fixed_point", config=config, truncation=k))
+          for k in _fixed_truncations(config)],
         *[Unit(f"measure_{_label(e, k, config)}", dict(fn="measure", config=config, estimator=e, truncation=k,
                                                        points=points)) for e, k in pairs],
         *[Unit(f"fit_{_label(e, k, config)}", dict(fn="fit", config=config, estimator=e, truncation=k))
@@ -282,8 +335,13 @@ def _summary(config: Config, exact: dict, results: dict, points: np.ndarray, pai
         m = results[f"measure_{name}"]
         per = m["particle_means"]  # (points, particles, 3)
         mean, se = per.mean(1), per.std(1, ddof=1) / math.sqrt(per.shape[1])
-        target = refs[f"smoothed_K{k}"] if e == "pes" else refs[f"truncated_K{k}"] if k < config.horizon else whole
-        target_se = refs[f"smoothed_se_K{k}"] if e == "pes" else np.zeros_like(target)
+        persistent = e in _persistent(config)
+        target = (refs[f"smoothed_{e}_K{k}"] if persistent else refs[f"truncated_K{k}"] if k < config.horizon
+                  else whole)
+        target_se = refs[f"smoothed_se_{e}_K{k}"] if persistent else np.zeros_like(target)
+        # plain passes of one single-particle estimate (one window) and of its whole run
+        estimate_work = make_estimator(e, truncation=k).work(len(RAW)) * k
+        run_work = estimate_work * (config.horizon // k)
         rows = []
         for i in range(len(points)):
             rows.append({
@@ -297,22 +355,38 @@ def _summary(config: Config, exact: dict, results: dict, points: np.ndarray, pai
                 "z_from_expected": ((mean[i] - target[i]) / np.hypot(se[i], target_se[i])).tolist(),
             })
             if i != optimum:  # relative to the exact gradient, which vanishes at the optimum
+                norm = np.linalg.norm(whole[i])
                 rows[-1].update({
-                    "relative_bias": float(np.linalg.norm(mean[i] - whole[i]) / np.linalg.norm(whole[i])),
+                    "relative_bias": float(np.linalg.norm(mean[i] - whole[i]) / norm),
                     # the noise floor of relative_bias: an unbiased mean is this far off by chance
-                    "relative_standard_error": float(np.linalg.norm(se[i]) / np.linalg.norm(whole[i])),
-                    "cosine": float(mean[i] @ whole[i] / np.linalg.norm(mean[i]) / np.linalg.norm(whole[i])),
+                    "relative_standard_error": float(np.linalg.norm(se[i]) / norm),
+                    # against the estimator's own exact expectation, with that comparison's floor
+                    "relative_bias_from_expected": float(np.linalg.norm(mean[i] - target[i]) / norm),
+                    "relative_standard_error_from_expected": float(np.linalg.norm(np.hypot(se[i], target_se[i]))
+                                                                   / norm),
+                    "cosine": float(mean[i] @ whole[i] / np.linalg.norm(mean[i]) / norm),
+                    # variance (summed over coordinates, relative to |exact|^2) x plain passes, of
+                    # one estimate and of one particle's mean over its run (module docstring)
+                    "relative_variance_x_work": float(np.sum(m["std"][i] ** 2) / norm**2 * estimate_work),
+                    "run_relative_variance_x_work": float(np.sum(per[i].var(0, ddof=1)) / norm**2 * run_work),
                 })
         fit = results[f"fit_{name}"]
         away = rows[:optimum]
+        fixed = (results[f"fixed_point_K{k}"]["loss"] if k in _fixed_truncations(config) and not persistent
+                 else exact["loss"])
         estimators[name] = {
             "estimator": e, "truncation": int(k),
-            "relative_bias": float(np.mean([r["relative_bias"] for r in away])),
-            "relative_standard_error": float(np.mean([r["relative_standard_error"] for r in away])),
-            "cosine": float(np.mean([r["cosine"] for r in away])),
+            **{key: float(np.mean([r[key] for r in away])) for key in (
+                "relative_bias", "relative_standard_error", "relative_bias_from_expected",
+                "relative_standard_error_from_expected", "cosine", "relative_variance_x_work",
+                "run_relative_variance_x_work")},
             "std": float(np.mean([np.linalg.norm(r["std"]) for r in away])),
+            "estimate_work": float(estimate_work),
             "fitted_hyper": dict(zip(HYPER, fit["hyper"].tolist())), "fitted_loss": float(fit["loss"]),
             "fitted_loss_ratio": float(fit["loss"] / exact["loss"]),
+            # where the estimator's expected gradient vanishes, and whether the fit got there
+            "fixed_point_loss": float(fixed), "fixed_point_loss_ratio": float(fixed / exact["loss"]),
+            "converged": bool(abs(fit["loss"] / fixed - 1) <= config.convergence),
             "meta_steps": int(fit["meta_steps"]), "inner_steps": int(fit["inner_steps"]),
             "estimates_per_point": int(per.shape[1] * (config.horizon // k)),
             "points": rows,
@@ -328,12 +402,13 @@ def _summary(config: Config, exact: dict, results: dict, points: np.ndarray, pai
                   "full_reverse_relative_error": float(refs["full_reverse_relative_error"])},
         "greedy": {"loss": float(np.mean(exact["greedy_curve"][1:]))},
         "settings": [dict(zip(HYPER, t)) for t in np.reshape(config.settings, (-1, 3)).tolist()],
+        "fit_inner_steps": config.fit_inner_steps, "convergence": config.convergence,
         "estimators": estimators,
     }
 
 
 # --- figures and report (saved results only) -------------------------------------------------
-COLORS = {"forward": "tab:blue", "reverse": "tab:cyan", "es": "tab:orange", "pes": "tab:red"}
+COLORS = {"forward": "tab:blue", "reverse": "tab:cyan", "es": "tab:orange", "pes": "tab:red", "nres": "tab:green"}
 
 
 def plot(run_dir: RunDir) -> None:
@@ -347,18 +422,19 @@ def plot(run_dir: RunDir) -> None:
     by_estimator = {}
     for name, v in s["estimators"].items():
         by_estimator.setdefault(v["estimator"], []).append(v)
-    fig, (ax_bias, ax_std) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    fig, (ax_bias, ax_std) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
     for e, rows in by_estimator.items():
         rows = sorted(rows, key=lambda r: r["truncation"])
         ks = [r["truncation"] for r in rows]
         ax_bias.plot(ks, [r["relative_bias"] for r in rows], "o-", color=COLORS.get(e), label=e)
         ax_bias.plot(ks, [r["relative_standard_error"] for r in rows], ":", color=COLORS.get(e))
-        ax_std.plot(ks, [r["std"] for r in rows], "o-", color=COLORS.get(e), label=e)
+        ax_std.plot(ks, [r["relative_variance_x_work"] for r in rows], "o-", color=COLORS.get(e), label=e)
+        ax_std.plot(ks, [r["run_relative_variance_x_work"] for r in rows], "s--", color=COLORS.get(e))
     ax_bias.set(xscale="log", yscale="log", xlabel="truncation K (steps per window)",
                 ylabel="|mean − exact| / |exact|",
-                title="bias away from the optimum (dotted: its noise floor, |standard error| / |exact|)")
-    ax_std.set(xscale="log", yscale="log", xlabel="truncation K", ylabel="std of one estimate (norm)",
-               title="standard deviation")
+                title="bias away from the optimum (dotted: noise floor)")
+    ax_std.set(xscale="log", yscale="log", xlabel="truncation K", ylabel="variance / |exact|² × plain passes",
+               title="variance x cost (solid: an estimate; dashed: a run)")
     ax_bias.legend()
     fig.suptitle("Hypergradient estimators on the NQM against the exact whole-run gradient")
     run_dir.save_figure(fig, "bias_std")
@@ -382,33 +458,75 @@ def _fmt(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+# what each estimator's rows are, for the report (an estimator missing here is listed by name)
+DESCRIPTIONS = {
+    "forward": "forward: the derivative of each window's loss with its start state held (the paper's "
+               "short-horizon SMD; tbptt: the same by reverse mode); exact over the whole run at K = T.",
+    "es": "es: antithetic ES over each window, a fresh perturbation per window (as biased as truncation).",
+    "pes": "pes: persistent ES (Vicol, Metz and Sohl-Dickstein, ICML 2021): each pair credits the sum of every "
+           "perturbation drawn since its run started, unbiased for the whole run smoothed per window.",
+    "nres": "nres: noise-reuse ES (Li, Harrison, Sohl-Dickstein, Smith and Metz, NeurIPS 2023; ES-Single of "
+            "Vicol, Kolter and Swersky, ICML 2023) draws one perturbation per particle when its inner run starts "
+            "and reuses it in every window, so each window's loss difference carries the perturbation's whole "
+            "effect on the run so far. It is unbiased for the whole-run objective smoothed by one perturbation "
+            "per run, and its variance does not grow with the number of windows, as PES's does.",
+}
+DESCRIPTIONS["reverse"] = DESCRIPTIONS["forward"]
+
+
 def report(run_dir: RunDir, prefix: str = "") -> str:
     s = run_dir.read_summary()
     ex = s["exact"]
-    rows = []
+    rows, unconverged = [], []
     for name, v in s["estimators"].items():
         opt = v["points"][-1]
         h = v["fitted_hyper"]
-        rows.append(f"| {name} | {_fmt(v['relative_bias'], '.3g')} | {_fmt(v['cosine'], '.4f')} | "
-                    f"{_fmt(v['std'], '.3g')} | {', '.join(_fmt(z, '+.1f') for z in opt['z_from_zero'])} | "
-                    f"{', '.join(_fmt(h[k], '.3g') for k in HYPER)} | "
-                    f"{_fmt(v['fitted_loss'], '.2f')} ({_fmt(v['fitted_loss_ratio'], '.3f')}x) |")
+        if not v["converged"]:
+            unconverged.append(f"{name} ({v['meta_steps']:,} meta-steps)")
+        rows.append(f"| {name} | {_fmt(v['relative_bias'], '.3g')} ({_fmt(v['relative_standard_error'], '.2g')}) | "
+                    f"{_fmt(v['relative_bias_from_expected'], '.3g')} "
+                    f"({_fmt(v['relative_standard_error_from_expected'], '.2g')}) | {_fmt(v['cosine'], '.4f')} | "
+                    f"{_fmt(v['std'], '.3g')} | {_fmt(v['relative_variance_x_work'], '.3g')}, "
+                    f"{_fmt(v['run_relative_variance_x_work'], '.3g')} | "
+                    f"{', '.join(_fmt(z, '+.1f') for z in opt['z_from_zero'])} | "
+                    f"{', '.join(_fmt(h[k], '.3g') for k in HYPER)} | {v['meta_steps']:,} | "
+                    f"{_fmt(v['fitted_loss'], '.2f')} ({_fmt(v['fitted_loss_ratio'], '.3f')}x)"
+                    f"{'' if v['converged'] else ', not converged'} | {_fmt(v['fixed_point_loss_ratio'], '.3f')}x |")
     hx = ex["hyper"]
+    kinds = dict.fromkeys(v["estimator"] for v in s["estimators"].values())
+    described = dict.fromkeys(DESCRIPTIONS.get(e, e) for e in kinds)
+    steps = {name: v["meta_steps"] for name, v in s["estimators"].items()}
+    fewest, most = min(steps, key=steps.get), max(steps, key=steps.get)
+    budget = (f"Every fit spends the same budget, {s['fit_inner_steps']:,} inner steps over all its particles, so "
+              f"its meta-steps range from {steps[fewest]:,} ({fewest}) to {steps[most]:,} ({most}); a fit whose J is "
+              f"more than {s['convergence']:.0%} from its estimator's fixed point (where its expected gradient "
+              f"vanishes: the exact optimum for the unbiased ones) has not converged within that budget, and its "
+              f"number is the budget's, not the estimator's.")
+    verdict = ("Not converged: " + ", ".join(unconverged) + "." if unconverged
+               else f"Every fit is within {s['convergence']:.0%} of its fixed point.")
     return f"""## Hypergradient estimators against the exact whole-run gradient (NQM)
 
 Objective: {s['objective']}. Coordinates: {', '.join(s['coordinates'])}.
 Exact optimum: lr {hx['lr']:.4g}, decay exponent {hx['decay_exponent']:.4g}, momentum {hx['momentum']:.4g},
 J = {ex['loss']:.3f} (greedy schedule: J = {s['greedy']['loss']:.2f}).
 
-Bias and std are averaged over the settings away from the optimum; "z at optimum" is the mean
-estimate at the exact optimum in standard errors from zero, per coordinate (the exact gradient
-vanishes there). Fits: same SMD update and inner-step budget; J is exact.
+{chr(10).join(f"- {d}" for d in described)}
 
-| estimator | relative bias | cosine | std | z at optimum | fitted lr, decay exp., momentum | fitted J (x optimum) |
-|---|---|---|---|---|---|---|
+Averages over the settings away from the optimum: bias is |mean − exact| / |exact| against the
+whole-run gradient and against the estimator's own exact expectation (truncated gradient, or
+the smoothed whole-run gradient for PES and NRES), each with its noise floor in parentheses
+(|standard error| / |exact|: an unbiased mean is about that far off by chance); std is one
+estimate's; "var × work" is one estimate's variance relative to |exact|² times its cost in
+plain passes, then the same for a particle's mean over its whole run (lower is better at equal
+compute; the second counts the correlation between one run's windows). "z at optimum" is the
+mean estimate at the exact optimum in standard errors from zero, per coordinate (the exact
+gradient vanishes there). {budget} {verdict} J is exact.
+
+| estimator | bias vs exact (floor) | bias vs own expectation (floor) | cosine | std | var × work: estimate, run | z at optimum | fitted lr, decay exp., momentum | meta-steps | fitted J (x optimum) | fixed point J (x optimum) |
+|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-![bias and std against K]({prefix}bias_std.png)
+![bias and variance at equal compute against K]({prefix}bias_std.png)
 
 ![fitted schedules]({prefix}fitted_schedules.png)
 """

@@ -8,7 +8,7 @@ warm start; :class:`shorthorizon.meta.offline_fit.OfflineFit`) at one whole-run 
 - **Windowed estimators** (:meth:`shorthorizon.meta.offline.Offline.windowed`): inner runs of
   T steps from the warm start, seen K steps at a time, one meta-step per window; particles at
   staggered phases, each restarted when its run reaches T. Truncated forward mode (the paper's
-  short-horizon SMD, windowed), truncated reverse mode (TBPTT), ES and PES. Their whole-run
+  short-horizon SMD, windowed), truncated reverse mode (TBPTT), ES, PES and NRES. Their whole-run
   objective is the **mean training loss over the run** (each window contributes the minibatch
   losses of its steps): with the loss at T alone, every window but the last would carry no
   signal.
@@ -44,7 +44,7 @@ from shorthorizon.runners import Unit, run_units
 NAME = "truncated"
 PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("dataset",)
-WINDOWED = ("forward", "reverse", "es", "pes")
+WINDOWED = ("forward", "reverse", "es", "pes", "nres")
 REFERENCE = "smd_full"
 
 
@@ -56,7 +56,7 @@ class Config(OfflineConfig):
     truncation: int = 100  # K: steps per window
     estimators: tuple[str, ...] = WINDOWED  # windowed estimators compared with the reference
     fit_particles: int = 4  # inner runs in flight per windowed estimator (ES: antithetic pairs)
-    sigma: float = 0.1  # ES/PES perturbation std in log space
+    sigma: float = 0.1  # ES/PES/NRES perturbation std in log space
     fit_inner_steps: int = 2_000_000  # every fit's budget; the reference's meta-steps: this / T
     meta_lr: float = 0.15  # Adam's peak step in log space, cosine-decayed to 1% over each fit
     meta_chunk: int = 10  # meta-steps per compiled scan (progress granularity)
@@ -302,7 +302,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
 Dataset: **{s['dataset']}**. The offline problem (lr_t = lr0 (1 + t/{config['decay_steps']:g})^(-decay exponent),
 momentum {config['momentum']:g}, {config['warm_start_steps']}-step warm start) at one whole-run horizon
 T = {s['horizon']}. Windowed estimators see K = {s['truncation']} steps per meta-step
-({config['fit_particles']} staggered inner runs each, ES/PES: antithetic pairs, sigma {config['sigma']:g}) and fit the
+({config['fit_particles']} staggered inner runs each, ES/PES/NRES: antithetic pairs, sigma {config['sigma']:g}) and fit the
 mean training loss over the run; `{REFERENCE}` is full-horizon forward-mode SMD of the loss at T. Same budget of
 inner steps, same start ({config['init_lr0']:g}, {config['init_decay_exponent']:g}) and update for all. Every
 schedule is then trained for T steps and judged by its training loss at T on the fixed evaluation batches.
