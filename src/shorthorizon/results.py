@@ -153,6 +153,7 @@ def lock_record(prefix: str | os.PathLike | None = None, installed: Mapping[str,
     import hashlib
     import importlib.metadata
     import re
+    import site
 
     def canonical(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
@@ -162,9 +163,9 @@ def lock_record(prefix: str | os.PathLike | None = None, installed: Mapping[str,
         return {"lock_sha256": None}
     data = path.read_bytes()
     pins = {canonical(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9._-]+)==(\S+)", data.decode(), re.M)}
-    if installed is None:
-        installed = {dist.metadata["Name"]: dist.version for dist in importlib.metadata.distributions()
-                     if dist.metadata["Name"]}
+    if installed is None:  # the environment's own site-packages: not what a library vendors on sys.path
+        installed = {dist.metadata["Name"]: dist.version  # (Ray adds its thirdparty_files, colorama's among them)
+                     for dist in importlib.metadata.distributions(path=site.getsitepackages()) if dist.metadata["Name"]}
     installed = {canonical(name): version for name, version in installed.items()}
     differs = [f"{name} {installed.get(name, 'missing')} (lock: {version})"
                for name, version in sorted(pins.items()) if installed.get(name) != version]
