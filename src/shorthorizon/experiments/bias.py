@@ -97,6 +97,11 @@ def horizons(config: Config) -> tuple[int, ...]:
     return tuple(sorted({*config.short, config.horizon}))
 
 
+def _refined(config: Config) -> list[int]:
+    """The horizons SMD refines (``meta_steps`` > 0, up to ``smd_max_horizon``)."""
+    return [h for h in horizons(config) if config.meta_steps and h <= config.smd_max_horizon]
+
+
 def validate(config: Config) -> None:
     config = resolved(config)
     if config.schedule not in SCHEDULES:
@@ -124,7 +129,7 @@ def validate(config: Config) -> None:
 # --- units: one seed each ------------------------------------------------------------------------
 def problem(config: Config, seed: int) -> OfflineFit:
     """Seed ``seed``'s problem (initialization, batches, samples): built once per process."""
-    return OfflineFit.from_config(dataclasses.replace(config, seed=config.seed + seed), space=space(config))
+    return OfflineFit.from_config(_seeded(config, seed), space=space(config))
 
 
 def _seeded(config: Config, seed: int) -> Config:
@@ -163,7 +168,7 @@ def estimated_cost(config: Config) -> dict:
     """Plain training steps per stage (every seed): the surface trains each sample T steps and
     evaluates it at every horizon; the zooms, refinements and long runs likewise."""
     evaluation = config.eval_batches * EVALUATION_COST
-    refined = [h for h in horizons(config) if config.meta_steps and h <= config.smd_max_horizon]
+    refined = _refined(config)
     work = 2.0 * len(space(config).names)  # a forward-mode meta-step, in plain passes
     cost = {"surface": config.surface_samples * (config.horizon + len(horizons(config)) * evaluation),
             "zoom": config.zoom_samples * sum(h + evaluation for h in horizons(config)),
@@ -175,7 +180,7 @@ def estimated_cost(config: Config) -> dict:
 def programs(config: Config) -> int:
     """The programs a run compiles (seeds share them): a surface, a zoom and an SMD refinement
     per horizon, a long run."""
-    refined = [h for h in horizons(config) if config.meta_steps and h <= config.smd_max_horizon]
+    refined = _refined(config)
     return 2 + (len(horizons(config)) if config.zoom_samples > 1 else 0) + len(refined)
 
 
@@ -201,7 +206,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
             candidates[s, h] = {**points, "loss": loss[i]}
     for stage_name, fn, wanted in (("zoom", zoom_unit, config.zoom_samples > 1),
                                    ("refine", refine_unit, config.meta_steps > 0)):
-        keys = [(s, h) for s in seeds for h in hs if wanted and (fn is zoom_unit or h <= config.smd_max_horizon)]
+        keys = [(s, h) for s in seeds for h in (hs if fn is zoom_unit else _refined(config)) if wanted]
         units = [Unit(f"{stage_name}_s{s}_T{h}", dict(config=config, seed=s, horizon=h,
                                                       **{"center" if fn is zoom_unit else "start":
                                                          _best(candidates[s, h], names)}), cost=h)
