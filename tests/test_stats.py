@@ -6,7 +6,7 @@ import pytest
 
 from shorthorizon.nqm import NQM
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, to_raw
-from shorthorizon.stats import interval, log_interval
+from shorthorizon.stats import interval, log_interval, over_seeds
 
 REPEATS = 2000  # binomial standard error of a 95% coverage: 0.0049
 
@@ -44,3 +44,16 @@ def test_a_diverged_seed_is_counted_not_averaged():
     one = interval([5.0])
     assert one["mean"] == 5.0 and one["low"] is None and one["high"] is None
     assert log_interval([2.0, -1.0, 8.0])["diverged"] == 1 and log_interval([2.0, 8.0])["mean"] == pytest.approx(4.0)
+
+
+def test_over_seeds_keeps_seed_zero_and_summarises_each_headline_number():
+    """Two seeds' summaries: the intervals are those of the numbers at each path (a ratio by its
+    logs), a seed whose number is null or missing counts as diverged, seed 0 stays on top."""
+    seeds = [{"ratio": 2.0, "horizons": {"100": {"loss": 1.0}}, "dataset": "d"},
+             {"ratio": 8.0, "horizons": {"100": {"loss": None}}, "dataset": "d"}]
+    out = over_seeds(seeds, {"ratio": True, "horizons.100.loss": False, "horizons.300.loss": False})
+    assert out["ratio"] == 2.0 and out["seeds"] == 2 and out["per_seed"] == seeds
+    assert out["intervals"]["ratio"] == log_interval([2.0, 8.0])
+    assert out["intervals"]["horizons.100.loss"]["diverged"] == 1 and out["intervals"]["horizons.300.loss"]["n"] == 0
+    one = over_seeds(seeds[:1], {"ratio": True})
+    assert "per_seed" not in one and one["intervals"]["ratio"]["mean"] == pytest.approx(2.0)

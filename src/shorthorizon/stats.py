@@ -17,7 +17,7 @@ values, their mean and a 95% interval from one function here.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -46,3 +46,26 @@ def log_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
     out = interval(logs, confidence)
     return {**out, "values": [float(r) if math.isfinite(r) else None for r in values],
             **{k: None if out[k] is None else math.exp(out[k]) for k in ("mean", "low", "high")}}
+
+
+def over_seeds(per_seed: Sequence[Mapping], numbers: Mapping[str, bool], confidence: float = 0.95) -> dict:
+    """A command's summary over its seeds, from each seed's own summary (seed 0 first).
+
+    Seed 0's summary stays at the top level (what a reader of a single-seed run reads); every
+    seed's is under ``"per_seed"`` when there is more than one; ``"intervals"`` holds, for each
+    headline number, its interval over the seeds. ``numbers`` maps a dotted path into a seed's
+    summary (``"horizons.100.decay_exponent"``) to whether it varies by factors (True: a positive
+    quantity such as a learning rate, a decay exponent or a ratio taken within a seed, summarised
+    by :func:`log_interval`; False: :func:`interval`). A missing or null number is a diverged seed.
+    """
+    def get(summary: Mapping, path: str) -> float:
+        for key in path.split("."):
+            if not isinstance(summary, Mapping) or summary.get(key) is None:
+                return math.nan
+            summary = summary[key]
+        return float(summary)
+
+    intervals = {path: (log_interval if by_factors else interval)([get(s, path) for s in per_seed], confidence)
+                 for path, by_factors in numbers.items()}
+    return {**per_seed[0], "seeds": len(per_seed), **({"per_seed": list(per_seed)} if len(per_seed) > 1 else {}),
+            "intervals": intervals}
