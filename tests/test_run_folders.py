@@ -212,8 +212,8 @@ def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):
      "the data folder {out} does not exist"),
     # case 9: late validation
     (["offline", "--out", "{out}", "--dataset", "foo"], "unknown dataset 'foo'; choose one of: auto, mnist"),
-    (["reproduce", "--out", "{out}", "--only", "nqm", "online", "--set", "dim=200"],
-     "unknown config key 'dim' for Config"),
+    (["reproduce", "--out", "{out}", "--only", "nqm", "online", "--set", "dimm=200"],
+     "unknown config key 'dimm': no experiment of the reproduction has it (nqm, online)"),
 ])
 def test_bad_input_is_one_line_with_status_2_and_leaves_nothing(tmp_path, capsys, argv, message):
     places = {"{out}": str(tmp_path / "run"), "{file}": str(tmp_path / "file")}

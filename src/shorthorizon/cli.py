@@ -80,6 +80,11 @@ def _run_experiment(name: str, args: argparse.Namespace, config=None) -> int:
     return 0
 
 
+def _keys(module) -> set[str]:
+    """The config keys of an experiment."""
+    return {f.name for f in dataclasses.fields(next(iter(module.PRESETS.values())))}
+
+
 def _config_keys(module) -> str:
     """The experiment's config keys with their values in the default preset, for ``--help``."""
     preset = "quick" if "quick" in module.PRESETS else next(iter(module.PRESETS))
@@ -138,10 +143,19 @@ def _reproduce(args: argparse.Namespace) -> int:
     out = args.out = args.out or _default_out("reproduce")
     start = time.perf_counter()
     names = args.only or experiments.REPRODUCED
+    overrides = configlib.parse_overrides(args.overrides)
+    takers = {key: [n for n in names if key in _keys(experiments.get(n))] for key in overrides}
+    for key, taken in takers.items():  # a key applies to the experiments that have it (seeds: the sampled ones)
+        if not taken:
+            raise ValueError(f"unknown config key {key!r}: no experiment of the reproduction has it "
+                             f"({', '.join(names)})")
+        if len(taken) < len(names):
+            print(f"[reproduce] {key}={overrides[key]} applies to {', '.join(taken)}", file=sys.stderr)
     runs = {}
     for name in names:  # every config is checked before any experiment starts
         sub_args = argparse.Namespace(**vars(args))
         sub_args.out = Path(out) / name
+        sub_args.overrides = [f"{k}={v}" for k, v in overrides.items() if name in takers[k]]
         for flag in getattr(experiments.get(name), "FLAGS", ()):
             setattr(sub_args, flag, None)
         runs[name] = (sub_args, _config(experiments.get(name), sub_args))
@@ -195,7 +209,7 @@ def _check_reproduction_folder(out: Path) -> None:
         raise RunDirError(f"{out} holds results of {command}, not a reproduction (a folder per experiment "
                           "and report.md); choose a new or empty --out")
     others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
-                    and p.name not in (*experiments.names(), "report.md")) if out.is_dir() else []
+                    and p.name not in (*experiments.names(), "report.md", "summary.json")) if out.is_dir() else []
     if others:
         raise RunDirError(f"{out} is not empty and holds no shorthorizon reproduction ({', '.join(others[:3])}"
                           f"{', ...' if len(others) > 3 else ''}); choose a new or empty --out")

@@ -1,0 +1,196 @@
+"""The claims table that opens the reproduction report: one row per claim, judged in code.
+
+Each claim is a number read from an experiment's stored ``summary.json`` and a side of a
+threshold the claim puts it on (e.g. "the decay-exponent ratio T_short / T_long is above 1").
+The verdict follows one rule (:data:`RULE`, printed next to the table):
+
+- the number is measured over seeds: its 95% interval (``summary["intervals"][path]``, from
+  :func:`shorthorizon.stats.over_seeds`) decides: *holds* when the whole interval lies on the
+  claim's side, *does not hold* when it lies wholly on the other, *inconclusive* when it
+  straddles the threshold;
+- it is exact (the NQM's dynamics, computed, not sampled) or there is one seed: the value
+  decides, and a sampled number's verdict says "one seed";
+- *not comparable* when the experiment did not run or the number is missing or diverged.
+
+Where the configuration is the paper's, the paper's own number is shown and is the threshold
+(the claim as the paper states it); elsewhere the paper column stays empty and the threshold is
+the claim's direction. Claims that compare two numbers of one run put their ratio against 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, NamedTuple
+
+from shorthorizon.results import fmt
+
+RULE = ("A claim *holds* when its number's 95% interval over seeds (Student t; by logs for ratios) lies "
+        "wholly on the claim's side of its threshold, *does not hold* when it lies wholly on the other, and is "
+        "*inconclusive* when it straddles it; an exact number (the NQM's, computed) or a single seed's is judged "
+        "by its value. *Not comparable*: the experiment did not run, or its number is missing or diverged. The "
+        "threshold is the paper's number where the configuration is the paper's (shown), else the claim's "
+        "direction.")
+HOLDS, FAILS, OPEN, NOT_COMPARABLE = "holds", "does not hold", "inconclusive", "not comparable"
+
+
+class Evidence(NamedTuple):
+    """What a claim reads from one run: its number (a value or an interval dict), the threshold,
+    the side (``above``) and whether the threshold itself is on it (``inclusive``), the paper's
+    number where the configuration is the paper's, and whether the number is exact (not sampled)."""
+
+    number: float | Mapping | None
+    threshold: float
+    above: bool = True
+    paper: str = ""
+    exact: bool = False
+    inclusive: bool = False
+
+    def side(self, x: float) -> bool:
+        if x == self.threshold:
+            return self.inclusive
+        return (x > self.threshold) == self.above
+
+    def relation(self) -> str:
+        return ("≥" if self.inclusive else ">") if self.above else ("≤" if self.inclusive else "<")
+
+
+class Claim(NamedTuple):
+    text: str
+    source: str  # the experiment (its report section and sub-folder)
+    evidence: Callable[[Mapping, Mapping], Evidence]  # (summary, config) -> evidence
+
+
+def at(summary: Mapping, path: str) -> float | Mapping | None:
+    """The number at dotted ``path`` of ``summary``: its interval over seeds where the summary
+    has one, else the plain value (None where absent)."""
+    if path in summary.get("intervals", {}):
+        return summary["intervals"][path]
+    value = summary
+    for key in path.split("."):
+        if not isinstance(value, Mapping) or value.get(key) is None:
+            return None
+        value = value[key]
+    return value
+
+
+def verdict(evidence: Evidence) -> tuple[str, str]:
+    """(what we measured, as text; the verdict) by :data:`RULE`."""
+    number, side = evidence.number, evidence.side
+    if isinstance(number, Mapping):  # an interval over seeds
+        if number["mean"] is None:
+            return "diverged", NOT_COMPARABLE
+        if number["low"] is None:
+            return f"{fmt(number['mean'])} (one seed)", HOLDS if side(number["mean"]) else FAILS
+        text = f"{fmt(number['mean'])} [{fmt(number['low'])}, {fmt(number['high'])}] ({number['n']} seeds)"
+        low, high = side(number["low"]), side(number["high"])
+        return text, HOLDS if low and high else FAILS if not (low or high) else OPEN
+    if number is None or isinstance(number, bool) or not math.isfinite(number):
+        return "—", NOT_COMPARABLE
+    return f"{fmt(number)}{'' if evidence.exact else ' (one seed)'}", HOLDS if side(number) else FAILS
+
+
+def table(runs: Mapping[str, tuple[Mapping, Mapping]]) -> list[dict]:
+    """The claims judged on ``runs`` (experiment name -> (summary, config)), one dict per row:
+    ``claim``, ``source``, ``paper``, ``ours``, ``threshold``, ``verdict``."""
+    rows = []
+    for claim in CLAIMS:
+        if claim.source not in runs:
+            rows.append({"claim": claim.text, "source": claim.source, "paper": "", "ours": "not run",
+                         "threshold": None, "verdict": NOT_COMPARABLE})
+            continue
+        evidence = claim.evidence(*runs[claim.source])
+        ours, judged = verdict(evidence)
+        rows.append({"claim": claim.text, "source": claim.source, "paper": evidence.paper, "ours": ours,
+                     "threshold": f"{evidence.relation()} {evidence.threshold:g}", "verdict": judged})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| claim | paper | ours | judged against | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {r['claim']} ([{r['source']}](#{r['source']})) | {r['paper'] or '—'} | {r['ours']} | "
+              f"{r['threshold'] or '—'} | **{r['verdict']}** |" for r in rows]
+    return "\n".join(lines) + f"\n\n{RULE}"
+
+
+# --- the claims ----------------------------------------------------------------------------
+def _nqm_order(summary, config) -> Evidence:
+    noisy, paper = summary["noisy"], summary.get("paper", {}).get("noisy")
+    ratio = min(noisy["greedy"]["final_loss"] / noisy["fixed"]["final_loss"],
+                noisy["fixed"]["final_loss"] / noisy["optimized"]["final_loss"])
+    return Evidence(ratio, 1.0, paper=(f"greedy {paper['greedy']:g} > fixed {paper['fixed']:g} > optimized "
+                                       f"{paper['optimized']:g}" if paper else ""), exact=True)
+
+
+def _nqm_deterministic(summary, config) -> Evidence:
+    d = summary["deterministic"]
+    return Evidence(d["greedy"]["final_loss"] / d["optimized"]["final_loss"], 1.0, above=False, exact=True,
+                    inclusive=True)
+
+
+def _offline(path: str, paper_number: float):
+    def evidence(summary, config) -> Evidence:
+        from shorthorizon.experiments.offline import is_paper_horizons
+
+        paper = is_paper_horizons(config)
+        return Evidence(at(summary, path), paper_number if paper else 1.0,
+                        paper=f"> {paper_number:g} (MNIST)" if paper else "")
+    return evidence
+
+
+def _online(kind: str, relation: str):
+    """The first task's runs with ``kind`` lookahead: ``relation`` "tenth" (lr at stop / baseline
+    lr below 1/10), "loss" (final loss / baseline's above 1) or "above" (lr at stop / baseline lr
+    above 1, or diverged)."""
+    def evidence(summary, config) -> Evidence:
+        task = next(v for v in summary.values() if isinstance(v, Mapping) and "baseline" in v)
+        name = next(k for k, v in summary.items() if v is task)
+        path = {"tenth": "lr_ratio", "above": "lr_ratio", "loss": "loss_ratio"}[relation]
+        number = at(summary, f"{name}.{kind}.{path}")
+        return Evidence(number, 0.1 if relation == "tenth" else 1.0, above=relation != "tenth")
+    return evidence
+
+
+def _estimators(kind: str, biased: bool):
+    """The NQM estimators' bias against the whole-run gradient (``biased``: a truncated
+    estimator's, K < T, in units of its noise floor: above 3 floors), or against its own
+    expectation (PES, NRES: below 3 floors)."""
+    def evidence(summary, config) -> Evidence:
+        rows = [v for v in summary["estimators"].values() if v["estimator"] == kind
+                and v["truncation"] < config["horizon"]]
+        if not rows:
+            return Evidence(None, 3.0, above=biased)
+        key = "" if biased else "_from_expected"
+        z = min(r[f"relative_bias{key}"] / r[f"relative_standard_error{key}"] for r in rows) if biased else max(
+            r[f"relative_bias{key}"] / r[f"relative_standard_error{key}"] for r in rows)
+        return Evidence(z, 3.0, above=biased, exact=True)
+    return evidence
+
+
+def _regime_edges(summary, config) -> Evidence:
+    edges = summary["edges"].values()
+    return Evidence(sum(e["greedy_optimal"] for e in edges) / len(edges), 1.0, exact=True, inclusive=True)
+
+
+CLAIMS = (
+    Claim("NQM, noisy: the greedy schedule's loss > the best fixed one's > the optimized one's (the smaller "
+          "of the two loss ratios)", "nqm", _nqm_order),
+    Claim("NQM, deterministic: the greedy schedule is optimal (its loss / the optimized one's)", "nqm",
+          _nqm_deterministic),
+    Claim("Offline: a short horizon picks a faster decay (decay exponent T_short / T_long)", "offline",
+          _offline("decay_exponent_ratio", 100.0)),
+    Claim("Offline: the short horizon's schedule ends the long run behind (final train loss T_short / T_long)",
+          "offline", _offline("final_train_loss_ratio", 1000.0)),
+    Claim("Online, stochastic lookahead: lr at stop below a tenth of the tuned one (lr ratio)", "online",
+          _online("stochastic", "tenth")),
+    Claim("Online, stochastic lookahead: a worse final train loss than the tuned baseline (loss ratio)", "online",
+          _online("stochastic", "loss")),
+    Claim("Online, deterministic lookahead: lr at stop above the tuned one (lr ratio)", "online",
+          _online("deterministic", "above")),
+    Claim("NQM estimators: truncated forward mode (K < T) is biased (relative bias / noise floor)", "estimators",
+          _estimators("forward", biased=True)),
+    Claim("NQM estimators: PES is unbiased for its smoothed whole-run objective (relative bias / floor)",
+          "estimators", _estimators("pes", biased=False)),
+    Claim("NQM estimators: NRES is unbiased for its smoothed whole-run objective (relative bias / floor)",
+          "estimators", _estimators("nres", biased=False)),
+    Claim("Regime map: greedy is optimal on every edge of the map (fraction of edges)", "nqm-map", _regime_edges),
+)

@@ -1,0 +1,63 @@
+"""The claims table: verdicts by one rule, from the stored results."""
+
+import json
+
+import pytest
+
+from shorthorizon.cli import main
+from shorthorizon.report import claims, write_report
+from shorthorizon.stats import interval, log_interval
+
+from test_run_folders import NQM
+
+
+@pytest.mark.parametrize("number, above, expected", [
+    (log_interval([2.0, 3.0, 4.0]), True, claims.HOLDS),  # [1.46, 5.44], wholly above 1
+    (log_interval([0.5, 2.0, 4.0]), True, claims.OPEN),  # straddles 1
+    (log_interval([0.2, 0.3, 0.4]), True, claims.FAILS),  # wholly below
+    (log_interval([0.2, 0.3, 0.4]), False, claims.HOLDS),
+    (interval([3.0]), True, claims.HOLDS),  # one seed: the value decides
+    (interval([float("nan"), float("nan")]), True, claims.NOT_COMPARABLE),  # every seed diverged
+    (float("inf"), True, claims.NOT_COMPARABLE),
+    (None, True, claims.NOT_COMPARABLE),
+    (0.5, True, claims.FAILS),
+])
+def test_a_verdict_follows_the_rule(number, above, expected):
+    assert claims.verdict(claims.Evidence(number, 1.0, above=above))[1] == expected
+
+
+def test_the_threshold_itself_counts_only_where_inclusive():
+    assert claims.verdict(claims.Evidence(1.0, 1.0, exact=True))[1] == claims.FAILS
+    assert claims.verdict(claims.Evidence(1.0, 1.0, exact=True, inclusive=True))[1] == claims.HOLDS
+    assert claims.verdict(claims.Evidence(1.0, 1.0, above=False, exact=True, inclusive=True))[1] == claims.HOLDS
+
+
+def test_at_reads_the_interval_over_seeds_before_the_plain_value():
+    summary = {"ratio": 2.0, "a": {"b": 3.0}, "intervals": {"ratio": log_interval([2.0, 8.0])}}
+    assert claims.at(summary, "ratio")["mean"] == pytest.approx(4.0)
+    assert claims.at(summary, "a.b") == 3.0 and claims.at(summary, "a.c") is None
+
+
+def test_the_report_opens_with_claims_judged_from_the_stored_results(tmp_path):
+    """A reproduction of the NQM alone: its claims are judged, the others' say the experiment did
+    not run; the same table is machine-readable in summary.json. Swapping the stored greedy and
+    optimized losses of the deterministic problem and writing the report again flips the
+    verdict: it is computed from the numbers on disk, not written as text."""
+    out = tmp_path / "reproduction"
+    assert main(["reproduce", *NQM[1:], "--only", "nqm", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert report.index("## Claims") < report.index('<a id="nqm"></a>') < report.index("## Noisy quadratic")
+    table = json.loads((out / "summary.json").read_text())["claims"]
+    assert len(table) == len(claims.CLAIMS)
+    for row, claim in zip(table, claims.CLAIMS):
+        assert row["claim"] == claim.text and (row["ours"] == "not run") == (claim.source != "nqm")
+    deterministic = next(r for r in table if r["claim"].startswith("NQM, deterministic"))
+    assert deterministic["verdict"] == claims.HOLDS  # greedy is optimal without noise (Theorem 3)
+
+    summary = json.loads((out / "nqm" / "summary.json").read_text())
+    d = summary["deterministic"]
+    d["greedy"]["final_loss"], d["optimized"]["final_loss"] = d["optimized"]["final_loss"] + 1, d["greedy"]["final_loss"]
+    (out / "nqm" / "summary.json").write_text(json.dumps(summary))
+    write_report(out, ["nqm"])
+    table = json.loads((out / "summary.json").read_text())["claims"]
+    assert next(r for r in table if r["claim"].startswith("NQM, deterministic"))["verdict"] == claims.FAILS
