@@ -102,6 +102,7 @@ def test_the_report_shows_the_lock_digest(tmp_path, monkeypatch):
     from shorthorizon.report import write_report
 
     RunDir(tmp_path / "demo").write_config(Demo())
+    RunDir(tmp_path / "demo").write_summary({})
     monkeypatch.setattr(experiments, "get", lambda name: type("Stub", (), {"report": lambda *a, **k: "## demo\n"}))
     digest = results.read_json(tmp_path / "demo" / "config.json")["environment"]["lock_sha256"]
     assert f"lock_sha256 {digest}" in write_report(tmp_path, ["demo"]).read_text()

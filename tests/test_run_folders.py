@@ -98,7 +98,7 @@ def test_reproduce_takes_its_own_folder(tmp_path):
     (out / "nqm").mkdir(parents=True)
     (out / "report.md").write_text("an earlier report")
     assert main(["reproduce", *NQM[1:], "--only", "nqm", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["nqm", "report.md"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["nqm", "report.md", "summary.json"]
     assert "nqm/config.json" in (out / "report.md").read_text()
 
 
