@@ -113,7 +113,7 @@ def validate(config: Config) -> None:
         raise ValueError(f"config key 'short' must hold distinct horizons below horizon={config.horizon}, "
                          f"got {config.short!r}")
     if config.horizon % config.curve_points:
-        raise ValueError("curve_points must divide the horizon")
+        raise ValueError(f"config key 'curve_points' must divide the horizon {config.horizon}")
     try:
         names = space(config).names
     except ValueError as err:

@@ -203,17 +203,19 @@ def _start(config: Config) -> dict:
 def validate(config: Config) -> None:
     validate_problem(config)
     if config.zoom_samples and not (config.smd_from_surface and config.smd_max_horizon):
-        raise ValueError("zoom_samples needs smd_from_surface and smd_max_horizon: it refines the best surface "
+        raise ValueError("config key 'zoom_samples' needs smd_from_surface and smd_max_horizon: it refines the best surface "
                          "sample of the horizons above smd_max_horizon")
     if config.smd_from_surface > config.surface_samples:
-        raise ValueError(f"smd_from_surface={config.smd_from_surface} exceeds surface_samples={config.surface_samples}")
+        raise ValueError(f"config key 'smd_from_surface' must be at most surface_samples={config.surface_samples}, "
+                         f"got {config.smd_from_surface}")
     if len(config.init_lr0) != len(config.init_decay_exponent):
-        raise ValueError("init_lr0 and init_decay_exponent must have the same length (one per restart)")
+        raise ValueError(f"config key 'init_lr0' must have as many values as init_decay_exponent (one per restart), "
+                         f"got {len(config.init_lr0)} and {len(config.init_decay_exponent)}")
     for lr0, decay_exponent in zip(config.init_lr0, config.init_decay_exponent):
         within("init_lr0", lr0, "lr0_range", config.lr0_range)
         within("init_decay_exponent", decay_exponent, "decay_exponent_range", config.decay_exponent_range)
     if max(config.horizons) % config.curve_points:
-        raise ValueError("curve_points must divide the longest horizon")
+        raise ValueError(f"config key 'curve_points' must divide the longest horizon {max(config.horizons)}")
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:

@@ -251,7 +251,7 @@ def validate(config: Config) -> None:
     for task in config.task:
         steps = task_key(task, "steps")
         if getattr(config, steps) < 2 or (getattr(config, steps) // 2) % config.interval:
-            raise ValueError(f"{steps} // 2 must be a positive multiple of interval={config.interval}, "
+            raise ValueError(f"config key {steps!r} // 2 must be a positive multiple of interval={config.interval}, "
                              f"got {steps}={getattr(config, steps)}")
     space = _space(config)
     for task in config.task:

@@ -99,7 +99,7 @@ def validate(config: Config) -> None:
         raise ValueError(f"config key 'fit_inner_steps' ({config.fit_inner_steps}) must be at least the horizon "
                          f"({config.horizon}): the reference needs one whole unroll per meta-step")
     if config.horizon % config.curve_points:
-        raise ValueError("curve_points must divide the horizon")
+        raise ValueError(f"config key 'curve_points' must divide the horizon {config.horizon}")
 
 
 def windowed(config: Config, name: str):

@@ -80,7 +80,7 @@ def validate_problem(config: OfflineConfig) -> None:
     check(config)
     optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
     if config.surface_samples % config.surface_chunk:
-        raise ValueError("surface_chunk must divide surface_samples")
+        raise ValueError(f"config key 'surface_chunk' must divide surface_samples={config.surface_samples}")
 
 
 # the keys that pose the problem: runs that differ only elsewhere share its data, warm start and
