@@ -135,11 +135,8 @@ def key(default: Any, rule: Rule) -> Any:
 def rule_of(config: Any, name: str) -> Rule | None:
     """The rule of field ``name`` of ``config``, declared on its class or the nearest base that
     declares one."""
-    for cls in type(config).__mro__:
-        field = getattr(cls, "__dataclass_fields__", {}).get(name)
-        if field is not None and "rule" in field.metadata:
-            return field.metadata["rule"]
-    return None
+    fields = (getattr(cls, "__dataclass_fields__", {}).get(name) for cls in type(config).__mro__)
+    return next((f.metadata["rule"] for f in fields if f is not None and "rule" in f.metadata), None)
 
 
 def check(config: Any) -> None:
@@ -152,8 +149,9 @@ def check(config: Any) -> None:
             raise TypeError(f"config key {field.name!r} of {type(config).__name__} declares no rule")
         many, kind = _kind(field)
         kinds = (int, float) if kind is float else kind
-        if isinstance(value, tuple) != many or not all(
-                isinstance(v, kinds) and (kind is bool or not isinstance(v, bool)) for v in (value if many else (value,))):
+        values = value if many and isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) != many or not all(isinstance(v, kinds) and (kind is bool) == isinstance(v, bool)
+                                                       for v in values):
             raise ValueError(f"config key {field.name!r} takes {'a tuple of ' if many else ''}{kind.__name__} values, "
                              f"got {value!r}")
         try:

@@ -52,21 +52,17 @@ class Config(OfflineConfig):
     """The offline problem's keys (:class:`~shorthorizon.meta.offline_fit.OfflineConfig`) and the study's."""
 
     horizon: int = key(20000, POSITIVE)  # T: the run the hyperparameters are for
-    # K: the short horizons they might be tuned on instead (below horizon)
-    short: tuple[int, ...] = key((100, 1000), items(POSITIVE, distinct=True))
+    short: tuple[int, ...] = key((100, 1000), items(POSITIVE, distinct=True))  # K: the horizons they might be tuned on
     seeds: int = key(3, POSITIVE)  # independent repetitions (seed, seed + 1, ...)
-    # inverse-time: lr0 and decay exponent fitted; constant: the lr alone
-    schedule: str = key("inverse-time", one_of(SCHEDULES))
+    schedule: str = key("inverse-time", one_of(SCHEDULES))  # inverse-time: lr0 and decay exponent; constant: lr
     adapt: tuple[str, ...] = key((), ANY)  # more hyperparameters fitted as constants: NAME or NAME:LOW:HIGH
-    # the box of the (initial) lr; empty: the optimizer family's
-    lr0_range: tuple[float, ...] = key((), optional(low_high(POSITIVE)))
+    lr0_range: tuple[float, ...] = key((), optional(low_high(POSITIVE)))  # the lr's box; empty: the family's
     warm_start_lr: float = key(0.0, NONNEGATIVE)  # 0: the optimizer family's
     surface_samples: int = 128
     surface_chunk: int = 32
     zoom_samples: int = key(16, NONNEGATIVE)  # more samples around each horizon's best one (0: none)
     zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
-    # > 0: SMD refines each horizon up to smd_max_horizon from its best sample
-    meta_steps: int = key(0, NONNEGATIVE)
+    meta_steps: int = key(0, NONNEGATIVE)  # > 0: SMD refines each horizon up to smd_max_horizon from its best sample
     smd_max_horizon: int = key(1000, NONNEGATIVE)
 
 

@@ -58,9 +58,7 @@ from shorthorizon.runners import Unit, run_units
 NAME = "estimators"
 FLAGS = ()
 HYPER = ("lr", "decay_exponent", "momentum")
-# rules of (lr, decay_exponent, momentum), the estimators' log-space coordinates: log lr, log
-# decay_exponent, log(1 - momentum)
-TRIPLE = (POSITIVE, POSITIVE, FRACTION)
+TRIPLE = (POSITIVE, POSITIVE, FRACTION)  # rules of (lr, decay_exponent, momentum): log, log, log(1 - momentum)
 TRIPLE_TEXT = "with lr and decay_exponent positive and finite, momentum in [0, 1)"
 
 
@@ -71,15 +69,13 @@ class Config:
     decay_steps: float = key(10.0, POSITIVE)  # lr_t = lr (1 + t / decay_steps)^(-decay_exponent)
     estimators: tuple[str, ...] = key(("forward", "reverse", "es", "pes", "nres"),
                                       items(one_of(ESTIMATORS), distinct=True))
-    # K, each dividing the horizon; K = horizon (the full run) is the reference
-    truncations: tuple[int, ...] = key((1, 10, 50, 250), items(POSITIVE, distinct=True))
+    truncations: tuple[int, ...] = key((1, 10, 50, 250), items(POSITIVE, distinct=True))  # K; K = horizon: the full run
     sigma: float = key(0.02, POSITIVE)  # ES/PES/NRES perturbation (log space)
     # settings away from the optimum, as (lr, decay_exponent, momentum) triples, flattened
     settings: tuple[float, ...] = key((1.0, 0.5, 0.5, 0.5, 3.0, 0.9), items(
         *TRIPLE, wanted=f"lr,decay_exponent,momentum triples, flattened, {TRIPLE_TEXT}"))
     estimates: int = key(400, POSITIVE)  # independent particles per measurement (each: T/K estimates)
-    # antithetic pairs for the exact smoothed gradient (its error is O(sigma^2))
-    smoothing_samples: int = key(16, POSITIVE)
+    smoothing_samples: int = key(16, POSITIVE)  # antithetic pairs for the exact smoothed gradient (error O(sigma^2))
     # Adam steps on exact expectations (the optimum, the truncated fixed points): on the paper NQM
     # the optimum's J is within 1e-9 of its value at 2,000 steps by step 200
     exact_steps: int = key(500, POSITIVE)
@@ -87,9 +83,8 @@ class Config:
     fit_inner_steps: int = key(200_000, POSITIVE)  # the budget of each fit: inner steps over all particles
     convergence: float = key(0.02, POSITIVE)  # a fit within this fraction of its fixed point's J has converged
     meta_lr: float = key(0.05, POSITIVE)  # Adam, cosine-decayed to 1% over the fit (values kept in the box)
-    # every fit starts here (lr, decay_exponent, momentum), within the box
-    init: tuple[float, ...] = key((0.3, 0.3, 0.5), items(*TRIPLE, repeat=False,
-                                                           wanted=f"lr,decay_exponent,momentum {TRIPLE_TEXT}"))
+    init: tuple[float, ...] = key((0.3, 0.3, 0.5), items(*TRIPLE, repeat=False, wanted=f"lr,decay_exponent,momentum "
+                                                           f"{TRIPLE_TEXT}"))  # every fit starts here, in the box
     lr_range: tuple[float, ...] = key((1e-2, 2.0), low_high(POSITIVE))  # the box of the fits
     decay_exponent_range: tuple[float, ...] = key((1e-2, 10.0), low_high(POSITIVE))
     momentum_range: tuple[float, ...] = key((0.0, 0.99), low_high(FRACTION))

@@ -32,8 +32,7 @@ class Config:
     tail_dims: int = key(50, POSITIVE)  # Figure 3: sums over this many highest / lowest curvatures (<= dim)
     fig1_steps: int = key(60, POSITIVE)  # Figure 1: steps of each sample trajectory on the 2-D problem
     fig1_trajectories: int = key(3, POSITIVE)
-    # Figure 2: k steps of a fixed lr
-    fig2_horizons: tuple[int, ...] = key((1, 10, 50, 250), items(POSITIVE, distinct=True))
+    fig2_horizons: tuple[int, ...] = key((1, 10, 50, 250), items(POSITIVE, distinct=True))  # Fig. 2: k steps at one lr
     fig2_decay_steps: int = key(50, POSITIVE)  # then this many steps of exponentially decayed lr
     fig2_decay_rate: float = key(0.9, POSITIVE)  # lr multiplied by this per decay step
     seed: int = key(0, SEED)

@@ -24,9 +24,8 @@ NEGLIGIBLE = 1e-6  # ... or both final losses below this fraction of the initial
 class Config:
     dim: int = key(1000, DIM)  # problem dimension (Chebyshev spectrum on [1/kappa, 1])
     horizon: int = key(250, POSITIVE)  # steps of SGD
-    # condition numbers, and the noise scales s in sigma² = s/h
     kappas: tuple[float, ...] = key((1.0, 10.0, 100.0, 1000.0, 10000.0), items(at_least(1), distinct=True))
-    noises: tuple[float, ...] = key((0.0, 1e-4, 1e-2, 1.0, 100.0), items(NONNEGATIVE, distinct=True))
+    noises: tuple[float, ...] = key((0.0, 1e-4, 1e-2, 1.0, 100.0), items(NONNEGATIVE, distinct=True))  # s: σ² = s/h
     paper_kappa: float = key(1000.0, at_least(1))  # the paper's cell (must be on the grid)
     paper_noise: float = key(1.0, NONNEGATIVE)
     mean0: float = key(10.0, POSITIVE)  # E[theta(0)]; only mean0²/s matters (nqm.regime)

@@ -43,21 +43,18 @@ class Config(OfflineConfig):
     MLP 784-100-100-10, batch 100) at its horizons."""
 
     horizons: tuple[int, ...] = key((100, 1000, 5000, 20000), items(POSITIVE, distinct=True))
-    # SMD restarts: (init_lr0[i], init_decay_exponent[i]), within the box
-    init_lr0: tuple[float, ...] = key((0.003, 0.03, 0.1, 0.01), items(POSITIVE))
-    init_decay_exponent: tuple[float, ...] = key((0.1, 1.0, 10.0, 100.0), items(POSITIVE))
+    init_lr0: tuple[float, ...] = key((0.003, 0.03, 0.1, 0.01), items(POSITIVE))  # SMD restarts, in the box:
+    init_decay_exponent: tuple[float, ...] = key((0.1, 1.0, 10.0, 100.0), items(POSITIVE))  # (init_lr0[i], this[i])
     # > 0: SMD restarts at each horizon's that many best surface samples instead
     smd_from_surface: int = key(0, NONNEGATIVE)
     # > 0: longer horizons take no meta-steps (their fit: the best surface sample)
     smd_max_horizon: int = key(0, NONNEGATIVE)
     # > 0: each horizon without meta-steps gets that many more samples near its best one
     zoom_samples: int = key(0, NONNEGATIVE)
-    # their box: the best sample +- this many decades in lr0 and in decay exponent
-    zoom_width: float = key(0.3, POSITIVE)
+    zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
     meta_steps: int = key(5000, POSITIVE)
     anneal: bool = key(False, ANY)  # cosine-decay Adam's step from meta_lr to 1% of it over the meta-steps
-    # SMD's hypergradients: a name in hypergrad.ESTIMATORS (es: antithetic pairs)
-    estimator: str = key("forward", one_of(ESTIMATORS))
+    estimator: str = key("forward", one_of(ESTIMATORS))  # SMD's hypergradients (es: antithetic pairs)
     particles: int = key(1, POSITIVE)  # es: antithetic pairs per meta-step
     sigma: float = key(0.01, POSITIVE)  # es: perturbation std in log space
 
@@ -203,8 +200,8 @@ def _start(config: Config) -> dict:
 def validate(config: Config) -> None:
     validate_problem(config)
     if config.zoom_samples and not (config.smd_from_surface and config.smd_max_horizon):
-        raise ValueError("config key 'zoom_samples' needs smd_from_surface and smd_max_horizon: it refines the best surface "
-                         "sample of the horizons above smd_max_horizon")
+        raise ValueError("config key 'zoom_samples' needs smd_from_surface and smd_max_horizon: it refines the best "
+                         "surface sample of the horizons above smd_max_horizon")
     if config.smd_from_surface > config.surface_samples:
         raise ValueError(f"config key 'smd_from_surface' must be at most surface_samples={config.surface_samples}, "
                          f"got {config.smd_from_surface}")

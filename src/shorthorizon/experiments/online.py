@@ -49,15 +49,13 @@ class Config:
     """Shared settings, then per-task ones (``<task>_<key>``). ``steps`` is the whole run:
     adaptation stops at ``steps // 2``."""
 
-    # which tasks to run (--task mlp narrows it; package.module:factory adds yours)
-    task: tuple[str, ...] = key(TASKS, items(TASK, distinct=True))
+    task: tuple[str, ...] = key(TASKS, items(TASK, distinct=True))  # --task mlp narrows it; module:factory adds yours
     dataset: str = key("auto", DATASET)  # "auto": MLP on MNIST, CNN on CIFAR-10, each else Fashion-MNIST
     data_dir: str = key("", ANY)  # extra folder searched first for the datasets ("" = the usual places)
     verify: bool = key(True, ANY)  # check the data against the published checksums
     lookaheads: tuple[str, ...] = key(LOOKAHEADS, items(one_of(LOOKAHEADS), distinct=True))
     momentum: float = key(0.9, FRACTION)  # initial momentum of the SMD runs, and the baseline's (β1 of adam, adamw)
-    # the base optimizer: momentum (the paper's heavy ball), adam, adamw, sgd
-    optimizer: str = key("momentum", one_of(optim.OPTIMIZERS))
+    optimizer: str = key("momentum", one_of(optim.OPTIMIZERS))  # the base optimizer (momentum: the paper's)
     # adapted hyperparameters: the heavy ball's lr and momentum move in the paper's effective space;
     # any other choice moves each in log space, within NAME:LOW:HIGH (lr and weight_decay have defaults)
     adapt: tuple[str, ...] = key(("lr", "momentum"), ANY)
@@ -65,8 +63,7 @@ class Config:
     horizon: int = key(5, POSITIVE)  # lookahead steps per meta-step
     meta_steps: int = key(100, POSITIVE)  # SMD meta-steps every `interval` training steps
     interval: int = key(10, POSITIVE)
-    # Adam, on log(lr_eff) and log(1 - momentum) (log values in another space), within their bounds
-    meta_lr: float = key(0.01, POSITIVE)
+    meta_lr: float = key(0.01, POSITIVE)  # Adam, on log(lr_eff) and log(1 - momentum) (log values in another space)
     clip: float = key(10.0, POSITIVE)  # hypergradients clipped to [-clip, clip]
     # SMD's hypergradients: forward, reverse, fd, es (antithetic pairs), or a persistent one, pes or
     # nres (particles train beside the run, one meta-step per interval: no lookahead)
@@ -77,8 +74,6 @@ class Config:
     eval_examples: int = key(10_000, POSITIVE)  # training examples the final training loss is measured on
     chunks: int = key(10, POSITIVE)  # jitted pieces per half: progress and divergence checks in between
     seed: int = key(0, SEED)
-    # per task: steps (an even number, adaptation stopping at steps // 2, a multiple of interval),
-    # initial lrs of the SMD runs, the baseline's lr, the batch size
     mlp_steps: int = key(50_000, POSITIVE)
     mlp_init_lrs: tuple[float, ...] = key((1e-3, 5e-3, 1e-2, 5e-2, 1e-1), items(POSITIVE, distinct=True))
     mlp_baseline_lr: float = key(0.1, POSITIVE)
@@ -263,8 +258,9 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     validate(config)
     data = {task: dataset_for(config, task) for task in config.task}
     for task, name in data.items():  # sizes the data bounds, before the folder is claimed
+        sizes = ("eval_examples", task_key(task, "batch_size"))
         splits.check_fits(name, len(_data(name, config.data_dir or None, config.verify)[0].y),
-                          {f"config key {k!r}": getattr(config, k) for k in ("eval_examples", task_key(task, "batch_size"))})
+                          {f"config key {k!r}": getattr(config, k) for k in sizes})
     run_dir.write_config(config, datasets=data)
     units = [Unit(_unit_name(task, lr, la), dict(config=config, task=task, dataset=data[task], init_lr=lr,
                                                  lookahead=la), cost=_cost(config, task, data[task], la))

@@ -54,8 +54,7 @@ class Config(OfflineConfig):
 
     horizon: int = key(20000, POSITIVE)  # T: one whole run
     truncation: int = key(100, POSITIVE)  # K: steps per window
-    # windowed estimators compared with the reference
-    estimators: tuple[str, ...] = key(WINDOWED, items(one_of(ESTIMATORS), distinct=True))
+    estimators: tuple[str, ...] = key(WINDOWED, items(one_of(ESTIMATORS), distinct=True))  # compared with the reference
     fit_particles: int = key(4, POSITIVE)  # inner runs in flight per windowed estimator (ES: antithetic pairs)
     sigma: float = key(0.1, POSITIVE)  # ES/PES/NRES perturbation std in log space
     fit_inner_steps: int = key(2_000_000, POSITIVE)  # every fit's budget; the reference's meta-steps: this / T

@@ -56,14 +56,12 @@ class OfflineConfig:
     batch_size: int = key(100, POSITIVE)
     warm_start_steps: int = key(50, NONNEGATIVE)
     warm_start_lr: float = key(0.1, POSITIVE)
-    # the base optimizer: momentum (the paper's heavy ball), adam, adamw, sgd
-    optimizer: str = key("momentum", one_of(optim.OPTIMIZERS))
+    optimizer: str = key("momentum", one_of(optim.OPTIMIZERS))  # the base optimizer (momentum: the paper's)
     momentum: float = key(0.9, FRACTION)  # the heavy ball's momentum; Adam's b1
     hyper: tuple[str, ...] = key((), ANY)  # its other hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
     decay_steps: float = key(5000.0, POSITIVE)  # lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent)
     eval_batches: int = key(600, POSITIVE)  # fixed batches of the meta-objective; 600 x 100 = one epoch
-    # log-uniform surface samples and SMD bounds
-    lr0_range: tuple[float, ...] = key((1e-3, 10**-0.3), low_high(POSITIVE))
+    lr0_range: tuple[float, ...] = key((1e-3, 10**-0.3), low_high(POSITIVE))  # surface samples' and SMD's box
     decay_exponent_range: tuple[float, ...] = key((1e-2, 10**2.3), low_high(POSITIVE))
     surface_samples: int = key(2500, POSITIVE)
     surface_chunk: int = key(125, POSITIVE)  # samples per unit of work
