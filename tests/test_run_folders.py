@@ -193,7 +193,7 @@ def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):
     (["unroll", "--lr", "0.1", "--momentum", "1.5", "--steps", "5"], "--momentum must be in [0, 1), got 1.5"),
     (["unroll", "--lr", "0.1", "--momentum", "0.9", "--steps", "5", "--eval-batches", "0"],
      "--eval-batches must be positive and finite, got 0"),
-    (["online", "--out", "{out}", "--set", "mlp_init_lrs=nan"], "config key 'mlp_init_lrs' must be positive and finite"),
+    (["online", "--out", "{out}", "--set", "mlp_init_lrs=nan"], "config key 'mlp_init_lrs' must be one or more distinct values, each positive and finite"),
     (["online", "--out", "{out}", "--set", "momentum=1"], "config key 'momentum' must be in [0, 1), got 1.0"),
     # case 7: tracebacks before
     (["nqm", "--out", "{file}"], "{file} is a file, not a folder; choose another --out"),
@@ -201,7 +201,7 @@ def test_json_is_strict_with_non_finite_numbers_as_null(tmp_path, strict_json):
     (["unroll", "--lr", "0.1", "--momentum", "0.9", "--steps", "5", "--batch-size", "0"],
      "--batch-size must be positive and finite, got 0"),
     (["online", "--out", "{out}", "--set", "meta_steps=-2"], "config key 'meta_steps' must be positive and finite, got -2"),
-    (["offline", "--out", "{out}", "--set", "horizons=0,20"], "config key 'horizons' must be positive and finite, got (0, 20)"),
+    (["offline", "--out", "{out}", "--set", "horizons=0,20"], "config key 'horizons' must be one or more distinct values, each positive and finite, got (0, 20)"),
     # case 8: messages that did not name the key
     (["online", "--out", "{out}", "--set", "mlp_steps=0"], "config key 'mlp_steps' must be positive and finite, got 0"),
     (["online", "--out", "{out}", "--set", "meta_steps=0"], "config key 'meta_steps' must be positive and finite, got 0"),

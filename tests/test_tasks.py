@@ -208,7 +208,8 @@ def test_every_command_checks_the_task_against_its_dataset_before_training(capsy
     make_fake_dataset(tmp_path / "data", "mnist", n_train=100, n_test=20, seed=0)
     data = str(tmp_path / "data")
     small = {  # settings that would train for seconds, were the task right
-        "unroll": ["--data-dir", data, "--no-verify", "--lr", "0.05", "--momentum", "0.9", "--steps", "2"],
+        "unroll": ["--data-dir", data, "--no-verify", "--lr", "0.05", "--momentum", "0.9", "--steps", "2",
+                   "--batch-size", "20", "--eval-batches", "2"],
         "offline": ["--set", f"data_dir={data}", "--set", "verify=false", "--set", "horizons=10",
                     "--set", "warm_start_steps=5", "--set", "eval_batches=2", "--set", "surface_samples=4",
                     "--set", "surface_chunk=4", "--set", "meta_steps=2", "--set", "curve_points=2"],

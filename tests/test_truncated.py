@@ -100,6 +100,6 @@ def test_bad_config_names_the_key(tmp_path, capsys):
     assert main(["truncated", "--preset", "quick", "--out", str(tmp_path / "a"), "--set", "truncation=7"]) == 2
     assert "'truncation' (7) must divide the horizon (3000)" in capsys.readouterr().err
     assert main(["truncated", "--preset", "quick", "--out", str(tmp_path / "b"), "--set", "estimators=forward,adam"]) == 2
-    assert "config key 'estimators': unknown estimator 'adam'; choose one of: forward, reverse, fd, es, pes, nres" in \
+    assert "config key 'estimators' must be one or more distinct values, each one of forward, reverse, fd, es, pes, nres" in \
         capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -54,9 +54,7 @@ def _config(module, args: argparse.Namespace):
         if value is not None:
             overrides[flag] = value
     config = configlib.resolve(module.PRESETS, args.preset, overrides)
-    validate = getattr(module, "validate", None)
-    if validate is not None:
-        validate(config)
+    module.validate(config)
     return config
 
 

@@ -5,33 +5,40 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 C = TypeVar("C")
+
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _kind(field: dataclasses.Field) -> tuple[bool, type]:
+    """Whether ``field`` holds a tuple, and the type of its value or items from its annotation
+    (``tuple[int, ...]`` -> ``(True, int)``)."""
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    many = kind.startswith("tuple")
+    inner = kind[kind.find("[") + 1:].split(",")[0].strip(" ]") if many else kind
+    return many, _SCALARS.get(inner, float)
 
 
 def _coerce(field: dataclasses.Field, value: Any) -> Any:
     """Turn a command-line string into the field's type (tuples from JSON lists or commas)."""
     if not isinstance(value, str):
         return value
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
-    if kind.startswith("tuple"):
+    many, kind = _kind(field)
+    if many:
         text = value.strip()
         items = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v]
-        inner = kind[kind.find("[") + 1 : kind.find(",") if "," in kind else kind.find("]")]
-        cast = {"int": int, "float": float, "str": str}.get(inner.strip(), float)
-        return tuple(cast(v) for v in items)
-    if kind == "bool":
+        return tuple(kind(v) for v in items)
+    if kind is bool:
         if value.lower() in ("1", "true", "yes", "on"):
             return True
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"config key {field.name!r} takes true or false, not {value!r}")
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        return float(value)
-    return value
+    return kind(value)
 
 
 def resolve(presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any] | None = None) -> C:
@@ -66,7 +73,8 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
 
 
 class Rule(NamedTuple):
-    """A check on one config value (``test``) and what it asks for, for messages (``wanted``)."""
+    """A check on one config value (``test``: true, or a ValueError saying what is wrong) and what
+    it asks for, for messages (``wanted``)."""
 
     test: Callable[[Any], bool]
     wanted: str
@@ -76,19 +84,88 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def at_least(low: float) -> Rule:
+    return Rule(lambda v: _number(v) and v >= low, f"{low:g} or more, and finite")
+
+
+def one_of(names) -> Rule:
+    return Rule(lambda v: v in names, f"one of {', '.join(names)}")
+
+
+ANY = Rule(lambda v: True, "any value of its type")  # free text, or checked with the keys it depends on
 POSITIVE = Rule(lambda v: _number(v) and v > 0, "positive and finite")
 NONNEGATIVE = Rule(lambda v: _number(v) and v >= 0, "zero or more, and finite")
 FRACTION = Rule(lambda v: _number(v) and 0 <= v < 1, "in [0, 1)")  # a momentum
+# JAX's 32-bit keys keep a seed's low 32 bits (2**32 gives seed 0's key); NumPy refuses a negative one
+SEED = Rule(lambda v: 0 <= v < 2**32, "in [0, 2**32)")
+# An Adam step moves a log-space hyperparameter by up to its step size (exactly that much at the
+# first step): past log(largest float64) ~ 709.8, one unbounded step overflows exp() to inf or 0
+LOG_STEP = Rule(lambda v: _number(v) and 0 < v < math.log(sys.float_info.max), "positive and below 709.78")
 
 
-def require(config: Any, keys: str, rule: Rule) -> None:
-    """Raise ValueError unless ``rule`` holds for each config key in ``keys`` (space-separated);
-    a tuple value must be non-empty and the rule must hold for every element."""
-    for key in keys.split():
-        value = getattr(config, key)
-        values = value if isinstance(value, tuple) else (value,)
-        if not values or not all(rule.test(v) for v in values):
-            raise ValueError(f"config key {key!r} must be {rule.wanted}, got {value!r}")
+def items(*rules: Rule, distinct: bool = False, repeat: bool = True, wanted: str = "") -> Rule:
+    """A non-empty tuple whose items follow ``rules`` in turn (item i: ``rules[i % len(rules)]``),
+    as many items as rules or (``repeat``) any multiple of that; ``distinct``: no item twice."""
+    def test(value) -> bool:
+        count = len(value) if repeat else len(rules)
+        return (len(value) == count and count % len(rules) == 0 and count > 0
+                and all(rules[i % len(rules)].test(v) for i, v in enumerate(value))
+                and not (distinct and len(set(value)) < len(value)))
+
+    return Rule(test, wanted or f"one or more {'distinct ' if distinct else ''}values, each {rules[0].wanted}")
+
+
+def low_high(rule: Rule) -> Rule:
+    """LOW,HIGH with LOW < HIGH, both following ``rule`` (a box of a fit)."""
+    pair = items(rule, rule, repeat=False)
+    return Rule(lambda v: pair.test(v) and v[0] < v[1], f"LOW,HIGH with LOW < HIGH, each {rule.wanted}")
+
+
+def optional(rule: Rule) -> Rule:
+    """Empty (the default is worked out elsewhere), or following ``rule``."""
+    return Rule(lambda v: v == () or rule.test(v), f"empty or {rule.wanted}")
+
+
+def key(default: Any, rule: Rule) -> Any:
+    """A config field and its rule, which :func:`check` applies: ``steps: int = key(10, POSITIVE)``.
+    A subclass that gives the field another default keeps the rule (``steps: int = 20``)."""
+    return dataclasses.field(default=default, metadata={"rule": rule})
+
+
+def rule_of(config: Any, name: str) -> Rule | None:
+    """The rule of field ``name`` of ``config``, declared on its class or the nearest base that
+    declares one."""
+    fields = (getattr(cls, "__dataclass_fields__", {}).get(name) for cls in type(config).__mro__)
+    return next((f.metadata["rule"] for f in fields if f is not None and "rule" in f.metadata), None)
+
+
+def check(config: Any) -> None:
+    """Raise ValueError naming the key and what it takes for the first field of ``config`` whose
+    value is not of its annotated type or breaks its rule (:func:`key`); a field that declares no
+    rule is a TypeError. Cross-key constraints are the experiment's ``validate``."""
+    for field in dataclasses.fields(config):
+        value, rule = getattr(config, field.name), rule_of(config, field.name)
+        if rule is None:
+            raise TypeError(f"config key {field.name!r} of {type(config).__name__} declares no rule")
+        many, kind = _kind(field)
+        kinds = (int, float) if kind is float else kind
+        values = value if many and isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) != many or not all(isinstance(v, kinds) and (kind is bool) == isinstance(v, bool)
+                                                       for v in values):
+            raise ValueError(f"config key {field.name!r} takes {'a tuple of ' if many else ''}{kind.__name__} values, "
+                             f"got {value!r}")
+        try:
+            ok = rule.test(value)
+        except ValueError as err:
+            raise ValueError(f"config key {field.name!r}: {err}") from None
+        if not ok:
+            raise ValueError(f"config key {field.name!r} must be {rule.wanted}, got {value!r}")
+
+
+def within(key: str, value: float, box: str, bounds: tuple[float, float]) -> None:
+    """ValueError unless ``value`` (of config key ``key``) lies in the box ``bounds`` (config key ``box``)."""
+    if not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"config key {key!r} must lie within {box}=[{bounds[0]:g}, {bounds[1]:g}], got {value:g}")
 
 
 def optimizer_hyper(config: Any, lr: float) -> dict:

@@ -52,18 +52,20 @@ class RunDirError(ValueError):
     """A run folder that cannot be used as asked; the message says why and what to do."""
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON values; floats that are not finite become None (JSON null)."""
+def _jsonable(obj: Any, non_finite: list[str] | None = None, path: str = "") -> Any:
+    """Plain JSON values; floats that are not finite become None (JSON null), and their paths
+    (``a.b[0]``) are appended to ``non_finite``."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): _jsonable(v, non_finite, f"{path}.{k}" if path else str(k)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        return [_jsonable(v, non_finite, f"{path}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        (non_finite if non_finite is not None else []).append(path)
+        return None
     if isinstance(obj, (np.ndarray, np.generic)) or hasattr(obj, "dtype"):  # numpy and jax
-        return _jsonable(np.asarray(obj).tolist())
+        return _jsonable(np.asarray(obj).tolist(), non_finite, path)
     return obj
 
 
@@ -340,9 +342,14 @@ class RunDir:
             raise RunDirError(f"{self.path} holds results of a different config ({shown}); {fix}")
 
     def write_summary(self, summary: Mapping[str, Any]) -> dict:
-        """Write ``summary.json`` with the run's ``wall_time_s`` (:meth:`total_elapsed`) added;
-        return what was written."""
-        summary = {**summary, "wall_time_s": self.total_elapsed()}
+        """Write ``summary.json`` with the run's ``wall_time_s`` (:meth:`total_elapsed`) added, and
+        ``non_finite``: the numbers that came out non-finite (null), said on stderr; return it."""
+        summary, non_finite = {**summary, "wall_time_s": self.total_elapsed()}, []
+        _jsonable(summary, non_finite)
+        if non_finite:
+            summary["non_finite"] = non_finite
+            print(f"{self.path / 'summary.json'}: {len(non_finite)} number(s) came out non-finite (null there, "
+                  f"listed in non_finite): {', '.join(non_finite[:5])}", file=sys.stderr)
         write_json(self.path / "summary.json", summary)
         return summary
 

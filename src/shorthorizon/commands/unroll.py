@@ -129,6 +129,9 @@ def _compute(args: argparse.Namespace) -> dict:
     dtype = jnp.float64 if args.x64 else jnp.float32
     name = splits.resolve(args.dataset, splits.preferred(args.task), args.data_dir)
     ds, train, _ = splits.load(name, args.data_dir, verify=args.verify, dtype=dtype)
+    # the evaluation set is drawn with replacement: beyond one epoch it only repeats examples
+    splits.check_fits(name, len(train.y), {"--batch-size": args.batch_size,
+                                           "--eval-batches x --batch-size": args.eval_batches * args.batch_size})
     task = make_task(args.task, ds.train_x.shape[1:], ds.num_classes)
     optimizer = make_optimizer(args.optimizer, schedule)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(args.seed))

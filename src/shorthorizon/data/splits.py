@@ -50,6 +50,15 @@ def ready(preferred: Sequence[str], fetch: bool, data_dir: str | None = None) ->
     return missing_data_instructions(tuple(preferred), data_dir)
 
 
+def check_fits(name: str, examples: int, counts: dict[str, int]) -> None:
+    """ValueError naming the first of ``counts`` (what -> how many training examples it takes)
+    that exceeds the ``examples`` of dataset ``name``: checked once the data is loaded, before
+    any program is compiled for sizes the data cannot fill."""
+    for what, count in counts.items():
+        if count > examples:
+            raise ValueError(f"{what} is {count}, more than the {examples} training examples of {name}")
+
+
 def load(name: str, data_dir: str | None = None, verify: bool = True,
          dtype=jnp.float32) -> tuple[Dataset, Data, Data]:
     """The dataset, and its train and test splits as device arrays (``verify=False`` skips

@@ -3,10 +3,13 @@
 An experiment module defines:
 
 - ``NAME``: the CLI command (``shorthorizon NAME``);
-- ``Config``: a frozen dataclass, and ``PRESETS``: ``{"quick": Config(...), "paper": Config(...)}``;
+- ``Config``: a frozen dataclass whose every field declares its rule (``x: int =
+  shorthorizon.config.key(10, POSITIVE)``: type, range, order, uniqueness), and ``PRESETS``:
+  ``{"quick": Config(...), "paper": Config(...)}``;
 - ``FLAGS``: config keys that also get their own CLI flag (``("dataset",)`` -> ``--dataset``);
-- optionally ``validate(config) -> None``: raise ValueError naming the config key for any value
-  the run cannot use (``shorthorizon.config.require`` checks ranges). The CLI calls it for
+- ``validate(config) -> None``: raise ValueError naming the config key for any value the run
+  cannot use: every key's rule (``shorthorizon.config.check``), then the constraints between
+  keys (lengths that must match, a horizon a key must divide). The CLI calls it for
   every config of a command before any work starts (``reproduce``: every experiment's, before
   the first runs), so a bad value exits with status 2 and leaves no folder behind;
 - ``run(config, run_dir, executor="local", ray_address=None) -> dict``: call ``validate``

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.config import NONNEGATIVE, POSITIVE, require
+from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, low_high, one_of, optional
 from shorthorizon.data import splits
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, surface_points,
                                            validate_problem, zoom_points)
@@ -51,19 +51,19 @@ EDGE = 0.05  # decades: a fit this close to a bound of the box is flagged
 class Config(OfflineConfig):
     """The offline problem's keys (:class:`~shorthorizon.meta.offline_fit.OfflineConfig`) and the study's."""
 
-    horizon: int = 20000  # T: the run the hyperparameters are for
-    short: tuple[int, ...] = (100, 1000)  # K: the short horizons they might be tuned on instead
-    seeds: int = 3  # independent repetitions (seed, seed + 1, ...)
-    schedule: str = "inverse-time"  # inverse-time: lr0 and decay exponent fitted; constant: the lr alone
-    adapt: tuple[str, ...] = ()  # more hyperparameters fitted as constants: NAME or NAME:LOW:HIGH
-    lr0_range: tuple[float, ...] = ()  # the box of the (initial) lr; empty: the optimizer family's
-    warm_start_lr: float = 0.0  # 0: the optimizer family's
+    horizon: int = key(20000, POSITIVE)  # T: the run the hyperparameters are for
+    short: tuple[int, ...] = key((100, 1000), items(POSITIVE, distinct=True))  # K: the horizons they might be tuned on
+    seeds: int = key(3, POSITIVE)  # independent repetitions (seed, seed + 1, ...)
+    schedule: str = key("inverse-time", one_of(SCHEDULES))  # inverse-time: lr0 and decay exponent; constant: lr
+    adapt: tuple[str, ...] = key((), ANY)  # more hyperparameters fitted as constants: NAME or NAME:LOW:HIGH
+    lr0_range: tuple[float, ...] = key((), optional(low_high(POSITIVE)))  # the lr's box; empty: the family's
+    warm_start_lr: float = key(0.0, NONNEGATIVE)  # 0: the optimizer family's
     surface_samples: int = 128
     surface_chunk: int = 32
-    zoom_samples: int = 16  # more samples around each horizon's best one (0: none)
-    zoom_width: float = 0.3  # their box: the best sample +- this many decades on each axis
-    meta_steps: int = 0  # > 0: SMD refines each horizon up to smd_max_horizon from its best sample
-    smd_max_horizon: int = 1000
+    zoom_samples: int = key(16, NONNEGATIVE)  # more samples around each horizon's best one (0: none)
+    zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
+    meta_steps: int = key(0, NONNEGATIVE)  # > 0: SMD refines each horizon up to smd_max_horizon from its best sample
+    smd_max_horizon: int = key(1000, NONNEGATIVE)
 
 
 PRESETS = {
@@ -104,17 +104,12 @@ def _refined(config: Config) -> list[int]:
 
 def validate(config: Config) -> None:
     config = resolved(config)
-    if config.schedule not in SCHEDULES:
-        raise ValueError(f"config key 'schedule' must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
     validate_problem(config)
-    require(config, "horizon short seeds surface_samples", POSITIVE)
-    require(config, "zoom_samples meta_steps smd_max_horizon", NONNEGATIVE)
-    require(config, "zoom_width", POSITIVE)
-    if len(set(config.short)) != len(config.short) or max(config.short) >= config.horizon:
+    if max(config.short) >= config.horizon:
         raise ValueError(f"config key 'short' must hold distinct horizons below horizon={config.horizon}, "
                          f"got {config.short!r}")
     if config.horizon % config.curve_points:
-        raise ValueError("curve_points must divide the horizon")
+        raise ValueError(f"config key 'curve_points' must divide the horizon {config.horizon}")
     try:
         names = space(config).names
     except ValueError as err:

@@ -45,7 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from shorthorizon import nqm as lib
-from shorthorizon.config import POSITIVE, require
+from shorthorizon.config import FRACTION, POSITIVE, SEED, check, items, key, low_high, one_of, within
+from shorthorizon.experiments.nqm import DIM
 from shorthorizon.hypergrad import ESTIMATORS, Truncated, make_estimator
 from shorthorizon.meta.smd import SMD, cosine
 from shorthorizon.nqm import NQM, loss_curve
@@ -57,32 +58,36 @@ from shorthorizon.runners import Unit, run_units
 NAME = "estimators"
 FLAGS = ()
 HYPER = ("lr", "decay_exponent", "momentum")
+TRIPLE = (POSITIVE, POSITIVE, FRACTION)  # rules of (lr, decay_exponent, momentum): log, log, log(1 - momentum)
+TRIPLE_TEXT = "with lr and decay_exponent positive and finite, momentum in [0, 1)"
 
 
 @dataclass(frozen=True)
 class Config:
-    dim: int = 1000  # the paper's NQM (Section 2.3)
-    horizon: int = 250  # T: steps of one inner run
-    decay_steps: float = 10.0  # lr_t = lr (1 + t / decay_steps)^(-decay_exponent)
-    estimators: tuple[str, ...] = ("forward", "reverse", "es", "pes", "nres")
-    truncations: tuple[int, ...] = (1, 10, 50, 250)  # K; K = horizon is the full run
-    sigma: float = 0.02  # ES/PES/NRES perturbation (log space)
+    dim: int = key(1000, DIM)  # the paper's NQM (Section 2.3)
+    horizon: int = key(250, POSITIVE)  # T: steps of one inner run
+    decay_steps: float = key(10.0, POSITIVE)  # lr_t = lr (1 + t / decay_steps)^(-decay_exponent)
+    estimators: tuple[str, ...] = key(("forward", "reverse", "es", "pes", "nres"), items(one_of(ESTIMATORS), distinct=True))
+    truncations: tuple[int, ...] = key((1, 10, 50, 250), items(POSITIVE, distinct=True))  # K; K = horizon: the full run
+    sigma: float = key(0.02, POSITIVE)  # ES/PES/NRES perturbation (log space)
     # settings away from the optimum, as (lr, decay_exponent, momentum) triples, flattened
-    settings: tuple[float, ...] = (1.0, 0.5, 0.5, 0.5, 3.0, 0.9)
-    estimates: int = 400  # independent particles per measurement (each: T/K estimates)
-    smoothing_samples: int = 16  # antithetic pairs for the exact smoothed gradient (its error is O(sigma^2))
+    settings: tuple[float, ...] = key((1.0, 0.5, 0.5, 0.5, 3.0, 0.9), items(
+        *TRIPLE, wanted=f"lr,decay_exponent,momentum triples, flattened, {TRIPLE_TEXT}"))
+    estimates: int = key(400, POSITIVE)  # independent particles per measurement (each: T/K estimates)
+    smoothing_samples: int = key(16, POSITIVE)  # antithetic pairs for the exact smoothed gradient (error O(sigma^2))
     # Adam steps on exact expectations (the optimum, the truncated fixed points): on the paper NQM
     # the optimum's J is within 1e-9 of its value at 2,000 steps by step 200
-    exact_steps: int = 500
-    fit_particles: int = 8  # particles per meta-step of every fit
-    fit_inner_steps: int = 200_000  # the budget of each fit: inner steps over all particles
-    convergence: float = 0.02  # a fit within this fraction of its fixed point's J has converged
-    meta_lr: float = 0.05  # Adam, cosine-decayed to 1% over the fit
-    init: tuple[float, ...] = (0.3, 0.3, 0.5)  # every fit starts here (lr, decay_exponent, momentum)
-    lr_range: tuple[float, ...] = (1e-2, 2.0)  # bounds of the fits
-    decay_exponent_range: tuple[float, ...] = (1e-2, 10.0)
-    momentum_range: tuple[float, ...] = (0.0, 0.99)
-    seed: int = 0
+    exact_steps: int = key(500, POSITIVE)
+    fit_particles: int = key(8, POSITIVE)  # particles per meta-step of every fit
+    fit_inner_steps: int = key(200_000, POSITIVE)  # the budget of each fit: inner steps over all particles
+    convergence: float = key(0.02, POSITIVE)  # a fit within this fraction of its fixed point's J has converged
+    meta_lr: float = key(0.05, POSITIVE)  # Adam, cosine-decayed to 1% over the fit (values kept in the box)
+    init: tuple[float, ...] = key((0.3, 0.3, 0.5), items(*TRIPLE, repeat=False, wanted=f"lr,decay_exponent,momentum "
+                                                           f"{TRIPLE_TEXT}"))  # every fit starts here, in the box
+    lr_range: tuple[float, ...] = key((1e-2, 2.0), low_high(POSITIVE))  # the box of the fits
+    decay_exponent_range: tuple[float, ...] = key((1e-2, 10.0), low_high(POSITIVE))
+    momentum_range: tuple[float, ...] = key((0.0, 0.99), low_high(FRACTION))
+    seed: int = key(0, SEED)
 
 
 PRESETS = {
@@ -101,19 +106,14 @@ PRESETS = {
 
 
 def validate(config: Config) -> None:
-    require(config, "dim horizon decay_steps truncations sigma estimates smoothing_samples exact_steps "
-            "fit_particles fit_inner_steps convergence meta_lr lr_range decay_exponent_range", POSITIVE)
-    if len(config.settings) % 3 or not config.settings:
-        raise ValueError("settings holds (lr, decay_exponent, momentum) triples, flattened")
-    if config.horizon not in config.truncations:
-        raise ValueError(f"truncations must include the horizon {config.horizon} (the full-run reference)")
+    check(config)
     for k in config.truncations:
-        if k < 1 or config.horizon % k:
-            raise ValueError(f"truncation {k} must be a positive divisor of the horizon {config.horizon}")
-    for name in config.estimators:
-        if name not in ESTIMATORS:
-            raise ValueError(f"config key 'estimators': unknown estimator {name!r}; choose one of: "
-                             f"{', '.join(ESTIMATORS)}")
+        if config.horizon % k:
+            raise ValueError(f"config key 'truncations': {k} must divide the horizon {config.horizon}")
+    if config.horizon not in config.truncations:
+        raise ValueError(f"config key 'truncations' must include the horizon {config.horizon} (the full-run reference)")
+    for value, box in zip(config.init, ("lr_range", "decay_exponent_range", "momentum_range")):
+        within("init", value, box, getattr(config, box))
 
 
 # --- pieces shared by the units (float64, inside _dispatch) -------------------------------------

@@ -7,7 +7,7 @@ from functools import partial
 
 import numpy as np
 
-from shorthorizon.config import FRACTION, POSITIVE, require
+from shorthorizon.config import FRACTION, LOG_STEP, POSITIVE, SEED, at_least, check, items, key
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -15,26 +15,27 @@ NAME = "nqm"
 FLAGS = ()
 SETTINGS = ("noisy", "deterministic")
 KINDS = ("greedy", "fixed", "optimized")
+DIM = at_least(2)  # Chebyshev points cos(j pi / (d - 1)) need d >= 2
 # Section 2.3 of the paper: final losses after 250 steps on the noisy problem.
 PAPER = {"noisy": {"greedy": 63.86, "fixed": 42.19, "optimized": 4.25}}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    dim: int = 1000  # problem dimension (Chebyshev spectrum on [1e-3, 1], sigma² = 1/h)
-    horizon: int = 250  # steps of SGD with momentum
-    fit_steps: int = 500  # Adam meta-steps for the per-step schedule
-    fixed_fit_steps: int = 150  # Adam meta-steps for the best fixed lr and momentum (converged)
-    adam_lr: float = 0.03  # Adam step size on log lr and logit momentum
-    penalty: float = 1e3  # weight of the per-dimension constraint penalty (see nqm.fit)
-    margin: float = 1e-3  # the penalty starts at component ratio 1 - margin
-    tail_dims: int = 50  # Figure 3: sums over this many highest / lowest curvatures
-    fig1_steps: int = 60  # Figure 1: steps of each sample trajectory on the 2-D problem
-    fig1_trajectories: int = 3
-    fig2_horizons: tuple[int, ...] = (1, 10, 50, 250)  # Figure 2: k steps of a fixed lr
-    fig2_decay_steps: int = 50  # then this many steps of exponentially decayed lr
-    fig2_decay_rate: float = 0.9  # lr multiplied by this per decay step
-    seed: int = 0
+    dim: int = key(1000, DIM)  # problem dimension (Chebyshev spectrum on [1e-3, 1], sigma² = 1/h)
+    horizon: int = key(250, POSITIVE)  # steps of SGD with momentum
+    fit_steps: int = key(500, POSITIVE)  # Adam meta-steps for the per-step schedule
+    fixed_fit_steps: int = key(150, POSITIVE)  # Adam meta-steps for the best fixed lr and momentum (converged)
+    adam_lr: float = key(0.03, LOG_STEP)  # Adam step size on log lr and logit momentum (unbounded)
+    penalty: float = key(1e3, POSITIVE)  # weight of the per-dimension constraint penalty (see nqm.fit)
+    margin: float = key(1e-3, FRACTION)  # the penalty starts at component ratio 1 - margin
+    tail_dims: int = key(50, POSITIVE)  # Figure 3: sums over this many highest / lowest curvatures (<= dim)
+    fig1_steps: int = key(60, POSITIVE)  # Figure 1: steps of each sample trajectory on the 2-D problem
+    fig1_trajectories: int = key(3, POSITIVE)
+    fig2_horizons: tuple[int, ...] = key((1, 10, 50, 250), items(POSITIVE, distinct=True))  # Fig. 2: k steps at one lr
+    fig2_decay_steps: int = key(50, POSITIVE)  # then this many steps of exponentially decayed lr
+    fig2_decay_rate: float = key(0.9, POSITIVE)  # lr multiplied by this per decay step
+    seed: int = key(0, SEED)
 
 
 PRESETS = {
@@ -152,12 +153,9 @@ def figure2_unit(dim: int, horizons: tuple, decay_steps: int, decay_rate: float)
 
 # --- the experiment --------------------------------------------------------------------------
 def validate(config: Config) -> None:
-    require(config, "dim horizon fit_steps fixed_fit_steps adam_lr penalty tail_dims fig1_steps "
-            "fig1_trajectories fig2_horizons fig2_decay_steps fig2_decay_rate", POSITIVE)
-    require(config, "margin", FRACTION)
-    if config.dim < 2 or config.tail_dims > config.dim:
-        raise ValueError(f"config keys need 2 <= dim and tail_dims <= dim, got dim={config.dim}, "
-                         f"tail_dims={config.tail_dims}")
+    check(config)
+    if config.tail_dims > config.dim:
+        raise ValueError(f"config key 'tail_dims' must be at most dim={config.dim}, got {config.tail_dims}")
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=None) -> dict:

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from shorthorizon.config import FRACTION, LOG_STEP, NONNEGATIVE, POSITIVE, at_least, check, items, key
+from shorthorizon.experiments.nqm import DIM
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
 
@@ -20,18 +22,18 @@ NEGLIGIBLE = 1e-6  # ... or both final losses below this fraction of the initial
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    dim: int = 1000  # problem dimension (Chebyshev spectrum on [1/kappa, 1])
-    horizon: int = 250  # steps of SGD
-    kappas: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # condition numbers
-    noises: tuple[float, ...] = (0.0, 1e-4, 1e-2, 1.0, 100.0)  # s in sigma² = s/h
-    paper_kappa: float = 1000.0  # the paper's cell (must be on the grid)
-    paper_noise: float = 1.0
-    mean0: float = 10.0  # E[theta(0)]; only mean0²/s matters (nqm.regime)
-    fit_steps: int = 500  # Adam meta-steps of the per-step (optimized) schedule
-    adam_lr: float = 0.03
-    penalty: float = 1e3  # the component constraint of nqm.fit
-    margin: float = 1e-3
-    tolerance: float = 0.1  # safe horizon: loss at T within 10% of the schedule tuned at T
+    dim: int = key(1000, DIM)  # problem dimension (Chebyshev spectrum on [1/kappa, 1])
+    horizon: int = key(250, POSITIVE)  # steps of SGD
+    kappas: tuple[float, ...] = key((1.0, 10.0, 100.0, 1000.0, 10000.0), items(at_least(1), distinct=True))
+    noises: tuple[float, ...] = key((0.0, 1e-4, 1e-2, 1.0, 100.0), items(NONNEGATIVE, distinct=True))  # s: σ² = s/h
+    paper_kappa: float = key(1000.0, at_least(1))  # the paper's cell (must be on the grid)
+    paper_noise: float = key(1.0, NONNEGATIVE)
+    mean0: float = key(10.0, POSITIVE)  # E[theta(0)]; only mean0²/s matters (nqm.regime)
+    fit_steps: int = key(500, POSITIVE)  # Adam meta-steps of the per-step (optimized) schedule
+    adam_lr: float = key(0.03, LOG_STEP)
+    penalty: float = key(1e3, POSITIVE)  # the component constraint of nqm.fit
+    margin: float = key(1e-3, FRACTION)
+    tolerance: float = key(0.1, POSITIVE)  # safe horizon: loss at T within 10% of the schedule tuned at T
 
 
 PRESETS = {
@@ -41,13 +43,12 @@ PRESETS = {
 
 
 def validate(config: Config) -> None:
+    check(config)
     if config.paper_kappa not in config.kappas or config.paper_noise not in config.noises:
         raise ValueError(f"the paper's cell (paper_kappa={config.paper_kappa:g}, paper_noise="
                          f"{config.paper_noise:g}) is not on the grid kappas={config.kappas}, "
                          f"noises={config.noises}; add it to kappas and noises, or set paper_kappa and "
                          "paper_noise to a cell of the grid")
-    if min(config.kappas) < 1 or min(config.noises) < 0:
-        raise ValueError("kappas must be >= 1 and noises >= 0")
 
 
 # --- units (pure; float64 for the call only) -------------------------------------------------

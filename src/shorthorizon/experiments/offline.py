@@ -17,8 +17,9 @@ import jax
 import numpy as np
 
 from shorthorizon import config as configlib
-from shorthorizon.config import NONNEGATIVE, POSITIVE, require
+from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of
 from shorthorizon.data import splits
+from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, optimizer_text,
                                            surface_points, validate_problem, zoom_points)
 from shorthorizon.meta.smd import EVALUATION_COST
@@ -41,19 +42,21 @@ class Config(OfflineConfig):
     """Defaults are the paper's setup (:class:`~shorthorizon.meta.offline_fit.OfflineConfig`:
     MLP 784-100-100-10, batch 100) at its horizons."""
 
-    horizons: tuple[int, ...] = (100, 1000, 5000, 20000)
-    init_lr0: tuple[float, ...] = (0.003, 0.03, 0.1, 0.01)  # SMD restarts: (init_lr0[i], init_decay_exponent[i])
-    init_decay_exponent: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
-    smd_from_surface: int = 0  # > 0: SMD restarts at each horizon's that many best surface samples instead
-    smd_max_horizon: int = 0  # > 0: longer horizons take no meta-steps (their fit: the best surface sample)
-    zoom_samples: int = 0  # > 0: each horizon without meta-steps gets that many more samples near its best one
-    zoom_width: float = 0.3  # their box: the best sample +- this many decades in lr0 and in decay exponent
-    meta_steps: int = 5000
-    anneal: bool = False  # cosine-decay Adam's step from meta_lr to 1% of it over the meta-steps
-    estimator: str = "forward"  # SMD's hypergradients: a name in hypergrad.ESTIMATORS (es: antithetic pairs)
-    particles: int = 1  # es: antithetic pairs per meta-step
-    sigma: float = 0.01  # es: perturbation std in log space
-
+    horizons: tuple[int, ...] = key((100, 1000, 5000, 20000), items(POSITIVE, distinct=True))
+    init_lr0: tuple[float, ...] = key((0.003, 0.03, 0.1, 0.01), items(POSITIVE))  # SMD restarts:
+    init_decay_exponent: tuple[float, ...] = key((0.1, 1.0, 10.0, 100.0), items(POSITIVE))  # (init_lr0[i], this[i])
+    # > 0: SMD restarts at each horizon's that many best surface samples instead
+    smd_from_surface: int = key(0, NONNEGATIVE)
+    # > 0: longer horizons take no meta-steps (their fit: the best surface sample)
+    smd_max_horizon: int = key(0, NONNEGATIVE)
+    # > 0: each horizon without meta-steps gets that many more samples near its best one
+    zoom_samples: int = key(0, NONNEGATIVE)
+    zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
+    meta_steps: int = key(5000, POSITIVE)
+    anneal: bool = key(False, ANY)  # cosine-decay Adam's step from meta_lr to 1% of it over the meta-steps
+    estimator: str = key("forward", one_of(ESTIMATORS))  # SMD's hypergradients (es: antithetic pairs)
+    particles: int = key(1, POSITIVE)  # es: antithetic pairs per meta-step
+    sigma: float = key(0.01, POSITIVE)  # es: perturbation std in log space
 
 PRESETS = {
     "paper": Config(),
@@ -195,20 +198,18 @@ def _start(config: Config) -> dict:
 
 # --- the experiment ------------------------------------------------------------------
 def validate(config: Config) -> None:
-    configlib.estimator(config)  # an unknown name lists the known ones
     validate_problem(config)
-    require(config, "horizons init_lr0 init_decay_exponent meta_steps particles sigma", POSITIVE)
-    require(config, "smd_from_surface smd_max_horizon zoom_samples", NONNEGATIVE)
-    require(config, "zoom_width", POSITIVE)
     if config.zoom_samples and not (config.smd_from_surface and config.smd_max_horizon):
-        raise ValueError("zoom_samples needs smd_from_surface and smd_max_horizon: it refines the best surface "
-                         "sample of the horizons above smd_max_horizon")
+        raise ValueError("config key 'zoom_samples' needs smd_from_surface and smd_max_horizon: it refines the best "
+                         "surface sample of the horizons above smd_max_horizon")
     if config.smd_from_surface > config.surface_samples:
-        raise ValueError(f"smd_from_surface={config.smd_from_surface} exceeds surface_samples={config.surface_samples}")
+        raise ValueError(f"config key 'smd_from_surface' must be at most surface_samples={config.surface_samples}, "
+                         f"got {config.smd_from_surface}")
     if len(config.init_lr0) != len(config.init_decay_exponent):
-        raise ValueError("init_lr0 and init_decay_exponent must have the same length (one per restart)")
+        raise ValueError(f"config key 'init_lr0' must have as many values as init_decay_exponent (one per restart), "
+                         f"got {len(config.init_lr0)} and {len(config.init_decay_exponent)}")
     if max(config.horizons) % config.curve_points:
-        raise ValueError("curve_points must divide the longest horizon")
+        raise ValueError(f"config key 'curve_points' must divide the longest horizon {max(config.horizons)}")
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:

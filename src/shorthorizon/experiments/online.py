@@ -27,15 +27,16 @@ import jax
 import jax.numpy as jnp
 
 from shorthorizon import config as configlib
-from shorthorizon.config import FRACTION, POSITIVE, optimizer_hyper, require
+from shorthorizon.config import ANY, FRACTION, POSITIVE, SEED, items, key, one_of, optimizer_hyper
 from shorthorizon.data.registry import get_spec
 from shorthorizon.data import splits
-from shorthorizon.hypergrad import LOOKAHEADS, Data, evaluate, make_estimator, scalar_loss
+from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, make_estimator, scalar_loss
 from shorthorizon import optim
+from shorthorizon.meta.offline_fit import DATASET, TASK
 from shorthorizon.meta.online import Online, check
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
-from shorthorizon.tasks import Task, make_task, task_factory
+from shorthorizon.tasks import Task, make_task
 
 NAME = "online"
 FLAGS = ("task", "dataset")
@@ -48,38 +49,39 @@ class Config:
     """Shared settings, then per-task ones (``<task>_<key>``). ``steps`` is the whole run:
     adaptation stops at ``steps // 2``."""
 
-    task: tuple[str, ...] = TASKS  # which tasks to run (--task mlp narrows it; package.module:factory adds yours)
-    dataset: str = "auto"  # "auto": MLP on MNIST, CNN on CIFAR-10, each else Fashion-MNIST
-    data_dir: str = ""  # extra folder searched first for the datasets ("" = the usual places)
-    verify: bool = True  # check the data against the published checksums
-    lookaheads: tuple[str, ...] = LOOKAHEADS
-    momentum: float = 0.9  # initial momentum of the SMD runs, and the baseline's (β1 of adam, adamw)
-    optimizer: str = "momentum"  # the base optimizer: momentum (the paper's heavy ball), adam, adamw, sgd
+    task: tuple[str, ...] = key(TASKS, items(TASK, distinct=True))  # --task mlp narrows it; module:factory adds yours
+    dataset: str = key("auto", DATASET)  # "auto": MLP on MNIST, CNN on CIFAR-10, each else Fashion-MNIST
+    data_dir: str = key("", ANY)  # extra folder searched first for the datasets ("" = the usual places)
+    verify: bool = key(True, ANY)  # check the data against the published checksums
+    lookaheads: tuple[str, ...] = key(LOOKAHEADS, items(one_of(LOOKAHEADS), distinct=True))
+    momentum: float = key(0.9, FRACTION)  # initial momentum of the SMD runs, and the baseline's (β1 of adam, adamw)
+    optimizer: str = key("momentum", one_of(optim.OPTIMIZERS))  # the base optimizer (momentum: the paper's)
     # adapted hyperparameters: the heavy ball's lr and momentum move in the paper's effective space;
     # any other choice moves each in log space, within NAME:LOW:HIGH (lr and weight_decay have defaults)
-    adapt: tuple[str, ...] = ("lr", "momentum")
-    hyper: tuple[str, ...] = ()  # other initial hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
-    horizon: int = 5  # lookahead steps per meta-step
-    meta_steps: int = 100  # SMD meta-steps every `interval` training steps
-    interval: int = 10
-    meta_lr: float = 0.01  # Adam, on log(lr_eff) and log(1 - momentum) (log values in another space)
-    clip: float = 10.0  # hypergradients clipped to [-clip, clip]
-    estimator: str = "forward"  # SMD's hypergradients: forward, reverse, fd, es (antithetic pairs), or a
-    # persistent one, pes or nres (particles train beside the run, one meta-step per interval: no lookahead)
-    particles: int = 1  # es, pes, nres: antithetic pairs per meta-step
-    sigma: float = 0.01  # es: perturbation std in log space
-    final_lr_eff: float = 1e-4  # effective lr at the last step
-    eval_examples: int = 10_000  # training examples the final training loss is measured on
-    chunks: int = 10  # jitted pieces per half: progress and divergence checks in between
-    seed: int = 0
-    mlp_steps: int = 50_000
-    mlp_init_lrs: tuple[float, ...] = (1e-3, 5e-3, 1e-2, 5e-2, 1e-1)
-    mlp_baseline_lr: float = 0.1
-    mlp_batch_size: int = 100
-    cnn_steps: int = 50_000
-    cnn_init_lrs: tuple[float, ...] = (5e-4, 1e-3, 5e-3, 1e-2)
-    cnn_baseline_lr: float = 5e-3
-    cnn_batch_size: int = 100
+    adapt: tuple[str, ...] = key(("lr", "momentum"), ANY)
+    hyper: tuple[str, ...] = key((), ANY)  # other initial hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
+    horizon: int = key(5, POSITIVE)  # lookahead steps per meta-step
+    meta_steps: int = key(100, POSITIVE)  # SMD meta-steps every `interval` training steps
+    interval: int = key(10, POSITIVE)
+    meta_lr: float = key(0.01, POSITIVE)  # Adam, on log(lr_eff) and log(1 - momentum) (log values in another space)
+    clip: float = key(10.0, POSITIVE)  # hypergradients clipped to [-clip, clip]
+    # SMD's hypergradients: forward, reverse, fd, es (antithetic pairs), or a persistent one, pes or
+    # nres (particles train beside the run, one meta-step per interval: no lookahead)
+    estimator: str = key("forward", one_of(ESTIMATORS))
+    particles: int = key(1, POSITIVE)  # es, pes, nres: antithetic pairs per meta-step
+    sigma: float = key(0.01, POSITIVE)  # es: perturbation std in log space
+    final_lr_eff: float = key(1e-4, POSITIVE)  # effective lr at the last step
+    eval_examples: int = key(10_000, POSITIVE)  # training examples the final training loss is measured on
+    chunks: int = key(10, POSITIVE)  # jitted pieces per half: progress and divergence checks in between
+    seed: int = key(0, SEED)
+    mlp_steps: int = key(50_000, POSITIVE)
+    mlp_init_lrs: tuple[float, ...] = key((1e-3, 5e-3, 1e-2, 5e-2, 1e-1), items(POSITIVE, distinct=True))
+    mlp_baseline_lr: float = key(0.1, POSITIVE)
+    mlp_batch_size: int = key(100, POSITIVE)
+    cnn_steps: int = key(50_000, POSITIVE)
+    cnn_init_lrs: tuple[float, ...] = key((5e-4, 1e-3, 5e-3, 1e-2), items(POSITIVE, distinct=True))
+    cnn_baseline_lr: float = key(5e-3, POSITIVE)
+    cnn_batch_size: int = key(100, POSITIVE)
 
 
 PRESETS = {
@@ -240,22 +242,11 @@ def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
 
 
 def validate(config: Config) -> None:
-    for task in set(config.task) - set(TASKS):
-        task_factory(task)  # a clear error for an unknown name or a wrong package.module:factory
-    unknown = sorted(set(config.lookaheads) - set(LOOKAHEADS))
-    if unknown or not config.task:
-        raise ValueError(f"unknown task or lookahead {unknown}; tasks: {TASKS}, lookaheads: {LOOKAHEADS}")
-    configlib.estimator(config)  # an unknown name lists the known ones
-    splits.check_name(config.dataset)
-    require(config, "horizon meta_steps interval meta_lr clip particles sigma final_lr_eff eval_examples chunks",
-            POSITIVE)
-    require(config, "momentum", FRACTION)
+    configlib.check(config)
     for task in config.task:
-        require(config, " ".join(task_key(task, key) for key in ("steps", "init_lrs", "baseline_lr", "batch_size")),
-                POSITIVE)
         steps = task_key(task, "steps")
         if getattr(config, steps) < 2 or (getattr(config, steps) // 2) % config.interval:
-            raise ValueError(f"{steps} // 2 must be a positive multiple of interval={config.interval}, "
+            raise ValueError(f"config key {steps!r} // 2 must be a positive multiple of interval={config.interval}, "
                              f"got {steps}={getattr(config, steps)}")
     space = _space(config)
     for task in config.task:
@@ -267,11 +258,9 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     validate(config)
     data = {task: dataset_for(config, task) for task in config.task}
     for task, name in data.items():  # sizes the data bounds, before the folder is claimed
-        examples = len(_data(name, config.data_dir or None, config.verify)[0].y)
-        for key in ("eval_examples", task_key(task, "batch_size")):
-            if getattr(config, key) > examples:
-                raise ValueError(f"config key {key!r} is {getattr(config, key)}, more than the {examples} training "
-                                 f"examples of {name}")
+        sizes = ("eval_examples", task_key(task, "batch_size"))
+        splits.check_fits(name, len(_data(name, config.data_dir or None, config.verify)[0].y),
+                          {f"config key {k!r}": getattr(config, k) for k in sizes})
     run_dir.write_config(config, datasets=data)
     units = [Unit(_unit_name(task, lr, la), dict(config=config, task=task, dataset=data[task], init_lr=lr,
                                                  lookahead=la), cost=_cost(config, task, data[task], la))

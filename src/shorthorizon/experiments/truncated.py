@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from shorthorizon.config import POSITIVE, require
+from shorthorizon.config import POSITIVE, items, key, one_of, within
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, make_estimator
 from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, lr0_named, surface_points, validate_problem
@@ -52,16 +52,16 @@ REFERENCE = "smd_full"
 class Config(OfflineConfig):
     """Defaults: the paper's offline problem at its longest horizon (MNIST where present)."""
 
-    horizon: int = 20000  # T: one whole run
-    truncation: int = 100  # K: steps per window
-    estimators: tuple[str, ...] = WINDOWED  # windowed estimators compared with the reference
-    fit_particles: int = 4  # inner runs in flight per windowed estimator (ES: antithetic pairs)
-    sigma: float = 0.1  # ES/PES/NRES perturbation std in log space
-    fit_inner_steps: int = 2_000_000  # every fit's budget; the reference's meta-steps: this / T
+    horizon: int = key(20000, POSITIVE)  # T: one whole run
+    truncation: int = key(100, POSITIVE)  # K: steps per window
+    estimators: tuple[str, ...] = key(WINDOWED, items(one_of(ESTIMATORS), distinct=True))  # compared with the reference
+    fit_particles: int = key(4, POSITIVE)  # inner runs in flight per windowed estimator (ES: antithetic pairs)
+    sigma: float = key(0.1, POSITIVE)  # ES/PES/NRES perturbation std in log space
+    fit_inner_steps: int = key(2_000_000, POSITIVE)  # every fit's budget; the reference's meta-steps: this / T
     meta_lr: float = 0.15  # Adam's peak step in log space, cosine-decayed to 1% over each fit
     meta_chunk: int = 10  # meta-steps per compiled scan (progress granularity)
-    init_lr0: float = 0.03  # every fit starts here
-    init_decay_exponent: float = 1.0
+    init_lr0: float = key(0.03, POSITIVE)  # every fit starts here, within the box
+    init_decay_exponent: float = key(1.0, POSITIVE)
     surface_samples: int = 200  # Figure-5 surface of the loss at T
     surface_chunk: int = 25
     surface_batch: int = 4
@@ -90,22 +90,15 @@ def ready(fetch: bool = False) -> str | None:
 
 def validate(config: Config) -> None:
     validate_problem(config)
-    if not config.estimators or len(set(config.estimators)) != len(config.estimators):
-        raise ValueError(f"config key 'estimators' must name distinct estimators of {', '.join(ESTIMATORS)}, "
-                         f"got {config.estimators!r}")
-    for name in config.estimators:
-        try:
-            make_estimator(name)
-        except ValueError as err:
-            raise ValueError(f"config key 'estimators': {err}") from None
-    require(config, "horizon truncation fit_particles sigma fit_inner_steps init_lr0 init_decay_exponent", POSITIVE)
+    within("init_lr0", config.init_lr0, "lr0_range", config.lr0_range)
+    within("init_decay_exponent", config.init_decay_exponent, "decay_exponent_range", config.decay_exponent_range)
     if config.horizon % config.truncation:
         raise ValueError(f"config key 'truncation' ({config.truncation}) must divide the horizon ({config.horizon})")
     if config.fit_inner_steps < config.horizon:
         raise ValueError(f"config key 'fit_inner_steps' ({config.fit_inner_steps}) must be at least the horizon "
                          f"({config.horizon}): the reference needs one whole unroll per meta-step")
     if config.horizon % config.curve_points:
-        raise ValueError("curve_points must divide the horizon")
+        raise ValueError(f"config key 'curve_points' must divide the horizon {config.horizon}")
 
 
 def windowed(config: Config, name: str):

@@ -30,7 +30,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from shorthorizon import optim
-from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, optimizer_hyper, require
+from shorthorizon.config import (ANY, FRACTION, NONNEGATIVE, POSITIVE, SEED, Rule, check, key, low_high,
+                                 one_of, optimizer_hyper)
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import Data, Truncated, batches
 from shorthorizon.meta.offline import (Offline, Problem, fit_chunk, long_run, meta_objective, surface,
@@ -38,51 +39,46 @@ from shorthorizon.meta.offline import (Offline, Problem, fit_chunk, long_run, me
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.tasks import make_task, task_factory
 
+DATASET = Rule(lambda v: splits.check_name(v) is None, "a dataset name")
+TASK = Rule(lambda v: task_factory(v) is not None, "a task name or package.module:factory")
+
 
 @dataclass(frozen=True)
 class OfflineConfig:
     """The keys that pose the offline problem (defaults: the paper's, MLP 784-100-100-10,
     batch 100) and the settings its fits and surfaces share."""
 
-    dataset: str = "auto"  # "auto": MNIST where present, else Fashion-MNIST
-    data_dir: str = ""  # extra folder searched first for the dataset ("" = the usual places)
-    verify: bool = True  # check published checksums (off for tiny fake test datasets)
-    seed: int = 0
-    task: str = "mlp"  # or package.module:factory (tasks.FACTORY)
-    batch_size: int = 100
-    warm_start_steps: int = 50
-    warm_start_lr: float = 0.1
-    optimizer: str = "momentum"  # the base optimizer: momentum (the paper's heavy ball), adam, adamw, sgd
-    momentum: float = 0.9  # the heavy ball's momentum; Adam's b1
-    hyper: tuple[str, ...] = ()  # its other hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
-    decay_steps: float = 5000.0  # lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent)
-    eval_batches: int = 600  # fixed batches of the meta-objective; 600 x 100 = one epoch
-    lr0_range: tuple[float, ...] = (1e-3, 10**-0.3)  # log-uniform surface samples and SMD bounds
-    decay_exponent_range: tuple[float, ...] = (1e-2, 10**2.3)
-    surface_samples: int = 2500
-    surface_chunk: int = 125  # samples per unit of work
-    surface_batch: int = 16  # samples vmapped together (benchmarks/surface_speed.py)
-    meta_lr: float = 0.01  # Adam step in log space
-    meta_chunk: int = 50  # meta-steps per compiled scan (progress granularity)
-    curve_points: int = 100  # measurements along each long run
+    dataset: str = key("auto", DATASET)  # "auto": MNIST where present, else Fashion-MNIST
+    data_dir: str = key("", ANY)  # extra folder searched first for the dataset ("" = the usual places)
+    verify: bool = key(True, ANY)  # check published checksums (off for tiny fake test datasets)
+    seed: int = key(0, SEED)
+    task: str = key("mlp", TASK)  # or package.module:factory (tasks.FACTORY)
+    batch_size: int = key(100, POSITIVE)
+    warm_start_steps: int = key(50, NONNEGATIVE)
+    warm_start_lr: float = key(0.1, POSITIVE)
+    optimizer: str = key("momentum", one_of(optim.OPTIMIZERS))  # the base optimizer (momentum: the paper's)
+    momentum: float = key(0.9, FRACTION)  # the heavy ball's momentum; Adam's b1
+    hyper: tuple[str, ...] = key((), ANY)  # its other hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
+    decay_steps: float = key(5000.0, POSITIVE)  # lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent)
+    eval_batches: int = key(600, POSITIVE)  # fixed batches of the meta-objective; 600 x 100 = one epoch
+    lr0_range: tuple[float, ...] = key((1e-3, 10**-0.3), low_high(POSITIVE))  # surface samples' and SMD's box
+    decay_exponent_range: tuple[float, ...] = key((1e-2, 10**2.3), low_high(POSITIVE))
+    surface_samples: int = key(2500, POSITIVE)
+    surface_chunk: int = key(125, POSITIVE)  # samples per unit of work
+    surface_batch: int = key(16, POSITIVE)  # samples vmapped together (benchmarks/surface_speed.py)
+    meta_lr: float = key(0.01, POSITIVE)  # Adam step in log space (SMD keeps values in the box)
+    meta_chunk: int = key(50, POSITIVE)  # meta-steps per compiled scan (progress granularity)
+    curve_points: int = key(100, POSITIVE)  # measurements along each long run
 
 
 def validate_problem(config: OfflineConfig) -> None:
     """Raise ValueError naming the key for any value of :class:`OfflineConfig`'s keys that a run
-    cannot use (before any work: nothing is loaded)."""
-    splits.check_name(config.dataset)
-    task_factory(config.task)
-    require(config, "batch_size warm_start_lr decay_steps eval_batches lr0_range decay_exponent_range surface_samples "
-            "surface_chunk surface_batch meta_lr meta_chunk curve_points", POSITIVE)
-    require(config, "warm_start_steps", NONNEGATIVE)
-    require(config, "momentum", FRACTION)
+    cannot use (before any work: nothing is loaded): each key's rule (:func:`check`), then the
+    constraints between keys."""
+    check(config)
     optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
-    for key in ("lr0_range", "decay_exponent_range"):
-        low, *high = getattr(config, key)
-        if len(high) != 1 or not low < high[0]:
-            raise ValueError(f"config key {key!r} must be LOW,HIGH with LOW < HIGH, got {getattr(config, key)!r}")
     if config.surface_samples % config.surface_chunk:
-        raise ValueError("surface_chunk must divide surface_samples")
+        raise ValueError(f"config key 'surface_chunk' must divide surface_samples={config.surface_samples}")
 
 
 # the keys that pose the problem: runs that differ only elsewhere share its data, warm start and

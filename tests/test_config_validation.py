@@ -1,0 +1,123 @@
+"""Every config key declares its rule, and every bad value is refused before any work.
+
+Issue 24, class 2: the probe's cases, through the real command line. Each ends with exit status
+2 and one line on stderr naming the key and what it takes; the --out folder is never made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from shorthorizon import config as configlib
+from shorthorizon import experiments
+from shorthorizon.cli import main
+from shorthorizon.config import POSITIVE, key
+from shorthorizon.data import make_fake_dataset
+from shorthorizon.results import RunDir
+
+# (command, --set KEY=VALUE, the key named, what the line says it takes)
+PROBES = [
+    ("estimators", "init=0.3,0.3", "init", "lr,decay_exponent,momentum with lr and decay_exponent positive"),
+    ("estimators", "init=nan,0.3,0.5", "init", "lr,decay_exponent,momentum with lr and decay_exponent positive"),
+    ("estimators", "settings=-1,0.5,0.5", "settings", "lr,decay_exponent,momentum triples, flattened"),
+    ("estimators", "truncations=5,5,10", "truncations", "one or more distinct values, each positive"),
+    ("estimators", "estimators=forward,forward", "estimators", "distinct values, each one of forward, reverse"),
+    ("estimators", "estimators=", "estimators", "one or more distinct values, each one of forward"),
+    ("estimators", "momentum_range=0.9,0.1", "momentum_range", "LOW,HIGH with LOW < HIGH, each in [0, 1)"),
+    ("estimators", "momentum_range=0.5,1.5", "momentum_range", "LOW,HIGH with LOW < HIGH, each in [0, 1)"),
+    ("estimators", "lr_range=2.0,0.01", "lr_range", "LOW,HIGH with LOW < HIGH, each positive and finite"),
+    ("estimators", "init=3,0.3,0.5", "init", "must lie within lr_range=[0.01, 2]"),
+    ("estimators", "truncations=7,100", "truncations", "7 must divide the horizon 100"),
+    ("nqm-map", "tolerance=nan", "tolerance", "positive and finite"),
+    ("nqm-map", "tolerance=-1", "tolerance", "positive and finite"),
+    ("nqm-map", "adam_lr=nan", "adam_lr", "positive and below 709.78"),
+    ("nqm-map", "adam_lr=1e300", "adam_lr", "positive and below 709.78"),
+    ("nqm-map", "adam_lr=-1", "adam_lr", "positive and below 709.78"),
+    ("nqm-map", "kappas=1,1000,inf", "kappas", "each 1 or more, and finite"),
+    ("nqm-map", "kappas=1,1,1000", "kappas", "distinct values"),
+    ("nqm-map", "margin=2", "margin", "in [0, 1)"),
+    ("nqm-map", "penalty=-5", "penalty", "positive and finite"),
+    ("nqm-map", "fit_steps=0", "fit_steps", "positive and finite"),
+    ("nqm", "adam_lr=1e300", "adam_lr", "positive and below 709.78"),
+    ("nqm", "seed=-1", "seed", "in [0, 2**32)"),
+    ("offline", "horizons=10,10,20", "horizons", "distinct values, each positive"),
+    ("offline", "init_lr0=0.03,0.1,0.01", "init_lr0", "as many values as init_decay_exponent"),
+    ("offline", "lr0_range=0.5,0.001", "lr0_range", "LOW,HIGH with LOW < HIGH"),
+    ("truncated", "estimators=forward,forward", "estimators", "distinct values, each one of forward"),
+    ("truncated", "init_lr0=1e300", "init_lr0", "must lie within lr0_range=[0.001, 0.501187]"),
+    ("online", "lookaheads=", "lookaheads", "one or more distinct values, each one of stochastic, deterministic"),
+    ("online", "lookaheads=stochastic,stochastic", "lookaheads", "distinct values"),
+    ("online", "mlp_init_lrs=0.1,0.1", "mlp_init_lrs", "distinct values, each positive"),
+    ("online", "task=mlp,mlp", "task", "distinct values, each a task name or package.module:factory"),
+    ("bias", "short=100,100", "short", "distinct values"),
+    ("bias", "warm_start_lr=-1", "warm_start_lr", "zero or more"),
+]
+
+
+@pytest.mark.parametrize("command, setting, name, wanted", PROBES, ids=[f"{c}:{s}" for c, s, _, _ in PROBES])
+def test_a_bad_value_is_one_line_naming_the_key_and_leaves_no_folder(tmp_path, capsys, command, setting, name,
+                                                                      wanted):
+    out = tmp_path / "run"
+    assert main([command, "--out", str(out), "--set", setting]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"shorthorizon {command}: error: config key {name!r}"), lines
+    assert wanted in lines[0], lines
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag, value, what", [("--batch-size", "1000000", "--batch-size is 1000000"),
+                                               ("--eval-batches", "100000", "--eval-batches x --batch-size is "
+                                                                            "10000000")])
+def test_unroll_checks_its_batches_against_the_training_set_before_compiling(tmp_path, capsys, flag, value, what):
+    make_fake_dataset(tmp_path, "mnist", n_train=300, n_test=50)
+    argv = ["unroll", "--dataset", "mnist", "--data-dir", str(tmp_path), "--no-verify", "--lr", "0.1",
+            "--momentum", "0.9", "--steps", "2", flag, value]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"shorthorizon unroll: error: {what}, more than the 300 training examples of mnist"]
+
+
+def test_every_key_of_every_experiment_declares_a_rule_its_presets_keep():
+    for name in experiments.names():
+        module = experiments.get(name)
+        for preset, config in module.PRESETS.items():
+            missing = [f.name for f in dataclasses.fields(config) if configlib.rule_of(config, f.name) is None]
+            assert not missing, f"{name}: keys without a rule: {missing}"
+            module.validate(config)  # a preset breaks no rule
+
+
+def test_a_key_without_a_rule_is_refused_and_a_new_default_keeps_the_rule():
+    @dataclasses.dataclass(frozen=True)
+    class Base:
+        steps: int = key(10, POSITIVE)
+
+    @dataclasses.dataclass(frozen=True)
+    class Longer(Base):
+        steps: int = 20
+
+    @dataclasses.dataclass(frozen=True)
+    class Bare(Base):
+        lr: float = 0.1
+
+    configlib.check(Longer())
+    with pytest.raises(ValueError, match=r"config key 'steps' must be positive and finite, got 0"):
+        configlib.check(Longer(steps=0))
+    with pytest.raises(ValueError, match=r"config key 'steps' takes int values, got 2.5"):
+        configlib.check(Longer(steps=2.5))
+    with pytest.raises(TypeError, match="config key 'lr' of Bare declares no rule"):
+        configlib.check(Bare())
+
+
+def test_a_summary_with_non_finite_numbers_flags_them_and_says_so(tmp_path, capsys):
+    summary = RunDir(tmp_path).write_summary({"fixed": {"final_loss": math.nan, "lr": 0.5}, "curve": [1.0, math.inf]})
+    stored = json.loads((tmp_path / "summary.json").read_text())
+    assert stored["fixed"] == {"final_loss": None, "lr": 0.5} and stored["curve"] == [1.0, None]
+    assert stored["non_finite"] == summary["non_finite"] == ["fixed.final_loss", "curve[1]"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path / 'summary.json'}: 2 number(s) came out non-finite (null there, listed in non_finite): "
+        "fixed.final_loss, curve[1]"]
+    assert "non_finite" not in RunDir(tmp_path / "finite").write_summary({"loss": 1.0})
