@@ -150,7 +150,6 @@ def lock_record(prefix: str | os.PathLike | None = None, installed: Mapping[str,
     ``None`` and ``lock_differs`` names each difference. Installed without the lock (from PyPI,
     ``pip install -e .``): ``{"lock_sha256": None}``.
     """
-    import hashlib
     import importlib.metadata
     import re
     import site
