@@ -14,10 +14,10 @@ time, so a large file is hashed once; nothing is ever written next to the data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +27,7 @@ import numpy as np
 from shorthorizon.data import formats
 from shorthorizon.data.errors import ChecksumError, CorruptFileError, DatasetNotFoundError
 from shorthorizon.data.registry import DEBIAN_DATASET, DEBIAN_PACKAGE, SPECS, Spec, get_spec
+from shorthorizon.results import RunDirError, write_json
 
 ENV_VAR = "SHORTHORIZON_DATA"
 SYSTEM_ROOT = Path("/usr/share/datasets")
@@ -153,13 +154,8 @@ def file_digest(path: Path, algorithm: str, decompress: bool = True,
     if content is None:
         content = formats.file_bytes(path) if decompress else path.read_bytes()
     digest = hashlib.new(algorithm, content).hexdigest()
-    try:
-        stamp_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=stamp_path.parent, delete=False) as tmp:
-            json.dump({**key, "digest": digest}, tmp)
-        os.replace(tmp.name, stamp_path)
-    except OSError:
-        pass  # read-only home: verification still works, only slower next time
+    with contextlib.suppress(RunDirError):  # read-only home: verification still works, only slower next time
+        write_json(stamp_path, {**key, "digest": digest})
     return digest
 
 
