@@ -72,13 +72,9 @@ def to_json(obj: Any, indent: int | None = None) -> str:
     return json.dumps(_jsonable(obj), indent=indent, allow_nan=False)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once: setting it is process-wide, not safe to toggle while threads write
+# the process's umask, read once (reading means setting it, process-wide: not safe to do while threads write)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _atomic_write(path: Path, write) -> None:

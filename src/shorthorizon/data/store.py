@@ -132,18 +132,14 @@ def default_dataset(preferred=("mnist", "fashion-mnist"), data_dir=None) -> str 
     return None
 
 
-def _stamp_path(path: Path, kind: str) -> Path:
-    key = hashlib.sha256(f"{path.resolve()}\0{kind}".encode()).hexdigest()[:32]
-    return cache_dir() / "verified" / f"{key}.json"
-
-
 def file_digest(path: Path, algorithm: str, decompress: bool = True,
                 content: bytes | None = None) -> str:
     """Hex digest of the bytes of ``path`` (gunzipped first when ``decompress`` and the file
     is gzip; ``content``: those bytes when already read). Cached in a stamp keyed by path,
     size and modification time, so each large file is hashed once."""
     stat = path.stat()
-    stamp_path = _stamp_path(path, f"{algorithm}:{decompress}")
+    name = hashlib.sha256(f"{path.resolve()}\0{algorithm}:{decompress}".encode()).hexdigest()[:32]
+    stamp_path = cache_dir() / "verified" / f"{name}.json"
     key = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     try:
         stamp = json.loads(stamp_path.read_text())

@@ -44,11 +44,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shorthorizon import nqm as lib
 from shorthorizon.config import POSITIVE, require
 from shorthorizon.hypergrad import ESTIMATORS, Truncated, make_estimator
 from shorthorizon.meta.smd import SMD, cosine
-from shorthorizon.nqm import NQM, loss_curve
+from shorthorizon.nqm import NQM, greedy_schedule, loss_curve
 from shorthorizon.nqm.inner import RAW, ExactNQM, SampledNQM, from_raw, schedule, to_raw
 from shorthorizon.optim import LogSpace
 from shorthorizon.report.estimators import plot, report  # noqa: F401 (report: the experiment's section)
@@ -124,13 +123,14 @@ def _problem(config: Config):
             SampledNQM(nqm, config.horizon, config.decay_steps))
 
 
-def _raw(triple):
-    return to_raw(*triple)
-
-
 def _vector(tree) -> np.ndarray:
     """A raw-hyperparameter dict as a vector in the fixed order of ``to_raw``'s keys."""
     return np.stack([np.asarray(tree[k]) for k in RAW], axis=-1)
+
+
+def _as_raw(x) -> dict:
+    """A vector in that order as a raw-hyperparameter dict (the inverse of :func:`_vector`)."""
+    return {k: x[i] for i, k in enumerate(RAW)}
 
 
 def _smd(config: Config, steps: int) -> SMD:
@@ -160,7 +160,7 @@ def _fixed_point(config: Config, truncation: int):
     est = Truncated(exact, "forward", truncation, particles=config.horizon // truncation)
     smd = _smd(config, config.exact_steps)
     state, (loss, _, _) = jax.jit(lambda r, k: smd.fit(est, r, k, config.exact_steps))(
-        _raw(config.init), jax.random.PRNGKey(config.seed))
+        to_raw(*config.init), jax.random.PRNGKey(config.seed))
     return state, loss
 
 
@@ -170,11 +170,11 @@ def exact_unit(config: Config) -> dict:
     curve, and the greedy schedule's curve (Theorem 2) for comparison."""
     exact, _ = _problem(config)
     state, loss = _fixed_point(config, config.horizon)
-    greedy = lib.greedy_schedule(exact.nqm, config.horizon)
+    greedy = greedy_schedule(exact.nqm, config.horizon)
     natural = from_raw(state.raw)
     return {"raw": _vector(state.raw), "hyper": np.array([natural[k] for k in HYPER]),
             "loss": exact.unroll(state.raw, exact.init(), config.horizon)[0], "history": loss,
-            "curve": lib.loss_curve(exact.nqm, *schedule(state.raw, config.horizon, config.decay_steps)),
+            "curve": loss_curve(exact.nqm, *schedule(state.raw, config.horizon, config.decay_steps)),
             "greedy_curve": greedy.loss, "greedy_lr": greedy.lr, "greedy_momentum": greedy.momentum}
 
 
@@ -191,18 +191,14 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
     expected truncated gradient per K, and, per persistent estimator and K, the whole-run
     gradient smoothed by its perturbations with its Monte-Carlo standard error."""
     exact, _ = _problem(config)
-    keys = RAW
-
-    def as_raw(x):
-        return {k: x[i] for i, k in enumerate(keys)}
 
     def truncated(x, k):
         est = Truncated(exact, "forward", k, stagger=False)
-        return jnp.mean(_window_estimates(est, as_raw(x), jax.random.PRNGKey(0)), axis=(0, 1))
+        return jnp.mean(_window_estimates(est, _as_raw(x), jax.random.PRNGKey(0)), axis=(0, 1))
 
     def smoothed_objective(x, eps, k):  # every window at x + its own perturbation
         def body(state, e):
-            loss, state = exact.unroll(as_raw(x + e), state, k)
+            loss, state = exact.unroll(_as_raw(x + e), state, k)
             return state, loss
 
         return jnp.mean(jax.lax.scan(body, exact.init(), eps)[1])
@@ -218,10 +214,10 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
     # the full-horizon forward and reverse estimators against an independent reference: the
     # custom-VJP rollout behind loss_curve
     reference = jax.jit(jax.vmap(jax.grad(lambda x: loss_curve(exact.nqm, *schedule(
-        as_raw(x), config.horizon, config.decay_steps))[1:].mean())))(points)
+        _as_raw(x), config.horizon, config.decay_steps))[1:].mean())))(points)
     for mode in ("forward", "reverse"):
         est = Truncated(exact, mode, stagger=False)
-        full = jax.jit(jax.vmap(lambda x: _window_estimates(est, as_raw(x), jax.random.PRNGKey(0))[0, 0]))(points)
+        full = jax.jit(jax.vmap(lambda x: _window_estimates(est, _as_raw(x), jax.random.PRNGKey(0))[0, 0]))(points)
         # relative to the gradient's norm, away from the optimum (where it vanishes)
         out[f"full_{mode}_relative_error"] = jnp.max(jnp.linalg.norm(full - reference, axis=-1)[:-1]
                                                      / jnp.linalg.norm(reference, axis=-1)[:-1])
@@ -230,7 +226,7 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
         out[f"truncated_K{k}"] = jax.jit(jax.vmap(lambda x: truncated(x, k)))(points)
         for name in _persistent(config):
             est = make_estimator(name, exact, k, sigma=config.sigma)
-            eps = np.asarray(jax.vmap(lambda key: est.window_perturbations(key, len(keys), points.dtype))(
+            eps = np.asarray(jax.vmap(lambda key: est.window_perturbations(key, len(RAW), points.dtype))(
                 jax.random.split(jax.random.PRNGKey(config.seed + 1), config.smoothing_samples)))
             length = k
             if np.all(eps == eps[:, :1]):  # one perturbation per run (NRES): J at x + ε, whatever K
@@ -251,8 +247,7 @@ def measure_unit(config: Config, estimator: str, truncation: int, points: np.nda
 
     @jax.jit
     def at(x):
-        raw = {k: x[i] for i, k in enumerate(RAW)}
-        g = _window_estimates(est, raw, key)  # (windows, particles, 3)
+        g = _window_estimates(est, _as_raw(x), key)  # (windows, particles, 3)
         return g.mean(0), g.reshape(-1, g.shape[-1]).std(0)
 
     particle_means, std = zip(*(at(jnp.asarray(x)) for x in points))
@@ -266,7 +261,7 @@ def fit_unit(config: Config, estimator: str, truncation: int) -> dict:
     est = make_estimator(estimator, sampled, truncation, config.fit_particles, config.sigma)
     steps = max(1, config.fit_inner_steps // est.cost)
     state, (loss, _, raws) = jax.jit(lambda r, k: _smd(config, steps).fit(est, r, k, steps))(
-        _raw(config.init), jax.random.fold_in(jax.random.PRNGKey(config.seed + 2), truncation))
+        to_raw(*config.init), jax.random.fold_in(jax.random.PRNGKey(config.seed + 2), truncation))
     natural = from_raw(state.raw)
     return {"raw": _vector(state.raw), "hyper": np.array([natural[k] for k in HYPER]),
             "loss": exact.unroll(state.raw, exact.init(), config.horizon)[0],
@@ -277,9 +272,8 @@ def fit_unit(config: Config, estimator: str, truncation: int) -> dict:
 def _dispatch(fn: str, **kwargs) -> dict:
     """One picklable entry point for every executor; float64 for this call only."""
     with jax.enable_x64(True):
-        result = {"exact": exact_unit, "references": references_unit, "measure": measure_unit,
-                  "fit": fit_unit, "fixed_point": fixed_point_unit}[fn](**kwargs)
-        return {k: np.asarray(v) for k, v in result.items()}
+        return {"exact": exact_unit, "references": references_unit, "measure": measure_unit,
+                "fit": fit_unit, "fixed_point": fixed_point_unit}[fn](**kwargs)
 
 
 def _label(name: str, k: int, config: Config) -> str:
@@ -306,7 +300,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     exact = run_units(_dispatch, [Unit("exact", dict(fn="exact", config=config))], desc="exact optimum",
                       **stage)["exact"]
     with jax.enable_x64(True):
-        away = np.stack([_vector(_raw(t)) for t in np.reshape(config.settings, (-1, 3))])
+        away = np.stack([_vector(to_raw(*t)) for t in np.reshape(config.settings, (-1, 3))])
     points = np.concatenate([away, exact["raw"][None]])
     pairs = [(e, k) for e in config.estimators for k in config.truncations]
     results = run_units(_dispatch, [

@@ -166,9 +166,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     common = dict(dim=config.dim, horizon=config.horizon, adam_lr=config.adam_lr,
                   penalty=config.penalty, margin=config.margin, tail_dims=config.tail_dims)
     steps = {"greedy": 0, "fixed": config.fixed_fit_steps, "optimized": config.fit_steps}
-    units = [Unit(kind, dict(kind=kind, steps=steps[kind], **common)) for kind in KINDS]
     results = run_units(_dispatch, [
-        *[Unit(u.name, dict(fn="schedules", **u.kwargs)) for u in units],
+        *[Unit(kind, dict(fn="schedules", kind=kind, steps=steps[kind], **common)) for kind in KINDS],
         Unit("figure1", dict(fn="figure1", steps=config.fig1_steps,
                              trajectories=config.fig1_trajectories, seed=config.seed)),
         Unit("figure2", dict(fn="figure2", dim=config.dim, horizons=tuple(config.fig2_horizons),
@@ -200,8 +199,7 @@ def _dispatch(fn: str, **kwargs) -> dict:
     import jax
 
     with jax.enable_x64(True):
-        result = {"schedules": schedules_unit, "figure1": figure1_unit, "figure2": figure2_unit}[fn](**kwargs)
-        return {k: np.asarray(v) for k, v in result.items()}
+        return {"schedules": schedules_unit, "figure1": figure1_unit, "figure2": figure2_unit}[fn](**kwargs)
 
 
 # --- figures (from saved curves only) ------------------------------------------------------------

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from shorthorizon.results import RunDir
+from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
 NAME = "nqm-map"
@@ -62,9 +62,7 @@ def row_unit(kappa: float, noises: tuple, momentum: bool, dim: int, horizon: int
     with jax.enable_x64(True):
         cells = [regime_problem(kappa, s, dim, mean0) for s in noises]
         problems = jax.tree.map(lambda *leaves: np.stack(leaves), *cells)
-        result = _row_solver()(problems, horizon, momentum, fit_steps, tolerance, adam_lr,
-                               penalty, margin)
-        return {k: np.asarray(v) for k, v in result.items()}
+        return _row_solver()(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin)
 
 
 @functools.cache
@@ -313,7 +311,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
         "",
         f"Paper's cell (κ = {paper['kappa']:g}, s = {paper['noise']:g}, momentum): greedy "
         f"{paper['greedy']:.4g}, fixed {paper['fixed']:.4g}, optimized {paper['optimized']:.4g}, "
-        f"ratio {_fmt(paper['ratio'])} ({_paper_ratio(config)}); a constant "
+        f"ratio {fmt(paper['ratio'])} ({_paper_ratio(config)}); a constant "
         f"schedule needs a meta-horizon of {paper['safe_horizon']} steps to land within "
         f"{config['tolerance']:.0%} of the one tuned at T.",
         "",
@@ -321,7 +319,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
         "|---|---|---|",
     ]
     for name, edge in summary["edges"].items():
-        ratios = ", ".join(f"{_fmt(c['ratio'])}" for c in edge["cells"])
+        ratios = ", ".join(fmt(c["ratio"]) for c in edge["cells"])
         lines.append(f"| {name.replace('_', ' ')} | {edge['greedy_optimal']} | {ratios} |")
     lines += ["", "Off the edges, neighbouring cells where the ratio does not grow. Only "
               "E[θ(0)]²/s matters (nqm.regime), so more noise is the same problem started closer "
@@ -331,7 +329,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
     for setting, drops in summary["monotone"].items():
         for axis, pairs in drops.items():
             shown = "; ".join(f"{tuple(p['from'])}→{tuple(p['to'])}: "
-                              f"{_fmt(p['ratios'][0])}→{_fmt(p['ratios'][1])}" for p in pairs)
+                              f"{fmt(p['ratios'][0])}→{fmt(p['ratios'][1])}" for p in pairs)
             lines.append(f"- {setting}, {axis.replace('_', ' ')} (κ, s): {shown or 'none'}")
     stuck = [f"(κ {c['kappa']:g}, s {c['noise']:g}, {'momentum' if c['momentum'] else 'sgd'})"
              for c in summary["cells"] if c["fit_above_fixed"]]
@@ -341,7 +339,3 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
               f"![regime map]({prefix}map.png)", "",
               f"![horizon curves]({prefix}horizon_curves.png)"]
     return "\n".join(lines) + "\n"
-
-
-def _fmt(x) -> str:
-    return "–" if x is None else f"{x:.3g}"

@@ -33,11 +33,6 @@ import jax
 from shorthorizon.tasks.base import Task, classification_loss, classifier_evaluate
 
 
-def _typed(key: jax.Array) -> jax.Array:
-    """A typed key (``jax.random.key``) from either kind."""
-    return key if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(key)
-
-
 def nnx_classifier(make_model: Callable[[Any], Any], name: str = "nnx") -> Task:
     """The Flax NNX model ``make_model(rngs)`` (called with ``nnx.Rngs(key)``), whose
     ``model(x)`` gives logits (batch, classes), as a classifier task on ``(x, y)`` batches:
@@ -61,7 +56,8 @@ def nnx_classifier(make_model: Callable[[Any], Any], name: str = "nnx") -> Task:
         # copies of the variables (made under the current trace), which BatchNorm and reseed then set
         model = nnx.merge(train_def, params, rngs, model_state, copy=True)
         if key is not None and streams:
-            key = _typed(key)
+            if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):  # a typed key from either kind
+                key = jax.random.wrap_key_data(key)
             nnx.reseed(model, **{s: jax.random.fold_in(key, i) for i, s in enumerate(streams)})
         x, y = batch
         loss = classification_loss(model(x), y)
