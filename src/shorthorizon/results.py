@@ -108,8 +108,7 @@ def _cannot_write(path: Path, err: OSError) -> RunDirError:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    text = to_json(obj, indent=2) + "\n"
-    write_text(path, text)
+    write_text(path, to_json(obj, indent=2) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:

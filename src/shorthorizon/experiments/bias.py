@@ -168,11 +168,10 @@ def estimated_cost(config: Config) -> dict:
     """Plain training steps per stage (every seed): the surface trains each sample T steps and
     evaluates it at every horizon; the zooms, refinements and long runs likewise."""
     evaluation = config.eval_batches * EVALUATION_COST
-    refined = _refined(config)
     work = 2.0 * len(space(config).names)  # a forward-mode meta-step, in plain passes
     cost = {"surface": config.surface_samples * (config.horizon + len(horizons(config)) * evaluation),
             "zoom": config.zoom_samples * sum(h + evaluation for h in horizons(config)),
-            "refine": config.meta_steps * work * sum(h + evaluation for h in refined),
+            "refine": config.meta_steps * work * sum(h + evaluation for h in _refined(config)),
             "long runs": len(horizons(config)) * (config.horizon + config.curve_points * evaluation)}
     return {k: v * config.seeds for k, v in cost.items() if v}
 
@@ -180,8 +179,7 @@ def estimated_cost(config: Config) -> dict:
 def programs(config: Config) -> int:
     """The programs a run compiles (seeds share them): a surface, a zoom and an SMD refinement
     per horizon, a long run."""
-    refined = _refined(config)
-    return 2 + (len(horizons(config)) if config.zoom_samples > 1 else 0) + len(refined)
+    return 2 + (len(horizons(config)) if config.zoom_samples > 1 else 0) + len(_refined(config))
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
