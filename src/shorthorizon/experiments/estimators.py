@@ -158,8 +158,7 @@ def _fixed_point(config: Config, truncation: int):
     final SMD state and the per-step objective (the mean window loss)."""
     exact, _ = _problem(config)
     est = Truncated(exact, "forward", truncation, particles=config.horizon // truncation)
-    smd = _smd(config, config.exact_steps)
-    state, (loss, _, _) = jax.jit(lambda r, k: smd.fit(est, r, k, config.exact_steps))(
+    state, (loss, _, _) = jax.jit(lambda r, k: _smd(config, config.exact_steps).fit(est, r, k, config.exact_steps))(
         to_raw(*config.init), jax.random.PRNGKey(config.seed))
     return state, loss
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 from functools import partial
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from shorthorizon.config import FRACTION, POSITIVE, require
+from shorthorizon.nqm import NQM, fit_schedule, greedy_schedule, loss_components, loss_curve, ratios_of, simulate
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -62,10 +65,6 @@ def is_paper_problem(config) -> bool:
 # --- units (pure; run in float64 by _dispatch, in-process or in a fresh Ray worker) ---------
 def _problems(dim: int):
     """The noisy and the deterministic paper problem, stacked along a leading axis of 2."""
-    import jax
-
-    from shorthorizon.nqm import NQM
-
     both = [NQM.paper(dim, noisy=(setting == "noisy")) for setting in SETTINGS]
     return jax.tree.map(lambda *leaves: np.stack(leaves), *both)
 
@@ -78,14 +77,10 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
     summed over the ``tail_dims`` highest (``loss_high``) and lowest (``loss_low``) curvature
     dimensions, and max_component_ratio.
     """
-    import jax
-
-    from shorthorizon import nqm as lib
-
     if kind == "greedy":
-        solve = partial(lib.greedy_schedule, horizon=horizon)
+        solve = partial(greedy_schedule, horizon=horizon)
     elif kind in ("fixed", "optimized"):
-        solve = lambda p: lib.fit_schedule(p, horizon, fixed=(kind == "fixed"), steps=steps,
+        solve = lambda p: fit_schedule(p, horizon, fixed=(kind == "fixed"), steps=steps,
                                            adam_lr=adam_lr, penalty=penalty, margin=margin).schedule
     else:
         raise ValueError(f"unknown schedule kind {kind!r}; choose one of: {', '.join(KINDS)}")
@@ -95,12 +90,12 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
 
     def evaluate(problem):
         schedule = solve(problem)
-        components = lib.loss_components(problem, schedule.lr, schedule.momentum)
+        components = loss_components(problem, schedule.lr, schedule.momentum)
         return dict(
             lr=schedule.lr, momentum=schedule.momentum, loss=components.sum(-1),
             loss_high=components[:, order[:tail_dims]].sum(-1),
             loss_low=components[:, order[-tail_dims:]].sum(-1),
-            max_component_ratio=lib.ratios_of(components).max(),
+            max_component_ratio=ratios_of(components).max(),
         )
 
     return jax.jit(jax.vmap(evaluate))(problems)
@@ -109,11 +104,6 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
 def figure1_unit(steps: int, trajectories: int, seed: int) -> dict:
     """Sample trajectories on a 2-D noisy quadratic: a small fixed lr, and a large lr followed
     by exponential decay."""
-    import jax
-    import jax.numpy as jnp
-
-    from shorthorizon.nqm import NQM, simulate
-
     problem = NQM([1.0, 0.1], sigma2=[0.5, 5.0], mean0=[-2.5, 4.0])
     half = steps // 2
     small = jnp.full(steps, 0.1)
@@ -131,11 +121,6 @@ def figure1_unit(steps: int, trajectories: int, seed: int) -> dict:
 def figure2_unit(dim: int, horizons: tuple, decay_steps: int, decay_rate: float) -> dict:
     """Short-horizon meta-objectives (SGD on the noisy problem): the loss after k steps of a fixed
     lr, and after those k steps plus ``decay_steps`` steps of lr · decay_rate^j."""
-    import jax
-    import jax.numpy as jnp
-
-    from shorthorizon.nqm import NQM, loss_curve
-
     problem = NQM.paper(dim)
     lrs = jnp.geomspace(1e-2, 2.0, 60)
     decay = decay_rate ** jnp.arange(1, decay_steps + 1)
@@ -196,8 +181,6 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
 def _dispatch(fn: str, **kwargs) -> dict:
     """Route a unit to its function (one picklable entry point for every executor), in float64
     for this call only: the process-wide setting, which other work shares, is left alone."""
-    import jax
-
     with jax.enable_x64(True):
         return {"schedules": schedules_unit, "figure1": figure1_unit, "figure2": figure2_unit}[fn](**kwargs)
 

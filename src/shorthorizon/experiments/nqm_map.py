@@ -6,8 +6,11 @@ import dataclasses
 import functools
 import math
 
+import jax
 import numpy as np
 
+from shorthorizon.nqm import initial_moments, regime, regime_problem
+from shorthorizon.nqm.dynamics import loss_of
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -55,10 +58,6 @@ def row_unit(kappa: float, noises: tuple, momentum: bool, dim: int, horizon: int
              fit_steps: int, adam_lr: float, penalty: float, margin: float,
              tolerance: float) -> dict:
     """One condition number, every noise scale at once (vmapped): ``nqm.regime`` per cell."""
-    import jax
-
-    from shorthorizon.nqm import regime_problem
-
     with jax.enable_x64(True):
         cells = [regime_problem(kappa, s, dim, mean0) for s in noises]
         problems = jax.tree.map(lambda *leaves: np.stack(leaves), *cells)
@@ -69,10 +68,6 @@ def row_unit(kappa: float, noises: tuple, momentum: bool, dim: int, horizon: int
 def _row_solver():
     """``nqm.regime`` vmapped over a row of cells, jitted once per process (rows differ only in
     array values)."""
-    import jax
-
-    from shorthorizon.nqm import initial_moments, regime
-    from shorthorizon.nqm.dynamics import loss_of
 
     def row(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin):
         def solve(problem):
@@ -201,13 +196,10 @@ def plot_all(run_dir: RunDir) -> None:
     plot_horizon_curves(run_dir)
 
 
-def _noise_labels(noises) -> list[str]:
-    return ["0" if s == 0 else f"{s:g}" for s in noises]
-
-
 def plot_maps(run_dir: RunDir) -> None:
     """Heat maps of greedy / optimized (log color) and of the safe horizon, the paper's cell
     boxed."""
+    import matplotlib.patheffects as pe
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
@@ -237,21 +229,15 @@ def plot_maps(run_dir: RunDir) -> None:
                     if values is shown and not tiny[i, j] and m["optimized"][i, j] > m["fixed"][i, j]:
                         text += "*"  # the per-step fit stopped above the best constant schedule
                     ax.text(j, i, text, ha="center", va="center", fontsize=8, color="w",
-                            path_effects=_outline())
+                            path_effects=[pe.withStroke(linewidth=2, foreground="k")])
             i, j = list(kappas).index(config["paper_kappa"]), list(noises).index(config["paper_noise"])
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
-            ax.set(xticks=range(len(noises)), xticklabels=_noise_labels(noises),
+            ax.set(xticks=range(len(noises)), xticklabels=[f"{s:g}" for s in noises],
                    yticks=range(len(kappas)), yticklabels=[f"{k:g}" for k in kappas],
                    xlabel=r"noise scale $s$ ($\sigma^2 = s/h$)", ylabel=r"condition number $\kappa$",
                    title=title)
     fig.suptitle(f"NQM regime map (d={config['dim']}, T={config['horizon']}; red: the paper's cell)")
     run_dir.save_figure(fig, "map")
-
-
-def _outline():
-    import matplotlib.patheffects as pe
-
-    return [pe.withStroke(linewidth=2, foreground="k")]
 
 
 def plot_horizon_curves(run_dir: RunDir) -> None:

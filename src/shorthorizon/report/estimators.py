@@ -88,8 +88,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
                     f"{fmt(v['fitted_loss'], '.2f')} ({fmt(v['fitted_loss_ratio'], '.3f')}x)"
                     f"{'' if v['converged'] else ', not converged'} | {fmt(v['fixed_point_loss_ratio'], '.3f')}x |")
     hx = ex["hyper"]
-    kinds = dict.fromkeys(v["estimator"] for v in s["estimators"].values())
-    described = dict.fromkeys(DESCRIPTIONS.get(e, e) for e in kinds)
+    described = dict.fromkeys(DESCRIPTIONS.get(v["estimator"], v["estimator"]) for v in s["estimators"].values())
     steps = {name: v["meta_steps"] for name, v in s["estimators"].items()}
     fewest, most = min(steps, key=steps.get), max(steps, key=steps.get)
     budget = (f"Every fit spends the same budget, {s['fit_inner_steps']:,} inner steps over all its particles, so "
