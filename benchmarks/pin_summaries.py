@@ -5,8 +5,9 @@ running every experiment command on a tiny configuration before and after, and c
 the runs wrote: each run folder's ``summary.json`` key by key, and its curve files (``*.npz``)
 and stored units (``units/*.npz``: the online runs' per-step curves are only there) array by
 array. Left out: keys with ``time`` in their name (``wall_time_s``, ``wall_time_ratio``: timing
-is not behaviour) and a unit's record of its inputs (it holds the run's own paths). A unit
-renamed by the refactor shows as one key missing and one added.
+is not behaviour), a unit's record of its inputs (it holds the run's own paths) and its digest
+(a SHA-256 over every entry, those two included). A unit renamed by the refactor shows as one
+key missing and one added.
 
 The runs go through the command line (``shorthorizon COMMAND --preset quick --out ... --set
 KEY=VALUE``), the interface a refactor keeps, never through internal functions, so the same
@@ -93,6 +94,7 @@ DATA = "_data"  # OUTDIR/_data: the fake MNIST
 LOGS = "_logs"  # OUTDIR/_logs/NAME.log: each run's output
 SHOWN = 8  # differing keys listed per run
 UNIT_INPUTS = "__inputs__"  # in units/*.npz: the unit's arguments as text (resume bookkeeping)
+UNIT_DIGEST = "__digest__"  # in units/*.npz: SHA-256 of its other entries (inputs and timings included)
 
 
 def is_timing(key: str) -> bool:
@@ -240,7 +242,7 @@ def _curves(folder: Path) -> dict[str, np.ndarray]:
     for path in sorted([*folder.glob("*.npz"), *folder.glob("units/*.npz")]):
         name = path.relative_to(folder).as_posix()
         with np.load(path, allow_pickle=False) as data:
-            out.update({f"{name}:{k}": data[k] for k in data.files if k != UNIT_INPUTS and not is_timing(k)})
+            out.update({f"{name}:{k}": data[k] for k in data.files if k not in (UNIT_INPUTS, UNIT_DIGEST) and not is_timing(k)})
     return out
 
 

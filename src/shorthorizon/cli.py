@@ -122,17 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where no image dataset is present, try to obtain one first")
     p.set_defaults(handler=_reproduce)
 
-    for register in _extra_commands():
-        register(sub)
-    return parser
-
-
-def _extra_commands():
-    """Commands that are not experiments: ``data`` and ``unroll``."""
+    # the commands that are not experiments
     from shorthorizon.commands import unroll
     from shorthorizon.data import cli as data_cli
 
-    return [data_cli.register, unroll.register]
+    data_cli.register(sub)
+    unroll.register(sub)
+    return parser
 
 
 def _reproduce(args: argparse.Namespace) -> int:

@@ -96,6 +96,7 @@ ANY = Rule(lambda v: True, "any value of its type")  # free text, or checked wit
 POSITIVE = Rule(lambda v: _number(v) and v > 0, "positive and finite")
 NONNEGATIVE = Rule(lambda v: _number(v) and v >= 0, "zero or more, and finite")
 FRACTION = Rule(lambda v: _number(v) and 0 <= v < 1, "in [0, 1)")  # a momentum
+DIM = at_least(2)  # an NQM's dimension: Chebyshev points cos(j pi / (d - 1)) need d >= 2
 # JAX's 32-bit keys keep a seed's low 32 bits (2**32 gives seed 0's key); NumPy refuses a negative one
 SEED = Rule(lambda v: 0 <= v < 2**32, "in [0, 2**32)")
 # An Adam step moves a log-space hyperparameter by up to its step size (exactly that much at the

@@ -74,13 +74,9 @@ def to_json(obj: Any, indent: int | None = None) -> str:
     return json.dumps(_jsonable(obj), indent=indent, allow_nan=False)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once: setting it is process-wide, not safe to toggle while threads write
+# the process's umask, read once (reading means setting it, process-wide: not safe to do while threads write)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -114,8 +110,7 @@ def _cannot_write(path: Path, err: OSError) -> RunDirError:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    text = to_json(obj, indent=2) + "\n"
-    write_text(path, text)
+    write_text(path, to_json(obj, indent=2) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
@@ -152,7 +147,6 @@ def lock_record(prefix: str | os.PathLike | None = None, installed: Mapping[str,
     ``None`` and ``lock_differs`` names each difference. Installed without the lock (from PyPI,
     ``pip install -e .``): ``{"lock_sha256": None}``.
     """
-    import hashlib
     import importlib.metadata
     import re
     import site

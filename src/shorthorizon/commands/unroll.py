@@ -6,11 +6,15 @@ import argparse
 import math
 import sys
 
+import jax
+import jax.numpy as jnp
+
 from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE
-from shorthorizon.hypergrad.estimators import ESTIMATORS
-from shorthorizon.optim import OPTIMIZERS, make_optimizer
+from shorthorizon.data import splits
+from shorthorizon.hypergrad import ESTIMATORS, Unroll, make_estimator
+from shorthorizon.optim import OPTIMIZERS, inverse_time, make_optimizer
 from shorthorizon.results import to_json
-from shorthorizon.tasks import FACTORY, TASKS, task_factory
+from shorthorizon.tasks import FACTORY, TASKS, initialize, make_task, task_factory
 
 DIVERGED = 3  # exit status when the loss or a hypergradient is not finite
 
@@ -95,8 +99,6 @@ def _hyper(args: argparse.Namespace) -> dict:
 
 
 def _unroll(args: argparse.Namespace) -> int:
-    import jax
-
     _check(args)
     with jax.enable_x64(args.x64):  # for this command only, not process-wide
         result = _compute(args)
@@ -111,14 +113,6 @@ def _unroll(args: argparse.Namespace) -> int:
 
 
 def _compute(args: argparse.Namespace) -> dict:
-    import jax
-    import jax.numpy as jnp
-
-    from shorthorizon.data import splits
-    from shorthorizon.hypergrad import Unroll, make_estimator
-    from shorthorizon.optim import inverse_time
-    from shorthorizon.tasks import initialize, make_task
-
     estimator = make_estimator(args.estimator, particles=args.particles, sigma=args.sigma)
     hyper = _hyper(args)
     schedule = None

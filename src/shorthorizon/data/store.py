@@ -14,10 +14,10 @@ time, so a large file is hashed once; nothing is ever written next to the data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +27,7 @@ import numpy as np
 from shorthorizon.data import formats
 from shorthorizon.data.errors import ChecksumError, CorruptFileError, DatasetNotFoundError
 from shorthorizon.data.registry import DEBIAN_DATASET, DEBIAN_PACKAGE, SPECS, Spec, get_spec
+from shorthorizon.results import RunDirError, write_json
 
 ENV_VAR = "SHORTHORIZON_DATA"
 SYSTEM_ROOT = Path("/usr/share/datasets")
@@ -131,18 +132,14 @@ def default_dataset(preferred=("mnist", "fashion-mnist"), data_dir=None) -> str 
     return None
 
 
-def _stamp_path(path: Path, kind: str) -> Path:
-    key = hashlib.sha256(f"{path.resolve()}\0{kind}".encode()).hexdigest()[:32]
-    return cache_dir() / "verified" / f"{key}.json"
-
-
 def file_digest(path: Path, algorithm: str, decompress: bool = True,
                 content: bytes | None = None) -> str:
     """Hex digest of the bytes of ``path`` (gunzipped first when ``decompress`` and the file
     is gzip; ``content``: those bytes when already read). Cached in a stamp keyed by path,
     size and modification time, so each large file is hashed once."""
     stat = path.stat()
-    stamp_path = _stamp_path(path, f"{algorithm}:{decompress}")
+    name = hashlib.sha256(f"{path.resolve()}\0{algorithm}:{decompress}".encode()).hexdigest()[:32]
+    stamp_path = cache_dir() / "verified" / f"{name}.json"
     key = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     try:
         stamp = json.loads(stamp_path.read_text())
@@ -153,13 +150,8 @@ def file_digest(path: Path, algorithm: str, decompress: bool = True,
     if content is None:
         content = formats.file_bytes(path) if decompress else path.read_bytes()
     digest = hashlib.new(algorithm, content).hexdigest()
-    try:
-        stamp_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=stamp_path.parent, delete=False) as tmp:
-            json.dump({**key, "digest": digest}, tmp)
-        os.replace(tmp.name, stamp_path)
-    except OSError:
-        pass  # read-only home: verification still works, only slower next time
+    with contextlib.suppress(RunDirError):  # read-only home: verification still works, only slower next time
+        write_json(stamp_path, {**key, "digest": digest})
     return digest
 
 

@@ -20,7 +20,10 @@ An experiment module defines:
   ``summary.json`` with ``run_dir.write_summary`` (adds ``wall_time_s``) and return its content.
   The CLI holds the folder's lock (``RunDir.open``) while ``run`` works;
 - ``report(run_dir, prefix="") -> str``: a Markdown section built from saved results only;
-  figure links are written as ``prefix + file`` (reproduce passes ``"<name>/"``);
+  figure links are written as ``prefix + file`` (reproduce passes ``"<name>/"``). Figures
+  (``plot(run_dir)``, called by ``run``) and ``report`` are defined in the module, or, where the
+  module would outgrow 450 lines, in ``shorthorizon.report.<module>`` and imported by name into
+  it (``estimators``): the interface is the same either way;
 - optionally ``ready(fetch: bool) -> str | None``: why the experiment cannot run here (e.g. no
   dataset), or None; reproduce skips it with that message.
 """

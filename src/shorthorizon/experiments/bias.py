@@ -163,11 +163,10 @@ def estimated_cost(config: Config) -> dict:
     """Plain training steps per stage (every seed): the surface trains each sample T steps and
     evaluates it at every horizon; the zooms, refinements and long runs likewise."""
     evaluation = config.eval_batches * EVALUATION_COST
-    refined = _refined(config)
     work = 2.0 * len(space(config).names)  # a forward-mode meta-step, in plain passes
     cost = {"surface": config.surface_samples * (config.horizon + len(horizons(config)) * evaluation),
             "zoom": config.zoom_samples * sum(h + evaluation for h in horizons(config)),
-            "refine": config.meta_steps * work * sum(h + evaluation for h in refined),
+            "refine": config.meta_steps * work * sum(h + evaluation for h in _refined(config)),
             "long runs": len(horizons(config)) * (config.horizon + config.curve_points * evaluation)}
     return {k: v * config.seeds for k, v in cost.items() if v}
 
@@ -175,8 +174,7 @@ def estimated_cost(config: Config) -> dict:
 def programs(config: Config) -> int:
     """The programs a run compiles (seeds share them): a surface, a zoom and an SMD refinement
     per horizon, a long run."""
-    refined = _refined(config)
-    return 2 + (len(horizons(config)) if config.zoom_samples > 1 else 0) + len(refined)
+    return 2 + (len(horizons(config)) if config.zoom_samples > 1 else 0) + len(_refined(config))
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
@@ -295,9 +293,9 @@ def plot(run_dir: RunDir) -> None:
     panels = [("train_loss_at_T", f"training loss at T = {s['horizon']}")] + [(n, n) for n in s["fitted"]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), layout="constrained", squeeze=False)
     ks = [v["horizon"] for v in short.values()]
-    for ax, (key, label) in zip(axes[0], panels):
+    for ax, (quantity, label) in zip(axes[0], panels):
         def of(row):
-            return row[key] if key == "train_loss_at_T" else row["hyper"][key]
+            return row[quantity] if quantity == "train_loss_at_T" else row["hyper"][quantity]
 
         ref = of(s["rows"]["reference"])
         if ref["mean"] is not None:

@@ -44,14 +44,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shorthorizon import nqm as lib
-from shorthorizon.config import FRACTION, POSITIVE, SEED, check, items, key, low_high, one_of, within
-from shorthorizon.experiments.nqm import DIM
+from shorthorizon.config import DIM, FRACTION, POSITIVE, SEED, check, items, key, low_high, one_of, within
 from shorthorizon.hypergrad import ESTIMATORS, Truncated, make_estimator
 from shorthorizon.meta.smd import SMD, cosine
-from shorthorizon.nqm import NQM, loss_curve
+from shorthorizon.nqm import NQM, greedy_schedule, loss_curve
 from shorthorizon.nqm.inner import RAW, ExactNQM, SampledNQM, from_raw, schedule, to_raw
 from shorthorizon.optim import LogSpace
+from shorthorizon.report.estimators import plot, report  # noqa: F401 (report: the experiment's section)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
 
@@ -123,13 +122,14 @@ def _problem(config: Config):
             SampledNQM(nqm, config.horizon, config.decay_steps))
 
 
-def _raw(triple):
-    return to_raw(*triple)
-
-
 def _vector(tree) -> np.ndarray:
     """A raw-hyperparameter dict as a vector in the fixed order of ``to_raw``'s keys."""
     return np.stack([np.asarray(tree[k]) for k in RAW], axis=-1)
+
+
+def _as_raw(x) -> dict:
+    """A vector in that order as a raw-hyperparameter dict (the inverse of :func:`_vector`)."""
+    return {k: x[i] for i, k in enumerate(RAW)}
 
 
 def _smd(config: Config, steps: int) -> SMD:
@@ -157,9 +157,8 @@ def _fixed_point(config: Config, truncation: int):
     final SMD state and the per-step objective (the mean window loss)."""
     exact, _ = _problem(config)
     est = Truncated(exact, "forward", truncation, particles=config.horizon // truncation)
-    smd = _smd(config, config.exact_steps)
-    state, (loss, _, _) = jax.jit(lambda r, k: smd.fit(est, r, k, config.exact_steps))(
-        _raw(config.init), jax.random.PRNGKey(config.seed))
+    state, (loss, _, _) = jax.jit(lambda r, k: _smd(config, config.exact_steps).fit(est, r, k, config.exact_steps))(
+        to_raw(*config.init), jax.random.PRNGKey(config.seed))
     return state, loss
 
 
@@ -169,11 +168,11 @@ def exact_unit(config: Config) -> dict:
     curve, and the greedy schedule's curve (Theorem 2) for comparison."""
     exact, _ = _problem(config)
     state, loss = _fixed_point(config, config.horizon)
-    greedy = lib.greedy_schedule(exact.nqm, config.horizon)
+    greedy = greedy_schedule(exact.nqm, config.horizon)
     natural = from_raw(state.raw)
     return {"raw": _vector(state.raw), "hyper": np.array([natural[k] for k in HYPER]),
             "loss": exact.unroll(state.raw, exact.init(), config.horizon)[0], "history": loss,
-            "curve": lib.loss_curve(exact.nqm, *schedule(state.raw, config.horizon, config.decay_steps)),
+            "curve": loss_curve(exact.nqm, *schedule(state.raw, config.horizon, config.decay_steps)),
             "greedy_curve": greedy.loss, "greedy_lr": greedy.lr, "greedy_momentum": greedy.momentum}
 
 
@@ -190,18 +189,14 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
     expected truncated gradient per K, and, per persistent estimator and K, the whole-run
     gradient smoothed by its perturbations with its Monte-Carlo standard error."""
     exact, _ = _problem(config)
-    keys = RAW
-
-    def as_raw(x):
-        return {k: x[i] for i, k in enumerate(keys)}
 
     def truncated(x, k):
         est = Truncated(exact, "forward", k, stagger=False)
-        return jnp.mean(_window_estimates(est, as_raw(x), jax.random.PRNGKey(0)), axis=(0, 1))
+        return jnp.mean(_window_estimates(est, _as_raw(x), jax.random.PRNGKey(0)), axis=(0, 1))
 
     def smoothed_objective(x, eps, k):  # every window at x + its own perturbation
         def body(state, e):
-            loss, state = exact.unroll(as_raw(x + e), state, k)
+            loss, state = exact.unroll(_as_raw(x + e), state, k)
             return state, loss
 
         return jnp.mean(jax.lax.scan(body, exact.init(), eps)[1])
@@ -217,10 +212,10 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
     # the full-horizon forward and reverse estimators against an independent reference: the
     # custom-VJP rollout behind loss_curve
     reference = jax.jit(jax.vmap(jax.grad(lambda x: loss_curve(exact.nqm, *schedule(
-        as_raw(x), config.horizon, config.decay_steps))[1:].mean())))(points)
+        _as_raw(x), config.horizon, config.decay_steps))[1:].mean())))(points)
     for mode in ("forward", "reverse"):
         est = Truncated(exact, mode, stagger=False)
-        full = jax.jit(jax.vmap(lambda x: _window_estimates(est, as_raw(x), jax.random.PRNGKey(0))[0, 0]))(points)
+        full = jax.jit(jax.vmap(lambda x: _window_estimates(est, _as_raw(x), jax.random.PRNGKey(0))[0, 0]))(points)
         # relative to the gradient's norm, away from the optimum (where it vanishes)
         out[f"full_{mode}_relative_error"] = jnp.max(jnp.linalg.norm(full - reference, axis=-1)[:-1]
                                                      / jnp.linalg.norm(reference, axis=-1)[:-1])
@@ -229,7 +224,7 @@ def references_unit(config: Config, points: np.ndarray) -> dict:
         out[f"truncated_K{k}"] = jax.jit(jax.vmap(lambda x: truncated(x, k)))(points)
         for name in _persistent(config):
             est = make_estimator(name, exact, k, sigma=config.sigma)
-            eps = np.asarray(jax.vmap(lambda key: est.window_perturbations(key, len(keys), points.dtype))(
+            eps = np.asarray(jax.vmap(lambda key: est.window_perturbations(key, len(RAW), points.dtype))(
                 jax.random.split(jax.random.PRNGKey(config.seed + 1), config.smoothing_samples)))
             length = k
             if np.all(eps == eps[:, :1]):  # one perturbation per run (NRES): J at x + ε, whatever K
@@ -250,8 +245,7 @@ def measure_unit(config: Config, estimator: str, truncation: int, points: np.nda
 
     @jax.jit
     def at(x):
-        raw = {k: x[i] for i, k in enumerate(RAW)}
-        g = _window_estimates(est, raw, key)  # (windows, particles, 3)
+        g = _window_estimates(est, _as_raw(x), key)  # (windows, particles, 3)
         return g.mean(0), g.reshape(-1, g.shape[-1]).std(0)
 
     particle_means, std = zip(*(at(jnp.asarray(x)) for x in points))
@@ -265,7 +259,7 @@ def fit_unit(config: Config, estimator: str, truncation: int) -> dict:
     est = make_estimator(estimator, sampled, truncation, config.fit_particles, config.sigma)
     steps = max(1, config.fit_inner_steps // est.cost)
     state, (loss, _, raws) = jax.jit(lambda r, k: _smd(config, steps).fit(est, r, k, steps))(
-        _raw(config.init), jax.random.fold_in(jax.random.PRNGKey(config.seed + 2), truncation))
+        to_raw(*config.init), jax.random.fold_in(jax.random.PRNGKey(config.seed + 2), truncation))
     natural = from_raw(state.raw)
     return {"raw": _vector(state.raw), "hyper": np.array([natural[k] for k in HYPER]),
             "loss": exact.unroll(state.raw, exact.init(), config.horizon)[0],
@@ -276,9 +270,8 @@ def fit_unit(config: Config, estimator: str, truncation: int) -> dict:
 def _dispatch(fn: str, **kwargs) -> dict:
     """One picklable entry point for every executor; float64 for this call only."""
     with jax.enable_x64(True):
-        result = {"exact": exact_unit, "references": references_unit, "measure": measure_unit,
-                  "fit": fit_unit, "fixed_point": fixed_point_unit}[fn](**kwargs)
-        return {k: np.asarray(v) for k, v in result.items()}
+        return {"exact": exact_unit, "references": references_unit, "measure": measure_unit,
+                "fit": fit_unit, "fixed_point": fixed_point_unit}[fn](**kwargs)
 
 
 def _label(name: str, k: int, config: Config) -> str:
@@ -305,7 +298,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     exact = run_units(_dispatch, [Unit("exact", dict(fn="exact", config=config))], desc="exact optimum",
                       **stage)["exact"]
     with jax.enable_x64(True):
-        away = np.stack([_vector(_raw(t)) for t in np.reshape(config.settings, (-1, 3))])
+        away = np.stack([_vector(to_raw(*t)) for t in np.reshape(config.settings, (-1, 3))])
     points = np.concatenate([away, exact["raw"][None]])
     pairs = [(e, k) for e in config.estimators for k in config.truncations]
     results = run_units(_dispatch, [
@@ -407,129 +400,3 @@ def _summary(config: Config, exact: dict, results: dict, points: np.ndarray, pai
         "fit_inner_steps": config.fit_inner_steps, "convergence": config.convergence,
         "estimators": estimators,
     }
-
-
-# --- figures and report (saved results only) -------------------------------------------------
-COLORS = {"forward": "tab:blue", "reverse": "tab:cyan", "es": "tab:orange", "pes": "tab:red", "nres": "tab:green"}
-
-
-def plot(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = run_dir.read_summary()
-    c = run_dir.load_curves("estimators")
-    by_estimator = {}
-    for name, v in s["estimators"].items():
-        by_estimator.setdefault(v["estimator"], []).append(v)
-    fig, (ax_bias, ax_std) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
-    for e, rows in by_estimator.items():
-        rows = sorted(rows, key=lambda r: r["truncation"])
-        ks = [r["truncation"] for r in rows]
-        ax_bias.plot(ks, [r["relative_bias"] for r in rows], "o-", color=COLORS.get(e), label=e)
-        ax_bias.plot(ks, [r["relative_standard_error"] for r in rows], ":", color=COLORS.get(e))
-        ax_std.plot(ks, [r["relative_variance_x_work"] for r in rows], "o-", color=COLORS.get(e), label=e)
-        ax_std.plot(ks, [r["run_relative_variance_x_work"] for r in rows], "s--", color=COLORS.get(e))
-    ax_bias.set(xscale="log", yscale="log", xlabel="truncation K (steps per window)",
-                ylabel="|mean − exact| / |exact|",
-                title="bias away from the optimum (dotted: noise floor)")
-    ax_std.set(xscale="log", yscale="log", xlabel="truncation K", ylabel="variance / |exact|² × plain passes",
-               title="variance x cost (solid: an estimate; dashed: a run)")
-    ax_bias.legend()
-    fig.suptitle("Hypergradient estimators on the NQM against the exact whole-run gradient")
-    run_dir.save_figure(fig, "bias_std")
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    steps = np.arange(len(c["exact_curve"]))
-    ax.plot(steps, c["exact_curve"], "k-", lw=2.5, label=f"exact optimum (J={s['exact']['loss']:.1f})")
-    ax.plot(steps, c["greedy_curve"], "k:", lw=1.5, label=f"greedy (J={s['greedy']['loss']:.1f})")
-    for name, v in s["estimators"].items():
-        ax.plot(steps, c[f"{name}_curve"], color=COLORS.get(v["estimator"]),
-                alpha=0.35 + 0.65 * (v["truncation"] / max(s["estimators"][n]["truncation"] for n in s["estimators"])),
-                lw=1, label=f"{name} (J={v['fitted_loss']:.1f})")
-    ax.set(yscale="log", xlabel="step", ylabel="expected excess loss",
-           title="Schedules fitted by each estimator (exact loss curves)")
-    ax.legend(fontsize=7, ncol=2)
-    run_dir.save_figure(fig, "fitted_schedules")
-
-
-def _fmt(value, spec: str) -> str:
-    """A stored number, or n/a where the summary holds null (a non-finite value)."""
-    return "n/a" if value is None else format(value, spec)
-
-
-# what each estimator's rows are, for the report (an estimator missing here is listed by name)
-DESCRIPTIONS = {
-    "forward": "forward: the derivative of each window's loss with its start state held (the paper's "
-               "short-horizon SMD; tbptt: the same by reverse mode); exact over the whole run at K = T.",
-    "es": "es: antithetic ES over each window, a fresh perturbation per window (as biased as truncation).",
-    "pes": "pes: persistent ES (Vicol, Metz and Sohl-Dickstein, ICML 2021): each pair credits the sum of every "
-           "perturbation drawn since its run started, unbiased for the whole run smoothed per window.",
-    "nres": "nres: noise-reuse ES (Li, Harrison, Sohl-Dickstein, Smith and Metz, NeurIPS 2023; ES-Single of "
-            "Vicol, Kolter and Swersky, ICML 2023) draws one perturbation per particle when its inner run starts "
-            "and reuses it in every window, so each window's loss difference carries the perturbation's whole "
-            "effect on the run so far. It is unbiased for the whole-run objective smoothed by one perturbation "
-            "per run; Li et al. show it has the least variance of the unbiased online ES estimators they analyse "
-            "(the rows below measure it against PES's here).",
-}
-DESCRIPTIONS["reverse"] = DESCRIPTIONS["forward"]
-
-
-def report(run_dir: RunDir, prefix: str = "") -> str:
-    s = run_dir.read_summary()
-    ex = s["exact"]
-    rows, unconverged = [], []
-    for name, v in s["estimators"].items():
-        opt = v["points"][-1]
-        h = v["fitted_hyper"]
-        if not v["converged"]:
-            unconverged.append(f"{name} ({v['meta_steps']:,} meta-steps)")
-        rows.append(f"| {name} | {_fmt(v['relative_bias'], '.3g')} ({_fmt(v['relative_standard_error'], '.2g')}) | "
-                    f"{_fmt(v['relative_bias_from_expected'], '.3g')} "
-                    f"({_fmt(v['relative_standard_error_from_expected'], '.2g')}) | {_fmt(v['cosine'], '.4f')} | "
-                    f"{_fmt(v['std'], '.3g')} | {_fmt(v['relative_variance_x_work'], '.3g')}, "
-                    f"{_fmt(v['run_relative_variance_x_work'], '.3g')} | "
-                    f"{', '.join(_fmt(z, '+.1f') for z in opt['z_from_zero'])} | "
-                    f"{', '.join(_fmt(h[k], '.3g') for k in HYPER)} | {v['meta_steps']:,} | "
-                    f"{_fmt(v['fitted_loss'], '.2f')} ({_fmt(v['fitted_loss_ratio'], '.3f')}x)"
-                    f"{'' if v['converged'] else ', not converged'} | {_fmt(v['fixed_point_loss_ratio'], '.3f')}x |")
-    hx = ex["hyper"]
-    kinds = dict.fromkeys(v["estimator"] for v in s["estimators"].values())
-    described = dict.fromkeys(DESCRIPTIONS.get(e, e) for e in kinds)
-    steps = {name: v["meta_steps"] for name, v in s["estimators"].items()}
-    fewest, most = min(steps, key=steps.get), max(steps, key=steps.get)
-    budget = (f"Every fit spends the same budget, {s['fit_inner_steps']:,} inner steps over all its particles, so "
-              f"its meta-steps range from {steps[fewest]:,} ({fewest}) to {steps[most]:,} ({most}); a fit whose J is "
-              f"more than {s['convergence']:.0%} from its estimator's fixed point (where its expected gradient "
-              f"vanishes: the exact optimum for the unbiased ones) has not converged within that budget, and its "
-              f"number is the budget's, not the estimator's.")
-    verdict = ("Not converged: " + ", ".join(unconverged) + "." if unconverged
-               else f"Every fit is within {s['convergence']:.0%} of its fixed point.")
-    return f"""## Hypergradient estimators against the exact whole-run gradient (NQM)
-
-Objective: {s['objective']}. Coordinates: {', '.join(s['coordinates'])}.
-Exact optimum: lr {hx['lr']:.4g}, decay exponent {hx['decay_exponent']:.4g}, momentum {hx['momentum']:.4g},
-J = {ex['loss']:.3f} (greedy schedule: J = {s['greedy']['loss']:.2f}).
-
-{chr(10).join(f"- {d}" for d in described)}
-
-Averages over the settings away from the optimum: bias is |mean − exact| / |exact| against the
-whole-run gradient and against the estimator's own exact expectation (truncated gradient, or
-the smoothed whole-run gradient for PES and NRES), each with its noise floor in parentheses
-(|standard error| / |exact|: an unbiased mean is about that far off by chance); std is one
-estimate's; "var × work" is one estimate's variance relative to |exact|² times its cost in
-plain passes, then the same for a particle's mean over its whole run (lower is better at equal
-compute; the second counts the correlation between one run's windows). "z at optimum" is the
-mean estimate at the exact optimum in standard errors from zero, per coordinate (the exact
-gradient vanishes there). {budget} {verdict} J is exact.
-
-| estimator | bias vs exact (floor) | bias vs own expectation (floor) | cosine | std | var × work: estimate, run | z at optimum | fitted lr, decay exp., momentum | meta-steps | fitted J (x optimum) | fixed point J (x optimum) |
-|---|---|---|---|---|---|---|---|---|---|---|
-{chr(10).join(rows)}
-
-![bias and variance at equal compute against K]({prefix}bias_std.png)
-
-![fitted schedules]({prefix}fitted_schedules.png)
-"""

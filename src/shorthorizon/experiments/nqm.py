@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 from functools import partial
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from shorthorizon.config import FRACTION, LOG_STEP, POSITIVE, SEED, at_least, check, items, key
+from shorthorizon.config import DIM, FRACTION, LOG_STEP, POSITIVE, SEED, check, items, key
+from shorthorizon.nqm import NQM, fit_schedule, greedy_schedule, loss_components, loss_curve, ratios_of, simulate
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -15,7 +18,6 @@ NAME = "nqm"
 FLAGS = ()
 SETTINGS = ("noisy", "deterministic")
 KINDS = ("greedy", "fixed", "optimized")
-DIM = at_least(2)  # Chebyshev points cos(j pi / (d - 1)) need d >= 2
 # Section 2.3 of the paper: final losses after 250 steps on the noisy problem.
 PAPER = {"noisy": {"greedy": 63.86, "fixed": 42.19, "optimized": 4.25}}
 
@@ -63,10 +65,6 @@ def is_paper_problem(config) -> bool:
 # --- units (pure; run in float64 by _dispatch, in-process or in a fresh Ray worker) ---------
 def _problems(dim: int):
     """The noisy and the deterministic paper problem, stacked along a leading axis of 2."""
-    import jax
-
-    from shorthorizon.nqm import NQM
-
     both = [NQM.paper(dim, noisy=(setting == "noisy")) for setting in SETTINGS]
     return jax.tree.map(lambda *leaves: np.stack(leaves), *both)
 
@@ -79,14 +77,10 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
     summed over the ``tail_dims`` highest (``loss_high``) and lowest (``loss_low``) curvature
     dimensions, and max_component_ratio.
     """
-    import jax
-
-    from shorthorizon import nqm as lib
-
     if kind == "greedy":
-        solve = partial(lib.greedy_schedule, horizon=horizon)
+        solve = partial(greedy_schedule, horizon=horizon)
     elif kind in ("fixed", "optimized"):
-        solve = lambda p: lib.fit_schedule(p, horizon, fixed=(kind == "fixed"), steps=steps,
+        solve = lambda p: fit_schedule(p, horizon, fixed=(kind == "fixed"), steps=steps,
                                            adam_lr=adam_lr, penalty=penalty, margin=margin).schedule
     else:
         raise ValueError(f"unknown schedule kind {kind!r}; choose one of: {', '.join(KINDS)}")
@@ -96,12 +90,12 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
 
     def evaluate(problem):
         schedule = solve(problem)
-        components = lib.loss_components(problem, schedule.lr, schedule.momentum)
+        components = loss_components(problem, schedule.lr, schedule.momentum)
         return dict(
             lr=schedule.lr, momentum=schedule.momentum, loss=components.sum(-1),
             loss_high=components[:, order[:tail_dims]].sum(-1),
             loss_low=components[:, order[-tail_dims:]].sum(-1),
-            max_component_ratio=lib.ratios_of(components).max(),
+            max_component_ratio=ratios_of(components).max(),
         )
 
     return jax.jit(jax.vmap(evaluate))(problems)
@@ -110,11 +104,6 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
 def figure1_unit(steps: int, trajectories: int, seed: int) -> dict:
     """Sample trajectories on a 2-D noisy quadratic: a small fixed lr, and a large lr followed
     by exponential decay."""
-    import jax
-    import jax.numpy as jnp
-
-    from shorthorizon.nqm import NQM, simulate
-
     problem = NQM([1.0, 0.1], sigma2=[0.5, 5.0], mean0=[-2.5, 4.0])
     half = steps // 2
     small = jnp.full(steps, 0.1)
@@ -132,11 +121,6 @@ def figure1_unit(steps: int, trajectories: int, seed: int) -> dict:
 def figure2_unit(dim: int, horizons: tuple, decay_steps: int, decay_rate: float) -> dict:
     """Short-horizon meta-objectives (SGD on the noisy problem): the loss after k steps of a fixed
     lr, and after those k steps plus ``decay_steps`` steps of lr · decay_rate^j."""
-    import jax
-    import jax.numpy as jnp
-
-    from shorthorizon.nqm import NQM, loss_curve
-
     problem = NQM.paper(dim)
     lrs = jnp.geomspace(1e-2, 2.0, 60)
     decay = decay_rate ** jnp.arange(1, decay_steps + 1)
@@ -164,9 +148,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     common = dict(dim=config.dim, horizon=config.horizon, adam_lr=config.adam_lr,
                   penalty=config.penalty, margin=config.margin, tail_dims=config.tail_dims)
     steps = {"greedy": 0, "fixed": config.fixed_fit_steps, "optimized": config.fit_steps}
-    units = [Unit(kind, dict(kind=kind, steps=steps[kind], **common)) for kind in KINDS]
     results = run_units(_dispatch, [
-        *[Unit(u.name, dict(fn="schedules", **u.kwargs)) for u in units],
+        *[Unit(kind, dict(fn="schedules", kind=kind, steps=steps[kind], **common)) for kind in KINDS],
         Unit("figure1", dict(fn="figure1", steps=config.fig1_steps,
                              trajectories=config.fig1_trajectories, seed=config.seed)),
         Unit("figure2", dict(fn="figure2", dim=config.dim, horizons=tuple(config.fig2_horizons),
@@ -195,11 +178,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
 def _dispatch(fn: str, **kwargs) -> dict:
     """Route a unit to its function (one picklable entry point for every executor), in float64
     for this call only: the process-wide setting, which other work shares, is left alone."""
-    import jax
-
     with jax.enable_x64(True):
-        result = {"schedules": schedules_unit, "figure1": figure1_unit, "figure2": figure2_unit}[fn](**kwargs)
-        return {k: np.asarray(v) for k, v in result.items()}
+        return {"schedules": schedules_unit, "figure1": figure1_unit, "figure2": figure2_unit}[fn](**kwargs)
 
 
 # --- figures (from saved curves only) ------------------------------------------------------------
@@ -260,10 +240,10 @@ def plot_figure3(run_dir: RunDir, setting: str) -> None:
     panels = (("loss", "loss", True), ("lr", "learning rate", False),
               ("momentum", "momentum", False), ("loss_high", "loss, highest curvatures", True),
               ("loss_low", "loss, lowest curvatures", True))
-    for ax, (key, title, log) in zip(axes, panels):
+    for ax, (quantity, title, log) in zip(axes, panels):
         for kind in KINDS:
-            values = c[f"{kind}_{key}"]
-            ax.plot(np.arange(len(values)) + (key in ("lr", "momentum")), values,
+            values = c[f"{kind}_{quantity}"]
+            ax.plot(np.arange(len(values)) + (quantity in ("lr", "momentum")), values,
                     color=COLORS[kind], label=kind)
         ax.set(title=title, xlabel="step", yscale="log" if log else "linear")
     axes[0].legend()

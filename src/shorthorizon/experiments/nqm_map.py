@@ -6,11 +6,13 @@ import dataclasses
 import functools
 import math
 
+import jax
 import numpy as np
 
-from shorthorizon.config import FRACTION, LOG_STEP, NONNEGATIVE, POSITIVE, at_least, check, items, key
-from shorthorizon.experiments.nqm import DIM
-from shorthorizon.results import RunDir
+from shorthorizon.config import DIM, FRACTION, LOG_STEP, NONNEGATIVE, POSITIVE, at_least, check, items, key
+from shorthorizon.nqm import initial_moments, regime, regime_problem
+from shorthorizon.nqm.dynamics import loss_of
+from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
 NAME = "nqm-map"
@@ -56,26 +58,16 @@ def row_unit(kappa: float, noises: tuple, momentum: bool, dim: int, horizon: int
              fit_steps: int, adam_lr: float, penalty: float, margin: float,
              tolerance: float) -> dict:
     """One condition number, every noise scale at once (vmapped): ``nqm.regime`` per cell."""
-    import jax
-
-    from shorthorizon.nqm import regime_problem
-
     with jax.enable_x64(True):
         cells = [regime_problem(kappa, s, dim, mean0) for s in noises]
         problems = jax.tree.map(lambda *leaves: np.stack(leaves), *cells)
-        result = _row_solver()(problems, horizon, momentum, fit_steps, tolerance, adam_lr,
-                               penalty, margin)
-        return {k: np.asarray(v) for k, v in result.items()}
+        return _row_solver()(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin)
 
 
 @functools.cache
 def _row_solver():
     """``nqm.regime`` vmapped over a row of cells, jitted once per process (rows differ only in
     array values)."""
-    import jax
-
-    from shorthorizon.nqm import initial_moments, regime
-    from shorthorizon.nqm.dynamics import loss_of
 
     def row(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin):
         def solve(problem):
@@ -204,13 +196,10 @@ def plot_all(run_dir: RunDir) -> None:
     plot_horizon_curves(run_dir)
 
 
-def _noise_labels(noises) -> list[str]:
-    return ["0" if s == 0 else f"{s:g}" for s in noises]
-
-
 def plot_maps(run_dir: RunDir) -> None:
     """Heat maps of greedy / optimized (log color) and of the safe horizon, the paper's cell
     boxed."""
+    import matplotlib.patheffects as pe
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
@@ -240,21 +229,15 @@ def plot_maps(run_dir: RunDir) -> None:
                     if values is shown and not tiny[i, j] and m["optimized"][i, j] > m["fixed"][i, j]:
                         text += "*"  # the per-step fit stopped above the best constant schedule
                     ax.text(j, i, text, ha="center", va="center", fontsize=8, color="w",
-                            path_effects=_outline())
+                            path_effects=[pe.withStroke(linewidth=2, foreground="k")])
             i, j = list(kappas).index(config["paper_kappa"]), list(noises).index(config["paper_noise"])
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
-            ax.set(xticks=range(len(noises)), xticklabels=_noise_labels(noises),
+            ax.set(xticks=range(len(noises)), xticklabels=[f"{s:g}" for s in noises],
                    yticks=range(len(kappas)), yticklabels=[f"{k:g}" for k in kappas],
                    xlabel=r"noise scale $s$ ($\sigma^2 = s/h$)", ylabel=r"condition number $\kappa$",
                    title=title)
     fig.suptitle(f"NQM regime map (d={config['dim']}, T={config['horizon']}; red: the paper's cell)")
     run_dir.save_figure(fig, "map")
-
-
-def _outline():
-    import matplotlib.patheffects as pe
-
-    return [pe.withStroke(linewidth=2, foreground="k")]
 
 
 def plot_horizon_curves(run_dir: RunDir) -> None:
@@ -314,7 +297,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
         "",
         f"Paper's cell (κ = {paper['kappa']:g}, s = {paper['noise']:g}, momentum): greedy "
         f"{paper['greedy']:.4g}, fixed {paper['fixed']:.4g}, optimized {paper['optimized']:.4g}, "
-        f"ratio {_fmt(paper['ratio'])} ({_paper_ratio(config)}); a constant "
+        f"ratio {fmt(paper['ratio'])} ({_paper_ratio(config)}); a constant "
         f"schedule needs a meta-horizon of {paper['safe_horizon']} steps to land within "
         f"{config['tolerance']:.0%} of the one tuned at T.",
         "",
@@ -322,7 +305,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
         "|---|---|---|",
     ]
     for name, edge in summary["edges"].items():
-        ratios = ", ".join(f"{_fmt(c['ratio'])}" for c in edge["cells"])
+        ratios = ", ".join(fmt(c["ratio"]) for c in edge["cells"])
         lines.append(f"| {name.replace('_', ' ')} | {edge['greedy_optimal']} | {ratios} |")
     lines += ["", "Off the edges, neighbouring cells where the ratio does not grow. Only "
               "E[θ(0)]²/s matters (nqm.regime), so more noise is the same problem started closer "
@@ -332,7 +315,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
     for setting, drops in summary["monotone"].items():
         for axis, pairs in drops.items():
             shown = "; ".join(f"{tuple(p['from'])}→{tuple(p['to'])}: "
-                              f"{_fmt(p['ratios'][0])}→{_fmt(p['ratios'][1])}" for p in pairs)
+                              f"{fmt(p['ratios'][0])}→{fmt(p['ratios'][1])}" for p in pairs)
             lines.append(f"- {setting}, {axis.replace('_', ' ')} (κ, s): {shown or 'none'}")
     stuck = [f"(κ {c['kappa']:g}, s {c['noise']:g}, {'momentum' if c['momentum'] else 'sgd'})"
              for c in summary["cells"] if c["fit_above_fixed"]]
@@ -342,7 +325,3 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
               f"![regime map]({prefix}map.png)", "",
               f"![horizon curves]({prefix}horizon_curves.png)"]
     return "\n".join(lines) + "\n"
-
-
-def _fmt(x) -> str:
-    return "–" if x is None else f"{x:.3g}"

@@ -267,6 +267,7 @@ class Truncated(_Windowed):
         return losses, jax.vmap(unravel)(grads), self._advance(state, inner, state.xi, key)
 
 
+@dataclasses.dataclass(frozen=True)
 class _Antithetic(_Windowed):
     """What the ES family shares: ``particles`` antithetic pairs, each running the window at
     ``hyper ± ε`` from its own two inner states, estimating ξ (L₊ − L₋) / (2σ²); ``sigma`` = σ
@@ -274,6 +275,11 @@ class _Antithetic(_Windowed):
     which ε a window runs at and which ξ its loss difference is credited to (:meth:`_perturb`),
     and what perturbation state a fresh run starts with (:meth:`_restart_xi`)."""
 
+    inner: Inner | None = None
+    truncation: int | None = None
+    particles: int = 1
+    sigma: float = 0.01
+    stagger: bool = True
     _trajectories = 2  # per particle: the + and the − run
 
     def _perturb(self, xi: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -341,12 +347,7 @@ class ES(_Antithetic):
     """Antithetic evolution strategies over windows: a fresh ε every window; ``persistent=True``
     is PES, crediting the sum ξ of every ε drawn since the run started (module docstring)."""
 
-    inner: Inner | None = None
-    truncation: int | None = None
-    particles: int = 1
-    sigma: float = 0.01
     persistent: bool = False
-    stagger: bool = True
 
     @property
     def name(self) -> str:
@@ -372,11 +373,6 @@ class NRES(_Antithetic):
     with it. Li et al. show NRES has the least variance of the unbiased online ES estimators
     they analyse; the ``estimators`` experiment measures both against the exact NQM gradient."""
 
-    inner: Inner | None = None
-    truncation: int | None = None
-    particles: int = 1
-    sigma: float = 0.01
-    stagger: bool = True
     persistent = True
     name = "nres"
 

@@ -147,13 +147,6 @@ def best(loss: np.ndarray) -> np.ndarray:
     return np.argsort(np.where(np.isfinite(loss), loss, np.inf), kind="stable")
 
 
-class _Built(NamedTuple):
-    offline: Offline
-    problem: Problem
-    test: Data
-    keys: dict
-
-
 @lru_cache(maxsize=4)
 def _static(task: str, input_shape: tuple[int, ...], num_classes: int, optimizer: str, decay_steps: float,
             batch_size: int) -> Offline:
@@ -164,7 +157,8 @@ def _static(task: str, input_shape: tuple[int, ...], num_classes: int, optimizer
 
 
 @lru_cache(maxsize=4)
-def _build(config: OfflineConfig) -> _Built:
+def _build(config: OfflineConfig) -> "OfflineFit":
+    """The problem of ``config`` (its :data:`PROBLEM` keys alone), built once per process."""
     ds, train, test = splits.load(config.dataset, config.data_dir or None, verify=config.verify)
     offline = _static(config.task, tuple(ds.train_x.shape[1:]), ds.num_classes, config.optimizer, config.decay_steps,
                       config.batch_size)
@@ -173,7 +167,7 @@ def _build(config: OfflineConfig) -> _Built:
     eval_set = batches(train, keys["eval_set"], config.eval_batches, config.batch_size, replace=False)
     problem = warm_start(offline, train, keys["warm_start"], eval_set, config.warm_start_steps,
                          optimizer_hyper(config, config.warm_start_lr))
-    return _Built(offline, problem, test, keys)
+    return OfflineFit(offline, problem, test, keys, config)
 
 
 class OfflineFit(NamedTuple):
@@ -194,12 +188,11 @@ class OfflineFit(NamedTuple):
         SMD's ``space`` (default :func:`schedule_space`: the schedule's lr and decay exponent in
         the config's box), its ``meta_lr`` (or ``meta_lr``: a number or ``(peak, steps)``,
         cosine-decayed) and ``estimator`` for the full-horizon fits."""
-        problem_config = OfflineConfig(**{k: getattr(config, k) for k in PROBLEM})
-        built = _build(problem_config)
+        built = _build(OfflineConfig(**{k: getattr(config, k) for k in PROBLEM}))
         offline = built.offline._replace(space=space or schedule_space(config), estimator=estimator,
                                          meta_lr=config.meta_lr if meta_lr is None else meta_lr)
-        return cls(offline, built.problem, built.test, built.keys,
-                   OfflineConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(OfflineConfig)}))
+        return built._replace(offline=offline, config=OfflineConfig(
+            **{f.name: getattr(config, f.name) for f in dataclasses.fields(OfflineConfig)}))
 
     def hyper(self, values: dict) -> dict:
         """Hyperparameter values (name -> number) in the weights' precision."""

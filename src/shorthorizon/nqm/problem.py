@@ -50,6 +50,9 @@ def _check_range(dim: int, low: float, high: float) -> None:
         raise ValueError(f"spectrum needs 0 < low <= high < inf, got low={low!r}, high={high!r}")
 
 
+_FIELDS = ("curvature", "sigma2", "mean0", "var0")  # the leaves, in the order the constructor takes them
+
+
 @jax.tree_util.register_pytree_node_class
 class NQM:
     """A noisy quadratic problem: per-dimension ``curvature`` h_i, minimum-noise variance
@@ -64,27 +67,20 @@ class NQM:
     """
 
     def __init__(self, curvature, sigma2=0.0, mean0=1.0, var0=0.0):
-        curvature = _as_array("curvature", curvature)
-        if curvature.ndim != 1 or curvature.size == 0:
-            raise ValueError(f"curvature must be a non-empty 1-D array, got shape {curvature.shape}")
-        fields = {"sigma2": sigma2, "mean0": mean0, "var0": var0}
-        arrays = {}
-        for name, value in fields.items():
+        self.curvature = _as_array("curvature", curvature)
+        if self.curvature.ndim != 1 or self.curvature.size == 0:
+            raise ValueError(f"curvature must be a non-empty 1-D array, got shape {self.curvature.shape}")
+        for name, value in (("sigma2", sigma2), ("mean0", mean0), ("var0", var0)):
             value = _as_array(name, value)
-            if value.ndim != 0 and value.shape != curvature.shape:
+            if value.ndim != 0 and value.shape != self.curvature.shape:
                 raise ValueError(
-                    f"{name} has shape {value.shape} but curvature has shape {curvature.shape}; "
+                    f"{name} has shape {value.shape} but curvature has shape {self.curvature.shape}; "
                     "pass a scalar or an array of the curvature's shape"
                 )
-            arrays[name] = np.broadcast_to(value, curvature.shape).copy()
+            setattr(self, name, np.broadcast_to(value, self.curvature.shape).copy())
         for name in ("curvature", "sigma2", "var0"):
-            value = curvature if name == "curvature" else arrays[name]
-            if np.any(value < 0):
-                raise ValueError(f"{name} must be non-negative, got min {value.min()!r}")
-        self.curvature = curvature
-        self.sigma2 = arrays["sigma2"]
-        self.mean0 = arrays["mean0"]
-        self.var0 = arrays["var0"]
+            if np.any(getattr(self, name) < 0):
+                raise ValueError(f"{name} must be non-negative, got min {getattr(self, name).min()!r}")
 
     @classmethod
     def paper(cls, dim: int = 1000, noisy: bool = True) -> "NQM":
@@ -101,18 +97,16 @@ class NQM:
 
     def replace(self, **changes) -> "NQM":
         """A copy with some fields changed (validated again)."""
-        fields = {"curvature": self.curvature, "sigma2": self.sigma2, "mean0": self.mean0,
-                  "var0": self.var0}
-        return NQM(**{**fields, **changes})
+        return NQM(**{**{name: getattr(self, name) for name in _FIELDS}, **changes})
 
     # --- pytree protocol: unflattening skips validation (leaves may be tracers) ---------
     def tree_flatten(self):
-        return (self.curvature, self.sigma2, self.mean0, self.var0), None
+        return tuple(getattr(self, name) for name in _FIELDS), None
 
     @classmethod
     def tree_unflatten(cls, _aux, leaves):
         obj = object.__new__(cls)
-        obj.curvature, obj.sigma2, obj.mean0, obj.var0 = leaves
+        obj.__dict__.update(zip(_FIELDS, leaves))
         return obj
 
     def __repr__(self) -> str:

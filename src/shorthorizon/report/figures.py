@@ -1,5 +1,6 @@
 """Drawing helpers shared by the experiments' figures. Each experiment draws its own figures in
-its module's ``plot(run_dir)``, from saved results only; what two of them draw alike lives here."""
+its ``plot(run_dir)`` (in its module, or in ``report/<module>.py``), from saved results only;
+what two of them draw alike lives here."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def run_units(
     bar = CostBar(units, [name for name in names if name not in waiting], desc)
 
     def work(kwargs):
-        return _to_numpy(fn(**kwargs))
+        return {k: np.asarray(v) for k, v in fn(**kwargs).items()}
 
     def finished(unit, result):
         run_dir.save_unit(unit.name, result, inputs(unit))
@@ -124,7 +124,3 @@ def _stored(run_dir: RunDir, unit: Unit) -> bool:
     print(f"unit {unit.name!r} in {run_dir.path} was computed from other arguments than this run gives it; "
           "recomputing it", file=sys.stderr)
     return False
-
-
-def _to_numpy(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in result.items()}

@@ -30,12 +30,7 @@ from typing import Any, Callable
 
 import jax
 
-from shorthorizon.tasks.base import Task, classification_loss, classification_metrics
-
-
-def _typed(key: jax.Array) -> jax.Array:
-    """A typed key (``jax.random.key``) from either kind."""
-    return key if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(key)
+from shorthorizon.tasks.base import Task, classification_loss, classifier_evaluate
 
 
 def nnx_classifier(make_model: Callable[[Any], Any], name: str = "nnx") -> Task:
@@ -57,17 +52,12 @@ def nnx_classifier(make_model: Callable[[Any], Any], name: str = "nnx") -> Task:
     def build(key):
         return nnx.split(make_model(nnx.Rngs(key)), *filters)
 
-    def init(key):
-        return build(key)[1]
-
-    def init_state(key):
-        return build(key)[3]
-
     def loss(params, model_state, batch, key):
         # copies of the variables (made under the current trace), which BatchNorm and reseed then set
         model = nnx.merge(train_def, params, rngs, model_state, copy=True)
         if key is not None and streams:
-            key = _typed(key)
+            if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):  # a typed key from either kind
+                key = jax.random.wrap_key_data(key)
             nnx.reseed(model, **{s: jax.random.fold_in(key, i) for i, s in enumerate(streams)})
         x, y = batch
         loss = classification_loss(model(x), y)
@@ -76,11 +66,7 @@ def nnx_classifier(make_model: Callable[[Any], Any], name: str = "nnx") -> Task:
     def apply(params, model_state, x):
         return nnx.merge(eval_def, params, rngs, model_state)(x)
 
-    def evaluate(params, model_state, batch):
-        x, y = batch
-        return classification_metrics(apply(params, model_state, x), y)
-
-    return Task(name, init, loss, evaluate, init_state, apply)
+    return Task(name, lambda key: build(key)[1], loss, classifier_evaluate(apply), lambda key: build(key)[3], apply)
 
 
 def equinox_classifier(make_model: Callable[[jax.Array], Any], name: str = "equinox") -> Task:
@@ -122,8 +108,4 @@ def equinox_classifier(make_model: Callable[[jax.Array], Any], name: str = "equi
     def apply(params, model_state, x):
         return forward(eval_static, params, model_state, x, None)[0]
 
-    def evaluate(params, model_state, batch):
-        x, y = batch
-        return classification_metrics(apply(params, model_state, x), y)
-
-    return Task(name, lambda key: build(key)[0], loss, evaluate, lambda key: build(key)[2], apply)
+    return Task(name, lambda key: build(key)[0], loss, classifier_evaluate(apply), lambda key: build(key)[2], apply)

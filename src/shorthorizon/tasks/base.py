@@ -75,17 +75,27 @@ def classification_metrics(logits: jax.Array, labels: jax.Array) -> dict:
     return {"loss": classification_loss(logits, labels), "error": jnp.mean(jnp.argmax(logits, axis=-1) != labels)}
 
 
+def classifier_evaluate(apply: Callable[[Params, ModelState, Any], jax.Array]) -> Callable:
+    """A classifier task's ``evaluate`` on ``(x, y)`` batches, from its model in inference mode
+    ``apply(params, model_state, x) -> logits``."""
+
+    def evaluate(params, model_state, batch):
+        x, y = batch
+        return classification_metrics(apply(params, model_state, x), y)
+
+    return evaluate
+
+
 def classifier(name: str, init: Callable[[jax.Array], Params], apply: Callable[[Params, jax.Array], jax.Array]) -> Task:
     """A stateless, deterministic classifier ``apply(params, x) -> logits`` as a :class:`Task`
     on ``(x, y)`` batches; its loss is the mean softmax cross-entropy."""
 
-    def evaluate(params, model_state, batch):
-        x, y = batch
-        return classification_metrics(apply(params, x), y)
+    def model(params, model_state, x):
+        return apply(params, x)
 
     def loss(params, model_state, batch, key):
         x, y = batch
         loss = classification_loss(apply(params, x), y)
         return loss, (model_state, {"loss": loss})
 
-    return Task(name, init, loss, evaluate, apply=lambda params, model_state, x: apply(params, x))
+    return Task(name, init, loss, classifier_evaluate(model), apply=model)

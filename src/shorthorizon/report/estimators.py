@@ -1,0 +1,126 @@
+"""The ``estimators`` experiment's figures and report section, from its saved results only
+(:mod:`shorthorizon.experiments.estimators` computes them)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shorthorizon.results import RunDir, fmt
+
+COLORS = {"forward": "tab:blue", "reverse": "tab:cyan", "es": "tab:orange", "pes": "tab:red", "nres": "tab:green"}
+
+
+def plot(run_dir: RunDir) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = run_dir.read_summary()
+    c = run_dir.load_curves("estimators")
+    by_estimator = {}
+    for name, v in s["estimators"].items():
+        by_estimator.setdefault(v["estimator"], []).append(v)
+    fig, (ax_bias, ax_std) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+    for e, rows in by_estimator.items():
+        rows = sorted(rows, key=lambda r: r["truncation"])
+        ks = [r["truncation"] for r in rows]
+        ax_bias.plot(ks, [r["relative_bias"] for r in rows], "o-", color=COLORS.get(e), label=e)
+        ax_bias.plot(ks, [r["relative_standard_error"] for r in rows], ":", color=COLORS.get(e))
+        ax_std.plot(ks, [r["relative_variance_x_work"] for r in rows], "o-", color=COLORS.get(e), label=e)
+        ax_std.plot(ks, [r["run_relative_variance_x_work"] for r in rows], "s--", color=COLORS.get(e))
+    ax_bias.set(xscale="log", yscale="log", xlabel="truncation K (steps per window)",
+                ylabel="|mean − exact| / |exact|",
+                title="bias away from the optimum (dotted: noise floor)")
+    ax_std.set(xscale="log", yscale="log", xlabel="truncation K", ylabel="variance / |exact|² × plain passes",
+               title="variance x cost (solid: an estimate; dashed: a run)")
+    ax_bias.legend()
+    fig.suptitle("Hypergradient estimators on the NQM against the exact whole-run gradient")
+    run_dir.save_figure(fig, "bias_std")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    steps = np.arange(len(c["exact_curve"]))
+    ax.plot(steps, c["exact_curve"], "k-", lw=2.5, label=f"exact optimum (J={s['exact']['loss']:.1f})")
+    ax.plot(steps, c["greedy_curve"], "k:", lw=1.5, label=f"greedy (J={s['greedy']['loss']:.1f})")
+    for name, v in s["estimators"].items():
+        ax.plot(steps, c[f"{name}_curve"], color=COLORS.get(v["estimator"]),
+                alpha=0.35 + 0.65 * (v["truncation"] / max(s["estimators"][n]["truncation"] for n in s["estimators"])),
+                lw=1, label=f"{name} (J={v['fitted_loss']:.1f})")
+    ax.set(yscale="log", xlabel="step", ylabel="expected excess loss",
+           title="Schedules fitted by each estimator (exact loss curves)")
+    ax.legend(fontsize=7, ncol=2)
+    run_dir.save_figure(fig, "fitted_schedules")
+
+
+# what each estimator's rows are, for the report (an estimator missing here is listed by name)
+DESCRIPTIONS = {
+    "forward": "forward: the derivative of each window's loss with its start state held (the paper's "
+               "short-horizon SMD; tbptt: the same by reverse mode); exact over the whole run at K = T.",
+    "es": "es: antithetic ES over each window, a fresh perturbation per window (as biased as truncation).",
+    "pes": "pes: persistent ES (Vicol, Metz and Sohl-Dickstein, ICML 2021): each pair credits the sum of every "
+           "perturbation drawn since its run started, unbiased for the whole run smoothed per window.",
+    "nres": "nres: noise-reuse ES (Li, Harrison, Sohl-Dickstein, Smith and Metz, NeurIPS 2023; ES-Single of "
+            "Vicol, Kolter and Swersky, ICML 2023) draws one perturbation per particle when its inner run starts "
+            "and reuses it in every window, so each window's loss difference carries the perturbation's whole "
+            "effect on the run so far. It is unbiased for the whole-run objective smoothed by one perturbation "
+            "per run; Li et al. show it has the least variance of the unbiased online ES estimators they analyse "
+            "(the rows below measure it against PES's here).",
+}
+DESCRIPTIONS["reverse"] = DESCRIPTIONS["forward"]
+
+
+def report(run_dir: RunDir, prefix: str = "") -> str:
+    s = run_dir.read_summary()
+    ex = s["exact"]
+    rows, unconverged = [], []
+    for name, v in s["estimators"].items():
+        opt = v["points"][-1]
+        h = v["fitted_hyper"]
+        if not v["converged"]:
+            unconverged.append(f"{name} ({v['meta_steps']:,} meta-steps)")
+        rows.append(f"| {name} | {fmt(v['relative_bias'], '.3g')} ({fmt(v['relative_standard_error'], '.2g')}) | "
+                    f"{fmt(v['relative_bias_from_expected'], '.3g')} "
+                    f"({fmt(v['relative_standard_error_from_expected'], '.2g')}) | {fmt(v['cosine'], '.4f')} | "
+                    f"{fmt(v['std'], '.3g')} | {fmt(v['relative_variance_x_work'], '.3g')}, "
+                    f"{fmt(v['run_relative_variance_x_work'], '.3g')} | "
+                    f"{', '.join(fmt(z, '+.1f') for z in opt['z_from_zero'])} | "
+                    f"{', '.join(fmt(x, '.3g') for x in h.values())} | {v['meta_steps']:,} | "
+                    f"{fmt(v['fitted_loss'], '.2f')} ({fmt(v['fitted_loss_ratio'], '.3f')}x)"
+                    f"{'' if v['converged'] else ', not converged'} | {fmt(v['fixed_point_loss_ratio'], '.3f')}x |")
+    hx = ex["hyper"]
+    described = dict.fromkeys(DESCRIPTIONS.get(v["estimator"], v["estimator"]) for v in s["estimators"].values())
+    steps = {name: v["meta_steps"] for name, v in s["estimators"].items()}
+    fewest, most = min(steps, key=steps.get), max(steps, key=steps.get)
+    budget = (f"Every fit spends the same budget, {s['fit_inner_steps']:,} inner steps over all its particles, so "
+              f"its meta-steps range from {steps[fewest]:,} ({fewest}) to {steps[most]:,} ({most}); a fit whose J is "
+              f"more than {s['convergence']:.0%} from its estimator's fixed point (where its expected gradient "
+              f"vanishes: the exact optimum for the unbiased ones) has not converged within that budget, and its "
+              f"number is the budget's, not the estimator's.")
+    verdict = ("Not converged: " + ", ".join(unconverged) + "." if unconverged
+               else f"Every fit is within {s['convergence']:.0%} of its fixed point.")
+    return f"""## Hypergradient estimators against the exact whole-run gradient (NQM)
+
+Objective: {s['objective']}. Coordinates: {', '.join(s['coordinates'])}.
+Exact optimum: lr {hx['lr']:.4g}, decay exponent {hx['decay_exponent']:.4g}, momentum {hx['momentum']:.4g},
+J = {ex['loss']:.3f} (greedy schedule: J = {s['greedy']['loss']:.2f}).
+
+{chr(10).join(f"- {d}" for d in described)}
+
+Averages over the settings away from the optimum: bias is |mean − exact| / |exact| against the
+whole-run gradient and against the estimator's own exact expectation (truncated gradient, or
+the smoothed whole-run gradient for PES and NRES), each with its noise floor in parentheses
+(|standard error| / |exact|: an unbiased mean is about that far off by chance); std is one
+estimate's; "var × work" is one estimate's variance relative to |exact|² times its cost in
+plain passes, then the same for a particle's mean over its whole run (lower is better at equal
+compute; the second counts the correlation between one run's windows). "z at optimum" is the
+mean estimate at the exact optimum in standard errors from zero, per coordinate (the exact
+gradient vanishes there). {budget} {verdict} J is exact.
+
+| estimator | bias vs exact (floor) | bias vs own expectation (floor) | cosine | std | var × work: estimate, run | z at optimum | fitted lr, decay exp., momentum | meta-steps | fitted J (x optimum) | fixed point J (x optimum) |
+|---|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+![bias and variance at equal compute against K]({prefix}bias_std.png)
+
+![fitted schedules]({prefix}fitted_schedules.png)
+"""
