@@ -30,3 +30,31 @@ from shorthorizon.nqm.regime import (
     safe_horizon,
 )
 from shorthorizon.nqm.simulate import simulate
+
+__all__ = [
+    "NQM",
+    "Fit",
+    "HorizonCurve",
+    "Moments",
+    "Regime",
+    "ScheduledRun",
+    "chebyshev_spectrum",
+    "component_ratios",
+    "fit_schedule",
+    "geometric_spectrum",
+    "greedy_schedule",
+    "greedy_step",
+    "harmonic_spectrum",
+    "horizon_curve",
+    "initial_moments",
+    "loss_components",
+    "loss_curve",
+    "max_component_ratio",
+    "moment_trajectory",
+    "ratios_of",
+    "regime",
+    "regime_problem",
+    "safe_horizon",
+    "simulate",
+    "step_moments",
+]

@@ -14,3 +14,7 @@ Conventions (one name per idea): ``lr`` is α in ``v <- μ v - α ∇L, θ <- θ
 from shorthorizon.optim.optimizers import (OPTIMIZERS, Hyper, Optimizer, OptState, Schedule, adam, adamw, constant,
                                            exponential, inverse_time, make_optimizer, momentum, sgd)
 from shorthorizon.optim.spaces import COMPLEMENTED, EffectiveSpace, LogSpace, from_effective, log_space, to_effective
+
+__all__ = ["COMPLEMENTED", "OPTIMIZERS", "EffectiveSpace", "Hyper", "LogSpace", "OptState", "Optimizer", "Schedule", "adam", "adamw",
+           "constant", "exponential", "from_effective", "inverse_time", "log_space", "make_optimizer", "momentum", "sgd",
+           "to_effective"]

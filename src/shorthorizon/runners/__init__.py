@@ -6,3 +6,5 @@ interrupted sweep resumes); ``ray``: joining or starting a Ray cluster.
 
 from shorthorizon.runners.ray import ensure_ray
 from shorthorizon.runners.units import EXECUTORS, CostBar, Unit, inputs, run_units
+
+__all__ = ["EXECUTORS", "CostBar", "Unit", "ensure_ray", "inputs", "run_units"]

@@ -11,3 +11,7 @@ from shorthorizon.tasks.base import (ModelState, Params, Task, cast_floats, clas
                                      classification_metrics, classifier, initialize)
 from shorthorizon.tasks.models import cnn, mlp
 from shorthorizon.tasks.registry import FACTORY, TASKS, check_output, load_factory, make_task, task_factory
+
+__all__ = ["FACTORY", "TASKS", "ModelState", "Params", "Task", "cast_floats", "check_output", "classification_loss",
+           "classification_metrics", "classifier", "cnn", "initialize", "load_factory", "make_task", "mlp",
+           "task_factory"]
