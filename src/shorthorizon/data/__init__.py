@@ -13,15 +13,12 @@ published checksums, and can be fetched with ``shorthorizon data download NAME``
 from shorthorizon.data.errors import ChecksumError, CorruptFileError, DatasetNotFoundError, DownloadError
 from shorthorizon.data.fetch import download, ensure_dataset
 from shorthorizon.data.formats import make_fake_dataset, write_cifar_batches, write_idx
-from shorthorizon.data.registry import SPECS
 from shorthorizon.data.store import (Dataset, dataset_status, default_dataset, find_dataset,
                                      load_dataset, locate_dataset, missing_data_instructions,
                                      search_roots)
 
-DATASETS = tuple(SPECS)
-
 __all__ = [
-    "DATASETS", "ChecksumError", "CorruptFileError", "Dataset", "DatasetNotFoundError",
+    "ChecksumError", "CorruptFileError", "Dataset", "DatasetNotFoundError",
     "DownloadError", "dataset_status", "default_dataset", "download", "ensure_dataset",
     "find_dataset", "load_dataset", "locate_dataset", "make_fake_dataset",
     "missing_data_instructions", "search_roots", "write_cifar_batches", "write_idx",
