@@ -11,6 +11,7 @@ import numpy as np
 
 from shorthorizon.config import DIM, FRACTION, LOG_STEP, POSITIVE, SEED, check, items, key
 from shorthorizon.nqm import NQM, fit_schedule, greedy_schedule, loss_components, loss_curve, ratios_of, simulate
+from shorthorizon.nqm.problem import PAPER_LOSSES
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -18,8 +19,6 @@ NAME = "nqm"
 FLAGS = ()
 SETTINGS = ("noisy", "deterministic")
 KINDS = ("greedy", "fixed", "optimized")
-# Section 2.3 of the paper: final losses after 250 steps on the noisy problem.
-PAPER = {"noisy": {"greedy": 63.86, "fixed": 42.19, "optimized": 4.25}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +169,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
         summary[setting]["fixed"]["lr"] = float(results["fixed"]["lr"][i, 0])
         summary[setting]["fixed"]["momentum"] = float(results["fixed"]["momentum"][i, 0])
     if is_paper_problem(config):
-        summary["paper"] = PAPER
+        summary["paper"] = PAPER_LOSSES
     plot_all(run_dir)
     return run_dir.write_summary(summary)
 
@@ -271,7 +270,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
     ]
     for setting in SETTINGS:
         for kind in KINDS:
-            paper = PAPER.get(setting, {}).get(kind)
+            paper = PAPER_LOSSES.get(setting, {}).get(kind)
             ours = summary[setting][kind]
             column = (f"{'' if paper is None else f'{paper:.2f}'} | " if paper_problem else "")
             lines.append(f"| {setting} | {kind} | {column}"

@@ -12,6 +12,7 @@ import numpy as np
 from shorthorizon.config import DIM, FRACTION, LOG_STEP, NONNEGATIVE, POSITIVE, at_least, check, items, key
 from shorthorizon.nqm import initial_moments, regime, regime_problem
 from shorthorizon.nqm.dynamics import loss_of
+from shorthorizon.nqm.problem import PAPER_LOSSES
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -20,6 +21,10 @@ FLAGS = ()
 SETTINGS = {"momentum": True, "sgd": False}  # unit-name part -> SGD with momentum or without
 EDGE_TOLERANCE = 1.05  # Section 2.2.4's edges: greedy / optimized at most this
 NEGLIGIBLE = 1e-6  # ... or both final losses below this fraction of the initial loss
+
+
+# the keys that decide the paper's cell's losses (the NQM experiment's paper problem and fit)
+PAPER_KEYS = ("dim", "horizon", "fit_steps", "adam_lr", "penalty", "margin", "paper_kappa", "paper_noise", "mean0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,15 +276,12 @@ def plot_horizon_curves(run_dir: RunDir) -> None:
 
 # --- report ----------------------------------------------------------------------------------
 def _paper_ratio(config: dict) -> str:
-    """The paper's greedy / optimized ratio, only beside the paper's problem and fit in the
-    paper's cell."""
-    from shorthorizon.experiments.nqm import PAPER, is_paper_problem
-
+    """The paper's greedy / optimized ratio (Section 2.3), only beside the paper's problem and
+    fit in the paper's cell: the paper preset's values of every key that decides that cell."""
     paper = PRESETS["paper"]
-    if not (is_paper_problem(config) and all(config[k] == getattr(paper, k) for k in ("paper_kappa", "paper_noise",
-                                                                                        "mean0"))):
+    if any(config[k] != getattr(paper, k) for k in PAPER_KEYS):
         return "the problem or its fit is not the paper's, so its ratio is not shown"
-    noisy = PAPER["noisy"]
+    noisy = PAPER_LOSSES["noisy"]
     return f"paper {noisy['greedy']} / {noisy['optimized']} = {noisy['greedy'] / noisy['optimized']:.1f}"
 
 

@@ -53,6 +53,12 @@ def _check_range(dim: int, low: float, high: float) -> None:
 _FIELDS = ("curvature", "sigma2", "mean0", "var0")  # the leaves, in the order the constructor takes them
 
 
+# Section 2.3 of the paper: the final excess losses after 250 steps on NQM.paper(1000), the
+# noisy version, of the greedy schedule (Theorem 2), the best fixed lr and momentum, and the
+# optimized per-step schedule
+PAPER_LOSSES = {"noisy": {"greedy": 63.86, "fixed": 42.19, "optimized": 4.25}}
+
+
 @jax.tree_util.register_pytree_node_class
 class NQM:
     """A noisy quadratic problem: per-dimension ``curvature`` h_i, minimum-noise variance
