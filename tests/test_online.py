@@ -337,35 +337,37 @@ def test_seeds_are_independent_units_summarised_by_their_intervals(tmp_path, mon
     _write_learnable(tmp_path / "data", "fashion-mnist", 400, 100)
     config = dataclasses.replace(
         online.PRESETS["quick"], task=("mlp",), data_dir=str(tmp_path / "data"), verify=False, mlp_steps=40,
-        meta_steps=2, interval=5, chunks=2, mlp_batch_size=20, mlp_init_lrs=(0.05,), eval_examples=100)
+        meta_steps=2, interval=5, chunks=2, mlp_batch_size=20, mlp_init_lrs=(0.05,), eval_examples=100,
+        lookaheads=("stochastic",))  # test_ray_and_local_executors_agree's shapes: its compiled programs serve
     one = online.run(config, RunDir(tmp_path / "one"))
     two = online.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two"))
     assert one["seeds"] == 1 and "per_seed" not in one and two["seeds"] == 2
     assert two["mlp"] == one["mlp"] and two["per_seed"][0]["mlp"] == one["mlp"]
     seed1 = two["per_seed"][1]["mlp"]
-    assert [r["unit"] for r in seed1["runs"]] == ["mlp_stochastic_lr0.05_s1", "mlp_deterministic_lr0.05_s1"]
+    assert [r["unit"] for r in seed1["runs"]] == ["mlp_stochastic_lr0.05_s1"]
     for a, b in zip(one["mlp"]["runs"], seed1["runs"]):
         assert a["lr_at_stop"] != b["lr_at_stop"] and a["final_train_loss"] != b["final_train_loss"]
 
     runs = {(r["lookahead"], k): r for k, s in enumerate(two["per_seed"]) for r in s["mlp"]["runs"]}
-    for mode in ("stochastic", "deterministic"):
-        lrs = [runs[mode, k]["lr_at_stop"] for k in (0, 1)]
-        assert two["intervals"][f"mlp.{mode}.lr_at_stop"] == stats.log_interval(lrs)
-        assert two["intervals"][f"mlp.{mode}.lr_over_baseline"] == stats.log_interval(np.divide(lrs, 0.1))
-        assert two["intervals"][f"mlp.{mode}.final_train_loss"] == stats.interval(
-            [runs[mode, k]["final_train_loss"] for k in (0, 1)])
+    lrs = [runs["stochastic", k]["lr_at_stop"] for k in (0, 1)]
+    losses = [runs["stochastic", k]["final_train_loss"] for k in (0, 1)]
+    assert two["intervals"]["mlp.stochastic.lr_at_stop"] == stats.log_interval(lrs)
+    assert two["intervals"]["mlp.stochastic.lr_ratio"] == stats.log_interval(np.divide(lrs, 0.1))
+    assert two["intervals"]["mlp.stochastic.final_train_loss"] == stats.interval(losses)
+    assert two["intervals"]["mlp.stochastic.loss_ratio"] == stats.log_interval(
+        np.divide(losses, [s["mlp"]["baseline"]["final_train_loss"] for s in two["per_seed"]]))
     assert two["intervals"]["mlp.baseline.diverged"] == stats.interval([0.0, 0.0])
     assert set(one["intervals"]) == set(two["intervals"]) and one["intervals"]["mlp.stochastic.lr_at_stop"]["low"] is None
 
     assert figures_show_their_data(online.plot, tmp_path / "two") == ["figure7_mlp"]
     section = online.report(RunDir(tmp_path / "two"))
-    low, high = (two["intervals"]["mlp.stochastic.lr_over_baseline"][k] for k in ("low", "high"))
+    low, high = (two["intervals"]["mlp.stochastic.lr_ratio"][k] for k in ("low", "high"))
     assert f"[{low:.3g}, {high:.3g}] (2 seeds)" in section and "Seed 0:" in section
 
-    (tmp_path / "two" / "units" / "mlp_deterministic_lr0.05_s1.npz").unlink()
+    (tmp_path / "two" / "units" / "mlp_stochastic_lr0.05_s1.npz").unlink()
     computed = []
     run_unit = online.run_unit
     monkeypatch.setattr(online, "run_unit", lambda **kw: computed.append(kw) or run_unit(**kw))
     again = online.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two"))
-    assert [(kw["lookahead"], kw["config"].seed) for kw in computed] == [("deterministic", 1)]
+    assert [(kw["lookahead"], kw["config"].seed) for kw in computed] == [("stochastic", 1)]
     assert {k: v for k, v in again.items() if k != "wall_time_s"} == {k: v for k, v in two.items() if k != "wall_time_s"}

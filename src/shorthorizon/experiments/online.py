@@ -319,8 +319,9 @@ def _task_summary(config: Config, task: str, dataset: str, results: dict, seed: 
 
 # the headline numbers of each task and mode (baseline, stochastic, deterministic; pes, nres), by name ->
 # whether it varies by factors (shorthorizon.stats.over_seeds); their paths in summary["intervals"] are
-# "<task>.<mode>.<name>", e.g. "mlp.stochastic.lr_over_baseline" (the baseline has the first two only)
-HEADLINES = {"final_train_loss": False, "diverged": False, "lr_at_stop": True, "lr_over_baseline": True}
+# "<task>.<mode>.<name>", e.g. "mlp.stochastic.lr_ratio" (the baseline has the first two only). lr_ratio
+# is the lr at stop over the tuned (baseline) lr, loss_ratio the final train loss over the baseline's.
+HEADLINES = {"final_train_loss": False, "diverged": False, "lr_at_stop": True, "lr_ratio": True, "loss_ratio": True}
 
 
 def _headlines(s: dict) -> dict:
@@ -328,19 +329,20 @@ def _headlines(s: dict) -> dict:
     about every run of a mode, so where a mode has several initial lrs its ``lr_at_stop`` is the
     largest (every stochastic lr is below a tenth of the tuned one when the largest is) and its
     ``final_train_loss`` the lowest (the best it reached); ``diverged`` is the fraction of its runs
-    that diverged, and a diverged run's loss is null (stats counts it as diverged). The ratio to
-    the tuned lr is taken within the seed."""
+    that diverged, and a diverged run's loss is null (stats counts it as diverged). Ratios to the
+    baseline are taken within the seed."""
     base = s["baseline"]
-    out = {"baseline": {"final_train_loss": None if base["diverged"] else base["final_train_loss"],
-                        "diverged": float(base["diverged"])}}
+    base_loss = None if base["diverged"] else base["final_train_loss"]
+    out = {"baseline": {"final_train_loss": base_loss, "diverged": float(base["diverged"])}}
     for mode in dict.fromkeys(r["lookahead"] for r in s["runs"]):
         runs = [r for r in s["runs"] if r["lookahead"] == mode]
         lrs = [r["lr_at_stop"] for r in runs]
         lr = None if None in lrs else max(lrs)
-        out[mode] = {"final_train_loss": min((r["final_train_loss"] for r in runs if not r["diverged"]
-                                              and r["final_train_loss"] is not None), default=None),
-                     "diverged": float(np.mean([r["diverged"] for r in runs])),
-                     "lr_at_stop": lr, "lr_over_baseline": None if lr is None else lr / base["lr"]}
+        loss = min((r["final_train_loss"] for r in runs if not r["diverged"] and r["final_train_loss"] is not None),
+                   default=None)
+        out[mode] = {"final_train_loss": loss, "diverged": float(np.mean([r["diverged"] for r in runs])),
+                     "lr_at_stop": lr, "lr_ratio": None if lr is None else lr / base["lr"],
+                     "loss_ratio": None if loss is None or base_loss is None else loss / base_loss}
     return out
 
 

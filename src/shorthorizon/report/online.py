@@ -130,10 +130,10 @@ def _over_seeds(summary: dict, task: str) -> list[str]:
     intervals, name = summary["intervals"], file_name(task)
     modes = list(dict.fromkeys(path.split(".")[1] for path in intervals if path.startswith(name + ".")))
     return [f"Over {summary['seeds']} seeds: each number's mean and 95% Student-t interval over the seeds "
-            "(for learning rates and their ratio to the tuned lr, which vary by factors, the interval of their logs, "
-            "exponentiated; the ratio is taken within each seed). A mode's lr at stop is the largest of its runs', its "
-            "loss the lowest; diverged is the fraction of its runs that diverged (a diverged run's loss is counted "
-            "apart).", "",
+            "(for learning rates and the ratios to the baseline's lr and loss, which vary by factors, the interval of "
+            "their logs, exponentiated; a ratio is taken within each seed). A mode's lr at stop is the largest of its "
+            "runs', its loss the lowest; diverged is the fraction of its runs that diverged (a diverged run's loss is "
+            "counted apart).", "",
             "| mode | " + " | ".join(HEADLINES) + " |", "|---|" + "---|" * len(HEADLINES)] + [
         f"| {mode} | " + " | ".join(_interval(intervals.get(f"{name}.{mode}.{key}")) for key in HEADLINES) + " |"
         for mode in modes] + ["", "Seed 0:", ""]
