@@ -282,7 +282,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                 raise ValueError(f"config key {key!r} is {getattr(config, key)}, more than the {examples} training "
                                  f"examples of {name}")
     run_dir.write_config(config, datasets=data)
-    runs = [(task, lr, la, _cost(config, task, data[task], la)) for task in config.task for lr, la in _runs(config, task)]
+    runs = [(task, lr, la, _cost(config, task, data[task], la))
+            for task in config.task for lr, la in _runs(config, task)]
     units = [Unit(unit_name(task, lr, la, seed), dict(config=_seeded(config, seed), task=task, dataset=data[task],
                                                        init_lr=lr, lookahead=la), cost=cost)
              for seed in range(config.seeds) for task, lr, la, cost in runs]

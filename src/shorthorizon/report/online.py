@@ -95,7 +95,8 @@ def plot(run_dir: RunDir) -> None:
         base_lr = s["baseline"]["lr"]
         # (label, style, each seed's (unit, diverged))
         entries = [(f"baseline lr={base_lr:g}", dict(color="black", ls="-"),
-                    [(unit_name(task, base_lr, None, k), seed["baseline"]["diverged"]) for k, seed in enumerate(seeds)])]
+                    [(unit_name(task, base_lr, None, k), seed["baseline"]["diverged"])
+                     for k, seed in enumerate(seeds)])]
         entries += [(f"{r['lookahead']} lr0={r['init_lr']:g}",
                      dict(color=colors[r["init_lr"]], ls="-" if r["lookahead"] == "stochastic" else "--"),
                      [(seed["runs"][i]["unit"], seed["runs"][i]["diverged"]) for seed in seeds])
@@ -106,10 +107,12 @@ def plot(run_dir: RunDir) -> None:
         for (label, style, _), runs, loss in zip(entries, curves, losses):
             _draw(ax_loss, loss, top, label, **style)
             for ax, name in zip([ax_lr, *ax_others], ["lr", *others]):
-                _draw(ax, [(np.arange(len(c[name])), c[name], diverged) for c, diverged in runs], np.inf, label, **style)
+                _draw(ax, [(np.arange(len(c[name])), c[name], diverged) for c, diverged in runs], np.inf, label,
+                      **style)
         spread = f"; {len(seeds)} seeds: mean, band min–max" if len(seeds) > 1 else ""
         ax_loss.set(yscale="log", ylim=(bottom, top), xlabel="training step",
-                    ylabel=f"training loss (moving mean of {window})", title=f"{task.upper()} on {s['dataset']}{spread}")
+                    ylabel=f"training loss (moving mean of {window})",
+                    title=f"{task.upper()} on {s['dataset']}{spread}")
         for ax, name in zip([ax_lr, *ax_others], ["learning rate α", *others]):
             ax.set(yscale="log", xlabel="training step", ylabel=name, title=name)
             ax.axvline(s["steps"] // 2, color="gray", lw=0.8, ls=":")
@@ -122,7 +125,8 @@ def _interval(interval: dict | None) -> str:
     if interval is None:
         return "—"
     diverged = f", {interval['diverged']} diverged" if interval["diverged"] else ""
-    return f"{fmt(interval['mean'])} [{fmt(interval['low'])}, {fmt(interval['high'])}] ({interval['n']} seeds{diverged})"
+    return (f"{fmt(interval['mean'])} [{fmt(interval['low'])}, {fmt(interval['high'])}] "
+            f"({interval['n']} seeds{diverged})")
 
 
 def _over_seeds(summary: dict, task: str) -> list[str]:
