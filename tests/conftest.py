@@ -101,12 +101,12 @@ def panel_problems(fig) -> list[str]:
 def figures_show_their_data(monkeypatch):
     """``check(plot, run_dir)``: draws the figures ``plot`` makes from a finished run folder
     (kept, not saved: the folder stays as it was), asserts that each one's every series lies
-    inside its panel and no panel is empty (:func:`panel_problems`), and returns their names."""
+    inside its panel and no panel is empty (:func:`panel_problems`), and returns them by name."""
     import matplotlib.pyplot as plt
 
     from shorthorizon.results import RunDir
 
-    def check(plot, run_dir) -> list[str]:
+    def check(plot, run_dir) -> dict:
         figures = {}
         with monkeypatch.context() as m:
             m.setattr(RunDir, "save_figure", lambda self, fig, name: figures.setdefault(name, fig))
@@ -115,6 +115,6 @@ def figures_show_their_data(monkeypatch):
         for fig in figures.values():
             plt.close(fig)
         assert figures and not any(problems.values()), problems
-        return sorted(figures)
+        return figures
 
     return check

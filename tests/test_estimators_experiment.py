@@ -63,4 +63,4 @@ def test_rerun_resumes_from_stored_units_and_report_reads_them(tiny_run):
 
 
 def test_every_figure_shows_its_data(tiny_run, figures_show_their_data):
-    assert figures_show_their_data(experiment.plot, tiny_run) == ["bias_std", "fitted_schedules"]
+    assert sorted(figures_show_their_data(experiment.plot, tiny_run)) == ["bias_std", "fitted_schedules"]

@@ -184,4 +184,4 @@ def test_readme_regime_example_runs(capsys):
 
 
 def test_every_map_figure_shows_its_data(tiny_run, figures_show_their_data):
-    assert figures_show_their_data(experiment.plot_all, tiny_run) == ["horizon_curves", "map"]
+    assert sorted(figures_show_their_data(experiment.plot_all, tiny_run)) == ["horizon_curves", "map"]

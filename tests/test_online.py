@@ -220,7 +220,7 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json, f
             "final_test_accuracy", "diverged"} <= set(run)
     assert run["lookahead"] == "stochastic" and not run["diverged"] and run["steps_done"] == 40
     assert "Figure 7" in online.report(online.RunDir(out))
-    assert figures_show_their_data(online.plot, out) == ["figure7_mlp"]  # the diverged baseline too
+    assert sorted(figures_show_their_data(online.plot, out)) == ["figure7_mlp"]  # the diverged baseline too
 
     assert strict_json(out)  # the diverged baseline's numbers are null, not NaN
 
@@ -360,7 +360,7 @@ def test_seeds_are_independent_units_summarised_by_their_intervals(tmp_path, mon
     assert set(one["intervals"]) == set(two["intervals"])
     assert one["intervals"]["mlp.stochastic.lr_at_stop"]["low"] is None  # one seed: no spread
 
-    assert figures_show_their_data(online.plot, tmp_path / "two") == ["figure7_mlp"]
+    assert sorted(figures_show_their_data(online.plot, tmp_path / "two")) == ["figure7_mlp"]
     section = online.report(RunDir(tmp_path / "two"))
     low, high = (two["intervals"]["mlp.stochastic.lr_ratio"][k] for k in ("low", "high"))
     assert f"[{low:.3g}, {high:.3g}] (2 seeds)" in section and "Seed 0:" in section
@@ -373,3 +373,36 @@ def test_seeds_are_independent_units_summarised_by_their_intervals(tmp_path, mon
     assert [(kw["lookahead"], kw["config"].seed) for kw in computed] == [("stochastic", 1)]
     again.pop("wall_time_s"), two.pop("wall_time_s")
     assert again == two
+
+
+def test_figure7_shows_the_runs_beside_one_whose_loss_reached_658(tmp_path, figures_show_their_data):
+    """Issue 25's Figure 7: the deterministic lookahead's loss climbs to 658 and the run is
+    stopped while the baseline and the stochastic run stay below 2.7. The loss panel spans the
+    runs that did not diverge (from the initial loss down), and the diverged run is drawn until
+    it leaves the panel, marked there with ×, and named in the legend."""
+    from shorthorizon.experiments import online
+    from shorthorizon.results import RunDir
+
+    steps, stopped = 2000, 600
+    t = np.arange(steps)
+    curves = {"mlp_baseline": 0.2 + 2.1 * np.exp(-t / 300), "mlp_stochastic_lr0.1": 0.3 + 2.0 * np.exp(-t / 200),
+              "mlp_deterministic_lr0.1": np.geomspace(2.3, 658, stopped)}
+    run_dir = RunDir(tmp_path)
+    for unit, loss in curves.items():
+        run_dir.save_unit(unit, {"loss": loss, "lr": np.full(len(loss), 0.1), "momentum": np.full(len(loss), 0.9)})
+    row = {"init_lr": 0.1, "lr_at_stop": 0.01, "momentum_at_stop": 0.9, "final_train_loss": 0.3}
+    run_dir.write_summary({"mlp": {"task": "mlp", "dataset": "mnist", "steps": steps,
+                                   "baseline": {"lr": 0.1, "momentum": 0.9, "diverged": False},
+                                   "runs": [{**row, "lookahead": "stochastic", "unit": "mlp_stochastic_lr0.1",
+                                             "diverged": False},
+                                            {**row, "lookahead": "deterministic", "unit": "mlp_deterministic_lr0.1",
+                                             "diverged": True}]}})
+    figure = figures_show_their_data(online.plot, tmp_path)["figure7_mlp"]
+    loss = figure.axes[0]
+    bottom, top = loss.get_ylim()
+    assert top == pytest.approx(1.25 * 2.3, rel=0.01) and bottom < 0.2  # the finished runs' range
+    lines = {line.get_label(): line.get_ydata() for line in loss.lines}
+    drawn = lines["deterministic lr0=0.1 (diverged)"]
+    assert 2 < len(drawn) < stopped and drawn.max() <= top  # up to where it leaves the panel ...
+    assert [tuple(line.get_ydata()) for line in loss.lines if line.get_marker() == "x"] == [(top,)]  # ... marked
+    assert {"baseline lr=0.1", "stochastic lr0=0.1"} <= set(lines)

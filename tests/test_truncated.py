@@ -106,4 +106,4 @@ def test_bad_config_names_the_key(tmp_path, capsys):
 
 
 def test_every_figure_shows_its_data(run, figures_show_their_data):
-    assert figures_show_their_data(experiment.plot, run[0]) == ["fits", "long_runs"]
+    assert sorted(figures_show_their_data(experiment.plot, run[0])) == ["fits", "long_runs"]

@@ -42,17 +42,19 @@ def _per_seed(summary: dict) -> list[dict]:
     return summary.get("per_seed", [summary])
 
 
-def _drawn(x: np.ndarray, y: np.ndarray, top: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+def _drawn(x: np.ndarray, y: np.ndarray, top: float = np.inf) -> tuple[np.ndarray, np.ndarray, tuple | None]:
     """A diverged run's curve up to where it diverged (its first value that is not finite) or
-    leaves the panel (above ``top``)."""
+    left the panel (its first above ``top``), and where to mark that: on the panel's top edge
+    where it left, else at its last point."""
     inside = np.isfinite(y) & (y <= top)
     end = len(y) if inside.all() else int(np.argmin(inside))
-    return x[:end], y[:end]
+    mark = (x[end], top) if end < len(y) and y[end] > top else (x[end - 1], y[end - 1]) if end else None
+    return x[:end], y[:end], mark
 
 
 def _draw(ax, runs: list[tuple[np.ndarray, np.ndarray, bool]], top: float, label: str, **style) -> None:
     """The mean and min-max band of the seeds that finished, each diverged seed's curve up to
-    its divergence (:func:`_drawn`), marked with × where it ends."""
+    its divergence (:func:`_drawn`), marked with ×."""
     finished = np.array([y for _, y, diverged in runs if not diverged])
     if len(finished):
         x = next(x for x, _, diverged in runs if not diverged)
@@ -61,20 +63,21 @@ def _draw(ax, runs: list[tuple[np.ndarray, np.ndarray, bool]], top: float, label
                 **style)
         if len(finished) > 1:
             ax.fill_between(x, finished.min(axis=0), finished.max(axis=0), color=style["color"], alpha=0.2, lw=0)
-    for x, y in (_drawn(x, y, top) for x, y, diverged in runs if diverged):
-        if len(y):
-            ax.plot(x, y, lw=0.8, label=None if len(finished) else f"{label} (diverged)", **style)
-            ax.plot(x[-1], y[-1], marker="x", ms=8, color=style["color"])
-            label = None
+    for x, y, mark in (_drawn(x, y, top) for x, y, diverged in runs if diverged):
+        ax.plot(x, y, lw=0.8, label=None if len(finished) else f"{label} (diverged)", **style)
+        if mark:
+            ax.plot(*mark, marker="x", ms=8, color=style["color"])
+        label = None
 
 
-def _loss_limits(runs: list[tuple[np.ndarray, np.ndarray, bool]]) -> tuple[float, float]:
-    """The loss panel's limits: the finished runs' range (the diverged ones' first losses where
-    every run diverged), widened by MARGIN; diverged runs are drawn only below its top."""
-    finished = [y for _, y, diverged in runs if not diverged] or [y[:1] for _, y, _ in runs]
-    top = MARGIN * max(float(np.nanmax(y)) for y in finished)
-    drawn = finished + [_drawn(x, y, top)[1] for x, y, diverged in runs if diverged]
-    return min(float(np.nanmin(y)) for y in drawn if len(y)) / MARGIN, top
+def _loss_limits(runs: list[tuple[np.ndarray, np.ndarray, bool]], start: float) -> tuple[float, float]:
+    """The loss panel's limits: from the initial loss ``start`` (where every run begins, before
+    a moving mean hides it) and the finished runs' losses, widened by MARGIN; a diverged run is
+    drawn only up to the top."""
+    top = MARGIN * max([start] + [float(np.max(y)) for _, y, diverged in runs if not diverged])
+    drawn = [y for _, y, diverged in runs if not diverged] + [_drawn(x, y, top)[1] for x, y, diverged in runs
+                                                               if diverged]
+    return min([start] + [float(np.min(y)) for y in drawn if len(y)]) / MARGIN, top
 
 
 def plot(run_dir: RunDir) -> None:
@@ -103,7 +106,8 @@ def plot(run_dir: RunDir) -> None:
                     for i, r in enumerate(s["runs"])]
         curves = [[(run_dir.load_unit(unit), diverged) for unit, diverged in runs] for _, _, runs in entries]
         losses = [[(*_smooth(c["loss"], window), diverged) for c, diverged in runs] for runs in curves]
-        bottom, top = _loss_limits([run for runs in losses for run in runs])
+        start = max(float(c["loss"][0]) for runs in curves for c, _ in runs if np.isfinite(c["loss"][0]))
+        bottom, top = _loss_limits([run for runs in losses for run in runs], start)
         for (label, style, _), runs, loss in zip(entries, curves, losses):
             _draw(ax_loss, loss, top, label, **style)
             for ax, name in zip([ax_lr, *ax_others], ["lr", *others]):
