@@ -63,11 +63,12 @@ def _draw(ax, runs: list[tuple[np.ndarray, np.ndarray, bool]], top: float, label
                 **style)
         if len(finished) > 1:
             ax.fill_between(x, finished.min(axis=0), finished.max(axis=0), color=style["color"], alpha=0.2, lw=0)
+    legend = None if len(finished) else f"{label} (diverged)"  # on the first diverged seed's curve
     for x, y, mark in (_drawn(x, y, top) for x, y, diverged in runs if diverged):
-        ax.plot(x, y, lw=0.8, label=None if len(finished) else f"{label} (diverged)", **style)
+        ax.plot(x, y, lw=0.8, label=legend, **style)
         if mark:
             ax.plot(*mark, marker="x", ms=8, color=style["color"])
-        label = None
+        legend = None
 
 
 def _loss_limits(runs: list[tuple[np.ndarray, np.ndarray, bool]], start: float) -> tuple[float, float]:
@@ -128,6 +129,8 @@ def _interval(interval: dict | None) -> str:
     """``mean [low, high] (n seeds)`` of an interval of :mod:`shorthorizon.stats`."""
     if interval is None:
         return "—"
+    if interval["mean"] is None:
+        return f"— ({interval['diverged']} seeds diverged)"
     diverged = f", {interval['diverged']} diverged" if interval["diverged"] else ""
     return (f"{fmt(interval['mean'])} [{fmt(interval['low'])}, {fmt(interval['high'])}] "
             f"({interval['n']} seeds{diverged})")
