@@ -60,3 +60,7 @@ def test_rerun_resumes_from_stored_units_and_report_reads_them(tiny_run):
     unconverged = [n for n, v in after["estimators"].items() if not v["converged"]]
     assert all(f"{n} (" in text.split("Not converged: ")[1] for n in unconverged) if unconverged else \
         "Every fit is within 2% of its fixed point" in text
+
+
+def test_every_figure_shows_its_data(tiny_run, figures_show_their_data):
+    assert sorted(figures_show_their_data(experiment.plot, tiny_run)) == ["bias_std", "fitted_schedules"]

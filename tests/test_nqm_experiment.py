@@ -97,3 +97,8 @@ def test_cli_bad_input_gives_clear_error(tmp_path, capsys, argv, message):
         code = exit.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_every_figure_shows_its_data(quick_run, figures_show_their_data):
+    assert sorted(figures_show_their_data(experiment.plot_all, quick_run)) == ["fig1", "fig2", "fig3_deterministic",
+                                                                         "fig3_noisy"]

@@ -181,3 +181,7 @@ def test_readme_regime_example_runs(capsys):
     greedy, fixed, optimized, ratio = (float(x.rstrip(",")) for x in numbers.groups()[:4])
     assert ratio == pytest.approx(greedy / optimized, rel=0.02)  # printed to 3 digits
     assert 1 <= int(numbers.group(5)) <= 100 and min(greedy, fixed, optimized) > 0
+
+
+def test_every_map_figure_shows_its_data(tiny_run, figures_show_their_data):
+    assert sorted(figures_show_their_data(experiment.plot_all, tiny_run)) == ["horizon_curves", "map"]

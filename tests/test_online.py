@@ -193,7 +193,7 @@ def _write_learnable(folder, name, n_train, n_test, seed=0):
         write_idx(target / f"{members[1]}.gz", labels)
 
 
-def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json):
+def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json, figures_show_their_data):
     from shorthorizon import cli
     from shorthorizon.experiments import online
 
@@ -209,7 +209,7 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json):
     for name in ("config.json", "summary.json", "figure7_mlp.png", "figure7_mlp.pdf"):
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"mlp", "wall_time_s"}
+    assert set(summary) == {"mlp", "wall_time_s", "seeds", "intervals"} and summary["seeds"] == 1
     s = summary["mlp"]
     assert s["task"] == "mlp" and s["dataset"] == "fashion-mnist"
     assert {"lr", "momentum", "final_train_loss", "final_test_accuracy"} <= set(s["baseline"])
@@ -220,6 +220,7 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json):
             "final_test_accuracy", "diverged"} <= set(run)
     assert run["lookahead"] == "stochastic" and not run["diverged"] and run["steps_done"] == 40
     assert "Figure 7" in online.report(online.RunDir(out))
+    assert sorted(figures_show_their_data(online.plot, out)) == ["figure7_mlp"]  # the diverged baseline too
 
     assert strict_json(out)  # the diverged baseline's numbers are null, not NaN
 
@@ -322,3 +323,86 @@ def test_checks_are_undecided_where_a_run_has_no_lr_at_the_stop():
     assert _checks(baseline, [run(0.005), run(0.009)])["stochastic_lr_at_most_tenth_of_baseline"] is True
     assert _checks(baseline, [run(0.005), run(0.02)])["stochastic_lr_at_most_tenth_of_baseline"] is False
     assert _checks(baseline, [run(0.005), run(None, True)])["stochastic_lr_at_most_tenth_of_baseline"] is None
+
+
+def test_seeds_are_independent_units_summarised_by_their_intervals(tmp_path, monkeypatch, figures_show_their_data):
+    """seeds=2: seed 0 is the single-seed run (same units, same summary); seed 1 is another draw;
+    the intervals are shorthorizon.stats' of the seeds' headline numbers (the ratio to the tuned
+    lr taken within each seed); deleting seed 1's last unit recomputes it alone; the figure shows
+    every seed in its panels and the report gives each headline number's interval."""
+    from shorthorizon import stats
+    from shorthorizon.experiments import online
+    from shorthorizon.results import RunDir
+
+    _write_learnable(tmp_path / "data", "fashion-mnist", 400, 100)
+    config = dataclasses.replace(
+        online.PRESETS["quick"], task=("mlp",), data_dir=str(tmp_path / "data"), verify=False, mlp_steps=40,
+        meta_steps=2, interval=5, chunks=2, mlp_batch_size=20, mlp_init_lrs=(0.05,), eval_examples=100,
+        lookaheads=("stochastic",))  # test_ray_and_local_executors_agree's shapes: its compiled programs serve
+    one = online.run(config, RunDir(tmp_path / "one"))
+    two = online.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two"))
+    assert one["seeds"] == 1 and "per_seed" not in one and two["seeds"] == 2
+    assert two["mlp"] == one["mlp"] and two["per_seed"][0]["mlp"] == one["mlp"]
+    seed1 = two["per_seed"][1]["mlp"]
+    assert [r["unit"] for r in seed1["runs"]] == ["mlp_stochastic_lr0.05_s1"]
+    for a, b in zip(one["mlp"]["runs"], seed1["runs"]):
+        assert a["lr_at_stop"] != b["lr_at_stop"] and a["final_train_loss"] != b["final_train_loss"]
+
+    runs = {(r["lookahead"], k): r for k, s in enumerate(two["per_seed"]) for r in s["mlp"]["runs"]}
+    lrs = [runs["stochastic", k]["lr_at_stop"] for k in (0, 1)]
+    losses = [runs["stochastic", k]["final_train_loss"] for k in (0, 1)]
+    assert two["intervals"]["mlp.stochastic.lr_at_stop"] == stats.log_interval(lrs)
+    assert two["intervals"]["mlp.stochastic.lr_ratio"] == stats.log_interval(np.divide(lrs, 0.1))
+    assert two["intervals"]["mlp.stochastic.final_train_loss"] == stats.interval(losses)
+    assert two["intervals"]["mlp.stochastic.loss_ratio"] == stats.log_interval(
+        np.divide(losses, [s["mlp"]["baseline"]["final_train_loss"] for s in two["per_seed"]]))
+    assert two["intervals"]["mlp.baseline.diverged"] == stats.interval([0.0, 0.0])
+    assert set(one["intervals"]) == set(two["intervals"])
+    assert one["intervals"]["mlp.stochastic.lr_at_stop"]["low"] is None  # one seed: no spread
+
+    assert sorted(figures_show_their_data(online.plot, tmp_path / "two")) == ["figure7_mlp"]
+    section = online.report(RunDir(tmp_path / "two"))
+    low, high = (two["intervals"]["mlp.stochastic.lr_ratio"][k] for k in ("low", "high"))
+    assert f"[{low:.3g}, {high:.3g}] (2 seeds)" in section and "Seed 0:" in section
+
+    (tmp_path / "two" / "units" / "mlp_stochastic_lr0.05_s1.npz").unlink()
+    computed = []
+    run_unit = online.run_unit
+    monkeypatch.setattr(online, "run_unit", lambda **kw: computed.append(kw) or run_unit(**kw))
+    again = online.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two"))
+    assert [(kw["lookahead"], kw["config"].seed) for kw in computed] == [("stochastic", 1)]
+    again.pop("wall_time_s"), two.pop("wall_time_s")
+    assert again == two
+
+
+def test_figure7_shows_the_runs_beside_one_whose_loss_reached_658(tmp_path, figures_show_their_data):
+    """Issue 25's Figure 7: the deterministic lookahead's loss climbs to 658 and the run is
+    stopped while the baseline and the stochastic run stay below 2.7. The loss panel spans the
+    runs that did not diverge (from the initial loss down), and the diverged run is drawn until
+    it leaves the panel, marked there with ×, and named in the legend."""
+    from shorthorizon.experiments import online
+    from shorthorizon.results import RunDir
+
+    steps, stopped = 2000, 600
+    t = np.arange(steps)
+    curves = {"mlp_baseline": 0.2 + 2.1 * np.exp(-t / 300), "mlp_stochastic_lr0.1": 0.3 + 2.0 * np.exp(-t / 200),
+              "mlp_deterministic_lr0.1": np.geomspace(2.3, 658, stopped)}
+    run_dir = RunDir(tmp_path)
+    for unit, loss in curves.items():
+        run_dir.save_unit(unit, {"loss": loss, "lr": np.full(len(loss), 0.1), "momentum": np.full(len(loss), 0.9)})
+    row = {"init_lr": 0.1, "lr_at_stop": 0.01, "momentum_at_stop": 0.9, "final_train_loss": 0.3}
+    run_dir.write_summary({"mlp": {"task": "mlp", "dataset": "mnist", "steps": steps,
+                                   "baseline": {"lr": 0.1, "momentum": 0.9, "diverged": False},
+                                   "runs": [{**row, "lookahead": "stochastic", "unit": "mlp_stochastic_lr0.1",
+                                             "diverged": False},
+                                            {**row, "lookahead": "deterministic", "unit": "mlp_deterministic_lr0.1",
+                                             "diverged": True}]}})
+    figure = figures_show_their_data(online.plot, tmp_path)["figure7_mlp"]
+    loss = figure.axes[0]
+    bottom, top = loss.get_ylim()
+    assert top == pytest.approx(1.25 * 2.3, rel=0.01) and bottom < 0.2  # the finished runs' range
+    lines = {line.get_label(): line.get_ydata() for line in loss.lines}
+    drawn = lines["deterministic lr0=0.1 (diverged)"]
+    assert 2 < len(drawn) < stopped and drawn.max() <= top  # up to where it leaves the panel ...
+    assert [tuple(line.get_ydata()) for line in loss.lines if line.get_marker() == "x"] == [(top,)]  # ... marked
+    assert {"baseline lr=0.1", "stochastic lr0=0.1"} <= set(lines)

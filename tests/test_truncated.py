@@ -103,3 +103,7 @@ def test_bad_config_names_the_key(tmp_path, capsys):
     assert "config key 'estimators' must be one or more distinct values, each one of forward, reverse, fd, es, pes, nres" in \
         capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_every_figure_shows_its_data(run, figures_show_their_data):
+    assert sorted(figures_show_their_data(experiment.plot, run[0])) == ["fits", "long_runs"]

@@ -15,9 +15,9 @@ hyper=weight_decay=1e-4`` asks the same question of AdamW (:mod:`shorthorizon.me
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-from dataclasses import dataclass
 from functools import lru_cache, partial
 
 import numpy as np
@@ -30,21 +30,21 @@ from shorthorizon import config as configlib
 from shorthorizon.config import ANY, FRACTION, POSITIVE, SEED, items, key, one_of, optimizer_hyper
 from shorthorizon.data.registry import get_spec
 from shorthorizon.data import splits
-from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, make_estimator, scalar_loss
+from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, scalar_loss
 from shorthorizon import optim
 from shorthorizon.meta.offline_fit import DATASET, TASK
 from shorthorizon.meta.online import Online, check
-from shorthorizon.results import RunDir, fmt
+from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
+from shorthorizon.stats import over_seeds
 from shorthorizon.tasks import Task, make_task
 
 NAME = "online"
 FLAGS = ("task", "dataset")
 TASKS = ("mlp", "cnn")
-FIGURES = {"mlp": "figure7_mlp", "cnn": "figure8_cnn"}
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Shared settings, then per-task ones (``<task>_<key>``). ``steps`` is the whole run:
     adaptation stops at ``steps // 2``."""
@@ -74,6 +74,7 @@ class Config:
     eval_examples: int = key(10_000, POSITIVE)  # training examples the final training loss is measured on
     chunks: int = key(10, POSITIVE)  # jitted pieces per half: progress and divergence checks in between
     seed: int = key(0, SEED)
+    seeds: int = key(1, POSITIVE)  # independent repetitions: seed k (0 <= k < seeds) runs with seed + k
     mlp_steps: int = key(50_000, POSITIVE)
     mlp_init_lrs: tuple[float, ...] = key((1e-3, 5e-3, 1e-2, 5e-2, 1e-1), items(POSITIVE, distinct=True))
     mlp_baseline_lr: float = key(0.1, POSITIVE)
@@ -221,15 +222,23 @@ def _cost(config: Config, task: str, dataset: str, lookahead: str | None) -> flo
     return _online(config, task, model, lookahead).cost(*_halves(config, task)) * flops
 
 
-def _file_name(task: str) -> str:
+def file_name(task: str) -> str:
     """``task`` as a portable file name: a user's ``package.module:factory`` with ``_`` for
     what is not a letter, digit or underscore (a colon is not portable)."""
     return re.sub(r"\W", "_", task)
 
 
-def _unit_name(task: str, init_lr: float, lookahead: str | None) -> str:
-    task = _file_name(task)
-    return f"{task}_baseline" if lookahead is None else f"{task}_{lookahead}_lr{init_lr:g}"
+def unit_name(task: str, init_lr: float, lookahead: str | None, seed: int = 0) -> str:
+    """Seed 0's name is the single-seed run's; seed k > 0 adds ``_s{k}``."""
+    task = file_name(task)
+    name = f"{task}_baseline" if lookahead is None else f"{task}_{lookahead}_lr{init_lr:g}"
+    return name + (f"_s{seed}" if seed else "")
+
+
+def _seeded(config: Config, seed: int) -> Config:
+    """Seed ``seed``'s own config (initialization, batch streams, particles): ``config.seed + seed``,
+    one seed, so that a unit does not depend on how many seeds run beside it."""
+    return dataclasses.replace(config, seed=config.seed + seed, seeds=1)
 
 
 def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
@@ -262,11 +271,14 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
         splits.check_fits(name, len(_data(name, config.data_dir or None, config.verify)[0].y),
                           {f"config key {k!r}": getattr(config, k) for k in sizes})
     run_dir.write_config(config, datasets=data)
-    units = [Unit(_unit_name(task, lr, la), dict(config=config, task=task, dataset=data[task], init_lr=lr,
-                                                 lookahead=la), cost=_cost(config, task, data[task], la))
-             for task in config.task for lr, la in _runs(config, task)]
+    runs = [(task, lr, la, _cost(config, task, data[task], la))
+            for task in config.task for lr, la in _runs(config, task)]
+    units = [Unit(unit_name(task, lr, la, seed), dict(config=_seeded(config, seed), task=task, dataset=data[task],
+                                                       init_lr=lr, lookahead=la), cost=cost)
+             for seed in range(config.seeds) for task, lr, la, cost in runs]
     results = run_units(run_unit, units, run_dir, executor, ray_address, desc="online runs")
-    summary = run_dir.write_summary({task: _task_summary(config, task, data[task], results) for task in config.task})
+    summary = run_dir.write_summary(_over_seeds([{task: _task_summary(config, task, data[task], results, seed)
+                                                  for task in config.task} for seed in range(config.seeds)]))
     plot(run_dir)
     return summary
 
@@ -276,24 +288,64 @@ def _finite(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _task_summary(config: Config, task: str, dataset: str, results: dict) -> dict:
+def _task_summary(config: Config, task: str, dataset: str, results: dict, seed: int) -> dict:
+    """Seed ``seed``'s summary of ``task``."""
     (base_lr, _), *runs = _runs(config, task)
-    base = results[_unit_name(task, base_lr, None)]
+    base = results[unit_name(task, base_lr, None, seed)]
     baseline = {**optimizer_hyper(config, base_lr),
                 "final_train_loss": _finite(base["final_train_loss"]),
                 "final_test_accuracy": _finite(base["final_test_accuracy"]),
                 "diverged": bool(base["diverged"]), "steps_done": int(len(base["loss"]))}
     rows = []
     for lr, lookahead in runs:
-        r = results[_unit_name(task, lr, lookahead)]
-        rows.append({"init_lr": lr, "lookahead": lookahead, "unit": _unit_name(task, lr, lookahead),
-                     **{k: _finite(r[k]) for k in _at_stop(r) + ("final_train_loss", "final_test_accuracy")},
+        unit = unit_name(task, lr, lookahead, seed)
+        r = results[unit]
+        rows.append({"init_lr": lr, "lookahead": lookahead, "unit": unit,
+                     **{k: _finite(r[k]) for k in at_stop(r) + ("final_train_loss", "final_test_accuracy")},
                      "diverged": bool(r["diverged"]), "steps_done": int(len(r["loss"]))})
     return {"task": task, "dataset": dataset, "steps": per_task(config, task, "steps"),
             "baseline": baseline, "runs": rows, "checks": _checks(baseline, rows)}
 
 
-def _at_stop(row) -> tuple[str, ...]:
+# the headline numbers of each task and mode (baseline, stochastic, deterministic; pes, nres), by name ->
+# whether it varies by factors (shorthorizon.stats.over_seeds); their paths in summary["intervals"] are
+# "<task>.<mode>.<name>", e.g. "mlp.stochastic.lr_ratio" (the baseline has the first two only). lr_ratio
+# is the lr at stop over the tuned (baseline) lr, loss_ratio the final train loss over the baseline's.
+HEADLINES = {"final_train_loss": False, "diverged": False, "lr_at_stop": True, "lr_ratio": True, "loss_ratio": True}
+
+
+def _headlines(s: dict) -> dict:
+    """One seed's :data:`HEADLINES` of one task's summary ``s``, by mode. The paper's claims are
+    about every run of a mode, so where a mode has several initial lrs its ``lr_at_stop`` is the
+    largest (every stochastic lr is below a tenth of the tuned one when the largest is) and its
+    ``final_train_loss`` the lowest (the best it reached); ``diverged`` is the fraction of its runs
+    that diverged, and a diverged run's loss is null (stats counts it as diverged). Ratios to the
+    baseline are taken within the seed."""
+    base = s["baseline"]
+    base_loss = None if base["diverged"] else base["final_train_loss"]
+    out = {"baseline": {"final_train_loss": base_loss, "diverged": float(base["diverged"])}}
+    for mode in dict.fromkeys(r["lookahead"] for r in s["runs"]):
+        runs = [r for r in s["runs"] if r["lookahead"] == mode]
+        lrs = [r["lr_at_stop"] for r in runs]
+        lr = None if None in lrs else max(lrs)
+        loss = min((r["final_train_loss"] for r in runs if not r["diverged"] and r["final_train_loss"] is not None),
+                   default=None)
+        out[mode] = {"final_train_loss": loss, "diverged": float(np.mean([r["diverged"] for r in runs])),
+                     "lr_at_stop": lr, "lr_ratio": None if lr is None else lr / base["lr"],
+                     "loss_ratio": None if loss is None or base_loss is None else loss / base_loss}
+    return out
+
+
+def _over_seeds(per_seed: list[dict]) -> dict:
+    """The run's summary from each seed's (``{task: task summary}``, seed 0 first):
+    :func:`shorthorizon.stats.over_seeds`, its intervals those of each seed's :func:`_headlines`."""
+    views = [{file_name(task): _headlines(s[task]) for task in s} for s in per_seed]
+    paths = {f"{task}.{mode}.{name}": HEADLINES[name]
+             for task, modes in views[0].items() for mode, numbers in modes.items() for name in numbers}
+    return {**over_seeds(per_seed, {}), "intervals": over_seeds(views, paths)["intervals"]}
+
+
+def at_stop(row) -> tuple[str, ...]:
     """The ``NAME_at_stop`` keys of a run's result or summary row, ``lr`` first."""
     return tuple(sorted((k for k in row if k.endswith("_at_stop")), key=lambda k: k != "lr_at_stop"))
 
@@ -323,89 +375,14 @@ def _checks(baseline: dict, rows: list[dict]) -> dict:
     return checks
 
 
-# --- figures and report: from saved results only ----------------------------------------------
-def _smooth(y: np.ndarray, window: int) -> np.ndarray:
-    if len(y) < window or window < 2:
-        return y
-    return np.convolve(y, np.ones(window) / window, mode="valid")
-
-
-def _tasks(summary: dict) -> list[str]:
-    """The tasks in a summary: the paper's first, then any named as package.module:factory."""
-    return [t for t in TASKS if t in summary] + [t for t in summary if ":" in t]
-
-
-def _figure(task: str) -> str:
-    return FIGURES.get(task, "online_" + _file_name(task))
-
-
+# --- figures and report: from saved results only (shorthorizon.report.online) --------------------
 def plot(run_dir: RunDir) -> None:
-    import matplotlib
+    from shorthorizon.report import online
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summary = run_dir.read_summary()
-    for task in _tasks(summary):
-        s = summary[task]
-        window = max(1, s["steps"] // 100)
-        # a panel per adapted hyperparameter beside lr
-        others = [k.removesuffix("_at_stop") for k in _at_stop(s["runs"][0])[1:]] if s["runs"] else []
-        fig, (ax_loss, ax_lr, *ax_others) = plt.subplots(1, 2 + len(others), figsize=(5.5 * (2 + len(others)), 4))
-        init_lrs = sorted({r["init_lr"] for r in s["runs"]})
-        colors = dict(zip(init_lrs, plt.cm.viridis(np.linspace(0, 0.9, len(init_lrs)))))
-        base_lr = s["baseline"]["lr"]
-        entries = [(_unit_name(task, base_lr, None), f"baseline lr={base_lr:g}", "black", "-")] + [
-            (r["unit"], f"{r['lookahead']} lr0={r['init_lr']:g}" + (" (diverged)" if r["diverged"] else ""),
-             colors[r["init_lr"]], "-" if r["lookahead"] == "stochastic" else "--") for r in s["runs"]]
-        for unit, label, color, style in entries:
-            curves = run_dir.load_unit(unit)
-            steps = np.arange(len(curves["loss"]))
-            loss = _smooth(curves["loss"], window)
-            ax_loss.plot(steps[len(steps) - len(loss):], loss, color=color, ls=style, label=label)
-            ax_lr.plot(steps, curves["lr"], color=color, ls=style, label=label)
-            for ax, name in zip(ax_others, others):
-                ax.plot(steps, curves[name], color=color, ls=style, label=label)
-        ax_loss.set_ylim(top=2 * math.log(10))  # a diverged run's losses would hide the rest
-        ax_loss.set(yscale="log", xlabel="training step", ylabel=f"training loss (moving mean of {window})",
-                    title=f"{task.upper()} on {s['dataset']}")
-        ax_lr.set(yscale="log", xlabel="training step", ylabel="learning rate α", title="learning rate")
-        for ax, name in zip(ax_others, others):
-            ax.set(yscale="log", xlabel="training step", ylabel=name, title=name)
-            ax.axvline(s["steps"] // 2, color="gray", lw=0.8, ls=":")
-        ax_lr.axvline(s["steps"] // 2, color="gray", lw=0.8, ls=":")
-        ax_loss.legend(fontsize=7, loc="upper right")  # losses fall from the upper left; the lr curves fill their panel
-        run_dir.save_figure(fig, _figure(task))
+    online.plot(run_dir)
 
 
 def report(run_dir: RunDir, prefix: str = "") -> str:
-    summary, config = run_dir.read_summary(), run_dir.read_config()
-    optimizer = config.get("optimizer", "momentum")
-    how = (f"{config['estimator'].upper()} particles beside the run, one meta-step per interval"
-           if make_estimator(config["estimator"]).persistent else f"{config['horizon']}-step lookahead")
-    lines = ["## Online meta-optimization (Section 3.3, Figures 7–8)", "",
-             f"SMD adapts {' and '.join(config.get('adapt', ('lr', 'momentum')))} of {optimizer} during the first "
-             f"half of training ({how}); then every hyperparameter is frozen but the lr, which decays "
-             f"exponentially until the effective lr is {config['final_lr_eff']:g}."
-             + (" Learning rates are α in v ← μv − α∇L." if optimizer == "momentum" else ""), ""]
-    for task in _tasks(summary):
-        s = summary[task]
-        b = s["baseline"]
-        figure = {"mlp": "Figure 7", "cnn": "Figure 8"}.get(task, "Your task")
-        at_stop = _at_stop(s["runs"][0]) if s["runs"] else ("lr_at_stop",)
-        names = [k.removesuffix("_at_stop") for k in at_stop]
-        lines += [f"### {figure}: {task.upper()} on {s['dataset']} ({s['steps']} steps)", "",
-                  f"![{figure}]({prefix}{_figure(task)}.png)", "",
-                  "| run | lr₀ | " + " | ".join(f"{n} at stop" for n in names)
-                  + " | final train loss | test accuracy | diverged |",
-                  "|---|---|" + "---|" * len(names) + "---|---|---|",
-                  f"| baseline | {b['lr']:g} | " + " | ".join(f"{b[n]:g}" for n in names)
-                  + f" | {fmt(b['final_train_loss'], '.4f')} "
-                  f"| {fmt(b['final_test_accuracy'], '.4f')} | {'yes' if b['diverged'] else 'no'} |"]
-        for r in s["runs"]:
-            lines.append(f"| {r['lookahead']} | {r['init_lr']:g} | " + " | ".join(fmt(r[k]) for k in at_stop)
-                         + f" | {fmt(r['final_train_loss'], '.4f')} | "
-                         f"{fmt(r['final_test_accuracy'], '.4f')} | "
-                         f"{'yes, at step ' + str(r['steps_done']) if r['diverged'] else 'no'} |")
-        lines += ["", "Checks: " + ", ".join(f"{k}: **{v}**" for k, v in s["checks"].items()), ""]
-    return "\n".join(lines)
+    from shorthorizon.report import online
+
+    return online.report(run_dir, prefix)
