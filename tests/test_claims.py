@@ -61,3 +61,9 @@ def test_the_report_opens_with_claims_judged_from_the_stored_results(tmp_path):
     write_report(out, ["nqm"])
     table = json.loads((out / "summary.json").read_text())["claims"]
     assert next(r for r in table if r["claim"].startswith("NQM, deterministic"))["verdict"] == claims.FAILS
+
+
+def test_a_diverged_number_supports_only_a_claim_of_instability():
+    everything_diverged = interval([float("nan"), float("nan")])
+    assert claims.verdict(claims.Evidence(everything_diverged, 1.0, unstable=log_interval([1.0, 1.0])))[1] == claims.HOLDS
+    assert claims.verdict(claims.Evidence(None, 1.0, unstable=0.0))[1] == claims.NOT_COMPARABLE
