@@ -206,3 +206,10 @@ def estimator(config: Any, truncation: int | None = None):
     from shorthorizon.hypergrad import make_estimator
 
     return make_estimator(config.estimator, truncation=truncation, particles=config.particles, sigma=config.sigma)
+
+
+def seeded(config: C, seed: int) -> C:
+    """Seed ``seed`` of a run over seeds (``seeds`` config key): the single-seed run with
+    ``config.seed + seed``, its own initialization, batch streams, surface samples and particles
+    (one seed, so that a unit's arguments do not depend on how many seeds run beside it)."""
+    return dataclasses.replace(config, seed=config.seed + seed, seeds=1)

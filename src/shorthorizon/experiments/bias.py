@@ -25,12 +25,13 @@ import jax
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, low_high, one_of, optional
+from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, low_high, one_of, optional, seeded
 from shorthorizon.data import splits
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, surface_points,
                                            validate_problem, zoom_points)
 from shorthorizon.meta.smd import EVALUATION_COST
-from shorthorizon.results import RunDir, fmt
+from shorthorizon.report.figures import interval_text
+from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
 from shorthorizon.stats import interval, log_interval
 
@@ -124,23 +125,19 @@ def validate(config: Config) -> None:
 # --- units: one seed each ------------------------------------------------------------------------
 def problem(config: Config, seed: int) -> OfflineFit:
     """Seed ``seed``'s problem (initialization, batches, samples): built once per process."""
-    return OfflineFit.from_config(_seeded(config, seed), space=space(config))
-
-
-def _seeded(config: Config, seed: int) -> Config:
-    return dataclasses.replace(config, seed=config.seed + seed)
+    return OfflineFit.from_config(seeded(config, seed), space=space(config))
 
 
 def surface_unit(config: Config, seed: int, chunk: int) -> dict:
     """The training loss at every horizon of one chunk of the seed's samples."""
     index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
-    points = {k: v[index] for k, v in surface_points(_seeded(config, seed), space(config)).items()}
+    points = {k: v[index] for k, v in surface_points(seeded(config, seed), space(config)).items()}
     return {"loss": problem(config, seed).surface(points, horizons(config))}
 
 
 def zoom_unit(config: Config, seed: int, horizon: int, center: dict) -> dict:
     """The loss at ``horizon`` of :func:`zoom_points` around ``center`` (the first: itself)."""
-    points = zoom_points(_seeded(config, seed), horizon, center, config.zoom_width, config.zoom_samples,
+    points = zoom_points(seeded(config, seed), horizon, center, config.zoom_width, config.zoom_samples,
                          space(config))
     return {**points, "loss": problem(config, seed).surface(points, (horizon,))[0]}
 
@@ -193,7 +190,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                        for s in seeds for c in chunks], desc="surfaces", **stage)
     candidates = {}  # (seed, horizon) -> points and their loss at the horizon
     for s in seeds:
-        points = surface_points(_seeded(config, s), space(config))
+        points = surface_points(seeded(config, s), space(config))
         loss = np.concatenate([surface[f"surface_s{s}_c{c}"]["loss"] for c in chunks], axis=1)
         for i, h in enumerate(hs):
             candidates[s, h] = {**points, "loss": loss[i]}
@@ -316,22 +313,16 @@ def plot(run_dir: RunDir) -> None:
     run_dir.save_figure(fig, "bias")
 
 
-def _cell(stat: dict, spec: str = ".3g") -> str:
-    if stat["mean"] is None:
-        return "diverged"
-    band = "" if stat["low"] is None else f" [{fmt(stat['low'], spec)}, {fmt(stat['high'], spec)}]"
-    return f"{fmt(stat['mean'], spec)}{band}"
-
-
 def report(run_dir: RunDir, prefix: str = "") -> str:
     s, config = run_dir.read_summary(), run_dir.read_config()
     names = s["fitted"]
     head = " | ".join(["fit", *names, "loss at its horizon", "train loss at T", "x reference", "test error at T"])
     rows = "\n".join(
-        f"| {r} | " + " | ".join([*(_cell(v["hyper"][n]) for n in names), _cell(v["objective"], ".4f"),
-                                  _cell(v["train_loss_at_T"], ".4f"), _cell(v["ratio_to_reference"]["train_loss_at_T"]),
-                                  _cell(v["test_error_at_T"], ".4f")]) + " |" for r, v in s["rows"].items())
-    ratios = "\n".join(f"- {r}: " + ", ".join(f"{n} {_cell(v['ratio_to_reference'][n])}x" for n in names)
+        f"| {r} | " + " | ".join([*(interval_text(v["hyper"][n]) for n in names),
+                                  *(interval_text(v[k], ".4f") for k in ("objective", "train_loss_at_T")),
+                                  interval_text(v["ratio_to_reference"]["train_loss_at_T"]),
+                                  interval_text(v["test_error_at_T"], ".4f")]) + " |" for r, v in s["rows"].items())
+    ratios = "\n".join(f"- {r}: " + ", ".join(f"{n} {interval_text(v['ratio_to_reference'][n])}x" for n in names)
                        for r, v in s["rows"].items() if r != "reference")
     edges = [line for v in s["rows"].values() for line in v["at_edge"]]
     warning = ("\n**At the edge of the box** (the true optimum may lie outside it):\n\n"

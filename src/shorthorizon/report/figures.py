@@ -1,10 +1,12 @@
-"""Drawing helpers shared by the experiments' figures. Each experiment draws its own figures in
-its ``plot(run_dir)`` (in its module, or in ``report/<module>.py``), from saved results only;
-what two of them draw alike lives here."""
+"""Helpers shared by the experiments' figures and report sections. Each experiment draws its own
+figures in its ``plot(run_dir)`` (in its module, or in ``report/<module>.py``), from saved results
+only; what two of them draw or write alike lives here."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from shorthorizon.results import fmt
 
 
 def smooth(x: np.ndarray, y: np.ndarray, z: np.ndarray, x_range, y_range, grid: int = 60,
@@ -26,3 +28,43 @@ def surface_panel(fig, ax, surface: dict, loss: np.ndarray, label: str) -> None:
     box = [np.log10(surface[k]) for k in ("lr0_range", "decay_exponent_range")]
     gx, gy, gz = smooth(np.log10(surface["lr0"]), np.log10(surface["decay_exponent"]), z, *box)
     fig.colorbar(ax.contourf(gx, gy, gz, levels=20, cmap="viridis"), ax=ax, label=label)
+
+
+BAND = "mean over seeds, band: their min to max"  # what :func:`band` draws, for captions
+
+
+def band(ax, x: np.ndarray, curves: np.ndarray, **style) -> None:
+    """The mean of ``curves`` (one row per seed; a non-finite point is a diverged seed's, left
+    out) and, for more than one seed, a band from their minimum to their maximum."""
+    values = np.ma.masked_invalid(np.atleast_2d(curves))
+    line, = ax.plot(x, values.mean(0).filled(np.nan), **style)
+    if len(values) > 1:
+        ax.fill_between(x, values.min(0).filled(np.nan), values.max(0).filled(np.nan), color=line.get_color(),
+                        alpha=0.2, lw=0)
+
+
+def interval_text(stat: dict, spec: str = ".3g") -> str:
+    """An interval of :mod:`shorthorizon.stats` as ``mean [low, high]`` (no bounds for one seed)."""
+    if stat["mean"] is None:
+        return "diverged"
+    bounds = "" if stat["low"] is None else f" [{fmt(stat['low'], spec)}, {fmt(stat['high'], spec)}]"
+    return f"{fmt(stat['mean'], spec)}{bounds}"
+
+
+def seeds_table(summary: dict) -> str:
+    """A run's headline numbers over its seeds (``summary["intervals"]``:
+    :func:`shorthorizon.stats.over_seeds`) as ``mean [low, high] (n seeds)`` beside seed 0's
+    value; empty for a single-seed run."""
+    if summary.get("seeds", 1) < 2:
+        return ""
+    rows = "\n".join(f"| `{path}` | {fmt(stat['values'][0], '.4g')} | {interval_text(stat, '.4g')} ({stat['n']} seeds"
+                     f"{f', {d} diverged' if (d := stat['diverged']) else ''}) |"
+                     for path, stat in summary["intervals"].items())
+    return f"""Over {summary['seeds']} seeds (seed k is the run with seed + k: its own initialization, batches and
+samples): the mean and 95% Student t interval over seeds; ratios (taken within each seed), learning rates and decay
+exponents, which vary by factors, as the geometric mean and the exponentiated t interval of their logs.
+
+| number (`summary.json` path) | seed 0 | mean [95% interval] |
+|---|---|---|
+{rows}
+"""

@@ -72,6 +72,22 @@ def run_units(
     return {name: run_dir.load_unit(name) for name in names}
 
 
+def seed_name(name: str, seed: int) -> str:
+    """Seed ``seed``'s unit (or curve file) ``name`` in a run over seeds: seed 0's is ``name``
+    itself, so a single-seed run is named as before seeds existed; seed k > 0 adds ``_s{k}``."""
+    return f"{name}_s{seed}" if seed else name
+
+
+def run_seeded(fn: Callable[..., Mapping[str, Any]], units: Sequence[Sequence[Unit]], run_dir: RunDir,
+               executor: str = "local", ray_address: str | None = None, desc: str = "units") -> list[dict]:
+    """:func:`run_units` of every seed's units in one sweep (``units[k]``: seed k's, named as in a
+    single-seed run; stored under :func:`seed_name`), so the executor spreads all seeds' units
+    of a stage; per seed, its results keyed by the names given."""
+    out = run_units(fn, [dataclasses.replace(u, name=seed_name(u.name, k)) for k, us in enumerate(units) for u in us],
+                    run_dir, executor, ray_address, desc)
+    return [{u.name: out[seed_name(u.name, k)] for u in us} for k, us in enumerate(units)]
+
+
 class CostBar:
     """A progress bar over ``units`` whose length is the sum of their costs; its label counts
     the finished units."""
