@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from shorthorizon.hypergrad import batches
 from shorthorizon.meta import offline
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
+from shorthorizon.stats import interval, log_interval
 from shorthorizon.tasks import mlp
 
 CURVES = ("surface", "smd", "long_runs")
@@ -275,3 +277,50 @@ def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_pat
         capsys.readouterr()
         assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2
         assert problem_text in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp_path, capsys, strict_json):
+    """`seeds=2`: seed k is the run with seed + k (seed 0's summary is the single-seed run's,
+    seed 1's the single-seed run's at seed 1, and they differ); each headline number's interval
+    is :mod:`shorthorizon.stats`'s of the seeds' values; the printed cost doubles; after seed 1's
+    last unit is deleted, a rerun recomputes it alone."""
+    config = dataclasses.replace(tiny, horizons=(5, 10))
+    cost = sum(experiment.estimated_cost(config).values())
+    two = experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two"))
+    assert f"estimated cost: {2 * cost:.3g} plain" in capsys.readouterr().err
+    one, other = (experiment.run(dataclasses.replace(config, seed=s), RunDir(tmp_path / f"seed{s}")) for s in (0, 1))
+    assert f"estimated cost: {cost:.3g} plain" in capsys.readouterr().err
+    drop = ("seeds", "intervals", "wall_time_s")
+    assert two["per_seed"] == [{k: v for k, v in s.items() if k not in drop} for s in (one, other)]
+    assert {k: v for k, v in two.items() if k not in drop + ("per_seed",)} == two["per_seed"][0]
+    assert two["per_seed"][0]["horizons"] != two["per_seed"][1]["horizons"]
+    assert set(two["intervals"]) == set(experiment.headlines(config)) >= {
+        "decay_exponent_ratio", "final_train_loss_ratio", "horizons.5.decay_exponent", "horizons.10.final_train_loss"}
+    for path, by_factors in experiment.headlines(config).items():
+        values = [functools.reduce(dict.get, path.split("."), s) for s in two["per_seed"]]
+        assert two["intervals"][path] == (log_interval if by_factors else interval)(values), path
+    assert strict_json(tmp_path / "two" / "summary.json")["intervals"] == two["intervals"]
+    assert (tmp_path / "two" / "long_runs_s1.npz").is_file()
+    section = experiment.report(RunDir(tmp_path / "two"))
+    ratio = two["intervals"]["decay_exponent_ratio"]
+    assert f"| `decay_exponent_ratio` | {ratio['values'][0]:.4g} | {ratio['mean']:.4g} [{ratio['low']:.4g}, " \
+           f"{ratio['high']:.4g}] (2 seeds) |" in section and "| horizon T (seed 0) |" in section
+
+    (tmp_path / "two" / "units" / "long_T10_s1.npz").unlink()
+    calls = []
+
+    def recomputed(**kwargs):
+        raise AssertionError("a finished unit was recomputed")
+
+    def long_run(config, **kwargs):
+        calls.append(config.seed)
+        return long_run_unit(config, **kwargs)
+
+    long_run_unit = experiment.long_run_unit
+    with pytest.MonkeyPatch.context() as m:
+        for name in ("surface_unit", "smd_unit", "zoom_unit"):
+            m.setattr(experiment, name, recomputed)
+        m.setattr(experiment, "long_run_unit", long_run)
+        again = experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two"))
+    assert calls == [1]
+    assert {k: v for k, v in again.items() if k != "wall_time_s"} == {k: v for k, v in two.items() if k != "wall_time_s"}

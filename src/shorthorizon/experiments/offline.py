@@ -17,24 +17,26 @@ import jax
 import numpy as np
 
 from shorthorizon import config as configlib
-from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of
+from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, optimizer_text,
                                            surface_points, validate_problem, zoom_points)
 from shorthorizon.meta.smd import EVALUATION_COST
-from shorthorizon.report.figures import surface_panel
-from shorthorizon.results import RunDir, fmt, read_json
-from shorthorizon.runners import Unit, run_units
+from shorthorizon.report.offline import plot, section
+from shorthorizon.results import RunDir
+from shorthorizon.runners import Unit, run_seeded, seed_name
+from shorthorizon.stats import over_seeds
 
 NAME = "offline"
 PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("task", "dataset")
 
-# Paper Section 3.2: decay exponent ratio between T=100 and T=20k, and the final training
-# loss ratio of their schedules over 20k steps on MNIST (Figures 5-6).
-PAPER_DECAY_EXPONENT_RATIO = 100.0
-PAPER_TRAIN_LOSS_RATIO = 1000.0
+# The headline numbers (dotted paths into a seed's summary; {horizon}: each horizon's), each
+# summarised over seeds (stats.over_seeds: True = varies by factors, by its logs).
+HEADLINES = {"decay_exponent_ratio": True, "final_train_loss_ratio": True, "horizons.{horizon}.lr0": True,
+             "horizons.{horizon}.decay_exponent": True, "horizons.{horizon}.final_train_loss": False,
+             "horizons.{horizon}.final_test_error": False}
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Config(OfflineConfig):
     estimator: str = key("forward", one_of(ESTIMATORS))  # SMD's hypergradients (es: antithetic pairs)
     particles: int = key(1, POSITIVE)  # es: antithetic pairs per meta-step
     sigma: float = key(0.01, POSITIVE)  # es: perturbation std in log space
+    seeds: int = key(1, POSITIVE)  # independent repetitions: seed k is the run with seed + k (summary: intervals)
+
 
 PRESETS = {
     "paper": Config(),
@@ -175,16 +179,23 @@ TEST_BATCHES = 100  # a test split (10,000 images) in batches of 100, for the co
 
 
 def estimated_cost(config: Config) -> dict:
-    """The run's work in plain training steps, per stage: the surface (each sample trains the
-    longest horizon and is evaluated at every horizon), the SMD fits and the long runs (with a
-    test-set evaluation at each curve point)."""
+    """The run's work in plain training steps, per stage, over all its seeds: the surface (each
+    sample trains the longest horizon and is evaluated at every horizon), the SMD fits and the
+    long runs (with a test-set evaluation at each curve point). Seeds share compiled programs."""
     longest = max(config.horizons)
     evaluation = config.eval_batches * EVALUATION_COST
-    return {"surface": config.surface_samples * (longest + len(config.horizons) * evaluation),
+    cost = {"surface": config.surface_samples * (longest + len(config.horizons) * evaluation),
             **({"zoom": config.zoom_samples * sum(h + evaluation for h in zoomed(config))} if zoomed(config) else {}),
             "SMD": sum(smd_cost(config, h) * len(restarts(config, h)) for h in config.horizons),
             "long runs": len(config.horizons) * (longest + config.curve_points
                                                  * (evaluation + TEST_BATCHES * EVALUATION_COST))}
+    return {k: v * config.seeds for k, v in cost.items()}
+
+
+def headlines(config: Config) -> dict:
+    """:data:`HEADLINES` at the config's horizons (each horizon's numbers together)."""
+    return {path.format(horizon=h): by_factors for h in sorted(config.horizons)
+            for path, by_factors in HEADLINES.items()}
 
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
@@ -218,58 +229,76 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                                                   config.data_dir or None))
     run_dir.write_config(config)
     horizons = sorted(config.horizons)
+    seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
-    if not run_dir.has_unit(f"long_T{horizons[-1]}"):
+    if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
         problem(config).announce(NAME, estimated_cost(config), min(config.horizons), _start(config))
 
     chunks = range(config.surface_samples // config.surface_chunk)
-    surface = run_units(surface_unit, [Unit(f"surface_c{c}", dict(config=config, chunk=c)) for c in chunks],
-                        desc="surface", **stage)
-    surface_loss = np.concatenate([surface[f"surface_c{c}"]["loss"] for c in chunks], axis=1)
-    starts = _starts(config, horizons, surface_loss)
-    fits = run_units(smd_unit, [Unit(f"smd_T{h}_r{r}", dict(config=config, horizon=h, restart=r, lr0=lr0,
-                                                            decay_exponent=decay_exponent), cost=smd_cost(config, h))
-                                for h in horizons for r, (lr0, decay_exponent) in enumerate(starts[h])],
-                     desc="SMD", **stage)
-    # the best restart of each horizon; None where every restart diverged (no long run then)
+    surface = run_seeded(surface_unit, [[Unit(f"surface_c{c}", dict(config=s, chunk=c)) for c in chunks]
+                                        for s in seeds], desc="surface", **stage)
+    surface_loss = [np.concatenate([units[f"surface_c{c}"]["loss"] for c in chunks], axis=1) for units in surface]
+    starts = [_starts(s, horizons, loss) for s, loss in zip(seeds, surface_loss)]
+    fits = run_seeded(smd_unit, [[Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, restart=r, lr0=lr0,
+                                                              decay_exponent=decay_exponent), cost=smd_cost(config, h))
+                                  for h in horizons for r, (lr0, decay_exponent) in enumerate(start[h])]
+                                 for s, start in zip(seeds, starts)], desc="SMD", **stage)
+    zooms = run_seeded(zoom_unit, [[Unit(f"zoom_T{h}", dict(config=s, horizon=h, lr0=start[h][0][0],
+                                                            decay_exponent=start[h][0][1]), cost=h)
+                                    for h in zoomed(config)] for s, start in zip(seeds, starts)], desc="zoom", **stage)
+    chosen = [_choose(s, horizons, loss, fit, zoom) for s, loss, fit, zoom in zip(seeds, surface_loss, fits, zooms)]
+
+    long_units = [[Unit(f"long_T{h}", dict(config=s, lr0=float(fit["lr0"][-1]),
+                                           decay_exponent=float(fit["decay_exponent"][-1])))
+                   for h, fit in fitted.items()] for s, (_, _, fitted) in zip(seeds, chosen)]
+    pending = sum(not run_dir.has_unit(seed_name(u.name, k)) for k, units in enumerate(long_units) for u in units)
+    if pending:
+        problem(config).announce(f"{NAME} long runs", {"training": pending * horizons[-1]}, min(horizons),
+                                 _start(config))
+    long = run_seeded(long_run_unit, long_units, desc="long runs", **stage)
+    per_seed = []
+    for k, (s, (objectives, best_restart, fitted)) in enumerate(zip(seeds, chosen)):
+        _save_curves(run_dir, k, s, surface_loss[k], fits[k], zooms[k], best_restart, long[k])
+        per_seed.append(_summary(s, horizons, objectives, fitted, long[k]))
+    summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
+    plot(run_dir)
+    return summary
+
+
+def _choose(config: Config, horizons, surface_loss: np.ndarray, fits: dict, zooms: dict) -> tuple:
+    """A seed's restart objectives, its best restart per horizon (None where every restart
+    diverged: no long run then) and each horizon's fit (an SMD end, or a surface or zoom sample)."""
     objectives = {h: np.array([fits[f"smd_T{h}_r{r}"]["meta_objective"] for r in restarts(config, h)])
                   for h in horizons}
     best_restart = {h: int(best(o)[0]) if np.isfinite(o).any() else None for h, o in objectives.items()}
     fitted = {h: fits[f"smd_T{h}_r{best_restart[h]}"] for h in horizons if best_restart[h] is not None}
-    zooms = run_units(zoom_unit, [Unit(f"zoom_T{h}", dict(config=config, horizon=h, lr0=starts[h][0][0],
-                                                          decay_exponent=starts[h][0][1]), cost=h)
-                                  for h in zoomed(config)], desc="zoom", **stage)
     if config.smd_from_surface:
         fitted.update(_surface_wins(config, horizons, surface_loss, fitted,
                                     {h: zooms[f"zoom_T{h}"] for h in zoomed(config)}))
+    return objectives, best_restart, fitted
 
-    long_units = [Unit(f"long_T{h}", dict(config=config, lr0=float(fit["lr0"][-1]),
-                                          decay_exponent=float(fit["decay_exponent"][-1])))
-                  for h, fit in fitted.items()]
-    pending = sum(not run_dir.has_unit(u.name) for u in long_units)
-    if pending:
-        problem(config).announce(f"{NAME} long runs", {"training": pending * horizons[-1]}, min(horizons), _start(config))
-    long = run_units(long_run_unit, long_units, desc="long runs", **stage)
+
+def _save_curves(run_dir: RunDir, seed: int, config: Config, surface_loss: np.ndarray, fits: dict, zooms: dict,
+                 best_restart: dict, long: dict) -> None:
+    """Seed ``seed``'s curves, each file named by :func:`seed_name`."""
+    horizons = sorted(config.horizons)
     step = np.arange(config.curve_points + 1) * (horizons[-1] // config.curve_points)
     missing = dict.fromkeys(("train_loss", "test_error"), np.full(len(step), np.nan))
-
     lr0, decay_exponent = surface_points(config).values()
-    run_dir.save_curves("surface", horizon=horizons, lr0=lr0, decay_exponent=decay_exponent,
+    run_dir.save_curves(seed_name("surface", seed), horizon=horizons, lr0=lr0, decay_exponent=decay_exponent,
                         lr0_range=config.lr0_range, decay_exponent_range=config.decay_exponent_range,
                         loss=surface_loss)
     # horizons differ in restarts and meta-steps: NaN pads the missing ones
-    run_dir.save_curves("smd", horizon=horizons, best_restart=[-1 if best_restart[h] is None else best_restart[h] for h in horizons],
+    run_dir.save_curves(seed_name("smd", seed), horizon=horizons,
+                        best_restart=[-1 if best_restart[h] is None else best_restart[h] for h in horizons],
                         **{k: _padded([[fits[f"smd_T{h}_r{r}"][k] for r in restarts(config, h)] for h in horizons])
                            for k in ("lr0", "decay_exponent", "objective", "meta_objective")})
     if zooms:
-        run_dir.save_curves("zoom", horizon=zoomed(config), width=config.zoom_width,
-                            **{k: [zooms[f"zoom_T{h}"][k] for h in zoomed(config)] for k in ("lr0", "decay_exponent", "loss")})
-    run_dir.save_curves("long_runs", horizon=horizons, step=step,
+        run_dir.save_curves(seed_name("zoom", seed), horizon=zoomed(config), width=config.zoom_width,
+                            **{k: [zooms[f"zoom_T{h}"][k] for h in zoomed(config)]
+                               for k in ("lr0", "decay_exponent", "loss")})
+    run_dir.save_curves(seed_name("long_runs", seed), horizon=horizons, step=step,
                         **{k: [long.get(f"long_T{h}", missing)[k] for h in horizons] for k in missing})
-
-    summary = run_dir.write_summary(_summary(config, horizons, objectives, fitted, long))
-    plot(run_dir)
-    return summary
 
 
 def _starts(config: Config, horizons, surface_loss: np.ndarray) -> dict:
@@ -340,51 +369,7 @@ def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
             "final_train_loss_ratio": short["final_train_loss"] / longest["final_train_loss"]}
 
 
-# --- figures and report: saved results only ----------------------------------------------
-def plot(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    surface, smd, long = (run_dir.load_curves(n) for n in ("surface", "smd", "long_runs"))
-    zoom = run_dir.load_curves("zoom") if (run_dir.path / "zoom.npz").exists() else {"horizon": []}
-    fits = run_dir.read_summary()["horizons"]
-    horizons = [int(h) for h in surface["horizon"]]
-    fig, axes = plt.subplots(1, len(horizons), figsize=(4.6 * len(horizons), 3.8), squeeze=False,
-                             layout="constrained")
-    for i, (ax, h) in enumerate(zip(axes[0], horizons)):
-        surface_panel(fig, ax, surface, surface["loss"][i], "log10 meta-objective")
-        for r in range(smd["lr0"].shape[1]):
-            steps = np.isfinite(smd["lr0"][i, r])  # NaN pads restarts and meta-steps a horizon lacks
-            if not steps.any():
-                continue
-            tx, ty = np.log10(smd["lr0"][i, r][steps]), np.log10(smd["decay_exponent"][i, r][steps])
-            best = r == smd["best_restart"][i]
-            ax.plot(tx, ty, color="white" if best else "0.8", lw=1.5 if best else 0.8)
-            ax.plot(tx[0], ty[0], "o", color="0.8", ms=4)
-            ax.plot(tx[-1], ty[-1], "*", color="white", ms=7)
-        if h in list(zoom["horizon"]):  # the zoom's samples (its center is the surface's best)
-            j = list(zoom["horizon"]).index(h)
-            ax.plot(np.log10(zoom["lr0"][j]), np.log10(zoom["decay_exponent"][j]), ".", color="white", ms=3)
-        fit = fits[str(h)]
-        if fit["lr0"] is not None:  # the horizon's fit: an SMD end, or a surface or zoom sample
-            ax.plot(np.log10(fit["lr0"]), np.log10(fit["decay_exponent"]), "*", color="red", ms=11)
-        ax.set(title=f"T = {h}", xlabel="log10 lr0", ylabel="log10 decay exponent")
-    fig.suptitle("Meta-objective surface and SMD trajectories (Figure 5)")
-    run_dir.save_figure(fig, "figure5_surface")
-
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    for i, h in enumerate(horizons):
-        ax_loss.plot(long["step"], long["train_loss"][i], label=f"fitted at T = {h}")
-        ax_err.plot(long["step"], long["test_error"][i], label=f"fitted at T = {h}")
-    ax_loss.set(yscale="log", xlabel="step", ylabel="training loss")
-    ax_err.set(xlabel="step", ylabel="test error")
-    ax_loss.legend()
-    fig.suptitle("Training with each horizon's fitted schedule (Figure 6)")
-    run_dir.save_figure(fig, "figure6_long_runs")
-
-
+# --- report: saved results only (shorthorizon.report.offline) ---------------------------------
 def is_paper_horizons(config) -> bool:
     """Whether ``config`` (a Config or its stored dict) fits the paper's problem at its horizons
     (MLP, batch 100, T = 100 ... 20,000, the paper's schedule and warm start), the only setup
@@ -400,50 +385,6 @@ def is_paper_horizons(config) -> bool:
 
 
 def report(run_dir: RunDir, prefix: str = "") -> str:
-    s = run_dir.read_summary()
-    config = read_json(run_dir.path / "config.json")["config"]
-    paper = is_paper_horizons(config)
-    if config["smd_from_surface"]:
-        longer = (f"the longer ones take the best of that sample and a zoom of {config['zoom_samples']} samples "
-                  f"(it among them) within {config['zoom_width']:g} decades of it on each axis"
-                  if config.get("zoom_samples") else "the longer ones keep their best sample")
-        refined = "every horizon" if not config["smd_max_horizon"] else f"T <= {config['smd_max_horizon']}; {longer}"
-        fit = (f"taken as the best of {config['surface_samples']} surface samples and refined by "
-               f"{config['meta_steps']} SMD meta-steps from each of the {config['smd_from_surface']} best ({refined}; "
-               f"a refinement replaces the sample where its meta-objective is lower)")
-    else:
-        fit = f"fitted by SMD ({config['meta_steps']} meta-steps from each of {len(config['init_lr0'])} starts)"
-    rows = "\n".join(
-        f"| {h}{' (diverged)' if v['diverged'] else ''} | {fmt(v['lr0'])} | "
-        f"{fmt(v['decay_exponent'])} | {fmt(v['meta_objective'], '.4f')} | {fmt(v['final_train_loss'], '.4f')} | "
-        f"{fmt(v['final_test_error'], '.4f')} |" for h, v in s["horizons"].items())
-    shortest, longest = list(s["horizons"])[0], list(s["horizons"])[-1]
-    decay, loss = fmt(s['decay_exponent_ratio']), fmt(s['final_train_loss_ratio'])
-    if paper:
-        ratios = f"""| ratio (T={shortest} over T={longest}) | ours | paper (T=100 over T=20k, MNIST) |
-|---|---|---|
-| fitted decay exponent | {decay} | > {PAPER_DECAY_EXPONENT_RATIO:g} |
-| final training loss of the long run | {loss} | > {PAPER_TRAIN_LOSS_RATIO:g} |"""
-    else:
-        ratios = f"""| ratio (T={shortest} over T={longest}) | ours |
-|---|---|
-| fitted decay exponent | {decay} |
-| final training loss of the long run | {loss} |
-
-These horizons are not the paper's (T = 100 ... 20,000), so its ratios are not shown beside them."""
-    return f"""## Offline meta-optimization: short-horizon bias (Section 3.2, Figures 5-6)
-
-Dataset: **{s['dataset']}**. An inverse-time schedule lr_t = lr0 (1 + t/{config['decay_steps']:g})^(-decay_exponent),
-{optimizer_text(config)}, for each horizon T from a shared {config['warm_start_steps']}-step warm start,
-{fit}; each horizon's schedule is then trained for {s['long_horizon']} steps.
-
-| horizon T | lr0 | decay exponent | meta-objective | final train loss | final test error |
-|---|---|---|---|---|---|
-{rows}
-
-{ratios}
-
-![Figure 5: surface and SMD trajectories]({prefix}figure5_surface.png)
-
-![Figure 6: long runs with each fitted schedule]({prefix}figure6_long_runs.png)
-"""
+    """The report's section (:func:`shorthorizon.report.offline.section`), with the paper's ratios
+    beside ours where the run's config is the paper's."""
+    return section(run_dir, prefix, is_paper_horizons(run_dir.read_config()))

@@ -1,0 +1,123 @@
+"""Figures 5-6 and the report section of ``shorthorizon offline``, from saved results only.
+
+A run over seeds stores seed 0's curves under the single-seed names and seed k's under
+:func:`~shorthorizon.runners.seed_name` (``long_runs_s1.npz``); its summary lists every seed's
+(``per_seed``) and each headline number's interval (``intervals``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shorthorizon.meta.offline_fit import optimizer_text
+from shorthorizon.report.figures import BAND, band, seeds_table, surface_panel
+from shorthorizon.results import RunDir, fmt
+from shorthorizon.runners import seed_name
+
+# Paper Section 3.2: decay exponent ratio between T=100 and T=20k, and the final training
+# loss ratio of their schedules over 20k steps on MNIST (Figures 5-6).
+PAPER_DECAY_EXPONENT_RATIO = 100.0
+PAPER_TRAIN_LOSS_RATIO = 1000.0
+
+
+def plot(run_dir: RunDir) -> None:
+    """Figure 5: per horizon, seed 0's surface and SMD trajectories, and every seed's fit;
+    Figure 6: each horizon's long runs (over seeds: mean and band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    surface, smd = (run_dir.load_curves(n) for n in ("surface", "smd"))
+    zoom = run_dir.load_curves("zoom") if (run_dir.path / "zoom.npz").exists() else {"horizon": []}
+    summary = run_dir.read_summary()
+    seeds = summary.get("per_seed", [summary])
+    horizons = [int(h) for h in surface["horizon"]]
+    fig, axes = plt.subplots(1, len(horizons), figsize=(4.6 * len(horizons), 3.8), squeeze=False,
+                             layout="constrained")
+    for i, (ax, h) in enumerate(zip(axes[0], horizons)):
+        surface_panel(fig, ax, surface, surface["loss"][i], "log10 meta-objective")
+        for r in range(smd["lr0"].shape[1]):
+            steps = np.isfinite(smd["lr0"][i, r])  # NaN pads restarts and meta-steps a horizon lacks
+            if not steps.any():
+                continue
+            tx, ty = np.log10(smd["lr0"][i, r][steps]), np.log10(smd["decay_exponent"][i, r][steps])
+            best = r == smd["best_restart"][i]
+            ax.plot(tx, ty, color="white" if best else "0.8", lw=1.5 if best else 0.8)
+            ax.plot(tx[0], ty[0], "o", color="0.8", ms=4)
+            ax.plot(tx[-1], ty[-1], "*", color="white", ms=7)
+        if h in list(zoom["horizon"]):  # the zoom's samples (its center is the surface's best)
+            j = list(zoom["horizon"]).index(h)
+            ax.plot(np.log10(zoom["lr0"][j]), np.log10(zoom["decay_exponent"][j]), ".", color="white", ms=3)
+        for k, seed in enumerate(seeds):  # the horizon's fit: an SMD end, or a surface or zoom sample
+            fit = seed["horizons"][str(h)]
+            if fit["lr0"] is not None:
+                ax.plot(np.log10(fit["lr0"]), np.log10(fit["decay_exponent"]), "*", color="red",
+                        **({"ms": 11} if k == 0 else {"ms": 9, "mfc": "none"}))
+        ax.set(title=f"T = {h}", xlabel="log10 lr0", ylabel="log10 decay exponent")
+    over = f" of seed 0; hollow stars: the fits of seeds 1-{len(seeds) - 1}" if len(seeds) > 1 else ""
+    fig.suptitle(f"Meta-objective surface and SMD trajectories{over} (Figure 5)")
+    run_dir.save_figure(fig, "figure5_surface")
+
+    long = [run_dir.load_curves(seed_name("long_runs", k)) for k in range(len(seeds))]
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for i, h in enumerate(horizons):
+        for ax, key in ((ax_loss, "train_loss"), (ax_err, "test_error")):
+            band(ax, long[0]["step"], [c[key][i] for c in long], label=f"fitted at T = {h}")
+    ax_loss.set(yscale="log", xlabel="step", ylabel="training loss")
+    ax_err.set(xlabel="step", ylabel="test error")
+    ax_loss.legend()
+    over = f" ({len(seeds)} seeds: {BAND})" if len(seeds) > 1 else ""
+    fig.suptitle(f"Training with each horizon's fitted schedule{over} (Figure 6)")
+    run_dir.save_figure(fig, "figure6_long_runs")
+
+
+def section(run_dir: RunDir, prefix: str, paper: bool) -> str:
+    """The report's section; ``paper``: the run's config is the paper's (its ratios are shown beside ours)."""
+    s, config = run_dir.read_summary(), run_dir.read_config()
+    if config["smd_from_surface"]:
+        longer = (f"the longer ones take the best of that sample and a zoom of {config['zoom_samples']} samples "
+                  f"(it among them) within {config['zoom_width']:g} decades of it on each axis"
+                  if config.get("zoom_samples") else "the longer ones keep their best sample")
+        refined = "every horizon" if not config["smd_max_horizon"] else f"T <= {config['smd_max_horizon']}; {longer}"
+        fit = (f"taken as the best of {config['surface_samples']} surface samples and refined by "
+               f"{config['meta_steps']} SMD meta-steps from each of the {config['smd_from_surface']} best ({refined}; "
+               f"a refinement replaces the sample where its meta-objective is lower)")
+    else:
+        fit = f"fitted by SMD ({config['meta_steps']} meta-steps from each of {len(config['init_lr0'])} starts)"
+    rows = "\n".join(
+        f"| {h}{' (diverged)' if v['diverged'] else ''} | {fmt(v['lr0'])} | "
+        f"{fmt(v['decay_exponent'])} | {fmt(v['meta_objective'], '.4f')} | {fmt(v['final_train_loss'], '.4f')} | "
+        f"{fmt(v['final_test_error'], '.4f')} |" for h, v in s["horizons"].items())
+    shortest, longest = list(s["horizons"])[0], list(s["horizons"])[-1]
+    decay, loss = fmt(s['decay_exponent_ratio']), fmt(s['final_train_loss_ratio'])
+    seed = " (seed 0)" if s.get("seeds", 1) > 1 else ""
+    if paper:
+        ratios = f"""| ratio (T={shortest} over T={longest}) | ours{seed} | paper (T=100 over T=20k, MNIST) |
+|---|---|---|
+| fitted decay exponent | {decay} | > {PAPER_DECAY_EXPONENT_RATIO:g} |
+| final training loss of the long run | {loss} | > {PAPER_TRAIN_LOSS_RATIO:g} |"""
+    else:
+        ratios = f"""| ratio (T={shortest} over T={longest}) | ours{seed} |
+|---|---|
+| fitted decay exponent | {decay} |
+| final training loss of the long run | {loss} |
+
+These horizons are not the paper's (T = 100 ... 20,000), so its ratios are not shown beside them."""
+    return f"""## Offline meta-optimization: short-horizon bias (Section 3.2, Figures 5-6)
+
+Dataset: **{s['dataset']}**. An inverse-time schedule lr_t = lr0 (1 + t/{config['decay_steps']:g})^(-decay_exponent),
+{optimizer_text(config)}, for each horizon T from a shared {config['warm_start_steps']}-step warm start,
+{fit}; each horizon's schedule is then trained for {s['long_horizon']} steps.
+
+| horizon T{seed} | lr0 | decay exponent | meta-objective | final train loss | final test error |
+|---|---|---|---|---|---|
+{rows}
+
+{ratios}
+
+{seeds_table(s)}
+![Figure 5: surface and SMD trajectories]({prefix}figure5_surface.png)
+
+![Figure 6: long runs with each fitted schedule]({prefix}figure6_long_runs.png)
+"""
