@@ -1,11 +1,13 @@
 """Windowed estimators on the offline task (`shorthorizon truncated`): memory, budget, results."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import pytest
 
+from shorthorizon import config as configlib
 from shorthorizon.cli import main
 from shorthorizon.data import make_fake_dataset
 from shorthorizon.experiments import truncated as experiment
@@ -13,6 +15,7 @@ from shorthorizon.hypergrad import Data, batches, make_estimator
 from shorthorizon.meta import offline
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
+from shorthorizon.stats import interval, log_interval
 from shorthorizon.tasks import mlp
 
 
@@ -107,3 +110,47 @@ def test_bad_config_names_the_key(tmp_path, capsys):
 
 def test_every_figure_shows_its_data(run, figures_show_their_data):
     assert sorted(figures_show_their_data(experiment.plot, run[0])) == ["fits", "long_runs"]
+def _untimed(summary):
+    """A summary without its timings, nor the keys a run over seeds adds."""
+    if isinstance(summary, dict):
+        return {k: _untimed(v) for k, v in summary.items() if "time" not in k and k not in ("seeds", "intervals")}
+    return summary
+
+
+def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_path, capsys):
+    """`seeds=2` beside the single-seed run: seed 0's summary is that run's, seed 1's differs;
+    each fit's headline numbers have stats' interval of the seeds' values; each fit's printed
+    cost doubles; after seed 1's last long run is deleted, a rerun recomputes it alone."""
+    out, sets = run
+    config = dataclasses.replace(configlib.resolve(experiment.PRESETS, "quick", configlib.parse_overrides(sets[1::2])),
+                                 dataset="mnist", seeds=2)
+    two = experiment.run(config, RunDir(tmp_path))
+    assert f"{experiment.REFERENCE} {2 * experiment.fit_cost(config, 'reference'):.3g}, pes " \
+           f"{2 * experiment.fit_cost(config, 'pes'):.3g})" in capsys.readouterr().err
+    single = RunDir(out).read_summary()
+    assert _untimed(two["per_seed"][0]) == _untimed(single) == _untimed({k: v for k, v in two.items() if k != "per_seed"})
+    assert _untimed(two["per_seed"][1]["estimators"]) != _untimed(two["per_seed"][0]["estimators"])
+    assert set(two["intervals"]) == set(experiment.headlines(config)) >= {
+        "estimators.pes_K10.decay_exponent", "estimators.pes_K10.train_loss_ratio", "estimators.smd_full.lr0"}
+    for path, by_factors in experiment.headlines(config).items():
+        values = [functools.reduce(dict.get, path.split("."), s) for s in two["per_seed"]]
+        assert two["intervals"][path] == (log_interval if by_factors else interval)(values), path
+    assert "| fit (seed 0) |" in experiment.report(RunDir(tmp_path)) and (tmp_path / "fit_pes_K10_s1.npz").is_file()
+
+    (tmp_path / "units" / "long_pes_K10_s1.npz").unlink()
+    calls = []
+
+    def recomputed(**kwargs):
+        raise AssertionError("a finished unit was recomputed")
+
+    def long_run(config, **kwargs):
+        calls.append(config.seed)
+        return long_run_unit(config, **kwargs)
+
+    long_run_unit = experiment.long_run_unit
+    with pytest.MonkeyPatch.context() as m:
+        for name in ("windowed_unit", "reference_unit", "surface_unit"):
+            m.setattr(experiment, name, recomputed)
+        m.setattr(experiment, "long_run_unit", long_run)
+        again = experiment.run(config, RunDir(tmp_path))
+    assert calls == [1] and _untimed(again) == _untimed(two) and again["intervals"] == two["intervals"]

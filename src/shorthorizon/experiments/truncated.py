@@ -33,19 +33,26 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from shorthorizon.config import POSITIVE, items, key, one_of, within
+from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, make_estimator
 from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, lr0_named, surface_points, validate_problem
-from shorthorizon.report.figures import surface_panel
+from shorthorizon.report.figures import BAND, band, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
-from shorthorizon.runners import Unit, run_units
+from shorthorizon.runners import Unit, run_seeded, seed_name
+from shorthorizon.stats import over_seeds
 
 NAME = "truncated"
 PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("dataset",)
 WINDOWED = ("forward", "reverse", "es", "pes", "nres")
 REFERENCE = "smd_full"
+# The headline numbers (dotted paths into a seed's summary; {fit}: each fit's name, :func:`names`),
+# each summarised over seeds (stats.over_seeds: True = varies by factors, by its logs). The ratios
+# are to the reference of the same seed.
+HEADLINES = {"estimators.{fit}.lr0": True, "estimators.{fit}.decay_exponent": True,
+             "estimators.{fit}.final_train_loss": False, "estimators.{fit}.decay_exponent_ratio": True,
+             "estimators.{fit}.train_loss_ratio": True}
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class Config(OfflineConfig):
     surface_samples: int = 200  # Figure-5 surface of the loss at T
     surface_chunk: int = 25
     surface_batch: int = 4
+    seeds: int = key(1, POSITIVE)  # independent repetitions: seed k is the run with seed + k (summary: intervals)
 
 
 PRESETS = {
@@ -172,10 +180,22 @@ def fit_cost(config: Config, estimator: str) -> float:
     return inner_steps(config, estimator) * est.step_work(2)
 
 
+def headlines(config: Config) -> dict:
+    """:data:`HEADLINES` of the config's fits (each fit's numbers together; the reference's ratios,
+    to itself, are 1 and left out)."""
+    return {path.format(fit=n): by_factors for n in names(config) for path, by_factors in HEADLINES.items()
+            if n != REFERENCE or "ratio" not in path}
+
+
 def _announce_cost(config: Config, run_dir: RunDir) -> None:
-    """Print what the pending fits cost before they start (:func:`fit_cost`)."""
-    pending = {f"{REFERENCE if e == 'reference' else e}": fit_cost(config, e) for e in ("reference", *config.estimators)
-               if not run_dir.has_unit(f"fit_{REFERENCE if e == 'reference' else e}")}
+    """Print what the pending fits of every seed cost before they start (:func:`fit_cost`;
+    seeds share compiled programs)."""
+    pending = {}
+    for e in ("reference", *config.estimators):
+        name = REFERENCE if e == "reference" else e
+        left = sum(not run_dir.has_unit(seed_name(f"fit_{name}", k)) for k in range(config.seeds))
+        if left:
+            pending[name] = left * fit_cost(config, e)
     if pending:
         problem(config).announce(NAME, pending, config.horizon, _start(config))
 
@@ -188,27 +208,34 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
     _announce_cost(config, run_dir)
 
+    seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
     chunks = range(config.surface_samples // config.surface_chunk)
-    surface = run_units(surface_unit, [Unit(f"surface_c{c}", dict(config=config, chunk=c)) for c in chunks],
-                        desc="surface", **stage)
-    units = [Unit(f"fit_{REFERENCE}", dict(config=config)), *(
-        Unit(f"fit_{e}", dict(config=config, estimator=e), cost=fit_cost(config, e)) for e in config.estimators)]
-    fits = {**run_units(reference_unit, units[:1], desc="reference fit", **stage),
-            **run_units(windowed_unit, units[1:], desc="windowed fits", **stage)}
-    fits = dict(zip(names(config), (fits[u.name] for u in units)))
-    finite = {n: f for n, f in fits.items() if np.isfinite(f["lr0"][-1]) and np.isfinite(f["decay_exponent"][-1])}
-    long = run_units(long_run_unit, [Unit(f"long_{n}", dict(config=config, lr0=float(f["lr0"][-1]),
-                                                            decay_exponent=float(f["decay_exponent"][-1])))
-                                     for n, f in finite.items()], desc="long runs", **stage)
+    surface = run_seeded(surface_unit, [[Unit(f"surface_c{c}", dict(config=s, chunk=c)) for c in chunks]
+                                        for s in seeds], desc="surface", **stage)
+    reference = run_seeded(reference_unit, [[Unit(f"fit_{REFERENCE}", dict(config=s))] for s in seeds],
+                           desc="reference fit", **stage)
+    windowed_fits = run_seeded(windowed_unit, [[Unit(f"fit_{e}", dict(config=s, estimator=e), cost=fit_cost(config, e))
+                                                for e in config.estimators] for s in seeds],
+                               desc="windowed fits", **stage)
+    fits = [dict(zip(names(config), [r[f"fit_{REFERENCE}"], *(w[f"fit_{e}"] for e in config.estimators)]))
+            for r, w in zip(reference, windowed_fits)]
+    long = run_seeded(long_run_unit, [[Unit(f"long_{n}", dict(config=s, lr0=float(f["lr0"][-1]),
+                                                              decay_exponent=float(f["decay_exponent"][-1])))
+                                       for n, f in fit.items()
+                                       if np.isfinite(f["lr0"][-1]) and np.isfinite(f["decay_exponent"][-1])]
+                                      for s, fit in zip(seeds, fits)], desc="long runs", **stage)
 
-    lr0, decay_exponent = surface_points(config).values()
-    run_dir.save_curves("surface", lr0=lr0, decay_exponent=decay_exponent, lr0_range=config.lr0_range,
-                        decay_exponent_range=config.decay_exponent_range,
-                        loss=np.concatenate([surface[f"surface_c{c}"]["loss"][0] for c in chunks]))
-    for n, f in fits.items():
-        run_dir.save_curves(f"fit_{n}", **{k: f[k] for k in ("lr0", "decay_exponent", "inner_steps")},
-                            **long.get(f"long_{n}", {}))
-    summary = run_dir.write_summary(_summary(config, fits, long))
+    per_seed = []
+    for k, s in enumerate(seeds):
+        lr0, decay_exponent = surface_points(s).values()
+        run_dir.save_curves(seed_name("surface", k), lr0=lr0, decay_exponent=decay_exponent,
+                            lr0_range=config.lr0_range, decay_exponent_range=config.decay_exponent_range,
+                            loss=np.concatenate([surface[k][f"surface_c{c}"]["loss"][0] for c in chunks]))
+        for n, f in fits[k].items():
+            run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(f"long_{n}", {}),
+                                **{key: f[key] for key in ("lr0", "decay_exponent", "inner_steps")})
+        per_seed.append(_summary(s, fits[k], long[k]))
+    summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
     return summary
 
@@ -242,43 +269,51 @@ def _summary(config: Config, fits: dict, long: dict) -> dict:
 
 
 # --- figures and report: saved results only ---------------------------------------------------
-def _fits(run_dir: RunDir) -> dict:
-    return {n: run_dir.load_curves(f"fit_{n}") for n in run_dir.read_summary()["estimators"]}
-
-
 def plot(run_dir: RunDir) -> None:
+    """The fits on seed 0's surface (every seed's fitted point), their paths and their long runs
+    (over seeds: mean and band)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    surface, fits = run_dir.load_curves("surface"), _fits(run_dir)
-    colors = dict(zip(fits, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    widths = {n: 2.6 - 1.8 * i / max(1, len(fits) - 1) for i, n in enumerate(fits)}  # coinciding fits stay visible
-    horizon = run_dir.read_summary()["horizon"]
+    summary = run_dir.read_summary()
+    seeds, horizon = summary.get("seeds", 1), summary["horizon"]
+    surface = run_dir.load_curves("surface")
+    fits = [{n: run_dir.load_curves(seed_name(f"fit_{n}", k)) for n in summary["estimators"]} for k in range(seeds)]
+    colors = dict(zip(fits[0], plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    # coinciding fits stay visible
+    widths = {n: 2.6 - 1.8 * i / max(1, len(fits[0]) - 1) for i, n in enumerate(fits[0])}
+    over = f" ({seeds} seeds: {BAND})" if seeds > 1 else ""
 
     fig, (ax_surface, ax_path) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     surface_panel(fig, ax_surface, surface, surface["loss"], f"log10 training loss at T = {horizon}")
-    for n, f in fits.items():
+    for n, f in fits[0].items():
         x, y = np.log10(f["lr0"]), np.log10(f["decay_exponent"])
         ax_surface.plot(x, y, color=colors[n], lw=widths[n] / 2)
         ax_surface.plot(x[-1], y[-1], "*", color=colors[n], ms=12, mec="white", label=n)
-        ax_path.plot(np.linspace(0, f["inner_steps"], len(y)), f["decay_exponent"], color=colors[n], lw=widths[n],
-                     label=n)
-    ax_surface.set(xlabel="log10 lr0", ylabel="log10 decay exponent", title="fitted schedules on the surface")
+        for other in fits[1:]:  # the other seeds' fitted points
+            ax_surface.plot(np.log10(other[n]["lr0"][-1]), np.log10(other[n]["decay_exponent"][-1]), "*",
+                            color=colors[n], ms=9, mfc="none")
+        band(ax_path, np.linspace(0, f["inner_steps"], len(y)), [c[n]["decay_exponent"] for c in fits],
+             color=colors[n], lw=widths[n], label=n)
+    ax_surface.set(xlabel="log10 lr0", ylabel="log10 decay exponent",
+                   title="fitted schedules on the surface" + (" of seed 0 (hollow: other seeds)" if seeds > 1 else ""))
     ax_surface.legend(fontsize=8)
-    ax_path.set(yscale="log", xlabel="inner steps spent", ylabel="decay exponent", title="fits under one budget")
+    ax_path.set(yscale="log", xlabel="inner steps spent", ylabel="decay exponent",
+                title="fits under one budget" + over)
     run_dir.save_figure(fig, "fits")
 
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    for n, f in fits.items():
-        if "train_loss" in f:
-            ax_loss.plot(f["step"], f["train_loss"], color=colors[n], lw=widths[n], label=n)
-            ax_err.plot(f["step"], f["test_error"], color=colors[n], lw=widths[n], label=n)
+    for n in fits[0]:
+        runs = [c[n] for c in fits if "train_loss" in c[n]]  # a fit that diverged has no long run
+        for ax, key in ((ax_loss, "train_loss"), (ax_err, "test_error")):
+            if runs:
+                band(ax, runs[0]["step"], [r[key] for r in runs], color=colors[n], lw=widths[n], label=n)
     ax_loss.set(yscale="log", xlabel="step", ylabel="training loss")
     ax_err.set(xlabel="step", ylabel="test error")
     ax_loss.legend(fontsize=8)
-    fig.suptitle(f"Training {horizon} steps with each fitted schedule")
+    fig.suptitle(f"Training {horizon} steps with each fitted schedule{over}")
     run_dir.save_figure(fig, "long_runs")
 
 
@@ -290,6 +325,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
         f"{fmt(v['final_test_error'], '.4f')} | "
         f"{v['inner_steps']:,} / {v['meta_steps']} | {fmt(v['wall_time_s'], '.0f')} ({fmt(v['wall_time_ratio'])}x) |"
         for n, v in s["estimators"].items())
+    seed = " (seed 0)" if s.get("seeds", 1) > 1 else ""
     return f"""## Beating the short-horizon bias: windowed estimators on the offline task
 
 Dataset: **{s['dataset']}**. The offline problem (lr_t = lr0 (1 + t/{config['decay_steps']:g})^(-decay exponent),
@@ -303,10 +339,11 @@ schedule is then trained for T steps and judged by its training loss at T on the
 estimators' objective. Ratios in brackets are to `{REFERENCE}`; wall time is each fit's, compilation included, the fits one after
 another in one process.
 
-| fit | objective | lr0 | decay exponent | train loss at T | mean train loss | test error | inner steps / meta-steps | wall s |
+| fit{seed} | objective | lr0 | decay exponent | train loss at T | mean train loss | test error | inner steps / meta-steps | wall s |
 |---|---|---|---|---|---|---|---|---|
 {rows}
 
+{seeds_table(s)}
 ![fitted schedules on the surface of horizon T, and their paths]({prefix}fits.png)
 
 ![training with each fitted schedule]({prefix}long_runs.png)
