@@ -118,3 +118,26 @@ def figures_show_their_data(monkeypatch):
         return figures
 
     return check
+
+
+@pytest.fixture
+def rerun_seeds(monkeypatch):
+    """``rerun(module, frozen, counted, run)``: ``run()`` while each of ``module``'s unit functions
+    named in ``frozen`` fails if called (a finished unit recomputed) and ``counted`` records the
+    seed of each config it is called with; ``(run's result, the seeds recorded)``."""
+    def rerun(module, frozen, counted, run):
+        calls, unit = [], getattr(module, counted)
+
+        def recomputed(**kwargs):
+            raise AssertionError("a finished unit was recomputed")
+
+        def counting(config, **kwargs):
+            calls.append(config.seed)
+            return unit(config, **kwargs)
+
+        with monkeypatch.context() as m:
+            for name in frozen:
+                m.setattr(module, name, recomputed)
+            m.setattr(module, counted, counting)
+            return run(), calls
+    return rerun

@@ -279,7 +279,8 @@ def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_pat
         assert problem_text in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
-def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp_path, capsys, strict_json):
+def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp_path, capsys, strict_json,
+                                                                      rerun_seeds):
     """`seeds=2`: seed k is the run with seed + k (seed 0's summary is the single-seed run's,
     seed 1's the single-seed run's at seed 1, and they differ); each headline number's interval
     is :mod:`shorthorizon.stats`'s of the seeds' values; the printed cost doubles; after seed 1's
@@ -307,20 +308,8 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
            f"{ratio['high']:.4g}] (2 seeds) |" in section and "| horizon T (seed 0) |" in section
 
     (tmp_path / "two" / "units" / "long_T10_s1.npz").unlink()
-    calls = []
-
-    def recomputed(**kwargs):
-        raise AssertionError("a finished unit was recomputed")
-
-    def long_run(config, **kwargs):
-        calls.append(config.seed)
-        return long_run_unit(config, **kwargs)
-
-    long_run_unit = experiment.long_run_unit
-    with pytest.MonkeyPatch.context() as m:
-        for name in ("surface_unit", "smd_unit", "zoom_unit"):
-            m.setattr(experiment, name, recomputed)
-        m.setattr(experiment, "long_run_unit", long_run)
-        again = experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two"))
+    again, calls = rerun_seeds(experiment, ("surface_unit", "smd_unit", "zoom_unit"), "long_run_unit",
+                               lambda: experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two")))
     assert calls == [1]
-    assert {k: v for k, v in again.items() if k != "wall_time_s"} == {k: v for k, v in two.items() if k != "wall_time_s"}
+    again.pop("wall_time_s"), two.pop("wall_time_s")
+    assert again == two

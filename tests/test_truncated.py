@@ -117,7 +117,7 @@ def _untimed(summary):
     return summary
 
 
-def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_path, capsys):
+def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_path, capsys, rerun_seeds):
     """`seeds=2` beside the single-seed run: seed 0's summary is that run's, seed 1's differs;
     each fit's headline numbers have stats' interval of the seeds' values; each fit's printed
     cost doubles; after seed 1's last long run is deleted, a rerun recomputes it alone."""
@@ -128,7 +128,8 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
     assert f"{experiment.REFERENCE} {2 * experiment.fit_cost(config, 'reference'):.3g}, pes " \
            f"{2 * experiment.fit_cost(config, 'pes'):.3g})" in capsys.readouterr().err
     single = RunDir(out).read_summary()
-    assert _untimed(two["per_seed"][0]) == _untimed(single) == _untimed({k: v for k, v in two.items() if k != "per_seed"})
+    top = {k: v for k, v in two.items() if k != "per_seed"}
+    assert _untimed(two["per_seed"][0]) == _untimed(single) == _untimed(top)
     assert _untimed(two["per_seed"][1]["estimators"]) != _untimed(two["per_seed"][0]["estimators"])
     assert set(two["intervals"]) == set(experiment.headlines(config)) >= {
         "estimators.pes_K10.decay_exponent", "estimators.pes_K10.train_loss_ratio", "estimators.smd_full.lr0"}
@@ -138,19 +139,6 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
     assert "| fit (seed 0) |" in experiment.report(RunDir(tmp_path)) and (tmp_path / "fit_pes_K10_s1.npz").is_file()
 
     (tmp_path / "units" / "long_pes_K10_s1.npz").unlink()
-    calls = []
-
-    def recomputed(**kwargs):
-        raise AssertionError("a finished unit was recomputed")
-
-    def long_run(config, **kwargs):
-        calls.append(config.seed)
-        return long_run_unit(config, **kwargs)
-
-    long_run_unit = experiment.long_run_unit
-    with pytest.MonkeyPatch.context() as m:
-        for name in ("windowed_unit", "reference_unit", "surface_unit"):
-            m.setattr(experiment, name, recomputed)
-        m.setattr(experiment, "long_run_unit", long_run)
-        again = experiment.run(config, RunDir(tmp_path))
+    again, calls = rerun_seeds(experiment, ("windowed_unit", "reference_unit", "surface_unit"), "long_run_unit",
+                               lambda: experiment.run(config, RunDir(tmp_path)))
     assert calls == [1] and _untimed(again) == _untimed(two) and again["intervals"] == two["intervals"]
