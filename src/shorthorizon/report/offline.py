@@ -55,7 +55,7 @@ def plot(run_dir: RunDir) -> None:
                 ax.plot(np.log10(fit["lr0"]), np.log10(fit["decay_exponent"]), "*", color="red",
                         **({"ms": 11} if k == 0 else {"ms": 9, "mfc": "none"}))
         ax.set(title=f"T = {h}", xlabel="log10 lr0", ylabel="log10 decay exponent")
-    over = f" of seed 0; hollow stars: the fits of seeds 1-{len(seeds) - 1}" if len(seeds) > 1 else ""
+    over = " of seed 0; hollow stars: the other seeds' fits" if len(seeds) > 1 else ""
     fig.suptitle(f"Meta-objective surface and SMD trajectories{over} (Figure 5)")
     run_dir.save_figure(fig, "figure5_surface")
 
