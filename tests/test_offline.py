@@ -280,7 +280,7 @@ def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_pat
 
 
 def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp_path, capsys, strict_json,
-                                                                      rerun_seeds):
+                                                                      rerun_seeds, figures_show_their_data):
     """`seeds=2`: seed k is the run with seed + k (seed 0's summary is the single-seed run's,
     seed 1's the single-seed run's at seed 1, and they differ); each headline number's interval
     is :mod:`shorthorizon.stats`'s of the seeds' values; the printed cost doubles; after seed 1's
@@ -302,6 +302,7 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
         assert two["intervals"][path] == (log_interval if by_factors else interval)(values), path
     assert strict_json(tmp_path / "two" / "summary.json")["intervals"] == two["intervals"]
     assert (tmp_path / "two" / "long_runs_s1.npz").is_file()
+    assert sorted(figures_show_their_data(experiment.plot, tmp_path / "two")) == ["figure5_surface", "figure6_long_runs"]
     section = experiment.report(RunDir(tmp_path / "two"))
     ratio = two["intervals"]["decay_exponent_ratio"]
     assert f"| `decay_exponent_ratio` | {ratio['values'][0]:.4g} | {ratio['mean']:.4g} [{ratio['low']:.4g}, " \

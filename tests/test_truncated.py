@@ -117,7 +117,8 @@ def _untimed(summary):
     return summary
 
 
-def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_path, capsys, rerun_seeds):
+def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_path, capsys, rerun_seeds,
+                                                                      figures_show_their_data):
     """`seeds=2` beside the single-seed run: seed 0's summary is that run's, seed 1's differs;
     each fit's headline numbers have stats' interval of the seeds' values; each fit's printed
     cost doubles; after seed 1's last long run is deleted, a rerun recomputes it alone."""
@@ -137,6 +138,7 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
         values = [functools.reduce(dict.get, path.split("."), s) for s in two["per_seed"]]
         assert two["intervals"][path] == (log_interval if by_factors else interval)(values), path
     assert "| fit (seed 0) |" in experiment.report(RunDir(tmp_path)) and (tmp_path / "fit_pes_K10_s1.npz").is_file()
+    assert sorted(figures_show_their_data(experiment.plot, tmp_path)) == ["fits", "long_runs"]
 
     (tmp_path / "units" / "long_pes_K10_s1.npz").unlink()
     again, calls = rerun_seeds(experiment, ("windowed_unit", "reference_unit", "surface_unit"), "long_run_unit",
