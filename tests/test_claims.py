@@ -5,7 +5,8 @@ import json
 import pytest
 
 from shorthorizon.cli import main
-from shorthorizon.report import claims, write_report
+from shorthorizon.report import claims
+from shorthorizon.report.document import write_report
 from shorthorizon.stats import interval, log_interval
 
 from test_run_folders import NQM

@@ -99,7 +99,7 @@ def test_config_json_records_the_lock_this_environment_was_installed_from(tmp_pa
 
 def test_the_report_shows_the_lock_digest(tmp_path, monkeypatch):
     from shorthorizon import experiments
-    from shorthorizon.report import write_report
+    from shorthorizon.report.document import write_report
 
     RunDir(tmp_path / "demo").write_config(Demo())
     RunDir(tmp_path / "demo").write_summary({})

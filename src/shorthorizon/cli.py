@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from shorthorizon.report import write_report
+    from shorthorizon.report.document import write_report
 
     out = args.out = args.out or _default_out("reproduce")
     start = time.perf_counter()

@@ -20,7 +20,7 @@ from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, optimizer_text,
+from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named,
                                            surface_points, validate_problem, zoom_points)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.offline import plot, section

@@ -35,7 +35,7 @@ from shorthorizon import optim
 from shorthorizon.meta.offline_fit import DATASET, TASK
 from shorthorizon.meta.online import Online, check
 from shorthorizon.results import RunDir
-from shorthorizon.runners import Unit, run_units
+from shorthorizon.runners import Unit, run_units, seed_name
 from shorthorizon.stats import over_seeds
 from shorthorizon.tasks import Task, make_task
 
@@ -229,16 +229,9 @@ def file_name(task: str) -> str:
 
 
 def unit_name(task: str, init_lr: float, lookahead: str | None, seed: int = 0) -> str:
-    """Seed 0's name is the single-seed run's; seed k > 0 adds ``_s{k}``."""
+    """The unit of one run (seed ``seed``'s: :func:`~shorthorizon.runners.seed_name`)."""
     task = file_name(task)
-    name = f"{task}_baseline" if lookahead is None else f"{task}_{lookahead}_lr{init_lr:g}"
-    return name + (f"_s{seed}" if seed else "")
-
-
-def _seeded(config: Config, seed: int) -> Config:
-    """Seed ``seed``'s own config (initialization, batch streams, particles): ``config.seed + seed``,
-    one seed, so that a unit does not depend on how many seeds run beside it."""
-    return dataclasses.replace(config, seed=config.seed + seed, seeds=1)
+    return seed_name(f"{task}_baseline" if lookahead is None else f"{task}_{lookahead}_lr{init_lr:g}", seed)
 
 
 def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
@@ -273,7 +266,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     run_dir.write_config(config, datasets=data)
     runs = [(task, lr, la, _cost(config, task, data[task], la))
             for task in config.task for lr, la in _runs(config, task)]
-    units = [Unit(unit_name(task, lr, la, seed), dict(config=_seeded(config, seed), task=task, dataset=data[task],
+    units = [Unit(unit_name(task, lr, la, seed), dict(config=configlib.seeded(config, seed), task=task, dataset=data[task],
                                                        init_lr=lr, lookahead=la), cost=cost)
              for seed in range(config.seeds) for task, lr, la, cost in runs]
     results = run_units(run_unit, units, run_dir, executor, ray_address, desc="online runs")

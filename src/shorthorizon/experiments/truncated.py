@@ -307,9 +307,9 @@ def plot(run_dir: RunDir) -> None:
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     for n in fits[0]:
         runs = [c[n] for c in fits if "train_loss" in c[n]]  # a fit that diverged has no long run
-        for ax, key in ((ax_loss, "train_loss"), (ax_err, "test_error")):
+        for ax, curve in ((ax_loss, "train_loss"), (ax_err, "test_error")):
             if runs:
-                band(ax, runs[0]["step"], [r[key] for r in runs], color=colors[n], lw=widths[n], label=n)
+                band(ax, runs[0]["step"], [r[curve] for r in runs], color=colors[n], lw=widths[n], label=n)
     ax_loss.set(yscale="log", xlabel="step", ylabel="training loss")
     ax_err.set(xlabel="step", ylabel="test error")
     ax_loss.legend(fontsize=8)

@@ -22,7 +22,11 @@ from __future__ import annotations
 import math
 from typing import Callable, Mapping, NamedTuple
 
+from shorthorizon.experiments.offline import is_paper_horizons
+from shorthorizon.report.figures import interval_text
+from shorthorizon.report.offline import PAPER_DECAY_EXPONENT_RATIO, PAPER_TRAIN_LOSS_RATIO
 from shorthorizon.results import fmt
+from shorthorizon.stats import log_interval
 
 RULE = ("A claim *holds* when its number's 95% interval over seeds (Student t; by logs for ratios) lies "
         "wholly on the claim's side of its threshold, *does not hold* when it lies wholly on the other, and is "
@@ -83,9 +87,8 @@ def verdict(evidence: Evidence) -> tuple[str, str]:
             return ("diverged", HOLDS) if unstable else ("diverged", NOT_COMPARABLE)
         if number["low"] is None:
             return f"{fmt(number['mean'])} (one seed)", HOLDS if side(number["mean"]) else FAILS
-        text = f"{fmt(number['mean'])} [{fmt(number['low'])}, {fmt(number['high'])}] ({number['n']} seeds)"
         low, high = side(number["low"]), side(number["high"])
-        return text, HOLDS if low and high else FAILS if not (low or high) else OPEN
+        return interval_text(number, seeds=True), HOLDS if low and high else FAILS if not (low or high) else OPEN
     if number is None or isinstance(number, bool) or not math.isfinite(number):
         return ("diverged", HOLDS) if unstable else ("—", NOT_COMPARABLE)
     return f"{fmt(number)}{'' if evidence.exact else ' (one seed)'}", HOLDS if side(number) else FAILS
@@ -131,8 +134,6 @@ def _nqm_deterministic(summary, config) -> Evidence:
 
 def _offline(path: str, paper_number: float):
     def evidence(summary, config) -> Evidence:
-        from shorthorizon.experiments.offline import is_paper_horizons
-
         paper = is_paper_horizons(config)
         return Evidence(at(summary, path), paper_number if paper else 1.0,
                         paper=f"> {paper_number:g} (MNIST)" if paper else "")
@@ -168,6 +169,21 @@ def _estimators(kind: str, biased: bool):
     return evidence
 
 
+def _truncated_bias(summary, config) -> Evidence:
+    """Truncated forward mode's fitted decay exponent over full-horizon SMD's (within a seed)."""
+    return Evidence(at(summary, f"estimators.forward_K{config['truncation']}.decay_exponent_ratio"), 1.0)
+
+
+def _pes_recovers(summary, config) -> Evidence:
+    """PES's schedule's training loss at T over truncated forward mode's, at the same window K,
+    taken within each seed (paired) and summarised by its logs."""
+    def ratio(seed: Mapping) -> float:
+        fits = seed["estimators"]
+        pes, forward = (fits.get(f"{e}_K{config['truncation']}", {}).get("final_train_loss") for e in ("pes", "forward"))
+        return math.nan if pes is None or forward is None else pes / forward
+    return Evidence(log_interval([ratio(seed) for seed in summary.get("per_seed", [summary])]), 1.0, above=False)
+
+
 def _regime_edges(summary, config) -> Evidence:
     edges = summary["edges"].values()
     return Evidence(sum(e["greedy_optimal"] for e in edges) / len(edges), 1.0, exact=True, inclusive=True)
@@ -179,15 +195,19 @@ CLAIMS = (
     Claim("NQM, deterministic: the greedy schedule is optimal (its loss / the optimized one's)", "nqm",
           _nqm_deterministic),
     Claim("Offline: a short horizon picks a faster decay (decay exponent T_short / T_long)", "offline",
-          _offline("decay_exponent_ratio", 100.0)),
+          _offline("decay_exponent_ratio", PAPER_DECAY_EXPONENT_RATIO)),
     Claim("Offline: the short horizon's schedule ends the long run behind (final train loss T_short / T_long)",
-          "offline", _offline("final_train_loss_ratio", 1000.0)),
+          "offline", _offline("final_train_loss_ratio", PAPER_TRAIN_LOSS_RATIO)),
     Claim("Online, stochastic lookahead: lr at stop below a tenth of the tuned one (lr ratio)", "online",
           _online("stochastic", "tenth")),
     Claim("Online, stochastic lookahead: a worse final train loss than the tuned baseline (loss ratio)", "online",
           _online("stochastic", "loss")),
     Claim("Online, deterministic lookahead: lr at stop above the tuned one, or unstable (lr ratio)", "online",
           _online("deterministic", "above")),
+    Claim("Truncated (MLP): forward-mode SMD over windows of K steps fits a faster decay than full-horizon SMD "
+          "(decay exponent ratio)", "truncated", _truncated_bias),
+    Claim("Truncated (MLP): PES's schedule ends the run below truncated forward mode's at the same K (train loss "
+          "at T, PES / forward)", "truncated", _pes_recovers),
     Claim("NQM estimators: truncated forward mode (K < T) is biased (relative bias / noise floor)", "estimators",
           _estimators("forward", biased=True)),
     Claim("NQM estimators: PES is unbiased for its smoothed whole-run objective (relative bias / floor)",

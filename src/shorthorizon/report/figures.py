@@ -43,12 +43,16 @@ def band(ax, x: np.ndarray, curves: np.ndarray, **style) -> None:
                         alpha=0.2, lw=0)
 
 
-def interval_text(stat: dict, spec: str = ".3g") -> str:
-    """An interval of :mod:`shorthorizon.stats` as ``mean [low, high]`` (no bounds for one seed)."""
+def interval_text(stat: dict | None, spec: str = ".3g", seeds: bool = False) -> str:
+    """An interval of :mod:`shorthorizon.stats` as ``mean [low, high]`` (no bounds for one seed),
+    with ``seeds``: ``(n seeds, d diverged)`` after it."""
+    if stat is None:
+        return "—"
+    count = f" ({stat['n']} seeds{f', {d} diverged' if (d := stat['diverged']) else ''})" if seeds else ""
     if stat["mean"] is None:
-        return "diverged"
+        return f"diverged{count}"
     bounds = "" if stat["low"] is None else f" [{fmt(stat['low'], spec)}, {fmt(stat['high'], spec)}]"
-    return f"{fmt(stat['mean'], spec)}{bounds}"
+    return f"{fmt(stat['mean'], spec)}{bounds}{count}"
 
 
 def seeds_table(summary: dict) -> str:
@@ -57,8 +61,7 @@ def seeds_table(summary: dict) -> str:
     value; empty for a single-seed run."""
     if summary.get("seeds", 1) < 2:
         return ""
-    rows = "\n".join(f"| `{path}` | {fmt(stat['values'][0], '.4g')} | {interval_text(stat, '.4g')} ({stat['n']} seeds"
-                     f"{f', {d} diverged' if (d := stat['diverged']) else ''}) |"
+    rows = "\n".join(f"| `{path}` | {fmt(stat['values'][0], '.4g')} | {interval_text(stat, '.4g', seeds=True)} |"
                      for path, stat in summary["intervals"].items())
     return f"""Over {summary['seeds']} seeds (seed k is the run with seed + k: its own initialization, batches and
 samples): the mean and 95% Student t interval over seeds; ratios (taken within each seed), learning rates and decay

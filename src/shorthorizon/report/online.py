@@ -15,6 +15,7 @@ import numpy as np
 
 from shorthorizon.experiments.online import HEADLINES, TASKS, at_stop, file_name, unit_name
 from shorthorizon.hypergrad import make_estimator
+from shorthorizon.report.figures import interval_text
 from shorthorizon.results import RunDir, fmt
 
 FIGURES = {"mlp": "figure7_mlp", "cnn": "figure8_cnn"}
@@ -125,17 +126,6 @@ def plot(run_dir: RunDir) -> None:
         run_dir.save_figure(fig, _figure(task))
 
 
-def _interval(interval: dict | None) -> str:
-    """``mean [low, high] (n seeds)`` of an interval of :mod:`shorthorizon.stats`."""
-    if interval is None:
-        return "—"
-    if interval["mean"] is None:
-        return f"— ({interval['diverged']} seeds diverged)"
-    diverged = f", {interval['diverged']} diverged" if interval["diverged"] else ""
-    return (f"{fmt(interval['mean'])} [{fmt(interval['low'])}, {fmt(interval['high'])}] "
-            f"({interval['n']} seeds{diverged})")
-
-
 def _over_seeds(summary: dict, task: str) -> list[str]:
     """The headline numbers of ``task`` over the seeds, a row per mode."""
     intervals, name = summary["intervals"], file_name(task)
@@ -146,7 +136,7 @@ def _over_seeds(summary: dict, task: str) -> list[str]:
             "runs', its loss the lowest; diverged is the fraction of its runs that diverged (a diverged run's loss is "
             "counted apart).", "",
             "| mode | " + " | ".join(HEADLINES) + " |", "|---|" + "---|" * len(HEADLINES)] + [
-        f"| {mode} | " + " | ".join(_interval(intervals.get(f"{name}.{mode}.{key}")) for key in HEADLINES) + " |"
+        f"| {mode} | " + " | ".join(interval_text(intervals.get(f"{name}.{mode}.{key}"), seeds=True) for key in HEADLINES) + " |"
         for mode in modes] + ["", "Seed 0:", ""]
 
 
