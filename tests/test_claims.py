@@ -68,3 +68,25 @@ def test_a_diverged_number_supports_only_a_claim_of_instability():
     everything_diverged = interval([float("nan"), float("nan")])
     assert claims.verdict(claims.Evidence(everything_diverged, 1.0, unstable=log_interval([1.0, 1.0])))[1] == claims.HOLDS
     assert claims.verdict(claims.Evidence(None, 1.0, unstable=0.0))[1] == claims.NOT_COMPARABLE
+
+
+def test_reproduce_takes_seeds_and_its_claims_read_their_intervals(tmp_path, monkeypatch):
+    """``reproduce --set seeds=2`` repeats the online experiment over two seeds; its claims rows
+    are judged on the intervals over them (two values each, ``(2 seeds)``), not on seed 0 alone."""
+    from test_online import _write_learnable
+
+    _write_learnable(tmp_path / "data", "fashion-mnist", 400, 100)
+    monkeypatch.delenv("SHORTHORIZON_DATA", raising=False)
+    out = tmp_path / "reproduction"
+    tiny = {"seeds": 2, "task": "mlp", "data_dir": tmp_path / "data", "verify": "false", "mlp_steps": 40,
+            "meta_steps": 2, "interval": 5, "chunks": 2, "mlp_batch_size": 20, "mlp_init_lrs": 0.05,
+            "lookaheads": "stochastic", "eval_examples": 100}
+    assert main(["reproduce", "--only", "online", "--out", str(out),
+                 *(a for k, v in tiny.items() for a in ("--set", f"{k}={v}"))]) == 0
+    summary = json.loads((out / "online" / "summary.json").read_text())
+    assert summary["seeds"] == 2 and len(summary["per_seed"]) == 2
+    rows = [r for r in json.loads((out / "summary.json").read_text())["claims"] if r["source"] == "online"]
+    stochastic = [r for r in rows if "stochastic" in r["claim"]]
+    assert stochastic and all(r["ours"].endswith("(2 seeds)") for r in stochastic), stochastic
+    ratios = [run["mlp"]["runs"][0]["lr_at_stop"] / run["mlp"]["baseline"]["lr"] for run in summary["per_seed"]]
+    assert summary["intervals"]["mlp.stochastic.lr_ratio"]["values"] == pytest.approx(ratios)

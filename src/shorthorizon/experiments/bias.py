@@ -295,17 +295,23 @@ def plot(run_dir: RunDir) -> None:
             return row[quantity] if quantity == "train_loss_at_T" else row["hyper"][quantity]
 
         ref = of(s["rows"]["reference"])
+        # a t interval of few seeds can reach below zero, which a log axis cannot show: such a
+        # bound is drawn at a tenth of the panel's smallest value, marked with a "v"
+        seen = [v for row in s["rows"].values() for v in of(row)["values"] if v is not None and v > 0]
+        floor = min(seen, default=1.0) / 10
         if ref["mean"] is not None:
             ax.axhline(ref["mean"], color="black", label=f"tuned at T = {s['horizon']}")
             if ref["low"] is not None:
-                ax.axhspan(max(ref["low"], 1e-30), ref["high"], color="0.8", alpha=0.6, label="its 95% interval")
+                ax.axhspan(max(ref["low"], floor), ref["high"], color="0.8", alpha=0.6, label="its 95% interval")
         for k, row in zip(ks, short.values()):
             values = [v for v in of(row)["values"] if v is not None]
             ax.plot([k] * len(values), values, ".", color="tab:blue", alpha=0.5)
             if of(row)["mean"] is not None:
                 low, high = of(row)["low"], of(row)["high"]
-                err = None if low is None else [[of(row)["mean"] - max(low, 1e-30)], [high - of(row)["mean"]]]
+                err = None if low is None else [[of(row)["mean"] - max(low, floor)], [high - of(row)["mean"]]]
                 ax.errorbar([k], [of(row)["mean"]], yerr=err, fmt="o", color="tab:blue", capsize=4)
+                if low is not None and low < floor:
+                    ax.plot([k], [floor], "v", color="tab:blue")
         ax.set(xscale="log", yscale="log", xlabel="tuning horizon K", ylabel=label)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"Tuned on a short horizon K, judged at T = {s['horizon']} ({s['seeds']} seeds: points, mean, "

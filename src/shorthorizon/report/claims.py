@@ -9,7 +9,7 @@ The verdict follows one rule (:data:`RULE`, printed next to the table):
   claim's side, *does not hold* when it lies wholly on the other, *inconclusive* when it
   straddles the threshold;
 - it is exact (the NQM's dynamics, computed, not sampled) or there is one seed: the value
-  decides, and a sampled number's verdict says "one seed";
+  decides, and a sampled number's text says "1 seed";
 - *not comparable* when the experiment did not run or the number is missing or diverged.
 
 Where the configuration is the paper's, the paper's own number is shown and is the threshold
@@ -85,13 +85,13 @@ def verdict(evidence: Evidence) -> tuple[str, str]:
     if isinstance(number, Mapping):  # an interval over seeds
         if number["mean"] is None:
             return ("diverged", HOLDS) if unstable else ("diverged", NOT_COMPARABLE)
-        if number["low"] is None:
-            return f"{fmt(number['mean'])} (one seed)", HOLDS if side(number["mean"]) else FAILS
+        if number["low"] is None:  # one seed: its value decides
+            return interval_text(number, seeds=True), HOLDS if side(number["mean"]) else FAILS
         low, high = side(number["low"]), side(number["high"])
         return interval_text(number, seeds=True), HOLDS if low and high else FAILS if not (low or high) else OPEN
     if number is None or isinstance(number, bool) or not math.isfinite(number):
         return ("diverged", HOLDS) if unstable else ("—", NOT_COMPARABLE)
-    return f"{fmt(number)}{'' if evidence.exact else ' (one seed)'}", HOLDS if side(number) else FAILS
+    return f"{fmt(number)}{'' if evidence.exact else ' (1 seed)'}", HOLDS if side(number) else FAILS
 
 
 def table(runs: Mapping[str, tuple[Mapping, Mapping]]) -> list[dict]:

@@ -48,7 +48,8 @@ def interval_text(stat: dict | None, spec: str = ".3g", seeds: bool = False) -> 
     with ``seeds``: ``(n seeds, d diverged)`` after it."""
     if stat is None:
         return "—"
-    count = f" ({stat['n']} seeds{f', {d} diverged' if (d := stat['diverged']) else ''})" if seeds else ""
+    count = (f" ({stat['n']} seed{'s' * (stat['n'] != 1)}{f', {d} diverged' if (d := stat['diverged']) else ''})"
+             if seeds else "")
     if stat["mean"] is None:
         return f"diverged{count}"
     bounds = "" if stat["low"] is None else f" [{fmt(stat['low'], spec)}, {fmt(stat['high'], spec)}]"
