@@ -5,6 +5,6 @@ interrupted sweep resumes), :func:`run_seeded` (every seed's units of a stage in
 """
 
 from shorthorizon.runners.ray import ensure_ray
-from shorthorizon.runners.units import EXECUTORS, CostBar, Unit, inputs, run_seeded, run_units, seed_name
+from shorthorizon.runners.units import EXECUTORS, Unit, inputs, run_seeded, run_units, seed_name
 
-__all__ = ["EXECUTORS", "CostBar", "Unit", "ensure_ray", "inputs", "run_seeded", "run_units", "seed_name"]
+__all__ = ["EXECUTORS", "Unit", "ensure_ray", "inputs", "run_seeded", "run_units", "seed_name"]

@@ -51,15 +51,21 @@ def run_units(
     if len(set(names)) != len(names):
         raise ValueError(f"unit names must be unique, got {names}")
     pending = [u for u in units if not _stored(run_dir, u)]
-    waiting = {u.name for u in pending}
-    bar = CostBar(units, [name for name in names if name not in waiting], desc)
+    # the bar's length is the units' cost, its label counts them
+    cost, done = {u.name: float(u.cost) for u in units}, len(units) - len(pending)
+    bar = tqdm(total=sum(cost.values()), initial=sum(cost.values()) - sum(cost[u.name] for u in pending),
+               desc=f"{desc} ({done}/{len(units)} units)", bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]",
+               dynamic_ncols=True)
 
     def work(kwargs):
         return {k: np.asarray(v) for k, v in fn(**kwargs).items()}
 
     def finished(unit, result):
+        nonlocal done
         run_dir.save_unit(unit.name, result, inputs(unit))
-        bar.finished(unit.name)
+        done += 1
+        bar.set_description_str(f"{desc} ({done}/{len(units)} units)", refresh=False)
+        bar.update(cost[unit.name])
 
     try:
         if executor == "local":
@@ -86,28 +92,6 @@ def run_seeded(fn: Callable[..., Mapping[str, Any]], units: Sequence[Sequence[Un
     out = run_units(fn, [dataclasses.replace(u, name=seed_name(u.name, k)) for k, us in enumerate(units) for u in us],
                     run_dir, executor, ray_address, desc)
     return [{u.name: out[seed_name(u.name, k)] for u in us} for k, us in enumerate(units)]
-
-
-class CostBar:
-    """A progress bar over ``units`` whose length is the sum of their costs; its label counts
-    the finished units."""
-
-    def __init__(self, units: Sequence[Unit], done: Sequence[str], desc: str):
-        self.cost = {u.name: float(u.cost) for u in units}
-        self.done, self.desc = set(done), desc
-        self.bar = tqdm(total=sum(self.cost.values()), initial=sum(self.cost[n] for n in self.done),
-                        desc=self._label(), bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]", dynamic_ncols=True)
-
-    def _label(self) -> str:
-        return f"{self.desc} ({len(self.done)}/{len(self.cost)} units)"
-
-    def finished(self, name: str) -> None:
-        self.done.add(name)
-        self.bar.set_description_str(self._label(), refresh=False)
-        self.bar.update(self.cost[name])
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def inputs(unit: Unit) -> str:
