@@ -12,9 +12,10 @@ The verdict follows one rule (:data:`RULE`, printed next to the table):
   decides, and a sampled number's text says "1 seed";
 - *not comparable* when the experiment did not run or the number is missing or diverged.
 
-Where the configuration is the paper's, the paper's own number is shown and is the threshold
-(the claim as the paper states it); elsewhere the paper column stays empty and the threshold is
-the claim's direction. Claims that compare two numbers of one run put their ratio against 1.
+Where the configuration is the paper's, the paper's own number is shown, and where the claim is
+a magnitude the paper reports (the offline ratios) it is the threshold; elsewhere the paper
+column stays empty and the threshold is the claim's direction. Claims that compare two numbers
+of one run put their ratio against 1.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ RULE = ("A claim *holds* when its number's 95% interval over seeds (Student t; b
         "wholly on the claim's side of its threshold, *does not hold* when it lies wholly on the other, and is "
         "*inconclusive* when it straddles it; an exact number (the NQM's, computed) or a single seed's is judged "
         "by its value. *Not comparable*: the experiment did not run, or its number is missing or diverged. The "
-        "threshold is the paper's number where the configuration is the paper's (shown), else the claim's "
-        "direction.")
+        "threshold is the paper's number where the claim is a magnitude the paper reports (the offline ratios) and "
+        "the configuration is the paper's, else the claim's direction; the paper column shows the paper's number "
+        "wherever the configuration is the paper's.")
 HOLDS, FAILS, OPEN, NOT_COMPARABLE = "holds", "does not hold", "inconclusive", "not comparable"
 
 
@@ -122,8 +124,10 @@ def _nqm_order(summary, config) -> Evidence:
     noisy, paper = summary["noisy"], summary.get("paper", {}).get("noisy")
     ratio = min(noisy["greedy"]["final_loss"] / noisy["fixed"]["final_loss"],
                 noisy["fixed"]["final_loss"] / noisy["optimized"]["final_loss"])
-    return Evidence(ratio, 1.0, paper=(f"greedy {paper['greedy']:g} > fixed {paper['fixed']:g} > optimized "
-                                       f"{paper['optimized']:g}" if paper else ""), exact=True)
+    if paper:  # the paper's own ratios, beside ours
+        paper = (f"{min(paper['greedy'] / paper['fixed'], paper['fixed'] / paper['optimized']):.3g} (greedy "
+                 f"{paper['greedy']:g}, fixed {paper['fixed']:g}, optimized {paper['optimized']:g})")
+    return Evidence(ratio, 1.0, paper=paper or "", exact=True)
 
 
 def _nqm_deterministic(summary, config) -> Evidence:
