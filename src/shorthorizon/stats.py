@@ -59,13 +59,20 @@ def over_seeds(per_seed: Sequence[Mapping], numbers: Mapping[str, bool], confide
     by :func:`log_interval`; False: :func:`interval`). A missing or null number is a diverged seed.
     """
     def get(summary: Mapping, path: str) -> float:
-        for key in path.split("."):
-            if not isinstance(summary, Mapping) or summary.get(key) is None:
-                return math.nan
-            summary = summary[key]
-        return float(summary)
+        value = lookup(summary, path)
+        return math.nan if value is None else float(value)
 
     intervals = {path: (log_interval if by_factors else interval)([get(s, path) for s in per_seed], confidence)
                  for path, by_factors in numbers.items()}
     return {**per_seed[0], "seeds": len(per_seed), **({"per_seed": list(per_seed)} if len(per_seed) > 1 else {}),
             "intervals": intervals}
+
+
+def lookup(summary: Mapping, path: str):
+    """The value at dotted ``path`` of a summary (``"horizons.100.decay_exponent"``), or None
+    where a key on the way is missing or null."""
+    for key in path.split("."):
+        if not isinstance(summary, Mapping) or summary.get(key) is None:
+            return None
+        summary = summary[key]
+    return summary

@@ -54,7 +54,7 @@ class Config(OfflineConfig):
 
     horizon: int = key(20000, POSITIVE)  # T: the run the hyperparameters are for
     short: tuple[int, ...] = key((100, 1000), items(POSITIVE, distinct=True))  # K: the horizons they might be tuned on
-    seeds: int = key(3, POSITIVE)  # independent repetitions (seed, seed + 1, ...)
+    seeds: int = 3
     schedule: str = key("inverse-time", one_of(SCHEDULES))  # inverse-time: lr0 and decay exponent; constant: lr
     adapt: tuple[str, ...] = key((), ANY)  # more hyperparameters fitted as constants: NAME or NAME:LOW:HIGH
     lr0_range: tuple[float, ...] = key((), optional(low_high(POSITIVE)))  # the lr's box; empty: the family's

@@ -59,7 +59,6 @@ class Config(OfflineConfig):
     estimator: str = key("forward", one_of(ESTIMATORS))  # SMD's hypergradients (es: antithetic pairs)
     particles: int = key(1, POSITIVE)  # es: antithetic pairs per meta-step
     sigma: float = key(0.01, POSITIVE)  # es: perturbation std in log space
-    seeds: int = key(1, POSITIVE)  # independent repetitions: seed k is the run with seed + k (summary: intervals)
 
 
 PRESETS = {

@@ -72,7 +72,6 @@ class Config(OfflineConfig):
     surface_samples: int = 200  # Figure-5 surface of the loss at T
     surface_chunk: int = 25
     surface_batch: int = 4
-    seeds: int = key(1, POSITIVE)  # independent repetitions: seed k is the run with seed + k (summary: intervals)
 
 
 PRESETS = {

@@ -52,6 +52,7 @@ class OfflineConfig:
     data_dir: str = key("", ANY)  # extra folder searched first for the dataset ("" = the usual places)
     verify: bool = key(True, ANY)  # check published checksums (off for tiny fake test datasets)
     seed: int = key(0, SEED)
+    seeds: int = key(1, POSITIVE)  # independent repetitions: seed k is the run with seed + k (summary: intervals)
     task: str = key("mlp", TASK)  # or package.module:factory (tasks.FACTORY)
     batch_size: int = key(100, POSITIVE)
     warm_start_steps: int = key(50, NONNEGATIVE)

@@ -27,7 +27,7 @@ from shorthorizon.experiments.offline import is_paper_horizons
 from shorthorizon.report.figures import interval_text
 from shorthorizon.report.offline import PAPER_DECAY_EXPONENT_RATIO, PAPER_TRAIN_LOSS_RATIO
 from shorthorizon.results import fmt
-from shorthorizon.stats import log_interval
+from shorthorizon.stats import log_interval, lookup
 
 RULE = ("A claim *holds* when its number's 95% interval over seeds (Student t; by logs for ratios) lies "
         "wholly on the claim's side of its threshold, *does not hold* when it lies wholly on the other, and is "
@@ -70,14 +70,7 @@ class Claim(NamedTuple):
 def at(summary: Mapping, path: str) -> float | Mapping | None:
     """The number at dotted ``path`` of ``summary``: its interval over seeds where the summary
     has one, else the plain value (None where absent)."""
-    if path in summary.get("intervals", {}):
-        return summary["intervals"][path]
-    value = summary
-    for key in path.split("."):
-        if not isinstance(value, Mapping) or value.get(key) is None:
-            return None
-        value = value[key]
-    return value
+    return summary.get("intervals", {}).get(path, lookup(summary, path))
 
 
 def verdict(evidence: Evidence) -> tuple[str, str]:
@@ -167,9 +160,8 @@ def _estimators(kind: str, biased: bool):
         if not rows:
             return Evidence(None, 3.0, above=biased)
         key = "" if biased else "_from_expected"
-        z = min(r[f"relative_bias{key}"] / r[f"relative_standard_error{key}"] for r in rows) if biased else max(
-            r[f"relative_bias{key}"] / r[f"relative_standard_error{key}"] for r in rows)
-        return Evidence(z, 3.0, above=biased, exact=True)
+        in_floors = [r[f"relative_bias{key}"] / r[f"relative_standard_error{key}"] for r in rows]
+        return Evidence(min(in_floors) if biased else max(in_floors), 3.0, above=biased, exact=True)
     return evidence
 
 
