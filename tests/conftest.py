@@ -121,6 +121,28 @@ def figures_show_their_data(monkeypatch):
 
 
 @pytest.fixture
+def claims_find_their_numbers():
+    """``check(source, run_dir, absent=())``: judges the claims of experiment ``source`` on a
+    finished run folder as the report does, and asserts each found its number (a value, an
+    interval or "diverged"), except the claims whose text starts with one of ``absent`` (what the
+    run's config does not measure). A claim reading a path its experiment no longer writes
+    would otherwise be "not comparable" in every report without a test noticing."""
+    from shorthorizon.report import claims
+    from shorthorizon.results import RunDir
+
+    def check(source: str, run_dir, absent: tuple[str, ...] = ()) -> list[dict]:
+        run = RunDir(run_dir)
+        rows = claims.table({source: (run.read_summary(), run.read_config())})
+        mine = [r for r in rows if r["source"] == source]
+        assert mine, f"no claim reads {source}"
+        missing = [r["claim"] for r in mine if r["ours"] == "—"]
+        assert missing == [r["claim"] for r in mine if r["claim"].startswith(absent)], missing
+        return mine
+
+    return check
+
+
+@pytest.fixture
 def rerun_seeds(monkeypatch):
     """``rerun(module, frozen, counted, run)``: ``run()`` while each of ``module``'s unit functions
     named in ``frozen`` fails if called (a finished unit recomputed) and ``counted`` records the

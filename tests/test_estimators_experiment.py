@@ -62,5 +62,7 @@ def test_rerun_resumes_from_stored_units_and_report_reads_them(tiny_run):
         "Every fit is within 2% of its fixed point" in text
 
 
-def test_every_figure_shows_its_data(tiny_run, figures_show_their_data):
+def test_every_figure_shows_its_data_and_every_claim_its_number(tiny_run, figures_show_their_data,
+                                                               claims_find_their_numbers):
     assert sorted(figures_show_their_data(experiment.plot, tiny_run)) == ["bias_std", "fitted_schedules"]
+    claims_find_their_numbers("estimators", tiny_run)

@@ -99,6 +99,8 @@ def test_cli_bad_input_gives_clear_error(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_every_figure_shows_its_data(quick_run, figures_show_their_data):
+def test_every_figure_shows_its_data_and_every_claim_its_number(quick_run, figures_show_their_data,
+                                                               claims_find_their_numbers):
+    claims_find_their_numbers("nqm", quick_run)
     assert sorted(figures_show_their_data(experiment.plot_all, quick_run)) == ["fig1", "fig2", "fig3_deterministic",
                                                                          "fig3_noisy"]

@@ -183,5 +183,7 @@ def test_readme_regime_example_runs(capsys):
     assert 1 <= int(numbers.group(5)) <= 100 and min(greedy, fixed, optimized) > 0
 
 
-def test_every_map_figure_shows_its_data(tiny_run, figures_show_their_data):
+def test_every_map_figure_shows_its_data_and_every_claim_its_number(tiny_run, figures_show_their_data,
+                                                                   claims_find_their_numbers):
     assert sorted(figures_show_their_data(experiment.plot_all, tiny_run)) == ["horizon_curves", "map"]
+    claims_find_their_numbers("nqm-map", tiny_run)

@@ -147,7 +147,7 @@ def test_ray_and_local_executors_agree(tiny, tmp_path, ray_cluster):
     _assert_same(_results(tmp_path / "local"), _results(tmp_path / "ray"))
 
 
-def test_cli_end_to_end(tiny, tmp_path, capsys, strict_json, figures_show_their_data):
+def test_cli_end_to_end(tiny, tmp_path, capsys, strict_json, figures_show_their_data, claims_find_their_numbers):
     out = tmp_path / "run"
     quick, sets = experiment.PRESETS["quick"], []
     for field in dataclasses.fields(tiny):
@@ -174,6 +174,7 @@ def test_cli_end_to_end(tiny, tmp_path, capsys, strict_json, figures_show_their_
     assert "(offline/figure5_surface.png)" in section and "(offline/figure6_long_runs.png)" in section
     assert "mnist" in section
     assert sorted(figures_show_their_data(experiment.plot, out)) == ["figure5_surface", "figure6_long_runs"]
+    claims_find_their_numbers("offline", out)
 
     # another command into the same folder is refused, and the offline results stay usable
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}

@@ -193,7 +193,8 @@ def _write_learnable(folder, name, n_train, n_test, seed=0):
         write_idx(target / f"{members[1]}.gz", labels)
 
 
-def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json, figures_show_their_data):
+def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json, figures_show_their_data,
+                                   claims_find_their_numbers):
     from shorthorizon import cli
     from shorthorizon.experiments import online
 
@@ -221,6 +222,7 @@ def test_cli_end_to_end_and_resume(tmp_path, monkeypatch, capsys, strict_json, f
     assert run["lookahead"] == "stochastic" and not run["diverged"] and run["steps_done"] == 40
     assert "Figure 7" in online.report(online.RunDir(out))
     assert sorted(figures_show_their_data(online.plot, out)) == ["figure7_mlp"]  # the diverged baseline too
+    claims_find_their_numbers("online", out, absent=("Online, deterministic",))  # (lookaheads=stochastic)
 
     assert strict_json(out)  # the diverged baseline's numbers are null, not NaN
 

@@ -41,13 +41,14 @@ def test_windowed_memory_does_not_grow_with_the_horizon():
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """The command on a tiny fake MNIST: the reference and PES (the other estimators run the
-    same code; their cost accounting is tested in test_estimators)."""
+    """The command on a tiny fake MNIST: the reference, truncated forward mode and PES (the
+    claims table compares those three; the other estimators run the same code, and their cost
+    accounting is tested in test_estimators)."""
     root = tmp_path_factory.mktemp("truncated")
     make_fake_dataset(root / "data", "mnist", n_train=500, n_test=1000, seed=0)
     config = dataclasses.replace(
         experiment.PRESETS["quick"], dataset="auto", data_dir=str(root / "data"), verify=False, horizon=40,
-        truncation=10, estimators=("pes",), fit_particles=2, fit_inner_steps=400, warm_start_steps=5,
+        truncation=10, estimators=("forward", "pes"), fit_particles=2, fit_inner_steps=400, warm_start_steps=5,
         eval_batches=2, surface_samples=4, surface_chunk=2, curve_points=4, meta_chunk=5)
     sets = []
     for field in dataclasses.fields(config):
@@ -64,7 +65,7 @@ def test_every_fit_spends_the_same_budget_and_is_judged_by_the_loss_at_T(run, st
     summary = strict_json(out / "summary.json")
     assert summary["dataset"] == "mnist" and summary["horizon"] == 40 and summary["truncation"] == 10
     fits = summary["estimators"]
-    assert list(fits) == ["smd_full", "pes_K10"]
+    assert list(fits) == ["smd_full", "forward_K10", "pes_K10"]
     for name, fit in fits.items():
         assert {"truncation", "lr0", "decay_exponent", "final_train_loss", "final_test_error", "inner_steps",
                 "wall_time_s"} <= set(fit)
@@ -77,7 +78,9 @@ def test_every_fit_spends_the_same_budget_and_is_judged_by_the_loss_at_T(run, st
         assert fit["train_loss_ratio"] == pytest.approx(fit["final_train_loss"] / fits["smd_full"]["final_train_loss"])
     assert fits["smd_full"]["truncation"] is None and fits["pes_K10"]["truncation"] == 10
     assert fits["smd_full"]["meta_steps"] == 10  # 400 / T
-    assert fits["pes_K10"]["meta_steps"] == (400 - 2 * 10 * 2) // (2 * 2 * 10)  # after staggering one particle
+    # after staggering particle 1 by 2 of the 4 windows; a meta-step is K x particles x trajectories
+    assert fits["forward_K10"]["meta_steps"] == (400 - 2 * 10) // (10 * 2)
+    assert fits["pes_K10"]["meta_steps"] == (400 - 2 * 10 * 2) // (10 * 2 * 2)
     for name in ("fits.png", "fits.pdf", "long_runs.png", "long_runs.pdf"):
         assert (out / name).is_file(), name
     section = experiment.report(RunDir(out), prefix="truncated/")
@@ -108,8 +111,10 @@ def test_bad_config_names_the_key(tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_every_figure_shows_its_data(run, figures_show_their_data):
+def test_every_figure_shows_its_data_and_every_claim_its_number(run, figures_show_their_data,
+                                                               claims_find_their_numbers):
     assert sorted(figures_show_their_data(experiment.plot, run[0])) == ["fits", "long_runs"]
+    claims_find_their_numbers("truncated", run[0])
 def _untimed(summary):
     """A summary without its timings, nor the keys a run over seeds adds."""
     if isinstance(summary, dict):
@@ -126,7 +131,8 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
     config = dataclasses.replace(configlib.resolve(experiment.PRESETS, "quick", configlib.parse_overrides(sets[1::2])),
                                  dataset="mnist", seeds=2)
     two = experiment.run(config, RunDir(tmp_path))
-    assert f"{experiment.REFERENCE} {2 * experiment.fit_cost(config, 'reference'):.3g}, pes " \
+    assert f"{experiment.REFERENCE} {2 * experiment.fit_cost(config, 'reference'):.3g}, forward " \
+           f"{2 * experiment.fit_cost(config, 'forward'):.3g}, pes " \
            f"{2 * experiment.fit_cost(config, 'pes'):.3g})" in capsys.readouterr().err
     single = RunDir(out).read_summary()
     top = {k: v for k, v in two.items() if k != "per_seed"}
