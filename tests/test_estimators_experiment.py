@@ -1,13 +1,18 @@
 """The ``shorthorizon estimators`` command end to end on a tiny problem, and resume."""
 
+import dataclasses
+import functools
 import json
+import shutil
 
 import numpy as np
 import pytest
 
+from shorthorizon import config as configlib
 from shorthorizon.cli import main
 from shorthorizon.experiments import estimators as experiment
 from shorthorizon.results import RunDir
+from shorthorizon.stats import interval, log_interval
 
 TINY = ["--set", "dim=10", "--set", "horizon=20", "--set", "truncations=5,20", "--set", "estimators=forward,pes,nres",
         "--set", "estimates=50", "--set", "smoothing_samples=2", "--set", "exact_steps=300",
@@ -66,3 +71,35 @@ def test_every_figure_shows_its_data_and_every_claim_its_number(tiny_run, figure
                                                                claims_find_their_numbers):
     assert sorted(figures_show_their_data(experiment.plot, tiny_run)) == ["bias_std", "fitted_schedules"]
     claims_find_their_numbers("estimators", tiny_run)
+
+
+def test_seeds_repeat_the_sampled_parts_around_one_exact_optimum(tiny_run, tmp_path, monkeypatch,
+                                                                 figures_show_their_data, claims_find_their_numbers):
+    """`seeds=2` beside the single-seed run, in a folder holding that run's units: seed 0's units
+    are the single-seed run's (same arguments), so only seed 1's sampled units are computed; the
+    exact optimum and fixed points are not recomputed for it. Seed 0's summary is the single
+    run's, seed 1's measurements and fits differ, and the intervals are stats' of the seeds'
+    values; the claims read them over both seeds."""
+    config = dataclasses.replace(configlib.resolve(experiment.PRESETS, "quick", configlib.parse_overrides(TINY[1::2])),
+                                 seeds=2)
+    RunDir(tmp_path).write_config(config)
+    shutil.copytree(tiny_run / "units", tmp_path / "units")
+    computed, dispatch = [], experiment._dispatch
+    monkeypatch.setattr(experiment, "_dispatch", lambda fn, **kw: computed.append((fn, kw["config"].seed))
+                        or dispatch(fn, **kw))
+    two = experiment.run(config, RunDir(tmp_path))
+    assert sorted(set(computed)) == [("fit", 1), ("measure", 1), ("references", 1)]
+    single = json.loads((tiny_run / "summary.json").read_text())
+    assert two["per_seed"][0]["estimators"] == single["estimators"] == two["estimators"]
+    for name, fit in two["per_seed"][1]["estimators"].items():
+        assert fit["relative_bias"] != single["estimators"][name]["relative_bias"], name
+        assert fit["fitted_hyper"] != single["estimators"][name]["fitted_hyper"], name
+    assert set(two["intervals"]) == set(experiment.headlines(config)) >= {
+        "estimators.pes_K5.relative_bias_from_expected", "estimators.forward_K5.fitted_loss_ratio"}
+    for path, by_factors in experiment.headlines(config).items():
+        values = [functools.reduce(dict.get, path.split("."), s) for s in two["per_seed"]]
+        assert two["intervals"][path] == (log_interval if by_factors else interval)(values), path
+    assert "| `estimators.pes_K5.relative_bias` |" in experiment.report(RunDir(tmp_path))
+    assert sorted(figures_show_their_data(experiment.plot, tmp_path)) == ["bias_std", "fitted_schedules"]
+    rows = claims_find_their_numbers("estimators", tmp_path)
+    assert all(r["ours"].endswith("(2 seeds)") for r in rows), rows

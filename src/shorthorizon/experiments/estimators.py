@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shorthorizon.config import DIM, FRACTION, POSITIVE, SEED, check, items, key, low_high, one_of, within
+from shorthorizon.config import DIM, FRACTION, POSITIVE, SEED, check, items, key, low_high, one_of, seeded, within
 from shorthorizon.hypergrad import ESTIMATORS, Truncated, make_estimator
 from shorthorizon.meta.smd import SMD, cosine
 from shorthorizon.nqm import NQM, greedy_schedule, loss_curve
@@ -52,13 +52,21 @@ from shorthorizon.nqm.inner import RAW, ExactNQM, SampledNQM, from_raw, schedule
 from shorthorizon.optim import LogSpace
 from shorthorizon.report.estimators import plot, report  # noqa: F401 (report: the experiment's section)
 from shorthorizon.results import RunDir
-from shorthorizon.runners import Unit, run_units
+from shorthorizon.runners import Unit, run_seeded, run_units, seed_name
+from shorthorizon.stats import over_seeds
 
 NAME = "estimators"
 FLAGS = ()
 HYPER = ("lr", "decay_exponent", "momentum")
 TRIPLE = (POSITIVE, POSITIVE, FRACTION)  # rules of (lr, decay_exponent, momentum): log, log, log(1 - momentum)
 TRIPLE_TEXT = "with lr and decay_exponent positive and finite, momentum in [0, 1)"
+# The headline numbers of every estimator and K ({name}), summarised over seeds (stats.over_seeds:
+# True = varies by factors, by its logs). Seeds repeat the sampled parts: the measured particles,
+# the fits and the Monte-Carlo smoothing of the references; the exact optimum and fixed points
+# are computed once.
+HEADLINES = {"estimators.{name}.relative_bias": True, "estimators.{name}.relative_bias_from_expected": True,
+             "estimators.{name}.fitted_loss_ratio": True, "estimators.{name}.fitted_hyper.lr": True,
+             "estimators.{name}.fitted_hyper.decay_exponent": True, "estimators.{name}.fitted_hyper.momentum": False}
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,7 @@ class Config:
     decay_exponent_range: tuple[float, ...] = key((1e-2, 10.0), low_high(POSITIVE))
     momentum_range: tuple[float, ...] = key((0.0, 0.99), low_high(FRACTION))
     seed: int = key(0, SEED)
+    seeds: int = key(1, POSITIVE)  # independent repetitions of the sampled parts: seed k is the run with seed + k
 
 
 PRESETS = {
@@ -291,31 +300,43 @@ def _fixed_truncations(config: Config) -> list[int]:
 
 
 # --- the experiment ------------------------------------------------------------------------
+def headlines(config: Config) -> dict:
+    """:data:`HEADLINES` of every configured estimator and K (each one's numbers together)."""
+    return {path.format(name=_label(e, k, config)): by_factors for e in config.estimators
+            for k in config.truncations for path, by_factors in HEADLINES.items()}
+
+
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=None) -> dict:
     validate(config)
     run_dir.write_config(config)
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
-    exact = run_units(_dispatch, [Unit("exact", dict(fn="exact", config=config))], desc="exact optimum",
+    once = seeded(config, 0)  # the exact parts, the same for every seed
+    exact = run_units(_dispatch, [Unit("exact", dict(fn="exact", config=once))], desc="exact optimum",
                       **stage)["exact"]
+    fixed = run_units(_dispatch, [Unit(f"fixed_point_K{k}", dict(fn="fixed_point", config=once, truncation=k))
+                                  for k in _fixed_truncations(config)], desc="fixed points", **stage)
     with jax.enable_x64(True):
         away = np.stack([_vector(to_raw(*t)) for t in np.reshape(config.settings, (-1, 3))])
     points = np.concatenate([away, exact["raw"][None]])
     pairs = [(e, k) for e in config.estimators for k in config.truncations]
-    results = run_units(_dispatch, [
-        Unit("references", dict(fn="references", config=config, points=points)),
-        *[Unit(f"fixed_point_K{k}", dict(fn="fixed_point", config=config, truncation=k))
-          for k in _fixed_truncations(config)],
-        *[Unit(f"measure_{_label(e, k, config)}", dict(fn="measure", config=config, estimator=e, truncation=k,
+    seeds = [seeded(config, k) for k in range(config.seeds)]
+    sampled = run_seeded(_dispatch, [[
+        Unit("references", dict(fn="references", config=s, points=points)),
+        *[Unit(f"measure_{_label(e, k, config)}", dict(fn="measure", config=s, estimator=e, truncation=k,
                                                        points=points)) for e, k in pairs],
-        *[Unit(f"fit_{_label(e, k, config)}", dict(fn="fit", config=config, estimator=e, truncation=k))
+        *[Unit(f"fit_{_label(e, k, config)}", dict(fn="fit", config=s, estimator=e, truncation=k))
           for e, k in pairs],
-    ], desc="estimators", **stage)
-    summary = _summary(config, exact, results, points, pairs)
-    run_dir.save_curves("estimators", truncation=config.truncations, estimators=list(config.estimators),
-                        exact_curve=exact["curve"], greedy_curve=exact["greedy_curve"],
-                        **{f"{_label(e, k, config)}_curve": results[f"fit_{_label(e, k, config)}"]["curve"]
-                           for e, k in pairs})
-    summary = run_dir.write_summary(summary)
+    ] for s in seeds], desc="estimators", **stage)
+    per_seed = []
+    for seed, (s, results) in enumerate(zip(seeds, sampled)):
+        results = {**fixed, **results}
+        per_seed.append(_summary(s, exact, results, points, pairs))
+        run_dir.save_curves(seed_name("estimators", seed), truncation=config.truncations,
+                            estimators=list(config.estimators), exact_curve=exact["curve"],
+                            greedy_curve=exact["greedy_curve"],
+                            **{f"{_label(e, k, config)}_curve": results[f"fit_{_label(e, k, config)}"]["curve"]
+                               for e, k in pairs})
+    summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
     return summary
 

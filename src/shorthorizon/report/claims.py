@@ -153,15 +153,18 @@ def _online(kind: str, relation: str):
 def _estimators(kind: str, biased: bool):
     """The NQM estimators' bias against the whole-run gradient (``biased``: a truncated
     estimator's, K < T, in units of its noise floor: above 3 floors), or against its own
-    expectation (PES, NRES: below 3 floors)."""
+    expectation (PES, NRES: below 3 floors); per seed, the least (biased) or the most biased of
+    its K < T, summarised over seeds by their logs."""
     def evidence(summary, config) -> Evidence:
-        rows = [v for v in summary["estimators"].values() if v["estimator"] == kind
-                and v["truncation"] < config["horizon"]]
-        if not rows:
-            return Evidence(None, 3.0, above=biased)
-        key = "" if biased else "_from_expected"
-        in_floors = [r[f"relative_bias{key}"] / r[f"relative_standard_error{key}"] for r in rows]
-        return Evidence(min(in_floors) if biased else max(in_floors), 3.0, above=biased, exact=True)
+        def in_floors(seed: Mapping) -> float | None:
+            rows = [v for v in seed["estimators"].values() if v["estimator"] == kind
+                    and v["truncation"] < config["horizon"]]
+            key = "" if biased else "_from_expected"
+            floors = [r[f"relative_bias{key}"] / r[f"relative_standard_error{key}"] for r in rows]
+            return (min(floors) if biased else max(floors)) if floors else None
+
+        values = [in_floors(seed) for seed in summary.get("per_seed", [summary])]
+        return Evidence(None if values[0] is None else log_interval(values), 3.0, above=biased)
     return evidence
 
 

@@ -5,49 +5,60 @@ from __future__ import annotations
 
 import numpy as np
 
+from shorthorizon.report.figures import BAND, band, seeds_table
 from shorthorizon.results import RunDir, fmt
+from shorthorizon.runners import seed_name
 
 COLORS = {"forward": "tab:blue", "reverse": "tab:cyan", "es": "tab:orange", "pes": "tab:red", "nres": "tab:green"}
 
 
 def plot(run_dir: RunDir) -> None:
+    """The bias and variance of every estimator against K, and the schedules they fit; over
+    seeds, each line is their mean with a band from their min to their max."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     s = run_dir.read_summary()
-    c = run_dir.load_curves("estimators")
+    seeds = s.get("per_seed", [s])
     by_estimator = {}
     for name, v in s["estimators"].items():
-        by_estimator.setdefault(v["estimator"], []).append(v)
+        by_estimator.setdefault(v["estimator"], []).append(name)
     fig, (ax_bias, ax_std) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
-    for e, rows in by_estimator.items():
-        rows = sorted(rows, key=lambda r: r["truncation"])
-        ks = [r["truncation"] for r in rows]
-        ax_bias.plot(ks, [r["relative_bias"] for r in rows], "o-", color=COLORS.get(e), label=e)
-        ax_bias.plot(ks, [r["relative_standard_error"] for r in rows], ":", color=COLORS.get(e))
-        ax_std.plot(ks, [r["relative_variance_x_work"] for r in rows], "o-", color=COLORS.get(e), label=e)
-        ax_std.plot(ks, [r["run_relative_variance_x_work"] for r in rows], "s--", color=COLORS.get(e))
+    for e, names in by_estimator.items():
+        names = sorted(names, key=lambda n: s["estimators"][n]["truncation"])
+        ks = np.array([s["estimators"][n]["truncation"] for n in names])
+
+        def rows(number):  # (seeds, truncations)
+            return np.array([[float(seed["estimators"][n][number]) for n in names] for seed in seeds])
+
+        band(ax_bias, ks, rows("relative_bias"), marker="o", color=COLORS.get(e), label=e)
+        band(ax_bias, ks, rows("relative_standard_error"), ls=":", color=COLORS.get(e))
+        band(ax_std, ks, rows("relative_variance_x_work"), marker="o", color=COLORS.get(e), label=e)
+        band(ax_std, ks, rows("run_relative_variance_x_work"), marker="s", ls="--", color=COLORS.get(e))
+    over = f" ({len(seeds)} seeds: {BAND})" if len(seeds) > 1 else ""
     ax_bias.set(xscale="log", yscale="log", xlabel="truncation K (steps per window)",
                 ylabel="|mean − exact| / |exact|",
                 title="bias away from the optimum (dotted: noise floor)")
     ax_std.set(xscale="log", yscale="log", xlabel="truncation K", ylabel="variance / |exact|² × plain passes",
                title="variance x cost (solid: an estimate; dashed: a run)")
     ax_bias.legend()
-    fig.suptitle("Hypergradient estimators on the NQM against the exact whole-run gradient")
+    fig.suptitle(f"Hypergradient estimators on the NQM against the exact whole-run gradient{over}")
     run_dir.save_figure(fig, "bias_std")
 
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    steps = np.arange(len(c["exact_curve"]))
-    ax.plot(steps, c["exact_curve"], "k-", lw=2.5, label=f"exact optimum (J={s['exact']['loss']:.1f})")
-    ax.plot(steps, c["greedy_curve"], "k:", lw=1.5, label=f"greedy (J={s['greedy']['loss']:.1f})")
+    curves = [run_dir.load_curves(seed_name("estimators", k)) for k in range(len(seeds))]
+    steps = np.arange(len(curves[0]["exact_curve"]))
+    ax.plot(steps, curves[0]["exact_curve"], "k-", lw=2.5, label=f"exact optimum (J={s['exact']['loss']:.1f})")
+    ax.plot(steps, curves[0]["greedy_curve"], "k:", lw=1.5, label=f"greedy (J={s['greedy']['loss']:.1f})")
+    longest = max(v["truncation"] for v in s["estimators"].values())
     for name, v in s["estimators"].items():
-        ax.plot(steps, c[f"{name}_curve"], color=COLORS.get(v["estimator"]),
-                alpha=0.35 + 0.65 * (v["truncation"] / max(s["estimators"][n]["truncation"] for n in s["estimators"])),
-                lw=1, label=f"{name} (J={v['fitted_loss']:.1f})")
+        loss = np.mean([seed["estimators"][name]["fitted_loss"] for seed in seeds])
+        band(ax, steps, [c[f"{name}_curve"] for c in curves], color=COLORS.get(v["estimator"]),
+             alpha=0.35 + 0.65 * v["truncation"] / longest, lw=1, label=f"{name} (J={loss:.1f})")
     ax.set(yscale="log", xlabel="step", ylabel="expected excess loss",
-           title="Schedules fitted by each estimator (exact loss curves)")
+           title=f"Schedules fitted by each estimator (exact loss curves){over}")
     ax.legend(fontsize=7, ncol=2)
     run_dir.save_figure(fig, "fitted_schedules")
 
@@ -114,12 +125,13 @@ estimate's; "var × work" is one estimate's variance relative to |exact|² times
 plain passes, then the same for a particle's mean over its whole run (lower is better at equal
 compute; the second counts the correlation between one run's windows). "z at optimum" is the
 mean estimate at the exact optimum in standard errors from zero, per coordinate (the exact
-gradient vanishes there). {budget} {verdict} J is exact.
+gradient vanishes there). {budget} {verdict} J is exact.{" The table is seed 0's." if s.get("seeds", 1) > 1 else ""}
 
 | estimator | bias vs exact (floor) | bias vs own expectation (floor) | cosine | std | var × work: estimate, run | z at optimum | fitted lr, decay exp., momentum | meta-steps | fitted J (x optimum) | fixed point J (x optimum) |
 |---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
+{seeds_table(s)}
 ![bias and variance at equal compute against K]({prefix}bias_std.png)
 
 ![fitted schedules]({prefix}fitted_schedules.png)
