@@ -30,7 +30,7 @@ from shorthorizon.data import splits
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, surface_points,
                                            validate_problem, zoom_points)
 from shorthorizon.meta.smd import EVALUATION_COST
-from shorthorizon.report.figures import interval_text
+from shorthorizon.report.figures import interval_text, pyplot
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
 from shorthorizon.stats import interval, log_interval
@@ -280,10 +280,7 @@ def _ratio(stat: dict, reference: dict) -> np.ndarray:
 
 # --- figure and report: saved results only ------------------------------------------------------
 def plot(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     s = run_dir.read_summary()
     short = {r: v for r, v in s["rows"].items() if r != "reference"}

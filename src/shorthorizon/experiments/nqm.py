@@ -12,6 +12,7 @@ import numpy as np
 from shorthorizon.config import DIM, FRACTION, LOG_STEP, POSITIVE, SEED, check, items, key
 from shorthorizon.nqm import NQM, fit_schedule, greedy_schedule, loss_components, loss_curve, ratios_of, simulate
 from shorthorizon.nqm.problem import PAPER_LOSSES
+from shorthorizon.report.figures import pyplot
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -186,9 +187,6 @@ COLORS = {"greedy": "tab:orange", "fixed": "tab:green", "optimized": "tab:blue"}
 
 
 def plot_all(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     plot_figure1(run_dir)
     plot_figure2(run_dir)
     for setting in SETTINGS:
@@ -196,7 +194,7 @@ def plot_all(run_dir: RunDir) -> None:
 
 
 def plot_figure1(run_dir: RunDir) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     c = run_dir.load_curves("fig1")
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -218,7 +216,7 @@ def plot_figure1(run_dir: RunDir) -> None:
 
 
 def plot_figure2(run_dir: RunDir) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     c = run_dir.load_curves("fig2")
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -232,7 +230,7 @@ def plot_figure2(run_dir: RunDir) -> None:
 
 
 def plot_figure3(run_dir: RunDir, setting: str) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     c = run_dir.load_curves(f"fig3_{setting}")
     fig, axes = plt.subplots(1, 5, figsize=(22, 4))

@@ -13,6 +13,7 @@ from shorthorizon.config import DIM, FRACTION, LOG_STEP, NONNEGATIVE, POSITIVE, 
 from shorthorizon.nqm import initial_moments, regime, regime_problem
 from shorthorizon.nqm.dynamics import loss_of
 from shorthorizon.nqm.problem import PAPER_LOSSES
+from shorthorizon.report.figures import pyplot
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -194,9 +195,6 @@ def monotonicity(config: Config, cells: list[dict]) -> dict:
 
 # --- figures (from saved curves only) ----------------------------------------------------------
 def plot_all(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     plot_maps(run_dir)
     plot_horizon_curves(run_dir)
 
@@ -205,9 +203,10 @@ def plot_maps(run_dir: RunDir) -> None:
     """Heat maps of greedy / optimized (log color) and of the safe horizon, the paper's cell
     boxed."""
     import matplotlib.patheffects as pe
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
+
+    plt = pyplot()
 
     config = run_dir.read_config()
     fig, axes = plt.subplots(2, 2, figsize=(12, 9), layout="constrained")
@@ -248,7 +247,7 @@ def plot_maps(run_dir: RunDir) -> None:
 def plot_horizon_curves(run_dir: RunDir) -> None:
     """Loss at T of the constant schedule tuned at meta-horizon k, over its value at k = T, for
     the cells through the paper's cell (with momentum)."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     config = run_dir.read_config()
     m = run_dir.load_curves("map_momentum")

@@ -37,7 +37,7 @@ from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, make_estimator
 from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, lr0_named, surface_points, validate_problem
-from shorthorizon.report.figures import BAND, band, seeds_table, surface_panel
+from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_seeded, seed_name
 from shorthorizon.stats import over_seeds
@@ -271,10 +271,7 @@ def _summary(config: Config, fits: dict, long: dict) -> dict:
 def plot(run_dir: RunDir) -> None:
     """The fits on seed 0's surface (every seed's fitted point), their paths and their long runs
     (over seeds: mean and band)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summary = run_dir.read_summary()
     seeds, horizon = summary.get("seeds", 1), summary["horizon"]

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from shorthorizon.report.figures import pyplot
 from shorthorizon.results import RunDir, fmt
 
 COLORS = {"forward": "tab:blue", "reverse": "tab:cyan", "es": "tab:orange", "pes": "tab:red", "nres": "tab:green"}
 
 
 def plot(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     s = run_dir.read_summary()
     c = run_dir.load_curves("estimators")

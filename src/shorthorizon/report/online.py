@@ -15,7 +15,7 @@ import numpy as np
 
 from shorthorizon.experiments.online import HEADLINES, TASKS, at_stop, file_name, unit_name
 from shorthorizon.hypergrad import make_estimator
-from shorthorizon.report.figures import interval_text
+from shorthorizon.report.figures import interval_text, pyplot
 from shorthorizon.results import RunDir, fmt
 
 FIGURES = {"mlp": "figure7_mlp", "cnn": "figure8_cnn"}
@@ -83,10 +83,7 @@ def _loss_limits(runs: list[tuple[np.ndarray, np.ndarray, bool]], start: float) 
 
 
 def plot(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summary = run_dir.read_summary()
     for task in _tasks(summary):
