@@ -26,9 +26,9 @@ import numpy as np
 
 from shorthorizon import optim
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, low_high, one_of, optional, seeded
-from shorthorizon.data import splits
-from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, surface_points,
-                                           validate_problem, zoom_points)
+from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, resolve_dataset,
+                                           surface_points, validate_problem, zoom_points)
+from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.figures import interval_text, pyplot
 from shorthorizon.results import RunDir
@@ -36,7 +36,6 @@ from shorthorizon.runners import Unit, run_units
 from shorthorizon.stats import interval, log_interval
 
 NAME = "bias"
-PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("task", "dataset", "optimizer", "adapt", "horizon", "short", "seeds", "schedule")
 SCHEDULES = ("inverse-time", "constant")
 # The optimizer families' boxes of the schedule's lr and their warm-start lr: the heavy ball's
@@ -74,10 +73,6 @@ PRESETS = {
     "quick": Config(dataset="fashion-mnist", horizon=3000, short=(100,), eval_batches=50, surface_samples=48,
                     surface_chunk=48, curve_points=10),
 }
-
-
-def ready(fetch: bool = False) -> str | None:
-    return splits.ready(PREFERRED, fetch)
 
 
 def resolved(config: Config) -> Config:
@@ -176,8 +171,7 @@ def programs(config: Config) -> int:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = resolved(dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED,
-                                                                          config.data_dir or None)))
+    config = resolved(resolve_dataset(config))
     run_dir.write_config(config)
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
     names, seeds, hs = space(config).names, range(config.seeds), horizons(config)

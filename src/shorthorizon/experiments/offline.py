@@ -9,7 +9,6 @@ a decay, and their schedules end the long run far behind.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -18,10 +17,10 @@ import numpy as np
 
 from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
-from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named,
+from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
                                            surface_points, validate_problem, zoom_points)
+from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.offline import plot, section
 from shorthorizon.results import RunDir
@@ -29,7 +28,6 @@ from shorthorizon.runners import Unit, run_seeded, seed_name
 from shorthorizon.stats import over_seeds
 
 NAME = "offline"
-PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("task", "dataset")
 
 # The headline numbers (dotted paths into a seed's summary; {horizon}: each horizon's), each
@@ -105,10 +103,6 @@ PRESETS = {
         meta_chunk=10,
     ),
 }
-
-
-def ready(fetch: bool = False) -> str | None:
-    return splits.ready(PREFERRED, fetch)
 
 
 def problem(config: Config) -> OfflineFit:
@@ -224,8 +218,7 @@ def validate(config: Config) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED,
-                                                                  config.data_dir or None))
+    config = resolve_dataset(config)
     run_dir.write_config(config)
     horizons = sorted(config.horizons)
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep

@@ -25,7 +25,6 @@ training it once more.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -34,16 +33,16 @@ import jax
 import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
-from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, make_estimator
-from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, lr0_named, surface_points, validate_problem
+from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, lr0_named, resolve_dataset, surface_points,
+                                           validate_problem)
+from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_seeded, seed_name
 from shorthorizon.stats import over_seeds
 
 NAME = "truncated"
-PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("dataset",)
 WINDOWED = ("forward", "reverse", "es", "pes", "nres")
 REFERENCE = "smd_full"
@@ -89,10 +88,6 @@ PRESETS = {
         curve_points=20,
     ),
 }
-
-
-def ready(fetch: bool = False) -> str | None:
-    return splits.ready(PREFERRED, fetch)
 
 
 def validate(config: Config) -> None:
@@ -201,8 +196,7 @@ def _announce_cost(config: Config, run_dir: RunDir) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED,
-                                                                  config.data_dir or None))
+    config = resolve_dataset(config)
     run_dir.write_config(config)
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
     _announce_cost(config, run_dir)
