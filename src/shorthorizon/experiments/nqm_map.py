@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import numpy as np
@@ -16,6 +15,7 @@ from shorthorizon.nqm.problem import PAPER_LOSSES
 from shorthorizon.report.figures import pyplot
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
+from shorthorizon.stats import finite_or_none
 
 NAME = "nqm-map"
 FLAGS = ()
@@ -116,10 +116,6 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     return run_dir.write_summary(summary)
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
 def summarize(config: Config, maps: dict) -> dict:
     """summary.json: every cell, the paper's cell, safe horizons and the edge checks."""
     cells, safe = [], []
@@ -131,7 +127,7 @@ def summarize(config: Config, maps: dict) -> dict:
                 cells.append(dict(
                     kappa=kappa, noise=noise, momentum=momentum, greedy=greedy,
                     fixed=float(m["fixed"][i, j]), optimized=optimized,
-                    ratio=_finite(greedy / optimized) if optimized > 0 else None,
+                    ratio=finite_or_none(greedy / optimized) if optimized > 0 else None,
                     initial=float(m["initial"][i, j]),
                     max_component_ratio=float(m["max_component_ratio"][i, j]),
                     # the per-step family holds every constant schedule: a fit above the best

@@ -36,7 +36,7 @@ from shorthorizon.meta.offline_fit import DATASET, TASK
 from shorthorizon.meta.online import Online, check
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units, seed_name
-from shorthorizon.stats import over_seeds
+from shorthorizon.stats import finite_or_none, over_seeds
 from shorthorizon.tasks import Task, make_task
 
 NAME = "online"
@@ -276,25 +276,20 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     return summary
 
 
-def _finite(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def _task_summary(config: Config, task: str, dataset: str, results: dict, seed: int) -> dict:
     """Seed ``seed``'s summary of ``task``."""
     (base_lr, _), *runs = _runs(config, task)
     base = results[unit_name(task, base_lr, None, seed)]
     baseline = {**optimizer_hyper(config, base_lr),
-                "final_train_loss": _finite(base["final_train_loss"]),
-                "final_test_accuracy": _finite(base["final_test_accuracy"]),
+                "final_train_loss": finite_or_none(base["final_train_loss"]),
+                "final_test_accuracy": finite_or_none(base["final_test_accuracy"]),
                 "diverged": bool(base["diverged"]), "steps_done": int(len(base["loss"]))}
     rows = []
     for lr, lookahead in runs:
         unit = unit_name(task, lr, lookahead, seed)
         r = results[unit]
         rows.append({"init_lr": lr, "lookahead": lookahead, "unit": unit,
-                     **{k: _finite(r[k]) for k in at_stop(r) + ("final_train_loss", "final_test_accuracy")},
+                     **{k: finite_or_none(r[k]) for k in at_stop(r) + ("final_train_loss", "final_test_accuracy")},
                      "diverged": bool(r["diverged"]), "steps_done": int(len(r["loss"]))})
     return {"task": task, "dataset": dataset, "steps": per_task(config, task, "steps"),
             "baseline": baseline, "runs": rows, "checks": _checks(baseline, rows)}
