@@ -125,8 +125,7 @@ def problem(config: Config, seed: int) -> OfflineFit:
 
 def surface_unit(config: Config, seed: int, chunk: int) -> dict:
     """The training loss at every horizon of one chunk of the seed's samples."""
-    index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
-    points = {k: v[index] for k, v in surface_points(seeded(config, seed), space(config)).items()}
+    points = surface_points(seeded(config, seed), space(config), chunk)
     return {"loss": problem(config, seed).surface(points, horizons(config))}
 
 

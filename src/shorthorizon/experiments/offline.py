@@ -115,10 +115,7 @@ def problem(config: Config) -> OfflineFit:
 def surface_unit(config: Config, chunk: int) -> dict:
     """Meta-objective at every horizon of one chunk of surface samples, all trained on the
     batches of the surface key (the stream SMD's fits are judged on, too)."""
-    fit = problem(config)
-    index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
-    points = {k: a[index] for k, a in surface_points(config).items()}
-    return {"loss": fit.surface(points, tuple(sorted(config.horizons)))}
+    return {"loss": problem(config).surface(surface_points(config, chunk=chunk), tuple(sorted(config.horizons)))}
 
 
 def zoom_unit(config: Config, horizon: int, lr0: float, decay_exponent: float) -> dict:

@@ -145,9 +145,7 @@ def reference_unit(config: Config) -> dict:
 
 def surface_unit(config: Config, chunk: int) -> dict:
     """The loss at T of one chunk of surface samples."""
-    index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
-    points = {k: a[index] for k, a in surface_points(config).items()}
-    return {"loss": problem(config).surface(points, (config.horizon,))}
+    return {"loss": problem(config).surface(surface_points(config, chunk=chunk), (config.horizon,))}
 
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:

@@ -121,10 +121,13 @@ def _log_uniform(rng: np.random.Generator, space: optim.LogSpace, samples: int, 
     return points
 
 
-def surface_points(config: OfflineConfig, space: optim.LogSpace | None = None) -> dict:
+def surface_points(config: OfflineConfig, space: optim.LogSpace | None = None, chunk: int | None = None) -> dict:
     """The surface's samples of the space's hyperparameters (default: :func:`schedule_space`),
-    log-uniform in the box."""
-    return _log_uniform(np.random.default_rng(config.seed), space or schedule_space(config), config.surface_samples)
+    log-uniform in the box; with ``chunk``, that chunk's ``surface_chunk`` samples alone (a unit's)."""
+    points = _log_uniform(np.random.default_rng(config.seed), space or schedule_space(config), config.surface_samples)
+    if chunk is None:
+        return points
+    return {k: v[chunk * config.surface_chunk:(chunk + 1) * config.surface_chunk] for k, v in points.items()}
 
 
 def zoom_points(config: OfflineConfig, horizon: int, center: dict, width: float, samples: int,
