@@ -158,18 +158,14 @@ def names(config: Config) -> list[str]:
     return [REFERENCE, *(windowed(config, e).label(config.horizon) for e in config.estimators)]
 
 
-def inner_steps(config: Config, estimator: str) -> int:
-    """A fit's budget as spent (``estimator="reference"``: ``smd_full``): whole meta-steps."""
-    if estimator == "reference":
-        return _reference_steps(config) * config.horizon
-    return problem(config).windowed_budget(windowed(config, estimator), config.horizon, config.fit_inner_steps)[1]
-
-
 def fit_cost(config: Config, estimator: str) -> float:
-    """A fit's work in plain training steps: its inner steps, each the estimator's
-    ``step_work`` plain ones (the reference: forward mode on the two hyperparameters)."""
-    est = make_estimator("forward") if estimator == "reference" else windowed(config, estimator)
-    return inner_steps(config, estimator) * est.step_work(2)
+    """A fit's work in plain training steps: its budget as spent (whole meta-steps), each inner
+    step the estimator's ``step_work`` plain ones (``estimator="reference"``: ``smd_full``,
+    forward mode on the two hyperparameters)."""
+    if estimator == "reference":
+        return _reference_steps(config) * config.horizon * make_estimator("forward").step_work(2)
+    est = windowed(config, estimator)
+    return problem(config).windowed_budget(est, config.horizon, config.fit_inner_steps)[1] * est.step_work(2)
 
 
 def headlines(config: Config) -> dict:
