@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
+from functools import partial
 
 import jax
 import numpy as np
@@ -67,27 +67,24 @@ def row_unit(kappa: float, noises: tuple, momentum: bool, dim: int, horizon: int
     with jax.enable_x64(True):
         cells = [regime_problem(kappa, s, dim, mean0) for s in noises]
         problems = jax.tree.map(lambda *leaves: np.stack(leaves), *cells)
-        return _row_solver()(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin)
+        return _row(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin)
 
 
-@functools.cache
-def _row_solver():
-    """``nqm.regime`` vmapped over a row of cells, jitted once per process (rows differ only in
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _row(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin):
+    """``nqm.regime`` vmapped over a row of cells, compiled once per process (rows differ only in
     array values)."""
 
-    def row(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin):
-        def solve(problem):
-            r = regime(problem, horizon, momentum=momentum, tolerance=tolerance,
-                       fit_steps=fit_steps, adam_lr=adam_lr, penalty=penalty, margin=margin)
-            return dict(greedy=r.greedy, fixed=r.fixed, optimized=r.optimized,
-                        initial=loss_of(problem, initial_moments(problem)).sum(),
-                        max_component_ratio=r.max_component_ratio, safe_horizon=r.safe_horizon,
-                        horizon_loss=r.horizon.loss, horizon_lr=r.horizon.lr,
-                        horizon_momentum=r.horizon.momentum)
+    def solve(problem):
+        r = regime(problem, horizon, momentum=momentum, tolerance=tolerance,
+                   fit_steps=fit_steps, adam_lr=adam_lr, penalty=penalty, margin=margin)
+        return dict(greedy=r.greedy, fixed=r.fixed, optimized=r.optimized,
+                    initial=loss_of(problem, initial_moments(problem)).sum(),
+                    max_component_ratio=r.max_component_ratio, safe_horizon=r.safe_horizon,
+                    horizon_loss=r.horizon.loss, horizon_lr=r.horizon.lr,
+                    horizon_momentum=r.horizon.momentum)
 
-        return jax.vmap(solve)(problems)
-
-    return jax.jit(row, static_argnums=(1, 2, 3))
+    return jax.vmap(solve)(problems)
 
 
 def _unit_name(setting: str, kappa: float) -> str:
