@@ -117,10 +117,6 @@ def ready(fetch: bool = False) -> str | None:
     return None
 
 
-def dataset_for(config: Config, task: str) -> str:
-    return splits.resolve(config.dataset, splits.preferred(task), config.data_dir or None)
-
-
 @lru_cache(maxsize=2)
 def _data(name: str, data_dir: str | None, verify: bool) -> tuple[Data, Data]:
     _, train, test = splits.load(name, data_dir, verify=verify)
@@ -258,7 +254,8 @@ def validate(config: Config) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    data = {task: dataset_for(config, task) for task in config.task}
+    data = {task: splits.resolve(config.dataset, splits.preferred(task), config.data_dir or None)
+            for task in config.task}
     for task, name in data.items():  # sizes the data bounds, before the folder is claimed
         sizes = ("eval_examples", task_key(task, "batch_size"))
         splits.check_fits(name, len(_data(name, config.data_dir or None, config.verify)[0].y),
