@@ -167,8 +167,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
                    "max_component_ratio": float(results[kind]["max_component_ratio"][i])}
             for kind in KINDS
         }
-        summary[setting]["fixed"]["lr"] = float(results["fixed"]["lr"][i, 0])
-        summary[setting]["fixed"]["momentum"] = float(results["fixed"]["momentum"][i, 0])
+        summary[setting]["fixed"] |= {k: float(results["fixed"][k][i, 0]) for k in ("lr", "momentum")}
     if is_paper_problem(config):
         summary["paper"] = PAPER_LOSSES
     plot_all(run_dir)
