@@ -38,11 +38,6 @@ def _figure(task: str) -> str:
     return FIGURES.get(task, "online_" + file_name(task))
 
 
-def _per_seed(summary: dict) -> list[dict]:
-    """Every seed's summary, seed 0 first (a single-seed run's is the summary itself)."""
-    return summary.get("per_seed", [summary])
-
-
 def _drawn(x: np.ndarray, y: np.ndarray, top: float = np.inf) -> tuple[np.ndarray, np.ndarray, tuple | None]:
     """A diverged run's curve up to where it diverged (its first value that is not finite) or
     left the panel (its first above ``top``), and where to mark that: on the panel's top edge
@@ -86,8 +81,9 @@ def plot(run_dir: RunDir) -> None:
     plt = pyplot()
 
     summary = run_dir.read_summary()
+    per_seed = summary.get("per_seed", [summary])  # seed 0 first; a single-seed run's is the summary itself
     for task in _tasks(summary):
-        s, seeds = summary[task], [seed[task] for seed in _per_seed(summary)]
+        s, seeds = summary[task], [seed[task] for seed in per_seed]
         window = max(1, s["steps"] // 100)
         # a panel per adapted hyperparameter beside lr
         others = [k.removesuffix("_at_stop") for k in at_stop(s["runs"][0])[1:]] if s["runs"] else []
