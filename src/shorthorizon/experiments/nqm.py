@@ -63,12 +63,6 @@ def is_paper_problem(config) -> bool:
 
 
 # --- units (pure; run in float64 by _dispatch, in-process or in a fresh Ray worker) ---------
-def _problems(dim: int):
-    """The noisy and the deterministic paper problem, stacked along a leading axis of 2."""
-    both = [NQM.paper(dim, noisy=(setting == "noisy")) for setting in SETTINGS]
-    return jax.tree.map(lambda *leaves: np.stack(leaves), *both)
-
-
 def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float,
                    penalty: float, margin: float, tail_dims: int) -> dict:
     """One kind of schedule (greedy, fixed or optimized) for both settings at once (vmapped).
@@ -85,7 +79,9 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
     else:
         raise ValueError(f"unknown schedule kind {kind!r}; choose one of: {', '.join(KINDS)}")
 
-    problems = _problems(dim)
+    # the noisy and the deterministic paper problem, stacked along a leading axis of 2
+    both = [NQM.paper(dim, noisy=(setting == "noisy")) for setting in SETTINGS]
+    problems = jax.tree.map(lambda *leaves: np.stack(leaves), *both)
     order = np.argsort(-problems.curvature[0])  # descending curvature (same in both settings)
 
     def evaluate(problem):
