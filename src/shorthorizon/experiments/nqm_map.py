@@ -143,10 +143,6 @@ def summarize(config: Config, maps: dict) -> dict:
             "monotone": monotonicity(config, cells)}
 
 
-def _negligible(cell: dict) -> bool:
-    return max(cell["greedy"], cell["optimized"]) < NEGLIGIBLE * cell["initial"]
-
-
 def edges(cells: list[dict]) -> dict:
     """The paper's two edges (greedy optimal) and the two it does not name.
 
@@ -156,8 +152,8 @@ def edges(cells: list[dict]) -> dict:
         chosen = [c for c in cells if select(c)]
         return {"cells": [{k: c[k] for k in ("kappa", "noise", "greedy", "optimized", "ratio")}
                           for c in chosen],
-                "greedy_optimal": all(_negligible(c) or (c["ratio"] is not None
-                                      and c["ratio"] <= EDGE_TOLERANCE) for c in chosen)}
+                "greedy_optimal": all(max(c["greedy"], c["optimized"]) < NEGLIGIBLE * c["initial"]
+                                      or (c["ratio"] is not None and c["ratio"] <= EDGE_TOLERANCE) for c in chosen)}
 
     return {
         "spherical_sgd": edge(lambda c: c["kappa"] == 1 and not c["momentum"]),
