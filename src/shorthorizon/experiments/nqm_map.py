@@ -115,30 +115,29 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
 
 def summarize(config: Config, maps: dict) -> dict:
     """summary.json: every cell, the paper's cell, safe horizons and the edge checks."""
-    cells, safe = [], []
+    cells = []
     for setting, momentum in SETTINGS.items():
         m = maps[setting]
         for i, kappa in enumerate(config.kappas):
             for j, noise in enumerate(config.noises):
-                greedy, optimized = float(m["greedy"][i, j]), float(m["optimized"][i, j])
+                greedy, fixed, optimized = (float(m[k][i, j]) for k in ("greedy", "fixed", "optimized"))
                 cells.append(dict(
                     kappa=kappa, noise=noise, momentum=momentum, greedy=greedy,
-                    fixed=float(m["fixed"][i, j]), optimized=optimized,
+                    fixed=fixed, optimized=optimized,
                     ratio=finite_or_none(greedy / optimized) if optimized > 0 else None,
                     initial=float(m["initial"][i, j]),
                     max_component_ratio=float(m["max_component_ratio"][i, j]),
                     # the per-step family holds every constant schedule: a fit above the best
                     # one stopped in a local optimum, and its ratio is an underestimate
-                    fit_above_fixed=optimized > float(m["fixed"][i, j]),
+                    fit_above_fixed=optimized > fixed,
                     safe_horizon=int(m["safe_horizon"][i, j])))
-                safe.append(dict(kappa=kappa, noise=noise, momentum=momentum,
-                                 horizon=int(m["safe_horizon"][i, j])))
     paper = next(c for c in cells if c["momentum"] and c["kappa"] == config.paper_kappa
                  and c["noise"] == config.paper_noise)
     return {"cells": cells,
             "paper_cell": {k: paper[k] for k in ("kappa", "noise", "greedy", "fixed", "optimized",
                                                  "ratio", "safe_horizon")},
-            "safe_horizon": safe,
+            "safe_horizon": [dict(kappa=c["kappa"], noise=c["noise"], momentum=c["momentum"],
+                                  horizon=c["safe_horizon"]) for c in cells],
             "edges": edges(cells),
             "monotone": monotonicity(config, cells)}
 
