@@ -337,9 +337,6 @@ def at_stop(row) -> tuple[str, ...]:
 
 def _checks(baseline: dict, rows: list[dict]) -> dict:
     """The paper's claims, as booleans over this run's numbers (None where not applicable)."""
-    def lrs(lookahead):
-        return [r["lr_at_stop"] for r in rows if r["lookahead"] == lookahead and r["lr_at_stop"] is not None]
-
     base_loss = baseline["final_train_loss"]
     checks: dict = {}
     persistent = sorted({r["lookahead"] for r in rows} - set(LOOKAHEADS))  # pes, nres: particles beside the run
@@ -352,11 +349,10 @@ def _checks(baseline: dict, rows: list[dict]) -> dict:
         checks[f"{kind}_loss_above_baseline"] = all(
             r["diverged"] or (r["final_train_loss"] or math.inf) > base_loss for r in runs
         ) if runs and base_loss is not None else None
-    checks |= {
-        "deterministic_lr_above_stochastic":
-            min(lrs("deterministic")) > max(lrs("stochastic")) if lrs("deterministic") and lrs("stochastic")
-            else None,
-    }
+    lrs = {kind: [r["lr_at_stop"] for r in rows if r["lookahead"] == kind and r["lr_at_stop"] is not None]
+           for kind in LOOKAHEADS}
+    checks["deterministic_lr_above_stochastic"] = (min(lrs["deterministic"]) > max(lrs["stochastic"])
+                                                   if lrs["deterministic"] and lrs["stochastic"] else None)
     return checks
 
 
