@@ -199,13 +199,13 @@ def optimizer_hyper(config: Any, lr: float) -> dict:
     return hyper
 
 
-def estimator(config: Any, truncation: int | None = None):
+def estimator(config: Any):
     """The estimator object a config names (``config.estimator``, with ``config.particles`` and
     ``config.sigma``), resolved here, at the config edge, once; drivers take the object. An
     unknown name is a ValueError listing the known ones."""
     from shorthorizon.hypergrad import make_estimator
 
-    return make_estimator(config.estimator, truncation=truncation, particles=config.particles, sigma=config.sigma)
+    return make_estimator(config.estimator, particles=config.particles, sigma=config.sigma)
 
 
 def seeded(config: C, seed: int) -> C:

@@ -23,13 +23,19 @@ import numpy as np
 from scipy import stats
 
 
+def finite_or_none(x) -> float | None:
+    """``x`` as a float, or None (JSON null) where it is not finite."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
 def interval(values: Sequence[float], confidence: float = 0.95) -> dict:
     """``{"values", "mean", "low", "high", "n"}`` of the finite ``values`` (a non-finite value
     is a diverged seed: left out of the interval, counted in ``"diverged"``). With fewer than
     two finite values the bounds are null (None): one draw has no spread."""
     values = np.asarray(values, float)
     finite = values[np.isfinite(values)]
-    out = {"values": [float(v) if math.isfinite(v) else None for v in values], "n": int(finite.size),
+    out = {"values": [finite_or_none(v) for v in values], "n": int(finite.size),
            "diverged": int(values.size - finite.size), "mean": float(finite.mean()) if finite.size else None,
            "low": None, "high": None}
     if finite.size >= 2:
@@ -44,7 +50,7 @@ def log_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
     values = np.asarray(values, float)
     logs = np.where(np.isfinite(values) & (values > 0), np.log(np.where(values > 0, values, 1.0)), np.nan)
     out = interval(logs, confidence)
-    return {**out, "values": [float(r) if math.isfinite(r) else None for r in values],
+    return {**out, "values": [finite_or_none(r) for r in values],
             **{k: None if out[k] is None else math.exp(out[k]) for k in ("mean", "low", "high")}}
 
 

@@ -26,17 +26,16 @@ import numpy as np
 
 from shorthorizon import optim
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, low_high, one_of, optional, seeded
-from shorthorizon.data import splits
-from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, surface_points,
-                                           validate_problem, zoom_points)
+from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, resolve_dataset,
+                                           surface_points, validate_problem, zoom_points)
+from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
-from shorthorizon.report.figures import interval_text
+from shorthorizon.report.figures import interval_text, pyplot
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units
 from shorthorizon.stats import interval, log_interval
 
 NAME = "bias"
-PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("task", "dataset", "optimizer", "adapt", "horizon", "short", "seeds", "schedule")
 SCHEDULES = ("inverse-time", "constant")
 # The optimizer families' boxes of the schedule's lr and their warm-start lr: the heavy ball's
@@ -74,10 +73,6 @@ PRESETS = {
     "quick": Config(dataset="fashion-mnist", horizon=3000, short=(100,), eval_batches=50, surface_samples=48,
                     surface_chunk=48, curve_points=10),
 }
-
-
-def ready(fetch: bool = False) -> str | None:
-    return splits.ready(PREFERRED, fetch)
 
 
 def resolved(config: Config) -> Config:
@@ -130,8 +125,7 @@ def problem(config: Config, seed: int) -> OfflineFit:
 
 def surface_unit(config: Config, seed: int, chunk: int) -> dict:
     """The training loss at every horizon of one chunk of the seed's samples."""
-    index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
-    points = {k: v[index] for k, v in surface_points(seeded(config, seed), space(config)).items()}
+    points = surface_points(seeded(config, seed), space(config), chunk)
     return {"loss": problem(config, seed).surface(points, horizons(config))}
 
 
@@ -176,8 +170,7 @@ def programs(config: Config) -> int:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = resolved(dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED,
-                                                                          config.data_dir or None)))
+    config = resolved(resolve_dataset(config))
     run_dir.write_config(config)
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
     names, seeds, hs = space(config).names, range(config.seeds), horizons(config)
@@ -280,10 +273,7 @@ def _ratio(stat: dict, reference: dict) -> np.ndarray:
 
 # --- figure and report: saved results only ------------------------------------------------------
 def plot(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     s = run_dir.read_summary()
     short = {r: v for r, v in s["rows"].items() if r != "reference"}

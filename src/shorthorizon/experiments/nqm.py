@@ -12,6 +12,7 @@ import numpy as np
 from shorthorizon.config import DIM, FRACTION, LOG_STEP, POSITIVE, SEED, check, items, key
 from shorthorizon.nqm import NQM, fit_schedule, greedy_schedule, loss_components, loss_curve, ratios_of, simulate
 from shorthorizon.nqm.problem import PAPER_LOSSES
+from shorthorizon.report.figures import pyplot
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
 
@@ -62,12 +63,6 @@ def is_paper_problem(config) -> bool:
 
 
 # --- units (pure; run in float64 by _dispatch, in-process or in a fresh Ray worker) ---------
-def _problems(dim: int):
-    """The noisy and the deterministic paper problem, stacked along a leading axis of 2."""
-    both = [NQM.paper(dim, noisy=(setting == "noisy")) for setting in SETTINGS]
-    return jax.tree.map(lambda *leaves: np.stack(leaves), *both)
-
-
 def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float,
                    penalty: float, margin: float, tail_dims: int) -> dict:
     """One kind of schedule (greedy, fixed or optimized) for both settings at once (vmapped).
@@ -84,7 +79,9 @@ def schedules_unit(kind: str, dim: int, horizon: int, steps: int, adam_lr: float
     else:
         raise ValueError(f"unknown schedule kind {kind!r}; choose one of: {', '.join(KINDS)}")
 
-    problems = _problems(dim)
+    # the noisy and the deterministic paper problem, stacked along a leading axis of 2
+    both = [NQM.paper(dim, noisy=(setting == "noisy")) for setting in SETTINGS]
+    problems = jax.tree.map(lambda *leaves: np.stack(leaves), *both)
     order = np.argsort(-problems.curvature[0])  # descending curvature (same in both settings)
 
     def evaluate(problem):
@@ -166,8 +163,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
                    "max_component_ratio": float(results[kind]["max_component_ratio"][i])}
             for kind in KINDS
         }
-        summary[setting]["fixed"]["lr"] = float(results["fixed"]["lr"][i, 0])
-        summary[setting]["fixed"]["momentum"] = float(results["fixed"]["momentum"][i, 0])
+        summary[setting]["fixed"] |= {k: float(results["fixed"][k][i, 0]) for k in ("lr", "momentum")}
     if is_paper_problem(config):
         summary["paper"] = PAPER_LOSSES
     plot_all(run_dir)
@@ -186,9 +182,6 @@ COLORS = {"greedy": "tab:orange", "fixed": "tab:green", "optimized": "tab:blue"}
 
 
 def plot_all(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     plot_figure1(run_dir)
     plot_figure2(run_dir)
     for setting in SETTINGS:
@@ -196,7 +189,7 @@ def plot_all(run_dir: RunDir) -> None:
 
 
 def plot_figure1(run_dir: RunDir) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     c = run_dir.load_curves("fig1")
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -218,7 +211,7 @@ def plot_figure1(run_dir: RunDir) -> None:
 
 
 def plot_figure2(run_dir: RunDir) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     c = run_dir.load_curves("fig2")
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -232,7 +225,7 @@ def plot_figure2(run_dir: RunDir) -> None:
 
 
 def plot_figure3(run_dir: RunDir, setting: str) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     c = run_dir.load_curves(f"fig3_{setting}")
     fig, axes = plt.subplots(1, 5, figsize=(22, 4))

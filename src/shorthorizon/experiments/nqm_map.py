@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
+from functools import partial
 
 import jax
 import numpy as np
@@ -13,8 +12,10 @@ from shorthorizon.config import DIM, FRACTION, LOG_STEP, NONNEGATIVE, POSITIVE, 
 from shorthorizon.nqm import initial_moments, regime, regime_problem
 from shorthorizon.nqm.dynamics import loss_of
 from shorthorizon.nqm.problem import PAPER_LOSSES
+from shorthorizon.report.figures import pyplot
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_units
+from shorthorizon.stats import finite_or_none
 
 NAME = "nqm-map"
 FLAGS = ()
@@ -66,27 +67,24 @@ def row_unit(kappa: float, noises: tuple, momentum: bool, dim: int, horizon: int
     with jax.enable_x64(True):
         cells = [regime_problem(kappa, s, dim, mean0) for s in noises]
         problems = jax.tree.map(lambda *leaves: np.stack(leaves), *cells)
-        return _row_solver()(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin)
+        return _row(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin)
 
 
-@functools.cache
-def _row_solver():
-    """``nqm.regime`` vmapped over a row of cells, jitted once per process (rows differ only in
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _row(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin):
+    """``nqm.regime`` vmapped over a row of cells, compiled once per process (rows differ only in
     array values)."""
 
-    def row(problems, horizon, momentum, fit_steps, tolerance, adam_lr, penalty, margin):
-        def solve(problem):
-            r = regime(problem, horizon, momentum=momentum, tolerance=tolerance,
-                       fit_steps=fit_steps, adam_lr=adam_lr, penalty=penalty, margin=margin)
-            return dict(greedy=r.greedy, fixed=r.fixed, optimized=r.optimized,
-                        initial=loss_of(problem, initial_moments(problem)).sum(),
-                        max_component_ratio=r.max_component_ratio, safe_horizon=r.safe_horizon,
-                        horizon_loss=r.horizon.loss, horizon_lr=r.horizon.lr,
-                        horizon_momentum=r.horizon.momentum)
+    def solve(problem):
+        r = regime(problem, horizon, momentum=momentum, tolerance=tolerance,
+                   fit_steps=fit_steps, adam_lr=adam_lr, penalty=penalty, margin=margin)
+        return dict(greedy=r.greedy, fixed=r.fixed, optimized=r.optimized,
+                    initial=loss_of(problem, initial_moments(problem)).sum(),
+                    max_component_ratio=r.max_component_ratio, safe_horizon=r.safe_horizon,
+                    horizon_loss=r.horizon.loss, horizon_lr=r.horizon.lr,
+                    horizon_momentum=r.horizon.momentum)
 
-        return jax.vmap(solve)(problems)
-
-    return jax.jit(row, static_argnums=(1, 2, 3))
+    return jax.vmap(solve)(problems)
 
 
 def _unit_name(setting: str, kappa: float) -> str:
@@ -115,42 +113,33 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=No
     return run_dir.write_summary(summary)
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
 def summarize(config: Config, maps: dict) -> dict:
     """summary.json: every cell, the paper's cell, safe horizons and the edge checks."""
-    cells, safe = [], []
+    cells = []
     for setting, momentum in SETTINGS.items():
         m = maps[setting]
         for i, kappa in enumerate(config.kappas):
             for j, noise in enumerate(config.noises):
-                greedy, optimized = float(m["greedy"][i, j]), float(m["optimized"][i, j])
+                greedy, fixed, optimized = (float(m[k][i, j]) for k in ("greedy", "fixed", "optimized"))
                 cells.append(dict(
                     kappa=kappa, noise=noise, momentum=momentum, greedy=greedy,
-                    fixed=float(m["fixed"][i, j]), optimized=optimized,
-                    ratio=_finite(greedy / optimized) if optimized > 0 else None,
+                    fixed=fixed, optimized=optimized,
+                    ratio=finite_or_none(greedy / optimized) if optimized > 0 else None,
                     initial=float(m["initial"][i, j]),
                     max_component_ratio=float(m["max_component_ratio"][i, j]),
                     # the per-step family holds every constant schedule: a fit above the best
                     # one stopped in a local optimum, and its ratio is an underestimate
-                    fit_above_fixed=optimized > float(m["fixed"][i, j]),
+                    fit_above_fixed=optimized > fixed,
                     safe_horizon=int(m["safe_horizon"][i, j])))
-                safe.append(dict(kappa=kappa, noise=noise, momentum=momentum,
-                                 horizon=int(m["safe_horizon"][i, j])))
     paper = next(c for c in cells if c["momentum"] and c["kappa"] == config.paper_kappa
                  and c["noise"] == config.paper_noise)
     return {"cells": cells,
             "paper_cell": {k: paper[k] for k in ("kappa", "noise", "greedy", "fixed", "optimized",
                                                  "ratio", "safe_horizon")},
-            "safe_horizon": safe,
+            "safe_horizon": [dict(kappa=c["kappa"], noise=c["noise"], momentum=c["momentum"],
+                                  horizon=c["safe_horizon"]) for c in cells],
             "edges": edges(cells),
             "monotone": monotonicity(config, cells)}
-
-
-def _negligible(cell: dict) -> bool:
-    return max(cell["greedy"], cell["optimized"]) < NEGLIGIBLE * cell["initial"]
 
 
 def edges(cells: list[dict]) -> dict:
@@ -162,8 +151,8 @@ def edges(cells: list[dict]) -> dict:
         chosen = [c for c in cells if select(c)]
         return {"cells": [{k: c[k] for k in ("kappa", "noise", "greedy", "optimized", "ratio")}
                           for c in chosen],
-                "greedy_optimal": all(_negligible(c) or (c["ratio"] is not None
-                                      and c["ratio"] <= EDGE_TOLERANCE) for c in chosen)}
+                "greedy_optimal": all(max(c["greedy"], c["optimized"]) < NEGLIGIBLE * c["initial"]
+                                      or (c["ratio"] is not None and c["ratio"] <= EDGE_TOLERANCE) for c in chosen)}
 
     return {
         "spherical_sgd": edge(lambda c: c["kappa"] == 1 and not c["momentum"]),
@@ -194,9 +183,6 @@ def monotonicity(config: Config, cells: list[dict]) -> dict:
 
 # --- figures (from saved curves only) ----------------------------------------------------------
 def plot_all(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     plot_maps(run_dir)
     plot_horizon_curves(run_dir)
 
@@ -205,9 +191,10 @@ def plot_maps(run_dir: RunDir) -> None:
     """Heat maps of greedy / optimized (log color) and of the safe horizon, the paper's cell
     boxed."""
     import matplotlib.patheffects as pe
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
+
+    plt = pyplot()
 
     config = run_dir.read_config()
     fig, axes = plt.subplots(2, 2, figsize=(12, 9), layout="constrained")
@@ -248,7 +235,7 @@ def plot_maps(run_dir: RunDir) -> None:
 def plot_horizon_curves(run_dir: RunDir) -> None:
     """Loss at T of the constant schedule tuned at meta-horizon k, over its value at k = T, for
     the cells through the paper's cell (with momentum)."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     config = run_dir.read_config()
     m = run_dir.load_curves("map_momentum")

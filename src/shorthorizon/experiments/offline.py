@@ -9,7 +9,6 @@ a decay, and their schedules end the long run far behind.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -18,10 +17,10 @@ import numpy as np
 
 from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
-from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named,
+from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
                                            surface_points, validate_problem, zoom_points)
+from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.offline import plot, section
 from shorthorizon.results import RunDir
@@ -29,7 +28,6 @@ from shorthorizon.runners import Unit, run_seeded, seed_name
 from shorthorizon.stats import over_seeds
 
 NAME = "offline"
-PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("task", "dataset")
 
 # The headline numbers (dotted paths into a seed's summary; {horizon}: each horizon's), each
@@ -107,10 +105,6 @@ PRESETS = {
 }
 
 
-def ready(fetch: bool = False) -> str | None:
-    return splits.ready(PREFERRED, fetch)
-
-
 def problem(config: Config) -> OfflineFit:
     """The offline problem of ``config`` with its SMD settings (built once per process and problem)."""
     return OfflineFit.from_config(config, configlib.estimator(config),
@@ -121,10 +115,7 @@ def problem(config: Config) -> OfflineFit:
 def surface_unit(config: Config, chunk: int) -> dict:
     """Meta-objective at every horizon of one chunk of surface samples, all trained on the
     batches of the surface key (the stream SMD's fits are judged on, too)."""
-    fit = problem(config)
-    index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
-    points = {k: a[index] for k, a in surface_points(config).items()}
-    return {"loss": fit.surface(points, tuple(sorted(config.horizons)))}
+    return {"loss": problem(config).surface(surface_points(config, chunk=chunk), tuple(sorted(config.horizons)))}
 
 
 def zoom_unit(config: Config, horizon: int, lr0: float, decay_exponent: float) -> dict:
@@ -224,8 +215,7 @@ def validate(config: Config) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED,
-                                                                  config.data_dir or None))
+    config = resolve_dataset(config)
     run_dir.write_config(config)
     horizons = sorted(config.horizons)
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep

@@ -36,7 +36,7 @@ from shorthorizon.meta.offline_fit import DATASET, TASK
 from shorthorizon.meta.online import Online, check
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_units, seed_name
-from shorthorizon.stats import over_seeds
+from shorthorizon.stats import finite_or_none, over_seeds
 from shorthorizon.tasks import Task, make_task
 
 NAME = "online"
@@ -115,10 +115,6 @@ def ready(fetch: bool = False) -> str | None:
         if problem:
             return problem
     return None
-
-
-def dataset_for(config: Config, task: str) -> str:
-    return splits.resolve(config.dataset, splits.preferred(task), config.data_dir or None)
 
 
 @lru_cache(maxsize=2)
@@ -258,7 +254,8 @@ def validate(config: Config) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    data = {task: dataset_for(config, task) for task in config.task}
+    data = {task: splits.resolve(config.dataset, splits.preferred(task), config.data_dir or None)
+            for task in config.task}
     for task, name in data.items():  # sizes the data bounds, before the folder is claimed
         sizes = ("eval_examples", task_key(task, "batch_size"))
         splits.check_fits(name, len(_data(name, config.data_dir or None, config.verify)[0].y),
@@ -276,25 +273,20 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     return summary
 
 
-def _finite(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def _task_summary(config: Config, task: str, dataset: str, results: dict, seed: int) -> dict:
     """Seed ``seed``'s summary of ``task``."""
     (base_lr, _), *runs = _runs(config, task)
     base = results[unit_name(task, base_lr, None, seed)]
     baseline = {**optimizer_hyper(config, base_lr),
-                "final_train_loss": _finite(base["final_train_loss"]),
-                "final_test_accuracy": _finite(base["final_test_accuracy"]),
+                "final_train_loss": finite_or_none(base["final_train_loss"]),
+                "final_test_accuracy": finite_or_none(base["final_test_accuracy"]),
                 "diverged": bool(base["diverged"]), "steps_done": int(len(base["loss"]))}
     rows = []
     for lr, lookahead in runs:
         unit = unit_name(task, lr, lookahead, seed)
         r = results[unit]
         rows.append({"init_lr": lr, "lookahead": lookahead, "unit": unit,
-                     **{k: _finite(r[k]) for k in at_stop(r) + ("final_train_loss", "final_test_accuracy")},
+                     **{k: finite_or_none(r[k]) for k in at_stop(r) + ("final_train_loss", "final_test_accuracy")},
                      "diverged": bool(r["diverged"]), "steps_done": int(len(r["loss"]))})
     return {"task": task, "dataset": dataset, "steps": per_task(config, task, "steps"),
             "baseline": baseline, "runs": rows, "checks": _checks(baseline, rows)}
@@ -345,9 +337,6 @@ def at_stop(row) -> tuple[str, ...]:
 
 def _checks(baseline: dict, rows: list[dict]) -> dict:
     """The paper's claims, as booleans over this run's numbers (None where not applicable)."""
-    def lrs(lookahead):
-        return [r["lr_at_stop"] for r in rows if r["lookahead"] == lookahead and r["lr_at_stop"] is not None]
-
     base_loss = baseline["final_train_loss"]
     checks: dict = {}
     persistent = sorted({r["lookahead"] for r in rows} - set(LOOKAHEADS))  # pes, nres: particles beside the run
@@ -360,11 +349,10 @@ def _checks(baseline: dict, rows: list[dict]) -> dict:
         checks[f"{kind}_loss_above_baseline"] = all(
             r["diverged"] or (r["final_train_loss"] or math.inf) > base_loss for r in runs
         ) if runs and base_loss is not None else None
-    checks |= {
-        "deterministic_lr_above_stochastic":
-            min(lrs("deterministic")) > max(lrs("stochastic")) if lrs("deterministic") and lrs("stochastic")
-            else None,
-    }
+    lrs = {kind: [r["lr_at_stop"] for r in rows if r["lookahead"] == kind and r["lr_at_stop"] is not None]
+           for kind in LOOKAHEADS}
+    checks["deterministic_lr_above_stochastic"] = (min(lrs["deterministic"]) > max(lrs["stochastic"])
+                                                   if lrs["deterministic"] and lrs["stochastic"] else None)
     return checks
 
 

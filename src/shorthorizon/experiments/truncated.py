@@ -25,7 +25,6 @@ training it once more.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -34,16 +33,16 @@ import jax
 import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
-from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, make_estimator
-from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, lr0_named, surface_points, validate_problem
-from shorthorizon.report.figures import BAND, band, seeds_table, surface_panel
+from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, lr0_named, resolve_dataset, surface_points,
+                                           validate_problem)
+from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
+from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import Unit, run_seeded, seed_name
 from shorthorizon.stats import over_seeds
 
 NAME = "truncated"
-PREFERRED = ("mnist", "fashion-mnist")
 FLAGS = ("dataset",)
 WINDOWED = ("forward", "reverse", "es", "pes", "nres")
 REFERENCE = "smd_full"
@@ -89,10 +88,6 @@ PRESETS = {
         curve_points=20,
     ),
 }
-
-
-def ready(fetch: bool = False) -> str | None:
-    return splits.ready(PREFERRED, fetch)
 
 
 def validate(config: Config) -> None:
@@ -150,9 +145,7 @@ def reference_unit(config: Config) -> dict:
 
 def surface_unit(config: Config, chunk: int) -> dict:
     """The loss at T of one chunk of surface samples."""
-    index = np.arange(chunk * config.surface_chunk, (chunk + 1) * config.surface_chunk)
-    points = {k: a[index] for k, a in surface_points(config).items()}
-    return {"loss": problem(config).surface(points, (config.horizon,))}
+    return {"loss": problem(config).surface(surface_points(config, chunk=chunk), (config.horizon,))}
 
 
 def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
@@ -165,18 +158,14 @@ def names(config: Config) -> list[str]:
     return [REFERENCE, *(windowed(config, e).label(config.horizon) for e in config.estimators)]
 
 
-def inner_steps(config: Config, estimator: str) -> int:
-    """A fit's budget as spent (``estimator="reference"``: ``smd_full``): whole meta-steps."""
-    if estimator == "reference":
-        return _reference_steps(config) * config.horizon
-    return problem(config).windowed_budget(windowed(config, estimator), config.horizon, config.fit_inner_steps)[1]
-
-
 def fit_cost(config: Config, estimator: str) -> float:
-    """A fit's work in plain training steps: its inner steps, each the estimator's
-    ``step_work`` plain ones (the reference: forward mode on the two hyperparameters)."""
-    est = make_estimator("forward") if estimator == "reference" else windowed(config, estimator)
-    return inner_steps(config, estimator) * est.step_work(2)
+    """A fit's work in plain training steps: its budget as spent (whole meta-steps), each inner
+    step the estimator's ``step_work`` plain ones (``estimator="reference"``: ``smd_full``,
+    forward mode on the two hyperparameters)."""
+    if estimator == "reference":
+        return _reference_steps(config) * config.horizon * make_estimator("forward").step_work(2)
+    est = windowed(config, estimator)
+    return problem(config).windowed_budget(est, config.horizon, config.fit_inner_steps)[1] * est.step_work(2)
 
 
 def headlines(config: Config) -> dict:
@@ -201,8 +190,7 @@ def _announce_cost(config: Config, run_dir: RunDir) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED,
-                                                                  config.data_dir or None))
+    config = resolve_dataset(config)
     run_dir.write_config(config)
     stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
     _announce_cost(config, run_dir)
@@ -271,10 +259,7 @@ def _summary(config: Config, fits: dict, long: dict) -> dict:
 def plot(run_dir: RunDir) -> None:
     """The fits on seed 0's surface (every seed's fitted point), their paths and their long runs
     (over seeds: mean and band)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summary = run_dir.read_summary()
     seeds, horizon = summary.get("seeds", 1), summary["horizon"]

@@ -82,6 +82,21 @@ def validate_problem(config: OfflineConfig) -> None:
         raise ValueError(f"config key 'surface_chunk' must divide surface_samples={config.surface_samples}")
 
 
+PREFERRED = ("mnist", "fashion-mnist")  # the datasets of dataset="auto", the first one present
+
+
+def ready(fetch: bool = False) -> str | None:
+    """Why the problem cannot be posed here (no dataset of :data:`PREFERRED`, after fetching one
+    if asked), or None: the ``ready`` of the commands built on it."""
+    return splits.ready(PREFERRED, fetch)
+
+
+def resolve_dataset(config: OfflineConfig) -> OfflineConfig:
+    """``config`` with ``dataset="auto"`` resolved to the first of :data:`PREFERRED` present;
+    raises, before any work, where the dataset named is unknown or not all present."""
+    return dataclasses.replace(config, dataset=splits.resolve(config.dataset, PREFERRED, config.data_dir or None))
+
+
 # the keys that pose the problem: runs that differ only elsewhere share its data, warm start and
 # compiled programs (a new Task object would compile every program anew)
 PROBLEM = ("dataset", "data_dir", "verify", "seed", "task", "batch_size", "warm_start_steps", "warm_start_lr",
@@ -106,10 +121,13 @@ def _log_uniform(rng: np.random.Generator, space: optim.LogSpace, samples: int, 
     return points
 
 
-def surface_points(config: OfflineConfig, space: optim.LogSpace | None = None) -> dict:
+def surface_points(config: OfflineConfig, space: optim.LogSpace | None = None, chunk: int | None = None) -> dict:
     """The surface's samples of the space's hyperparameters (default: :func:`schedule_space`),
-    log-uniform in the box."""
-    return _log_uniform(np.random.default_rng(config.seed), space or schedule_space(config), config.surface_samples)
+    log-uniform in the box; with ``chunk``, that chunk's ``surface_chunk`` samples alone (a unit's)."""
+    points = _log_uniform(np.random.default_rng(config.seed), space or schedule_space(config), config.surface_samples)
+    if chunk is None:
+        return points
+    return {k: v[chunk * config.surface_chunk:(chunk + 1) * config.surface_chunk] for k, v in points.items()}
 
 
 def zoom_points(config: OfflineConfig, horizon: int, center: dict, width: float, samples: int,

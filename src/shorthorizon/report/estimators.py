@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shorthorizon.report.figures import BAND, band, seeds_table
+from shorthorizon.report.figures import BAND, band, pyplot, seeds_table
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
 
@@ -15,10 +15,7 @@ COLORS = {"forward": "tab:blue", "reverse": "tab:cyan", "es": "tab:orange", "pes
 def plot(run_dir: RunDir) -> None:
     """The bias and variance of every estimator against K, and the schedules they fit; over
     seeds, each line is their mean with a band from their min to their max."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     s = run_dir.read_summary()
     seeds = s.get("per_seed", [s])

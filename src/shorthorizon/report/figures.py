@@ -9,6 +9,17 @@ import numpy as np
 from shorthorizon.results import fmt
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display), imported when a figure
+    is drawn: importing an experiment does not load matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def smooth(x: np.ndarray, y: np.ndarray, z: np.ndarray, x_range, y_range, grid: int = 60,
            bandwidth: float = 0.08):
     """Gaussian-kernel average of scattered ``z`` at (x, y) onto a ``grid`` x ``grid`` mesh

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from shorthorizon.meta.offline_fit import optimizer_text
-from shorthorizon.report.figures import BAND, band, seeds_table, surface_panel
+from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
 
@@ -23,10 +23,7 @@ PAPER_TRAIN_LOSS_RATIO = 1000.0
 def plot(run_dir: RunDir) -> None:
     """Figure 5: per horizon, seed 0's surface and SMD trajectories, and every seed's fit;
     Figure 6: each horizon's long runs (over seeds: mean and band)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     surface, smd = (run_dir.load_curves(n) for n in ("surface", "smd"))
     zoom = run_dir.load_curves("zoom") if (run_dir.path / "zoom.npz").exists() else {"horizon": []}

@@ -15,7 +15,7 @@ import numpy as np
 
 from shorthorizon.experiments.online import HEADLINES, TASKS, at_stop, file_name, unit_name
 from shorthorizon.hypergrad import make_estimator
-from shorthorizon.report.figures import interval_text
+from shorthorizon.report.figures import interval_text, pyplot
 from shorthorizon.results import RunDir, fmt
 
 FIGURES = {"mlp": "figure7_mlp", "cnn": "figure8_cnn"}
@@ -36,11 +36,6 @@ def _tasks(summary: dict) -> list[str]:
 
 def _figure(task: str) -> str:
     return FIGURES.get(task, "online_" + file_name(task))
-
-
-def _per_seed(summary: dict) -> list[dict]:
-    """Every seed's summary, seed 0 first (a single-seed run's is the summary itself)."""
-    return summary.get("per_seed", [summary])
 
 
 def _drawn(x: np.ndarray, y: np.ndarray, top: float = np.inf) -> tuple[np.ndarray, np.ndarray, tuple | None]:
@@ -83,14 +78,12 @@ def _loss_limits(runs: list[tuple[np.ndarray, np.ndarray, bool]], start: float) 
 
 
 def plot(run_dir: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summary = run_dir.read_summary()
+    per_seed = summary.get("per_seed", [summary])  # seed 0 first; a single-seed run's is the summary itself
     for task in _tasks(summary):
-        s, seeds = summary[task], [seed[task] for seed in _per_seed(summary)]
+        s, seeds = summary[task], [seed[task] for seed in per_seed]
         window = max(1, s["steps"] // 100)
         # a panel per adapted hyperparameter beside lr
         others = [k.removesuffix("_at_stop") for k in at_stop(s["runs"][0])[1:]] if s["runs"] else []
