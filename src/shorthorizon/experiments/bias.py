@@ -100,12 +100,10 @@ def _refined(config: Config) -> list[int]:
 
 def validate(config: Config) -> None:
     config = resolved(config)
-    validate_problem(config)
+    validate_problem(config, config.horizon)
     if max(config.short) >= config.horizon:
         raise ValueError(f"config key 'short' must hold distinct horizons below horizon={config.horizon}, "
                          f"got {config.short!r}")
-    if config.horizon % config.curve_points:
-        raise ValueError(f"config key 'curve_points' must divide the horizon {config.horizon}")
     try:
         names = space(config).names
     except ValueError as err:

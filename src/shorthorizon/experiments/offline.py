@@ -199,7 +199,7 @@ def _start(config: Config) -> dict:
 
 # --- the experiment ------------------------------------------------------------------
 def validate(config: Config) -> None:
-    validate_problem(config)
+    validate_problem(config, max(config.horizons))
     if config.zoom_samples and not (config.smd_from_surface and config.smd_max_horizon):
         raise ValueError("config key 'zoom_samples' needs smd_from_surface and smd_max_horizon: it refines the best "
                          "surface sample of the horizons above smd_max_horizon")
@@ -209,8 +209,6 @@ def validate(config: Config) -> None:
     if len(config.init_lr0) != len(config.init_decay_exponent):
         raise ValueError(f"config key 'init_lr0' must have as many values as init_decay_exponent (one per restart), "
                          f"got {len(config.init_lr0)} and {len(config.init_decay_exponent)}")
-    if max(config.horizons) % config.curve_points:
-        raise ValueError(f"config key 'curve_points' must divide the longest horizon {max(config.horizons)}")
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:

@@ -91,7 +91,7 @@ PRESETS = {
 
 
 def validate(config: Config) -> None:
-    validate_problem(config)
+    validate_problem(config, config.horizon)
     within("init_lr0", config.init_lr0, "lr0_range", config.lr0_range)
     within("init_decay_exponent", config.init_decay_exponent, "decay_exponent_range", config.decay_exponent_range)
     if config.horizon % config.truncation:
@@ -99,8 +99,6 @@ def validate(config: Config) -> None:
     if config.fit_inner_steps < config.horizon:
         raise ValueError(f"config key 'fit_inner_steps' ({config.fit_inner_steps}) must be at least the horizon "
                          f"({config.horizon}): the reference needs one whole unroll per meta-step")
-    if config.horizon % config.curve_points:
-        raise ValueError(f"config key 'curve_points' must divide the horizon {config.horizon}")
 
 
 def windowed(config: Config, name: str):

@@ -72,14 +72,16 @@ class OfflineConfig:
     curve_points: int = key(100, POSITIVE)  # measurements along each long run
 
 
-def validate_problem(config: OfflineConfig) -> None:
+def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
     """Raise ValueError naming the key for any value of :class:`OfflineConfig`'s keys that a run
     cannot use (before any work: nothing is loaded): each key's rule (:func:`check`), then the
-    constraints between keys."""
+    constraints between keys and the run's ``long_horizon`` (its long runs' steps)."""
     check(config)
     optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
     if config.surface_samples % config.surface_chunk:
         raise ValueError(f"config key 'surface_chunk' must divide surface_samples={config.surface_samples}")
+    if long_horizon % config.curve_points:
+        raise ValueError(f"config key 'curve_points' must divide the long runs' horizon {long_horizon}")
 
 
 PREFERRED = ("mnist", "fashion-mnist")  # the datasets of dataset="auto", the first one present
