@@ -165,8 +165,10 @@ class _Windowed:
         windows = sum(p * self.windows // self.particles for p in range(self.particles))
         return windows * self._trajectories * self._check()
 
-    def _fresh(self, key) -> Any:
-        return jax.vmap(self.inner.init)(jax.random.split(key, self.particles))
+    def _fresh(self, key, xi) -> tuple[Any, jax.Array]:
+        """New inner runs for every particle, and the perturbation state (from ``xi``) they start with."""
+        inner = jax.vmap(self.inner.init)(jax.random.split(key, self.particles))
+        return self._pair(inner), self._restart_xi(jax.random.fold_in(key, 1), xi)
 
     def init(self, hyper: Mapping[str, jax.Array], key: jax.Array) -> EstState:
         """Fresh inner runs for every particle; with ``stagger``, particle p then runs
@@ -175,9 +177,8 @@ class _Windowed:
         self._check()
         init_key, stagger_key = jax.random.split(key)
         x = ravel_pytree(dict(hyper))[0]
-        state = EstState(self._pair(self._fresh(init_key)), jnp.zeros(self.particles, jnp.int32),
-                         self._restart_xi(jax.random.fold_in(init_key, 1),
-                                          jnp.zeros((self.particles, x.shape[0]), x.dtype)))
+        inner, xi = self._fresh(init_key, jnp.zeros((self.particles, x.shape[0]), x.dtype))
+        state = EstState(inner, jnp.zeros(self.particles, jnp.int32), xi)
         if not self.stagger or self.particles == 1:
             return state
         target = jnp.arange(self.particles) * self.windows // self.particles
@@ -194,12 +195,9 @@ class _Windowed:
         steps = state.steps + self._check()
         done = steps >= self.inner.horizon
 
-        def restart():
-            fresh = self._pair(self._fresh(key)), self._restart_xi(jax.random.fold_in(key, 1), xi)
-            return _where(done, fresh, (inner, xi))
-
         # new runs are drawn only in windows where one ends (a real branch outside vmap)
-        inner, xi = jax.lax.cond(jnp.any(done), restart, lambda: (inner, xi))
+        inner, xi = jax.lax.cond(jnp.any(done), lambda: _where(done, self._fresh(key, xi), (inner, xi)),
+                                 lambda: (inner, xi))
         return EstState(inner, jnp.where(done, 0, steps), xi)
 
     def estimate(self, state: EstState, hyper: Mapping[str, jax.Array], key: jax.Array):
