@@ -78,11 +78,6 @@ def _run_experiment(name: str, args: argparse.Namespace, config=None) -> int:
     return 0
 
 
-def _keys(module) -> set[str]:
-    """The config keys of an experiment."""
-    return {f.name for f in dataclasses.fields(next(iter(module.PRESETS.values())))}
-
-
 def _config_keys(module) -> str:
     """The experiment's config keys with their values in the default preset, for ``--help``."""
     preset = "quick" if "quick" in module.PRESETS else next(iter(module.PRESETS))
@@ -138,7 +133,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     names = args.only or experiments.REPRODUCED
     overrides = configlib.parse_overrides(args.overrides)
-    takers = {key: [n for n in names if key in _keys(experiments.get(n))] for key in overrides}
+    keys = {n: {f.name for f in dataclasses.fields(next(iter(experiments.get(n).PRESETS.values())))} for n in names}
+    takers = {key: [n for n in names if key in keys[n]] for key in overrides}
     for key, taken in takers.items():  # a key applies to the experiments that have it (seeds: the sampled ones)
         if not taken:
             raise ValueError(f"unknown config key {key!r}: no experiment of the reproduction has it "
