@@ -110,11 +110,8 @@ def per_task(config: Config, task: str, key: str):
 
 
 def ready(fetch: bool = False) -> str | None:
-    for task in TASKS:
-        problem = splits.ready(splits.preferred(task), fetch)
-        if problem:
-            return problem
-    return None
+    """Why the first task whose dataset is missing cannot run here, or None."""
+    return next(filter(None, (splits.ready(splits.preferred(task), fetch) for task in TASKS)), None)
 
 
 @lru_cache(maxsize=2)
