@@ -80,16 +80,14 @@ def hypergradient(
 
     ``fd_step`` is relative: hyperparameter h moves by ``±fd_step * |h|`` (``±fd_step`` at 0)."""
     check_mode(mode)
-    hyper = dict(hyper)
     wrt = tuple(wrt if wrt is not None else hyper)
     missing = [k for k in wrt if k not in hyper]
     if missing:
         raise ValueError(f"hyperparameters {missing} are not among {list(hyper)}")
-    fixed = {k: v for k, v in hyper.items() if k not in wrt}
     x = jnp.stack([jnp.asarray(hyper[k]) for k in wrt])
 
-    def g(vec):
-        return f({**fixed, **{k: vec[i] for i, k in enumerate(wrt)}}), ()
+    def g(vec):  # the others at their values
+        return f({**hyper, **{k: vec[i] for i, k in enumerate(wrt)}}), ()
 
     value, _, grad = MODES[mode](g, x, fd_step)
     return value, {k: grad[i] for i, k in enumerate(wrt)}
