@@ -126,17 +126,14 @@ def zoom_unit(config: Config, horizon: int, lr0: float, decay_exponent: float) -
     return {**lr0_named(points), "loss": problem(config).surface(points, (horizon,))[0]}
 
 
-def smd_unit(config: Config, horizon: int, restart: int, lr0: float | None = None,
-             decay_exponent: float | None = None) -> dict:
-    """One SMD run from (lr0, decay_exponent) (default: the config's restart ``restart``):
-    trajectory of (lr0, decay_exponent) and objective per meta-step, and the fitted schedule's
-    meta-objective on fixed training batches (those of the surface)."""
+def smd_unit(config: Config, horizon: int, restart: int, lr0: float, decay_exponent: float) -> dict:
+    """SMD restart ``restart`` from (lr0, decay_exponent) (:func:`_starts`): trajectory of (lr0,
+    decay_exponent) and objective per meta-step, and the fitted schedule's meta-objective on
+    fixed training batches (those of the surface)."""
     fit = problem(config)
     key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], horizon), restart)
-    start = {"lr": config.init_lr0[restart] if lr0 is None else lr0,
-             "decay_exponent": config.init_decay_exponent[restart] if decay_exponent is None else decay_exponent}
-    return lr0_named(fit.fit(horizon, start, jax.random.split(key, meta_steps(config, horizon)),
-                             f"SMD T={horizon} restart {restart}"))
+    return lr0_named(fit.fit(horizon, {"lr": lr0, "decay_exponent": decay_exponent},
+                             jax.random.split(key, meta_steps(config, horizon)), f"SMD T={horizon} restart {restart}"))
 
 
 def meta_steps(config: Config, horizon: int) -> int:
