@@ -271,8 +271,6 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
     fixed = summary["noisy"]["fixed"]
     lines += ["", f"Best fixed (noisy): lr {fmt(fixed['lr'], '.4g')}, momentum {fmt(fixed['momentum'], '.4g')}. "
               f"Computed in {summary['wall_time_s']:.1f} s.", ""]
-    for name, caption in (("fig1", "Figure 1"), ("fig2", "Figure 2"),
-                          ("fig3_noisy", "Figure 3 (noisy)"),
-                          ("fig3_deterministic", "Figure 3 (deterministic)")):
-        lines.append(f"![{caption}]({prefix}{name}.png)")
+    figures = [("fig1", "Figure 1"), ("fig2", "Figure 2"), *((f"fig3_{s}", f"Figure 3 ({s})") for s in SETTINGS)]
+    lines += [f"![{caption}]({prefix}{name}.png)" for name, caption in figures]
     return "\n".join(lines) + "\n"
