@@ -160,9 +160,7 @@ class _Windowed:
     @property
     def init_cost(self) -> int:
         """Inner steps :meth:`init` takes to stagger the particles (none without ``stagger``)."""
-        if not self.stagger or self.particles == 1:
-            return 0
-        windows = sum(p * self.windows // self.particles for p in range(self.particles))
+        windows = sum(p * self.windows // self.particles for p in range(self.particles)) if self.stagger else 0
         return windows * self._trajectories * self._check()
 
     def _fresh(self, key, xi) -> tuple[Any, jax.Array]:
