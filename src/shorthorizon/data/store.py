@@ -141,12 +141,10 @@ def file_digest(path: Path, algorithm: str, decompress: bool = True,
     name = hashlib.sha256(f"{path.resolve()}\0{algorithm}:{decompress}".encode()).hexdigest()[:32]
     stamp_path = cache_dir() / "verified" / f"{name}.json"
     key = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    try:
+    with contextlib.suppress(OSError, ValueError):  # no stamp, or an unreadable one: hash the file
         stamp = json.loads(stamp_path.read_text())
         if {k: stamp.get(k) for k in key} == key:
             return stamp["digest"]
-    except (OSError, ValueError):
-        pass
     if content is None:
         content = formats.file_bytes(path) if decompress else path.read_bytes()
     digest = hashlib.new(algorithm, content).hexdigest()
