@@ -115,10 +115,9 @@ class Online(NamedTuple):
         on 5-step lookaheads every 10 steps) an adaptation step costs ~ 200 plain ones: a bar
         that counted steps would read the first half's pace as the whole run's. A persistent
         estimator (:attr:`persistent`): its pairs train the interval's window twice each (+ and -)."""
-        if self.persistent:
-            return (self.estimator.work(len(self.space.names)) + 1) * self.interval
-        meta_step = self.estimator.work(len(self.space.names))
-        return self.meta_steps * meta_step * (self.horizon + EVALUATION_COST) + self.interval
+        work = self.estimator.work(len(self.space.names))  # one estimate, in plain passes
+        return ((work + 1) * self.interval if self.persistent
+                else self.meta_steps * work * (self.horizon + EVALUATION_COST) + self.interval)
 
     def cost(self, adapt_steps: int, decay_steps: int) -> float:
         """The whole run in plain training steps, the sum of what :meth:`run` reports to
