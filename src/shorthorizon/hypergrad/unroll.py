@@ -227,10 +227,8 @@ class Unroll(NamedTuple):
                                                    batch_at, self.steps, self.scan_unroll, model_state=model_state,
                                                    key=train_model_key)
         if eval_set is None:
-            if self.lookahead == "stochastic":
-                eval_set = batches(data, eval_key, self.eval_batches, self.batch_size)
-            else:
-                eval_set = jax.tree.map(lambda a: a[None], fixed)
+            eval_set = (batches(data, eval_key, self.eval_batches, self.batch_size) if self.lookahead == "stochastic"
+                        else jax.tree.map(lambda a: a[None], fixed))
         objective = mean_loss(self.task, params, eval_set, model_state, eval_model_key)
         return objective, (params, state, model_state, losses)
 
