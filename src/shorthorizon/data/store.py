@@ -76,10 +76,8 @@ def search_roots(data_dir: Path | str | None = None) -> tuple[Path, ...]:
 
 def _member_files(spec: Spec, folder: Path) -> dict[str, Path]:
     """The member files present in ``folder`` (an archive counts for all its members)."""
-    if spec.fmt == "idx":
-        candidates = {m: (folder / f"{m}.gz", folder / m) for m in spec.members}
-    else:
-        candidates = {m: (folder / spec.subfolder / m, folder / m) for m in spec.members}
+    candidates = {m: (folder / f"{m}.gz" if spec.fmt == "idx" else folder / spec.subfolder / m, folder / m)
+                  for m in spec.members}
     files = {m: next((p for p in paths if p.is_file()), None) for m, paths in candidates.items()}
     files = {m: p for m, p in files.items() if p is not None}
     archive = folder / spec.archive if spec.archive else None
