@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from functools import lru_cache, partial
 
 import numpy as np
@@ -34,8 +33,10 @@ from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, scala
 from shorthorizon import optim
 from shorthorizon.meta.offline_fit import DATASET, TASK
 from shorthorizon.meta.online import Online, check
+from shorthorizon.report.online import HEADLINES, at_stop, file_name, unit_name
+from shorthorizon.report.online import plot, report  # noqa: F401 (report: the experiment's section)
 from shorthorizon.results import RunDir
-from shorthorizon.runners import Unit, run_units, seed_name
+from shorthorizon.runners import Unit, run_units
 from shorthorizon.stats import finite_or_none, over_seeds
 from shorthorizon.tasks import Task, make_task
 
@@ -215,18 +216,6 @@ def _cost(config: Config, task: str, dataset: str, lookahead: str | None) -> flo
     return _online(config, task, model, lookahead).cost(*_halves(config, task)) * flops
 
 
-def file_name(task: str) -> str:
-    """``task`` as a portable file name: a user's ``package.module:factory`` with ``_`` for
-    what is not a letter, digit or underscore (a colon is not portable)."""
-    return re.sub(r"\W", "_", task)
-
-
-def unit_name(task: str, init_lr: float, lookahead: str | None, seed: int = 0) -> str:
-    """The unit of one run (seed ``seed``'s: :func:`~shorthorizon.runners.seed_name`)."""
-    task = file_name(task)
-    return seed_name(f"{task}_baseline" if lookahead is None else f"{task}_{lookahead}_lr{init_lr:g}", seed)
-
-
 def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
     """(initial lr, lookahead) of every run of ``task``, the baseline first; runs of a persistent
     estimator (PES, NRES) have no lookahead and take the place of one, by the estimator's name."""
@@ -289,13 +278,6 @@ def _task_summary(config: Config, task: str, dataset: str, results: dict, seed: 
             "baseline": baseline, "runs": rows, "checks": _checks(baseline, rows)}
 
 
-# the headline numbers of each task and mode (baseline, stochastic, deterministic; pes, nres), by name ->
-# whether it varies by factors (shorthorizon.stats.over_seeds); their paths in summary["intervals"] are
-# "<task>.<mode>.<name>", e.g. "mlp.stochastic.lr_ratio" (the baseline has the first two only). lr_ratio
-# is the lr at stop over the tuned (baseline) lr, loss_ratio the final train loss over the baseline's.
-HEADLINES = {"final_train_loss": False, "diverged": False, "lr_at_stop": True, "lr_ratio": True, "loss_ratio": True}
-
-
 def _headlines(s: dict) -> dict:
     """One seed's :data:`HEADLINES` of one task's summary ``s``, by mode. The paper's claims are
     about every run of a mode, so where a mode has several initial lrs its ``lr_at_stop`` is the
@@ -327,11 +309,6 @@ def _over_seeds(per_seed: list[dict]) -> dict:
     return {**over_seeds(per_seed, {}), "intervals": over_seeds(views, paths)["intervals"]}
 
 
-def at_stop(row) -> tuple[str, ...]:
-    """The ``NAME_at_stop`` keys of a run's result or summary row, ``lr`` first."""
-    return tuple(sorted((k for k in row if k.endswith("_at_stop")), key=lambda k: k != "lr_at_stop"))
-
-
 def _checks(baseline: dict, rows: list[dict]) -> dict:
     """The paper's claims, as booleans over this run's numbers (None where not applicable)."""
     base_loss = baseline["final_train_loss"]
@@ -351,16 +328,3 @@ def _checks(baseline: dict, rows: list[dict]) -> dict:
     checks["deterministic_lr_above_stochastic"] = (min(lrs["deterministic"]) > max(lrs["stochastic"])
                                                    if lrs["deterministic"] and lrs["stochastic"] else None)
     return checks
-
-
-# --- figures and report: from saved results only (shorthorizon.report.online) --------------------
-def plot(run_dir: RunDir) -> None:
-    from shorthorizon.report import online
-
-    online.plot(run_dir)
-
-
-def report(run_dir: RunDir, prefix: str = "") -> str:
-    from shorthorizon.report import online
-
-    return online.report(run_dir, prefix)

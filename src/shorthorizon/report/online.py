@@ -11,15 +11,42 @@ until it leaves the panel.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from shorthorizon.experiments.online import HEADLINES, TASKS, at_stop, file_name, unit_name
 from shorthorizon.hypergrad import make_estimator
 from shorthorizon.report.figures import interval_text, pyplot
 from shorthorizon.results import RunDir, fmt
+from shorthorizon.runners import seed_name
 
 FIGURES = {"mlp": "figure7_mlp", "cnn": "figure8_cnn"}
 MARGIN = 1.25  # the loss panel spans the finished runs' losses, this factor wider each way (log scale)
+
+# The names of what the experiment stores live here, where the experiment imports them (the report
+# imports nothing from the experiment). The headline numbers of each task and mode (baseline,
+# stochastic, deterministic; pes, nres), by name -> whether it varies by factors
+# (shorthorizon.stats.over_seeds); their paths in summary["intervals"] are "<task>.<mode>.<name>",
+# e.g. "mlp.stochastic.lr_ratio" (the baseline has the first two only). lr_ratio is the lr at stop
+# over the tuned (baseline) lr, loss_ratio the final train loss over the baseline's.
+HEADLINES = {"final_train_loss": False, "diverged": False, "lr_at_stop": True, "lr_ratio": True, "loss_ratio": True}
+
+
+def file_name(task: str) -> str:
+    """``task`` as a portable file name: a user's ``package.module:factory`` with ``_`` for
+    what is not a letter, digit or underscore (a colon is not portable)."""
+    return re.sub(r"\W", "_", task)
+
+
+def unit_name(task: str, init_lr: float, lookahead: str | None, seed: int = 0) -> str:
+    """The unit of one run (seed ``seed``'s: :func:`~shorthorizon.runners.seed_name`)."""
+    task = file_name(task)
+    return seed_name(f"{task}_baseline" if lookahead is None else f"{task}_{lookahead}_lr{init_lr:g}", seed)
+
+
+def at_stop(row) -> tuple[str, ...]:
+    """The ``NAME_at_stop`` keys of a run's result or summary row, ``lr`` first."""
+    return tuple(sorted((k for k in row if k.endswith("_at_stop")), key=lambda k: k != "lr_at_stop"))
 
 
 def _smooth(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +58,7 @@ def _smooth(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _tasks(summary: dict) -> list[str]:
     """The tasks in a summary: the paper's first, then any named as package.module:factory."""
-    return [t for t in TASKS if t in summary] + [t for t in summary if ":" in t]
+    return [t for t in FIGURES if t in summary] + [t for t in summary if ":" in t]
 
 
 def _figure(task: str) -> str:
