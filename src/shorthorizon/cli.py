@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import argparse
+import contextlib
 import dataclasses
 import os
 import signal
@@ -264,10 +265,8 @@ def _exit_now(code: int, line: str | None = None) -> None:
     if ray is not None and ray.is_initialized():
         ray.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError, RuntimeError):  # closed, or a write the signal interrupted
             stream.flush()
-        except (OSError, ValueError, RuntimeError):  # closed, or a write the signal interrupted
-            pass
     if line:
         os.write(2, f"{line}\n".encode())
     os._exit(code)
