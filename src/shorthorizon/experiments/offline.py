@@ -268,10 +268,8 @@ def _save_curves(run_dir: RunDir, seed: int, config: Config, surface_loss: np.nd
     horizons = sorted(config.horizons)
     step = np.arange(config.curve_points + 1) * (horizons[-1] // config.curve_points)
     missing = dict.fromkeys(("train_loss", "test_error"), np.full(len(step), np.nan))
-    lr0, decay_exponent = surface_points(config).values()
-    run_dir.save_curves(seed_name("surface", seed), horizon=horizons, lr0=lr0, decay_exponent=decay_exponent,
-                        lr0_range=config.lr0_range, decay_exponent_range=config.decay_exponent_range,
-                        loss=surface_loss)
+    run_dir.save_curves(seed_name("surface", seed), horizon=horizons, **lr0_named(surface_points(config)),
+                        lr0_range=config.lr0_range, decay_exponent_range=config.decay_exponent_range, loss=surface_loss)
     # horizons differ in restarts and meta-steps: NaN pads the missing ones
     run_dir.save_curves(seed_name("smd", seed), horizon=horizons,
                         best_restart=[-1 if best_restart[h] is None else best_restart[h] for h in horizons],

@@ -212,9 +212,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
 
     per_seed = []
     for k, s in enumerate(seeds):
-        lr0, decay_exponent = surface_points(s).values()
-        run_dir.save_curves(seed_name("surface", k), lr0=lr0, decay_exponent=decay_exponent,
-                            lr0_range=config.lr0_range, decay_exponent_range=config.decay_exponent_range,
+        run_dir.save_curves(seed_name("surface", k), **lr0_named(surface_points(s)), lr0_range=config.lr0_range,
+                            decay_exponent_range=config.decay_exponent_range,
                             loss=np.concatenate([surface[k][f"surface_c{c}"]["loss"][0] for c in chunks]))
         for n, f in fits[k].items():
             run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(f"long_{n}", {}),
