@@ -300,19 +300,18 @@ def _surface_wins(config: Config, horizons, surface_loss: np.ndarray, fitted: di
     Both are judged on the same batches (the surface key's), so the sample is a candidate like
     any restart: SMD descends the objective's expectation over batches and can end above the
     sample that these particular batches favour."""
-    lr0, decay_exponent = surface_points(config).values()
+    points = lr0_named(surface_points(config))
     wins = {}
     for h, loss in zip(horizons, surface_loss):
-        a, b = lr0, decay_exponent
+        samples = {**points, "loss": loss}
         if h in zooms:
-            a, b, loss = (np.concatenate([x, zooms[h][k]]) for x, k in ((a, "lr0"), (b, "decay_exponent"),
-                                                                      (loss, "loss")))
+            samples = {k: np.concatenate([v, zooms[h][k]]) for k, v in samples.items()}
+        loss = samples.pop("loss")
         if not np.isfinite(loss).any():
             continue
         i = int(best(loss)[0])
         if h not in fitted or not meta_steps(config, h) or loss[i] < float(fitted[h]["meta_objective"]):
-            wins[h] = {"lr0": a[i:i + 1], "decay_exponent": b[i:i + 1], "meta_objective": loss[i],
-                       "from_surface": True}
+            wins[h] = {**{k: v[i:i + 1] for k, v in samples.items()}, "meta_objective": loss[i], "from_surface": True}
     return wins
 
 
