@@ -150,6 +150,12 @@ def _online(kind: str, relation: str):
     return evidence
 
 
+def _over_seeds(summary: Mapping, number: Callable[[Mapping], float]) -> dict:
+    """``number`` of each seed's summary (a single-seed run's own), summarised by its logs: for a
+    claim's number that the command's ``intervals`` do not hold (computed from several of them)."""
+    return log_interval([number(seed) for seed in summary.get("per_seed", [summary])])
+
+
 def _estimators(kind: str, biased: bool):
     """The NQM estimators' bias against the whole-run gradient (``biased``: a truncated
     estimator's, K < T, in units of its noise floor: above 3 floors), or against its own
@@ -163,8 +169,7 @@ def _estimators(kind: str, biased: bool):
             floors = [r[f"relative_bias{key}"] / r[f"relative_standard_error{key}"] for r in rows]
             return (min(floors) if biased else max(floors)) if floors else None
 
-        values = [in_floors(seed) for seed in summary.get("per_seed", [summary])]
-        return Evidence(None if values[0] is None else log_interval(values), 3.0, above=biased)
+        return Evidence(None if in_floors(summary) is None else _over_seeds(summary, in_floors), 3.0, above=biased)
     return evidence
 
 
@@ -180,7 +185,7 @@ def _pes_recovers(summary, config) -> Evidence:
         fits = seed["estimators"]
         pes, forward = (fits.get(f"{e}_K{config['truncation']}", {}).get("final_train_loss") for e in ("pes", "forward"))
         return math.nan if pes is None or forward is None else pes / forward
-    return Evidence(log_interval([ratio(seed) for seed in summary.get("per_seed", [summary])]), 1.0, above=False)
+    return Evidence(_over_seeds(summary, ratio), 1.0, above=False)
 
 
 def _regime_edges(summary, config) -> Evidence:
