@@ -12,7 +12,9 @@ The public API, one import away (``from shorthorizon import NQM, Online, make_es
   :class:`OfflineConfig`);
 - tasks: :class:`Task`, :func:`mlp`, :func:`cnn`, :func:`classifier`, :func:`make_task`;
 - optimizers: :func:`make_optimizer`, :func:`momentum`, :func:`sgd`, :func:`adam`,
-  :func:`adamw`, :func:`inverse_time`, :class:`LogSpace`, :class:`EffectiveSpace`;
+  :func:`adamw`, :class:`LogSpace`, :class:`EffectiveSpace`; learning-rate schedules:
+  :func:`make_schedule` and :data:`SCHEDULES` (schedule objects, :class:`Schedule`),
+  :func:`inverse_time`;
 - data: :class:`Data`, :func:`load_data` (a dataset's train and test splits on the device),
   :func:`make_fake_dataset`.
 
@@ -37,6 +39,7 @@ _API = {
     "classifier": "shorthorizon.tasks", "make_task": "shorthorizon.tasks",
     "make_optimizer": "shorthorizon.optim", "momentum": "shorthorizon.optim", "sgd": "shorthorizon.optim",
     "adam": "shorthorizon.optim", "adamw": "shorthorizon.optim", "inverse_time": "shorthorizon.optim",
+    "make_schedule": "shorthorizon.optim", "SCHEDULES": "shorthorizon.optim", "Schedule": "shorthorizon.optim",
     "LogSpace": "shorthorizon.optim", "EffectiveSpace": "shorthorizon.optim",
     "load_data": ("shorthorizon.data.splits", "load"), "make_fake_dataset": "shorthorizon.data",
 }

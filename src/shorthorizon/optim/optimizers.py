@@ -1,32 +1,15 @@
-"""Base optimizers with their hyperparameters in their state, and learning-rate schedules
-(see the package docstring)."""
+"""Base optimizers with their hyperparameters in their state (see the package docstring);
+their learning-rate schedules are in :mod:`shorthorizon.optim.schedules`."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-Hyper = Mapping[str, jax.Array]
-Schedule = Callable[[Hyper, jax.Array], jax.Array]
-
-
-# --- schedules: (hyper, step) -> learning rate at that step ------------------------------
-def constant() -> Schedule:
-    """lr_t = lr."""
-    return lambda hyper, step: hyper["lr"]
-
-
-def inverse_time(decay_steps: float = 5000.0) -> Schedule:
-    """lr_t = lr (1 + t / decay_steps) ** (-decay_exponent) (paper Section 3.2)."""
-    return lambda hyper, step: hyper["lr"] * (1.0 + step / decay_steps) ** (-hyper["decay_exponent"])
-
-
-def exponential(decay_steps: float) -> Schedule:
-    """lr_t = lr * decay_rate ** (t / decay_steps)."""
-    return lambda hyper, step: hyper["lr"] * hyper["decay_rate"] ** (step / decay_steps)
+from shorthorizon.optim.schedules import Hyper, LrSchedule, Schedule
 
 
 # --- optimizers -----------------------------------------------------------------------
@@ -51,7 +34,8 @@ class Optimizer(NamedTuple):
     transformation's state before every step, so each is a differentiable input of training.
 
     ``schedule(hyper, step)``, if given, is the value of the hyperparameter ``lr`` at ``step``
-    (its own parameters, e.g. ``decay_exponent``, are entries of ``hyper`` too). ``required``:
+    (its own parameters, e.g. ``decay_exponent``, are entries of ``hyper`` too): a
+    :class:`~shorthorizon.optim.Schedule`, or any function of ``(hyper, step)``. ``required``:
     hyperparameters that :meth:`init` must be given (the transformation holds placeholders).
 
     The learning rate is ``lr`` here whatever the transformation calls it: optax's
@@ -65,7 +49,7 @@ class Optimizer(NamedTuple):
 
     name: str
     tx: optax.GradientTransformation
-    schedule: Schedule | None = None
+    schedule: LrSchedule | None = None
     required: tuple[str, ...] = ()
 
     def init(self, params, hyper: Hyper | None = None) -> OptState:
@@ -98,14 +82,16 @@ class Optimizer(NamedTuple):
         return {ours: own[k] for k, ours in _names(own).items()}
 
     def _schedule_reads(self, hyper: dict, own: dict) -> set:
-        """The names the schedule reads from ``hyper`` (found by calling it once; those ``hyper``
-        lacks read as 0); ``own``: the transformation's hyperparameters, which must include the
+        """The names the schedule reads from ``hyper``: a :class:`Schedule`'s declared ones, else
+        those a call reads (found by calling it once; those ``hyper`` lacks read as 0); ``own``: the transformation's hyperparameters, which must include the
         ``lr`` it sets."""
         if self.schedule is None:
             return set()
         if "lr" not in own:
             raise ValueError(f"optimizer {self.name!r}: a schedule sets the hyperparameter 'lr', which it does not "
                              "have; name its learning rate lr (e.g. inject_hyperparams(lambda lr, ...: ...))")
+        if isinstance(self.schedule, Schedule):
+            return set(self.schedule.reads)
         reads = _Reads(hyper)
         self.schedule(reads, jnp.zeros((), jnp.int32))
         return reads.names
@@ -160,23 +146,23 @@ def _adamw(lr, momentum, weight_decay, b2=0.999, eps=1e-8):
     return optax.adamw(lr, b1=momentum, b2=b2, eps=eps, eps_root=1e-30, weight_decay=weight_decay)
 
 
-def sgd(schedule: Schedule | None = None) -> Optimizer:
+def sgd(schedule: LrSchedule | None = None) -> Optimizer:
     """θ <- θ - lr_t ∇L."""
     return Optimizer("sgd", optax.inject_hyperparams(_sgd)(0.0), schedule, ("lr",))
 
 
-def momentum(schedule: Schedule | None = None) -> Optimizer:
+def momentum(schedule: LrSchedule | None = None) -> Optimizer:
     """Heavy ball: v <- μ v - lr_t ∇L, θ <- θ + v (hyper: ``lr``, ``momentum``)."""
     return Optimizer("momentum", optax.inject_hyperparams(_heavy_ball)(0.0, 0.0), schedule,
                      ("lr", "momentum"))
 
 
-def adam(schedule: Schedule | None = None) -> Optimizer:
+def adam(schedule: LrSchedule | None = None) -> Optimizer:
     """Adam with bias correction; hyper ``lr`` and ``momentum`` (= β1), and ``b2``, ``eps``."""
     return Optimizer("adam", optax.inject_hyperparams(_adam)(0.0, 0.0), schedule, ("lr", "momentum"))
 
 
-def adamw(schedule: Schedule | None = None) -> Optimizer:
+def adamw(schedule: LrSchedule | None = None) -> Optimizer:
     """AdamW (decoupled weight decay, scaled by lr as in optax); hyper ``lr``, ``momentum``
     (= β1), ``weight_decay``, and ``b2``, ``eps``."""
     return Optimizer("adamw", optax.inject_hyperparams(_adamw)(0.0, 0.0, 0.0), schedule,
@@ -186,7 +172,7 @@ def adamw(schedule: Schedule | None = None) -> Optimizer:
 OPTIMIZERS = {"sgd": sgd, "momentum": momentum, "adam": adam, "adamw": adamw}
 
 
-def make_optimizer(name: str, schedule: Schedule | None = None) -> Optimizer:
+def make_optimizer(name: str, schedule: LrSchedule | None = None) -> Optimizer:
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name](schedule)
