@@ -83,8 +83,8 @@ class Optimizer(NamedTuple):
 
     def _schedule_reads(self, hyper: dict, own: dict) -> set:
         """The names the schedule reads from ``hyper``: a :class:`Schedule`'s declared ones, else
-        those a call reads (found by calling it once; those ``hyper`` lacks read as 0); ``own``: the transformation's hyperparameters, which must include the
-        ``lr`` it sets."""
+        those a call reads (found by calling it once; those ``hyper`` lacks read as 0).
+        ``own``: the transformation's hyperparameters, which must include the ``lr`` it sets."""
         if self.schedule is None:
             return set()
         if "lr" not in own:

@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Callable, ClassVar, Mapping, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 Hyper = Mapping[str, jax.Array]
@@ -107,6 +108,12 @@ def _fraction(schedule: Schedule, field: str) -> None:
         raise ValueError(f"{schedule.name}'s {field} must lie in [0, 1), got {value!r}")
 
 
+def _on_float_steps(schedule: optax.Schedule) -> optax.Schedule:
+    """``schedule`` of the step as a float of the default precision: optax divides the step by
+    Python ints, which makes an int32 step's value float32 even where float64 is on."""
+    return lambda step: schedule(jnp.asarray(step, float))
+
+
 def _steps(length: int, fraction: float) -> int:
     """The whole steps of ``fraction`` of ``length`` (rounded down: below ``length`` for a
     fraction below 1)."""
@@ -174,7 +181,7 @@ class Cosine(Schedule):
         {"final_fraction": Hyperparameter(0.1, (1e-3, 1.0))})
 
     def multiplier(self, hyper: Hyper) -> optax.Schedule:
-        return optax.cosine_decay_schedule(1.0, self.length, alpha=hyper["final_fraction"])
+        return _on_float_steps(optax.cosine_decay_schedule(1.0, self.length, alpha=hyper["final_fraction"]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,8 +201,8 @@ class WarmupCosine(Schedule):
         _fraction(self, "warmup_fraction")
 
     def multiplier(self, hyper: Hyper) -> optax.Schedule:
-        return optax.warmup_cosine_decay_schedule(0.0, 1.0, _steps(self.length, self.warmup_fraction), self.length,
-                                                  end_value=hyper["final_fraction"])
+        return _on_float_steps(optax.warmup_cosine_decay_schedule(
+            0.0, 1.0, _steps(self.length, self.warmup_fraction), self.length, end_value=hyper["final_fraction"]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,7 +213,7 @@ class Linear(Schedule):
     name: ClassVar[str] = "linear"
 
     def multiplier(self, hyper: Hyper) -> optax.Schedule:
-        return optax.linear_schedule(1.0, 0.0, self.length)
+        return _on_float_steps(optax.linear_schedule(1.0, 0.0, self.length))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,8 +237,9 @@ class WSD(Schedule):
 
     def multiplier(self, hyper: Hyper) -> optax.Schedule:
         warmup, decay = _steps(self.length, self.warmup_fraction), _steps(self.length, self.decay_fraction)
-        return optax.join_schedules([optax.linear_schedule(0.0, 1.0, warmup), optax.constant_schedule(1.0),
-                                     optax.linear_schedule(1.0, 0.0, decay)], [warmup, self.length - decay])
+        phases = [optax.linear_schedule(0.0, 1.0, warmup), optax.constant_schedule(1.0),
+                  optax.linear_schedule(1.0, 0.0, decay)]
+        return _on_float_steps(optax.join_schedules(phases, [warmup, self.length - decay]))
 
 
 SCHEDULES: Mapping[str, type[Schedule]] = MappingProxyType(
