@@ -134,6 +134,11 @@ def test_hyperparameter_names_the_optimizer_lacks_are_clear_errors():
         sgd(inverse_time(10.0)).init(PARAMS, {"lr": 0.1})
     with pytest.raises(ValueError, match=r"has no hyperparameter \['decay_exponnt'\]"):
         sgd(inverse_time(10.0)).init(PARAMS, {"lr": 0.1, "decay_exponnt": 1.0})
+    # a plain function of (hyper, step) is a schedule too: the names it reads are found by calling it
+    halving = lambda hyper, step: hyper["lr"] * hyper["halving"] ** step
+    with pytest.raises(ValueError, match="schedule needs hyperparameter 'halving'"):
+        sgd(halving).init(PARAMS, {"lr": 0.1})
+    assert sgd(halving).init(PARAMS, {"lr": 0.1, "halving": 0.5}).hyper.keys() == {"lr", "halving"}
     scale = Optimizer("scale", optax.inject_hyperparams(optax.scale)(step_size=0.1))
     with pytest.raises(ValueError, match="a schedule sets the hyperparameter 'lr'"):
         scale._replace(schedule=inverse_time(10.0)).init(PARAMS, {"lr": 0.1, "decay_exponent": 1.0})
