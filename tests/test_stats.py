@@ -1,8 +1,11 @@
 """Intervals over seeds cover the truth at their nominal rate."""
 
+import math
+
 import jax
 import numpy as np
 import pytest
+from scipy import stats
 
 from shorthorizon.nqm import NQM
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, to_raw
@@ -57,3 +60,24 @@ def test_over_seeds_keeps_seed_zero_and_summarises_each_headline_number():
     assert out["intervals"]["horizons.100.loss"]["diverged"] == 1 and out["intervals"]["horizons.300.loss"]["n"] == 0
     one = over_seeds(seeds[:1], {"ratio": True})
     assert "per_seed" not in one and one["intervals"]["ratio"]["mean"] == pytest.approx(2.0)
+
+
+def test_the_interval_is_mean_plus_minus_the_t_quantile_times_the_standard_error():
+    """[1, 2, 3]: mean 2, s = 1, half-width t_{0.975,2} / sqrt(3), where with 2 degrees of freedom
+    the quantile has the closed form t_{p,2} = (2p - 1) / sqrt(2p(1 - p)): 0.95 / sqrt(0.04875) =
+    4.302652729749464 (tables: 4.303). And, to 1e-12 of the half-width, scipy's own interval
+    around the mean (t.interval with loc and scale), which rounds differently in the last bits."""
+    out = interval([1.0, 2.0, 3.0])
+    half = 0.95 / math.sqrt(2 * 0.975 * 0.025) / math.sqrt(3)
+    assert half * math.sqrt(3) == pytest.approx(4.302652729749464, rel=1e-15, abs=0)
+    assert out["mean"] == 2.0 and out["n"] == 3 and out["diverged"] == 0
+    assert out["low"] == pytest.approx(2.0 - half, rel=1e-14, abs=0)
+    assert out["high"] == pytest.approx(2.0 + half, rel=1e-14, abs=0)
+    rng = np.random.default_rng(1)
+    for confidence in (0.95, 0.9, 0.5):
+        for n in (2, 3, 10):
+            values = rng.lognormal(0.0, 2.0, n)
+            out, sem = interval(values, confidence), values.std(ddof=1) / math.sqrt(n)
+            low, high = stats.t.interval(confidence, n - 1, loc=values.mean(), scale=sem)
+            assert abs(out["low"] - low) < 1e-12 * sem and abs(out["high"] - high) < 1e-12 * sem
+

@@ -30,16 +30,24 @@ def finite_or_none(x) -> float | None:
 
 
 def interval(values: Sequence[float], confidence: float = 0.95) -> dict:
-    """``{"values", "mean", "low", "high", "n"}`` of the finite ``values`` (a non-finite value
-    is a diverged seed: left out of the interval, counted in ``"diverged"``). With fewer than
-    two finite values the bounds are null (None): one draw has no spread."""
+    """``{"values", "mean", "low", "high", "n", "diverged"}`` of the finite ``values`` (a
+    non-finite value is a diverged seed: left out of the interval, counted in ``"diverged"``).
+    With fewer than two finite values the bounds are null (None): one draw has no spread.
+
+    The bounds are mean ± half with half = ``scipy.stats.t.interval(confidence, n - 1)[1]``
+    s / sqrt(n), not ``t.interval(confidence, n - 1, loc=mean, scale=s / sqrt(n))``: scipy
+    computes that lower bound from its own lower quantile, which is not bit for bit minus the
+    upper one (confidence 0.9, n = 3), and scales in another order, so its bounds differ from
+    these in the last bits (up to 1e-11 relative where the mean nearly cancels the half-width)
+    and the interval is no longer exactly symmetric; the refactor check
+    (``benchmarks/pin_summaries.py``) pins these bit for bit."""
     values = np.asarray(values, float)
     finite = values[np.isfinite(values)]
     out = {"values": [finite_or_none(v) for v in values], "n": int(finite.size),
            "diverged": int(values.size - finite.size), "mean": float(finite.mean()) if finite.size else None,
            "low": None, "high": None}
     if finite.size >= 2:
-        half = stats.t.ppf(0.5 + confidence / 2, finite.size - 1) * finite.std(ddof=1) / math.sqrt(finite.size)
+        half = stats.t.interval(confidence, finite.size - 1)[1] * finite.std(ddof=1) / math.sqrt(finite.size)
         out["low"], out["high"] = float(finite.mean() - half), float(finite.mean() + half)
     return out
 
