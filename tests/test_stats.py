@@ -1,4 +1,5 @@
-"""Intervals over seeds cover the truth at their nominal rate."""
+"""Intervals over seeds cover the truth at their nominal rate; the hyperparameter study's helpers
+(identified range) match cases worked by hand."""
 
 import math
 
@@ -9,7 +10,8 @@ from scipy import stats
 
 from shorthorizon.nqm import NQM
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, to_raw
-from shorthorizon.stats import interval, log_interval, over_seeds
+from shorthorizon.stats import (MOST_OF_THE_BOX, identified_fraction, identified_range, interval, log_interval,
+                                over_seeds)
 
 REPEATS = 2000  # binomial standard error of a 95% coverage: 0.0049
 
@@ -80,4 +82,49 @@ def test_the_interval_is_mean_plus_minus_the_t_quantile_times_the_standard_error
             out, sem = interval(values, confidence), values.std(ddof=1) / math.sqrt(n)
             low, high = stats.t.interval(confidence, n - 1, loc=values.mean(), scale=sem)
             assert abs(out["low"] - low) < 1e-12 * sem and abs(out["high"] - high) < 1e-12 * sem
+
+
+# A bowl in a, flat in b, sampled on a grid: log10 a = -1.5 + 0.04 j (j = -37..37), b = 10^(-2..2.3).
+# objective = 1 + (log10 a + 1.5)^2, best 1 at a* = 10^-1.5; within 1% of it: (log10 a + 1.5)^2
+# <= 0.01, i.e. |log10 a + 1.5| <= 0.1, whose grid points reach +-0.08 (the next, 0.12, is out).
+LOG_A = -1.5 + 0.04 * np.arange(-37, 38)
+A, B = (g.ravel() for g in np.meshgrid(10.0 ** LOG_A, np.logspace(-2.0, 2.3, 11)))
+BOWL = 1.0 + (np.log10(A) + 1.5) ** 2
+A_BOX = (10.0 ** LOG_A[0], 10.0 ** LOG_A[-1])  # 2.96 decades
+
+
+def test_the_identified_range_is_the_bowls_tolerance_band_and_the_whole_flat_axis():
+    a = identified_range(A, BOWL, 0.01, box=A_BOX)
+    assert a.low == pytest.approx(10.0 ** -1.58, rel=1e-12) and a.high == pytest.approx(10.0 ** -1.42, rel=1e-12)
+    assert a.fraction == pytest.approx(0.16 / 2.96, rel=1e-12) and a.fraction < MOST_OF_THE_BOX
+    b = identified_range(B, BOWL, 0.01, box=(1e-2, 10.0 ** 2.3))
+    assert (b.low, b.high) == pytest.approx((1e-2, 10.0 ** 2.3), rel=1e-12)
+    assert b.fraction == pytest.approx(1.0, rel=1e-12) and b.fraction >= MOST_OF_THE_BOX
+    assert identified_range(A, BOWL, 0.01).fraction is None
+    # a 5% tolerance: |log10 a + 1.5| <= sqrt(0.05) = 0.2236, grid points to +-0.20
+    assert identified_range(A, BOWL, 0.05)[:2] == pytest.approx((10.0 ** -1.7, 10.0 ** -1.3), rel=1e-12)
+
+
+def test_a_negative_best_takes_its_band_from_its_magnitude():
+    """The bowl shifted down by 2: best -1, band objective <= -1 + 0.01 |-1| = -0.99, the same
+    |log10 a + 1.5| <= 0.1 as the unshifted bowl's; a best of 0 keeps only its exact ties."""
+    assert identified_range(A, BOWL - 2.0, 0.01)[:2] == pytest.approx((10.0 ** -1.58, 10.0 ** -1.42), rel=1e-12)
+    assert identified_range([1.0, 2.0, 3.0], [0.0, 1e-9, 0.0]) == (1.0, 3.0, None)
+
+
+def test_diverged_samples_are_never_in_the_range():
+    """NaN at log10 a = -1.42 and +inf at -1.58 (both would be in the band), -inf far outside
+    it (it would be the best): the range is what the finite samples give, +-0.04 decades."""
+    objective = BOWL.copy()
+    objective[np.isclose(np.log10(A), -1.42)] = np.nan
+    objective[np.isclose(np.log10(A), -1.58)] = np.inf
+    objective[np.isclose(np.log10(A), -2.98)] = -np.inf
+    assert identified_range(A, objective)[:2] == pytest.approx((10.0 ** -1.54, 10.0 ** -1.46), rel=1e-12)
+    assert identified_range(A, np.full(A.shape, np.nan)) is None
+
+
+def test_the_identified_fraction_of_a_box():
+    assert identified_fraction((1e-3, 1e-1), (1e-4, 1e0)) == pytest.approx(0.5)
+    assert identified_fraction((2.0, 4.0), (0.0, 8.0), log=False) == 0.25
+    assert identified_fraction((0.3, 0.3), (1e-4, 1.0)) == 0.0
 

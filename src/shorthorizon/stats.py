@@ -12,12 +12,19 @@ values, their mean and a 95% interval from one function here.
   of the logs, exponentiated: the geometric mean and an interval that stays positive and treats
   2x and 1/2x alike. A ratio is taken within each seed (paired: same initialization, batches
   and samples), which removes what the seeds share.
+
+A hyperparameter study scores many sampled configurations at each short horizon K and at the
+full horizon T; these helpers summarise what the scores say:
+
+- :func:`identified_range`: the span of one hyperparameter's samples that score within a
+  relative tolerance of the best, and (:func:`identified_fraction`) the share of the box it
+  spans: a horizon whose objective is flat in a hyperparameter does not identify it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import stats
@@ -90,3 +97,54 @@ def lookup(summary: Mapping, path: str):
             return None
         summary = summary[key]
     return summary
+
+
+# The identified range "covers most of the box" when its fraction reaches this: a plain majority.
+# A span of samples that score within the tolerance of the best and reach across at least half
+# the box's decades means the objective cannot tell apart values that differ by most of what was
+# searched, so where the fit lands inside it is set by sampling noise, not by the objective.
+MOST_OF_THE_BOX = 0.5
+
+
+class IdentifiedRange(NamedTuple):
+    """The span ``[low, high]`` of one hyperparameter's samples that score within the tolerance
+    of the best, and ``fraction``: the share of the box it spans (:func:`identified_fraction`;
+    None where no box was given)."""
+
+    low: float
+    high: float
+    fraction: float | None
+
+
+def identified_range(values: Sequence[float], objective: Sequence[float], tolerance: float = 0.01, *,
+                     box: tuple[float, float] | None = None, log: bool = True) -> IdentifiedRange | None:
+    """The span of the sampled ``values`` of one hyperparameter whose ``objective`` (lower is
+    better; one entry per sample) is within a relative ``tolerance`` of the best finite one:
+    objective <= best + tolerance |best|, i.e. best (1 + tolerance) for a positive best, best
+    (1 - tolerance) for a negative one (the band always lies above the best, its width taken
+    from |best|), and only exact ties of the best where the best is 0. A non-finite objective
+    (a diverged sample, -inf included) is never in the range nor the best. With a ``box``
+    (``(low, high)`` that the samples were drawn from) the fraction of it spanned, on a log
+    scale where ``log``; see :func:`identified_fraction`. None where no objective is finite."""
+    values, objective = np.asarray(values, float), np.asarray(objective, float)
+    finite = np.isfinite(objective)
+    if not finite.any():
+        return None
+    best = objective[finite].min()
+    inside = values[finite & (objective <= best + tolerance * abs(best))]
+    low, high = float(inside.min()), float(inside.max())
+    return IdentifiedRange(low, high, None if box is None else identified_fraction((low, high), box, log=log))
+
+
+def identified_fraction(span: tuple[float, float], box: tuple[float, float], *, log: bool = True) -> float:
+    """The share of ``box`` = ``(low, high)`` that ``span`` = ``(low, high)`` reaches across:
+    log10(span high / span low) / log10(box high / box low) where ``log`` (a hyperparameter
+    sampled log-uniformly: a learning rate, a decay exponent; for the momentum stored as 1 - mu
+    the caller passes that coordinate's span and box), else the ratio of the plain widths.
+    0 for a single value, 1 for a span from bound to bound (more only if samples lie outside
+    the box). Compare with :data:`MOST_OF_THE_BOX`."""
+    (low, high), (box_low, box_high) = span, box
+    if log:
+        return float(math.log10(high / low) / math.log10(box_high / box_low))
+    return float((high - low) / (box_high - box_low))
+
