@@ -1,5 +1,5 @@
 """Intervals over seeds cover the truth at their nominal rate; the hyperparameter study's helpers
-(identified range) match cases worked by hand."""
+(identified range, rank agreement, shortest safe horizon) match cases worked by hand."""
 
 import math
 
@@ -11,7 +11,7 @@ from scipy import stats
 from shorthorizon.nqm import NQM
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, to_raw
 from shorthorizon.stats import (MOST_OF_THE_BOX, identified_fraction, identified_range, interval, log_interval,
-                                over_seeds)
+                                over_seeds, rank_agreement, shortest_safe_horizon)
 
 REPEATS = 2000  # binomial standard error of a 95% coverage: 0.0049
 
@@ -128,3 +128,41 @@ def test_the_identified_fraction_of_a_box():
     assert identified_fraction((2.0, 4.0), (0.0, 8.0), log=False) == 0.25
     assert identified_fraction((0.3, 0.3), (1e-4, 1.0)) == 0.0
 
+
+def test_a_monotone_transform_ranks_alike_and_a_reversal_opposite():
+    loss_k = np.random.default_rng(0).uniform(0.1, 3.0, 20)
+    assert rank_agreement(loss_k, np.exp(loss_k)) == (1.0, 1.0, 20)
+    assert rank_agreement(loss_k, 3 * loss_k + 1) == (1.0, 1.0, 20)
+    assert rank_agreement(loss_k, -loss_k) == (-1.0, -1.0, 20)
+
+
+def test_rank_agreement_on_a_case_counted_by_hand():
+    """K's order 1..5, T's [2, 1, 4, 5, 3]: of the 10 pairs, (1,2), (3,5) and (4,5) are
+    discordant, 7 concordant: tau = (7 - 3) / 10 = 0.4. Rank differences [-1, 1, -1, -1, 2]:
+    rho = 1 - 6 * 8 / (5 * 24) = 0.6. Pairs with a NaN or inf on either side are dropped."""
+    assert rank_agreement([1, 2, 3, 4, 5], [2, 1, 4, 5, 3]) == pytest.approx((0.6, 0.4, 5))
+    with_diverged = rank_agreement([1, np.nan, 2, 3, 9, 4, 5], [2, 7, 1, 4, np.inf, 5, 3])
+    assert with_diverged == pytest.approx((0.6, 0.4, 5))
+
+
+def test_rank_agreement_is_undefined_below_three_pairs_or_for_a_constant():
+    assert rank_agreement([1.0, 2.0, np.nan], [1.0, 2.0, 3.0]) == (None, None, 2)
+    assert rank_agreement([1.0, 2.0, 3.0], [4.0, 4.0, 4.0]) == (None, None, 3)
+    assert rank_agreement([5.0, 5.0, 5.0, 5.0], [1.0, 2.0, 3.0, 4.0]) == (None, None, 4)
+
+
+def test_the_shortest_safe_horizon_is_the_shortest_whose_whole_interval_is_within_budget():
+    def cost(low, high, diverged=0):
+        return {"mean": (low + high) / 2, "low": low, "high": high, "values": [], "n": 3, "diverged": diverged}
+
+    horizons = [10, 30, 100, 300, 1000]
+    costs = [cost(1.2, 1.5), cost(0.99, 1.02), cost(0.995, 1.008), cost(1.0, 1.03), cost(0.999, 1.001)]
+    assert shortest_safe_horizon(horizons, costs) == 100  # 300 unsafe after it does not matter
+    assert shortest_safe_horizon(horizons, costs, budget=0.05) == 30
+    assert shortest_safe_horizon(horizons[::-1], costs[::-1]) == 100  # any order
+    one_seed = {"mean": 1.0, "low": None, "high": None, "values": [1.0], "n": 1, "diverged": 0}
+    assert shortest_safe_horizon(horizons, [None, one_seed, cost(1.0, 1.005, diverged=1), None, costs[4]]) == 1000
+    assert shortest_safe_horizon(horizons, [cost(1.0, 1.02)] * 4 + [None]) is None
+    assert shortest_safe_horizon([10, 20], [interval([1.0, 1.0, 1.0]), log_interval([1.0, 1.0])]) == 10
+    with pytest.raises(ValueError):
+        shortest_safe_horizon([10, 20], [None])

@@ -14,11 +14,13 @@ values, their mean and a 95% interval from one function here.
   and samples), which removes what the seeds share.
 
 A hyperparameter study scores many sampled configurations at each short horizon K and at the
-full horizon T; these helpers summarise what the scores say:
+full horizon T; three numbers summarise what the scores say:
 
 - :func:`identified_range`: the span of one hyperparameter's samples that score within a
   relative tolerance of the best, and (:func:`identified_fraction`) the share of the box it
   spans: a horizon whose objective is flat in a hyperparameter does not identify it.
+- :func:`rank_agreement`: whether K ranks the configurations as T does (Spearman, Kendall).
+- :func:`shortest_safe_horizon`: the shortest K whose pick costs at most a budget at T, over seeds.
 """
 
 from __future__ import annotations
@@ -148,3 +150,44 @@ def identified_fraction(span: tuple[float, float], box: tuple[float, float], *, 
         return float(math.log10(high / low) / math.log10(box_high / box_low))
     return float((high - low) / (box_high - box_low))
 
+
+class RankAgreement(NamedTuple):
+    """Spearman's ``rho`` and Kendall's ``tau`` (tau-b) between two rankings of the same
+    configurations, over ``n`` of them; rho and tau are None where undefined."""
+
+    rho: float | None
+    tau: float | None
+    n: int
+
+
+def rank_agreement(loss_k: Sequence[float], loss_t: Sequence[float]) -> RankAgreement:
+    """How well ranking the configurations by their loss at horizon K (``loss_k``) matches
+    ranking them by their loss at T (``loss_t``; same order), over the ``n`` configurations
+    whose two losses are both finite (a diverged one has no rank): ``scipy.stats.spearmanr``
+    and ``scipy.stats.kendalltau`` (tau-b; ties get average ranks). 1: the same order, -1: the
+    reverse. rho and tau are None (undefined, JSON null) with fewer than 3 such configurations
+    (two points are always ranked perfectly alike or reversed: ±1 says nothing) or where either
+    loss is the same for all of them (a constant gives no ranking to agree with)."""
+    loss_k, loss_t = np.asarray(loss_k, float), np.asarray(loss_t, float)
+    both = np.isfinite(loss_k) & np.isfinite(loss_t)
+    k, t = loss_k[both], loss_t[both]
+    if k.size < 3 or np.ptp(k) == 0 or np.ptp(t) == 0:
+        return RankAgreement(None, None, int(k.size))
+    return RankAgreement(float(stats.spearmanr(k, t).statistic), float(stats.kendalltau(k, t).statistic), int(k.size))
+
+
+def shortest_safe_horizon(horizons: Sequence[int], cost_intervals: Sequence[Mapping | None],
+                          budget: float = 0.01) -> int | None:
+    """The shortest of ``horizons`` whose pick costs at most ``budget`` at T over the seeds.
+
+    ``cost_intervals[i]`` is the :func:`interval` or :func:`log_interval` dict, over seeds, of
+    horizon ``horizons[i]``'s cost: train loss at T of the hyperparameters fitted at K / that of
+    the reference fitted at T, so 1 is no cost. K is safe when its whole interval lies at or
+    below 1 + ``budget`` (``"high"`` <= 1 + budget). An interval that is None, has no bounds
+    (one finite seed) or counts a diverged seed (a pick that diverged at T costs without bound)
+    is never safe. Each K is judged on its own: the shortest safe K is returned even where a
+    longer K is not safe, since its pick is what one would use and a longer horizon's pick does
+    not change its cost. None where no K is safe ("none of the K run"); horizons in any order."""
+    safe = [h for h, c in zip(horizons, cost_intervals, strict=True)
+            if c is not None and c["high"] is not None and not c.get("diverged", 0) and c["high"] <= 1 + budget]
+    return min(safe, default=None)
