@@ -1,12 +1,17 @@
-"""Intervals over seeds cover the truth at their nominal rate."""
+"""Intervals over seeds cover the truth at their nominal rate; the hyperparameter study's helpers
+(identified range, rank agreement, shortest safe horizon) match cases worked by hand."""
+
+import math
 
 import jax
 import numpy as np
 import pytest
+from scipy import stats
 
 from shorthorizon.nqm import NQM
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, to_raw
-from shorthorizon.stats import interval, log_interval, over_seeds
+from shorthorizon.stats import (MOST_OF_THE_BOX, identified_fraction, identified_range, interval, log_interval,
+                                over_seeds, rank_agreement, shortest_safe_horizon)
 
 REPEATS = 2000  # binomial standard error of a 95% coverage: 0.0049
 
@@ -57,3 +62,107 @@ def test_over_seeds_keeps_seed_zero_and_summarises_each_headline_number():
     assert out["intervals"]["horizons.100.loss"]["diverged"] == 1 and out["intervals"]["horizons.300.loss"]["n"] == 0
     one = over_seeds(seeds[:1], {"ratio": True})
     assert "per_seed" not in one and one["intervals"]["ratio"]["mean"] == pytest.approx(2.0)
+
+
+def test_the_interval_is_mean_plus_minus_the_t_quantile_times_the_standard_error():
+    """[1, 2, 3]: mean 2, s = 1, half-width t_{0.975,2} / sqrt(3), where with 2 degrees of freedom
+    the quantile has the closed form t_{p,2} = (2p - 1) / sqrt(2p(1 - p)): 0.95 / sqrt(0.04875) =
+    4.302652729749464 (tables: 4.303). And, to 1e-12 of the half-width, scipy's own interval
+    around the mean (t.interval with loc and scale), which rounds differently in the last bits."""
+    out = interval([1.0, 2.0, 3.0])
+    half = 0.95 / math.sqrt(2 * 0.975 * 0.025) / math.sqrt(3)
+    assert half * math.sqrt(3) == pytest.approx(4.302652729749464, rel=1e-15, abs=0)
+    assert out["mean"] == 2.0 and out["n"] == 3 and out["diverged"] == 0
+    assert out["low"] == pytest.approx(2.0 - half, rel=1e-14, abs=0)
+    assert out["high"] == pytest.approx(2.0 + half, rel=1e-14, abs=0)
+    rng = np.random.default_rng(1)
+    for confidence in (0.95, 0.9, 0.5):
+        for n in (2, 3, 10):
+            values = rng.lognormal(0.0, 2.0, n)
+            out, sem = interval(values, confidence), values.std(ddof=1) / math.sqrt(n)
+            low, high = stats.t.interval(confidence, n - 1, loc=values.mean(), scale=sem)
+            assert abs(out["low"] - low) < 1e-12 * sem and abs(out["high"] - high) < 1e-12 * sem
+
+
+# A bowl in a, flat in b, sampled on a grid: log10 a = -1.5 + 0.04 j (j = -37..37), b = 10^(-2..2.3).
+# objective = 1 + (log10 a + 1.5)^2, best 1 at a* = 10^-1.5; within 1% of it: (log10 a + 1.5)^2
+# <= 0.01, i.e. |log10 a + 1.5| <= 0.1, whose grid points reach +-0.08 (the next, 0.12, is out).
+LOG_A = -1.5 + 0.04 * np.arange(-37, 38)
+A, B = (g.ravel() for g in np.meshgrid(10.0 ** LOG_A, np.logspace(-2.0, 2.3, 11)))
+BOWL = 1.0 + (np.log10(A) + 1.5) ** 2
+A_BOX = (10.0 ** LOG_A[0], 10.0 ** LOG_A[-1])  # 2.96 decades
+
+
+def test_the_identified_range_is_the_bowls_tolerance_band_and_the_whole_flat_axis():
+    a = identified_range(A, BOWL, 0.01, box=A_BOX)
+    assert a.low == pytest.approx(10.0 ** -1.58, rel=1e-12) and a.high == pytest.approx(10.0 ** -1.42, rel=1e-12)
+    assert a.fraction == pytest.approx(0.16 / 2.96, rel=1e-12) and a.fraction < MOST_OF_THE_BOX
+    b = identified_range(B, BOWL, 0.01, box=(1e-2, 10.0 ** 2.3))
+    assert (b.low, b.high) == pytest.approx((1e-2, 10.0 ** 2.3), rel=1e-12)
+    assert b.fraction == pytest.approx(1.0, rel=1e-12) and b.fraction >= MOST_OF_THE_BOX
+    assert identified_range(A, BOWL, 0.01).fraction is None
+    # a 5% tolerance: |log10 a + 1.5| <= sqrt(0.05) = 0.2236, grid points to +-0.20
+    assert identified_range(A, BOWL, 0.05)[:2] == pytest.approx((10.0 ** -1.7, 10.0 ** -1.3), rel=1e-12)
+
+
+def test_a_negative_best_takes_its_band_from_its_magnitude():
+    """The bowl shifted down by 2: best -1, band objective <= -1 + 0.01 |-1| = -0.99, the same
+    |log10 a + 1.5| <= 0.1 as the unshifted bowl's; a best of 0 keeps only its exact ties."""
+    assert identified_range(A, BOWL - 2.0, 0.01)[:2] == pytest.approx((10.0 ** -1.58, 10.0 ** -1.42), rel=1e-12)
+    assert identified_range([1.0, 2.0, 3.0], [0.0, 1e-9, 0.0]) == (1.0, 3.0, None)
+
+
+def test_diverged_samples_are_never_in_the_range():
+    """NaN at log10 a = -1.42 and +inf at -1.58 (both would be in the band), -inf far outside
+    it (it would be the best): the range is what the finite samples give, +-0.04 decades."""
+    objective = BOWL.copy()
+    objective[np.isclose(np.log10(A), -1.42)] = np.nan
+    objective[np.isclose(np.log10(A), -1.58)] = np.inf
+    objective[np.isclose(np.log10(A), -2.98)] = -np.inf
+    assert identified_range(A, objective)[:2] == pytest.approx((10.0 ** -1.54, 10.0 ** -1.46), rel=1e-12)
+    assert identified_range(A, np.full(A.shape, np.nan)) is None
+
+
+def test_the_identified_fraction_of_a_box():
+    assert identified_fraction((1e-3, 1e-1), (1e-4, 1e0)) == pytest.approx(0.5)
+    assert identified_fraction((2.0, 4.0), (0.0, 8.0), log=False) == 0.25
+    assert identified_fraction((0.3, 0.3), (1e-4, 1.0)) == 0.0
+
+
+def test_a_monotone_transform_ranks_alike_and_a_reversal_opposite():
+    loss_k = np.random.default_rng(0).uniform(0.1, 3.0, 20)
+    assert rank_agreement(loss_k, np.exp(loss_k)) == (1.0, 1.0, 20)
+    assert rank_agreement(loss_k, 3 * loss_k + 1) == (1.0, 1.0, 20)
+    assert rank_agreement(loss_k, -loss_k) == (-1.0, -1.0, 20)
+
+
+def test_rank_agreement_on_a_case_counted_by_hand():
+    """K's order 1..5, T's [2, 1, 4, 5, 3]: of the 10 pairs, (1,2), (3,5) and (4,5) are
+    discordant, 7 concordant: tau = (7 - 3) / 10 = 0.4. Rank differences [-1, 1, -1, -1, 2]:
+    rho = 1 - 6 * 8 / (5 * 24) = 0.6. Pairs with a NaN or inf on either side are dropped."""
+    assert rank_agreement([1, 2, 3, 4, 5], [2, 1, 4, 5, 3]) == pytest.approx((0.6, 0.4, 5))
+    with_diverged = rank_agreement([1, np.nan, 2, 3, 9, 4, 5], [2, 7, 1, 4, np.inf, 5, 3])
+    assert with_diverged == pytest.approx((0.6, 0.4, 5))
+
+
+def test_rank_agreement_is_undefined_below_three_pairs_or_for_a_constant():
+    assert rank_agreement([1.0, 2.0, np.nan], [1.0, 2.0, 3.0]) == (None, None, 2)
+    assert rank_agreement([1.0, 2.0, 3.0], [4.0, 4.0, 4.0]) == (None, None, 3)
+    assert rank_agreement([5.0, 5.0, 5.0, 5.0], [1.0, 2.0, 3.0, 4.0]) == (None, None, 4)
+
+
+def test_the_shortest_safe_horizon_is_the_shortest_whose_whole_interval_is_within_budget():
+    def cost(low, high, diverged=0):
+        return {"mean": (low + high) / 2, "low": low, "high": high, "values": [], "n": 3, "diverged": diverged}
+
+    horizons = [10, 30, 100, 300, 1000]
+    costs = [cost(1.2, 1.5), cost(0.99, 1.02), cost(0.995, 1.008), cost(1.0, 1.03), cost(0.999, 1.001)]
+    assert shortest_safe_horizon(horizons, costs) == 100  # 300 unsafe after it does not matter
+    assert shortest_safe_horizon(horizons, costs, budget=0.05) == 30
+    assert shortest_safe_horizon(horizons[::-1], costs[::-1]) == 100  # any order
+    one_seed = {"mean": 1.0, "low": None, "high": None, "values": [1.0], "n": 1, "diverged": 0}
+    assert shortest_safe_horizon(horizons, [None, one_seed, cost(1.0, 1.005, diverged=1), None, costs[4]]) == 1000
+    assert shortest_safe_horizon(horizons, [cost(1.0, 1.02)] * 4 + [None]) is None
+    assert shortest_safe_horizon([10, 20], [interval([1.0, 1.0, 1.0]), log_interval([1.0, 1.0])]) == 10
+    with pytest.raises(ValueError):
+        shortest_safe_horizon([10, 20], [None])

@@ -12,12 +12,21 @@ values, their mean and a 95% interval from one function here.
   of the logs, exponentiated: the geometric mean and an interval that stays positive and treats
   2x and 1/2x alike. A ratio is taken within each seed (paired: same initialization, batches
   and samples), which removes what the seeds share.
+
+A hyperparameter study scores many sampled configurations at each short horizon K and at the
+full horizon T; three numbers summarise what the scores say:
+
+- :func:`identified_range`: the span of one hyperparameter's samples that score within a
+  relative tolerance of the best, and (:func:`identified_fraction`) the share of the box it
+  spans: a horizon whose objective is flat in a hyperparameter does not identify it.
+- :func:`rank_agreement`: whether K ranks the configurations as T does (Spearman, Kendall).
+- :func:`shortest_safe_horizon`: the shortest K whose pick costs at most a budget at T, over seeds.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import stats
@@ -30,16 +39,24 @@ def finite_or_none(x) -> float | None:
 
 
 def interval(values: Sequence[float], confidence: float = 0.95) -> dict:
-    """``{"values", "mean", "low", "high", "n"}`` of the finite ``values`` (a non-finite value
-    is a diverged seed: left out of the interval, counted in ``"diverged"``). With fewer than
-    two finite values the bounds are null (None): one draw has no spread."""
+    """``{"values", "mean", "low", "high", "n", "diverged"}`` of the finite ``values`` (a
+    non-finite value is a diverged seed: left out of the interval, counted in ``"diverged"``).
+    With fewer than two finite values the bounds are null (None): one draw has no spread.
+
+    The bounds are mean ± half with half = ``scipy.stats.t.interval(confidence, n - 1)[1]``
+    s / sqrt(n), not ``t.interval(confidence, n - 1, loc=mean, scale=s / sqrt(n))``: scipy
+    computes that lower bound from its own lower quantile, which is not bit for bit minus the
+    upper one (confidence 0.9, n = 3), and scales in another order, so its bounds differ from
+    these in the last bits (up to 1e-11 relative where the mean nearly cancels the half-width)
+    and the interval is no longer exactly symmetric; the refactor check
+    (``benchmarks/pin_summaries.py``) pins these bit for bit."""
     values = np.asarray(values, float)
     finite = values[np.isfinite(values)]
     out = {"values": [finite_or_none(v) for v in values], "n": int(finite.size),
            "diverged": int(values.size - finite.size), "mean": float(finite.mean()) if finite.size else None,
            "low": None, "high": None}
     if finite.size >= 2:
-        half = stats.t.ppf(0.5 + confidence / 2, finite.size - 1) * finite.std(ddof=1) / math.sqrt(finite.size)
+        half = stats.t.interval(confidence, finite.size - 1)[1] * finite.std(ddof=1) / math.sqrt(finite.size)
         out["low"], out["high"] = float(finite.mean() - half), float(finite.mean() + half)
     return out
 
@@ -82,3 +99,95 @@ def lookup(summary: Mapping, path: str):
             return None
         summary = summary[key]
     return summary
+
+
+# The identified range "covers most of the box" when its fraction reaches this: a plain majority.
+# A span of samples that score within the tolerance of the best and reach across at least half
+# the box's decades means the objective cannot tell apart values that differ by most of what was
+# searched, so where the fit lands inside it is set by sampling noise, not by the objective.
+MOST_OF_THE_BOX = 0.5
+
+
+class IdentifiedRange(NamedTuple):
+    """The span ``[low, high]`` of one hyperparameter's samples that score within the tolerance
+    of the best, and ``fraction``: the share of the box it spans (:func:`identified_fraction`;
+    None where no box was given)."""
+
+    low: float
+    high: float
+    fraction: float | None
+
+
+def identified_range(values: Sequence[float], objective: Sequence[float], tolerance: float = 0.01, *,
+                     box: tuple[float, float] | None = None, log: bool = True) -> IdentifiedRange | None:
+    """The span of the sampled ``values`` of one hyperparameter whose ``objective`` (lower is
+    better; one entry per sample) is within a relative ``tolerance`` of the best finite one:
+    objective <= best + tolerance |best|, i.e. best (1 + tolerance) for a positive best, best
+    (1 - tolerance) for a negative one (the band always lies above the best, its width taken
+    from |best|), and only exact ties of the best where the best is 0. A non-finite objective
+    (a diverged sample, -inf included) is never in the range nor the best. With a ``box``
+    (``(low, high)`` that the samples were drawn from) the fraction of it spanned, on a log
+    scale where ``log``; see :func:`identified_fraction`. None where no objective is finite."""
+    values, objective = np.asarray(values, float), np.asarray(objective, float)
+    finite = np.isfinite(objective)
+    if not finite.any():
+        return None
+    best = objective[finite].min()
+    inside = values[finite & (objective <= best + tolerance * abs(best))]
+    low, high = float(inside.min()), float(inside.max())
+    return IdentifiedRange(low, high, None if box is None else identified_fraction((low, high), box, log=log))
+
+
+def identified_fraction(span: tuple[float, float], box: tuple[float, float], *, log: bool = True) -> float:
+    """The share of ``box`` = ``(low, high)`` that ``span`` = ``(low, high)`` reaches across:
+    log10(span high / span low) / log10(box high / box low) where ``log`` (a hyperparameter
+    sampled log-uniformly: a learning rate, a decay exponent; for the momentum stored as 1 - mu
+    the caller passes that coordinate's span and box), else the ratio of the plain widths.
+    0 for a single value, 1 for a span from bound to bound (more only if samples lie outside
+    the box). Compare with :data:`MOST_OF_THE_BOX`."""
+    (low, high), (box_low, box_high) = span, box
+    if log:
+        return float(math.log10(high / low) / math.log10(box_high / box_low))
+    return float((high - low) / (box_high - box_low))
+
+
+class RankAgreement(NamedTuple):
+    """Spearman's ``rho`` and Kendall's ``tau`` (tau-b) between two rankings of the same
+    configurations, over ``n`` of them; rho and tau are None where undefined."""
+
+    rho: float | None
+    tau: float | None
+    n: int
+
+
+def rank_agreement(loss_k: Sequence[float], loss_t: Sequence[float]) -> RankAgreement:
+    """How well ranking the configurations by their loss at horizon K (``loss_k``) matches
+    ranking them by their loss at T (``loss_t``; same order), over the ``n`` configurations
+    whose two losses are both finite (a diverged one has no rank): ``scipy.stats.spearmanr``
+    and ``scipy.stats.kendalltau`` (tau-b; ties get average ranks). 1: the same order, -1: the
+    reverse. rho and tau are None (undefined, JSON null) with fewer than 3 such configurations
+    (two points are always ranked perfectly alike or reversed: ±1 says nothing) or where either
+    loss is the same for all of them (a constant gives no ranking to agree with)."""
+    loss_k, loss_t = np.asarray(loss_k, float), np.asarray(loss_t, float)
+    both = np.isfinite(loss_k) & np.isfinite(loss_t)
+    k, t = loss_k[both], loss_t[both]
+    if k.size < 3 or np.ptp(k) == 0 or np.ptp(t) == 0:
+        return RankAgreement(None, None, int(k.size))
+    return RankAgreement(float(stats.spearmanr(k, t).statistic), float(stats.kendalltau(k, t).statistic), int(k.size))
+
+
+def shortest_safe_horizon(horizons: Sequence[int], cost_intervals: Sequence[Mapping | None],
+                          budget: float = 0.01) -> int | None:
+    """The shortest of ``horizons`` whose pick costs at most ``budget`` at T over the seeds.
+
+    ``cost_intervals[i]`` is the :func:`interval` or :func:`log_interval` dict, over seeds, of
+    horizon ``horizons[i]``'s cost: train loss at T of the hyperparameters fitted at K / that of
+    the reference fitted at T, so 1 is no cost. K is safe when its whole interval lies at or
+    below 1 + ``budget`` (``"high"`` <= 1 + budget). An interval that is None, has no bounds
+    (one finite seed) or counts a diverged seed (a pick that diverged at T costs without bound)
+    is never safe. Each K is judged on its own: the shortest safe K is returned even where a
+    longer K is not safe, since its pick is what one would use and a longer horizon's pick does
+    not change its cost. None where no K is safe ("none of the K run"); horizons in any order."""
+    safe = [h for h, c in zip(horizons, cost_intervals, strict=True)
+            if c is not None and c["high"] is not None and not c.get("diverged", 0) and c["high"] <= 1 + budget]
+    return min(safe, default=None)
