@@ -27,33 +27,104 @@ def bias(data, out, task, **overrides):
                  *(a for k, v in sets.items() for a in ("--set", f"{k}={v}"))])
 
 
-@pytest.mark.parametrize("task", ["example_tasks:nnx_net", "example_tasks:equinox_net"])
-def test_bias_on_a_users_model(data, tmp_path, task, strict_json):
-    """A Flax NNX and an Equinox model (BatchNorm, dropout) run through the command: every row
-    holds each seed's fitted values, its loss and test error at T and its ratios to the
-    reference, consistent with each other; the seeds really differ; the report and figure are
-    written."""
+@pytest.mark.parametrize("task, schedule, protocols", [("example_tasks:nnx_net", "cosine", {"rerun", "rung"}),
+                                                       ("example_tasks:equinox_net", "inverse-time", {"meta", "rung"})])
+def test_bias_on_a_users_model_under_every_protocol(data, tmp_path, task, schedule, protocols, strict_json):
+    """A Flax NNX and an Equinox model (BatchNorm, dropout) through every protocol that applies to
+    the schedule: every fit holds each seed's fitted values, its loss and test error at T, its
+    identified span, its rank agreement and its ratios to the reference, consistent with each
+    other; the seeds really differ; the figure and the report (every table row with its numbers)
+    are written."""
     out = tmp_path / "run"
-    assert bias(data, out, task) == 0
+    assert bias(data, out, task, schedule=schedule) == 0
     summary = strict_json(out / "summary.json")
-    assert summary["task"] == task and summary["fitted"] == ["lr", "decay_exponent"]
-    rows = summary["rows"]
-    assert set(rows) == {"reference", "K=5"}
-    for row in rows.values():
+    assert summary["task"] == task and set(summary["protocols"]) == protocols
+    assert summary["fitted"] == (["lr", "decay_exponent"] if schedule == "inverse-time" else ["lr"])
+    fits = summary["fits"]
+    assert set(fits) == {"reference", *(f"{p}_K5" for p in protocols)}
+    for label, row in fits.items():
         for stat in (*row["hyper"].values(), row["train_loss_at_T"], row["test_error_at_T"]):
             assert len(stat["values"]) == 2 and stat["n"] == 2
             assert stat["low"] <= stat["mean"] <= stat["high"]
         for name in summary["fitted"]:  # ratios are per seed, the short fit's over the reference's
             np.testing.assert_allclose(row["ratio_to_reference"][name]["values"],
-                                       np.divide(row["hyper"][name]["values"], rows["reference"]["hyper"][name]["values"]))
-    lr = rows["reference"]["hyper"]["lr"]["values"]
+                                       np.divide(row["hyper"][name]["values"], fits["reference"]["hyper"][name]["values"]))
+            span = row["identified"][name]  # the pick lies in its own identified span
+            for low, high, value in zip(span["low"], span["high"], row["hyper"][name]["values"]):
+                assert low <= value * (1 + 1e-6) and value <= high * (1 + 1e-6)
+            assert row["verdict"][name] in ("larger", "smaller", "inconclusive", "not identified")
+        if label != "reference":
+            assert -1 <= row["rank_agreement"]["spearman"]["mean"] <= 1
+    lr = fits["reference"]["hyper"]["lr"]["values"]
     assert lr[0] != lr[1]  # seeds differ in initialization, batches and samples
     assert (out / "bias.png").is_file()
     from shorthorizon.experiments import bias as experiment
     from shorthorizon.results import RunDir
 
     section = experiment.report(RunDir(out), prefix="bias/")
-    assert task in section and "| reference |" in section and "(bias/bias.png)" in section
+    assert task in section and "(bias/bias.png)" in section
+    table = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| fit")]
+    assert len(table) == len(fits)
+    for line in table:  # every cell of every row holds a number (the reference has no rank agreement with itself)
+        cells = line.strip("|").split("|")
+        assert all(re.search(r"\d", cell) for i, cell in enumerate(cells) if not (i == len(cells) - 2
+                                                                                 and "reference" in cells[0])), line
+
+
+def test_rung_scores_are_the_reference_unrolls_prefix_and_rerun_at_T_is_the_reference(data, tmp_path):
+    """``rung`` trains nothing of its own: its candidates are the reference surface's row at K
+    (no unit but its long run), and its objective is that row's minimum. ``rerun`` at K = T (the
+    schedule laid over T, scored at T) gives the reference's own scores."""
+    from shorthorizon.config import seeded
+    from shorthorizon.experiments import bias as experiment
+    from shorthorizon.experiments import pipeline
+    from shorthorizon.meta.offline_fit import with_family
+    from shorthorizon.results import RunDir
+
+    out = tmp_path / "run"
+    assert bias(data, out, "mlp", schedule="cosine", seeds="1") == 0
+    run, summary = RunDir(out), json.loads((out / "summary.json").read_text())
+    assert sorted(p.stem for p in (out / "units").glob("*rung*")) == ["long_rung_K5"]
+    rows = run.load_unit("surface_c0")["loss"]  # rows: K = 5, T = 20
+    assert summary["fits"]["rung_K5"]["objective"]["values"] == [pytest.approx(float(np.nanmin(rows[0])), rel=1e-6)]
+
+    stored = json.loads((out / "config.json").read_text())["config"]
+    config = with_family(seeded(experiment.Config(**{k: tuple(v) if isinstance(v, list) else v
+                                                      for k, v in stored.items()}), 0))
+    rerun_at_t = pipeline.surface_unit(config, 0, (20,), 20)["loss"][0]
+    np.testing.assert_allclose(rerun_at_t, rows[1], rtol=1e-5)
+    rerun_at_k = run.load_unit("rerun_K5_c0")["loss"][0]
+    assert not np.allclose(rerun_at_k, rows[0])  # at K < T the cosine is laid over K: other scores
+
+
+def test_a_box_where_every_lr_diverges_is_diverged_not_a_fit(data, tmp_path, strict_json):
+    """Every sample of the box diverges: no fit, no long run, every verdict "diverged", no crash."""
+    out = tmp_path / "run"
+    assert bias(data, out, "mlp", lr0_range="1000,100000", seeds="2") == 0
+    summary = strict_json(out / "summary.json")
+    for row in summary["fits"].values():
+        assert row["train_loss_at_T"]["values"] == [None, None] and row["train_loss_at_T"]["diverged"] == 2
+        assert row["verdict"]["train_loss_at_T"] == "diverged"
+    assert not list((out / "units").glob("long_*"))
+
+
+def test_the_identified_span_of_a_bowl_in_one_coordinate_flat_in_the_other():
+    """Candidates on a grid: the objective is a bowl in log lr (minimum at 0.01) and flat in the
+    momentum. Within 1% of the best lie the lrs with (log10 lr + 2)^2 <= 0.01 * best, i.e. a
+    narrow span around 0.01, while every momentum sampled is in: its span covers the whole box
+    in the log(1 - mu) coordinate."""
+    from shorthorizon import optim
+    from shorthorizon.experiments.pipeline import Candidates
+
+    lr, mu = np.meshgrid(np.logspace(-3, -1, 21), 1 - np.logspace(-3, 0, 13)[::-1] + 0.0, indexing="ij")
+    mu = np.clip(mu, 0.0, 0.999)
+    loss = 1.0 + (np.log10(lr) + 2) ** 2  # best 1.0 at lr = 0.01; within 1%: |log10 lr + 2| <= 0.1
+    fitted = optim.LogSpace((("lr", 1e-3, 1e-1), ("momentum", 0.0, 0.999)))
+    spans = Candidates({"lr": lr.ravel(), "momentum": mu.ravel()}, loss.ravel()).identified(fitted, 0.01)
+    assert spans["lr"].low == pytest.approx(10**-2.1) and spans["lr"].high == pytest.approx(10**-1.9)
+    assert spans["lr"].fraction == pytest.approx(0.2 / 2)
+    assert spans["momentum"].low == pytest.approx(0.0) and spans["momentum"].high == pytest.approx(0.999)
+    assert spans["momentum"].fraction == pytest.approx(1.0)
 
 
 def test_a_fit_at_the_edge_of_the_box_is_flagged_with_the_key_that_widens_it(data, tmp_path, capsys):
@@ -61,8 +132,9 @@ def test_a_fit_at_the_edge_of_the_box_is_flagged_with_the_key_that_widens_it(dat
     widens the box; one well inside is not. End to end, a box narrower than that puts every
     fit at its edge: the summary, the report and stderr say so."""
     from shorthorizon.experiments import bias as experiment
+    from shorthorizon.meta.offline_fit import with_family
 
-    config = experiment.resolved(experiment.PRESETS["quick"])  # the heavy ball's box: lr in [1e-3, 10**-0.3]
+    config = with_family(experiment.PRESETS["quick"])  # the heavy ball's box: lr in [1e-3, 10**-0.3]
     flags = experiment._edge(config, "K=5", 0, {"lr": 0.45, "decay_exponent": 3.0})
     assert len(flags) == 1 and "lr 0.45 is at the upper bound" in flags[0] and "--set lr0_range=LOW,HIGH" in flags[0]
     assert experiment._edge(config, "K=5", 0, {"lr": 0.03, "decay_exponent": 1e-2 * 1.05})[0].count("lower bound")
@@ -72,8 +144,8 @@ def test_a_fit_at_the_edge_of_the_box_is_flagged_with_the_key_that_widens_it(dat
     assert bias(data, out, "mlp", lr0_range="0.01,0.011", schedule="constant", seeds="1") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["fitted"] == ["lr"]
-    flags = [line for row in summary["rows"].values() for line in row["at_edge"]]
-    assert len(flags) == 4 and all("--set lr0_range=" in line for line in flags)  # 2 fits x 2 bounds
+    flags = [line for row in summary["fits"].values() for line in row["at_edge"]]
+    assert len(flags) == 6 and all("--set lr0_range=" in line for line in flags)  # 3 fits x 2 bounds
     assert "--set lr0_range=" in capsys.readouterr().err
     assert "At the edge of the box" in experiment.report(__import__("shorthorizon.results").results.RunDir(out))
 
@@ -86,7 +158,8 @@ def test_a_model_with_the_wrong_output_width_is_one_line_before_any_training(dat
 
 
 def test_bad_study_keys_name_the_key(data, tmp_path, capsys):
-    for overrides, text in (({"short": "20"}, "config key 'short'"), ({"schedule": "cosine"}, "config key 'schedule'"),
+    for overrides, text in (({"short": "20"}, "config key 'short'"), ({"schedule": "cosin"}, "config key 'schedule'"),
+                            ({"schedule": "cosine", "protocol": "meta"}, "config key 'protocol'"),
                             ({"adapt": "weight_dacay"}, "config key 'adapt'")):
         assert bias(data, tmp_path / "x", "mlp", **overrides) == 2
         assert text in capsys.readouterr().err
@@ -106,18 +179,24 @@ def test_offline_runs_a_users_model(data, tmp_path, task):
     assert set(summary["horizons"]) == {"5", "10"} and (out / "figure6_long_runs.png").is_file()
 
 
-def test_the_figure_shows_every_row_in_its_panels(tmp_path, figures_show_their_data):
+def test_the_figure_shows_every_fit_in_its_panels(tmp_path, figures_show_their_data):
     """The figure from a summary (plotting reads saved results only) whose two seeds' decay
-    exponents, 0.5 and 60, are far apart, as two seeds of a tiny run (nnx_net) gave: the t
-    interval of the two reaches below zero, and the log axis still spans the data, not 30 decades."""
+    exponent ratios, 0.5 and 60, are far apart, as two seeds of a tiny run (nnx_net) gave, one
+    fit's decay exponent not identified: every panel shows its data."""
     from shorthorizon.experiments import bias as experiment
     from shorthorizon.results import RunDir
-    from shorthorizon.stats import interval
+    from shorthorizon.stats import interval, log_interval
 
-    def row(horizon, loss, lr, decay_exponent):
-        return {"horizon": horizon, "train_loss_at_T": interval(loss),
-                "hyper": {"lr": interval(lr), "decay_exponent": interval(decay_exponent)}}
+    def row(protocol, horizon, cost, lr, decay_exponent, spearman, not_identified=()):
+        return {"protocol": protocol, "horizon": horizon, "not_identified": list(not_identified),
+                "ratio_to_reference": {"lr": log_interval(lr), "decay_exponent": log_interval(decay_exponent),
+                                       "train_loss_at_T": log_interval(cost)},
+                "rank_agreement": {"spearman": interval(spearman)}}
 
-    RunDir(tmp_path).write_summary({"horizon": 20, "seeds": 2, "fitted": ["lr", "decay_exponent"], "rows": {
-        "reference": row(20, [1.2, 1.3], [0.1, 0.2], [1.0, 2.0]), "K=5": row(5, [1.5, 1.4], [0.3, 0.2], [0.5, 60.0])}})
+    RunDir(tmp_path).write_summary({
+        "task": "nnx_net", "optimizer": "momentum", "schedule": "inverse-time", "horizon": 20, "seeds": 2,
+        "budget": 0.01, "fitted": ["lr", "decay_exponent"], "protocols": ["meta", "rung"], "fits": {
+            "reference": row("reference", 20, [1, 1], [1, 1], [1, 1], [1, 1]),
+            "meta_K5": row("meta", 5, [1.2, 1.1], [0.3, 0.2], [0.5, 60.0], [0.4, 0.6], ["decay_exponent"]),
+            "rung_K5": row("rung", 5, [1.05, 1.3], [1.5, 2.0], [3.0, 2.0], [0.2, 0.5])}})
     assert sorted(figures_show_their_data(experiment.plot, tmp_path)) == ["bias"]

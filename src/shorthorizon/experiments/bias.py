@@ -1,49 +1,58 @@
-"""Would a short horizon mis-tune my learning rate, and what would it cost me at the end?
+"""Would tuning on a short horizon mis-tune my learning rate, and what would it cost me at the end?
 
-For a task (built-in or ``package.module:factory``) and a base optimizer, each seed fits the
-hyperparameters that minimise the training loss after T steps from a warm start (the
-reference), and those that minimise it after each short horizon K (the paper's short-horizon
-objective). The schedule is the offline command's: an inverse-time decay of the lr (lr0 and the
-decay exponent fitted) or a constant lr; any other hyperparameter named in ``adapt`` (weight
-decay, momentum) is fitted as a constant. Every fit is found the project's cheap way: log-uniform
-samples over the box, all horizons scored from one vmapped unroll on shared batches; a zoom
-around each horizon's best sample; an SMD refinement where a meta-step is affordable. Every
-fit is then trained for T steps and judged there: its training loss on the fixed evaluation
-batches and its test error. Seeds differ in initialization, batches and samples; every number
-is reported with its seeds' values, mean and 95% interval, and every ratio short/reference is
-taken within a seed (:mod:`shorthorizon.stats`).
+For a task (built-in or ``package.module:factory``), a base optimizer and a schedule family
+(``optim.SCHEDULES``: the paper's inverse-time decay, constant, cosine, warmup-cosine, linear,
+warmup-stable-decay), each seed fits the hyperparameters that minimise the training loss after T
+steps from a warm start (the *reference*, the schedule laid over T), and those a practitioner
+would pick from K-step trials under three protocols:
+
+- ``meta`` (the paper's): the schedule laid over T, fitted for the loss after K. For a family
+  whose shape depends on the run's length (cosine, ...) this is ``rung``, so it applies to the
+  length-free ones (inverse-time, constant);
+- ``rerun``: short trial runs with the schedule laid over K (annealed to the trial's end), fitted
+  for the loss after K, the winner then laid over T. For a length-free family it is ``meta``,
+  so it applies to the others;
+- ``rung`` (early stopping: successive halving, Hyperband, ASHA, Optuna's pruners): every trial
+  runs the schedule laid over T and is judged at checkpoint K. Its scores are the reference
+  surface's own prefix values (no training of its own), and it takes the best sample, no zoom.
+
+Every fit is found the pipeline's way (:mod:`shorthorizon.experiments.pipeline`): log-uniform
+samples of the box scored at every horizon, a zoom around the best, an SMD refinement where a
+meta-step is affordable; it is then trained for T steps and judged there (training loss on the
+fixed evaluation batches, test error). Each fit also says what its horizon *can* identify: the
+span of the samples within ``tolerance`` of its best (a value whose span covers most of the
+box is "not identified at K", never a ratio), and how far the loss at K ranks the box's samples
+as the loss at T does (Spearman and Kendall). Seeds differ in initialization, batches and
+samples; every ratio short/reference is taken within a seed, then summarised with its 95%
+interval (:mod:`shorthorizon.stats`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from dataclasses import dataclass
+from typing import NamedTuple
 
-import jax
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, low_high, one_of, optional, seeded
-from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, optimizer_text, resolve_dataset,
-                                           surface_points, validate_problem, zoom_points)
+from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional, seeded
+from shorthorizon.experiments.pipeline import (Candidates, Sweep, diverged, long_run_unit, problem, refine_unit,
+                                               unless_diverged, zoom_unit)
+from shorthorizon.meta.offline_fit import (OfflineConfig, resolve_dataset, space, surface_points, validate_problem,
+                                           with_family)
 from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
-from shorthorizon.report.figures import interval_text, pyplot
+from shorthorizon.report.bias import plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
-from shorthorizon.runners import Unit, run_units
-from shorthorizon.stats import interval, log_interval
+from shorthorizon.runners import Unit
+from shorthorizon.stats import (MOST_OF_THE_BOX, finite_or_none, interval, log_interval, rank_agreement,
+                                shortest_safe_horizon)
 
 NAME = "bias"
-FLAGS = ("task", "dataset", "optimizer", "adapt", "horizon", "short", "seeds", "schedule")
-SCHEDULES = ("inverse-time", "constant")
-# The optimizer families' boxes of the schedule's lr and their warm-start lr: the heavy ball's
-# (and SGD's) are the paper's; Adam's step is ~lr per coordinate whatever the gradient's scale,
-# so its useful lr lies two decades lower.
-FAMILIES = {"momentum": ((1e-3, 10**-0.3), 0.1), "sgd": ((1e-3, 10**-0.3), 0.1),
-            "adam": ((1e-5, 1e-2), 1e-3), "adamw": ((1e-5, 1e-2), 1e-3)}
-ADAPT_RANGES = {"weight_decay": (1e-6, 1.0), "momentum": (0.0, 0.999)}  # bounds of adapt entries without them
+FLAGS = ("task", "dataset", "optimizer", "adapt", "horizon", "short", "seeds", "schedule", "protocol")
+PROTOCOLS = ("meta", "rerun", "rung")
 EDGE = 0.05  # decades: a fit this close to a bound of the box is flagged
 
 
@@ -54,169 +63,156 @@ class Config(OfflineConfig):
     horizon: int = key(20000, POSITIVE)  # T: the run the hyperparameters are for
     short: tuple[int, ...] = key((100, 1000), items(POSITIVE, distinct=True))  # K: the horizons they might be tuned on
     seeds: int = 3
-    schedule: str = key("inverse-time", one_of(SCHEDULES))  # inverse-time: lr0 and decay exponent; constant: lr
-    adapt: tuple[str, ...] = key((), ANY)  # more hyperparameters fitted as constants: NAME or NAME:LOW:HIGH
-    lr0_range: tuple[float, ...] = key((), optional(low_high(POSITIVE)))  # the lr's box; empty: the family's
-    warm_start_lr: float = key(0.0, NONNEGATIVE)  # 0: the optimizer family's
+    protocol: tuple[str, ...] = key((), optional(items(one_of(PROTOCOLS), distinct=True)))  # empty: every one that applies
+    tolerance: float = key(0.01, POSITIVE)  # identified range: objective within this fraction of the horizon's best
+    budget: float = key(0.01, POSITIVE)  # the shortest K whose pick costs at most this fraction of loss at T
     surface_samples: int = 128
     surface_chunk: int = 32
-    zoom_samples: int = key(16, NONNEGATIVE)  # more samples around each horizon's best one (0: none)
+    zoom_samples: int = key(16, NONNEGATIVE)  # more samples around each fit's best one (0: none)
     zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
-    meta_steps: int = key(0, NONNEGATIVE)  # > 0: SMD refines each horizon up to smd_max_horizon from its best sample
+    meta_steps: int = key(0, NONNEGATIVE)  # > 0: SMD refines each fit up to smd_max_horizon from its best sample
     smd_max_horizon: int = key(1000, NONNEGATIVE)
 
 
 PRESETS = {
     "paper": Config(),
     # Quick: the offline quick preset's problem (Fashion-MNIST, T = 3,000, K = 100, 50
-    # evaluation batches), 3 seeds; 48 surface samples and a zoom of 16 per horizon and seed.
+    # evaluation batches), 3 seeds; 48 surface samples and a zoom of 16 per fit and seed.
     "quick": Config(dataset="fashion-mnist", horizon=3000, short=(100,), eval_batches=50, surface_samples=48,
                     surface_chunk=48, curve_points=10),
 }
 
 
-def resolved(config: Config) -> Config:
-    """``config`` with the optimizer family's lr box and warm-start lr where it leaves them open."""
-    box, warm = FAMILIES.get(config.optimizer, FAMILIES["momentum"])
-    return dataclasses.replace(config, lr0_range=config.lr0_range or box, warm_start_lr=config.warm_start_lr or warm)
+def protocols(config: Config) -> tuple[str, ...]:
+    """The protocols the run compares: those asked for (default: every one that applies to the
+    schedule family: ``meta`` to a length-free one, ``rerun`` to the others, ``rung`` to all)."""
+    length_free = not optim.SCHEDULES[config.schedule].depends_on_length
+    applies = {"meta": length_free, "rerun": not length_free, "rung": True}
+    return tuple(p for p in PROTOCOLS if applies[p] and (not config.protocol or p in config.protocol))
 
 
-def space(config: Config) -> optim.LogSpace:
-    """The fitted hyperparameters and their box: the lr, the decay exponent (inverse-time
-    schedule) and the ``adapt`` entries."""
-    schedule = (("lr", *config.lr0_range),) + (
-        (("decay_exponent", *config.decay_exponent_range),) if config.schedule == "inverse-time" else ())
-    return optim.LogSpace(schedule + optim.log_space(config.adapt, ADAPT_RANGES).ranges)
+class Fit(NamedTuple):
+    """One fit of a run: its protocol (or ``reference``), the horizon it is fitted for and the
+    steps its schedule is laid over while fitting. Its unit names use :attr:`label`."""
+
+    protocol: str
+    horizon: int
+    length: int
+
+    @property
+    def label(self) -> str:
+        return "reference" if self.protocol == "reference" else f"{self.protocol}_K{self.horizon}"
+
+    @property
+    def searched(self) -> bool:
+        """Zoomed and refined like the reference; ``rung`` takes the best sample as it is."""
+        return self.protocol != "rung"
+
+
+def fits(config: Config) -> list[Fit]:
+    """The reference, then every protocol's fit at every K."""
+    return [Fit("reference", config.horizon, config.horizon)] + [
+        Fit(p, k, k if p == "rerun" else config.horizon) for p in protocols(config) for k in sorted(config.short)]
 
 
 def horizons(config: Config) -> tuple[int, ...]:
+    """The rows of the reference surface: every K and T, from one unroll of T steps."""
     return tuple(sorted({*config.short, config.horizon}))
 
 
-def _refined(config: Config) -> list[int]:
-    """The horizons SMD refines (``meta_steps`` > 0, up to ``smd_max_horizon``)."""
-    return [h for h in horizons(config) if config.meta_steps and h <= config.smd_max_horizon]
-
-
 def validate(config: Config) -> None:
-    config = resolved(config)
     validate_problem(config, config.horizon)
     if max(config.short) >= config.horizon:
         raise ValueError(f"config key 'short' must hold distinct horizons below horizon={config.horizon}, "
                          f"got {config.short!r}")
-    try:
-        names = space(config).names
-    except ValueError as err:
-        raise ValueError(f"config key 'adapt': {err}") from None
-    own = set(optim.make_optimizer(config.optimizer).hyperparameters())
-    unknown = sorted(set(names) - own - {"decay_exponent"})
-    if unknown or len(set(names)) != len(names):
-        raise ValueError(f"config key 'adapt' must name distinct hyperparameters of optimizer {config.optimizer!r} "
-                         f"({', '.join(sorted(own - {'lr'}))}), got {config.adapt!r}")
+    if config.protocol and not protocols(config):
+        raise ValueError(f"config key 'protocol': none of {', '.join(config.protocol)} applies to schedule "
+                         f"{config.schedule!r} (meta: length-free schedules; rerun: the others; rung: all)")
 
 
-# --- units: one seed each ------------------------------------------------------------------------
-def problem(config: Config, seed: int) -> OfflineFit:
-    """Seed ``seed``'s problem (initialization, batches, samples): built once per process."""
-    return OfflineFit.from_config(seeded(config, seed), space=space(config))
-
-
-def surface_unit(config: Config, seed: int, chunk: int) -> dict:
-    """The training loss at every horizon of one chunk of the seed's samples."""
-    points = surface_points(seeded(config, seed), space(config), chunk)
-    return {"loss": problem(config, seed).surface(points, horizons(config))}
-
-
-def zoom_unit(config: Config, seed: int, horizon: int, center: dict) -> dict:
-    """The loss at ``horizon`` of :func:`zoom_points` around ``center`` (the first: itself)."""
-    points = zoom_points(seeded(config, seed), horizon, center, config.zoom_width, config.zoom_samples,
-                         space(config))
-    return {**points, "loss": problem(config, seed).surface(points, (horizon,))[0]}
-
-
-def refine_unit(config: Config, seed: int, horizon: int, start: dict) -> dict:
-    """SMD of the loss at ``horizon`` from ``start``: its last point and meta-objective."""
-    fit = problem(config, seed)
-    key = jax.random.fold_in(fit.keys["smd"], horizon)
-    out = fit.fit(horizon, start, jax.random.split(key, config.meta_steps), f"SMD T={horizon} seed {seed}")
-    return {k: v[-1] for k, v in out.items() if k in start} | {"loss": out["meta_objective"]}
-
-
-def long_run_unit(config: Config, seed: int, values: dict) -> dict:
-    """Train T steps with the fitted ``values``: training loss and test error along the run."""
-    return problem(config, seed).long_run(values, config.horizon)
+def refined(config: Config, fit: Fit) -> bool:
+    """Whether SMD refines ``fit`` (``meta_steps`` > 0, its horizon up to ``smd_max_horizon``)."""
+    return fit.searched and config.meta_steps > 0 and fit.horizon <= config.smd_max_horizon
 
 
 # --- the study ---------------------------------------------------------------------------------
 def estimated_cost(config: Config) -> dict:
-    """Plain training steps per stage (every seed): the surface trains each sample T steps and
-    evaluates it at every horizon; the zooms, refinements and long runs likewise."""
+    """Plain training steps per stage (every seed): the reference surface trains each sample T
+    steps and evaluates it at every horizon; a rerun surface trains each sample K steps; the
+    zooms, refinements and long runs likewise."""
     evaluation = config.eval_batches * EVALUATION_COST
     work = 2.0 * len(space(config).names)  # a forward-mode meta-step, in plain passes
+    every = fits(config)
     cost = {"surface": config.surface_samples * (config.horizon + len(horizons(config)) * evaluation),
-            "zoom": config.zoom_samples * sum(h + evaluation for h in horizons(config)),
-            "refine": config.meta_steps * work * sum(h + evaluation for h in _refined(config)),
-            "long runs": len(horizons(config)) * (config.horizon + config.curve_points * evaluation)}
+            "rerun surfaces": config.surface_samples * sum(f.horizon + evaluation for f in every
+                                                           if f.protocol == "rerun"),
+            "zoom": config.zoom_samples * sum(f.horizon + evaluation for f in every if f.searched)
+            if config.zoom_samples > 1 else 0,
+            "refine": config.meta_steps * work * sum(f.horizon + evaluation for f in every if refined(config, f)),
+            "long runs": len(every) * (config.horizon + config.curve_points * evaluation)}
     return {k: v * config.seeds for k, v in cost.items() if v}
 
 
 def programs(config: Config) -> int:
-    """The programs a run compiles (seeds share them): a surface, a zoom and an SMD refinement
-    per horizon, a long run."""
-    return 2 + (len(horizons(config)) if config.zoom_samples > 1 else 0) + len(_refined(config))
+    """The programs a run compiles (seeds share them): a surface per schedule length, a zoom and
+    an SMD refinement per searched horizon and length, a long run."""
+    every = fits(config)
+    return (1 + len({f.length for f in every if f.protocol == "rerun"}) + 1
+            + (len({(f.horizon, f.length) for f in every if f.searched}) if config.zoom_samples > 1 else 0)
+            + len({(f.horizon, f.length) for f in every if refined(config, f)}))
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = resolved(resolve_dataset(config))
+    config = with_family(resolve_dataset(config))
     run_dir.write_config(config)
-    stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
-    names, seeds, hs = space(config).names, range(config.seeds), horizons(config)
-    start = {name: float(np.sqrt(low * high)) for name, low, high in space(config).ranges}
-    if not run_dir.has_unit(f"long_s{config.seeds - 1}_T{hs[-1]}"):
-        problem(config, 0).announce(NAME, estimated_cost(config), min(hs), start, programs(config))
+    sweep = Sweep(run_dir, executor, ray_address)
+    seeds = [seeded(config, k) for k in range(config.seeds)]
+    names, every = space(config).names, fits(config)
+    if not all(run_dir.has_unit(f"long_{f.label}") for f in every):
+        start = {name: float(np.sqrt(low * high)) for name, low, high in space(config).ranges}
+        problem(config, config.horizon).announce(NAME, estimated_cost(config), min(horizons(config)), start,
+                                                 programs(config))
 
-    chunks = range(config.surface_samples // config.surface_chunk)
-    surface = run_units(surface_unit, [Unit(f"surface_s{s}_c{c}", dict(config=config, seed=s, chunk=c))
-                                       for s in seeds for c in chunks], desc="surfaces", **stage)
-    candidates = {}  # (seed, horizon) -> points and their loss at the horizon
-    for s in seeds:
-        points = surface_points(seeded(config, s), space(config))
-        loss = np.concatenate([surface[f"surface_s{s}_c{c}"]["loss"] for c in chunks], axis=1)
-        for i, h in enumerate(hs):
-            candidates[s, h] = {**points, "loss": loss[i]}
-    for stage_name, fn, wanted in (("zoom", zoom_unit, config.zoom_samples > 1),
-                                   ("refine", refine_unit, config.meta_steps > 0)):
-        keys = [(s, h) for s in seeds for h in (hs if fn is zoom_unit else _refined(config)) if wanted]
-        units = [Unit(f"{stage_name}_s{s}_T{h}", dict(config=config, seed=s, horizon=h,
-                                                      **{"center" if fn is zoom_unit else "start":
-                                                         _best(candidates[s, h], names)}), cost=h)
-                 for s, h in keys]
-        done = run_units(fn, units, desc=stage_name, **stage)
-        for (s, h), unit in zip(keys, units):
-            candidates[s, h] = {k: np.concatenate([candidates[s, h][k], np.atleast_1d(done[unit.name][k])])
-                                for k in (*names, "loss")}
-    fits = {(s, h): _best(candidates[s, h], names) for s in seeds for h in hs}
-    long = run_units(long_run_unit, [Unit(f"long_s{s}_T{h}", dict(config=config, seed=s, values=fits[s, h]))
-                                     for s in seeds for h in hs if fits[s, h] is not None], desc="long runs", **stage)
-    summary = _summary(config, fits, candidates, long)
-    for row in summary["rows"].values():
+    # the samples: one surface of the reference (every horizon a prefix), one per rerun length
+    points = [surface_points(s) for s in seeds]
+    rows = sweep.surface(seeds, horizons(config), config.horizon)
+    reruns = {f.horizon: sweep.surface(seeds, (f.horizon,), f.horizon, name=f"rerun_K{f.horizon}")
+              for f in every if f.protocol == "rerun"}
+    starts = [problem(s, config.horizon).start_loss() for s in seeds]
+    sampled = [{f: Candidates(points[k], unless_diverged(reruns[f.horizon][k][0] if f.protocol == "rerun"
+                                                         else rows[k][horizons(config).index(f.horizon)], starts[k]))
+                for f in every} for k in range(config.seeds)]
+
+    candidates = [dict(by_fit) for by_fit in sampled]
+    for stage, fn, wanted, arg in (("zoom", zoom_unit, lambda f: f.searched and config.zoom_samples > 1, "center"),
+                                   ("refine", refine_unit, lambda f: refined(config, f), "start")):
+        units = [[Unit(f"{stage}_{f.label}", {"config": s, "horizon": f.horizon, arg: c[f].best(), "length": f.length},
+                       cost=f.horizon)
+                  for f in every if wanted(f) and c[f].best() is not None] for s, c in zip(seeds, candidates)]
+        done = sweep.run(fn, units, desc=stage)
+        for c, out, start in zip(candidates, done, starts):
+            for f in every:
+                if f"{stage}_{f.label}" in out:
+                    result = out[f"{stage}_{f.label}"]
+                    c[f] = c[f] + Candidates({n: result[n] for n in names}, unless_diverged(result["loss"], start))
+
+    picks = [{f: c[f].best() for f in every} for c in candidates]
+    long = sweep.run(long_run_unit, [[Unit(f"long_{f.label}", dict(config=s, values=p[f], horizon=config.horizon))
+                                      for f in every if p[f] is not None] for s, p in zip(seeds, picks)],
+                     desc="long runs")
+    summary = _summary(config, sampled, candidates, picks, long)
+    for row in summary["fits"].values():
         for flag in row["at_edge"]:
             print(f"[{NAME}] {flag}", file=sys.stderr)
-    run_dir.save_curves("fits", horizon=hs, seed=list(seeds), **{
-        name: [[np.nan if fits[s, h] is None else fits[s, h][name] for h in hs] for s in seeds] for name in names})
+    run_dir.save_curves("fits", fit=[f.label for f in every], seed=list(range(config.seeds)), **{
+        name: [[np.nan if p[f] is None else p[f][name] for f in every] for p in picks] for name in names})
     summary = run_dir.write_summary(summary)
     plot(run_dir)
     return summary
 
 
-def _best(candidates: dict, names) -> dict | None:
-    """The candidate with the lowest finite loss (name -> value), None if every one diverged."""
-    i = best(candidates["loss"])[0]
-    return None if not np.isfinite(candidates["loss"][i]) else {k: float(candidates[k][i]) for k in names}
-
-
-def _edge(config: Config, row: str, seed: int, values: dict) -> list[str]:
+def _edge(config: Config, label: str, seed: int, values: dict) -> list[str]:
     """Lines naming each value of a fit within ``EDGE`` decades of its box's bound, and the key
     that widens the box."""
     keys = {"lr": "lr0_range", "decay_exponent": "decay_exponent_range"}
@@ -224,119 +220,86 @@ def _edge(config: Config, row: str, seed: int, values: dict) -> list[str]:
     for name, low, high in space(config).ranges:
         for bound, side in ((low, "lower"), (high, "upper")):
             if bound > 0 and abs(math.log10(values[name] / bound)) < EDGE:
-                out.append(f"{row}, seed {seed}: {name} {values[name]:.3g} is at the {side} bound of its box "
+                out.append(f"{label}, seed {seed}: {name} {values[name]:.3g} is at the {side} bound of its box "
                            f"({bound:g}); widen it with --set {keys.get(name, 'adapt')}="
                            + ("LOW,HIGH" if name in keys else f"{name}:LOW:HIGH"))
     return out
 
 
-def _summary(config: Config, fits: dict, candidates: dict, long: dict) -> dict:
-    """One row per horizon (the reference is T): per fitted hyperparameter, its loss at its own
-    horizon, its training loss and test error at T, the seeds' values with mean and interval;
-    the ratios to the reference within each seed, with their geometric mean and interval."""
-    names, seeds = space(config).names, range(config.seeds)
+def _verdict(ratio: dict, not_identified: bool) -> str:
+    """A fitted value's ratio to the reference read as a finding."""
+    if not_identified:
+        return "not identified"
+    if ratio["mean"] is None:
+        return "diverged"
+    if ratio["low"] is None:
+        return "one seed"
+    return "larger" if ratio["low"] > 1 else "smaller" if ratio["high"] < 1 else "inconclusive"
 
-    def at_t(s, h, key):
-        run = long.get(f"long_s{s}_T{h}")
-        return math.nan if run is None else float(run[key][-1])
+
+def _cost_verdict(cost: dict, budget: float) -> str:
+    """The pick's training loss at T over the reference's read as a finding."""
+    if cost["diverged"] or cost["mean"] is None:
+        return "diverged"
+    if cost["low"] is None:
+        return "one seed"
+    return "within budget" if cost["high"] <= 1 + budget else "costs more" if cost["low"] > 1 + budget \
+        else "inconclusive"
+
+
+def _summary(config: Config, sampled: list, candidates: list, picks: list, long: list) -> dict:
+    """One entry per fit (the reference first): its fitted values, its objective, its training
+    loss and test error at T (a diverged long run counts as diverged), what its horizon
+    identifies, the rank agreement of its samples' objective with the loss at T, and its
+    ratios to the reference within each seed; per protocol, the shortest safe K."""
+    names, seeds, every = space(config).names, range(config.seeds), fits(config)
+    reference = every[0]
+
+    def at_t(k, f, curve):
+        run = long[k].get(f"long_{f.label}")
+        return math.nan if run is None or diverged(run["train_loss"]) else float(run[curve][-1])
 
     rows = {}
-    for h in horizons(config):
-        row = "reference" if h == config.horizon else f"K={h}"
-        value = {n: [math.nan if fits[s, h] is None else fits[s, h][n] for s in seeds] for n in names}
-        rows[row] = {
-            "horizon": h, "hyper": {n: log_interval(v) for n, v in value.items()},
-            "objective": interval([np.nanmin(np.where(np.isfinite(candidates[s, h]["loss"]), candidates[s, h]["loss"],
-                                                      np.nan)) if fits[s, h] else math.nan for s in seeds]),
-            "train_loss_at_T": interval([at_t(s, h, "train_loss") for s in seeds]),
-            "test_error_at_T": interval([at_t(s, h, "test_error") for s in seeds]),
-            "at_edge": [line for s in seeds if fits[s, h] for line in _edge(config, row, s, fits[s, h])],
+    for f in every:
+        spans = [candidates[k][f].identified(space(config), config.tolerance) for k in seeds]
+        fraction = {n: [math.nan if s[n] is None else s[n].fraction for s in spans] for n in names}
+        rows[f.label] = {
+            "protocol": f.protocol, "horizon": f.horizon, "length": f.length,
+            "hyper": {n: log_interval([math.nan if picks[k][f] is None else picks[k][f][n] for k in seeds])
+                      for n in names},
+            "objective": interval([candidates[k][f].best_loss() for k in seeds]),
+            "train_loss_at_T": interval([at_t(k, f, "train_loss") for k in seeds]),
+            "test_error_at_T": interval([at_t(k, f, "test_error") for k in seeds]),
+            "identified": {n: {"low": [s[n] and s[n].low for s in spans], "high": [s[n] and s[n].high for s in spans],
+                               "fraction_of_box": [finite_or_none(x) for x in fraction[n]]} for n in names},
+            "not_identified": [n for n in names if sum(x >= MOST_OF_THE_BOX for x in fraction[n]) * 2 > len(seeds)],
+            "at_edge": [line for k in seeds if picks[k][f] for line in _edge(config, f.label, k, picks[k][f])],
         }
-    reference = rows["reference"]
+        if f != reference:
+            agreement = [rank_agreement(sampled[k][f].loss, sampled[k][reference].loss) for k in seeds]
+            rows[f.label]["rank_agreement"] = {name: interval([math.nan if getattr(a, m) is None else getattr(a, m)
+                                                               for a in agreement])
+                                               for name, m in (("spearman", "rho"), ("kendall", "tau"))}
+    ref = rows[reference.label]
     for row in rows.values():
         row["ratio_to_reference"] = {
-            **{n: log_interval(_ratio(row["hyper"][n], reference["hyper"][n])) for n in names},
-            "train_loss_at_T": log_interval(_ratio(row["train_loss_at_T"], reference["train_loss_at_T"]))}
+            **{n: log_interval(_ratio(row["hyper"][n], ref["hyper"][n])) for n in names},
+            "train_loss_at_T": log_interval(_ratio(row["train_loss_at_T"], ref["train_loss_at_T"]))}
+        row["verdict"] = {**{n: _verdict(row["ratio_to_reference"][n], n in row["not_identified"]) for n in names},
+                          "train_loss_at_T": _cost_verdict(row["ratio_to_reference"]["train_loss_at_T"],
+                                                           config.budget)}
+    shortest = {p: shortest_safe_horizon([f.horizon for f in every if f.protocol == p],
+                                         [rows[f.label]["ratio_to_reference"]["train_loss_at_T"]
+                                          for f in every if f.protocol == p], config.budget)
+                for p in protocols(config)}
     return {"dataset": config.dataset, "task": config.task, "optimizer": config.optimizer, "schedule": config.schedule,
-            "horizon": config.horizon, "seeds": config.seeds, "fitted": list(names),
+            "horizon": config.horizon, "seeds": config.seeds, "fitted": list(names), "protocols": list(protocols(config)),
+            "tolerance": config.tolerance, "budget": config.budget, "shortest_safe_horizon": shortest,
             "interval": ("95% Student t over seeds; fitted values and ratios (taken within each seed): geometric "
                          "mean and the t interval of their logs"),
-            "rows": rows}
+            "fits": rows}
 
 
 def _ratio(stat: dict, reference: dict) -> np.ndarray:
     """Per seed, ``stat``'s value over the reference's (NaN where either diverged)."""
     return np.array(stat["values"], float) / np.array(reference["values"], float)
-
-
-# --- figure and report: saved results only ------------------------------------------------------
-def plot(run_dir: RunDir) -> None:
-    plt = pyplot()
-
-    s = run_dir.read_summary()
-    short = {r: v for r, v in s["rows"].items() if r != "reference"}
-    panels = [("train_loss_at_T", f"training loss at T = {s['horizon']}")] + [(n, n) for n in s["fitted"]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), layout="constrained", squeeze=False)
-    ks = [v["horizon"] for v in short.values()]
-    for ax, (quantity, label) in zip(axes[0], panels):
-        def of(row):
-            return row[quantity] if quantity == "train_loss_at_T" else row["hyper"][quantity]
-
-        ref = of(s["rows"]["reference"])
-        # a t interval of few seeds can reach below zero, which a log axis cannot show: such a
-        # bound is drawn at a tenth of the panel's smallest value, marked with a "v"
-        seen = [v for row in s["rows"].values() for v in of(row)["values"] if v is not None and v > 0]
-        floor = min(seen, default=1.0) / 10
-        if ref["mean"] is not None:
-            ax.axhline(ref["mean"], color="black", label=f"tuned at T = {s['horizon']}")
-            if ref["low"] is not None:
-                ax.axhspan(max(ref["low"], floor), ref["high"], color="0.8", alpha=0.6, label="its 95% interval")
-        for k, row in zip(ks, short.values()):
-            values = [v for v in of(row)["values"] if v is not None]
-            ax.plot([k] * len(values), values, ".", color="tab:blue", alpha=0.5)
-            if of(row)["mean"] is not None:
-                low, high = of(row)["low"], of(row)["high"]
-                err = None if low is None else [[of(row)["mean"] - max(low, floor)], [high - of(row)["mean"]]]
-                ax.errorbar([k], [of(row)["mean"]], yerr=err, fmt="o", color="tab:blue", capsize=4)
-                if low is not None and low < floor:
-                    ax.plot([k], [floor], "v", color="tab:blue")
-        ax.set(xscale="log", yscale="log", xlabel="tuning horizon K", ylabel=label)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"Tuned on a short horizon K, judged at T = {s['horizon']} ({s['seeds']} seeds: points, mean, "
-                 f"95% interval)")
-    run_dir.save_figure(fig, "bias")
-
-
-def report(run_dir: RunDir, prefix: str = "") -> str:
-    s, config = run_dir.read_summary(), run_dir.read_config()
-    names = s["fitted"]
-    head = " | ".join(["fit", *names, "loss at its horizon", "train loss at T", "x reference", "test error at T"])
-    rows = "\n".join(
-        f"| {r} | " + " | ".join([*(interval_text(v["hyper"][n]) for n in names),
-                                  *(interval_text(v[k], ".4f") for k in ("objective", "train_loss_at_T")),
-                                  interval_text(v["ratio_to_reference"]["train_loss_at_T"]),
-                                  interval_text(v["test_error_at_T"], ".4f")]) + " |" for r, v in s["rows"].items())
-    ratios = "\n".join(f"- {r}: " + ", ".join(f"{n} {interval_text(v['ratio_to_reference'][n])}x" for n in names)
-                       for r, v in s["rows"].items() if r != "reference")
-    edges = [line for v in s["rows"].values() for line in v["at_edge"]]
-    warning = ("\n**At the edge of the box** (the true optimum may lie outside it):\n\n"
-               + "\n".join(f"- {line}" for line in edges) + "\n") if edges else ""
-    return f"""## Would a short horizon mis-tune it? (`shorthorizon bias`)
-
-Task **{s['task']}** on **{s['dataset']}**, {optimizer_text(config)}; schedule: {s['schedule']}
-({'lr_t = lr0 (1 + t/' + format(config['decay_steps'], 'g') + ')^(-decay_exponent)'
-  if s['schedule'] == 'inverse-time' else 'a constant lr'}), fitted: {', '.join(names)}. Each of {s['seeds']} seeds
-fits them for the loss after each horizon (the reference: T = {s['horizon']}) from a shared
-{config['warm_start_steps']}-step warm start, then trains every fit for T steps. Cells: mean over seeds and
-{s['interval']}.
-
-| {head} |
-|{'---|' * (len(names) + 5)}
-{rows}
-
-Ratios to the reference (short / reference, within each seed):
-
-{ratios}
-{warning}
-![loss at T and fitted values against the tuning horizon]({prefix}bias.png)
-"""

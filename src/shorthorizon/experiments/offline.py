@@ -18,13 +18,14 @@ import numpy as np
 from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.hypergrad import ESTIMATORS
+from shorthorizon.experiments.pipeline import Sweep, long_run_unit
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
-                                           surface_points, validate_problem, zoom_points)
+                                           surface_points, validate_problem, with_family, zoom_points)
 from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.offline import plot, section
 from shorthorizon.results import RunDir
-from shorthorizon.runners import Unit, run_seeded, seed_name
+from shorthorizon.runners import Unit, seed_name
 from shorthorizon.stats import over_seeds
 
 NAME = "offline"
@@ -112,12 +113,6 @@ def problem(config: Config) -> OfflineFit:
 
 
 # --- units of work: module-level, plain arguments ------------------------------------
-def surface_unit(config: Config, chunk: int) -> dict:
-    """Meta-objective at every horizon of one chunk of surface samples, all trained on the
-    batches of the surface key (the stream SMD's fits are judged on, too)."""
-    return {"loss": problem(config).surface(surface_points(config, chunk=chunk), tuple(sorted(config.horizons)))}
-
-
 def zoom_unit(config: Config, horizon: int, lr0: float, decay_exponent: float) -> dict:
     """The meta-objective at ``horizon`` of :func:`zoom_points` around (lr0, decay_exponent),
     on the surface's batches (its value at the center is the surface's)."""
@@ -185,17 +180,16 @@ def headlines(config: Config) -> dict:
             for path, by_factors in HEADLINES.items()}
 
 
-def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
-    """Train the longest horizon with a fitted schedule; training-loss and test-error curves."""
-    return problem(config).long_run({"lr": lr0, "decay_exponent": decay_exponent}, max(config.horizons))
-
-
 def _start(config: Config) -> dict:
     return {"lr": config.init_lr0[0], "decay_exponent": config.init_decay_exponent[0]}
 
 
 # --- the experiment ------------------------------------------------------------------
 def validate(config: Config) -> None:
+    if config.schedule != "inverse-time" or config.adapt:
+        raise ValueError(f"config keys 'schedule' and 'adapt': {NAME} fits the paper's inverse-time schedule (lr0 and "
+                         "decay exponent); for another family or more hyperparameters, use `shorthorizon bias "
+                         "--schedule NAME --adapt NAME`")
     validate_problem(config, max(config.horizons))
     if config.zoom_samples and not (config.smd_from_surface and config.smd_max_horizon):
         raise ValueError("config key 'zoom_samples' needs smd_from_surface and smd_max_horizon: it refines the best "
@@ -210,36 +204,34 @@ def validate(config: Config) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = resolve_dataset(config)
+    config = with_family(resolve_dataset(config))
     run_dir.write_config(config)
     horizons = sorted(config.horizons)
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
-    stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
+    sweep = Sweep(run_dir, executor, ray_address)
     if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
         problem(config).announce(NAME, estimated_cost(config), min(config.horizons), _start(config))
 
-    chunks = range(config.surface_samples // config.surface_chunk)
-    surface = run_seeded(surface_unit, [[Unit(f"surface_c{c}", dict(config=s, chunk=c)) for c in chunks]
-                                        for s in seeds], desc="surface", **stage)
-    surface_loss = [np.concatenate([units[f"surface_c{c}"]["loss"] for c in chunks], axis=1) for units in surface]
+    surface_loss = sweep.surface(seeds, tuple(horizons))
     starts = [_starts(s, horizons, loss) for s, loss in zip(seeds, surface_loss)]
-    fits = run_seeded(smd_unit, [[Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, restart=r, lr0=lr0,
+    fits = sweep.run(smd_unit, [[Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, restart=r, lr0=lr0,
                                                               decay_exponent=decay_exponent), cost=smd_cost(config, h))
                                   for h in horizons for r, (lr0, decay_exponent) in enumerate(start[h])]
-                                 for s, start in zip(seeds, starts)], desc="SMD", **stage)
-    zooms = run_seeded(zoom_unit, [[Unit(f"zoom_T{h}", dict(config=s, horizon=h, lr0=start[h][0][0],
+                                 for s, start in zip(seeds, starts)], desc="SMD")
+    zooms = sweep.run(zoom_unit, [[Unit(f"zoom_T{h}", dict(config=s, horizon=h, lr0=start[h][0][0],
                                                             decay_exponent=start[h][0][1]), cost=h)
-                                    for h in zoomed(config)] for s, start in zip(seeds, starts)], desc="zoom", **stage)
+                                    for h in zoomed(config)] for s, start in zip(seeds, starts)], desc="zoom")
     chosen = [_choose(s, horizons, loss, fit, zoom) for s, loss, fit, zoom in zip(seeds, surface_loss, fits, zooms)]
 
-    long_units = [[Unit(f"long_T{h}", dict(config=s, lr0=float(fit["lr0"][-1]),
-                                           decay_exponent=float(fit["decay_exponent"][-1])))
+    long_units = [[Unit(f"long_T{h}", dict(config=s, values={"lr": float(fit["lr0"][-1]),
+                                                             "decay_exponent": float(fit["decay_exponent"][-1])},
+                                           horizon=horizons[-1]))
                    for h, fit in fitted.items()] for s, (_, _, fitted) in zip(seeds, chosen)]
     pending = sum(not run_dir.has_unit(seed_name(u.name, k)) for k, units in enumerate(long_units) for u in units)
     if pending:
         problem(config).announce(f"{NAME} long runs", {"training": pending * horizons[-1]}, min(horizons),
                                  _start(config))
-    long = run_seeded(long_run_unit, long_units, desc="long runs", **stage)
+    long = sweep.run(long_run_unit, long_units, desc="long runs")
     per_seed = []
     for k, (s, (objectives, best_restart, fitted)) in enumerate(zip(seeds, chosen)):
         _save_curves(run_dir, k, s, surface_loss[k], fits[k], zooms[k], best_restart, long[k])

@@ -34,12 +34,13 @@ import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
 from shorthorizon.hypergrad import ESTIMATORS, make_estimator
+from shorthorizon.experiments.pipeline import Sweep, long_run_unit
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, lr0_named, resolve_dataset, surface_points,
-                                           validate_problem)
+                                           validate_problem, with_family)
 from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
-from shorthorizon.runners import Unit, run_seeded, seed_name
+from shorthorizon.runners import Unit, seed_name
 from shorthorizon.stats import over_seeds
 
 NAME = "truncated"
@@ -91,8 +92,12 @@ PRESETS = {
 
 
 def validate(config: Config) -> None:
+    if config.schedule != "inverse-time" or config.adapt:
+        raise ValueError(f"config keys 'schedule' and 'adapt': {NAME} fits the paper's inverse-time schedule (lr0 and "
+                         "decay exponent); for another family or more hyperparameters, use `shorthorizon bias "
+                         "--schedule NAME --adapt NAME`")
     validate_problem(config, config.horizon)
-    within("init_lr0", config.init_lr0, "lr0_range", config.lr0_range)
+    within("init_lr0", config.init_lr0, "lr0_range", with_family(config).lr0_range)
     within("init_decay_exponent", config.init_decay_exponent, "decay_exponent_range", config.decay_exponent_range)
     if config.horizon % config.truncation:
         raise ValueError(f"config key 'truncation' ({config.truncation}) must divide the horizon ({config.horizon})")
@@ -141,15 +146,6 @@ def reference_unit(config: Config) -> dict:
     return {**lr0_named(result), "meta_steps": steps, "inner_steps": steps * config.horizon, "wall_time_s": wall}
 
 
-def surface_unit(config: Config, chunk: int) -> dict:
-    """The loss at T of one chunk of surface samples."""
-    return {"loss": problem(config).surface(surface_points(config, chunk=chunk), (config.horizon,))}
-
-
-def long_run_unit(config: Config, lr0: float, decay_exponent: float) -> dict:
-    return problem(config).long_run({"lr": lr0, "decay_exponent": decay_exponent}, config.horizon)
-
-
 # --- the experiment ---------------------------------------------------------------------------
 def names(config: Config) -> list[str]:
     """Report names of the fits, the reference first: ``smd_full``, ``forward_K100``, ``tbptt_K100``, ..."""
@@ -188,33 +184,31 @@ def _announce_cost(config: Config, run_dir: RunDir) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = resolve_dataset(config)
+    config = with_family(resolve_dataset(config))
     run_dir.write_config(config)
-    stage = dict(run_dir=run_dir, executor=executor, ray_address=ray_address)
     _announce_cost(config, run_dir)
 
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
-    chunks = range(config.surface_samples // config.surface_chunk)
-    surface = run_seeded(surface_unit, [[Unit(f"surface_c{c}", dict(config=s, chunk=c)) for c in chunks]
-                                        for s in seeds], desc="surface", **stage)
-    reference = run_seeded(reference_unit, [[Unit(f"fit_{REFERENCE}", dict(config=s))] for s in seeds],
-                           desc="reference fit", **stage)
-    windowed_fits = run_seeded(windowed_unit, [[Unit(f"fit_{e}", dict(config=s, estimator=e), cost=fit_cost(config, e))
+    sweep = Sweep(run_dir, executor, ray_address)
+    surface = sweep.surface(seeds, (config.horizon,))
+    reference = sweep.run(reference_unit, [[Unit(f"fit_{REFERENCE}", dict(config=s))] for s in seeds],
+                           desc="reference fit")
+    windowed_fits = sweep.run(windowed_unit, [[Unit(f"fit_{e}", dict(config=s, estimator=e), cost=fit_cost(config, e))
                                                 for e in config.estimators] for s in seeds],
-                               desc="windowed fits", **stage)
+                               desc="windowed fits")
     fits = [dict(zip(names(config), [r[f"fit_{REFERENCE}"], *(w[f"fit_{e}"] for e in config.estimators)]))
             for r, w in zip(reference, windowed_fits)]
-    long = run_seeded(long_run_unit, [[Unit(f"long_{n}", dict(config=s, lr0=float(f["lr0"][-1]),
-                                                              decay_exponent=float(f["decay_exponent"][-1])))
-                                       for n, f in fit.items()
-                                       if np.isfinite(f["lr0"][-1]) and np.isfinite(f["decay_exponent"][-1])]
-                                      for s, fit in zip(seeds, fits)], desc="long runs", **stage)
+    long = sweep.run(long_run_unit, [[Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values={
+                                          "lr": float(f["lr0"][-1]), "decay_exponent": float(f["decay_exponent"][-1])}))
+                                      for n, f in fit.items()
+                                      if np.isfinite(f["lr0"][-1]) and np.isfinite(f["decay_exponent"][-1])]
+                                     for s, fit in zip(seeds, fits)], desc="long runs")
 
     per_seed = []
     for k, s in enumerate(seeds):
         run_dir.save_curves(seed_name("surface", k), **lr0_named(surface_points(s)), lr0_range=config.lr0_range,
                             decay_exponent_range=config.decay_exponent_range,
-                            loss=np.concatenate([surface[k][f"surface_c{c}"]["loss"][0] for c in chunks]))
+                            loss=surface[k][0])
         for n, f in fits[k].items():
             run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(f"long_{n}", {}),
                                 **{key: f[key] for key in ("lr0", "decay_exponent", "inner_steps")})

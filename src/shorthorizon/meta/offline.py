@@ -102,9 +102,11 @@ def warm_start(offline: Offline, train_data: Data, key: jax.Array, eval_set: Dat
     params, state, model_state, _ = train(offline.task, optimizer, params, state,
                                           stochastic_batches(train_data, batch_key, steps, offline.batch_size), steps,
                                           model_state=offline.task.init_state(init_key), key=model_key(batch_key))
-    # the horizons' optimizer adds the inverse-time schedule, whose exponent the state then holds
+    # the horizons' optimizer adds the schedule, whose hyperparameters the state then holds (at
+    # their defaults until a horizon sets them)
+    defaults = offline.optimizer.schedule.defaults
     state = state._replace(step=jnp.zeros_like(state.step),
-                           hyper={**state.hyper, "decay_exponent": jnp.zeros_like(state.hyper["lr"])})
+                           hyper={**state.hyper, **{k: jnp.full_like(state.hyper["lr"], v) for k, v in defaults.items()}})
     return Problem(params, state, train_data, eval_set, model_state)
 
 
@@ -176,6 +178,14 @@ def windowed_chunk(offline: Offline, problem: Problem, estimator, state: SMDStat
     raw before the step))``."""
     return offline.smd(problem, horizon).run_windowed(offline.windowed(problem, estimator, horizon), state,
                                                       est_state, keys)
+
+
+@partial(jax.jit, static_argnames=("offline",))
+def start_loss(offline: Offline, problem: Problem, key: jax.Array) -> jax.Array:
+    """The warm start's mean training loss on the evaluation batches: what every horizon starts
+    from (:func:`long_run`'s first point with the same ``key``), the scale divergence is judged on."""
+    _, eval_model_key = jax.random.split(model_key(key))
+    return mean_loss(offline.task, problem.params, problem.eval_set, problem.model_state, eval_model_key)
 
 
 @partial(jax.jit, static_argnames=("offline", "horizon", "points"))

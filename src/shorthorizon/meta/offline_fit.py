@@ -18,6 +18,7 @@ share them and their compiled programs.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 import time
 from dataclasses import dataclass
@@ -27,14 +28,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
 from shorthorizon import optim
 from shorthorizon.config import (ANY, FRACTION, NONNEGATIVE, POSITIVE, SEED, Rule, check, key, low_high,
-                                 one_of, optimizer_hyper)
+                                 one_of, optimizer_hyper, optional)
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import Data, Truncated, batches
-from shorthorizon.meta.offline import (Offline, Problem, fit_chunk, long_run, meta_objective, surface,
+from shorthorizon.meta.offline import (Offline, Problem, fit_chunk, long_run, meta_objective, start_loss, surface,
                                        warm_start, windowed_chunk, windowed_init)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.tasks import make_task, task_factory
@@ -56,13 +58,15 @@ class OfflineConfig:
     task: str = key("mlp", TASK)  # or package.module:factory (tasks.FACTORY)
     batch_size: int = key(100, POSITIVE)
     warm_start_steps: int = key(50, NONNEGATIVE)
-    warm_start_lr: float = key(0.1, POSITIVE)
+    warm_start_lr: float = key(0.0, NONNEGATIVE)  # 0: the optimizer family's
     optimizer: str = key("momentum", one_of(optim.OPTIMIZERS))  # the base optimizer (momentum: the paper's)
     momentum: float = key(0.9, FRACTION)  # the heavy ball's momentum; Adam's b1
     hyper: tuple[str, ...] = key((), ANY)  # its other hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
-    decay_steps: float = key(5000.0, POSITIVE)  # lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent)
+    schedule: str = key("inverse-time", one_of(optim.SCHEDULES))  # the lr's schedule family (optim.SCHEDULES)
+    decay_steps: float = key(5000.0, POSITIVE)  # inverse-time: lr_t = lr0 (1 + t / decay_steps)^(-decay_exponent)
+    adapt: tuple[str, ...] = key((), ANY)  # more hyperparameters fitted (as constants): NAME or NAME:LOW:HIGH
     eval_batches: int = key(600, POSITIVE)  # fixed batches of the meta-objective; 600 x 100 = one epoch
-    lr0_range: tuple[float, ...] = key((1e-3, 10**-0.3), low_high(POSITIVE))  # surface samples' and SMD's box
+    lr0_range: tuple[float, ...] = key((), optional(low_high(POSITIVE)))  # the lr's box; empty: the optimizer family's
     decay_exponent_range: tuple[float, ...] = key((1e-2, 10**2.3), low_high(POSITIVE))
     surface_samples: int = key(2500, POSITIVE)
     surface_chunk: int = key(125, POSITIVE)  # samples per unit of work
@@ -77,7 +81,16 @@ def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
     cannot use (before any work: nothing is loaded): each key's rule (:func:`check`), then the
     constraints between keys and the run's ``long_horizon`` (its long runs' steps)."""
     check(config)
+    config = with_family(config)
     optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
+    try:
+        names = space(config).names
+    except ValueError as err:
+        raise ValueError(f"config key 'adapt': {err}") from None
+    own = set(optim.make_optimizer(config.optimizer).hyperparameters()) | set(_schedule(config, 1).defaults)
+    if set(names) - own or len(set(names)) != len(names):
+        raise ValueError(f"config key 'adapt' must name distinct hyperparameters of optimizer {config.optimizer!r} "
+                         f"or schedule {config.schedule!r} ({', '.join(sorted(own - {'lr'}))}), got {config.adapt!r}")
     if config.surface_samples % config.surface_chunk:
         raise ValueError(f"config key 'surface_chunk' must divide surface_samples={config.surface_samples}")
     if long_horizon % config.curve_points:
@@ -102,13 +115,46 @@ def resolve_dataset(config: OfflineConfig) -> OfflineConfig:
 # the keys that pose the problem: runs that differ only elsewhere share its data, warm start and
 # compiled programs (a new Task object would compile every program anew)
 PROBLEM = ("dataset", "data_dir", "verify", "seed", "task", "batch_size", "warm_start_steps", "warm_start_lr",
-           "optimizer", "momentum", "hyper", "decay_steps", "eval_batches")
+           "optimizer", "momentum", "hyper", "schedule", "decay_steps", "eval_batches")
 STREAMS = ("warm_start", "eval_set", "surface", "smd", "long_run")
 
 
-def schedule_space(config: OfflineConfig) -> optim.LogSpace:
-    """SMD's space and box of the inverse-time schedule: lr (= lr0) and decay_exponent."""
-    return optim.LogSpace((("lr", *config.lr0_range), ("decay_exponent", *config.decay_exponent_range)))
+# The optimizer families' boxes of the schedule's lr and their warm-start lr: the heavy ball's
+# (and SGD's) are the paper's; Adam's step is ~lr per coordinate whatever the gradient's scale,
+# so its useful lr lies two decades lower. AdamW's weight decay is optax's default unless given.
+FAMILIES = {"momentum": ((1e-3, 10**-0.3), 0.1), "sgd": ((1e-3, 10**-0.3), 0.1),
+            "adam": ((1e-5, 1e-2), 1e-3), "adamw": ((1e-5, 1e-2), 1e-3)}
+ADAPT_RANGES = {"weight_decay": (1e-6, 1.0), "momentum": (0.0, 0.999)}  # bounds of adapt entries without them
+
+
+def with_family(config: OfflineConfig) -> OfflineConfig:
+    """``config`` with what it leaves open set as its optimizer family's: the lr's box, the
+    warm-start lr, and AdamW's weight decay (optax's default, read off ``optax.adamw``)."""
+    box, warm = FAMILIES.get(config.optimizer, FAMILIES["momentum"])
+    hyper = config.hyper
+    if config.optimizer == "adamw" and not any(h.partition("=")[0] == "weight_decay" for h in hyper):
+        default = inspect.signature(optax.adamw).parameters["weight_decay"].default
+        hyper = (*hyper, f"weight_decay={default!r}")
+    return dataclasses.replace(config, lr0_range=config.lr0_range or box, warm_start_lr=config.warm_start_lr or warm,
+                               hyper=hyper)
+
+
+def _schedule(config: OfflineConfig, length: int) -> optim.Schedule:
+    """The config's schedule laid over ``length`` steps (``decay_steps``: the families that have it)."""
+    fields = {f.name for f in dataclasses.fields(optim.SCHEDULES[config.schedule])}
+    return optim.make_schedule(config.schedule, length,
+                               **({"decay_steps": config.decay_steps} if "decay_steps" in fields else {}))
+
+
+def space(config: OfflineConfig) -> optim.LogSpace:
+    """The fitted hyperparameters and their box (SMD's space; the surface's samples): the lr, the
+    decay exponent of the inverse-time schedule (the paper's fit), then the ``adapt`` entries
+    (the optimizer's hyperparameters or the schedule's shape, as constants)."""
+    config = with_family(config)
+    fitted = (("lr", *config.lr0_range),) + (
+        (("decay_exponent", *config.decay_exponent_range),) if config.schedule == "inverse-time" else ())
+    boxes = {**ADAPT_RANGES, **{n: p.box for n, p in _schedule(config, 1).hyperparameters.items()}}
+    return optim.LogSpace(fitted + optim.log_space(config.adapt, boxes).ranges)
 
 
 def _log_uniform(rng: np.random.Generator, space: optim.LogSpace, samples: int, box=None) -> dict:
@@ -123,28 +169,27 @@ def _log_uniform(rng: np.random.Generator, space: optim.LogSpace, samples: int, 
     return points
 
 
-def surface_points(config: OfflineConfig, space: optim.LogSpace | None = None, chunk: int | None = None) -> dict:
-    """The surface's samples of the space's hyperparameters (default: :func:`schedule_space`),
-    log-uniform in the box; with ``chunk``, that chunk's ``surface_chunk`` samples alone (a unit's)."""
-    points = _log_uniform(np.random.default_rng(config.seed), space or schedule_space(config), config.surface_samples)
+def surface_points(config: OfflineConfig, chunk: int | None = None) -> dict:
+    """The surface's samples of the fitted hyperparameters (:func:`space`), log-uniform in their
+    box; with ``chunk``, that chunk's ``surface_chunk`` samples alone (a unit's)."""
+    points = _log_uniform(np.random.default_rng(config.seed), space(config), config.surface_samples)
     if chunk is None:
         return points
     return {k: v[chunk * config.surface_chunk:(chunk + 1) * config.surface_chunk] for k, v in points.items()}
 
 
-def zoom_points(config: OfflineConfig, horizon: int, center: dict, width: float, samples: int,
-                space: optim.LogSpace | None = None) -> dict:
+def zoom_points(config: OfflineConfig, horizon: int, center: dict, width: float, samples: int) -> dict:
     """``samples`` points around ``center`` for ``horizon``: the first is ``center`` itself, the
-    others log-uniform within ``width`` decades of it on each axis, inside the box."""
-    space = space or schedule_space(config)
+    others log-uniform within ``width`` decades of it on each axis, inside the box (:func:`space`)."""
+    fitted = space(config)
     rng = np.random.default_rng([config.seed, horizon])
     box = {}
-    for name, low, high in space.ranges:
+    for name, low, high in fitted.ranges:
         log = np.log10(np.array([1 - high, 1 - low]) if name in optim.COMPLEMENTED else np.array([low, high]))
         value = np.log10(1 - center[name] if name in optim.COMPLEMENTED else center[name])
         near = np.clip(value + np.array([-width, width]), *log)
         box[name] = tuple(1 - 10 ** near[::-1] if name in optim.COMPLEMENTED else 10 ** near)
-    points = _log_uniform(rng, space, samples - 1, box)
+    points = _log_uniform(rng, fitted, samples - 1, box)
     return {k: np.concatenate([[center[k]], v]).astype(np.float32) for k, v in points.items()}
 
 
@@ -169,25 +214,25 @@ def best(loss: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _static(task: str, input_shape: tuple[int, ...], num_classes: int, optimizer: str, decay_steps: float,
+def _static(task: str, input_shape: tuple[int, ...], num_classes: int, optimizer: str, schedule: optim.Schedule,
             batch_size: int) -> Offline:
     """One task and optimizer object per process and kind: problems that differ in seed or data
     alone (seeds of one run) share every compiled program."""
-    return Offline(make_task(task, input_shape, num_classes),
-                   optim.make_optimizer(optimizer, optim.inverse_time(decay_steps)), batch_size)
+    return Offline(make_task(task, input_shape, num_classes), optim.make_optimizer(optimizer, schedule), batch_size)
 
 
 @lru_cache(maxsize=4)
 def _build(config: OfflineConfig) -> "OfflineFit":
     """The problem of ``config`` (its :data:`PROBLEM` keys alone), built once per process."""
     ds, train, test = splits.load(config.dataset, config.data_dir or None, verify=config.verify)
-    offline = _static(config.task, tuple(ds.train_x.shape[1:]), ds.num_classes, config.optimizer, config.decay_steps,
-                      config.batch_size)
+    # the warm start runs the optimizer without its schedule: the schedule's length is set later (over)
+    offline = _static(config.task, tuple(ds.train_x.shape[1:]), ds.num_classes, config.optimizer,
+                      _schedule(config, 1), config.batch_size)
     base = jax.random.PRNGKey(config.seed)
     keys = {name: jax.random.fold_in(base, i) for i, name in enumerate(STREAMS)}
     eval_set = batches(train, keys["eval_set"], config.eval_batches, config.batch_size, replace=False)
     problem = warm_start(offline, train, keys["warm_start"], eval_set, config.warm_start_steps,
-                         optimizer_hyper(config, config.warm_start_lr))
+                         optimizer_hyper(with_family(config), with_family(config).warm_start_lr))
     return OfflineFit(offline, problem, test, keys, config)
 
 
@@ -203,17 +248,26 @@ class OfflineFit(NamedTuple):
 
     @classmethod
     def from_config(cls, config: OfflineConfig, estimator=Truncated(mode="forward"),
-                    meta_lr: float | tuple[float, int] | None = None,
-                    space: optim.LogSpace | None = None) -> "OfflineFit":
+                    meta_lr: float | tuple[float, int] | None = None, length: int | None = None) -> "OfflineFit":
         """The problem ``config`` poses (any config that extends :class:`OfflineConfig`), with
-        SMD's ``space`` (default :func:`schedule_space`: the schedule's lr and decay exponent in
-        the config's box), its ``meta_lr`` (or ``meta_lr``: a number or ``(peak, steps)``,
-        cosine-decayed) and ``estimator`` for the full-horizon fits."""
+        SMD's space (:func:`space`: the fitted hyperparameters in their box), its ``meta_lr`` (or
+        ``meta_lr``: a number or ``(peak, steps)``, cosine-decayed), ``estimator`` for the
+        full-horizon fits, and the schedule laid over ``length`` steps (:meth:`over`)."""
         built = _build(OfflineConfig(**{k: getattr(config, k) for k in PROBLEM}))
-        offline = built.offline._replace(space=space or schedule_space(config), estimator=estimator,
+        offline = built.offline._replace(space=space(config), estimator=estimator,
                                          meta_lr=config.meta_lr if meta_lr is None else meta_lr)
-        return built._replace(offline=offline, config=OfflineConfig(
-            **{f.name: getattr(config, f.name) for f in dataclasses.fields(OfflineConfig)}))
+        fit = built._replace(offline=offline, config=with_family(OfflineConfig(
+            **{f.name: getattr(config, f.name) for f in dataclasses.fields(OfflineConfig)})))
+        if length is None and offline.optimizer.schedule.depends_on_length:
+            raise ValueError(f"schedule {config.schedule!r} is laid over a run's length: give the problem its length")
+        return fit if length is None else fit.over(length)
+
+    def over(self, length: int) -> "OfflineFit":
+        """This problem with its schedule laid over ``length`` steps (a length-free schedule,
+        inverse-time or constant, is unchanged)."""
+        optimizer = self.offline.optimizer
+        return self._replace(offline=self.offline._replace(
+            optimizer=optimizer._replace(schedule=optimizer.schedule.over(length))))
 
     def hyper(self, values: dict) -> dict:
         """Hyperparameter values (name -> number) in the weights' precision."""
@@ -298,6 +352,10 @@ class OfflineFit(NamedTuple):
         test-error curves at ``curve_points`` points."""
         return long_run(self.offline, self.problem, self.hyper(values), self.keys["long_run"], self.test, horizon,
                         self.config.curve_points)
+
+    def start_loss(self) -> float:
+        """The warm start's training loss on the evaluation batches (the long runs' first point)."""
+        return float(start_loss(self.offline, self.problem, self.keys["long_run"]))
 
     def speed(self, horizon: int, start: dict, seconds: float = 0.5) -> tuple[float, float]:
         """``(plain training steps per second, seconds to compile one program)``, timed on

@@ -1,0 +1,140 @@
+"""The offline pipeline that ``offline``, ``truncated`` and ``bias`` compose (not a command).
+
+Every fit of a schedule on the offline problem (:class:`~shorthorizon.meta.offline_fit.OfflineFit`)
+is found the same way, seed by seed: log-uniform samples of the box scored at every horizon
+(prefixes of one vmapped unroll, on the batches every fit is judged by), a zoom of samples
+around a horizon's best one, optionally SMD from the best candidate, and long runs of the picks.
+This module holds those stages once: their units of work (module-level functions of plain
+arguments, so that Ray can ship them and a stored unit records what it was computed from), the
+sweep that runs one stage's units of every seed together (:class:`Sweep`), and the typed
+result a stage hands to the next (:class:`Candidates`). The commands keep what differs: their
+horizons, which stages they run in which order, their summaries, claims and figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple, Sequence
+
+import jax
+import numpy as np
+
+from shorthorizon import optim
+from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, best, surface_points, zoom_points
+from shorthorizon.results import RunDir
+from shorthorizon.runners import Unit, run_seeded
+from shorthorizon.stats import identified_range
+
+# A run whose training loss is not finite, or exceeds this multiple of its initial loss at any
+# curve point, diverged: on the paper's MLP the loss after the warm start is ~0.5 and chance
+# ~2.3, so a run that merely learns nothing is not flagged, while one that blows up is.
+DIVERGENCE = 10.0
+
+
+def diverged(train_loss) -> bool:
+    """Whether a long run's training-loss curve (its first point: the start) diverged."""
+    loss = np.asarray(train_loss, float)
+    return bool(not np.isfinite(loss).all() or np.any(loss > DIVERGENCE * loss[0]))
+
+
+def unless_diverged(loss: np.ndarray, start: float) -> np.ndarray:
+    """Objectives with those of diverged samples (not finite, or above :data:`DIVERGENCE` times
+    the ``start`` loss) set to inf, so that no fit, span or ranking counts them."""
+    loss = np.asarray(loss, float)
+    return np.where(np.isfinite(loss) & (loss <= DIVERGENCE * start), loss, np.inf)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Points of the box (hyperparameter name -> values) and their objective at one horizon."""
+
+    points: Mapping[str, np.ndarray]
+    loss: np.ndarray
+
+    def __add__(self, other: "Candidates") -> "Candidates":
+        return Candidates({k: np.concatenate([v, np.atleast_1d(other.points[k])]) for k, v in self.points.items()},
+                          np.concatenate([self.loss, np.atleast_1d(other.loss)]))
+
+    def top(self, n: int) -> list[dict]:
+        """The ``n`` points of lowest finite objective (name -> value), best first."""
+        return [{k: float(v[i]) for k, v in self.points.items()} for i in best(self.loss)[:n]
+                if np.isfinite(self.loss[i])]
+
+    def best(self) -> dict | None:
+        """The point of lowest finite objective, None where every one diverged."""
+        return next(iter(self.top(1)), None)
+
+    def best_loss(self) -> float:
+        finite = self.loss[np.isfinite(self.loss)]
+        return float(finite.min()) if finite.size else float("nan")
+
+    def identified(self, fitted: optim.LogSpace, tolerance: float) -> dict:
+        """Per hyperparameter of ``fitted``, the span of the points whose objective is within
+        ``tolerance`` (relative) of the best and the share of its box it covers, in the space's
+        coordinate (log(1 − μ) for a momentum): :func:`~shorthorizon.stats.identified_range`;
+        None where every point diverged."""
+        out = {}
+        for name, low, high in fitted.ranges:
+            if name in optim.COMPLEMENTED:
+                span = identified_range(1 - self.points[name], self.loss, tolerance, box=(1 - high, 1 - low))
+                out[name] = span and span._replace(low=1 - span.high, high=1 - span.low)
+            else:
+                out[name] = identified_range(self.points[name], self.loss, tolerance, box=(low, high))
+        return out
+
+
+def problem(config: OfflineConfig, length: int | None = None) -> OfflineFit:
+    """The offline problem of ``config``, its schedule laid over ``length`` steps (a length-free
+    schedule's problem needs none)."""
+    return OfflineFit.from_config(config, length=length)
+
+
+# --- units: one seed's config each ----------------------------------------------------------
+def surface_unit(config: OfflineConfig, chunk: int, horizons: tuple[int, ...], length: int | None = None) -> dict:
+    """The objective at every one of the increasing ``horizons`` (rows) of one chunk of the
+    surface's samples (columns), the schedule laid over ``length``."""
+    return {"loss": problem(config, length).surface(surface_points(config, chunk), tuple(horizons))}
+
+
+def zoom_unit(config: OfflineConfig, horizon: int, center: dict, length: int | None = None) -> dict:
+    """The objective at ``horizon`` of :func:`~shorthorizon.meta.offline_fit.zoom_points`
+    around ``center`` (the first: itself), the schedule laid over ``length``."""
+    points = zoom_points(config, horizon, center, config.zoom_width, config.zoom_samples)
+    return {**points, "loss": problem(config, length).surface(points, (horizon,))[0]}
+
+
+def refine_unit(config: OfflineConfig, horizon: int, start: dict, length: int | None = None) -> dict:
+    """SMD of the objective at ``horizon`` from ``start`` (``config.meta_steps`` meta-steps), the
+    schedule laid over ``length``: its last point and its objective."""
+    fit = problem(config, length)
+    key = jax.random.fold_in(fit.keys["smd"], horizon)
+    out = fit.fit(horizon, start, jax.random.split(key, config.meta_steps), f"SMD T={horizon} seed {config.seed}")
+    return {k: v[-1] for k, v in out.items() if k in start} | {"loss": out["meta_objective"]}
+
+
+def long_run_unit(config: OfflineConfig, values: dict, horizon: int) -> dict:
+    """Train ``horizon`` steps with the hyperparameter ``values``: training-loss and test-error
+    curves (:meth:`~shorthorizon.meta.offline_fit.OfflineFit.long_run`)."""
+    return problem(config, horizon).long_run(values, horizon)
+
+
+class Sweep(NamedTuple):
+    """Where a run's stages go: its folder (finished units are kept and skipped) and executor.
+    Each stage takes one list per seed and runs every seed's units in one sweep."""
+
+    run_dir: RunDir
+    executor: str = "local"
+    ray_address: str | None = None
+
+    def run(self, fn, units: Sequence[Sequence[Unit]], desc: str) -> list[dict]:
+        return run_seeded(fn, units, self.run_dir, self.executor, self.ray_address, desc)
+
+    def surface(self, seeds: Sequence[OfflineConfig], horizons: tuple[int, ...], length: int | None = None,
+                name: str = "surface") -> list[np.ndarray]:
+        """Every seed's surface: its samples' objective at each horizon (rows), in chunks of
+        ``surface_chunk`` samples (units ``{name}_c{chunk}``)."""
+        chunks = range(seeds[0].surface_samples // seeds[0].surface_chunk)
+        extra = {} if length is None else {"length": length}
+        done = self.run(surface_unit, [[Unit(f"{name}_c{c}", dict(config=s, chunk=c, horizons=tuple(horizons), **extra))
+                                        for c in chunks] for s in seeds], desc=name)
+        return [np.concatenate([units[f"{name}_c{c}"]["loss"] for c in chunks], axis=1) for units in done]
