@@ -10,7 +10,8 @@ The public API, one import away (``from shorthorizon import NQM, Online, make_es
 - meta-optimization: :class:`SMD` (the outer loop), :class:`Online` (adapt while training),
   :class:`Offline` and :class:`OfflineFit` (fit a decay schedule, built from an
   :class:`OfflineConfig`);
-- tasks: :class:`Task`, :func:`mlp`, :func:`cnn`, :func:`classifier`, :func:`make_task`;
+- tasks: :class:`Task`, :func:`mlp`, :func:`cnn`, :func:`classifier`, :func:`make_task`, and the
+  adapters of a user's Flax NNX or Equinox model, :func:`nnx_classifier`, :func:`equinox_classifier`;
 - optimizers: :func:`make_optimizer`, :func:`momentum`, :func:`sgd`, :func:`adam`,
   :func:`adamw`, :class:`LogSpace`, :class:`EffectiveSpace`; learning-rate schedules:
   :func:`make_schedule` and :data:`SCHEDULES` (schedule objects, :class:`Schedule`),
@@ -37,6 +38,7 @@ _API = {
     "OfflineFit": "shorthorizon.meta.offline_fit", "OfflineConfig": "shorthorizon.meta.offline_fit",
     "Task": "shorthorizon.tasks", "mlp": "shorthorizon.tasks", "cnn": "shorthorizon.tasks",
     "classifier": "shorthorizon.tasks", "make_task": "shorthorizon.tasks",
+    "nnx_classifier": "shorthorizon.tasks.adapters", "equinox_classifier": "shorthorizon.tasks.adapters",
     "make_optimizer": "shorthorizon.optim", "momentum": "shorthorizon.optim", "sgd": "shorthorizon.optim",
     "adam": "shorthorizon.optim", "adamw": "shorthorizon.optim", "inverse_time": "shorthorizon.optim",
     "make_schedule": "shorthorizon.optim", "SCHEDULES": "shorthorizon.optim", "Schedule": "shorthorizon.optim",
