@@ -187,19 +187,17 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     candidates = [dict(by_fit) for by_fit in sampled]
     for stage, fn, wanted, arg in (("zoom", zoom_unit, lambda f: f.searched and config.zoom_samples > 1, "center"),
                                    ("refine", refine_unit, lambda f: refined(config, f), "start")):
-        units = [[Unit(f"{stage}_{f.label}", {"config": s, "horizon": f.horizon, arg: c[f].best(), "length": f.length},
-                       cost=f.horizon)
-                  for f in every if wanted(f) and c[f].best() is not None] for s, c in zip(seeds, candidates)]
-        done = sweep.run(fn, units, desc=stage)
+        done = sweep.run(fn, [{f: Unit(f"{stage}_{f.label}", {"config": s, "horizon": f.horizon, arg: c[f].best(),
+                                                               "length": f.length}, cost=f.horizon)
+                               for f in every if wanted(f) and c[f].best() is not None}
+                              for s, c in zip(seeds, candidates)], desc=stage)
         for c, out, start in zip(candidates, done, starts):
-            for f in every:
-                if f"{stage}_{f.label}" in out:
-                    result = out[f"{stage}_{f.label}"]
-                    c[f] = c[f] + Candidates({n: result[n] for n in names}, unless_diverged(result["loss"], start))
+            for f, result in out.items():
+                c[f] = c[f] + Candidates({n: result[n] for n in names}, unless_diverged(result["loss"], start))
 
     picks = [{f: c[f].best() for f in every} for c in candidates]
-    long = sweep.run(long_run_unit, [[Unit(f"long_{f.label}", dict(config=s, values=p[f], horizon=config.horizon))
-                                      for f in every if p[f] is not None] for s, p in zip(seeds, picks)],
+    long = sweep.run(long_run_unit, [{f: Unit(f"long_{f.label}", dict(config=s, values=p[f], horizon=config.horizon))
+                                      for f in every if p[f] is not None} for s, p in zip(seeds, picks)],
                      desc="long runs")
     summary = _summary(config, sampled, candidates, picks, long)
     for row in summary["fits"].values():
@@ -256,7 +254,7 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, long:
     reference = every[0]
 
     def at_t(k, f, curve):
-        run = long[k].get(f"long_{f.label}")
+        run = long[k].get(f)
         return math.nan if run is None or diverged(run["train_loss"]) else float(run[curve][-1])
 
     rows = {}

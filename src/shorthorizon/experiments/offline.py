@@ -214,20 +214,22 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
 
     surface_loss = sweep.surface(seeds, tuple(horizons))
     starts = [_starts(s, horizons, loss) for s, loss in zip(seeds, surface_loss)]
-    fits = sweep.run(smd_unit, [[Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, restart=r, lr0=lr0,
-                                                              decay_exponent=decay_exponent), cost=smd_cost(config, h))
-                                  for h in horizons for r, (lr0, decay_exponent) in enumerate(start[h])]
-                                 for s, start in zip(seeds, starts)], desc="SMD")
-    zooms = sweep.run(zoom_unit, [[Unit(f"zoom_T{h}", dict(config=s, horizon=h, lr0=start[h][0][0],
-                                                            decay_exponent=start[h][0][1]), cost=h)
-                                    for h in zoomed(config)] for s, start in zip(seeds, starts)], desc="zoom")
+    fits = sweep.run(smd_unit, [{(h, r): Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, restart=r, lr0=lr0,
+                                                                     decay_exponent=decay_exponent),
+                                              cost=smd_cost(config, h))
+                                 for h in horizons for r, (lr0, decay_exponent) in enumerate(start[h])}
+                                for s, start in zip(seeds, starts)], desc="SMD")
+    zooms = sweep.run(zoom_unit, [{h: Unit(f"zoom_T{h}", dict(config=s, horizon=h, lr0=start[h][0][0],
+                                                              decay_exponent=start[h][0][1]), cost=h)
+                                   for h in zoomed(config)} for s, start in zip(seeds, starts)], desc="zoom")
     chosen = [_choose(s, horizons, loss, fit, zoom) for s, loss, fit, zoom in zip(seeds, surface_loss, fits, zooms)]
 
-    long_units = [[Unit(f"long_T{h}", dict(config=s, values={"lr": float(fit["lr0"][-1]),
-                                                             "decay_exponent": float(fit["decay_exponent"][-1])},
-                                           horizon=horizons[-1]))
-                   for h, fit in fitted.items()] for s, (_, _, fitted) in zip(seeds, chosen)]
-    pending = sum(not run_dir.has_unit(seed_name(u.name, k)) for k, units in enumerate(long_units) for u in units)
+    long_units = [{h: Unit(f"long_T{h}", dict(config=s, values={"lr": float(fit["lr0"][-1]),
+                                                                "decay_exponent": float(fit["decay_exponent"][-1])},
+                                              horizon=horizons[-1]))
+                   for h, fit in fitted.items()} for s, (_, _, fitted) in zip(seeds, chosen)]
+    pending = sum(not run_dir.has_unit(seed_name(u.name, k)) for k, units in enumerate(long_units)
+                  for u in units.values())
     if pending:
         problem(config).announce(f"{NAME} long runs", {"training": pending * horizons[-1]}, min(horizons),
                                  _start(config))
@@ -244,13 +246,13 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
 def _choose(config: Config, horizons, surface_loss: np.ndarray, fits: dict, zooms: dict) -> tuple:
     """A seed's restart objectives, its best restart per horizon (None where every restart
     diverged: no long run then) and each horizon's fit (an SMD end, or a surface or zoom sample)."""
-    objectives = {h: np.array([fits[f"smd_T{h}_r{r}"]["meta_objective"] for r in restarts(config, h)])
+    objectives = {h: np.array([fits[h, r]["meta_objective"] for r in restarts(config, h)])
                   for h in horizons}
     best_restart = {h: int(best(o)[0]) if np.isfinite(o).any() else None for h, o in objectives.items()}
-    fitted = {h: fits[f"smd_T{h}_r{best_restart[h]}"] for h in horizons if best_restart[h] is not None}
+    fitted = {h: fits[h, best_restart[h]] for h in horizons if best_restart[h] is not None}
     if config.smd_from_surface:
         fitted.update(_surface_wins(config, horizons, surface_loss, fitted,
-                                    {h: zooms[f"zoom_T{h}"] for h in zoomed(config)}))
+                                    zooms))
     return objectives, best_restart, fitted
 
 
@@ -265,14 +267,14 @@ def _save_curves(run_dir: RunDir, seed: int, config: Config, surface_loss: np.nd
     # horizons differ in restarts and meta-steps: NaN pads the missing ones
     run_dir.save_curves(seed_name("smd", seed), horizon=horizons,
                         best_restart=[-1 if best_restart[h] is None else best_restart[h] for h in horizons],
-                        **{k: _padded([[fits[f"smd_T{h}_r{r}"][k] for r in restarts(config, h)] for h in horizons])
+                        **{k: _padded([[fits[h, r][k] for r in restarts(config, h)] for h in horizons])
                            for k in ("lr0", "decay_exponent", "objective", "meta_objective")})
     if zooms:
         run_dir.save_curves(seed_name("zoom", seed), horizon=zoomed(config), width=config.zoom_width,
-                            **{k: [zooms[f"zoom_T{h}"][k] for h in zoomed(config)]
+                            **{k: [zooms[h][k] for h in zoomed(config)]
                                for k in ("lr0", "decay_exponent", "loss")})
     run_dir.save_curves(seed_name("long_runs", seed), horizon=horizons, step=step,
-                        **{k: [long.get(f"long_T{h}", missing)[k] for h in horizons] for k in missing})
+                        **{k: [long.get(h, missing)[k] for h in horizons] for k in missing})
 
 
 def _starts(config: Config, horizons, surface_loss: np.ndarray) -> dict:
@@ -326,7 +328,7 @@ def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
         if h not in fitted:
             return {**dict.fromkeys(("lr0", "decay_exponent", "meta_objective", "final_train_loss",
                                      "final_test_error"), math.nan), "from_surface": False}
-        fit, run = fitted[h], long[f"long_T{h}"]
+        fit, run = fitted[h], long[h]
         return {"lr0": float(fit["lr0"][-1]), "decay_exponent": float(fit["decay_exponent"][-1]),
                 "meta_objective": float(fit["meta_objective"]), "final_train_loss": float(run["train_loss"][-1]),
                 "final_test_error": float(run["test_error"][-1]), "from_surface": bool(fit.get("from_surface"))}

@@ -14,7 +14,7 @@ horizons, which stages they run in which order, their summaries, claims and figu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple, Sequence
+from typing import Hashable, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -126,8 +126,11 @@ class Sweep(NamedTuple):
     executor: str = "local"
     ray_address: str | None = None
 
-    def run(self, fn, units: Sequence[Sequence[Unit]], desc: str) -> list[dict]:
-        return run_seeded(fn, units, self.run_dir, self.executor, self.ray_address, desc)
+    def run(self, fn, units: Sequence[Mapping[Hashable, Unit]], desc: str) -> list[dict]:
+        """``fn`` over every seed's ``units`` (per seed: key -> unit) in one sweep; per seed, the
+        results under the same keys (a unit's name is where it is stored, never read back)."""
+        done = run_seeded(fn, [list(us.values()) for us in units], self.run_dir, self.executor, self.ray_address, desc)
+        return [{k: out[u.name] for k, u in us.items()} for us, out in zip(units, done)]
 
     def surface(self, seeds: Sequence[OfflineConfig], horizons: tuple[int, ...], length: int | None = None,
                 name: str = "surface") -> list[np.ndarray]:
@@ -135,6 +138,6 @@ class Sweep(NamedTuple):
         ``surface_chunk`` samples (units ``{name}_c{chunk}``)."""
         chunks = range(seeds[0].surface_samples // seeds[0].surface_chunk)
         extra = {} if length is None else {"length": length}
-        done = self.run(surface_unit, [[Unit(f"{name}_c{c}", dict(config=s, chunk=c, horizons=tuple(horizons), **extra))
-                                        for c in chunks] for s in seeds], desc=name)
-        return [np.concatenate([units[f"{name}_c{c}"]["loss"] for c in chunks], axis=1) for units in done]
+        done = self.run(surface_unit, [{c: Unit(f"{name}_c{c}", dict(config=s, chunk=c, horizons=tuple(horizons), **extra))
+                                        for c in chunks} for s in seeds], desc=name)
+        return [np.concatenate([units[c]["loss"] for c in chunks], axis=1) for units in done]

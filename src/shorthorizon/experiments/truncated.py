@@ -191,26 +191,25 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
     sweep = Sweep(run_dir, executor, ray_address)
     surface = sweep.surface(seeds, (config.horizon,))
-    reference = sweep.run(reference_unit, [[Unit(f"fit_{REFERENCE}", dict(config=s))] for s in seeds],
-                           desc="reference fit")
-    windowed_fits = sweep.run(windowed_unit, [[Unit(f"fit_{e}", dict(config=s, estimator=e), cost=fit_cost(config, e))
-                                                for e in config.estimators] for s in seeds],
-                               desc="windowed fits")
-    fits = [dict(zip(names(config), [r[f"fit_{REFERENCE}"], *(w[f"fit_{e}"] for e in config.estimators)]))
-            for r, w in zip(reference, windowed_fits)]
-    long = sweep.run(long_run_unit, [[Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values={
+    reference = sweep.run(reference_unit, [{REFERENCE: Unit(f"fit_{REFERENCE}", dict(config=s))} for s in seeds],
+                          desc="reference fit")
+    labels = dict(zip(config.estimators, names(config)[1:]))  # estimator -> its fit's name
+    windowed_fits = sweep.run(windowed_unit, [{labels[e]: Unit(f"fit_{e}", dict(config=s, estimator=e),
+                                                               cost=fit_cost(config, e))
+                                               for e in config.estimators} for s in seeds], desc="windowed fits")
+    fits = [{**r, **w} for r, w in zip(reference, windowed_fits)]
+    long = sweep.run(long_run_unit, [{n: Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values={
                                           "lr": float(f["lr0"][-1]), "decay_exponent": float(f["decay_exponent"][-1])}))
                                       for n, f in fit.items()
-                                      if np.isfinite(f["lr0"][-1]) and np.isfinite(f["decay_exponent"][-1])]
+                                      if np.isfinite(f["lr0"][-1]) and np.isfinite(f["decay_exponent"][-1])}
                                      for s, fit in zip(seeds, fits)], desc="long runs")
 
     per_seed = []
     for k, s in enumerate(seeds):
         run_dir.save_curves(seed_name("surface", k), **lr0_named(surface_points(s)), lr0_range=config.lr0_range,
-                            decay_exponent_range=config.decay_exponent_range,
-                            loss=surface[k][0])
+                            decay_exponent_range=config.decay_exponent_range, loss=surface[k][0])
         for n, f in fits[k].items():
-            run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(f"long_{n}", {}),
+            run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(n, {}),
                                 **{key: f[key] for key in ("lr0", "decay_exponent", "inner_steps")})
         per_seed.append(_summary(s, fits[k], long[k]))
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
@@ -223,7 +222,7 @@ def _summary(config: Config, fits: dict, long: dict) -> dict:
     the reference); numbers that are not finite are written as null."""
     entries = {}
     for n, f in fits.items():
-        run = long.get(f"long_{n}")
+        run = long.get(n)
         entries[n] = {
             "truncation": None if n == REFERENCE else config.truncation,
             "objective": "loss at T" if n == REFERENCE else "mean training loss over the run",
