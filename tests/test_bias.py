@@ -141,13 +141,43 @@ def test_a_fit_at_the_edge_of_the_box_is_flagged_with_the_key_that_widens_it(dat
     assert experiment._edge(config, "K=5", 0, {"lr": 0.03, "decay_exponent": 3.0}) == []
 
     out = tmp_path / "edge"
-    assert bias(data, out, "mlp", lr0_range="0.01,0.011", schedule="constant", seeds="1") == 0
+    assert bias(data, out, "mlp", lr0_range="0.01,0.011", schedule="constant", seeds="1", widen="0") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["fitted"] == ["lr"]
     flags = [line for row in summary["fits"].values() for line in row["at_edge"]]
     assert len(flags) == 6 and all("--set lr0_range=" in line for line in flags)  # 3 fits x 2 bounds
     assert "--set lr0_range=" in capsys.readouterr().err
     assert "At the edge of the box" in experiment.report(__import__("shorthorizon.results").results.RunDir(out))
+
+
+def test_a_fit_at_the_edge_widens_its_box_and_searches_again(data, tmp_path, capsys):
+    """A bound a fitted value sits at moves zoom_width decades out (a momentum's upper bound: 1 - mu
+    divided by 10^width), the others stay (worked by hand); end to end, a box too narrow for the
+    optimum is widened and zoomed again for every searched fit (not rung's), said on stderr and in
+    the summary, and the new samples lie outside the original box."""
+    import dataclasses
+
+    from shorthorizon.experiments import bias as experiment
+    from shorthorizon.meta.offline_fit import with_family
+
+    config = dataclasses.replace(with_family(experiment.PRESETS["quick"]), adapt=("momentum:0:0.999",))
+    wider = experiment._widened(config, {"lr": 0.49, "decay_exponent": 1.05e-2, "momentum": 0.9989})
+    assert wider.lr0_range == pytest.approx((1e-3, 10**-0.3 * 10**0.3), rel=1e-6)  # the paper's 10^-0.3, 0.3 decades out
+    assert wider.decay_exponent_range == pytest.approx((1e-2 / 10**0.3, 10**2.3), rel=1e-6)
+    assert wider.adapt[0].split(":")[:2] == ["momentum", "0.0"]
+    assert float(wider.adapt[0].split(":")[2]) == pytest.approx(1 - 1e-3 / 10**0.3)
+    assert experiment._widened(config, {"lr": 0.03, "decay_exponent": 3.0, "momentum": 0.9}) is None
+
+    out = tmp_path / "edge"
+    assert bias(data, out, "mlp", lr0_range="0.01,0.011", schedule="constant", seeds="1", widen="1") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fits"]["reference"]["widened"] and summary["fits"]["meta_K5"]["widened"]
+    assert summary["fits"]["rung_K5"]["widened"] == []
+    assert "zooming again" in capsys.readouterr().err
+    from shorthorizon.results import RunDir
+
+    lr = RunDir(out).load_unit("widen1_reference")["lr"]
+    assert ((lr < 0.01) | (lr > 0.011)).any()
 
 
 def test_a_model_with_the_wrong_output_width_is_one_line_before_any_training(data, tmp_path, capsys):

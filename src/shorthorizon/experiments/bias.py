@@ -29,6 +29,7 @@ interval (:mod:`shorthorizon.stats`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class Config(OfflineConfig):
     surface_chunk: int = 32
     zoom_samples: int = key(16, NONNEGATIVE)  # more samples around each fit's best one (0: none)
     zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
+    widen: int = key(2, NONNEGATIVE)  # rounds of moving a bound that a fit lands at zoom_width decades out and zooming again
     meta_steps: int = key(0, NONNEGATIVE)  # > 0: SMD refines each fit up to smd_max_horizon from its best sample
     smd_max_horizon: int = key(1000, NONNEGATIVE)
 
@@ -195,11 +197,30 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
             for f, result in out.items():
                 c[f] = c[f] + Candidates({n: result[n] for n in names}, unless_diverged(result["loss"], start))
 
+    boxes = [{f: s for f in every} for s in seeds]  # each fit's box (a config): widened where its fit sat at an edge
+    for round_ in range(1, config.widen + 1 if config.zoom_samples > 1 else 1):
+        wider = [{f: w for f in every if f.searched and (b := c[f].best()) and (w := _widened(box[f], b))}
+                 for c, box in zip(candidates, boxes)]
+        if not any(wider):
+            break
+        for k, w in enumerate(wider):
+            for f, box in w.items():
+                print(f"[{NAME}] {f.label}, seed {k}: the fit is at the edge of its box; zooming again in "
+                      f"{_box_text(box)} (round {round_} of at most {config.widen})", file=sys.stderr)
+        done = sweep.run(zoom_unit, [{f: Unit(f"widen{round_}_{f.label}", {"config": box, "horizon": f.horizon,
+                                                                            "center": c[f].best(), "length": f.length},
+                                              cost=f.horizon) for f, box in w.items()}
+                                     for w, c in zip(wider, candidates)], desc=f"widened zoom {round_}")
+        for c, out, start, box, w in zip(candidates, done, starts, boxes, wider):
+            box.update(w)
+            for f, result in out.items():
+                c[f] = c[f] + Candidates({n: result[n] for n in names}, unless_diverged(result["loss"], start))
+
     picks = [{f: c[f].best() for f in every} for c in candidates]
     long = sweep.run(long_run_unit, [{f: Unit(f"long_{f.label}", dict(config=s, values=p[f], horizon=config.horizon))
                                       for f in every if p[f] is not None} for s, p in zip(seeds, picks)],
                      desc="long runs")
-    summary = _summary(config, sampled, candidates, picks, long)
+    summary = _summary(config, sampled, candidates, picks, long, boxes)
     for row in summary["fits"].values():
         for flag in row["at_edge"]:
             print(f"[{NAME}] {flag}", file=sys.stderr)
@@ -210,14 +231,46 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     return summary
 
 
+def _at_bounds(name: str, value: float, low: float, high: float) -> tuple[bool, bool]:
+    """Whether ``value`` lies within ``EDGE`` decades of its box's lower and upper bound, in the
+    space's coordinate (log(1 − μ) for a momentum, where μ's upper bound is the near one)."""
+    if name in optim.COMPLEMENTED:
+        upper, lower = _at_bounds("", 1 - value, 1 - high, 1 - low)
+        return lower, upper
+    return bool(low > 0 and abs(math.log10(value / low)) < EDGE), bool(abs(math.log10(value / high)) < EDGE)
+
+
+def _widened(config: Config, values: dict) -> Config | None:
+    """``config`` with every bound of its box that a fitted value sits at (:func:`_at_bounds`)
+    moved ``zoom_width`` decades outwards (a momentum's upper bound: 1 − μ divided); None where
+    no bound moves (a momentum's 0 cannot)."""
+    step, moved = 10 ** config.zoom_width, {}
+    for name, low, high in space(config).ranges:
+        at_low, at_high = _at_bounds(name, values[name], low, high)
+        complemented = name in optim.COMPLEMENTED
+        if (at_low and not complemented) or at_high:
+            moved[name] = (low / step if at_low and not complemented else low,
+                           (1 - (1 - high) / step if complemented else high * step) if at_high else high)
+    if not moved:
+        return None
+    adapt = tuple(f"{name}:{moved[name][0]!r}:{moved[name][1]!r}" if name in moved else entry
+                  for entry in config.adapt for name in [entry.split(":")[0]])
+    return dataclasses.replace(config, lr0_range=moved.get("lr", config.lr0_range), adapt=adapt,
+                               decay_exponent_range=moved.get("decay_exponent", config.decay_exponent_range))
+
+
+def _box_text(config: Config) -> str:
+    return ", ".join(f"{name} [{low:.3g}, {high:.3g}]" for name, low, high in space(config).ranges)
+
+
 def _edge(config: Config, label: str, seed: int, values: dict) -> list[str]:
     """Lines naming each value of a fit within ``EDGE`` decades of its box's bound, and the key
     that widens the box."""
     keys = {"lr": "lr0_range", "decay_exponent": "decay_exponent_range"}
     out = []
     for name, low, high in space(config).ranges:
-        for bound, side in ((low, "lower"), (high, "upper")):
-            if bound > 0 and abs(math.log10(values[name] / bound)) < EDGE:
+        for bound, side, at in zip((low, high), ("lower", "upper"), _at_bounds(name, values[name], low, high)):
+            if at:
                 out.append(f"{label}, seed {seed}: {name} {values[name]:.3g} is at the {side} bound of its box "
                            f"({bound:g}); widen it with --set {keys.get(name, 'adapt')}="
                            + ("LOW,HIGH" if name in keys else f"{name}:LOW:HIGH"))
@@ -245,7 +298,7 @@ def _cost_verdict(cost: dict, budget: float) -> str:
         else "inconclusive"
 
 
-def _summary(config: Config, sampled: list, candidates: list, picks: list, long: list) -> dict:
+def _summary(config: Config, sampled: list, candidates: list, picks: list, long: list, boxes: list) -> dict:
     """One entry per fit (the reference first): its fitted values, its objective, its training
     loss and test error at T (a diverged long run counts as diverged), what its horizon
     identifies, the rank agreement of its samples' objective with the loss at T, and its
@@ -271,7 +324,8 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, long:
             "identified": {n: {"low": [s[n] and s[n].low for s in spans], "high": [s[n] and s[n].high for s in spans],
                                "fraction_of_box": [finite_or_none(x) for x in fraction[n]]} for n in names},
             "not_identified": [n for n in names if sum(x >= MOST_OF_THE_BOX for x in fraction[n]) * 2 > len(seeds)],
-            "at_edge": [line for k in seeds if picks[k][f] for line in _edge(config, f.label, k, picks[k][f])],
+            "at_edge": [line for k in seeds if picks[k][f] for line in _edge(boxes[k][f], f.label, k, picks[k][f])],
+            "widened": [f"seed {k}: {_box_text(boxes[k][f])}" for k in seeds if boxes[k][f] != seeded(config, k)],
         }
         if f != reference:
             agreement = [rank_agreement(sampled[k][f].loss, sampled[k][reference].loss) for k in seeds]

@@ -111,9 +111,13 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
         for label, v in s["fits"].items())
     shortest = "\n".join(f"- {p}: " + (f"K = {k}" if k is not None else "none of the K run")
                          for p, k in s["shortest_safe_horizon"].items())
+    widened = [f"{label}, {line}" for label, v in s["fits"].items() for line in v.get("widened", [])]
     edges = [line for v in s["fits"].values() for line in v["at_edge"]]
-    warning = ("\n**At the edge of the box** (the true optimum may lie outside it):\n\n"
-               + "\n".join(f"- {line}" for line in edges) + "\n") if edges else ""
+    warning = ("\n**Widened**: these fits landed at an edge of the box, which was moved out and searched again "
+               f"(at most {config.get('widen', 0)} rounds); their final boxes:\n\n"
+               + "\n".join(f"- {line}" for line in widened) + "\n") if widened else ""
+    warning += ("\n**At the edge of the box** (the true optimum may lie outside it):\n\n"
+                + "\n".join(f"- {line}" for line in edges) + "\n") if edges else ""
     return f"""## Would a short horizon mis-tune it? (`shorthorizon bias`)
 
 Task **{s['task']}** on **{s['dataset']}**, {optimizer_text(config)}; schedule **{s['schedule']}**, fitted:
