@@ -23,9 +23,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Mapping, NamedTuple
 
-from shorthorizon.experiments.offline import is_paper_horizons
 from shorthorizon.report.figures import interval_text
-from shorthorizon.report.offline import PAPER_DECAY_EXPONENT_RATIO, PAPER_TRAIN_LOSS_RATIO
+from shorthorizon.report.offline import PAPER_DECAY_EXPONENT_RATIO, PAPER_TRAIN_LOSS_RATIO, is_paper_horizons
 from shorthorizon.results import fmt
 from shorthorizon.stats import log_interval, lookup
 
