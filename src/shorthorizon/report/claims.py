@@ -104,6 +104,12 @@ def table(runs: Mapping[str, tuple[Mapping, Mapping]]) -> list[dict]:
     return rows
 
 
+def of(name: str, summary: Mapping, config: Mapping) -> list[dict]:
+    """The rows of :func:`table` that experiment ``name``'s results decide on their own (a command's
+    own report; a claim reads one experiment's results, its ``source``)."""
+    return [row for row in table({name: (summary, config)}) if row["source"] == name]
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| claim | paper | ours | judged against | verdict |", "|---|---|---|---|---|"]
     lines += [f"| {r['claim']} ([{r['source']}](#{r['source']})) | {r['paper'] or '—'} | {r['ours']} | "
