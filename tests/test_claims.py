@@ -1,10 +1,12 @@
 """The claims table: verdicts by one rule, from the stored results."""
 
+import dataclasses
 import json
 
 import pytest
 
 from shorthorizon.cli import main
+from shorthorizon.experiments import nqm, offline
 from shorthorizon.report import claims
 from shorthorizon.report.document import write_report
 from shorthorizon.stats import interval, log_interval
@@ -59,9 +61,19 @@ def test_the_report_opens_with_claims_judged_from_the_stored_results(tmp_path):
     d = summary["deterministic"]
     d["greedy"]["final_loss"], d["optimized"]["final_loss"] = d["optimized"]["final_loss"] + 1, d["greedy"]["final_loss"]
     (out / "nqm" / "summary.json").write_text(json.dumps(summary))
-    write_report(out, ["nqm"])
+    write_report(out, {"nqm": nqm.report})
     table = json.loads((out / "summary.json").read_text())["claims"]
     assert next(r for r in table if r["claim"].startswith("NQM, deterministic"))["verdict"] == claims.FAILS
+
+
+def test_the_paper_horizons_are_the_offline_presets_at_the_papers_problem():
+    """``report.offline.is_paper_horizons`` (below the experiments: the claims and the section ask)
+    knows the paper's problem without the presets: it must still say which presets pose it."""
+    from shorthorizon.report.offline import is_paper_horizons
+
+    assert {name for name, config in offline.PRESETS.items() if is_paper_horizons(config)} == {"paper", "paper-horizons"}
+    stored = json.loads(json.dumps(dataclasses.asdict(offline.PRESETS["paper-horizons"])))  # as config.json holds it
+    assert is_paper_horizons(stored) and not is_paper_horizons({**stored, "batch_size": 50})
 
 
 def test_a_diverged_number_supports_only_a_claim_of_instability():

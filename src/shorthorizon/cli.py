@@ -1,36 +1,36 @@
 """The ``shorthorizon`` command line.
 
-Modules that load NumPy or JAX are imported where they are used, not here: the console script
-(:func:`entry`) takes over Ctrl-C before they load, so that an interrupt at any instant exits
-with status 130 and one line.
+The console script (:func:`entry`) takes Ctrl-C over before anything that takes time is
+imported, so that an interrupt at any instant after the interpreter has started exits with
+status 130 and one line. Whatever this module imports at its top runs before :func:`entry`,
+where an interrupt would end in a KeyboardInterrupt traceback (it did, for the ~0.1 s that
+``argparse``, ``dataclasses``, ``pathlib`` and the experiments' registry took to load): so its
+top imports only modules the interpreter has loaded before any program runs (``_signal``, not
+``signal``, which loads ``enum``), and every other module, the standard library's included, is
+imported in the function that uses it.
 """
 
 from __future__ import annotations
 
+import _signal
 import _thread
-import argparse
-import contextlib
-import dataclasses
 import os
-import signal
 import sys
-import textwrap
-import threading
 import time
-from datetime import datetime
-from pathlib import Path
-
-from shorthorizon import config as configlib
-from shorthorizon import experiments
 
 INTERRUPTED = 130  # exit status after Ctrl-C
 
 
-def _default_out(command: str) -> Path:
+def _default_out(command: str):
+    from datetime import datetime
+    from pathlib import Path
+
     return Path("runs") / f"{command}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def _add_run_options(p: argparse.ArgumentParser, presets) -> None:
+def _add_run_options(p, presets) -> None:
+    from pathlib import Path
+
     from shorthorizon.runners import EXECUTORS
 
     p.add_argument("--preset", default="quick", choices=list(presets), help="named configuration")
@@ -44,8 +44,10 @@ def _add_run_options(p: argparse.ArgumentParser, presets) -> None:
     p.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting one")
 
 
-def _config(module, args: argparse.Namespace):
+def _config(module, args):
     """The experiment's resolved and validated config (no work done, nothing written)."""
+    from shorthorizon import config as configlib
+
     if args.ray_address and args.executor != "ray":
         raise ValueError("--ray-address joins a Ray cluster for --executor ray; add --executor ray, "
                          "or leave the address out to run here")
@@ -59,8 +61,11 @@ def _config(module, args: argparse.Namespace):
     return config
 
 
-def _run_experiment(name: str, args: argparse.Namespace, config=None) -> int:
-    """Run one experiment in its locked folder (``config``: already validated, else from ``args``)."""
+def _run_experiment(name: str, args, config=None) -> int:
+    """Run one experiment in its locked folder (``config``: already validated, else from
+    ``args``), and write the folder's ``report.md`` while the folder is still locked."""
+    from shorthorizon import experiments
+    from shorthorizon.report.document import write_run_report
     from shorthorizon.results import RunDir
     from shorthorizon.runners import ensure_ray
 
@@ -74,13 +79,17 @@ def _run_experiment(name: str, args: argparse.Namespace, config=None) -> int:
         print(f"[{name}] out={args.out}", file=sys.stderr)
     with RunDir.open(args.out, force=args.force) as run_dir:
         module.run(config, run_dir, executor=args.executor, ray_address=args.ray_address)
-    print(f"[{name}] done in {run_dir.elapsed():.1f} s; summary: {run_dir.path / 'summary.json'}",
-          file=sys.stderr)
+        report = write_run_report(run_dir, name, module.report)
+    print(f"[{name}] done in {run_dir.elapsed():.1f} s; summary: {run_dir.path / 'summary.json'}; "
+          f"report: {report}", file=sys.stderr)
     return 0
 
 
 def _config_keys(module) -> str:
     """The experiment's config keys with their values in the default preset, for ``--help``."""
+    import dataclasses
+    import textwrap
+
     preset = "quick" if "quick" in module.PRESETS else next(iter(module.PRESETS))
     config = module.PRESETS[preset]
 
@@ -93,7 +102,11 @@ def _config_keys(module) -> str:
                                                      break_long_words=False, break_on_hyphens=False))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
+    import argparse
+
+    from shorthorizon import experiments
+
     parser = argparse.ArgumentParser(
         prog="shorthorizon",
         description="Short-horizon bias in stochastic meta-optimization (Wu et al., ICLR 2018).",
@@ -127,7 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _reproduce(args: argparse.Namespace) -> int:
+def _reproduce(args) -> int:
+    import argparse
+    import dataclasses
+    from pathlib import Path
+
+    from shorthorizon import config as configlib
+    from shorthorizon import experiments
     from shorthorizon.report.document import write_report
 
     out = args.out = args.out or _default_out("reproduce")
@@ -161,7 +180,7 @@ def _reproduce(args: argparse.Namespace) -> int:
                 continue
         _run_experiment(name, sub_args, config)
         ran.append(name)
-    report = write_report(Path(out), ran)
+    report = write_report(Path(out), {name: experiments.get(name).report for name in ran})
     print(f"[reproduce] {len(ran)} experiment(s) in {time.perf_counter() - start:.1f} s; "
           f"report: {report}", file=sys.stderr)
     return 0
@@ -175,6 +194,8 @@ def compilation_cache() -> str | None:
     in ``$SHORTHORIZON_COMPILATION_CACHE`` or ``~/.cache/shorthorizon/xla``; ``off`` turns it
     off. On a CPU most of a small run is compiling, and a second run of a command (a resume, a
     seed more, another task of the same shapes) compiles nothing it compiled before."""
+    from pathlib import Path
+
     folder = os.environ.get(COMPILATION_CACHE, str(Path.home() / ".cache" / "shorthorizon" / "xla"))
     if folder.lower() == "off":
         return None
@@ -185,9 +206,10 @@ def compilation_cache() -> str | None:
     return folder
 
 
-def _check_reproduction_folder(out: Path) -> None:
+def _check_reproduction_folder(out) -> None:
     """RunDirError unless ``out`` can hold a reproduction: absent, empty, or holding its
     experiments' folders and ``report.md`` alone. Refused before anything is written in it."""
+    from shorthorizon import experiments
     from shorthorizon.results import RunDirError, read_json
 
     if out.exists() and not out.is_dir():
@@ -206,8 +228,16 @@ def _check_reproduction_folder(out: Path) -> None:
                           f"{', ...' if len(others) > 3 else ''}); choose a new or empty --out")
 
 
-def _interrupted(command: str, out) -> str:
-    """The line an interrupted command ends with."""
+def _interrupted(argv: list[str], args=None) -> str:
+    """The line an interrupted command ends with: its command and ``--out`` from ``args`` once the
+    command line is parsed, else as typed in ``argv`` (the parser that reads it loads every
+    experiment, which an interrupt may not wait for)."""
+    if args is not None:
+        command, out = args.command, getattr(args, "out", None)
+    else:
+        command = next((a for a in argv if not a.startswith("-")), "")
+        out = next((b for a, b in zip(argv, argv[1:]) if a == "--out"), None)
+        out = next((a.split("=", 1)[1] for a in argv if a.startswith("--out=")), out)
     resume = f"; run the same command with --out {out} to resume" if out else ""
     return f"{f'shorthorizon {command}' if command else 'shorthorizon'}: interrupted{resume}"
 
@@ -223,19 +253,14 @@ class _CtrlC:
 
     def __init__(self, argv: list[str]):
         self.argv = argv
-        self.args: argparse.Namespace | None = None
+        self.args = None  # the parsed command line (argparse.Namespace), once the command works
         self.raised = self.again = False
         self.unraisable_hook = sys.unraisablehook
-        signal.signal(signal.SIGINT, self._on_signal)
+        _signal.signal(_signal.SIGINT, self._on_signal)
         sys.unraisablehook = self._on_unraisable
 
     def line(self) -> str:
-        if self.args is not None:
-            return _interrupted(self.args.command, getattr(self.args, "out", None))
-        # the command line as typed: the parser that would read it loads every experiment
-        out = next((b for a, b in zip(self.argv, self.argv[1:]) if a == "--out"), None)
-        out = next((a.split("=", 1)[1] for a in self.argv if a.startswith("--out=")), out)
-        return _interrupted(next((a for a in self.argv if not a.startswith("-")), ""), out)
+        return _interrupted(self.argv, self.args)
 
     def _on_signal(self, signum, frame) -> None:
         if self.again:  # the interrupt raised again, after a callback swallowed it
@@ -248,9 +273,11 @@ class _CtrlC:
 
     def _on_unraisable(self, unraisable) -> None:
         if self.raised and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            import threading
+
             self.again = True
             # from another thread, a moment later: here, and in the callback, it would be swallowed again
-            timer = threading.Timer(0.05, _thread.interrupt_main, (signal.SIGINT,))
+            timer = threading.Timer(0.05, _thread.interrupt_main, (_signal.SIGINT,))
             timer.daemon = True
             timer.start()
         else:
@@ -265,8 +292,10 @@ def _exit_now(code: int, line: str | None = None) -> None:
     if ray is not None and ray.is_initialized():
         ray.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError, RuntimeError):  # closed, or a write the signal interrupted
+        try:
             stream.flush()
+        except (OSError, ValueError, RuntimeError):  # closed, or a write the signal interrupted
+            pass
     if line:
         os.write(2, f"{line}\n".encode())
     os._exit(code)
@@ -274,28 +303,31 @@ def _exit_now(code: int, line: str | None = None) -> None:
 
 def main(argv: list[str] | None = None, ctrl_c: _CtrlC | None = None) -> int:
     """Run one command; exit status 0 on success, 2 with one line on stderr for bad input or a
-    refused folder, 130 when interrupted (Ctrl-C); ``unroll`` exits 3 when the unroll diverged.
-    ``ctrl_c``: the console script's interrupt handling, told when the command starts working."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    compilation_cache()
+    refused folder, 130 when interrupted (Ctrl-C), while the parser loads the experiments too;
+    ``unroll`` exits 3 when the unroll diverged. ``ctrl_c``: the console script's interrupt
+    handling, told when the command starts working."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = None
     try:
-        if ctrl_c is not None:
-            ctrl_c.args = args
-        return args.handler(args)
+        args = build_parser().parse_args(argv)
+        try:
+            compilation_cache()
+            if ctrl_c is not None:
+                ctrl_c.args = args
+            return args.handler(args)
+        except (ValueError, OSError, RuntimeError) as err:
+            print(f"shorthorizon {args.command}: error: {err}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
-        print(_interrupted(args.command, getattr(args, "out", None)), file=sys.stderr)
+        print(_interrupted(argv, args), file=sys.stderr)
         return INTERRUPTED
-    except (ValueError, OSError, RuntimeError) as err:
-        print(f"shorthorizon {args.command}: error: {err}", file=sys.stderr)
-        return 2
 
 
 def entry() -> None:
     """The console script: :func:`main`, then exit; Ctrl-C is taken over first (:class:`_CtrlC`),
     unless the process started with it ignored (a background job). After an interrupt it exits
     at once (:func:`_exit_now`); every finished unit is already stored."""
-    ctrl_c = _CtrlC(sys.argv[1:]) if signal.getsignal(signal.SIGINT) is signal.default_int_handler else None
+    ctrl_c = _CtrlC(sys.argv[1:]) if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler else None
     code = main(ctrl_c=ctrl_c)
     if ctrl_c is not None:
         ctrl_c.args = None  # an interrupt from here on exits at once

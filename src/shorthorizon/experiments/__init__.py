@@ -20,7 +20,10 @@ An experiment module defines:
   ``summary.json`` with ``run_dir.write_summary`` (adds ``wall_time_s``) and return its content.
   The CLI holds the folder's lock (``RunDir.open``) while ``run`` works;
 - ``report(run_dir, prefix="") -> str``: a Markdown section built from saved results only;
-  figure links are written as ``prefix + file`` (reproduce passes ``"<name>/"``). Figures
+  figure links are written as ``prefix + file``. The CLI hands it to
+  ``shorthorizon.report.document`` (which never imports an experiment: the experiments import
+  it): after ``run``, for the folder's own ``report.md`` (prefix ``""``, beside the claims its
+  summary decides, also in ``claims.json``), and for reproduce's (prefix ``"<name>/"``). Figures
   (``plot(run_dir)``, called by ``run``) and ``report`` are defined in the module, or, where the
   module would outgrow 450 lines, in ``shorthorizon.report.<module>`` and imported by name into
   it (``estimators``, ``online``): the interface is the same either way;

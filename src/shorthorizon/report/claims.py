@@ -23,9 +23,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Mapping, NamedTuple
 
-from shorthorizon.experiments.offline import is_paper_horizons
 from shorthorizon.report.figures import interval_text
-from shorthorizon.report.offline import PAPER_DECAY_EXPONENT_RATIO, PAPER_TRAIN_LOSS_RATIO
+from shorthorizon.report.offline import PAPER_DECAY_EXPONENT_RATIO, PAPER_TRAIN_LOSS_RATIO, is_paper_horizons
 from shorthorizon.results import fmt
 from shorthorizon.stats import log_interval, lookup
 
@@ -103,6 +102,12 @@ def table(runs: Mapping[str, tuple[Mapping, Mapping]]) -> list[dict]:
         rows.append({"claim": claim.text, "source": claim.source, "paper": evidence.paper, "ours": ours,
                      "threshold": f"{evidence.relation()} {evidence.threshold:g}", "verdict": judged})
     return rows
+
+
+def of(name: str, summary: Mapping, config: Mapping) -> list[dict]:
+    """The rows of :func:`table` that experiment ``name``'s results decide on their own (a command's
+    own report; a claim reads one experiment's results, its ``source``)."""
+    return [row for row in table({name: (summary, config)}) if row["source"] == name]
 
 
 def markdown(rows: list[dict]) -> str:

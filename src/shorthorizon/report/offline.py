@@ -7,9 +7,11 @@ A run over seeds stores seed 0's curves under the single-seed names and seed k's
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from shorthorizon.meta.offline_fit import optimizer_text
+from shorthorizon.meta.offline_fit import OfflineConfig, optimizer_text
 from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
@@ -18,6 +20,23 @@ from shorthorizon.runners import seed_name
 # loss ratio of their schedules over 20k steps on MNIST (Figures 5-6).
 PAPER_DECAY_EXPONENT_RATIO = 100.0
 PAPER_TRAIN_LOSS_RATIO = 1000.0
+PAPER_HORIZONS = (100, 20000)  # the shortest and longest horizon those ratios compare
+
+
+def is_paper_horizons(config) -> bool:
+    """Whether ``config`` (an offline Config or its stored dict) fits the paper's problem at its
+    horizons (MLP, batch 100, T = 100 ... 20,000, the paper's schedule and warm start), the only
+    setup the paper's ratios may be printed beside. The paper's problem is
+    :class:`~shorthorizon.meta.offline_fit.OfflineConfig`'s defaults; it is judged here, below the
+    experiments, because the claims table and the section both ask (``report`` never imports
+    ``experiments``)."""
+    paper = {**dataclasses.asdict(OfflineConfig()), "horizons": PAPER_HORIZONS}
+    def get(key):  # a stored config: lists for tuples, and a key added since it was stored has its default
+        value = config.get(key, paper[key]) if isinstance(config, dict) else getattr(config, key)
+        return tuple(value) if isinstance(value, list) else value
+
+    keys = ("task", "batch_size", "warm_start_steps", "warm_start_lr", "optimizer", "momentum", "hyper", "decay_steps")
+    return all(get(k) == paper[k] for k in keys) and (min(get("horizons")), max(get("horizons"))) == PAPER_HORIZONS
 
 
 def plot(run_dir: RunDir) -> None:
