@@ -72,7 +72,10 @@ def test_the_paper_horizons_are_the_offline_presets_at_the_papers_problem():
     from shorthorizon.report.offline import is_paper_horizons
 
     assert {name for name, config in offline.PRESETS.items() if is_paper_horizons(config)} == {"paper", "paper-horizons"}
-    stored = json.loads(json.dumps(dataclasses.asdict(offline.PRESETS["paper-horizons"])))  # as config.json holds it
+    from shorthorizon.meta.offline_fit import with_family
+
+    # as config.json holds it: resolved (the optimizer family's box and warm start filled in)
+    stored = json.loads(json.dumps(dataclasses.asdict(with_family(offline.PRESETS["paper-horizons"]))))
     assert is_paper_horizons(stored) and not is_paper_horizons({**stored, "batch_size": 50})
 
 

@@ -23,7 +23,7 @@ from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_
                                            surface_points, validate_problem, with_family, zoom_points)
 from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
-from shorthorizon.report.offline import plot, section
+from shorthorizon.report.offline import is_paper_horizons, plot, section
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, seed_name
 from shorthorizon.stats import over_seeds
@@ -345,20 +345,6 @@ def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
 
 
 # --- report: saved results only (shorthorizon.report.offline) ---------------------------------
-def is_paper_horizons(config) -> bool:
-    """Whether ``config`` (a Config or its stored dict) fits the paper's problem at its horizons
-    (MLP, batch 100, T = 100 ... 20,000, the paper's schedule and warm start), the only setup
-    the paper's ratios may be printed beside."""
-    paper = PRESETS["paper"]
-    def get(key):  # a stored config: lists for tuples, and a key added since it was stored has its default
-        value = config.get(key, getattr(paper, key)) if isinstance(config, dict) else getattr(config, key)
-        return tuple(value) if isinstance(value, list) else value
-
-    keys = ("task", "batch_size", "warm_start_steps", "warm_start_lr", "optimizer", "momentum", "hyper", "decay_steps")
-    return (all(get(k) == getattr(paper, k) for k in keys)
-            and (min(get("horizons")), max(get("horizons"))) == (min(paper.horizons), max(paper.horizons)))
-
-
 def report(run_dir: RunDir, prefix: str = "") -> str:
     """The report's section (:func:`shorthorizon.report.offline.section`), with the paper's ratios
     beside ours where the run's config is the paper's."""

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from shorthorizon.meta.offline_fit import OfflineConfig, optimizer_text
+from shorthorizon.meta.offline_fit import OfflineConfig, optimizer_text, with_family
 from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
@@ -30,12 +30,14 @@ def is_paper_horizons(config) -> bool:
     :class:`~shorthorizon.meta.offline_fit.OfflineConfig`'s defaults; it is judged here, below the
     experiments, because the claims table and the section both ask (``report`` never imports
     ``experiments``)."""
-    paper = {**dataclasses.asdict(OfflineConfig()), "horizons": PAPER_HORIZONS}
+    paper = {**dataclasses.asdict(with_family(OfflineConfig())), "horizons": PAPER_HORIZONS}
+    config = config if isinstance(config, dict) else with_family(config)  # a stored config is resolved already
     def get(key):  # a stored config: lists for tuples, and a key added since it was stored has its default
         value = config.get(key, paper[key]) if isinstance(config, dict) else getattr(config, key)
         return tuple(value) if isinstance(value, list) else value
 
-    keys = ("task", "batch_size", "warm_start_steps", "warm_start_lr", "optimizer", "momentum", "hyper", "decay_steps")
+    keys = ("task", "batch_size", "warm_start_steps", "warm_start_lr", "optimizer", "momentum", "hyper", "schedule",
+            "decay_steps")
     return all(get(k) == paper[k] for k in keys) and (min(get("horizons")), max(get("horizons"))) == PAPER_HORIZONS
 
 
