@@ -63,6 +63,10 @@ def test_bias_on_a_users_model_under_every_protocol(data, tmp_path, task, schedu
 
     section = experiment.report(RunDir(out), prefix="bias/")
     assert task in section and "(bias/bias.png)" in section
+    written = (out / "report.md").read_text()  # the command's own report: its section, the figure beside it
+    assert "(bias.png)" in written and all(f"K = 5" in line for line in written.splitlines()
+                                           if line.startswith("- Tuned "))
+    assert sum(line.startswith("- Tuned ") for line in written.splitlines()) == len(protocols)
     table = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| fit")]
     assert len(table) == len(fits)
     for line in table:  # every cell of every row holds a number (the reference has no rank agreement with itself)
