@@ -85,6 +85,22 @@ def test_a_diverged_number_supports_only_a_claim_of_instability():
     assert claims.verdict(claims.Evidence(None, 1.0, unstable=0.0))[1] == claims.NOT_COMPARABLE
 
 
+def test_the_state_is_read_before_the_number_on_a_stored_online_run_whose_deterministic_lookahead_diverged():
+    """The quick reproduction's case: the deterministic lookahead diverged at ~2,600 steps and left
+    an lr at stop 0.168 of the tuned one. "lr above the tuned one, or unstable" holds on the
+    divergence, not "does not hold" on the lr it left; the same lr from a run that did not
+    diverge does not hold."""
+    def summary(diverged: float) -> dict:
+        runs = {"baseline": {"lr": 0.1}, "deterministic": {"lr_ratio": 0.168, "diverged": diverged}}
+        return {"mlp": runs, "intervals": {"mlp.deterministic.lr_ratio": log_interval([0.168]),
+                                          "mlp.deterministic.diverged": interval([diverged])}}
+
+    claim = next(c for c in claims.CLAIMS if c.text.startswith("Online, deterministic lookahead"))
+    ours, verdict = claims.verdict(claim.evidence(summary(1.0), {}))
+    assert verdict == claims.HOLDS and ours.startswith("diverged")
+    assert claims.verdict(claim.evidence(summary(0.0), {}))[1] == claims.FAILS
+
+
 def test_reproduce_takes_seeds_and_its_claims_read_their_intervals(tmp_path, monkeypatch):
     """``reproduce --set seeds=2`` repeats the online experiment over two seeds; its claims rows
     are judged on the intervals over them (two values each, ``(2 seeds)``), not on seed 0 alone."""

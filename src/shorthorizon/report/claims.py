@@ -31,7 +31,9 @@ from shorthorizon.stats import log_interval, lookup
 RULE = ("A claim *holds* when its number's 95% interval over seeds (Student t; by logs for ratios) lies "
         "wholly on the claim's side of its threshold, *does not hold* when it lies wholly on the other, and is "
         "*inconclusive* when it straddles it; an exact number (the NQM's, computed) or a single seed's is judged "
-        "by its value. *Not comparable*: the experiment did not run, or its number is missing or diverged. The "
+        "by its value. The state is read before the number: a claim that an instability supports (\"... or "
+        "unstable\") *holds* where a run diverged, whatever the number it left. *Not comparable*: the experiment "
+        "did not run, or its number is missing or diverged. The "
         "threshold is the paper's number where the claim is a magnitude the paper reports (the offline ratios) and "
         "the configuration is the paper's, else the claim's direction; the paper column shows the paper's number "
         "wherever the configuration is the paper's.")
@@ -76,15 +78,17 @@ def verdict(evidence: Evidence) -> tuple[str, str]:
     """(what we measured, as text; the verdict) by :data:`RULE`."""
     number, side = evidence.number, evidence.side
     unstable = evidence.unstable["mean"] if isinstance(evidence.unstable, Mapping) else evidence.unstable
+    if unstable:  # the state before the number: a diverged run's lr at stop says nothing against instability
+        return f"diverged ({fmt(unstable, '.0%')} of runs)", HOLDS
     if isinstance(number, Mapping):  # an interval over seeds
         if number["mean"] is None:
-            return ("diverged", HOLDS) if unstable else ("diverged", NOT_COMPARABLE)
+            return "diverged", NOT_COMPARABLE
         if number["low"] is None:  # one seed: its value decides
             return interval_text(number, seeds=True), HOLDS if side(number["mean"]) else FAILS
         low, high = side(number["low"]), side(number["high"])
         return interval_text(number, seeds=True), HOLDS if low and high else FAILS if not (low or high) else OPEN
     if number is None or isinstance(number, bool) or not math.isfinite(number):
-        return ("diverged", HOLDS) if unstable else ("—", NOT_COMPARABLE)
+        return "—", NOT_COMPARABLE
     return f"{fmt(number)}{'' if evidence.exact else ' (1 seed)'}", HOLDS if side(number) else FAILS
 
 
