@@ -18,7 +18,7 @@ import numpy as np
 from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.experiments.pipeline import Sweep, long_run_unit
+from shorthorizon.experiments.pipeline import Sweep, diverged, long_run_unit
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
                                            surface_points, validate_problem, with_family, zoom_points)
 from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -322,16 +322,17 @@ def _padded(rows: list[list]) -> np.ndarray:
 
 def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
     """Headline numbers. ``diverged`` marks a horizon whose every SMD restart diverged
-    (non-finite objective; no long run then) or whose long run did; numbers that are not
-    finite are written as null."""
+    (non-finite objective; no long run then) or whose long run did (:func:`~shorthorizon.experiments.pipeline.diverged`:
+    not finite, or 10x its start): its numbers at the end are null, never a loss to take a ratio of."""
     def numbers(h) -> dict:
         if h not in fitted:
             return {**dict.fromkeys(("lr0", "decay_exponent", "meta_objective", "final_train_loss",
                                      "final_test_error"), math.nan), "from_surface": False}
         fit, run = fitted[h], long[h]
+        end = math.nan if diverged(run["train_loss"]) else 1.0  # a diverged run ends in null numbers
         return {"lr0": float(fit["lr0"][-1]), "decay_exponent": float(fit["decay_exponent"][-1]),
-                "meta_objective": float(fit["meta_objective"]), "final_train_loss": float(run["train_loss"][-1]),
-                "final_test_error": float(run["test_error"][-1]), "from_surface": bool(fit.get("from_surface"))}
+                "meta_objective": float(fit["meta_objective"]), "final_train_loss": end * float(run["train_loss"][-1]),
+                "final_test_error": end * float(run["test_error"][-1]), "from_surface": bool(fit.get("from_surface"))}
 
     per_horizon = {}
     for h in horizons:
