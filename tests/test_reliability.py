@@ -1,0 +1,99 @@
+"""Never silently wrong (issue 32): the dataset the user named or an error, ``--force`` deleting
+only what runs wrote, config values that are what they say, and a user's task that raises as
+one line naming it. Each case goes through the real command line where it has one: exit
+status 2 and one line on stderr naming the file, key, flag or task."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import pytest
+
+from shorthorizon import config as configlib
+from shorthorizon.cli import main
+from shorthorizon.config import POSITIVE, items, key
+from shorthorizon.data import make_fake_dataset
+from shorthorizon.results import RunDir
+
+
+def _one_line(capsys, command: str) -> str:
+    """The single line a refused command left on stderr, past its prefix."""
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    prefix = f"shorthorizon {command}: error: "
+    assert lines[0].startswith(prefix), lines
+    return lines[0][len(prefix):]
+
+
+# --- config values ------------------------------------------------------------------------
+
+# an int tuple key of each kind of experiment: an overflowing, a fractional and a boolean value
+INT_KEYS = [("offline", "horizons"), ("nqm", "fig2_horizons"), ("estimators", "truncations"), ("bias", "short")]
+NOT_INTEGERS = ["[1e999]", "[1.5]", "[true]", "1.5", "[-1e999]", "[NaN]"]
+
+
+@pytest.mark.parametrize("command, name", INT_KEYS)
+@pytest.mark.parametrize("value", NOT_INTEGERS)
+def test_an_int_key_takes_integers_only_in_one_line(tmp_path, capsys, command, name, value):
+    # [1e999] was an OverflowError traceback; [1.5] and [true] were silently read as 1
+    out = tmp_path / "run"
+    assert main([command, "--out", str(out), "--set", f"{name}={value}"]) == 2
+    line = _one_line(capsys, command)
+    assert line.startswith(f"bad value {value!r} for config key {name!r}: takes integers, not "), line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command, name", INT_KEYS)
+def test_an_empty_tuple_is_refused_naming_the_key_before_the_experiment_reads_it(tmp_path, capsys, command, name):
+    # offline's validate took max() of it first: "max() arg is an empty sequence"
+    assert main([command, "--out", str(tmp_path / "run"), "--set", f"{name}="]) == 2
+    line = _one_line(capsys, command)
+    assert line.startswith(f"config key {name!r} must be one or more distinct values, each positive"), line
+    assert line.endswith("got ()")
+
+
+def test_integral_floats_and_huge_integers_are_read_as_what_they_are():
+    @dataclasses.dataclass(frozen=True)
+    class Demo:
+        horizons: tuple[int, ...] = key((1,), items(POSITIVE))
+        scale: tuple[float, ...] = key((1.0,), items(POSITIVE))
+
+    presets = {"quick": Demo()}
+    assert configlib.resolve(presets, "quick", {"horizons": "[1e3, 20]"}).horizons == (1000, 20)
+    huge = configlib.resolve(presets, "quick", {"horizons": str(10 ** 400)})
+    configlib.check(huge)  # an int past float's range is finite: no OverflowError from the rule
+    with pytest.raises(ValueError, match=r"bad value '\[true\]' for config key 'scale': takes numbers, not True"):
+        configlib.resolve(presets, "quick", {"scale": "[true]"})
+
+
+# --- seeds --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [str(2 ** 64), str(2 ** 32), "-1"])
+def test_unroll_seed_follows_the_configs_seed_rule(tmp_path, capsys, seed):
+    make_fake_dataset(tmp_path, "mnist", n_train=100, n_test=20)
+    assert main(["unroll", "--dataset", "mnist", "--data-dir", str(tmp_path), "--no-verify", "--lr", "0.1",
+                 "--momentum", "0.9", "--steps", "1", "--batch-size", "8", "--seed", seed]) == 2
+    assert _one_line(capsys, "unroll") == f"--seed must be {configlib.SEED.wanted}, got {seed}"
+    assert configlib.SEED.wanted == "in [0, 2**32)" and not configlib.SEED.test(2 ** 32)
+
+
+# --- wall time --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spent", ["nan\n", "-1e9\n", "inf\n", "3 s\n"])
+def test_an_unreadable_spent_record_counts_as_zero_and_is_named(tmp_path, capsys, spent):
+    @dataclasses.dataclass(frozen=True)
+    class Demo:
+        steps: int = 10
+
+    with RunDir.open(tmp_path / "run") as run_dir:
+        run_dir.write_config(Demo())
+    (tmp_path / "run" / ".spent").write_text(spent)
+    capsys.readouterr()
+    with RunDir.open(tmp_path / "run") as run_dir:
+        run_dir.write_config(Demo())
+        wall = run_dir.write_summary({})["wall_time_s"]
+    assert 0 <= wall < 60  # not null (nan), not negative, not an error
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'run' / '.spent'}" in err and "counted as 0" in err, err
