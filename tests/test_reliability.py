@@ -97,3 +97,54 @@ def test_an_unreadable_spent_record_counts_as_zero_and_is_named(tmp_path, capsys
     assert 0 <= wall < 60  # not null (nan), not negative, not an error
     err = capsys.readouterr().err
     assert f"{tmp_path / 'run' / '.spent'}" in err and "counted as 0" in err, err
+
+
+# --- --force -----------------------------------------------------------------------------------
+
+NQM_MAP = ["nqm-map", "--set", "dim=8", "--set", "horizon=5", "--set", "fit_steps=2", "--set", "kappas=1,1000",
+           "--set", "noises=0,1"]  # the paper's cell (kappa 1000, noise 1) on the grid
+
+
+def test_force_deletes_what_runs_wrote_and_keeps_the_rest_saying_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*NQM_MAP, "--out", str(out)]) == 0
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert {"config.json", "summary.json", "units", "map.png", "map.pdf"} <= set(written), written
+    (out / "my_notes.txt").write_text("what I saw")
+    (out / "mine").mkdir()
+    (out / "mine" / "plot.png").write_bytes(b"not the run's")
+    (out / "old_fig.png").write_bytes(b"a user's figure, named like a run's")
+    capsys.readouterr()
+    assert main([*NQM_MAP, "--set", "penalty=999", "--out", str(out), "--force"]) == 0
+    assert (out / "my_notes.txt").read_text() == "what I saw"
+    assert (out / "mine" / "plot.png").read_bytes() == b"not the run's"
+    assert (out / "old_fig.png").read_bytes() == b"a user's figure, named like a run's"
+    assert "\"penalty\": 999" in (out / "config.json").read_text()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        [*written, "mine", "my_notes.txt", "old_fig.png"])
+    kept = [line for line in capsys.readouterr().err.splitlines() if "--force" in line]
+    assert kept == [f"{out}: --force deleted the results runs wrote and kept 3 other file(s): mine, my_notes.txt, "
+                    "old_fig.png"]
+
+
+def test_force_in_the_library_deletes_recorded_curves_and_figures_only(tmp_path, capsys):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    @dataclasses.dataclass(frozen=True)
+    class Demo:
+        steps: int = 10
+
+    run = RunDir(tmp_path)
+    run.write_config(Demo())
+    run.save_curves("curve_a", x=[1, 2])
+    run.save_figure(plt.figure(), "fig_a")
+    run.save_unit("u", {"x": [1]})
+    run.write_summary({"loss": 1.0})
+    (tmp_path / "notes.npz").write_bytes(b"mine")
+    forced = RunDir(tmp_path, force=True)
+    forced.write_config(Demo(steps=3))
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert names == ["config.json", "notes.npz"] and not forced.has_unit("u")
+    assert "kept 1 other file(s): notes.npz" in capsys.readouterr().err
