@@ -148,3 +148,100 @@ def test_force_in_the_library_deletes_recorded_curves_and_figures_only(tmp_path,
     names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert names == ["config.json", "notes.npz"] and not forced.has_unit("u")
     assert "kept 1 other file(s): notes.npz" in capsys.readouterr().err
+
+
+# --- the dataset the user named ---------------------------------------------------------------
+
+@pytest.fixture
+def data_roots(tmp_path, monkeypatch):
+    """A complete Fashion-MNIST and MNIST in the system folder (the fallback that must not be
+    taken), HOME and $SHORTHORIZON_DATA kept out; the user's folder ``tmp_path / "mine"``."""
+    from shorthorizon.data import store
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(store.ENV_VAR, raising=False)
+    monkeypatch.setattr(store, "SYSTEM_ROOT", tmp_path / "system")
+    for name in ("fashion-mnist", "mnist"):
+        make_fake_dataset(tmp_path / "system", name, n_train=100, n_test=20, seed=1)
+    return tmp_path / "mine"
+
+
+def _unroll(data_dir, dataset="fashion-mnist", *extra):
+    return main(["unroll", "--dataset", dataset, "--data-dir", str(data_dir), "--no-verify", "--lr", "0.1",
+                 "--momentum", "0.9", "--steps", "1", "--batch-size", "8", "--eval-batches", "1", *extra])
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "auto"])
+def test_a_data_dir_lacking_a_file_is_an_error_not_the_system_copy(data_roots, capsys, dataset):
+    folder = make_fake_dataset(data_roots, "fashion-mnist" if dataset != "auto" else "mnist", n_train=100, n_test=20)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert _unroll(data_roots, dataset) == 2
+    line = _one_line(capsys, "unroll")
+    assert f"{folder} lacks t10k-labels-idx1-ubyte(.gz)" in line, line
+
+
+def test_a_folder_in_a_files_place_is_named_not_passed_over_even_unverified(data_roots, capsys):
+    folder = make_fake_dataset(data_roots, "fashion-mnist", n_train=100, n_test=20)
+    (folder / "train-labels-idx1-ubyte.gz").unlink()
+    (folder / "train-labels-idx1-ubyte.gz").mkdir()
+    assert _unroll(data_roots) == 2  # with --no-verify
+    line = _one_line(capsys, "unroll")
+    assert f"{folder} lacks train-labels-idx1-ubyte(.gz) ({folder / 'train-labels-idx1-ubyte.gz'} is not a " \
+           "file)" in line, line
+
+
+def test_a_data_dir_holding_the_dataset_is_used(data_roots, capsys):
+    make_fake_dataset(data_roots, "fashion-mnist", n_train=100, n_test=20)
+    assert _unroll(data_roots) == 0
+
+
+def _swap_labels(path):
+    """Swap two different labels of an uncompressed IDX labels file in place: the same size, and
+    the modification time put back."""
+    import numpy as np
+
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    labels = np.frombuffer(bytes(data[8:]), np.uint8)
+    i, j = 0, int(np.flatnonzero(labels != labels[0])[0])
+    data[8 + i], data[8 + j] = data[8 + j], data[8 + i]
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def test_verification_is_keyed_by_content_not_size_and_time(data_roots, monkeypatch):
+    import gzip
+
+    from shorthorizon.data import ChecksumError, load_dataset, registry, store
+
+    folder = make_fake_dataset(data_roots, "mnist", n_train=100, n_test=20)
+    for f in folder.iterdir():  # gunzipped: a swap keeps the size
+        (folder / f.stem).write_bytes(gzip.decompress(f.read_bytes()))
+        f.unlink()
+    spec = registry.get_spec("mnist")
+    digests = {m: f"sha256:{store.hashlib.sha256((folder / m).read_bytes()).hexdigest()}" for m in spec.members}
+    monkeypatch.setitem(registry.SPECS, "mnist", dataclasses.replace(spec, digests=digests))
+    assert store.dataset_status("mnist", data_roots).verified
+    load_dataset("mnist", data_roots)
+    _swap_labels(folder / "train-labels-idx1-ubyte")
+    status = store.dataset_status("mnist", data_roots)
+    assert not status.verified and "train-labels-idx1-ubyte" in status.problem
+    with pytest.raises(ChecksumError, match="train-labels-idx1-ubyte: SHA256 .* does not match"):
+        load_dataset("mnist", data_roots)
+
+
+def test_a_verified_gzip_file_is_not_decompressed_again(data_roots, monkeypatch):
+    import gzip
+
+    from shorthorizon.data import registry, store
+
+    folder = make_fake_dataset(data_roots, "mnist", n_train=100, n_test=20)
+    spec = registry.get_spec("mnist")
+    digests = {m: f"sha256:{store.hashlib.sha256(gzip.decompress((folder / f'{m}.gz').read_bytes())).hexdigest()}"
+               for m in spec.members}
+    monkeypatch.setitem(registry.SPECS, "mnist", dataclasses.replace(spec, digests=digests))
+    assert store.dataset_status("mnist", data_roots).verified
+    calls = []
+    monkeypatch.setattr(gzip, "decompress", lambda data: calls.append(1))
+    assert store.dataset_status("mnist", data_roots).verified and calls == []
