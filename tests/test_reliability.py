@@ -245,3 +245,101 @@ def test_a_verified_gzip_file_is_not_decompressed_again(data_roots, monkeypatch)
     calls = []
     monkeypatch.setattr(gzip, "decompress", lambda data: calls.append(1))
     assert store.dataset_status("mnist", data_roots).verified and calls == []
+
+
+# --- a user's task that raises ----------------------------------------------------------------
+
+USER_TASKS = '''
+import jax
+import jax.numpy as jnp
+from shorthorizon.tasks import mlp
+
+
+def _base(input_shape, num_classes):
+    return mlp(input_shape, hidden=(8,), num_classes=num_classes)
+
+
+def key_error(input_shape, num_classes):
+    return {}["width"]
+
+
+def two_lines(input_shape, num_classes):
+    raise RuntimeError("no device\\nsecond line of the message")
+
+
+def zero_division(input_shape, num_classes):
+    return _base(input_shape, num_classes)._replace(loss=lambda p, s, b, k: 1 / 0)
+
+
+def assertion(input_shape, num_classes):
+    def loss(p, s, b, k):
+        assert b[0].ndim == 2, "wants flat images"
+    return _base(input_shape, num_classes)._replace(loss=loss)
+
+
+def per_example(input_shape, num_classes):
+    task = _base(input_shape, num_classes)
+
+    def loss(p, s, b, k):
+        value, aux = task.loss(p, s, b, k)
+        return value * jnp.ones(b[0].shape[0]), aux
+    return task._replace(loss=loss)
+
+
+def bare_loss(input_shape, num_classes):
+    task = _base(input_shape, num_classes)
+    return task._replace(loss=lambda p, s, b, k: task.loss(p, s, b, k)[0])
+
+
+def python_float(input_shape, num_classes):
+    return _base(input_shape, num_classes)._replace(loss=lambda p, s, b, k: (2.5, (s, {})))
+
+
+def integer_params(input_shape, num_classes):
+    task = _base(input_shape, num_classes)
+    return task._replace(init=lambda key: jax.tree.map(lambda a: a.astype(jnp.int32), task.init(key)))
+'''
+
+# task spec -> the one line's text after "task SPEC" (and a colon, but for the factory's)
+USER_ERRORS = {
+    "user_tasks:key_error": r"for images of shape \(28, 28, 1\), 10 classes: KeyError: 'width'$",
+    "user_tasks:two_lines": r"for images of shape \(28, 28, 1\), 10 classes: RuntimeError: no device$",
+    "user_tasks:zero_division": r"its loss on a batch of 2 images of shape \(28, 28, 1\) fails: ZeroDivisionError: "
+                                r"division by zero$",
+    "user_tasks:assertion": r"its loss on a batch of 2 images of shape \(28, 28, 1\) fails: AssertionError: "
+                            r"wants flat images$",
+    "user_tasks:per_example": r"its loss on a batch of 2 images of shape \(28, 28, 1\) has shape \(2,\), not a "
+                              r"scalar; return the mean over the batch",
+    "user_tasks:bare_loss": r"its loss on a batch of 2 images of shape \(28, 28, 1\) gives a float32 array, not "
+                            r"\(loss, \(model_state, metrics\)\)",
+    "user_tasks:python_float": r"its loss on a batch of 2 images of shape \(28, 28, 1\) is a Python number, not "
+                               r"computed from the parameters",
+    "user_tasks:integer_params": r"init gives int32 parameters \(.*\); training differentiates every "
+                                 r"parameter: make them floating-point",
+    "broken_import:net": r"importing module 'broken_import' fails: KeyError: 'width'$",
+}
+
+
+@pytest.fixture
+def user_tasks(tmp_path, monkeypatch):
+    (tmp_path / "user_tasks.py").write_text(USER_TASKS)
+    (tmp_path / "broken_import.py").write_text('SETTINGS = {}\nWIDTH = SETTINGS["width"]\n\n\n'
+                                               'def net(input_shape, num_classes):\n    pass\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    for name in ("user_tasks", "broken_import"):
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("spec", USER_ERRORS)
+def test_a_users_task_that_raises_is_one_line_naming_it_before_any_work(user_tasks, tmp_path, capsys, spec):
+    from shorthorizon.tasks import make_task
+    from shorthorizon.tasks.registry import TaskError
+
+    sep = " " if USER_ERRORS[spec].startswith("for images") else ": "
+    with pytest.raises(TaskError, match=f"^task {spec}{sep}{USER_ERRORS[spec]}") as err:
+        make_task(spec, (28, 28, 1), 10)
+    assert "\n" not in str(err.value) and isinstance(err.value, ValueError)
+    make_fake_dataset(tmp_path / "data", "mnist", n_train=100, n_test=20)
+    assert _unroll(tmp_path / "data", "mnist", "--task", spec) == 2
+    assert _one_line(capsys, "unroll").startswith(f"task {spec}{sep}")
