@@ -343,3 +343,16 @@ def test_a_users_task_that_raises_is_one_line_naming_it_before_any_work(user_tas
     make_fake_dataset(tmp_path / "data", "mnist", n_train=100, n_test=20)
     assert _unroll(tmp_path / "data", "mnist", "--task", spec) == 2
     assert _one_line(capsys, "unroll").startswith(f"task {spec}{sep}")
+
+
+def test_a_data_dir_that_is_not_a_folder_breaks_its_rule_before_any_experiment(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class Demo:
+        data_dir: str = key("", configlib.DATA_DIR)
+
+    presets = {"quick": Demo()}
+    configlib.check(configlib.resolve(presets, "quick", {"data_dir": str(tmp_path)}))
+    configlib.check(Demo())
+    with pytest.raises(ValueError, match=r"^config key 'data_dir' must be an existing folder, or empty \(the usual "
+                                         r"places\), got '/nonexistent'$"):
+        configlib.resolve(presets, "quick", {"data_dir": "/nonexistent"})

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 C = TypeVar("C")
@@ -129,6 +130,9 @@ FRACTION = Rule(lambda v: _number(v) and 0 <= v < 1, "in [0, 1)")  # a momentum
 DIM = at_least(2)  # an NQM's dimension: Chebyshev points cos(j pi / (d - 1)) need d >= 2
 # JAX's 32-bit keys keep a seed's low 32 bits (2**32 gives seed 0's key); NumPy refuses a negative one
 SEED = Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32, "in [0, 2**32)")
+# a folder searched first for the datasets: "" (the usual places) or a folder that is there; a
+# mistyped one would pass validation and fail once an experiment that loads data starts
+DATA_DIR = Rule(lambda v: v == "" or Path(v).expanduser().is_dir(), "an existing folder, or empty (the usual places)")
 # An Adam step moves a log-space hyperparameter by up to its step size (exactly that much at the
 # first step): past log(largest float64) ~ 709.8, one unbounded step overflows exp() to inf or 0
 LOG_STEP = Rule(lambda v: _number(v) and 0 < v < math.log(sys.float_info.max), "positive and below 709.78")
