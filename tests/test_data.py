@@ -163,18 +163,25 @@ def test_files_in_root_are_claimed_by_their_checksums(isolated, monkeypatch):
     assert load_dataset("fashion-mnist", data_dir=root).train_x.shape == (6, 28, 28, 1)
 
 
-def test_partial_set_does_not_shadow_complete_one_and_is_named(isolated):
+def test_a_partial_set_ends_the_search_in_a_named_folder_only(isolated):
     make_fake_dataset(isolated / "a", "mnist", 4, 2)
     make_fake_dataset(isolated / "b", "mnist", 5, 2)
     (isolated / "a" / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
     cache = isolated / "home" / ".cache" / "shorthorizon"
     cache.parent.mkdir(parents=True)
     (isolated / "b").rename(cache)
-    assert find_dataset("mnist", isolated / "a").folder == cache / "mnist"
+    # the folder the user named is the dataset, or an error: never the complete copy in the cache
+    assert find_dataset("mnist", isolated / "a").folder == isolated / "a" / "mnist"
+    with pytest.raises(DatasetNotFoundError, match=f"{isolated / 'a' / 'mnist'} lacks t10k-labels-idx1-ubyte"):
+        default_dataset(data_dir=isolated / "a")
+    # a partial set in the cache (an interrupted download) does not shadow a complete one after it
+    make_fake_dataset(isolated / "system", "mnist", 6, 2)
     (cache / "mnist" / "train-images-idx3-ubyte.gz").unlink()
-    assert default_dataset(data_dir=isolated / "a") is None
-    with pytest.raises(DatasetNotFoundError, match="t10k-labels-idx1-ubyte.*data download mnist"):
-        load_dataset("mnist", data_dir=isolated / "a", verify=False)
+    assert find_dataset("mnist").folder == isolated / "system" / "mnist"
+    (isolated / "system" / "mnist" / "t10k-images-idx3-ubyte.gz").unlink()
+    assert default_dataset() is None
+    with pytest.raises(DatasetNotFoundError, match="train-images-idx3-ubyte.*data download mnist"):
+        load_dataset("mnist", verify=False)
 
 
 def test_default_dataset_prefers_in_order(isolated):
@@ -252,9 +259,9 @@ def test_verification_is_cached_and_invalidated(isolated, monkeypatch):
     assert store.dataset_status("mnist", isolated / "d").verified
     stamps = isolated / "home" / ".cache" / "shorthorizon" / "verified"
     assert len(list(stamps.iterdir())) == 4
-    calls = []
-    real = formats.file_bytes
-    monkeypatch.setattr(formats, "file_bytes", lambda p: calls.append(p) or real(p))
+    calls = []  # the files decompressed: a stamp, keyed by a gzip file's bytes, spares the verified ones
+    real = formats.decoded
+    monkeypatch.setattr(formats, "decoded", lambda data, origin: calls.append(origin) or real(data, origin))
     assert store.dataset_status("mnist", isolated / "d").verified and calls == []
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.ones(10, np.uint8))
     status = store.dataset_status("mnist", isolated / "d")

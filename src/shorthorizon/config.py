@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 C = TypeVar("C")
@@ -23,6 +24,34 @@ def _kind(field: dataclasses.Field) -> tuple[bool, type]:
     return many, _SCALARS.get(inner, float)
 
 
+def _item(kind: type, value: Any) -> Any:
+    """One value of type ``kind`` from a command-line string or a JSON item. An int is an integer,
+    or a float with nothing after the point (``1e3``); a bool is never a number (JSON's ``true``
+    would otherwise be read as 1), and a number is never a bool."""
+    if kind is str:
+        return str(value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"takes true or false, not {value!r}")
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            value = float(value)  # "1e3", "nan"; a ValueError for what is no number at all
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"takes {'integers' if kind is int else 'numbers'}, not {value!r}")
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():  # 1.5, and inf and nan (1e999 is inf)
+            raise ValueError(f"takes integers, not {value!r}")
+        return int(value)
+    return float(value)
+
+
 def _coerce(field: dataclasses.Field, value: Any) -> Any:
     """Turn a command-line string into the field's type (tuples from JSON lists or commas)."""
     if not isinstance(value, str):
@@ -31,14 +60,10 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
     if many:
         text = value.strip()
         items = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v]
-        return tuple(kind(v) for v in items)
-    if kind is bool:
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"config key {field.name!r} takes true or false, not {value!r}")
-    return kind(value)
+        if not isinstance(items, list):
+            raise ValueError(f"takes a JSON list or comma-separated values, not {text!r}")
+        return tuple(_item(kind, v) for v in items)
+    return _item(kind, value)
 
 
 def resolve(presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any] | None = None) -> C:
@@ -56,9 +81,13 @@ def resolve(presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any] 
             )
         try:
             changes[key] = _coerce(fields[key], value)
-        except (TypeError, ValueError, json.JSONDecodeError) as err:
-            raise ValueError(f"bad value {value!r} for config key {key!r}: {err}") from err
-    return dataclasses.replace(config, **changes)
+        except (TypeError, ValueError, OverflowError) as err:  # OverflowError: an int past float's range
+            raise ValueError(f"bad value {value!r} for config key {key!r}: {err}") from None
+    config = dataclasses.replace(config, **changes)
+    for name in changes:  # before an experiment's validate reads them (max() of an empty tuple)
+        if rule_of(config, name) is not None:
+            _check_field(config, fields[name])
+    return config
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
@@ -81,7 +110,9 @@ class Rule(NamedTuple):
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float, not a bool (an int is finite however large: ``math.isfinite`` of
+    one past float's range raises OverflowError)."""
+    return isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value)
 
 
 def at_least(low: float) -> Rule:
@@ -98,7 +129,10 @@ NONNEGATIVE = Rule(lambda v: _number(v) and v >= 0, "zero or more, and finite")
 FRACTION = Rule(lambda v: _number(v) and 0 <= v < 1, "in [0, 1)")  # a momentum
 DIM = at_least(2)  # an NQM's dimension: Chebyshev points cos(j pi / (d - 1)) need d >= 2
 # JAX's 32-bit keys keep a seed's low 32 bits (2**32 gives seed 0's key); NumPy refuses a negative one
-SEED = Rule(lambda v: 0 <= v < 2**32, "in [0, 2**32)")
+SEED = Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32, "in [0, 2**32)")
+# a folder searched first for the datasets: "" (the usual places) or a folder that is there; a
+# mistyped one would pass validation and fail once an experiment that loads data starts
+DATA_DIR = Rule(lambda v: v == "" or Path(v).expanduser().is_dir(), "an existing folder, or empty (the usual places)")
 # An Adam step moves a log-space hyperparameter by up to its step size (exactly that much at the
 # first step): past log(largest float64) ~ 709.8, one unbounded step overflows exp() to inf or 0
 LOG_STEP = Rule(lambda v: _number(v) and 0 < v < math.log(sys.float_info.max), "positive and below 709.78")
@@ -145,22 +179,27 @@ def check(config: Any) -> None:
     value is not of its annotated type or breaks its rule (:func:`key`); a field that declares no
     rule is a TypeError. Cross-key constraints are the experiment's ``validate``."""
     for field in dataclasses.fields(config):
-        value, rule = getattr(config, field.name), rule_of(config, field.name)
-        if rule is None:
-            raise TypeError(f"config key {field.name!r} of {type(config).__name__} declares no rule")
-        many, kind = _kind(field)
-        kinds = (int, float) if kind is float else kind
-        values = value if many and isinstance(value, tuple) else (value,)
-        if isinstance(value, tuple) != many or not all(isinstance(v, kinds) and (kind is bool) == isinstance(v, bool)
-                                                       for v in values):
-            raise ValueError(f"config key {field.name!r} takes {'a tuple of ' if many else ''}{kind.__name__} values, "
-                             f"got {value!r}")
-        try:
-            ok = rule.test(value)
-        except ValueError as err:
-            raise ValueError(f"config key {field.name!r}: {err}") from None
-        if not ok:
-            raise ValueError(f"config key {field.name!r} must be {rule.wanted}, got {value!r}")
+        _check_field(config, field)
+
+
+def _check_field(config: Any, field: dataclasses.Field) -> None:
+    """:func:`check` of one field."""
+    value, rule = getattr(config, field.name), rule_of(config, field.name)
+    if rule is None:
+        raise TypeError(f"config key {field.name!r} of {type(config).__name__} declares no rule")
+    many, kind = _kind(field)
+    kinds = (int, float) if kind is float else kind
+    values = value if many and isinstance(value, tuple) else (value,)
+    if isinstance(value, tuple) != many or not all(isinstance(v, kinds) and (kind is bool) == isinstance(v, bool)
+                                                   for v in values):
+        raise ValueError(f"config key {field.name!r} takes {'a tuple of ' if many else ''}{kind.__name__} values, "
+                         f"got {value!r}")
+    try:
+        ok = rule.test(value)
+    except ValueError as err:
+        raise ValueError(f"config key {field.name!r}: {err}") from None
+    if not ok:
+        raise ValueError(f"config key {field.name!r} must be {rule.wanted}, got {value!r}")
 
 
 def within(key: str, value: float, box: str, bounds: tuple[float, float]) -> None:

@@ -13,7 +13,7 @@ signature). A file that cannot be written (a full disk) raises :class:`RunDirErr
 
 A folder belongs to one command and one resolved config: :meth:`RunDir.write_config` refuses
 a different one, naming the keys that differ (``force=True`` deletes the old results and
-starts over). :meth:`RunDir.open` locks the folder against a second process for as long as
+starts over: the files runs wrote there, recorded in ``.written``, and no other). :meth:`RunDir.open` locks the folder against a second process for as long as
 a run uses it (``fcntl.flock`` on ``.lock``, released by the OS when the process dies, so a
 crashed run never leaves it stuck). JSON is strict: numbers that are not finite (a diverged
 run's loss) are written as ``null``.
@@ -46,6 +46,10 @@ LOCK = ".lock"  # the lock file inside a run folder; hidden names are not result
 # seconds that earlier processes spent on a run folder (written as each one leaves it): a
 # resumed run's wall_time_s counts every process, not the resume's alone
 SPENT = ".spent"
+# the names a folder's runs wrote at its top level besides the fixed ones (curves and figures, named
+# by config): --force deletes these and the fixed ones, never a file a run did not write
+WRITTEN = ".written"
+OWN = ("config.json", "summary.json", "units")  # what every run writes under these names
 
 
 class RunDirError(ValueError):
@@ -237,6 +241,7 @@ class RunDir:
         self.started = time.perf_counter()
         self.claimed = False  # whether this run wrote the folder's first config.json
         self.accepted = False  # whether the folder took this run's config (a refused run leaves it as it was)
+        self.spent_before: float | None = None  # seconds earlier processes spent here, once read
 
     @classmethod
     @contextlib.contextmanager
@@ -303,18 +308,55 @@ class RunDir:
         another config's results, or files that are not a run's."""
         claim = _jsonable({"command": _command(config), "config": config, **extra})
         path = self.path / "config.json"
-        if self.force and path.exists():
-            for name in [*self._results(), SPENT]:
-                target = self.path / name
-                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-            self.force = False  # started over once; what this run writes stays
+        forced = self.force and path.exists()
+        if forced:
+            self._start_over()
         if path.exists():
             self._check_claim(path, claim)
         else:
-            self._check_not_foreign()
+            if not forced:  # a forced folder was a run's: what it kept is the user's
+                self._check_not_foreign()
             self.claimed = True
         write_json(path, {**claim, "environment": environment()})
         self.accepted = True
+
+    def _start_over(self) -> None:
+        """Delete what runs wrote here (:data:`OWN`, the names recorded in :data:`WRITTEN`, the
+        seconds spent); say on stderr what stays: files no run wrote (a user's notes), and
+        curves and figures of a version that kept no record of them."""
+        written = {*OWN, *self._written()}
+        kept = []
+        for name in self._results():
+            target = self.path / name
+            if name not in written:
+                kept.append(name)
+            elif target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        for name in (SPENT, WRITTEN):
+            (self.path / name).unlink(missing_ok=True)
+        self.force = False  # started over once; what this run writes stays
+        if kept:
+            print(f"{self.path}: --force deleted the results runs wrote and kept {len(kept)} other file(s): "
+                  f"{', '.join(sorted(kept))}", file=sys.stderr)
+
+    def _written(self) -> list[str]:
+        """The top-level names runs recorded writing here (:data:`WRITTEN`)."""
+        with contextlib.suppress(OSError, ValueError):  # none yet, or unreadable: the fixed names alone
+            names = read_json(self.path / WRITTEN)
+            if isinstance(names, list):
+                return [n for n in names if isinstance(n, str)]
+        return []
+
+    def _write(self, name: str, write) -> Path:
+        """Write the top-level file ``name`` (:func:`_atomic_write`), recorded in :data:`WRITTEN`
+        first: a file on disk is always one --force may delete."""
+        written = self._written()
+        if name not in written:
+            write_json(self.path / WRITTEN, sorted([*written, name]))
+        _atomic_write(self.path / name, write)
+        return self.path / name
 
     def _check_claim(self, path: Path, claim: dict) -> None:
         fix = "use a new --out, or --force to start over (deletes the results there)"
@@ -360,11 +402,25 @@ class RunDir:
 
     def total_elapsed(self) -> float:
         """:meth:`elapsed` plus the seconds earlier processes spent on the folder."""
-        try:
-            spent = float((self.path / SPENT).read_text())
-        except (OSError, ValueError):
-            spent = 0.0
-        return spent + self.elapsed()
+        return self._spent_before() + self.elapsed()
+
+    def _spent_before(self) -> float:
+        """The seconds earlier processes spent on the folder (:data:`SPENT`), read once. A record
+        that is not a finite number of zero or more (edited, damaged: ``nan``, ``-1e9``) would make
+        ``wall_time_s`` null or negative: it is named on stderr and counted as 0."""
+        if self.spent_before is None:
+            path = self.path / SPENT
+            try:
+                self.spent_before = float(path.read_text())
+            except FileNotFoundError:
+                self.spent_before = 0.0
+            except (OSError, UnicodeDecodeError, ValueError):
+                self.spent_before = math.nan
+            if not (math.isfinite(self.spent_before) and self.spent_before >= 0):
+                print(f"{path}: not a record of seconds spent (a finite number, 0 or more); counted as 0 in "
+                      "wall_time_s", file=sys.stderr)
+                self.spent_before = 0.0
+        return self.spent_before
 
     # --- resumable units -----------------------------------------------------------
     def unit_path(self, name: str) -> Path:
@@ -424,9 +480,7 @@ class RunDir:
 
     # --- curves and figures --------------------------------------------------------
     def save_curves(self, name: str, **arrays: Any) -> Path:
-        path = self.path / f"{name}.npz"
-        _atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
-        return path
+        return self._write(f"{name}.npz", lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
     def load_curves(self, name: str) -> dict[str, np.ndarray]:
         with np.load(self.path / f"{name}.npz") as data:
@@ -437,8 +491,7 @@ class RunDir:
 
         try:
             for ext in ("png", "pdf"):
-                _atomic_write(self.path / f"{name}.{ext}",
-                              lambda f: fig.savefig(f, format=ext, dpi=130, bbox_inches="tight"))
+                self._write(f"{name}.{ext}", lambda f: fig.savefig(f, format=ext, dpi=130, bbox_inches="tight"))
         finally:
             plt.close(fig)
         return self.path / f"{name}.png"

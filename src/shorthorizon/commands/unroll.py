@@ -9,7 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE
+from shorthorizon.config import FRACTION, NONNEGATIVE, POSITIVE, SEED
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, Unroll, make_estimator
 from shorthorizon.optim import OPTIMIZERS, inverse_time, make_optimizer
@@ -69,7 +69,7 @@ def _check(args: argparse.Namespace) -> None:
     for name, rule in (("steps", POSITIVE), ("batch_size", POSITIVE), ("eval_batches", POSITIVE),
                        ("lr", POSITIVE), ("decay_steps", POSITIVE), ("momentum", FRACTION),
                        ("weight_decay", NONNEGATIVE), ("decay_exponent", NONNEGATIVE), ("particles", POSITIVE),
-                       ("sigma", POSITIVE)):
+                       ("sigma", POSITIVE), ("seed", SEED)):
         value = getattr(args, name)
         if value is not None and not rule.test(value):
             raise ValueError(f"{_flag(name)} must be {rule.wanted}, got {value}")

@@ -29,13 +29,21 @@ _CIFAR_PIXELS = 32 * 32 * 3
 
 def file_bytes(path: Path) -> bytes:
     """The content of ``path``, decompressed when it is gzip (detected by its magic)."""
-    data = Path(path).read_bytes()
-    if not data.startswith(_GZIP_MAGIC):
+    return decoded(Path(path).read_bytes(), path)
+
+
+def is_gzip(data: bytes) -> bool:
+    return data.startswith(_GZIP_MAGIC)
+
+
+def decoded(data: bytes, origin: Path | str) -> bytes:
+    """``data`` (read from ``origin``), decompressed when it is gzip."""
+    if not is_gzip(data):
         return data
     try:
         return gzip.decompress(data)
     except (EOFError, OSError, zlib.error) as err:
-        raise CorruptFileError(f"{path}: truncated or corrupt gzip file ({err})") from None
+        raise CorruptFileError(f"{origin}: truncated or corrupt gzip file ({err})") from None
 
 
 def parse_idx(data: bytes, origin: Path | str) -> np.ndarray:
