@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from shorthorizon import config as configlib
-from shorthorizon.config import ANY, FRACTION, POSITIVE, SEED, items, key, one_of, optimizer_hyper
+from shorthorizon.config import ANY, DATA_DIR, FRACTION, POSITIVE, SEED, items, key, one_of, optimizer_hyper
 from shorthorizon.data.registry import get_spec
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, scalar_loss
@@ -52,7 +52,7 @@ class Config:
 
     task: tuple[str, ...] = key(TASKS, items(TASK, distinct=True))  # --task mlp narrows it; module:factory adds yours
     dataset: str = key("auto", DATASET)  # "auto": MLP on MNIST, CNN on CIFAR-10, each else Fashion-MNIST
-    data_dir: str = key("", ANY)  # extra folder searched first for the datasets ("" = the usual places)
+    data_dir: str = key("", DATA_DIR)  # extra folder searched first for the datasets ("" = the usual places)
     verify: bool = key(True, ANY)  # check the data against the published checksums
     lookaheads: tuple[str, ...] = key(LOOKAHEADS, items(one_of(LOOKAHEADS), distinct=True))
     momentum: float = key(0.9, FRACTION)  # initial momentum of the SMD runs, and the baseline's (β1 of adam, adamw)

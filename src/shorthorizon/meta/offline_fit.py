@@ -32,8 +32,8 @@ import optax
 from tqdm.auto import tqdm
 
 from shorthorizon import optim
-from shorthorizon.config import (ANY, FRACTION, NONNEGATIVE, POSITIVE, SEED, Rule, check, key, low_high,
-                                 one_of, optimizer_hyper, optional)
+from shorthorizon.config import (ANY, DATA_DIR, FRACTION, NONNEGATIVE, POSITIVE, SEED, Rule, check, key,
+                                 low_high, one_of, optimizer_hyper, optional)
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import Data, Truncated, batches
 from shorthorizon.meta.offline import (Offline, Problem, fit_chunk, long_run, meta_objective, start_loss, surface,
@@ -51,7 +51,7 @@ class OfflineConfig:
     batch 100) and the settings its fits and surfaces share."""
 
     dataset: str = key("auto", DATASET)  # "auto": MNIST where present, else Fashion-MNIST
-    data_dir: str = key("", ANY)  # extra folder searched first for the dataset ("" = the usual places)
+    data_dir: str = key("", DATA_DIR)  # extra folder searched first for the dataset ("" = the usual places)
     verify: bool = key(True, ANY)  # check published checksums (off for tiny fake test datasets)
     seed: int = key(0, SEED)
     seeds: int = key(1, POSITIVE)  # independent repetitions: seed k is the run with seed + k (summary: intervals)

@@ -10,8 +10,8 @@ Flax NNX or Equinox model into a task.
 from shorthorizon.tasks.base import (ModelState, Params, Task, cast_floats, classification_loss,
                                      classification_metrics, classifier, initialize)
 from shorthorizon.tasks.models import cnn, mlp
-from shorthorizon.tasks.registry import FACTORY, TASKS, check_output, load_factory, make_task, task_factory
+from shorthorizon.tasks.registry import FACTORY, TASKS, TaskError, check_output, load_factory, make_task, task_factory
 
-__all__ = ["FACTORY", "TASKS", "ModelState", "Params", "Task", "cast_floats", "check_output", "classification_loss",
+__all__ = ["FACTORY", "TASKS", "TaskError", "ModelState", "Params", "Task", "cast_floats", "check_output", "classification_loss",
            "classification_metrics", "classifier", "cnn", "initialize", "load_factory", "make_task", "mlp",
            "task_factory"]
