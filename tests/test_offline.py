@@ -17,6 +17,7 @@ from shorthorizon.data import splits
 from shorthorizon.experiments import offline as experiment
 from shorthorizon.hypergrad import batches
 from shorthorizon.meta import offline
+from shorthorizon.meta.offline_fit import with_family
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
 from shorthorizon.stats import interval, log_interval
@@ -89,7 +90,7 @@ def test_smd_reaches_the_best_region_of_the_surface():
     key = jax.random.PRNGKey(0)
     paper = offline.Offline(mlp(), momentum(inverse_time(5000.0)), meta_lr=0.1)  # the paper's box
     problem = offline.warm_start(paper, train, key, batches(train, key, 10, 100, replace=False), 50, HEAVY_BALL)
-    config = experiment.PRESETS["quick"]
+    config = with_family(experiment.PRESETS["quick"])  # the heavy ball's box: the paper's
     rng = np.random.default_rng(0)
     lr0 = np.exp(rng.uniform(*np.log(config.lr0_range), 48)).astype(np.float32)
     decay_exponent = np.exp(rng.uniform(*np.log(config.decay_exponent_range), 48)).astype(np.float32)
