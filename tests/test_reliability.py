@@ -356,3 +356,20 @@ def test_a_data_dir_that_is_not_a_folder_breaks_its_rule_before_any_experiment(t
     with pytest.raises(ValueError, match=r"^config key 'data_dir' must be an existing folder, or empty \(the usual "
                                          r"places\), got '/nonexistent'$"):
         configlib.resolve(presets, "quick", {"data_dir": "/nonexistent"})
+
+
+def test_no_warm_start_poses_the_problem_from_the_initial_weights(tmp_path):
+    """``warm_start_steps=0`` (its rule allows 0) was an IndexError while tracing a scan of no
+    steps; now the problem starts from the task's initial weights, untouched, at step 0."""
+    import jax
+
+    from shorthorizon.data import make_fake_dataset
+    from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit
+
+    make_fake_dataset(tmp_path, "mnist", n_train=300, n_test=200, seed=0)
+    fit = OfflineFit.from_config(OfflineConfig(dataset="mnist", data_dir=str(tmp_path), verify=False,
+                                               warm_start_steps=0, eval_batches=2))
+    init_key, _ = jax.random.split(fit.keys["warm_start"])
+    for got, want in zip(jax.tree.leaves(fit.problem.params), jax.tree.leaves(fit.offline.task.init(init_key))):
+        assert (got == want).all()
+    assert int(fit.problem.state.step) == 0 and fit.start_loss() > 0

@@ -99,9 +99,11 @@ def warm_start(offline: Offline, train_data: Data, key: jax.Array, eval_set: Dat
     params = offline.task.init(init_key)
     optimizer = offline.optimizer._replace(schedule=None)
     state = optimizer.init(params, hyper)
-    params, state, model_state, _ = train(offline.task, optimizer, params, state,
-                                          stochastic_batches(train_data, batch_key, steps, offline.batch_size), steps,
-                                          model_state=offline.task.init_state(init_key), key=model_key(batch_key))
+    model_state = offline.task.init_state(init_key)
+    if steps:  # no warm start (0 steps): a scan of none would still index an empty batch stream while tracing
+        params, state, model_state, _ = train(offline.task, optimizer, params, state,
+                                              stochastic_batches(train_data, batch_key, steps, offline.batch_size),
+                                              steps, model_state=model_state, key=model_key(batch_key))
     # the horizons' optimizer adds the schedule, whose hyperparameters the state then holds (at
     # their defaults until a horizon sets them)
     defaults = offline.optimizer.schedule.defaults
