@@ -371,5 +371,5 @@ def test_no_warm_start_poses_the_problem_from_the_initial_weights(tmp_path):
                                                warm_start_steps=0, eval_batches=2))
     init_key, _ = jax.random.split(fit.keys["warm_start"])
     for got, want in zip(jax.tree.leaves(fit.problem.params), jax.tree.leaves(fit.offline.task.init(init_key))):
-        assert (got == want).all()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)  # jit's rounding of the draw, not a step of 0.1
     assert int(fit.problem.state.step) == 0 and fit.start_loss() > 0
