@@ -5,6 +5,7 @@ status 2 and one line on stderr naming the file, key, flag or task."""
 
 from __future__ import annotations
 
+import numpy as np
 import dataclasses
 import os
 import sys
