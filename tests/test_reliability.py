@@ -5,11 +5,11 @@ status 2 and one line on stderr naming the file, key, flag or task."""
 
 from __future__ import annotations
 
-import numpy as np
 import dataclasses
 import os
 import sys
 
+import numpy as np
 import pytest
 
 from shorthorizon import config as configlib
