@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shorthorizon.hypergrad.estimators import ES, NRES, Truncated, make_estimator
+from shorthorizon.hypergrad.estimators import ES, NRES, PES, Truncated, make_estimator
 from shorthorizon.meta.smd import SMD
 from shorthorizon.nqm import NQM, loss_curve
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, from_raw, schedule, to_raw, whole_run_loss
@@ -98,7 +98,7 @@ def test_pes_is_unbiased_for_the_whole_run_gradient_and_truncated_es_is_not(raw)
     keys = jax.random.split(jax.random.PRNGKey(2), 1000)
     sampled = SampledNQM(nqm, T)
     # sigma 1e-3: the smoothing moves the gradient by O(sigma^2), far below the standard error
-    pes = window_estimates(ES(sampled, k, sigma=1e-3, persistent=True, stagger=False), raw, keys).mean(1)
+    pes = window_estimates(PES(sampled, k, sigma=1e-3, stagger=False), raw, keys).mean(1)
     mean, se = pes.mean(0), pes.std(0, ddof=1) / np.sqrt(len(pes))
     assert np.all(np.abs(mean - whole) < 4 * se), (mean, whole, se)
     assert np.max(np.abs(truncated - whole) / se) > 5  # the test could tell a truncated estimate
@@ -160,7 +160,7 @@ def test_nres_keeps_one_perturbation_per_run_through_staggering_and_restarts(raw
 
 def test_particles_stagger_and_restart_when_a_run_ends(raw):
     sampled = SampledNQM(small_nqm(), T)
-    est = ES(sampled, truncation=5, particles=4, persistent=True)  # 8 windows per run
+    est = PES(sampled, truncation=5, particles=4)  # 8 windows per run
     state = jax.jit(est.init)(raw, jax.random.PRNGKey(0))
     np.testing.assert_array_equal(state.steps, [0, 10, 20, 30])
     np.testing.assert_array_equal(state.inner.step[:, 0], [0, 10, 20, 30])
@@ -188,7 +188,7 @@ def test_fit_with_the_exact_estimator_finds_a_stationary_point(raw):
 
 
 def test_meta_steps_in_chunks_continue_where_the_last_chunk_stopped(raw):
-    est = ES(SampledNQM(small_nqm(), T), truncation=5, particles=2, persistent=True)
+    est = PES(SampledNQM(small_nqm(), T), truncation=5, particles=2)
     smd = SMD(meta_lr=0.05)
     key = jax.random.PRNGKey(3)
     state, (loss, _, _) = jax.jit(lambda r: smd.fit(est, r, key, 6))(raw)
@@ -261,7 +261,7 @@ def test_the_same_estimators_run_on_a_neural_net(x64):
     # PES's first window (ES and PES agree there) points the way of the exact window gradient
     first = Truncated(run, "reverse", 6)
     _, ref6, _ = first.estimate(first.init(hyper, jax.random.PRNGKey(5)), hyper, key)
-    pes = ES(run, 6, particles=256, sigma=1e-3, persistent=True, stagger=False)
+    pes = PES(run, 6, particles=256, sigma=1e-3, stagger=False)
     _, grad, _ = jax.jit(lambda h: pes.estimate(pes.init(h, jax.random.PRNGKey(5)), h, key))(hyper)
     g, r = sorted_vec(grad), sorted_vec(ref6)
     assert g @ r > 0.5 * np.linalg.norm(g) * np.linalg.norm(r)
