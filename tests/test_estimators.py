@@ -283,18 +283,23 @@ def test_objective_gradient_es_matches_the_exact_gradient_of_a_quadratic(x64):
 
 
 def test_a_new_estimator_is_one_class_and_one_entry_in_the_table(raw, monkeypatch):
-    """Adding an estimator touches this module alone: a class (here forward mode with every
-    estimate halved, so its answers are known) and its name in ESTIMATORS. By name it is then
-    made, labelled and costed, drives SMD, and the commands' configs accept it."""
+    """Adding an estimator touches one module alone: a class (here forward mode with every
+    estimate halved, so its answers are known) with its colour and description, and its name in
+    ESTIMATORS. By name it is then made, labelled and costed, drives SMD, the commands' configs
+    accept it and the report draws and describes it; a class without them cannot be made."""
     import dataclasses
 
     from shorthorizon import config as configlib
     from shorthorizon.experiments import offline as offline_experiment
     from shorthorizon.experiments import truncated as truncated_experiment
-    from shorthorizon.hypergrad import ESTIMATORS
+    from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, Estimator
+    from shorthorizon.report import estimators as report
 
     @dataclasses.dataclass(frozen=True)
     class Halved(Truncated):
+        color = "tab:pink"
+        description = "halved: forward mode, every estimate halved."
+
         @property
         def name(self):
             return "halved"
@@ -327,3 +332,19 @@ def test_a_new_estimator_is_one_class_and_one_entry_in_the_table(raw, monkeypatc
     truncated_config = dataclasses.replace(truncated_experiment.PRESETS["quick"], estimators=("halved", "pes"))
     truncated_experiment.validate(truncated_config)
     assert truncated_experiment.names(truncated_config) == ["smd_full", "halved_K100", "pes_K100"]
+
+    for name in ESTIMATORS:  # every estimator says how the report shows it, and whether it is windowed
+        est = make_estimator(name)
+        assert isinstance(est, Estimator) and est.name == name
+        assert est.color.startswith("tab:") and est.description and isinstance(est.windowed, bool)
+    assert WINDOWED == ("forward", "reverse", "es", "pes", "nres")  # the experiments' default, fixed at import
+    assert make_estimator("halved").windowed and not make_estimator("fd").windowed
+    assert report.color("halved") == "tab:pink" and report.color("reverse") == "tab:cyan"
+    assert report.descriptions(["forward", "halved", "reverse", "nres"]) == [
+        Truncated.description, "halved: forward mode, every estimate halved.", NRES.description]
+
+    class Bare(Estimator):  # says nothing of itself: refused when made, not when traced
+        pass
+
+    with pytest.raises(TypeError, match="color"):
+        Bare()
