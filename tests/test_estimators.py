@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shorthorizon.hypergrad.estimators import ES, NRES, Truncated, make_estimator
+from shorthorizon.hypergrad.estimators import ES, NRES, PES, Truncated, make_estimator
 from shorthorizon.meta.smd import SMD
 from shorthorizon.nqm import NQM, loss_curve
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, from_raw, schedule, to_raw, whole_run_loss
@@ -98,7 +98,7 @@ def test_pes_is_unbiased_for_the_whole_run_gradient_and_truncated_es_is_not(raw)
     keys = jax.random.split(jax.random.PRNGKey(2), 1000)
     sampled = SampledNQM(nqm, T)
     # sigma 1e-3: the smoothing moves the gradient by O(sigma^2), far below the standard error
-    pes = window_estimates(ES(sampled, k, sigma=1e-3, persistent=True, stagger=False), raw, keys).mean(1)
+    pes = window_estimates(PES(sampled, k, sigma=1e-3, stagger=False), raw, keys).mean(1)
     mean, se = pes.mean(0), pes.std(0, ddof=1) / np.sqrt(len(pes))
     assert np.all(np.abs(mean - whole) < 4 * se), (mean, whole, se)
     assert np.max(np.abs(truncated - whole) / se) > 5  # the test could tell a truncated estimate
@@ -160,7 +160,7 @@ def test_nres_keeps_one_perturbation_per_run_through_staggering_and_restarts(raw
 
 def test_particles_stagger_and_restart_when_a_run_ends(raw):
     sampled = SampledNQM(small_nqm(), T)
-    est = ES(sampled, truncation=5, particles=4, persistent=True)  # 8 windows per run
+    est = PES(sampled, truncation=5, particles=4)  # 8 windows per run
     state = jax.jit(est.init)(raw, jax.random.PRNGKey(0))
     np.testing.assert_array_equal(state.steps, [0, 10, 20, 30])
     np.testing.assert_array_equal(state.inner.step[:, 0], [0, 10, 20, 30])
@@ -188,7 +188,7 @@ def test_fit_with_the_exact_estimator_finds_a_stationary_point(raw):
 
 
 def test_meta_steps_in_chunks_continue_where_the_last_chunk_stopped(raw):
-    est = ES(SampledNQM(small_nqm(), T), truncation=5, particles=2, persistent=True)
+    est = PES(SampledNQM(small_nqm(), T), truncation=5, particles=2)
     smd = SMD(meta_lr=0.05)
     key = jax.random.PRNGKey(3)
     state, (loss, _, _) = jax.jit(lambda r: smd.fit(est, r, key, 6))(raw)
@@ -261,7 +261,7 @@ def test_the_same_estimators_run_on_a_neural_net(x64):
     # PES's first window (ES and PES agree there) points the way of the exact window gradient
     first = Truncated(run, "reverse", 6)
     _, ref6, _ = first.estimate(first.init(hyper, jax.random.PRNGKey(5)), hyper, key)
-    pes = ES(run, 6, particles=256, sigma=1e-3, persistent=True, stagger=False)
+    pes = PES(run, 6, particles=256, sigma=1e-3, stagger=False)
     _, grad, _ = jax.jit(lambda h: pes.estimate(pes.init(h, jax.random.PRNGKey(5)), h, key))(hyper)
     g, r = sorted_vec(grad), sorted_vec(ref6)
     assert g @ r > 0.5 * np.linalg.norm(g) * np.linalg.norm(r)
@@ -283,18 +283,23 @@ def test_objective_gradient_es_matches_the_exact_gradient_of_a_quadratic(x64):
 
 
 def test_a_new_estimator_is_one_class_and_one_entry_in_the_table(raw, monkeypatch):
-    """Adding an estimator touches this module alone: a class (here forward mode with every
-    estimate halved, so its answers are known) and its name in ESTIMATORS. By name it is then
-    made, labelled and costed, drives SMD, and the commands' configs accept it."""
+    """Adding an estimator touches one module alone: a class (here forward mode with every
+    estimate halved, so its answers are known) with its colour and description, and its name in
+    ESTIMATORS. By name it is then made, labelled and costed, drives SMD, the commands' configs
+    accept it and the report draws and describes it; a class without them cannot be made."""
     import dataclasses
 
     from shorthorizon import config as configlib
     from shorthorizon.experiments import offline as offline_experiment
     from shorthorizon.experiments import truncated as truncated_experiment
-    from shorthorizon.hypergrad import ESTIMATORS
+    from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, Estimator
+    from shorthorizon.report import estimators as report
 
     @dataclasses.dataclass(frozen=True)
     class Halved(Truncated):
+        color = "tab:pink"
+        description = "halved: forward mode, every estimate halved."
+
         @property
         def name(self):
             return "halved"
@@ -327,3 +332,19 @@ def test_a_new_estimator_is_one_class_and_one_entry_in_the_table(raw, monkeypatc
     truncated_config = dataclasses.replace(truncated_experiment.PRESETS["quick"], estimators=("halved", "pes"))
     truncated_experiment.validate(truncated_config)
     assert truncated_experiment.names(truncated_config) == ["smd_full", "halved_K100", "pes_K100"]
+
+    for name in ESTIMATORS:  # every estimator says how the report shows it, and whether it is windowed
+        est = make_estimator(name)
+        assert isinstance(est, Estimator) and est.name == name
+        assert est.color.startswith("tab:") and est.description and isinstance(est.windowed, bool)
+    assert WINDOWED == ("forward", "reverse", "es", "pes", "nres")  # the experiments' default, fixed at import
+    assert make_estimator("halved").windowed and not make_estimator("fd").windowed
+    assert report.color("halved") == "tab:pink" and report.color("reverse") == "tab:cyan"
+    assert report.descriptions(["forward", "halved", "reverse", "nres"]) == [
+        Truncated.description, "halved: forward mode, every estimate halved.", NRES.description]
+
+    class Bare(Estimator):  # says nothing of itself: refused when made, not when traced
+        pass
+
+    with pytest.raises(TypeError, match="color"):
+        Bare()

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shorthorizon.config import DIM, FRACTION, POSITIVE, SEED, check, items, key, low_high, one_of, seeded, within
-from shorthorizon.hypergrad import ESTIMATORS, Truncated, make_estimator
+from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, Truncated, make_estimator
 from shorthorizon.meta.smd import SMD, cosine
 from shorthorizon.nqm import NQM, greedy_schedule, loss_curve
 from shorthorizon.nqm.inner import RAW, ExactNQM, SampledNQM, from_raw, schedule, to_raw
@@ -74,7 +74,7 @@ class Config:
     dim: int = key(1000, DIM)  # the paper's NQM (Section 2.3)
     horizon: int = key(250, POSITIVE)  # T: steps of one inner run
     decay_steps: float = key(10.0, POSITIVE)  # lr_t = lr (1 + t / decay_steps)^(-decay_exponent)
-    estimators: tuple[str, ...] = key(("forward", "reverse", "es", "pes", "nres"), items(one_of(ESTIMATORS), distinct=True))
+    estimators: tuple[str, ...] = key(WINDOWED, items(one_of(ESTIMATORS), distinct=True))
     truncations: tuple[int, ...] = key((1, 10, 50, 250), items(POSITIVE, distinct=True))  # K; K = horizon: the full run
     sigma: float = key(0.02, POSITIVE)  # ES/PES/NRES perturbation (log space)
     # settings away from the optimum, as (lr, decay_exponent, momentum) triples, flattened

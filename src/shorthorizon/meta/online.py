@@ -58,8 +58,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.hypergrad import (ES, Data, EstState, TrainingRun, Truncated, Unroll, model_key, stochastic_batches,
-                                    train)
+from shorthorizon.hypergrad import (Data, EstState, Estimator, TrainingRun, Truncated, Unroll, model_key,
+                                    stochastic_batches, train)
 from shorthorizon.meta.smd import EVALUATION_COST, SMD, SMDState
 from shorthorizon.optim import OptState
 from shorthorizon.tasks import ModelState, Params, Task
@@ -90,7 +90,7 @@ class Online(NamedTuple):
     batch_size: int = 100
     final_lr_eff: float = 1e-4
     chunks: int = 10  # jitted pieces per phase: divergence checks and progress in between
-    estimator: Truncated | ES = Truncated(mode="forward")  # SMD's hypergradients (an unbound estimator object)
+    estimator: Estimator = Truncated(mode="forward")  # SMD's hypergradients (an unbound estimator object)
     optimizer: optim.Optimizer = HEAVY_BALL  # the base optimizer, without a schedule
     space: optim.EffectiveSpace | optim.LogSpace = optim.EffectiveSpace()  # what SMD adapts, how, within what
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from shorthorizon.hypergrad.estimators import ES, Truncated
+from shorthorizon.hypergrad.estimators import Estimator, Truncated
 
 
 # A forward pass of one batch against a training step on it, for the cost of evaluating a
@@ -39,14 +39,14 @@ class SMD(NamedTuple):
     """``objective(raw, key) -> scalar`` is minimized over ``raw`` (a dict of arrays).
     ``meta_lr`` is Adam's step size, a number or an optax schedule of the meta-step (e.g.
     :func:`cosine`). ``bounds`` maps a coordinate of ``raw`` to its (low, high), as a space's
-    ``bounds()`` gives them. ``estimator`` (an object of
-    :mod:`~shorthorizon.hypergrad.estimators`) estimates each hypergradient."""
+    ``bounds()`` gives them. ``estimator`` (an
+    :class:`~shorthorizon.hypergrad.estimators.Estimator`) estimates each hypergradient."""
 
     objective: Callable[[dict, jax.Array], jax.Array] | None = None
     meta_lr: float | optax.Schedule = 0.01
     clip: float = 10.0
     bounds: Mapping[str, tuple[float, float]] = {}
-    estimator: Truncated | ES = Truncated(mode="forward")
+    estimator: Estimator = Truncated(mode="forward")
 
     def _adam(self):
         return optax.adam(self.meta_lr)

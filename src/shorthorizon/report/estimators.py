@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from shorthorizon.hypergrad import make_estimator
 from shorthorizon.report.figures import BAND, band, pyplot, seeds_table
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
 
-COLORS = {"forward": "tab:blue", "reverse": "tab:cyan", "es": "tab:orange", "pes": "tab:red", "nres": "tab:green"}
+
+def color(estimator: str) -> str:
+    """The colour of the registered ``estimator``'s lines: its class's."""
+    return make_estimator(estimator).color
+
+
+def descriptions(estimators) -> list[str]:
+    """What the registered ``estimators`` are, from their classes, each description once
+    (forward and reverse mode share one)."""
+    return list(dict.fromkeys(make_estimator(e).description for e in estimators))
 
 
 def plot(run_dir: RunDir) -> None:
@@ -30,10 +40,11 @@ def plot(run_dir: RunDir) -> None:
         def rows(number):  # (seeds, truncations)
             return np.array([[float(seed["estimators"][n][number]) for n in names] for seed in seeds])
 
-        band(ax_bias, ks, rows("relative_bias"), marker="o", color=COLORS.get(e), label=e)
-        band(ax_bias, ks, rows("relative_standard_error"), ls=":", color=COLORS.get(e))
-        band(ax_std, ks, rows("relative_variance_x_work"), marker="o", color=COLORS.get(e), label=e)
-        band(ax_std, ks, rows("run_relative_variance_x_work"), marker="s", ls="--", color=COLORS.get(e))
+        c = color(e)
+        band(ax_bias, ks, rows("relative_bias"), marker="o", color=c, label=e)
+        band(ax_bias, ks, rows("relative_standard_error"), ls=":", color=c)
+        band(ax_std, ks, rows("relative_variance_x_work"), marker="o", color=c, label=e)
+        band(ax_std, ks, rows("run_relative_variance_x_work"), marker="s", ls="--", color=c)
     over = f" ({len(seeds)} seeds: {BAND})" if len(seeds) > 1 else ""
     ax_bias.set(xscale="log", yscale="log", xlabel="truncation K (steps per window)",
                 ylabel="|mean − exact| / |exact|",
@@ -52,29 +63,12 @@ def plot(run_dir: RunDir) -> None:
     longest = max(v["truncation"] for v in s["estimators"].values())
     for name, v in s["estimators"].items():
         loss = np.mean([seed["estimators"][name]["fitted_loss"] for seed in seeds])
-        band(ax, steps, [c[f"{name}_curve"] for c in curves], color=COLORS.get(v["estimator"]),
+        band(ax, steps, [c[f"{name}_curve"] for c in curves], color=color(v["estimator"]),
              alpha=0.35 + 0.65 * v["truncation"] / longest, lw=1, label=f"{name} (J={loss:.1f})")
     ax.set(yscale="log", xlabel="step", ylabel="expected excess loss",
            title=f"Schedules fitted by each estimator (exact loss curves){over}")
     ax.legend(fontsize=7, ncol=2)
     run_dir.save_figure(fig, "fitted_schedules")
-
-
-# what each estimator's rows are, for the report (an estimator missing here is listed by name)
-DESCRIPTIONS = {
-    "forward": "forward: the derivative of each window's loss with its start state held (the paper's "
-               "short-horizon SMD; tbptt: the same by reverse mode); exact over the whole run at K = T.",
-    "es": "es: antithetic ES over each window, a fresh perturbation per window (as biased as truncation).",
-    "pes": "pes: persistent ES (Vicol, Metz and Sohl-Dickstein, ICML 2021): each pair credits the sum of every "
-           "perturbation drawn since its run started, unbiased for the whole run smoothed per window.",
-    "nres": "nres: noise-reuse ES (Li, Harrison, Sohl-Dickstein, Smith and Metz, NeurIPS 2023; ES-Single of "
-            "Vicol, Kolter and Swersky, ICML 2023) draws one perturbation per particle when its inner run starts "
-            "and reuses it in every window, so each window's loss difference carries the perturbation's whole "
-            "effect on the run so far. It is unbiased for the whole-run objective smoothed by one perturbation "
-            "per run; Li et al. show it has the least variance of the unbiased online ES estimators they analyse "
-            "(the rows below measure it against PES's here).",
-}
-DESCRIPTIONS["reverse"] = DESCRIPTIONS["forward"]
 
 
 def report(run_dir: RunDir, prefix: str = "") -> str:
@@ -96,7 +90,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
                     f"{fmt(v['fitted_loss'], '.2f')} ({fmt(v['fitted_loss_ratio'], '.3f')}x)"
                     f"{'' if v['converged'] else ', not converged'} | {fmt(v['fixed_point_loss_ratio'], '.3f')}x |")
     hx = ex["hyper"]
-    described = dict.fromkeys(DESCRIPTIONS.get(v["estimator"], v["estimator"]) for v in s["estimators"].values())
+    described = descriptions(v["estimator"] for v in s["estimators"].values())
     steps = {name: v["meta_steps"] for name, v in s["estimators"].items()}
     fewest, most = min(steps, key=steps.get), max(steps, key=steps.get)
     budget = (f"Every fit spends the same budget, {s['fit_inner_steps']:,} inner steps over all its particles, so "
