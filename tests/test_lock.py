@@ -97,12 +97,10 @@ def test_config_json_records_the_lock_this_environment_was_installed_from(tmp_pa
         f"{sys.prefix} was installed from another lock than this checkout's: run `make venv`")
 
 
-def test_the_report_shows_the_lock_digest(tmp_path, monkeypatch):
-    from shorthorizon import experiments
+def test_the_report_shows_the_lock_digest(tmp_path):
     from shorthorizon.report.document import write_report
 
     RunDir(tmp_path / "demo").write_config(Demo())
     RunDir(tmp_path / "demo").write_summary({})
-    monkeypatch.setattr(experiments, "get", lambda name: type("Stub", (), {"report": lambda *a, **k: "## demo\n"}))
     digest = results.read_json(tmp_path / "demo" / "config.json")["environment"]["lock_sha256"]
-    assert f"lock_sha256 {digest}" in write_report(tmp_path, ["demo"]).read_text()
+    assert f"lock_sha256 {digest}" in write_report(tmp_path, {"demo": lambda run_dir, prefix: "## demo\n"}).read_text()

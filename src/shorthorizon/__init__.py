@@ -5,8 +5,8 @@ The public API, one import away (``from shorthorizon import NQM, Online, make_es
 - the noisy quadratic model: :class:`NQM`, :func:`loss_curve`, :func:`greedy_schedule`,
   :func:`fit_schedule`, :func:`simulate`;
 - hypergradients: :func:`hypergradient` (a derivative mode on a plain meta-objective),
-  :func:`make_estimator` and :data:`ESTIMATORS` (estimator objects: :class:`Truncated`,
-  :class:`ES`, :class:`NRES`), :class:`Unroll`, :class:`TrainingRun`;
+  :func:`make_estimator` and :data:`ESTIMATORS` (estimator objects (:class:`Estimator`): :class:`Truncated`,
+  :class:`ES`, :class:`PES`, :class:`NRES`), :class:`Unroll`, :class:`TrainingRun`;
 - meta-optimization: :class:`SMD` (the outer loop), :class:`Online` (adapt while training),
   :class:`Offline` and :class:`OfflineFit` (fit a decay schedule, built from an
   :class:`OfflineConfig`);
@@ -33,7 +33,8 @@ _API = {
     "fit_schedule": "shorthorizon.nqm", "simulate": "shorthorizon.nqm",
     "hypergradient": "shorthorizon.hypergrad", "make_estimator": "shorthorizon.hypergrad",
     "ESTIMATORS": "shorthorizon.hypergrad", "Truncated": "shorthorizon.hypergrad", "ES": "shorthorizon.hypergrad",
-    "NRES": "shorthorizon.hypergrad", "Unroll": "shorthorizon.hypergrad", "TrainingRun": "shorthorizon.hypergrad", "Data": "shorthorizon.hypergrad",
+    "NRES": "shorthorizon.hypergrad", "PES": "shorthorizon.hypergrad",
+    "Estimator": "shorthorizon.hypergrad", "Unroll": "shorthorizon.hypergrad", "TrainingRun": "shorthorizon.hypergrad", "Data": "shorthorizon.hypergrad",
     "SMD": "shorthorizon.meta.smd", "Online": "shorthorizon.meta.online", "Offline": "shorthorizon.meta.offline",
     "OfflineFit": "shorthorizon.meta.offline_fit", "OfflineConfig": "shorthorizon.meta.offline_fit",
     "Task": "shorthorizon.tasks", "mlp": "shorthorizon.tasks", "cnn": "shorthorizon.tasks",

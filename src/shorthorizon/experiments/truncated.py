@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
-from shorthorizon.hypergrad import ESTIMATORS, make_estimator
+from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
 from shorthorizon.experiments.pipeline import Sweep, long_run_unit
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, lr0_named, resolve_dataset, surface_points,
                                            validate_problem, with_family)
@@ -45,7 +45,6 @@ from shorthorizon.stats import over_seeds
 
 NAME = "truncated"
 FLAGS = ("dataset",)
-WINDOWED = ("forward", "reverse", "es", "pes", "nres")
 # The headline numbers (dotted paths into a seed's summary; {fit}: each fit's name, :func:`names`),
 # each summarised over seeds (stats.over_seeds: True = varies by factors, by its logs). The ratios
 # are to the reference of the same seed.

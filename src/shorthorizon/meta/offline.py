@@ -30,7 +30,7 @@ from typing import Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from shorthorizon.hypergrad import (ES, Data, EstState, TrainingRun, Truncated, Unroll, evaluate, mean_loss,
+from shorthorizon.hypergrad import (Data, EstState, Estimator, TrainingRun, Truncated, Unroll, evaluate, mean_loss,
                                     model_key, run_keys, stochastic_batches, train)
 from shorthorizon.meta.smd import SMD, SMDState, cosine
 from shorthorizon.optim import LogSpace, Optimizer, OptState
@@ -66,7 +66,7 @@ class Offline(NamedTuple):
     space: LogSpace = PAPER_BOX
     meta_lr: float | tuple[float, int] = 0.01
     clip: float = 10.0
-    estimator: Truncated | ES = Truncated(mode="forward")
+    estimator: Estimator = Truncated(mode="forward")
 
     def unroll(self, horizon: int) -> Unroll:
         """``horizon`` steps with the schedule, a fresh batch each step."""
