@@ -18,6 +18,7 @@ the blind search of today's budget (128 + 32) on.
 from __future__ import annotations
 
 import argparse
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -94,12 +95,18 @@ def adaptive(space, objective, seed, coarse, population, generations):
     return search.search(objective, space, seed, population * generations, population, start, losses)
 
 
+@lru_cache(maxsize=None)
+def _cma_es(population, dims):
+    """One strategy object per shape: evosax compiles its ask and tell per object."""
+    return CMA_ES(population, jnp.zeros(dims))
+
+
 def cma(space, objective, seed, coarse, population, generations, sigma=0.15):
     """evosax's CMA-ES in the search's unit coordinates, its mean at the best coarse point, step
     ``sigma``; candidates clipped onto the box, told the ranks of their losses (non-finite last)."""
     start, losses = coarse_surface(space, objective, seed, coarse)
     unit, seen = search.to_unit(space, start), [losses]
-    strategy = CMA_ES(population, jnp.zeros(unit.shape[1]))
+    strategy = _cma_es(population, unit.shape[1])
     params = strategy.default_params.replace(std_init=sigma)
     key = jax.random.PRNGKey(seed)
     state = strategy.init(key, jnp.asarray(unit[search._order(losses)[0]], jnp.float32), params)
