@@ -109,18 +109,18 @@ def cma(space, objective, seed, coarse, population, generations, sigma=0.15):
     strategy = _cma_es(population, unit.shape[1])
     params = strategy.default_params.replace(std_init=sigma)
     key = jax.random.PRNGKey(seed)
-    state = strategy.init(key, jnp.asarray(unit[search._order(losses)[0]], jnp.float32), params)
+    state = strategy.init(key, jnp.asarray(unit[search.order(losses)[0]], jnp.float32), params)
     for g in range(generations):
         ask_key, tell_key = jax.random.split(jax.random.fold_in(key, g))
         population_unit, state = strategy.ask(ask_key, state, params)
         clipped = np.clip(np.asarray(population_unit, float), 0.0, 1.0)
         loss = objective(search.from_unit(space, clipped))
         ranks = np.empty(len(loss))
-        ranks[search._order(loss)] = np.arange(len(loss))
+        ranks[search.order(loss)] = np.arange(len(loss))
         state, _ = strategy.tell(tell_key, jnp.asarray(clipped, jnp.float32), jnp.asarray(ranks, jnp.float32),
                                  state, params)
         unit, seen = np.concatenate([unit, clipped]), seen + [loss]
-    return search._result(space, unit, np.concatenate(seen))
+    return search.result_of(space, unit, np.concatenate(seen))
 
 
 def main() -> None:

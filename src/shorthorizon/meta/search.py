@@ -131,7 +131,7 @@ def _box(state_or_space):
     return log_box(state_or_space)
 
 
-def _order(losses: np.ndarray) -> np.ndarray:
+def order(losses: np.ndarray) -> np.ndarray:
     """Indices from the lowest loss, the non-finite last, ties by position."""
     return np.argsort(np.where(np.isfinite(losses), losses, np.inf), kind="stable")
 
@@ -175,11 +175,11 @@ def _proposal(state: SearchState) -> tuple[np.ndarray, np.ndarray]:
     finite = np.isfinite(state.losses)
     if not finite.any():
         return np.full(d, 0.5), np.eye(d)
-    order = _order(state.losses)[:min(FIT, int(finite.sum()))]
-    best = state.points[order[0]]
-    if len(order) < 1 + d + d * (d + 1) // 2:
+    fitted = order(state.losses)[:min(FIT, int(finite.sum()))]
+    best = state.points[fitted[0]]
+    if len(fitted) < 1 + d + d * (d + 1) // 2:
         return best, np.eye(d)
-    gradient, hessian = quadratic(state.points[order] - best, state.losses[order])
+    gradient, hessian = quadratic(state.points[fitted] - best, state.losses[fitted])
     values, vectors = np.linalg.eigh(hessian)
     if values.min() > 0:
         step = -np.linalg.solve(hessian, gradient)
@@ -194,16 +194,13 @@ def _proposal(state: SearchState) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(best + step, 0.0, 1.0), spread
 
 
-def _ask(state: SearchState) -> np.ndarray:
+def ask(state: SearchState) -> dict:
+    """The next generation's ``population`` points (name -> float32 values, inside the box):
+    the model's proposal first, then its samples."""
     center, spread = _proposal(state)
     rng = np.random.default_rng([int(state.seed), int(state.generation)])
     z = rng.standard_normal((int(state.population) - 1, len(state.names)))
-    return np.clip(np.vstack([center, center + float(state.radius) * z @ spread.T]), 0.0, 1.0)
-
-
-def ask(state: SearchState) -> dict:
-    """The next generation's ``population`` points (name -> float32 values, inside the box)."""
-    return from_unit(state, _ask(state))
+    return from_unit(state, np.vstack([center, center + float(state.radius) * z @ spread.T]))
 
 
 def tell(state: SearchState, points: Mapping[str, np.ndarray], losses) -> SearchState:
@@ -223,12 +220,13 @@ def tell(state: SearchState, points: Mapping[str, np.ndarray], losses) -> Search
 def result(state: SearchState) -> dict:
     """Every point seen (``points``: name -> values, the start's first) with its ``losses``, and
     the ``best`` point (name -> value; None where no loss is finite) with its ``best_loss``."""
-    return _result(state, state.points, state.losses)
+    return result_of(state, state.points, state.losses)
 
 
-def _result(state_or_space, unit: np.ndarray, losses: np.ndarray) -> dict:
+def result_of(state_or_space, unit: np.ndarray, losses: np.ndarray) -> dict:
+    """:func:`result` of points given as rows of unit coordinates of a state's or space's box."""
     points = from_unit(state_or_space, unit.reshape(-1, len(_box(state_or_space)[0])))
-    first = _order(losses)[:1]
+    first = order(losses)[:1]
     found = bool(first.size and np.isfinite(losses[first[0]]))
     return {"points": points, "losses": losses,
             "best": {n: float(v[first[0]]) for n, v in points.items()} if found else None,
@@ -259,10 +257,10 @@ def blind(objective: Callable[[dict], np.ndarray], space: optim.LogSpace, seed: 
     first = from_unit(space, rng.uniform(size=(samples, len(names))))
     losses = np.asarray(objective(first), float)
     unit = to_unit(space, first)
-    center = unit[_order(losses)[0]] * (high - low) + low  # in decades
+    center = unit[order(losses)[0]] * (high - low) + low  # in decades
     near_low = np.maximum(center - width, low)
     near_high = np.minimum(center + width, high)
     log = near_low + rng.uniform(size=(zoom - 1, len(names))) * (near_high - near_low)
     second = from_unit(space, (log - low) / (high - low))
     second_losses = np.asarray(objective(second), float)
-    return _result(space, np.concatenate([unit, to_unit(space, second)]), np.concatenate([losses, second_losses]))
+    return result_of(space, np.concatenate([unit, to_unit(space, second)]), np.concatenate([losses, second_losses]))
