@@ -73,6 +73,8 @@ def test_reproducible_from_the_seed_and_resumable_from_arrays(tmp_path):
     np.testing.assert_array_equal(a["losses"], b["losses"])
     other = run(PAPER, objective, 4)
     assert not np.array_equal(a["points"]["lr"][COARSE:], other["points"]["lr"][COARSE:])
+    by_horizon = [search.ask(search.init(PAPER, (3, h), start, losses, POPULATION))["lr"] for h in (100, 1000)]
+    assert not np.array_equal(*(p[1:] for p in by_horizon))  # one stream per (seed, horizon); the first: the model's
 
     state = search.init(PAPER, 3, start, losses, POPULATION)
     for generation in range(GENERATIONS):

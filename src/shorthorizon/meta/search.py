@@ -45,7 +45,8 @@ them.
 Ranks. A non-finite loss (a diverged run) ranks after every finite one and never enters the
 fit, ties keep their order, so a NaN never reaches the model.
 
-Randomness. Generation g's draws come from ``numpy.random.default_rng([seed, g])``:
+Randomness. Generation g's draws come from ``numpy.random.default_rng([*seed, g])`` (``seed`` an
+int or a sequence of ints, e.g. ``(config.seed, horizon)``):
 :func:`ask` is a pure function of the state (asking twice gives the same points), the same seed
 and losses give bitwise the same points, and a search resumed from a stored state
 (:meth:`SearchState.arrays`, :meth:`SearchState.from_arrays`) goes on exactly as one never
@@ -54,7 +55,7 @@ interrupted.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -139,11 +140,12 @@ def order(losses: np.ndarray) -> np.ndarray:
     return np.argsort(np.where(np.isfinite(losses), losses, np.inf), kind="stable")
 
 
-def init(space: optim.LogSpace, seed: int, start_points: Mapping[str, np.ndarray] | None = None,
+def init(space: optim.LogSpace, seed: int | Sequence[int], start_points: Mapping[str, np.ndarray] | None = None,
          start_losses: np.ndarray | None = None, population: int = 6, radius: float = RADIUS) -> SearchState:
     """A search of ``space``'s box from the points already scored (``start_points``: name ->
     values, and their ``start_losses``; e.g. a coarse shared surface), ``population`` points a
-    generation, trust radius ``radius`` in unit coordinates, its draws from ``seed``."""
+    generation, trust radius ``radius`` in unit coordinates, its draws from ``seed`` (an int or
+    ints, e.g. ``(config.seed, horizon)``: one stream per seed and horizon)."""
     names, low, high = log_box(space)
     if start_points is None:
         unit, losses = np.zeros((0, len(names))), np.zeros(0)
@@ -153,7 +155,7 @@ def init(space: optim.LogSpace, seed: int, start_points: Mapping[str, np.ndarray
             raise ValueError(f"{len(unit)} start points but {len(losses)} start losses")
     if population < 1 or not radius > 0:
         raise ValueError(f"population must be at least 1 and radius positive, got {population} and {radius}")
-    return SearchState(names=names, low=low, high=high, seed=np.asarray(seed, np.int64),
+    return SearchState(names=names, low=low, high=high, seed=np.atleast_1d(np.asarray(seed, np.int64)),
                        population=np.asarray(population, np.int64), generation=np.asarray(0, np.int64),
                        points=unit, losses=losses, radius=np.asarray(radius, float))
 
@@ -201,7 +203,7 @@ def ask(state: SearchState) -> dict:
     """The next generation's ``population`` points (name -> float32 values, inside the box):
     the model's proposal first, then its samples."""
     center, spread = _proposal(state)
-    rng = np.random.default_rng([int(state.seed), int(state.generation)])
+    rng = np.random.default_rng([*(int(k) for k in state.seed), int(state.generation)])
     z = rng.standard_normal((int(state.population) - 1, len(state.names)))
     return from_unit(state, np.vstack([center, center + float(state.radius) * z @ spread.T]))
 
@@ -236,7 +238,7 @@ def result_of(state_or_space, unit: np.ndarray, losses: np.ndarray) -> dict:
             "best_loss": float(losses[first[0]]) if found else float("nan")}
 
 
-def search(objective: Callable[[dict], np.ndarray], space: optim.LogSpace, seed: int, budget: int,
+def search(objective: Callable[[dict], np.ndarray], space: optim.LogSpace, seed: int | Sequence[int], budget: int,
            population: int = 6, start_points: Mapping[str, np.ndarray] | None = None,
            start_losses: np.ndarray | None = None, radius: float = RADIUS) -> dict:
     """:func:`init`, then ``budget // population`` generations of :func:`ask`, ``objective``
