@@ -234,3 +234,23 @@ def test_the_figure_shows_every_fit_in_its_panels(tmp_path, figures_show_their_d
             "meta_K5": row("meta", 5, [1.2, 1.1], [0.3, 0.2], [0.5, 60.0], [0.4, 0.6], ["decay_exponent"]),
             "rung_K5": row("rung", 5, [1.05, 1.3], [1.5, 2.0], [3.0, 2.0], [0.2, 0.5])}})
     assert sorted(figures_show_their_data(experiment.plot, tmp_path)) == ["bias"]
+
+
+def test_the_adaptive_search_replaces_the_zoom_and_only_improves_on_the_surface(data, tmp_path):
+    """With ``generations``, each searched fit (reference, meta; not rung) takes generations of the
+    adaptive search from the surface instead of a zoom: its units are stored (resumable), and its
+    objective is the best of the surface and every generation, so never above the surface's."""
+    from shorthorizon.results import RunDir
+
+    out = tmp_path / "run"
+    assert bias(data, out, "mlp", seeds="1", generations="2", population="3") == 0
+    stored = sorted(p.stem for p in (out / "units").glob("*.npz"))
+    assert {"gen0_reference", "gen1_reference", "gen0_meta_K5", "gen1_meta_K5"} <= set(stored)
+    assert not [name for name in stored if name.startswith(("zoom_", "gen0_rung", "gen1_rung"))]
+    summary, run = json.loads((out / "summary.json").read_text()), RunDir(out)
+    rows = run.load_unit("surface_c0")["loss"]  # rows: K = 5, T = 20
+    for label, row in (("meta_K5", 0), ("reference", 1)):
+        searched = [run.load_unit(f"gen{g}_{label}")["loss"] for g in range(2)]
+        best = summary["fits"][label]["objective"]["values"][0]
+        assert best <= float(np.nanmin(rows[row])) + 1e-7
+        assert best == pytest.approx(float(np.nanmin(np.concatenate([rows[row], *searched]))), rel=1e-6)

@@ -70,6 +70,8 @@ class Config(OfflineConfig):
     surface_samples: int = 128
     surface_chunk: int = 32
     zoom_samples: int = key(16, NONNEGATIVE)  # more samples around each fit's best one (0: none)
+    generations: int = key(0, NONNEGATIVE)  # > 0: the adaptive search (meta.search) from the surface, not the zoom
+    population: int = key(6, POSITIVE)  # the adaptive search's points per generation (one vmapped unroll)
     zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
     widen: int = key(2, NONNEGATIVE)  # rounds of moving a bound that a fit lands at zoom_width decades out and zooming again
     meta_steps: int = key(0, NONNEGATIVE)  # > 0: SMD refines each fit up to smd_max_horizon from its best sample
@@ -132,6 +134,11 @@ def validate(config: Config) -> None:
                          f"{config.schedule!r} (meta: length-free schedules; rerun: the others; rung: all)")
 
 
+def zoomed(config: Config) -> bool:
+    """Whether the searched fits take a zoom (``zoom_samples`` > 1 and no adaptive search)."""
+    return config.zoom_samples > 1 and not config.generations
+
+
 def refined(config: Config, fit: Fit) -> bool:
     """Whether SMD refines ``fit`` (``meta_steps`` > 0, its horizon up to ``smd_max_horizon``)."""
     return fit.searched and config.meta_steps > 0 and fit.horizon <= config.smd_max_horizon
@@ -148,8 +155,8 @@ def estimated_cost(config: Config) -> dict:
     cost = {"surface": config.surface_samples * (config.horizon + len(horizons(config)) * evaluation),
             "rerun surfaces": config.surface_samples * sum(f.horizon + evaluation for f in every
                                                            if f.protocol == "rerun"),
-            "zoom": config.zoom_samples * sum(f.horizon + evaluation for f in every if f.searched)
-            if config.zoom_samples > 1 else 0,
+            "zoom": config.zoom_samples * sum(f.horizon + evaluation for f in every if f.searched) * zoomed(config),
+            "search": config.generations * config.population * sum(f.horizon + evaluation for f in every if f.searched),
             "refine": config.meta_steps * work * sum(f.horizon + evaluation for f in every if refined(config, f)),
             "long runs": len(every) * (config.horizon + config.curve_points * evaluation)}
     return {k: v * config.seeds for k, v in cost.items() if v}
@@ -160,7 +167,7 @@ def programs(config: Config) -> int:
     an SMD refinement per searched horizon and length, a long run."""
     every = fits(config)
     return (1 + len({f.length for f in every if f.protocol == "rerun"}) + 1
-            + (len({(f.horizon, f.length) for f in every if f.searched}) if config.zoom_samples > 1 else 0)
+            + len({(f.horizon, f.length) for f in every if f.searched}) * (zoomed(config) or config.generations > 0)
             + len({(f.horizon, f.length) for f in every if refined(config, f)}))
 
 
@@ -187,7 +194,12 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                 for f in every} for k in range(config.seeds)]
 
     candidates = [dict(by_fit) for by_fit in sampled]
-    for stage, fn, wanted, arg in (("zoom", zoom_unit, lambda f: f.searched and config.zoom_samples > 1, "center"),
+    if config.generations:
+        found = sweep.search(seeds, [{f.label: (f.horizon, f.length, c[f]) for f in every if f.searched}
+                                     for c in candidates], starts, config.generations, config.population)
+        for c, by_label in zip(candidates, found):
+            c.update({f: by_label[f.label] for f in every if f.label in by_label})
+    for stage, fn, wanted, arg in (("zoom", zoom_unit, lambda f: f.searched and zoomed(config), "center"),
                                    ("refine", refine_unit, lambda f: refined(config, f), "start")):
         done = sweep.run(fn, [{f: Unit(f"{stage}_{f.label}", {"config": s, "horizon": f.horizon, arg: c[f].best(),
                                                                "length": f.length}, cost=f.horizon)
@@ -198,7 +210,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                 c[f] = c[f] + Candidates({n: result[n] for n in names}, unless_diverged(result["loss"], start))
 
     boxes = [{f: s for f in every} for s in seeds]  # each fit's box (a config): widened where its fit sat at an edge
-    for round_ in range(1, config.widen + 1 if config.zoom_samples > 1 else 1):
+    for round_ in range(1, config.widen + 1 if config.zoom_samples > 1 else 1):  # a widened box is zoomed
         wider = [{f: w for f in every if f.searched and (b := c[f].best()) and (w := _widened(box[f], b))}
                  for c, box in zip(candidates, boxes)]
         if not any(wider):

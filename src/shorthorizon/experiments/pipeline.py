@@ -20,7 +20,8 @@ import jax
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, best, surface_points, zoom_points
+from shorthorizon.meta import search
+from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, best, space, surface_points, zoom_points
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_seeded
 from shorthorizon.stats import identified_range
@@ -100,7 +101,13 @@ def zoom_unit(config: OfflineConfig, horizon: int, center: dict, length: int | N
     """The objective at ``horizon`` of :func:`~shorthorizon.meta.offline_fit.zoom_points`
     around ``center`` (the first: itself), the schedule laid over ``length``."""
     points = zoom_points(config, horizon, center, config.zoom_width, config.zoom_samples)
-    return {**points, "loss": problem(config, length).surface(points, (horizon,))[0]}
+    return {**points, **points_unit(config, horizon, points, length)}
+
+
+def points_unit(config: OfflineConfig, horizon: int, points: dict, length: int | None = None) -> dict:
+    """The objective at ``horizon`` of the given ``points`` (name -> values; one vmapped unroll),
+    the schedule laid over ``length``: a generation of the adaptive search."""
+    return {"loss": problem(config, length).surface(points, (horizon,))[0]}
 
 
 def refine_unit(config: OfflineConfig, horizon: int, start: dict, length: int | None = None) -> dict:
@@ -131,6 +138,31 @@ class Sweep(NamedTuple):
         results under the same keys (a unit's name is where it is stored, never read back)."""
         done = run_seeded(fn, [list(us.values()) for us in units], self.run_dir, self.executor, self.ray_address, desc)
         return [{k: out[u.name] for k, u in us.items()} for us, out in zip(units, done)]
+
+    def search(self, seeds: Sequence[OfflineConfig], fits: Sequence[Mapping[str, tuple]], starts: Sequence[float],
+               generations: int, population: int) -> list[dict]:
+        """The adaptive search (:mod:`shorthorizon.meta.search`) of each seed's ``fits`` (label ->
+        (horizon, length, the Candidates it starts from: a coarse surface's)), ``generations``
+        of ``population`` points, each generation of every seed and fit one sweep (units
+        ``gen{g}_{label}``: a stored generation is not scored again, and :func:`~shorthorizon.meta.search.ask`
+        being a pure function of the state, a resumed search goes on as it would have). Per seed,
+        label -> every point seen and its objective (diverged ones inf: :func:`unless_diverged`)."""
+        states = [{label: search.init(space(s), (s.seed, horizon, length or 0), dict(c.points), c.loss, population)
+                   for label, (horizon, length, c) in by_label.items()} for s, by_label in zip(seeds, fits)]
+        for g in range(generations):
+            asked = [{label: search.ask(state) for label, state in by_label.items()} for by_label in states]
+            done = self.run(points_unit, [{label: Unit(f"gen{g}_{label}", dict(config=s, horizon=horizon, length=length,
+                                                                             points=points[label]),
+                                                       cost=horizon * population)
+                                           for label, (horizon, length, _) in by_label.items()}
+                                          for s, by_label, points in zip(seeds, fits, asked)],
+                            desc=f"search {g + 1}/{generations}")
+            for by_label, points, out, start in zip(states, asked, done, starts):
+                for label in by_label:
+                    by_label[label] = search.tell(by_label[label], points[label],
+                                                  unless_diverged(out[label]["loss"], start))
+        results = [{label: search.result(state) for label, state in by_label.items()} for by_label in states]
+        return [{label: Candidates(r["points"], r["losses"]) for label, r in by_label.items()} for by_label in results]
 
     def surface(self, seeds: Sequence[OfflineConfig], horizons: tuple[int, ...], length: int | None = None,
                 name: str = "surface") -> list[np.ndarray]:
