@@ -229,6 +229,23 @@ def test_surface_then_zoom(tiny, tmp_path, capsys):
     assert "best of 8 surface samples" in section and "zoom of 4 samples" in section and "paper (T=100" not in section
 
 
+def test_surface_then_adaptive_search(tiny, tmp_path, capsys):
+    """``generations``: a horizon without meta-steps takes generations of the adaptive search from
+    the surface instead of the zoom, each a stored unit; its fit is the best of the surface and
+    every point the search scored (same batches), so never above the surface's best."""
+    config = dataclasses.replace(tiny, smd_from_surface=2, smd_max_horizon=5, generations=2, population=3)
+    summary = experiment.run(config, RunDir(tmp_path))
+    assert "search" in capsys.readouterr().err  # the estimate names the stage's cost
+    run_dir = RunDir(tmp_path)
+    surface, searched = run_dir.load_curves("surface"), run_dir.load_curves("zoom")
+    generations = [run_dir.load_unit(f"gen{g}_T10")["loss"] for g in range(2)]
+    np.testing.assert_array_equal(searched["loss"][0], np.concatenate(generations))
+    fit = summary["horizons"]["10"]
+    assert fit["meta_objective"] <= surface["loss"][0].min() + 1e-7
+    assert fit["meta_objective"] == pytest.approx(min(surface["loss"][0].min(), searched["loss"][0].min()))
+    assert "2 generations of 3 points of the adaptive search" in experiment.report(run_dir)
+
+
 def test_a_surface_sample_beats_a_worse_refinement(tiny):
     """The best surface sample replaces a horizon's SMD fit exactly where its meta-objective
     (same batches) is lower, and a horizon whose samples all diverged keeps its fit."""

@@ -18,7 +18,7 @@ import numpy as np
 from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.experiments.pipeline import Sweep, diverged, long_run_unit
+from shorthorizon.experiments.pipeline import Candidates, Sweep, diverged, long_run_unit
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
                                            surface_points, validate_problem, with_family, zoom_points)
 from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -53,6 +53,10 @@ class Config(OfflineConfig):
     # > 0: each horizon without meta-steps gets that many more samples near its best one
     zoom_samples: int = key(0, NONNEGATIVE)
     zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
+    # > 0: each horizon without meta-steps takes that many generations of the adaptive search
+    # (meta.search) from the surface instead of the zoom
+    generations: int = key(0, NONNEGATIVE)
+    population: int = key(6, POSITIVE)  # the adaptive search's points per generation (one vmapped unroll)
     meta_steps: int = key(5000, POSITIVE)
     anneal: bool = key(False, ANY)  # cosine-decay Adam's step from meta_lr to 1% of it over the meta-steps
     estimator: str = key("forward", one_of(ESTIMATORS))  # SMD's hypergradients (es: antithetic pairs)
@@ -137,8 +141,10 @@ def meta_steps(config: Config, horizon: int) -> int:
 
 
 def zoomed(config: Config) -> list[int]:
-    """The horizons that take :func:`zoom_points` (no meta-steps, ``zoom_samples`` > 0)."""
-    return [h for h in sorted(config.horizons) if config.zoom_samples and not meta_steps(config, h)]
+    """The horizons that take :func:`zoom_points` or the adaptive search (no meta-steps,
+    ``zoom_samples`` or ``generations`` > 0)."""
+    return [h for h in sorted(config.horizons) if (config.zoom_samples or config.generations)
+            and not meta_steps(config, h)]
 
 
 def restarts(config: Config, horizon: int) -> range:
@@ -167,7 +173,8 @@ def estimated_cost(config: Config) -> dict:
     longest = max(config.horizons)
     evaluation = config.eval_batches * EVALUATION_COST
     cost = {"surface": config.surface_samples * (longest + len(config.horizons) * evaluation),
-            **({"zoom": config.zoom_samples * sum(h + evaluation for h in zoomed(config))} if zoomed(config) else {}),
+            **({"search" if config.generations else "zoom": (config.generations * config.population or config.zoom_samples)
+                * sum(h + evaluation for h in zoomed(config))} if zoomed(config) else {}),
             "SMD": sum(smd_cost(config, h) * len(restarts(config, h)) for h in config.horizons),
             "long runs": len(config.horizons) * (longest + config.curve_points
                                                  * (evaluation + TEST_BATCHES * EVALUATION_COST))}
@@ -191,8 +198,9 @@ def validate(config: Config) -> None:
                          "decay exponent); for another family or more hyperparameters, use `shorthorizon bias "
                          "--schedule NAME --adapt NAME`")
     validate_problem(config, max(config.horizons))
-    if config.zoom_samples and not (config.smd_from_surface and config.smd_max_horizon):
-        raise ValueError("config key 'zoom_samples' needs smd_from_surface and smd_max_horizon: it refines the best "
+    if (config.zoom_samples or config.generations) and not (config.smd_from_surface and config.smd_max_horizon):
+        raise ValueError("config keys 'zoom_samples' and 'generations' need smd_from_surface and smd_max_horizon: "
+                         "they refine the best "
                          "surface sample of the horizons above smd_max_horizon")
     if config.smd_from_surface > config.surface_samples:
         raise ValueError(f"config key 'smd_from_surface' must be at most surface_samples={config.surface_samples}, "
@@ -219,9 +227,10 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                               cost=smd_cost(config, h))
                                  for h in horizons for r, (lr0, decay_exponent) in enumerate(start[h])}
                                 for s, start in zip(seeds, starts)], desc="SMD")
-    zooms = sweep.run(zoom_unit, [{h: Unit(f"zoom_T{h}", dict(config=s, horizon=h, lr0=start[h][0][0],
-                                                              decay_exponent=start[h][0][1]), cost=h)
-                                   for h in zoomed(config)} for s, start in zip(seeds, starts)], desc="zoom")
+    zooms = _searched(config, sweep, seeds, surface_loss) if config.generations else sweep.run(
+        zoom_unit, [{h: Unit(f"zoom_T{h}", dict(config=s, horizon=h, lr0=start[h][0][0],
+                                                decay_exponent=start[h][0][1]), cost=h)
+                     for h in zoomed(config)} for s, start in zip(seeds, starts)], desc="zoom")
     chosen = [_choose(s, horizons, loss, fit, zoom) for s, loss, fit, zoom in zip(seeds, surface_loss, fits, zooms)]
 
     long_units = [{h: Unit(f"long_T{h}", dict(config=s, values={"lr": float(fit["lr0"][-1]),
@@ -241,6 +250,18 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
     return summary
+
+
+def _searched(config: Config, sweep: Sweep, seeds: list[Config], surface_loss: list[np.ndarray]) -> list[dict]:
+    """Per seed and zoomed horizon, the points the adaptive search scored from the surface (its
+    own, after the surface's) and their objective, as a zoom's: lr0, decay_exponent, loss."""
+    horizons = sorted(config.horizons)
+    found = sweep.search(seeds, [{f"T{h}": (h, None, Candidates(surface_points(s), loss[horizons.index(h)]))
+                                  for h in zoomed(config)} for s, loss in zip(seeds, surface_loss)],
+                         [problem(s).start_loss() for s in seeds], config.generations, config.population)
+    own = slice(config.surface_samples, None)
+    return [{h: {**lr0_named({k: v[own] for k, v in by[f"T{h}"].points.items()}), "loss": by[f"T{h}"].loss[own]}
+             for h in zoomed(config)} for by in found]
 
 
 def _choose(config: Config, horizons, surface_loss: np.ndarray, fits: dict, zooms: dict) -> tuple:

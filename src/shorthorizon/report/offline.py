@@ -94,7 +94,10 @@ def section(run_dir: RunDir, prefix: str, paper: bool) -> str:
     """The report's section; ``paper``: the run's config is the paper's (its ratios are shown beside ours)."""
     s, config = run_dir.read_summary(), run_dir.read_config()
     if config["smd_from_surface"]:
-        longer = (f"the longer ones take the best of that sample and a zoom of {config['zoom_samples']} samples "
+        longer = (f"the longer ones take the best of the surface and {config['generations']} generations of "
+                  f"{config['population']} points of the adaptive search from it (a quadratic model of the surface "
+                  "in a trust region)" if config.get("generations") else
+                  f"the longer ones take the best of that sample and a zoom of {config['zoom_samples']} samples "
                   f"(it among them) within {config['zoom_width']:g} decades of it on each axis"
                   if config.get("zoom_samples") else "the longer ones keep their best sample")
         refined = "every horizon" if not config["smd_max_horizon"] else f"T <= {config['smd_max_horizon']}; {longer}"
