@@ -132,40 +132,39 @@ class Constant(Schedule):
 
 
 @dataclass(frozen=True, kw_only=True)
-class InverseTime(Schedule):
-    """lr_t = lr (1 + t / decay_steps) ** (-decay_exponent) (paper Section 3.2), whatever the
-    run's length; ``decay_exponent``'s box is the paper's surface, [1e-2, 10^2.3]."""
+class _Decaying(Schedule):
+    """A family whose shape is set by ``decay_steps`` (its time scale), whatever the run's length."""
 
-    name: ClassVar[str] = "inverse-time"
     depends_on_length: ClassVar[bool] = False
-    hyperparameters: ClassVar[Mapping[str, Hyperparameter]] = MappingProxyType(
-        {"decay_exponent": Hyperparameter(1.0, (1e-2, 10**2.3))})
     decay_steps: float = 5000.0
 
     def __post_init__(self):
         super().__post_init__()
         if not self.decay_steps > 0:
             raise ValueError(f"{self.name}'s decay_steps must be positive, got {self.decay_steps!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InverseTime(_Decaying):
+    """lr_t = lr (1 + t / decay_steps) ** (-decay_exponent) (paper Section 3.2), whatever the
+    run's length; ``decay_exponent``'s box is the paper's surface, [1e-2, 10^2.3]."""
+
+    name: ClassVar[str] = "inverse-time"
+    hyperparameters: ClassVar[Mapping[str, Hyperparameter]] = MappingProxyType(
+        {"decay_exponent": Hyperparameter(1.0, (1e-2, 10**2.3))})
 
     def multiplier(self, hyper: Hyper) -> optax.Schedule:
         return lambda step: (1.0 + step / self.decay_steps) ** (-hyper["decay_exponent"])
 
 
 @dataclass(frozen=True, kw_only=True)
-class Exponential(Schedule):
+class Exponential(_Decaying):
     """lr_t = lr * decay_rate ** (t / decay_steps), whatever the run's length (``decay_rate``
     is traced, which ``optax.exponential_decay`` does not allow: it tests it in Python)."""
 
     name: ClassVar[str] = "exponential"
-    depends_on_length: ClassVar[bool] = False
     hyperparameters: ClassVar[Mapping[str, Hyperparameter]] = MappingProxyType(
         {"decay_rate": Hyperparameter(0.1, (1e-4, 1.0))})
-    decay_steps: float = 5000.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not self.decay_steps > 0:
-            raise ValueError(f"{self.name}'s decay_steps must be positive, got {self.decay_steps!r}")
 
     def multiplier(self, hyper: Hyper) -> optax.Schedule:
         return lambda step: hyper["decay_rate"] ** (step / self.decay_steps)
