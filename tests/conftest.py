@@ -145,8 +145,9 @@ def claims_find_their_numbers():
 @pytest.fixture
 def rerun_seeds(monkeypatch):
     """``rerun(module, frozen, counted, run)``: ``run()`` while each of ``module``'s unit functions
-    named in ``frozen`` fails if called (a finished unit recomputed) and ``counted`` records the
-    seed of each config it is called with; ``(run's result, the seeds recorded)``."""
+    named in ``frozen`` (or ``(other module, name)``: a unit of the shared pipeline) fails if
+    called (a finished unit recomputed) and ``counted`` records the seed of each config it is
+    called with; ``(run's result, the seeds recorded)``."""
     def rerun(module, frozen, counted, run):
         calls, unit = [], getattr(module, counted)
 
@@ -158,8 +159,8 @@ def rerun_seeds(monkeypatch):
             return unit(config, **kwargs)
 
         with monkeypatch.context() as m:
-            for name in frozen:
-                m.setattr(module, name, recomputed)
+            for entry in frozen:
+                m.setattr(*(entry if isinstance(entry, tuple) else (module, entry)), recomputed)
             m.setattr(module, counted, counting)
             return run(), calls
     return rerun

@@ -16,6 +16,7 @@ from shorthorizon.data import make_fake_dataset, store
 from shorthorizon.data import splits
 from shorthorizon.experiments import offline as experiment
 from shorthorizon.hypergrad import batches
+from shorthorizon.experiments import pipeline
 from shorthorizon.meta import offline
 from shorthorizon.meta.offline_fit import with_family
 from shorthorizon.optim import inverse_time, momentum
@@ -129,7 +130,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny, tmp_path, monkeypatch
     def recomputed(**kwargs):
         raise AssertionError("a finished unit was recomputed")
 
-    monkeypatch.setattr(experiment, "surface_unit", recomputed)
+    monkeypatch.setattr(pipeline, "surface_unit", recomputed)
     monkeypatch.setattr(experiment, "smd_unit", recomputed)
     experiment.run(tiny, RunDir(resumed))
     _assert_same(_results(clean), _results(resumed))
@@ -273,7 +274,8 @@ def test_estimated_cost_of_the_presets():
 def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_path, capsys):
     """`--set optimizer=adamw --set hyper=weight_decay=0.01`: the warm start and the horizons'
     unrolls are AdamW's (b1 = momentum, weight decay kept), the run completes and the report
-    names the optimizer; a missing or unknown hyperparameter is an error before any work."""
+    names the optimizer; an unknown hyperparameter is an error before any work, and AdamW without a
+    weight decay takes optax's default (``with_family``)."""
     import optax
 
     config = dataclasses.replace(tiny, dataset="mnist", optimizer="adamw", hyper=("weight_decay=0.01",), warm_start_lr=0.003,
@@ -289,9 +291,13 @@ def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_pat
     assert np.isfinite(summary["horizons"]["10"]["final_train_loss"])
     assert "optimizer adamw, momentum 0.9 (b1), weight_decay=0.01, for each horizon" in experiment.report(
         RunDir(tmp_path / "run"))
+    import inspect
+
+    default = inspect.signature(optax.adamw).parameters["weight_decay"].default
+    assert with_family(dataclasses.replace(config, hyper=())).hyper == (f"weight_decay={default!r}",)
     base = ["offline", "--preset", "quick", "--set", f"data_dir={tiny.data_dir}", "--set", "verify=false",
             "--set", "optimizer=adamw"]
-    for extra, problem_text in (([], "needs a value for ['weight_decay']"),
+    for extra, problem_text in ((["--set", "hyper=weight_dacay=0.01"], "no hyperparameter ['weight_dacay']"),
                                 (["--set", "hyper=weight_decay=0.01,nesterov_b=1"], "no hyperparameter ['nesterov_b']")):
         capsys.readouterr()
         assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2
@@ -328,7 +334,7 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
            f"{ratio['high']:.4g}] (2 seeds) |" in section and "| horizon T (seed 0) |" in section
 
     (tmp_path / "two" / "units" / "long_T10_s1.npz").unlink()
-    again, calls = rerun_seeds(experiment, ("surface_unit", "smd_unit", "zoom_unit"), "long_run_unit",
+    again, calls = rerun_seeds(experiment, ((pipeline, "surface_unit"), "smd_unit", "zoom_unit"), "long_run_unit",
                                lambda: experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two")))
     assert calls == [1]
     again.pop("wall_time_s"), two.pop("wall_time_s")

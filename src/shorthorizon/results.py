@@ -49,7 +49,7 @@ SPENT = ".spent"
 # the names a folder's runs wrote at its top level besides the fixed ones (curves and figures, named
 # by config): --force deletes these and the fixed ones, never a file a run did not write
 WRITTEN = ".written"
-OWN = ("config.json", "summary.json", "units")  # what every run writes under these names
+OWN = ("config.json", "summary.json", "units", "report.md", "claims.json")  # what every run writes under these names
 
 
 class RunDirError(ValueError):
