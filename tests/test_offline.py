@@ -15,8 +15,8 @@ from shorthorizon.cli import main
 from shorthorizon.data import make_fake_dataset, store
 from shorthorizon.data import splits
 from shorthorizon.experiments import offline as experiment
-from shorthorizon.hypergrad import batches
 from shorthorizon.experiments import pipeline
+from shorthorizon.hypergrad import batches
 from shorthorizon.meta import offline
 from shorthorizon.meta.offline_fit import with_family
 from shorthorizon.optim import inverse_time, momentum
