@@ -33,12 +33,13 @@ def plot(run_dir: RunDir) -> None:
                ("rank", "rank agreement with the loss at T (Spearman)", lambda r: r["rank_agreement"]["spearman"])]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), layout="constrained", squeeze=False)
     groups = _by_protocol(s)
+    ks = sorted({row["horizon"] for rows in groups.values() for row in rows})
     for ax, (name, label, of) in zip(axes[0], panels):
         drawn = False
         for i, (protocol, rows) in enumerate(groups.items()):
             color = COLORS[protocol]
             for j, row in enumerate(rows):
-                stat, k = of(row), row["horizon"] * 1.06 ** (i - 1)  # protocols side by side
+                stat, k = of(row), row["horizon"] * 1.1 ** (i - (len(groups) - 1) / 2)  # protocols side by side
                 hollow = name in row["not_identified"]
                 values = [v for v in stat["values"] if v is not None]
                 drawn |= bool(values)
@@ -63,8 +64,11 @@ def plot(run_dir: RunDir) -> None:
             if name == "cost":
                 ax.axhline(1 + s["budget"], color="black", lw=0.8, ls="--", label=f"+{s['budget']:.0%}")
             ax.set_yscale("log")
-        if drawn:
+        if drawn:  # K on a log axis, a tick at each K run
             ax.set_xscale("log")
+            ax.set_xlim(min(ks) / 2, max(ks) * 2)
+            ax.set_xticks(ks, [f"{k:g}" for k in ks])
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set(xlabel="tuning horizon K", title=label)
         ax.title.set_fontsize(9)
     if axes[0][0].get_legend_handles_labels()[0]:
