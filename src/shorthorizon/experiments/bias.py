@@ -39,8 +39,8 @@ import numpy as np
 
 from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional, seeded
-from shorthorizon.experiments.pipeline import (Candidates, Sweep, diverged, long_run_unit, problem, refine_unit,
-                                               unless_diverged, zoom_unit)
+from shorthorizon.experiments.pipeline import (Candidates, Sweep, announce, diverged, long_run_unit, problem,
+                                               refine_unit, unless_diverged, zoom_unit)
 from shorthorizon.meta.offline_fit import (OfflineConfig, resolve_dataset, space, surface_points, validate_problem,
                                            with_family)
 from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -180,8 +180,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     names, every = space(config).names, fits(config)
     if not all(run_dir.has_unit(f"long_{f.label}") for f in every):
         start = {name: float(np.sqrt(low * high)) for name, low, high in space(config).ranges}
-        problem(config, config.horizon).announce(NAME, estimated_cost(config), min(horizons(config)), start,
-                                                 programs(config))
+        announce(problem(config, config.horizon), NAME, estimated_cost(config), min(horizons(config)), start,
+                 programs(config))
 
     # the samples: one surface of the reference (every horizon a prefix), one per rerun length
     points = [surface_points(s) for s in seeds]

@@ -18,7 +18,7 @@ import numpy as np
 from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.experiments.pipeline import Candidates, Sweep, diverged, long_run_unit
+from shorthorizon.experiments.pipeline import Candidates, Sweep, announce, diverged, long_run_unit, meta_steps_bar
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
                                            surface_points, validate_problem, with_family, zoom_points)
 from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -131,8 +131,10 @@ def smd_unit(config: Config, horizon: int, restart: int, lr0: float, decay_expon
     fixed training batches (those of the surface)."""
     fit = problem(config)
     key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], horizon), restart)
-    return lr0_named(fit.fit(horizon, {"lr": lr0, "decay_exponent": decay_exponent},
-                             jax.random.split(key, meta_steps(config, horizon)), f"SMD T={horizon} restart {restart}"))
+    steps = meta_steps(config, horizon)
+    with meta_steps_bar(steps, f"SMD T={horizon} restart {restart}") as progress:
+        return lr0_named(fit.fit(horizon, {"lr": lr0, "decay_exponent": decay_exponent}, jax.random.split(key, steps),
+                                 progress))
 
 
 def meta_steps(config: Config, horizon: int) -> int:
@@ -218,7 +220,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
     sweep = Sweep(run_dir, executor, ray_address)
     if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
-        problem(config).announce(NAME, estimated_cost(config), min(config.horizons), _start(config))
+        announce(problem(config), NAME, estimated_cost(config), min(config.horizons), _start(config))
 
     surface_loss = sweep.surface(seeds, tuple(horizons))
     starts = [_starts(s, horizons, loss) for s, loss in zip(seeds, surface_loss)]
@@ -240,8 +242,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     pending = sum(not run_dir.has_unit(seed_name(u.name, k)) for k, units in enumerate(long_units)
                   for u in units.values())
     if pending:
-        problem(config).announce(f"{NAME} long runs", {"training": pending * horizons[-1]}, min(horizons),
-                                 _start(config))
+        announce(problem(config), f"{NAME} long runs", {"training": pending * horizons[-1]}, min(horizons),
+                 _start(config))
     long = sweep.run(long_run_unit, long_units, desc="long runs")
     per_seed = []
     for k, (s, (objectives, best_restart, fitted)) in enumerate(zip(seeds, chosen)):

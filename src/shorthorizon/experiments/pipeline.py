@@ -13,11 +13,14 @@ horizons, which stages they run in which order, their summaries, claims and figu
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Hashable, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from shorthorizon import optim
 from shorthorizon.meta import search
@@ -84,6 +87,35 @@ class Candidates:
         return out
 
 
+def announce(fit: OfflineFit, name: str, cost: dict, horizon: int, start: dict, programs: int = 0) -> None:
+    """Print a run's estimated ``cost`` (plain training steps per stage) before it starts: its
+    time at the speed ``fit`` measures now at ``horizon`` from ``start``, and ``programs``
+    compilations at the time the simplest took (:meth:`~shorthorizon.meta.offline_fit.OfflineFit.speed`;
+    a lower bound: on a CPU a small run is mostly compiling)."""
+    rate, compile_seconds = fit.speed(horizon, start)
+    total = sum(cost.values())
+    compiling = (f" + at least {_duration(programs * compile_seconds)} compiling {programs} programs "
+                 f"({compile_seconds:.1f} s measured for the simplest)" if programs else "")
+    print(f"[{name}] estimated cost: {total:.3g} plain training steps ("
+          + ", ".join(f"{k} {v:.3g}" for k, v in cost.items())
+          + f") at {rate:.0f} steps/s measured -> about {_duration(total / rate)} on one process{compiling}",
+          file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+@contextmanager
+def meta_steps_bar(total: int, desc: str):
+    """A progress bar of finished meta-steps; yields the ``progress(n)`` callback a fit calls."""
+    with tqdm(total=total, desc=desc, unit="meta-step", leave=False, dynamic_ncols=True) as bar:
+        yield bar.update
+
+
 def problem(config: OfflineConfig, length: int | None = None) -> OfflineFit:
     """The offline problem of ``config``, its schedule laid over ``length`` steps (a length-free
     schedule's problem needs none)."""
@@ -115,7 +147,8 @@ def refine_unit(config: OfflineConfig, horizon: int, start: dict, length: int | 
     schedule laid over ``length``: its last point and its objective."""
     fit = problem(config, length)
     key = jax.random.fold_in(fit.keys["smd"], horizon)
-    out = fit.fit(horizon, start, jax.random.split(key, config.meta_steps), f"SMD T={horizon} seed {config.seed}")
+    with meta_steps_bar(config.meta_steps, f"SMD T={horizon} seed {config.seed}") as progress:
+        out = fit.fit(horizon, start, jax.random.split(key, config.meta_steps), progress)
     return {k: v[-1] for k, v in out.items() if k in start} | {"loss": out["meta_objective"]}
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
-from shorthorizon.experiments.pipeline import Sweep, long_run_unit
+from shorthorizon.experiments.pipeline import Sweep, announce, long_run_unit, meta_steps_bar
 from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, lr0_named, resolve_dataset, surface_points,
                                            validate_problem, with_family)
 from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -130,7 +130,9 @@ def windowed_unit(config: Config, estimator: str) -> dict:
     est = windowed(config, estimator)
     steps, spent = fit.windowed_budget(est, config.horizon, config.fit_inner_steps)
     key = jax.random.fold_in(fit.keys["smd"], config.horizon)  # shared by all fits
-    return {**lr0_named(fit.windowed_fit(est, config.horizon, _start(config), steps, key)),
+    with meta_steps_bar(steps, est.label(config.horizon)) as progress:
+        result = fit.windowed_fit(est, config.horizon, _start(config), steps, key, progress)
+    return {**lr0_named(result),
             "meta_steps": steps, "inner_steps": spent}
 
 
@@ -139,7 +141,8 @@ def reference_unit(config: Config) -> dict:
     fit, steps = problem(config), _reference_steps(config)
     start = time.perf_counter()
     key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], config.horizon), 0)
-    result = fit.fit(config.horizon, _start(config), jax.random.split(key, steps), f"{REFERENCE} T={config.horizon}")
+    with meta_steps_bar(steps, f"{REFERENCE} T={config.horizon}") as progress:
+        result = fit.fit(config.horizon, _start(config), jax.random.split(key, steps), progress)
     wall = time.perf_counter() - start
     return {**lr0_named(result), "meta_steps": steps, "inner_steps": steps * config.horizon, "wall_time_s": wall}
 
@@ -177,7 +180,7 @@ def _announce_cost(config: Config, run_dir: RunDir) -> None:
         if left:
             pending[name] = left * fit_cost(config, e)
     if pending:
-        problem(config).announce(NAME, pending, config.horizon, _start(config))
+        announce(problem(config), NAME, pending, config.horizon, _start(config))
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:

@@ -6,7 +6,7 @@ windowed SMD fits, long runs.
     >>> fit = OfflineFit.from_config(OfflineConfig(dataset="fashion-mnist"))
     >>> losses = fit.surface(surface_points(config), horizons=(100, 1000))
     >>> start = {"lr": 0.03, "decay_exponent": 1.0}
-    >>> result = fit.fit(100, start, keys=jax.random.split(fit.keys["smd"], 50), desc="SMD T=100")
+    >>> result = fit.fit(100, start, keys=jax.random.split(fit.keys["smd"], 50))
     >>> curves = fit.long_run({k: result[k][-1] for k in start}, horizon=1000)
 
 Configs of commands built on the problem extend :class:`OfflineConfig` (its keys are theirs,
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from shorthorizon import optim
 from shorthorizon.config import (ANY, DATA_DIR, FRACTION, NONNEGATIVE, POSITIVE, SEED, Rule, check, key,
@@ -288,21 +286,23 @@ class OfflineFit(NamedTuple):
         """The meta-objective at ``horizon`` on the batches of stream ``key``."""
         return meta_objective(self.offline, self.problem, hyper, self.keys[key], horizon)
 
-    def _chunks(self, keys: jax.Array, desc: str, advance):
-        """``advance(chunk)`` over the meta-steps' ``keys``, ``meta_chunk`` at a time, with a
-        progress bar of finished meta-steps; the per-chunk outputs."""
+    def _chunks(self, keys: jax.Array, advance, progress=None):
+        """``advance(chunk)`` over the meta-steps' ``keys``, ``meta_chunk`` at a time, calling
+        ``progress(n)`` after each chunk with the meta-steps it finished (the edge's progress bar);
+        the per-chunk outputs."""
         out = []
-        with tqdm(total=len(keys), desc=desc, unit="meta-step", leave=False, dynamic_ncols=True) as bar:
-            for first in range(0, len(keys), self.config.meta_chunk):
-                chunk = keys[first:first + self.config.meta_chunk]
-                out.append(jax.block_until_ready(advance(chunk)))  # progress means finished meta-steps
-                bar.update(len(chunk))
+        for first in range(0, len(keys), self.config.meta_chunk):
+            chunk = keys[first:first + self.config.meta_chunk]
+            out.append(jax.block_until_ready(advance(chunk)))  # progress means finished meta-steps
+            if progress is not None:
+                progress(len(chunk))
         return out
 
-    def fit(self, horizon: int, start: dict, keys: jax.Array, desc: str) -> dict:
+    def fit(self, horizon: int, start: dict, keys: jax.Array, progress=None) -> dict:
         """Full-horizon SMD of the loss at ``horizon`` from ``start`` (name -> value), one
-        meta-step per key: the trajectory of each of the space's hyperparameters, the objective
-        per meta-step and the fit's meta-objective on the surface's batches."""
+        meta-step per key (``progress(n)``: called as meta-steps finish): the trajectory of each
+        of the space's hyperparameters, the objective per meta-step and the fit's meta-objective
+        on the surface's batches."""
         state = self.offline.smd(self.problem, horizon).init(self.raw(start))
         objectives, raws = [jnp.zeros(0)], [jax.tree.map(lambda v: v[None][:0], state.raw)]
 
@@ -312,7 +312,7 @@ class OfflineFit(NamedTuple):
             raws.append(raw)
             return objective
 
-        objectives += self._chunks(keys, desc, advance)
+        objectives += self._chunks(keys, advance, progress)
         raw = {k: jnp.concatenate([*(r[k] for r in raws), state.raw[k][None]]) for k in state.raw}
         hyper = self.offline.space.from_raw(raw)
         final = self.objective(self.offline.space.from_raw(state.raw), horizon)
@@ -325,7 +325,7 @@ class OfflineFit(NamedTuple):
         steps = max(1, (inner_steps - est.init_cost) // est.cost)
         return steps, est.init_cost + steps * est.cost
 
-    def windowed_fit(self, estimator, horizon: int, start: dict, steps: int, key: jax.Array) -> dict:
+    def windowed_fit(self, estimator, horizon: int, start: dict, steps: int, key: jax.Array, progress=None) -> dict:
         """``steps`` meta-steps of the windowed ``estimator`` over runs of ``horizon`` steps from
         ``start``, Adam's step cosine-decayed from ``meta_lr`` over the fit: the trajectory,
         window losses, the fraction of hypergradient coordinates the clip bound, and the wall time."""
@@ -339,7 +339,7 @@ class OfflineFit(NamedTuple):
             carry, out = windowed_chunk(offline, self.problem, estimator, *carry, chunk, horizon)
             return out
 
-        history = self._chunks(jax.random.split(key, steps), estimator.label(horizon), advance)
+        history = self._chunks(jax.random.split(key, steps), advance, progress)
         wall = time.perf_counter() - begin
         state = carry[0]
         loss, grads, raws = (jax.tree.map(lambda *a: jnp.concatenate(a), *parts) for parts in zip(*history))
@@ -374,23 +374,3 @@ class OfflineFit(NamedTuple):
             calls += 1
         call = (time.perf_counter() - begin) / calls
         return (horizon + self.config.eval_batches * EVALUATION_COST) / call, max(first - call, 0.0)
-
-    def announce(self, name: str, cost: dict, horizon: int, start: dict, programs: int = 0) -> None:
-        """Print a run's estimated ``cost`` (plain training steps per stage) before it starts:
-        its time at the speed measured now, and ``programs`` compilations at the time the simplest
-        took (:meth:`speed`; a lower bound: on a CPU a small run is mostly compiling)."""
-        rate, compile_seconds = self.speed(horizon, start)
-        total = sum(cost.values())
-        compiling = (f" + at least {_duration(programs * compile_seconds)} compiling {programs} programs "
-                     f"({compile_seconds:.1f} s measured for the simplest)" if programs else "")
-        print(f"[{name}] estimated cost: {total:.3g} plain training steps ("
-              + ", ".join(f"{k} {v:.3g}" for k, v in cost.items())
-              + f") at {rate:.0f} steps/s measured -> about {_duration(total / rate)} on one process{compiling}",
-              file=sys.stderr)
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.0f} s"
