@@ -82,7 +82,7 @@ def test_rung_scores_are_the_reference_unrolls_prefix_and_rerun_at_T_is_the_refe
     from shorthorizon.config import seeded
     from shorthorizon.experiments import bias as experiment
     from shorthorizon.experiments import pipeline
-    from shorthorizon.meta.offline_fit import with_family
+    from shorthorizon.offline_problem import with_family
     from shorthorizon.results import RunDir
 
     out = tmp_path / "run"
@@ -136,7 +136,7 @@ def test_a_fit_at_the_edge_of_the_box_is_flagged_with_the_key_that_widens_it(dat
     widens the box; one well inside is not. End to end, a box narrower than that puts every
     fit at its edge: the summary, the report and stderr say so."""
     from shorthorizon.experiments import bias as experiment
-    from shorthorizon.meta.offline_fit import with_family
+    from shorthorizon.offline_problem import with_family
 
     config = with_family(experiment.PRESETS["quick"])  # the heavy ball's box: lr in [1e-3, 10**-0.3]
     flags = experiment._edge(config, "K=5", 0, {"lr": 0.45, "decay_exponent": 3.0})
@@ -162,7 +162,7 @@ def test_a_fit_at_the_edge_widens_its_box_and_searches_again(data, tmp_path, cap
     import dataclasses
 
     from shorthorizon.experiments import bias as experiment
-    from shorthorizon.meta.offline_fit import with_family
+    from shorthorizon.offline_problem import with_family
 
     config = dataclasses.replace(with_family(experiment.PRESETS["quick"]), adapt=("momentum:0:0.999",))
     wider = experiment._widened(config, {"lr": 0.49, "decay_exponent": 1.05e-2, "momentum": 0.9989})

@@ -72,7 +72,7 @@ def test_the_paper_horizons_are_the_offline_presets_at_the_papers_problem():
     from shorthorizon.report.offline import is_paper_horizons
 
     assert {name for name, config in offline.PRESETS.items() if is_paper_horizons(config)} == {"paper", "paper-horizons"}
-    from shorthorizon.meta.offline_fit import with_family
+    from shorthorizon.offline_problem import with_family
 
     # as config.json holds it: resolved (the optimizer family's box and warm start filled in)
     stored = json.loads(json.dumps(dataclasses.asdict(with_family(offline.PRESETS["paper-horizons"]))))

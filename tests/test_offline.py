@@ -18,7 +18,7 @@ from shorthorizon.experiments import offline as experiment
 from shorthorizon.experiments import pipeline
 from shorthorizon.hypergrad import batches
 from shorthorizon.meta import offline
-from shorthorizon.meta.offline_fit import with_family
+from shorthorizon.offline_problem import with_family
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
 from shorthorizon.stats import interval, log_interval

@@ -365,7 +365,7 @@ def test_no_warm_start_poses_the_problem_from_the_initial_weights(tmp_path):
     import jax
 
     from shorthorizon.data import make_fake_dataset
-    from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit
+    from shorthorizon.offline_problem import OfflineConfig, OfflineFit
 
     make_fake_dataset(tmp_path, "mnist", n_train=300, n_test=200, seed=0)
     fit = OfflineFit.from_config(OfflineConfig(dataset="mnist", data_dir=str(tmp_path), verify=False,

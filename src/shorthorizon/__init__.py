@@ -36,7 +36,7 @@ _API = {
     "NRES": "shorthorizon.hypergrad", "PES": "shorthorizon.hypergrad",
     "Estimator": "shorthorizon.hypergrad", "Unroll": "shorthorizon.hypergrad", "TrainingRun": "shorthorizon.hypergrad", "Data": "shorthorizon.hypergrad",
     "SMD": "shorthorizon.meta.smd", "Online": "shorthorizon.meta.online", "Offline": "shorthorizon.meta.offline",
-    "OfflineFit": "shorthorizon.meta.offline_fit", "OfflineConfig": "shorthorizon.meta.offline_fit",
+    "OfflineFit": "shorthorizon.offline_problem", "OfflineConfig": "shorthorizon.offline_problem",
     "Task": "shorthorizon.tasks", "mlp": "shorthorizon.tasks", "cnn": "shorthorizon.tasks",
     "classifier": "shorthorizon.tasks", "make_task": "shorthorizon.tasks",
     "nnx_classifier": "shorthorizon.tasks.adapters", "equinox_classifier": "shorthorizon.tasks.adapters",

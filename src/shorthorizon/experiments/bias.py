@@ -41,9 +41,9 @@ from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional, seeded
 from shorthorizon.experiments.pipeline import (Candidates, Sweep, announce, diverged, long_run_unit, problem,
                                                refine_unit, unless_diverged, zoom_unit)
-from shorthorizon.meta.offline_fit import (OfflineConfig, resolve_dataset, space, surface_points, validate_problem,
+from shorthorizon.offline_problem import (OfflineConfig, resolve_dataset, space, surface_points, validate_problem,
                                            with_family)
-from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
+from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.bias import plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
@@ -59,7 +59,7 @@ EDGE = 0.05  # decades: a fit this close to a bound of the box is flagged
 
 @dataclass(frozen=True)
 class Config(OfflineConfig):
-    """The offline problem's keys (:class:`~shorthorizon.meta.offline_fit.OfflineConfig`) and the study's."""
+    """The offline problem's keys (:class:`~shorthorizon.offline_problem.OfflineConfig`) and the study's."""
 
     horizon: int = key(20000, POSITIVE)  # T: the run the hyperparameters are for
     short: tuple[int, ...] = key((100, 1000), items(POSITIVE, distinct=True))  # K: the horizons they might be tuned on

@@ -19,9 +19,9 @@ from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.experiments.pipeline import Candidates, Sweep, announce, diverged, long_run_unit, meta_steps_bar
-from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
+from shorthorizon.offline_problem import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
                                            surface_points, validate_problem, with_family, zoom_points)
-from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
+from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.offline import is_paper_horizons, plot, section
 from shorthorizon.results import RunDir
@@ -40,7 +40,7 @@ HEADLINES = {"decay_exponent_ratio": True, "final_train_loss_ratio": True, "hori
 
 @dataclass(frozen=True)
 class Config(OfflineConfig):
-    """Defaults are the paper's setup (:class:`~shorthorizon.meta.offline_fit.OfflineConfig`:
+    """Defaults are the paper's setup (:class:`~shorthorizon.offline_problem.OfflineConfig`:
     MLP 784-100-100-10, batch 100) at its horizons."""
 
     horizons: tuple[int, ...] = key((100, 1000, 5000, 20000), items(POSITIVE, distinct=True))

@@ -31,7 +31,7 @@ from shorthorizon.data.registry import get_spec
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, scalar_loss
 from shorthorizon import optim
-from shorthorizon.meta.offline_fit import DATASET, TASK
+from shorthorizon.offline_problem import DATASET, TASK
 from shorthorizon.meta.online import Online, check
 from shorthorizon.report.online import HEADLINES, at_stop, file_name, unit_name
 from shorthorizon.report.online import plot, report  # noqa: F401 (report: the experiment's section)

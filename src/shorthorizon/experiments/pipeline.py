@@ -1,6 +1,6 @@
 """The offline pipeline that ``offline``, ``truncated`` and ``bias`` compose (not a command).
 
-Every fit of a schedule on the offline problem (:class:`~shorthorizon.meta.offline_fit.OfflineFit`)
+Every fit of a schedule on the offline problem (:class:`~shorthorizon.offline_problem.OfflineFit`)
 is found the same way, seed by seed: log-uniform samples of the box scored at every horizon
 (prefixes of one vmapped unroll, on the batches every fit is judged by), a zoom of samples
 around a horizon's best one, optionally SMD from the best candidate, and long runs of the picks.
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from shorthorizon import optim
 from shorthorizon.meta import search
-from shorthorizon.meta.offline_fit import OfflineConfig, OfflineFit, best, space, surface_points, zoom_points
+from shorthorizon.offline_problem import OfflineConfig, OfflineFit, best, space, surface_points, zoom_points
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_seeded
 from shorthorizon.stats import identified_range
@@ -90,7 +90,7 @@ class Candidates:
 def announce(fit: OfflineFit, name: str, cost: dict, horizon: int, start: dict, programs: int = 0) -> None:
     """Print a run's estimated ``cost`` (plain training steps per stage) before it starts: its
     time at the speed ``fit`` measures now at ``horizon`` from ``start``, and ``programs``
-    compilations at the time the simplest took (:meth:`~shorthorizon.meta.offline_fit.OfflineFit.speed`;
+    compilations at the time the simplest took (:meth:`~shorthorizon.offline_problem.OfflineFit.speed`;
     a lower bound: on a CPU a small run is mostly compiling)."""
     rate, compile_seconds = fit.speed(horizon, start)
     total = sum(cost.values())
@@ -130,7 +130,7 @@ def surface_unit(config: OfflineConfig, chunk: int, horizons: tuple[int, ...], l
 
 
 def zoom_unit(config: OfflineConfig, horizon: int, center: dict, length: int | None = None) -> dict:
-    """The objective at ``horizon`` of :func:`~shorthorizon.meta.offline_fit.zoom_points`
+    """The objective at ``horizon`` of :func:`~shorthorizon.offline_problem.zoom_points`
     around ``center`` (the first: itself), the schedule laid over ``length``."""
     points = zoom_points(config, horizon, center, config.zoom_width, config.zoom_samples)
     return {**points, **points_unit(config, horizon, points, length)}
@@ -154,7 +154,7 @@ def refine_unit(config: OfflineConfig, horizon: int, start: dict, length: int | 
 
 def long_run_unit(config: OfflineConfig, values: dict, horizon: int) -> dict:
     """Train ``horizon`` steps with the hyperparameter ``values``: training-loss and test-error
-    curves (:meth:`~shorthorizon.meta.offline_fit.OfflineFit.long_run`)."""
+    curves (:meth:`~shorthorizon.offline_problem.OfflineFit.long_run`)."""
     return problem(config, horizon).long_run(values, horizon)
 
 

@@ -3,7 +3,7 @@
 The question a user with a small budget has: *I can only afford K-step windows of training
 per meta-gradient; can I still fit the schedule that is best for the whole run?* The problem
 is the offline experiment's (MLP, inverse-time schedule of lr0 and decay exponent, momentum,
-warm start; :class:`shorthorizon.meta.offline_fit.OfflineFit`) at one whole-run horizon T.
+warm start; :class:`shorthorizon.offline_problem.OfflineFit`) at one whole-run horizon T.
 
 - **Windowed estimators** (:meth:`shorthorizon.meta.offline.Offline.windowed`): inner runs of
   T steps from the warm start, seen K steps at a time, one meta-step per window; particles at
@@ -35,9 +35,9 @@ import numpy as np
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
 from shorthorizon.experiments.pipeline import Sweep, announce, long_run_unit, meta_steps_bar
-from shorthorizon.meta.offline_fit import (OfflineConfig, OfflineFit, lr0_named, resolve_dataset, surface_points,
+from shorthorizon.offline_problem import (OfflineConfig, OfflineFit, lr0_named, resolve_dataset, surface_points,
                                            validate_problem, with_family)
-from shorthorizon.meta.offline_fit import ready  # noqa: F401 (the experiment's ready: a dataset present?)
+from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, seed_name

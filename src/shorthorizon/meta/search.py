@@ -6,7 +6,7 @@ The blind search it replaces scores N log-uniform samples of the box and a zoom 
 around the best one, every sample a full unroll. Here the caller's coarse samples (a small
 shared surface) start a search whose generations are batches of ``population`` points, each
 batch one call of the objective (on the offline problem: one vmapped
-:meth:`~shorthorizon.meta.offline_fit.OfflineFit.surface`, one unit of work):
+:meth:`~shorthorizon.offline_problem.OfflineFit.surface`, one unit of work):
 
     >>> state = init(space, seed=0, start_points=coarse, start_losses=coarse_loss, population=6)
     >>> for _ in range(4):

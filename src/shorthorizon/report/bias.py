@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shorthorizon.meta.offline_fit import optimizer_text
+from shorthorizon.offline_problem import optimizer_text
 from shorthorizon.report.figures import interval_text, pyplot
 from shorthorizon.results import RunDir, fmt
 

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from shorthorizon.meta.offline_fit import OfflineConfig, optimizer_text, with_family
+from shorthorizon.offline_problem import OfflineConfig, optimizer_text, with_family
 from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
@@ -27,7 +27,7 @@ def is_paper_horizons(config) -> bool:
     """Whether ``config`` (an offline Config or its stored dict) fits the paper's problem at its
     horizons (MLP, batch 100, T = 100 ... 20,000, the paper's schedule and warm start), the only
     setup the paper's ratios may be printed beside. The paper's problem is
-    :class:`~shorthorizon.meta.offline_fit.OfflineConfig`'s defaults; it is judged here, below the
+    :class:`~shorthorizon.offline_problem.OfflineConfig`'s defaults; it is judged here, below the
     experiments, because the claims table and the section both ask (``report`` never imports
     ``experiments``)."""
     paper = {**dataclasses.asdict(with_family(OfflineConfig())), "horizons": PAPER_HORIZONS}

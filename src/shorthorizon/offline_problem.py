@@ -13,6 +13,11 @@ Configs of commands built on the problem extend :class:`OfflineConfig` (its keys
 flat on the command line); :meth:`OfflineFit.from_config` reads only these keys, and the data,
 task and warm start are built once per process for each problem, so runs that differ elsewhere
 share them and their compiled programs.
+
+This module is the edge that poses the problem (config keys and their rules, the optimizer
+family's box, dataset resolution); the algorithms it composes live in :mod:`shorthorizon.meta`
+(:mod:`~shorthorizon.meta.offline`, :mod:`~shorthorizon.meta.smd`), which reads no config and
+prints nothing. It sits below ``experiments/`` and ``report/``, which both read it.
 """
 
 from __future__ import annotations
