@@ -43,3 +43,18 @@ def test_the_public_api_is_importable_without_loading_jax():
                  "[getattr(shorthorizon, n) for n in shorthorizon.__all__]; print(len(shorthorizon.__all__))")
     loaded, count = stdout.split()
     assert loaded == "False" and int(count) == len(__import__("shorthorizon").__all__)
+
+
+def test_the_type_checkers_view_of_the_api_is_the_lazy_one():
+    """The ``if TYPE_CHECKING:`` imports of ``shorthorizon/__init__.py`` (what an IDE or a type
+    checker reads) name exactly ``_API``'s names, each from the module ``_API`` loads it from."""
+    import ast
+
+    import shorthorizon
+
+    tree = ast.parse(open(shorthorizon.__file__).read())
+    block = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
+    seen = {alias.asname or alias.name: (node.module, alias.name)
+            for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    wanted = {name: target if isinstance(target, tuple) else (target, name) for name, target in shorthorizon._API.items()}
+    assert seen == wanted

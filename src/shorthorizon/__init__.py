@@ -24,6 +24,7 @@ without loading JAX.
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -47,6 +48,22 @@ _API = {
     "load_data": ("shorthorizon.data.splits", "load"), "make_fake_dataset": "shorthorizon.data",
 }
 __all__ = sorted(_API)
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time a name is imported when first used
+    # (tests/test_readme.py keeps these imports and _API the same names from the same modules)
+    from shorthorizon.data import make_fake_dataset
+    from shorthorizon.data.splits import load as load_data
+    from shorthorizon.hypergrad import (Data, ES, ESTIMATORS, Estimator, NRES, PES, TrainingRun, Truncated, Unroll,
+                                        hypergradient, make_estimator)
+    from shorthorizon.meta.offline import Offline
+    from shorthorizon.meta.online import Online
+    from shorthorizon.meta.smd import SMD
+    from shorthorizon.nqm import NQM, fit_schedule, greedy_schedule, loss_curve, simulate
+    from shorthorizon.offline_problem import OfflineConfig, OfflineFit
+    from shorthorizon.optim import (EffectiveSpace, LogSpace, SCHEDULES, Schedule, adam, adamw, inverse_time,
+                                    make_optimizer, make_schedule, momentum, sgd)
+    from shorthorizon.tasks import Task, classifier, cnn, make_task, mlp
+    from shorthorizon.tasks.adapters import equinox_classifier, nnx_classifier
 
 
 def __getattr__(name: str):
