@@ -23,8 +23,10 @@ Names are imported when first used, so ``import shorthorizon`` (and the command 
 without loading JAX.
 """
 
-import importlib
-from typing import TYPE_CHECKING
+# typing.TYPE_CHECKING without importing typing: the console script imports this package before it
+# takes Ctrl-C over, so at its top it loads nothing the interpreter has not (not even importlib;
+# type checkers read the name as theirs)
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -67,6 +69,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time a name is impo
 
 
 def __getattr__(name: str):
+    import importlib
+
     if name not in _API:
         raise AttributeError(f"module 'shorthorizon' has no attribute {name!r}")
     module, attribute = _API[name] if isinstance(_API[name], tuple) else (_API[name], name)

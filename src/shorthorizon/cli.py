@@ -10,8 +10,6 @@ top imports only modules the interpreter has loaded before any program runs (``_
 imported in the function that uses it.
 """
 
-from __future__ import annotations
-
 import _signal
 import _thread
 import os
