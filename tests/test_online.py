@@ -281,6 +281,9 @@ def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
             "--set", "mlp_init_lrs=0.003", "--set", "mlp_baseline_lr=0.003", "--set", "lookaheads=stochastic",
             "--set", "eval_examples=100", "--set", "optimizer=adamw"]
     for extra, problem in ((["--set", "adapt=lr,b2"], "give 'b2' its bounds as b2:LOW:HIGH"),
+                           (["--set", "adapt=lr,b2:0.9:0.9999", "--set", "hyper=weight_decay=1e-4"],
+                            "give the initial value of the adapted hyperparameters ['b2']: set config keys 'adapt' and "
+                            "'hyper'"),
                            # a misspelt name is named first, with the optimizer's list, whatever else is wrong
                            (["--set", "adapt=lr,weight_dacay"], "config key 'adapt': optimizer 'adamw' has no "
                                                                 "hyperparameter ['weight_dacay'] to adapt; it has b2, "
@@ -416,11 +419,11 @@ def test_a_run_keeps_its_lookahead_and_its_estimator_apart():
     from shorthorizon.experiments import online
 
     config = online.PRESETS["quick"]
-    base, *adapted = online.runs(config, online.settings(config, "mlp"))
+    base, *adapted = online.task_runs(config, online.settings(config, "mlp"))
     assert base == online.Run(0.1) and base.mode is None
     assert [(r.lookahead, r.estimator) for r in adapted] == [("stochastic", "forward"), ("deterministic", "forward")]
     pes = dataclasses.replace(config, estimator="pes")
-    _, run = online.runs(pes, online.settings(pes, "mlp"))
+    _, run = online.task_runs(pes, online.settings(pes, "mlp"))
     assert (run.lookahead, run.estimator, run.mode) == (None, "pes", "pes")
     assert online.unit_name("mlp", run.init_lr, run.mode, 1) == "mlp_pes_lr0.1_s1"
 

@@ -107,20 +107,16 @@ PRESETS = {
                     cnn_steps=2000, cnn_init_lrs=(1e-3,), cnn_batch_size=25),
 }
 
-class Settings(NamedTuple):
-    """One task's own settings: the built-in tasks' from their config keys (``mlp_steps``, ...),
-    a user's task's from the ``user_*`` keys (:func:`settings`). ``steps`` is the whole run:
-    adaptation stops at ``steps // 2``."""
 
-    keys: str  # the prefix of its config keys, for messages
+class Settings(NamedTuple):
+    """One task's own settings (:func:`settings`); ``steps`` is the whole run: adaptation stops
+    at ``steps // 2``."""
+
+    keys: str  # the prefix of its config keys (mlp_steps, ...), for messages
     steps: int
     init_lrs: tuple[float, ...]
     baseline_lr: float
     batch_size: int
-
-    def key(self, name: str) -> str:
-        """The config key of the setting ``name``."""
-        return f"{self.keys}_{name}"
 
     @property
     def halves(self) -> tuple[int, int]:
@@ -137,7 +133,7 @@ def settings(config: Config, task: str) -> Settings:
     if task == "cnn":
         return Settings("cnn", config.cnn_steps, config.cnn_init_lrs, config.cnn_baseline_lr, config.cnn_batch_size)
     own = Settings("user", config.user_steps, config.user_init_lrs, config.user_baseline_lr, config.user_batch_size)
-    unset = [own.key(name) for name, value in zip(own._fields[1:], own[1:]) if not value]
+    unset = [f"user_{name}" for name, value in zip(own._fields[1:], own[1:]) if not value]
     if unset:
         raise ValueError(f"task {task!r} has no settings of its own: set config keys {', '.join(unset)} "
                          "(e.g. --set user_steps=2000 --set user_init_lrs=0.01,0.1 --set user_baseline_lr=0.1 "
@@ -184,9 +180,8 @@ def _built(task: str, dataset: str, data_dir: str | None, verify: bool,
 
 
 class Run(NamedTuple):
-    """One training run of a task: the tuned baseline (no estimator: no adaptation), or SMD from
-    ``init_lr`` with its ``estimator`` on a ``lookahead``, or on none where the estimator is
-    persistent (its particles train beside the run)."""
+    """One training run: the tuned baseline (no estimator), or SMD from ``init_lr`` with its
+    ``estimator`` on a ``lookahead`` (none where the estimator is persistent)."""
 
     init_lr: float
     lookahead: str | None = None
@@ -194,12 +189,11 @@ class Run(NamedTuple):
 
     @property
     def mode(self) -> str | None:
-        """The run's name in stored results (the summary's ``lookahead`` column, the unit names;
-        None: the baseline): its lookahead, or its persistent estimator."""
+        """Its name in stored results (the summary's ``lookahead`` column, unit names; None: the baseline)."""
         return self.lookahead or self.estimator
 
 
-def runs(config: Config, own: Settings) -> list[Run]:
+def task_runs(config: Config, own: Settings) -> list[Run]:
     """Every run of a task with settings ``own``, the baseline first; a persistent estimator's
     (PES, NRES) have no lookahead and take the place of the lookaheads'."""
     lookaheads = (None,) if configlib.estimator(config).persistent else config.lookaheads
@@ -283,13 +277,17 @@ def validate(config: Config) -> None:
     configlib.check(config)
     for own in (settings(config, task) for task in config.task):
         if own.steps < 2 or (own.steps // 2) % config.interval:
-            raise ValueError(f"config key {own.key('steps')!r} // 2 must be a positive multiple of "
-                             f"interval={config.interval}, got {own.key('steps')}={own.steps}")
+            raise ValueError(f"config key '{own.keys}_steps' // 2 must be a positive multiple of "
+                             f"interval={config.interval}, got {own.keys}_steps={own.steps}")
     optimizer = optim.make_optimizer(config.optimizer)
     adapted = space(config, optimizer)
     for task in config.task:
         for lr in settings(config, task).init_lrs:
-            check(optimizer, adapted, optimizer_hyper(config, lr))
+            hyper = optimizer_hyper(config, lr)
+            try:
+                check(optimizer, adapted, hyper)
+            except ValueError as err:
+                raise ValueError(f"{err}: set config keys 'adapt' and 'hyper' (e.g. --set hyper=NAME=VALUE)") from None
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
@@ -298,11 +296,12 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                                                        config.data_dir or None))
                 for task in config.task}
     for problem in problems.values():  # sizes the data bounds, before the folder is claimed
-        sizes = {"eval_examples": config.eval_examples, problem.settings.key("batch_size"): problem.settings.batch_size}
-        splits.check_fits(problem.dataset, len(problem.train.y), {f"config key {k!r}": v for k, v in sizes.items()})
+        splits.check_fits(problem.dataset, len(problem.train.y), {
+            "config key 'eval_examples'": config.eval_examples,
+            f"config key '{problem.settings.keys}_batch_size'": problem.settings.batch_size})
     run_dir.write_config(config, datasets={task: problem.dataset for task, problem in problems.items()})
     planned = [(problem, run, problem.cost(run)) for problem in problems.values()
-               for run in runs(config, problem.settings)]
+               for run in task_runs(config, problem.settings)]
     units = [Unit(unit_name(problem.task, run.init_lr, run.mode, seed),
                   dict(config=configlib.seeded(config, seed), task=problem.task, dataset=problem.dataset,
                        init_lr=run.init_lr, lookahead=run.lookahead, estimator=run.estimator), cost=cost)
@@ -322,7 +321,7 @@ def plot(run_dir: RunDir) -> None:
 
 def _task_summary(config: Config, problem: Problem, results: dict, seed: int) -> dict:
     """Seed ``seed``'s summary of ``problem``'s task."""
-    base_run, *adapted = runs(config, problem.settings)
+    base_run, *adapted = task_runs(config, problem.settings)
     base = results[unit_name(problem.task, base_run.init_lr, None, seed)]
     baseline = {**optimizer_hyper(config, base_run.init_lr),
                 "final_train_loss": finite_or_none(base["final_train_loss"]),

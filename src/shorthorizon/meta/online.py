@@ -216,8 +216,7 @@ def check(optimizer: optim.Optimizer, space, hyper: Mapping[str, float]) -> None
     adaptable(optimizer, space.names)
     unset = [n for n in space.names if n not in hyper]
     if unset:
-        raise ValueError(f"give the initial value of the adapted hyperparameters {unset} (Online.run's hyper; "
-                         "on the command line --set hyper=NAME=VALUE)")
+        raise ValueError(f"give the initial value of the adapted hyperparameters {unset}")
     for name, low, high in getattr(space, "ranges", ()):
         if not low <= hyper[name] <= high:
             raise ValueError(f"the initial {name} {hyper[name]:g} lies outside its bounds [{low:g}, {high:g}]")
