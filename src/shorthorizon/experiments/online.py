@@ -171,9 +171,8 @@ def space(config: Config, optimizer: optim.Optimizer) -> optim.EffectiveSpace | 
 @lru_cache(maxsize=4)
 def _built(task: str, dataset: str, data_dir: str | None, verify: bool,
            optimizer: str) -> tuple[Task, optim.Optimizer, Data, Data]:
-    """The task, optimizer and data of a problem, once per process: runs and seeds that differ
-    elsewhere share them and so their compiled programs (a new Task or optimizer object would
-    compile every program anew)."""
+    """The task, optimizer and data of a problem, once per process: runs and seeds share them and
+    so their compiled programs (a new Task or optimizer object would compile every program anew)."""
     ds, train, test = splits.load(dataset, data_dir, verify=verify)
     model = make_task(task, tuple(ds.train_x.shape[1:]), ds.num_classes)
     return model, optim.make_optimizer(optimizer), train, test
@@ -208,9 +207,8 @@ def unit_name(task: str, init_lr: float, mode: str | None, seed: int = 0) -> str
 
 
 class Problem(NamedTuple):
-    """One task's online problem, built once from a config (:meth:`from_config`): its settings,
-    its data, and :class:`~shorthorizon.meta.online.Online` with the task, optimizer, space and
-    estimator the config names (its meta-steps: the adapted runs')."""
+    """One task's online problem, built once from a config (:meth:`from_config`): its settings, its
+    data, and :class:`Online` with the config's task, optimizer, space, estimator and meta-steps."""
 
     task: str
     dataset: str
@@ -275,14 +273,13 @@ def _evaluate(task: Task, params, data: Data, model_state) -> dict:
 
 def validate(config: Config) -> None:
     configlib.check(config)
+    optimizer = optim.make_optimizer(config.optimizer)
+    adapted = space(config, optimizer)
     for own in (settings(config, task) for task in config.task):
         if own.steps < 2 or (own.steps // 2) % config.interval:
             raise ValueError(f"config key '{own.keys}_steps' // 2 must be a positive multiple of "
                              f"interval={config.interval}, got {own.keys}_steps={own.steps}")
-    optimizer = optim.make_optimizer(config.optimizer)
-    adapted = space(config, optimizer)
-    for task in config.task:
-        for lr in settings(config, task).init_lrs:
+        for lr in own.init_lrs:
             hyper = optimizer_hyper(config, lr)
             try:
                 check(optimizer, adapted, hyper)
