@@ -281,10 +281,13 @@ def test_cli_adapts_adamw_lr_and_weight_decay(tmp_path, monkeypatch, capsys):
             "--set", "mlp_init_lrs=0.003", "--set", "mlp_baseline_lr=0.003", "--set", "lookaheads=stochastic",
             "--set", "eval_examples=100", "--set", "optimizer=adamw"]
     for extra, problem in ((["--set", "adapt=lr,b2"], "give 'b2' its bounds as b2:LOW:HIGH"),
+                           (["--set", "adapt=lr,b2:0.9:0.9999", "--set", "hyper=weight_decay=1e-4"],
+                            "give the initial value of the adapted hyperparameters ['b2']: set config keys 'adapt' and "
+                            "'hyper'"),
                            # a misspelt name is named first, with the optimizer's list, whatever else is wrong
                            (["--set", "adapt=lr,weight_dacay"], "config key 'adapt': optimizer 'adamw' has no "
-                                                                "hyperparameter ['weight_dacay']; it has b2, eps, lr, "
-                                                                "momentum, weight_decay"),
+                                                                "hyperparameter ['weight_dacay'] to adapt; it has b2, "
+                                                                "eps, lr, momentum, weight_decay"),
                            (["--set", "adapt=lr,weight_decay", "--set", "hyper=wd=1e-4"],
                             "optimizer 'adamw' has no hyperparameter ['wd']"),
                            (["--set", "adapt=lr,weight_decay:1:0.1"], "0 < LOW < HIGH"),
@@ -408,3 +411,47 @@ def test_figure7_shows_the_runs_beside_one_whose_loss_reached_658(tmp_path, figu
     assert 2 < len(drawn) < stopped and drawn.max() <= top  # up to where it leaves the panel ...
     assert [tuple(line.get_ydata()) for line in loss.lines if line.get_marker() == "x"] == [(top,)]  # ... marked
     assert {"baseline lr=0.1", "stochastic lr0=0.1"} <= set(lines)
+
+
+def test_a_run_keeps_its_lookahead_and_its_estimator_apart():
+    """A lookahead run has both; a persistent estimator's run (PES) has no lookahead, and its
+    stored name (the summary's ``lookahead`` column, the unit) is the estimator's, as it was."""
+    from shorthorizon.experiments import online
+
+    config = online.PRESETS["quick"]
+    base, *adapted = online.task_runs(config, online.settings(config, "mlp"))
+    assert base == online.Run(0.1) and base.mode is None
+    assert [(r.lookahead, r.estimator) for r in adapted] == [("stochastic", "forward"), ("deterministic", "forward")]
+    pes = dataclasses.replace(config, estimator="pes")
+    _, run = online.task_runs(pes, online.settings(pes, "mlp"))
+    assert (run.lookahead, run.estimator, run.mode) == (None, "pes", "pes")
+    assert online.unit_name("mlp", run.init_lr, run.mode, 1) == "mlp_pes_lr0.1_s1"
+
+
+def test_a_users_task_runs_with_its_own_settings_or_names_the_keys_to_set(tmp_path, capsys):
+    """`online --task package.module:factory` never takes the MLP's settings: without the user_*
+    keys it stops with one line naming those unset, before any folder is made; with them it runs."""
+    from shorthorizon import cli
+    from shorthorizon.data import make_fake_dataset
+
+    make_fake_dataset(tmp_path / "data", "mnist", n_train=100, n_test=20, seed=0)
+    out = tmp_path / "run"
+    sets = {"data_dir": tmp_path / "data", "verify": "false", "eval_examples": 100, "meta_steps": 1, "interval": 5,
+            "chunks": 1, "lookaheads": "stochastic"}
+    args = ["online", "--dataset", "mnist", "--task", "example_tasks:nnx_net", "--out", str(out),
+            *(a for k, v in sets.items() for a in ("--set", f"{k}={v}"))]
+    for given, unset in (([], "user_steps, user_init_lrs, user_baseline_lr, user_batch_size"),
+                         (["--set", "user_steps=20", "--set", "user_init_lrs=0.1"],
+                          "user_baseline_lr, user_batch_size")):
+        capsys.readouterr()
+        assert cli.main([*args, *given]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"task 'example_tasks:nnx_net' has no settings of its own: set config keys {unset} (" in err
+        assert not out.exists()
+    assert cli.main([*args, "--set", "user_steps=20", "--set", "user_init_lrs=0.1", "--set", "user_baseline_lr=0.05",
+                     "--set", "user_batch_size=20"]) == 0
+    s = json.loads((out / "summary.json").read_text())["example_tasks:nnx_net"]
+    assert s["steps"] == 20 and s["baseline"]["lr"] == 0.05 and [r["init_lr"] for r in s["runs"]] == [0.1]
+    assert sorted(p.name for p in (out / "units").glob("*.npz")) == ["example_tasks_nnx_net_baseline.npz",
+                                                                  "example_tasks_nnx_net_stochastic_lr0.1.npz"]

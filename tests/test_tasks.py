@@ -171,13 +171,18 @@ def test_offline_and_online_configs_take_a_task_spec():
 
     from shorthorizon.experiments import offline, online
 
+    own = dict(user_steps=200, user_init_lrs=(0.1,), user_baseline_lr=0.1, user_batch_size=100)  # a user's task's
     for module, good, bad in ((offline, "example_tasks:nnx_net", "example_tasks:missing"),
                               (online, ("mlp", "example_tasks:nnx_net"), ("example_tasks:missing",))):
         config = module.PRESETS["quick"]
+        config = dataclasses.replace(config, **own) if module is online else config
         module.validate(dataclasses.replace(config, task=good))
         with pytest.raises(ValueError, match="has no attribute 'missing'"):
             module.validate(dataclasses.replace(config, task=bad))
-    assert online.per_task(online.PRESETS["quick"], "example_tasks:nnx_net", "steps") == online.PRESETS["quick"].mlp_steps
+    # a user's task never takes the MLP's settings: without its own, the keys to set are named
+    with pytest.raises(ValueError, match="^task 'example_tasks:nnx_net' has no settings of its own: set config keys "
+                                         "user_steps, user_init_lrs, user_baseline_lr, user_batch_size "):
+        online.validate(dataclasses.replace(online.PRESETS["quick"], task=("example_tasks:nnx_net",)))
 
 
 WRONG_OUTPUTS = {  # a user's task whose outputs do not fit the images: its one-line error
@@ -214,8 +219,9 @@ def test_every_command_checks_the_task_against_its_dataset_before_training(capsy
                     "--set", "warm_start_steps=5", "--set", "eval_batches=2", "--set", "surface_samples=4",
                     "--set", "surface_chunk=4", "--set", "meta_steps=2", "--set", "curve_points=2"],
         "online": ["--set", f"data_dir={data}", "--set", "verify=false", "--set", "eval_examples=100",
-                   "--set", "mlp_steps=20", "--set", "meta_steps=1", "--set", "interval=5",
-                   "--set", "mlp_init_lrs=0.1", "--set", "lookaheads=stochastic", "--set", "mlp_batch_size=20"],
+                   "--set", "user_steps=20", "--set", "meta_steps=1", "--set", "interval=5",
+                   "--set", "user_init_lrs=0.1", "--set", "user_baseline_lr=0.1", "--set", "lookaheads=stochastic",
+                   "--set", "user_batch_size=20"],
     }
     for command, args in small.items():
         out = tmp_path / command
@@ -235,9 +241,9 @@ def test_online_with_a_users_task_writes_portable_file_names(capsys, tmp_path):
     out = tmp_path / "run"
     assert cli.main(["online", "--dataset", "mnist", "--task", "example_tasks:small_mlp", "--out", str(out),
                      "--set", f"data_dir={tmp_path / 'data'}", "--set", "verify=false", "--set", "eval_examples=100",
-                     "--set", "mlp_steps=20", "--set", "meta_steps=1", "--set", "interval=5", "--set", "chunks=1",
-                     "--set", "mlp_init_lrs=0.1", "--set", "lookaheads=stochastic",
-                     "--set", "mlp_batch_size=20"]) == 0
+                     "--set", "user_steps=20", "--set", "meta_steps=1", "--set", "interval=5", "--set", "chunks=1",
+                     "--set", "user_init_lrs=0.1", "--set", "user_baseline_lr=0.1", "--set", "lookaheads=stochastic",
+                     "--set", "user_batch_size=20"]) == 0
     names = sorted(p.name for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
     assert "example_tasks_small_mlp_baseline.npz" in names and "online_example_tasks_small_mlp.png" in names
     assert all(re.fullmatch(r"[\w.-]+", name) for name in names), names

@@ -11,13 +11,16 @@ and deterministic-lookahead ones far above.
 ``optimizer`` and ``adapt`` put another optimizer and any of its hyperparameters in place of the
 heavy ball's lr and momentum: ``--set optimizer=adamw --set adapt=lr,weight_decay --set
 hyper=weight_decay=1e-4`` asks the same question of AdamW (:mod:`shorthorizon.meta.online`).
+A user's task (``--task package.module:factory``) runs with the settings given for it, the
+``user_*`` keys (:func:`settings`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from dataclasses import dataclass
 from functools import lru_cache, partial
+from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -26,17 +29,18 @@ import jax
 import jax.numpy as jnp
 
 from shorthorizon import config as configlib
-from shorthorizon.config import ANY, DATA_DIR, FRACTION, POSITIVE, SEED, items, key, one_of, optimizer_hyper
-from shorthorizon.data.registry import get_spec
+from shorthorizon.config import (ANY, DATA_DIR, FRACTION, NONNEGATIVE, POSITIVE, SEED, items, key, one_of,
+                                 optimizer_hyper, optional)
 from shorthorizon.data import splits
 from shorthorizon.hypergrad import ESTIMATORS, LOOKAHEADS, Data, evaluate, scalar_loss
 from shorthorizon import optim
+from shorthorizon.meta.online import Online, adaptable, check
 from shorthorizon.offline_problem import DATASET, TASK
-from shorthorizon.meta.online import Online, check
-from shorthorizon.report.online import HEADLINES, at_stop, file_name, unit_name
-from shorthorizon.report.online import plot, report  # noqa: F401 (report: the experiment's section)
+from shorthorizon.report.online import HEADLINES, at_stop, file_name
+from shorthorizon.report.online import plot as figures
+from shorthorizon.report.online import report  # noqa: F401 (the experiment's section)
 from shorthorizon.results import RunDir
-from shorthorizon.runners import Unit, run_units
+from shorthorizon.runners import Unit, run_units, seed_name
 from shorthorizon.stats import finite_or_none, over_seeds
 from shorthorizon.tasks import Task, make_task
 
@@ -45,10 +49,10 @@ FLAGS = ("task", "dataset")
 TASKS = ("mlp", "cnn")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Config:
-    """Shared settings, then per-task ones (``<task>_<key>``). ``steps`` is the whole run:
-    adaptation stops at ``steps // 2``."""
+    """Shared settings, then per-task ones (``<task>_<key>``: :class:`Settings`); a user's task
+    (``package.module:factory``) takes the ``user_*`` ones, unset by default."""
 
     task: tuple[str, ...] = key(TASKS, items(TASK, distinct=True))  # --task mlp narrows it; module:factory adds yours
     dataset: str = key("auto", DATASET)  # "auto": MLP on MNIST, CNN on CIFAR-10, each else Fashion-MNIST
@@ -84,6 +88,10 @@ class Config:
     cnn_init_lrs: tuple[float, ...] = key((5e-4, 1e-3, 5e-3, 1e-2), items(POSITIVE, distinct=True))
     cnn_baseline_lr: float = key(5e-3, POSITIVE)
     cnn_batch_size: int = key(100, POSITIVE)
+    user_steps: int = key(0, NONNEGATIVE)
+    user_init_lrs: tuple[float, ...] = key((), optional(items(POSITIVE, distinct=True)))
+    user_baseline_lr: float = key(0.0, NONNEGATIVE)
+    user_batch_size: int = key(0, NONNEGATIVE)
 
 
 PRESETS = {
@@ -99,15 +107,38 @@ PRESETS = {
                     cnn_steps=2000, cnn_init_lrs=(1e-3,), cnn_batch_size=25),
 }
 
-def task_key(task: str, key: str) -> str:
-    """The config key of the per-task setting ``key`` (``steps``, ``init_lrs``, ``baseline_lr``,
-    ``batch_size``): ``<task>_<key>``; a user's task (``package.module:factory``) takes the MLP's."""
-    return f"{task if task in TASKS else 'mlp'}_{key}"
+
+class Settings(NamedTuple):
+    """One task's own settings (:func:`settings`); ``steps`` is the whole run: adaptation stops
+    at ``steps // 2``."""
+
+    keys: str  # the prefix of its config keys (mlp_steps, ...), for messages
+    steps: int
+    init_lrs: tuple[float, ...]
+    baseline_lr: float
+    batch_size: int
+
+    @property
+    def halves(self) -> tuple[int, int]:
+        """Steps of the adaptation half and of the decay half."""
+        return self.steps // 2, self.steps - self.steps // 2
 
 
-def per_task(config: Config, task: str, key: str):
-    """The value of :func:`task_key`."""
-    return getattr(config, task_key(task, key))
+def settings(config: Config, task: str) -> Settings:
+    """``task``'s settings. A user's task (``package.module:factory``) takes the ``user_*`` keys,
+    never a built-in task's (the MLP's lrs and steps are no guess for another model); where they
+    are unset it is a ValueError naming the keys to set."""
+    if task == "mlp":
+        return Settings("mlp", config.mlp_steps, config.mlp_init_lrs, config.mlp_baseline_lr, config.mlp_batch_size)
+    if task == "cnn":
+        return Settings("cnn", config.cnn_steps, config.cnn_init_lrs, config.cnn_baseline_lr, config.cnn_batch_size)
+    own = Settings("user", config.user_steps, config.user_init_lrs, config.user_baseline_lr, config.user_batch_size)
+    unset = [f"user_{name}" for name, value in zip(own._fields[1:], own[1:]) if not value]
+    if unset:
+        raise ValueError(f"task {task!r} has no settings of its own: set config keys {', '.join(unset)} "
+                         "(e.g. --set user_steps=2000 --set user_init_lrs=0.01,0.1 --set user_baseline_lr=0.1 "
+                         "--set user_batch_size=100)")
+    return own
 
 
 def ready(fetch: bool = False) -> str | None:
@@ -115,32 +146,14 @@ def ready(fetch: bool = False) -> str | None:
     return next(filter(None, (splits.ready(splits.preferred(task), fetch) for task in TASKS)), None)
 
 
-@lru_cache(maxsize=2)
-def _data(name: str, data_dir: str | None, verify: bool) -> tuple[Data, Data]:
-    _, train, test = splits.load(name, data_dir, verify=verify)
-    return train, test
-
-
-@lru_cache(maxsize=4)
-def _task(name: str, dataset: str) -> Task:
-    """One Task object per (name, dataset) and process, so that runs share compiled code."""
-    spec = get_spec(dataset)
-    return make_task(name, spec.image_shape, spec.num_classes)
-
-
 # log-space bounds of hyperparameters adapted without NAME:LOW:HIGH (the lr's: the paper's
 # effective-lr bounds, one decade lower, as Adam's steps are ~ lr where the heavy ball's are ~ 10 lr)
 LOG_RANGES = {"lr": (1e-5, 10.0), "weight_decay": (1e-6, 1.0)}
 
 
-@lru_cache(maxsize=8)
-def _optimizer(name: str) -> optim.Optimizer:
-    """One optimizer object per name and process, so that runs share compiled code."""
-    return optim.make_optimizer(name)
-
-
-def _space(config: Config) -> optim.EffectiveSpace | optim.LogSpace:
-    """Where SMD moves the ``adapt`` hyperparameters."""
+def space(config: Config, optimizer: optim.Optimizer) -> optim.EffectiveSpace | optim.LogSpace:
+    """Where SMD moves the ``adapt`` hyperparameters of ``optimizer`` (the config's); what may be
+    adapted is :func:`~shorthorizon.meta.online.adaptable`'s to say, here named as the config key."""
     if sorted(config.adapt) == ["lr", "momentum"]:
         if config.optimizer == "momentum":
             return optim.EffectiveSpace()
@@ -148,47 +161,104 @@ def _space(config: Config) -> optim.EffectiveSpace | optim.LogSpace:
             raise ValueError(f"config key 'adapt' defaults to lr,momentum, the heavy ball's (the paper's effective "
                              f"space); with optimizer {config.optimizer} name what to adapt, e.g. --set adapt=lr "
                              "(or lr,weight_decay for adamw)")
-    own = _optimizer(config.optimizer).hyperparameters()
-    unknown = [entry.split(":")[0] for entry in config.adapt if entry.split(":")[0] not in own]
-    if unknown:  # before any bounds are asked for: a misspelt name has none
-        raise ValueError(f"config key 'adapt': optimizer {config.optimizer!r} has no hyperparameter {unknown}; "
-                         f"it has {', '.join(sorted(own))}")
     try:
+        adaptable(optimizer, [entry.split(":")[0] for entry in config.adapt])  # a misspelt name has no bounds
         return optim.log_space(config.adapt, LOG_RANGES)
     except ValueError as err:
         raise ValueError(f"config key 'adapt': {err}") from None
 
 
-def _online(config: Config, task: str, model: Task, lookahead: str | None) -> Online:
-    """The run of ``task``; ``lookahead=None`` is the hand-tuned baseline (no meta-steps)."""
-    return Online(model, lookahead if lookahead in LOOKAHEADS else "stochastic", config.horizon,
-                  config.meta_steps if lookahead else 0, config.interval, config.meta_lr, config.clip,
-                  per_task(config, task, "batch_size"), final_lr_eff=config.final_lr_eff,
-                  chunks=config.chunks, estimator=configlib.estimator(config),
-                  optimizer=_optimizer(config.optimizer), space=_space(config))
+@lru_cache(maxsize=4)
+def _built(task: str, dataset: str, data_dir: str | None, verify: bool,
+           optimizer: str) -> tuple[Task, optim.Optimizer, Data, Data]:
+    """The task, optimizer and data of a problem, once per process: runs and seeds share them and
+    so their compiled programs (a new Task or optimizer object would compile every program anew)."""
+    ds, train, test = splits.load(dataset, data_dir, verify=verify)
+    model = make_task(task, tuple(ds.train_x.shape[1:]), ds.num_classes)
+    return model, optim.make_optimizer(optimizer), train, test
 
 
-def _halves(config: Config, task: str) -> tuple[int, int]:
-    """Steps of the adaptation half and of the decay half."""
-    steps = per_task(config, task, "steps")
-    return steps // 2, steps - steps // 2
+class Run(NamedTuple):
+    """One training run: the tuned baseline (no estimator), or SMD from ``init_lr`` with its
+    ``estimator`` on a ``lookahead`` (none where the estimator is persistent)."""
+
+    init_lr: float
+    lookahead: str | None = None
+    estimator: str | None = None
+
+    @property
+    def mode(self) -> str | None:
+        """Its name in stored results (the summary's ``lookahead`` column, unit names; None: the baseline)."""
+        return self.lookahead or self.estimator
 
 
-def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead: str | None) -> dict:
-    """One training run; ``lookahead=None`` is the hand-tuned baseline (no adaptation)."""
-    train, test = _data(dataset, config.data_dir or None, config.verify)
-    model = _task(task, dataset)
-    online = _online(config, task, model, lookahead)
+def task_runs(config: Config, own: Settings) -> list[Run]:
+    """Every run of a task with settings ``own``, the baseline first; a persistent estimator's
+    (PES, NRES) have no lookahead and take the place of the lookaheads'."""
+    lookaheads = (None,) if configlib.estimator(config).persistent else config.lookaheads
+    return [Run(own.baseline_lr)] + [Run(lr, lookahead, config.estimator) for lookahead in lookaheads
+                                     for lr in own.init_lrs]
+
+
+def unit_name(task: str, init_lr: float, mode: str | None, seed: int = 0) -> str:
+    """The unit of one run (:attr:`Run.mode`; seed ``seed``'s: :func:`~shorthorizon.runners.seed_name`)."""
+    task = file_name(task)
+    return seed_name(f"{task}_baseline" if mode is None else f"{task}_{mode}_lr{init_lr:g}", seed)
+
+
+class Problem(NamedTuple):
+    """One task's online problem, built once from a config (:meth:`from_config`): its settings, its
+    data, and :class:`Online` with the config's task, optimizer, space, estimator and meta-steps."""
+
+    task: str
+    dataset: str
+    settings: Settings
+    online: Online
+    train: Data
+    test: Data
+
+    @classmethod
+    def from_config(cls, config: Config, task: str, dataset: str) -> "Problem":
+        own = settings(config, task)
+        model, optimizer, train, test = _built(task, dataset, config.data_dir or None, config.verify, config.optimizer)
+        online = Online(model, None, config.horizon, config.meta_steps, config.interval, config.meta_lr,
+                        config.clip, own.batch_size, final_lr_eff=config.final_lr_eff, chunks=config.chunks,
+                        estimator=configlib.estimator(config), optimizer=optimizer, space=space(config, optimizer))
+        return cls(task, dataset, own, online, train, test)
+
+    def of(self, run: Run) -> Online:
+        """The :class:`Online` of ``run``."""
+        return self.online._replace(lookahead=run.lookahead, meta_steps=self.online.meta_steps if run.estimator else 0)
+
+    def cost(self, run: Run) -> float:
+        """A run's cost in FLOPs: plain training steps' worth of work (:meth:`Online.cost`) times
+        XLA's FLOP count of one step of the task at its batch size (traced and lowered, not
+        compiled), so MLP and CNN runs share one bar."""
+        model, size = self.online.task, self.online.batch_size
+        batch = (jax.ShapeDtypeStruct((size, *self.train.x.shape[1:]), jnp.float32),
+                 jax.ShapeDtypeStruct((size,), jnp.int32))
+        params = jax.eval_shape(model.init, jax.random.key(0))
+        model_state = jax.eval_shape(model.init_state, jax.random.key(0))
+        step = jax.jit(jax.grad(partial(scalar_loss, model), has_aux=True))
+        flops = step.lower(params, model_state, batch, jax.random.key(0)).cost_analysis()["flops"]
+        return self.of(run).cost(*self.settings.halves) * flops
+
+
+def run_unit(config: Config, task: str, dataset: str, init_lr: float, lookahead: str | None,
+             estimator: str | None) -> dict:
+    """One training run (:class:`Run`)."""
+    problem, run = Problem.from_config(config, task, dataset), Run(init_lr, lookahead, estimator)
+    online, train, model = problem.of(run), problem.train, problem.online.task
     chance = math.log(int(train.y.max()) + 1)
-    label = f"{task} {lookahead or 'baseline'} lr0={init_lr:g}"
+    label = f"{task} {run.mode or 'baseline'} lr0={init_lr:g}"
     # the bar counts plain training steps' worth of work: an adaptation step costs many
-    with tqdm(total=online.cost(*_halves(config, task)), desc=label, leave=False, dynamic_ncols=True,
+    with tqdm(total=online.cost(*problem.settings.halves), desc=label, leave=False, dynamic_ncols=True,
               bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]") as bar:
         result = online.run(train, jax.random.key(config.seed), optimizer_hyper(config, init_lr),
-                            *_halves(config, task), chance_loss=chance, progress=bar.update)
+                            *problem.settings.halves, chance_loss=chance, progress=bar.update)
     subset = Data(train.x[: config.eval_examples], train.y[: config.eval_examples])
     final_loss = float(_evaluate(model, result.params, subset, result.model_state)["loss"])
-    accuracy = 1.0 - float(_evaluate(model, result.params, test, result.model_state)["error"])
+    accuracy = 1.0 - float(_evaluate(model, result.params, problem.test, result.model_state)["error"])
     diverged = result.diverged or not math.isfinite(final_loss) or final_loss > chance
     return {**result.curves, **{f"{k}_at_stop": v for k, v in result.at_stop.items()},
             "final_train_loss": final_loss, "final_test_accuracy": accuracy, "diverged": diverged}
@@ -201,80 +271,67 @@ def _evaluate(task: Task, params, data: Data, model_state) -> dict:
     return _evaluate_jit(task, params, data, min(1000, len(data.y)), model_state)
 
 
-def _cost(config: Config, task: str, dataset: str, lookahead: str | None) -> float:
-    """A run's cost in FLOPs: plain training steps' worth of work (:meth:`Online.cost`) times
-    XLA's FLOP count of one step of the task at its batch size (traced and lowered, not
-    compiled), so MLP and CNN runs share one bar."""
-    shape = get_spec(dataset).image_shape
-    model = _task(task, dataset)
-    batch = (jax.ShapeDtypeStruct((per_task(config, task, "batch_size"), *shape), jnp.float32),
-             jax.ShapeDtypeStruct((per_task(config, task, "batch_size"),), jnp.int32))
-    params = jax.eval_shape(model.init, jax.random.key(0))
-    model_state = jax.eval_shape(model.init_state, jax.random.key(0))
-    step = jax.jit(jax.grad(partial(scalar_loss, model), has_aux=True))
-    flops = step.lower(params, model_state, batch, jax.random.key(0)).cost_analysis()["flops"]
-    return _online(config, task, model, lookahead).cost(*_halves(config, task)) * flops
-
-
-def _runs(config: Config, task: str) -> list[tuple[float, str | None]]:
-    """(initial lr, lookahead) of every run of ``task``, the baseline first; runs of a persistent
-    estimator (PES, NRES) have no lookahead and take the place of one, by the estimator's name."""
-    persistent = configlib.estimator(config).persistent
-    lookaheads = (config.estimator,) if persistent else config.lookaheads
-    return [(per_task(config, task, "baseline_lr"), None)] + [
-        (lr, lookahead) for lookahead in lookaheads for lr in per_task(config, task, "init_lrs")]
-
-
 def validate(config: Config) -> None:
     configlib.check(config)
-    for task in config.task:
-        steps = task_key(task, "steps")
-        if getattr(config, steps) < 2 or (getattr(config, steps) // 2) % config.interval:
-            raise ValueError(f"config key {steps!r} // 2 must be a positive multiple of interval={config.interval}, "
-                             f"got {steps}={getattr(config, steps)}")
-    space = _space(config)
-    for task in config.task:
-        for lr in per_task(config, task, "init_lrs"):
-            check(_optimizer(config.optimizer), space, optimizer_hyper(config, lr))
+    optimizer = optim.make_optimizer(config.optimizer)
+    adapted = space(config, optimizer)
+    for own in (settings(config, task) for task in config.task):
+        if own.steps < 2 or (own.steps // 2) % config.interval:
+            raise ValueError(f"config key '{own.keys}_steps' // 2 must be a positive multiple of "
+                             f"interval={config.interval}, got {own.keys}_steps={own.steps}")
+        for lr in own.init_lrs:
+            hyper = optimizer_hyper(config, lr)
+            try:
+                check(optimizer, adapted, hyper)
+            except ValueError as err:
+                raise ValueError(f"{err}: set config keys 'adapt' and 'hyper' (e.g. --set hyper=NAME=VALUE)") from None
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    data = {task: splits.resolve(config.dataset, splits.preferred(task), config.data_dir or None)
-            for task in config.task}
-    for task, name in data.items():  # sizes the data bounds, before the folder is claimed
-        sizes = ("eval_examples", task_key(task, "batch_size"))
-        splits.check_fits(name, len(_data(name, config.data_dir or None, config.verify)[0].y),
-                          {f"config key {k!r}": getattr(config, k) for k in sizes})
-    run_dir.write_config(config, datasets=data)
-    runs = [(task, lr, la, _cost(config, task, data[task], la))
-            for task in config.task for lr, la in _runs(config, task)]
-    units = [Unit(unit_name(task, lr, la, seed), dict(config=configlib.seeded(config, seed), task=task, dataset=data[task],
-                                                       init_lr=lr, lookahead=la), cost=cost)
-             for seed in range(config.seeds) for task, lr, la, cost in runs]
+    problems = {task: Problem.from_config(config, task, splits.resolve(config.dataset, splits.preferred(task),
+                                                                       config.data_dir or None))
+                for task in config.task}
+    for problem in problems.values():  # sizes the data bounds, before the folder is claimed
+        splits.check_fits(problem.dataset, len(problem.train.y), {
+            "config key 'eval_examples'": config.eval_examples,
+            f"config key '{problem.settings.keys}_batch_size'": problem.settings.batch_size})
+    run_dir.write_config(config, datasets={task: problem.dataset for task, problem in problems.items()})
+    planned = [(problem, run, problem.cost(run)) for problem in problems.values()
+               for run in task_runs(config, problem.settings)]
+    units = [Unit(unit_name(problem.task, run.init_lr, run.mode, seed),
+                  dict(config=configlib.seeded(config, seed), task=problem.task, dataset=problem.dataset,
+                       init_lr=run.init_lr, lookahead=run.lookahead, estimator=run.estimator), cost=cost)
+             for seed in range(config.seeds) for problem, run, cost in planned]
     results = run_units(run_unit, units, run_dir, executor, ray_address, desc="online runs")
-    summary = run_dir.write_summary(_over_seeds([{task: _task_summary(config, task, data[task], results, seed)
-                                                  for task in config.task} for seed in range(config.seeds)]))
+    summary = run_dir.write_summary(_over_seeds([{task: _task_summary(config, problem, results, seed)
+                                                  for task, problem in problems.items()}
+                                                 for seed in range(config.seeds)]))
     plot(run_dir)
     return summary
 
 
-def _task_summary(config: Config, task: str, dataset: str, results: dict, seed: int) -> dict:
-    """Seed ``seed``'s summary of ``task``."""
-    (base_lr, _), *runs = _runs(config, task)
-    base = results[unit_name(task, base_lr, None, seed)]
-    baseline = {**optimizer_hyper(config, base_lr),
+def plot(run_dir: RunDir) -> None:
+    """Figures 7-8 (:func:`shorthorizon.report.online.plot`), the baselines' curves by their unit names."""
+    figures(run_dir, lambda task, seed: unit_name(task, None, None, seed))
+
+
+def _task_summary(config: Config, problem: Problem, results: dict, seed: int) -> dict:
+    """Seed ``seed``'s summary of ``problem``'s task."""
+    base_run, *adapted = task_runs(config, problem.settings)
+    base = results[unit_name(problem.task, base_run.init_lr, None, seed)]
+    baseline = {**optimizer_hyper(config, base_run.init_lr),
                 "final_train_loss": finite_or_none(base["final_train_loss"]),
                 "final_test_accuracy": finite_or_none(base["final_test_accuracy"]),
                 "diverged": bool(base["diverged"]), "steps_done": int(len(base["loss"]))}
     rows = []
-    for lr, lookahead in runs:
-        unit = unit_name(task, lr, lookahead, seed)
+    for run in adapted:
+        unit = unit_name(problem.task, run.init_lr, run.mode, seed)
         r = results[unit]
-        rows.append({"init_lr": lr, "lookahead": lookahead, "unit": unit,
+        rows.append({"init_lr": run.init_lr, "lookahead": run.mode, "unit": unit,
                      **{k: finite_or_none(r[k]) for k in at_stop(r) + ("final_train_loss", "final_test_accuracy")},
                      "diverged": bool(r["diverged"]), "steps_done": int(len(r["loss"]))})
-    return {"task": task, "dataset": dataset, "steps": per_task(config, task, "steps"),
+    return {"task": problem.task, "dataset": problem.dataset, "steps": problem.settings.steps,
             "baseline": baseline, "runs": rows, "checks": _checks(baseline, rows)}
 
 

@@ -81,7 +81,7 @@ class Online(NamedTuple):
     """Online SMD on ``task``; hashable, so it is a static argument of the jitted chunks."""
 
     task: Task
-    lookahead: str = "stochastic"
+    lookahead: str | None = "stochastic"  # None: no lookahead (a persistent estimator's run, or no meta-steps)
     horizon: int = 5
     meta_steps: int = 100
     interval: int = 10
@@ -195,22 +195,28 @@ class Online(NamedTuple):
                             diverged, curves, model_state)
 
 
-def check(optimizer: optim.Optimizer, space, hyper: Mapping[str, float]) -> None:
-    """Raise ValueError, naming the fix, unless ``optimizer`` can be adapted online in ``space``
-    from the initial values ``hyper``: it has a learning rate ``lr`` (the decay half sets it)
-    and no schedule, it has the space's hyperparameters, and ``hyper`` gives them, within the
-    bounds of a :class:`~shorthorizon.optim.LogSpace`."""
+def adaptable(optimizer: optim.Optimizer, names) -> None:
+    """Raise ValueError, naming the fix, unless ``optimizer`` can be adapted online in its
+    hyperparameters ``names``: it has a learning rate ``lr`` (the decay half sets it) and no
+    schedule, and it has each of ``names``."""
     own = optimizer.hyperparameters()
     if "lr" not in own or optimizer.schedule is not None:
         raise ValueError(f"optimizer {optimizer.name!r}: online runs need a learning rate named lr and no "
                          "schedule (the second half sets its own); build it as optim.adamw() is built")
-    missing = [n for n in space.names if n not in own]
+    missing = [n for n in names if n not in own]
     if missing:
-        raise ValueError(f"optimizer {optimizer.name!r} has no hyperparameter {missing} to adapt; it has {sorted(own)}")
+        raise ValueError(f"optimizer {optimizer.name!r} has no hyperparameter {missing} to adapt; "
+                         f"it has {', '.join(sorted(own))}")
+
+
+def check(optimizer: optim.Optimizer, space, hyper: Mapping[str, float]) -> None:
+    """Raise ValueError, naming the fix, unless ``optimizer`` can be adapted online in ``space``
+    (:func:`adaptable`) from the initial values ``hyper``: they give the space's hyperparameters,
+    within the bounds of a :class:`~shorthorizon.optim.LogSpace`."""
+    adaptable(optimizer, space.names)
     unset = [n for n in space.names if n not in hyper]
     if unset:
-        raise ValueError(f"give the initial value of the adapted hyperparameters {unset} (Online.run's hyper; "
-                         "on the command line --set hyper=NAME=VALUE)")
+        raise ValueError(f"give the initial value of the adapted hyperparameters {unset}")
     for name, low, high in getattr(space, "ranges", ()):
         if not low <= hyper[name] <= high:
             raise ValueError(f"the initial {name} {hyper[name]:g} lies outside its bounds [{low:g}, {high:g}]")

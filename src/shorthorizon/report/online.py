@@ -12,19 +12,19 @@ until it leaves the panel.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import numpy as np
 
 from shorthorizon.hypergrad import make_estimator
 from shorthorizon.report.figures import interval_text, pyplot
 from shorthorizon.results import RunDir, fmt
-from shorthorizon.runners import seed_name
 
 FIGURES = {"mlp": "figure7_mlp", "cnn": "figure8_cnn"}
 MARGIN = 1.25  # the loss panel spans the finished runs' losses, this factor wider each way (log scale)
 
-# The names of what the experiment stores live here, where the experiment imports them (the report
-# imports nothing from the experiment). The headline numbers of each task and mode (baseline,
+# The names of the summary's numbers, which the experiment writes (and imports from here: the
+# report imports nothing from the experiment). The headline numbers of each task and mode (baseline,
 # stochastic, deterministic; pes, nres), by name -> whether it varies by factors
 # (shorthorizon.stats.over_seeds); their paths in summary["intervals"] are "<task>.<mode>.<name>",
 # e.g. "mlp.stochastic.lr_ratio" (the baseline has the first two only). lr_ratio is the lr at stop
@@ -36,12 +36,6 @@ def file_name(task: str) -> str:
     """``task`` as a portable file name: a user's ``package.module:factory`` with ``_`` for
     what is not a letter, digit or underscore (a colon is not portable)."""
     return re.sub(r"\W", "_", task)
-
-
-def unit_name(task: str, init_lr: float, lookahead: str | None, seed: int = 0) -> str:
-    """The unit of one run (seed ``seed``'s: :func:`~shorthorizon.runners.seed_name`)."""
-    task = file_name(task)
-    return seed_name(f"{task}_baseline" if lookahead is None else f"{task}_{lookahead}_lr{init_lr:g}", seed)
 
 
 def at_stop(row) -> tuple[str, ...]:
@@ -104,7 +98,9 @@ def _loss_limits(runs: list[tuple[np.ndarray, np.ndarray, bool]], start: float) 
     return min([start] + [float(np.min(y)) for y in drawn if len(y)]) / MARGIN, top
 
 
-def plot(run_dir: RunDir) -> None:
+def plot(run_dir: RunDir, baseline_unit: Callable[[str, int], str]) -> None:
+    """The figure of each task; the runs' curves are the units their summary rows name, the
+    baseline's (whose row names none) ``baseline_unit(task, seed)``, the experiment's name for it."""
     plt = pyplot()
 
     summary = run_dir.read_summary()
@@ -120,7 +116,7 @@ def plot(run_dir: RunDir) -> None:
         base_lr = s["baseline"]["lr"]
         # (label, style, each seed's (unit, diverged))
         entries = [(f"baseline lr={base_lr:g}", dict(color="black", ls="-"),
-                    [(unit_name(task, base_lr, None, k), seed["baseline"]["diverged"])
+                    [(baseline_unit(task, k), seed["baseline"]["diverged"])
                      for k, seed in enumerate(seeds)])]
         entries += [(f"{r['lookahead']} lr0={r['init_lr']:g}",
                      dict(color=colors[r["init_lr"]], ls="-" if r["lookahead"] == "stochastic" else "--"),
