@@ -101,10 +101,13 @@ def test_rung_scores_are_the_reference_unrolls_prefix_and_rerun_at_T_is_the_refe
     assert not np.allclose(rerun_at_k, rows[0])  # at K < T the cosine is laid over K: other scores
 
 
-def test_a_box_where_every_lr_diverges_is_diverged_not_a_fit(data, tmp_path, strict_json):
-    """Every sample of the box diverges: no fit, no long run, every verdict "diverged", no crash."""
+def test_a_box_where_every_lr_diverges_is_diverged_not_a_fit(data, tmp_path, strict_json, capsys):
+    """Every sample of the box diverges: no fit, no long run, every verdict "diverged", said on
+    stderr and in the report's sentences, no crash."""
     out = tmp_path / "run"
     assert bias(data, out, "mlp", lr0_range="1000,100000", seeds="2") == 0
+    assert "every sample diverged" in capsys.readouterr().err
+    assert "lr: every fit diverged" in (out / "report.md").read_text()
     summary = strict_json(out / "summary.json")
     for row in summary["fits"].values():
         assert row["train_loss_at_T"]["values"] == [None, None] and row["train_loss_at_T"]["diverged"] == 2

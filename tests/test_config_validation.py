@@ -53,6 +53,7 @@ PROBES = [
     ("online", "lookaheads=stochastic,stochastic", "lookaheads", "distinct values"),
     ("online", "mlp_init_lrs=0.1,0.1", "mlp_init_lrs", "distinct values, each positive"),
     ("online", "task=mlp,mlp", "task", "distinct values, each a task name or package.module:factory"),
+    ("online", "adapt=lr,lr", "adapt", "one or more distinct values"),
     ("bias", "short=100,100", "short", "distinct values"),
     ("bias", "warm_start_lr=-1", "warm_start_lr", "zero or more"),
 ]

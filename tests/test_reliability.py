@@ -256,6 +256,11 @@ import jax.numpy as jnp
 from shorthorizon.tasks import mlp
 
 
+def exits(input_shape, num_classes):
+    import sys
+    sys.exit(7)
+
+
 def _base(input_shape, num_classes):
     return mlp(input_shape, hidden=(8,), num_classes=num_classes)
 
@@ -318,6 +323,9 @@ USER_ERRORS = {
     "user_tasks:integer_params": r"init gives int32 parameters \(.*\); training differentiates every "
                                  r"parameter: make them floating-point",
     "broken_import:net": r"importing module 'broken_import' fails: KeyError: 'width'$",
+    # sys.exit in a factory or at import: a SystemExit, not an Exception (it exited 7 or 5 without a word)
+    "user_tasks:exits": r"for images of shape \(28, 28, 1\), 10 classes: SystemExit: 7$",
+    "exits_at_import:net": r"importing module 'exits_at_import' fails: SystemExit: 5$",
 }
 
 
@@ -326,9 +334,10 @@ def user_tasks(tmp_path, monkeypatch):
     (tmp_path / "user_tasks.py").write_text(USER_TASKS)
     (tmp_path / "broken_import.py").write_text('SETTINGS = {}\nWIDTH = SETTINGS["width"]\n\n\n'
                                                'def net(input_shape, num_classes):\n    pass\n')
+    (tmp_path / "exits_at_import.py").write_text('import sys\nsys.exit(5)\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     yield
-    for name in ("user_tasks", "broken_import"):
+    for name in ("user_tasks", "broken_import", "exits_at_import"):
         sys.modules.pop(name, None)
 
 

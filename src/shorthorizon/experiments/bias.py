@@ -39,7 +39,7 @@ import numpy as np
 
 from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional, seeded
-from shorthorizon.experiments.pipeline import (Candidates, Sweep, announce, diverged, long_run_unit, problem,
+from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, Sweep, announce, diverged, long_run_unit, problem,
                                                refine_unit, unless_diverged, zoom_unit)
 from shorthorizon.offline_problem import (OfflineConfig, resolve_dataset, space, surface_points, validate_problem,
                                            with_family)
@@ -229,6 +229,11 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                 c[f] = c[f] + Candidates({n: result[n] for n in names}, unless_diverged(result["loss"], start))
 
     picks = [{f: c[f].best() for f in every} for c in candidates]
+    for k, p in enumerate(picks):
+        for f in every:
+            if p[f] is None:
+                print(f"[{NAME}] {f.label}, seed {k}: every sample diverged (not finite, or {DIVERGENCE:g}x the "
+                      "warm start's loss): no fit", file=sys.stderr)
     long = sweep.run(long_run_unit, [{f: Unit(f"long_{f.label}", dict(config=s, values=p[f], horizon=config.horizon))
                                       for f in every if p[f] is not None} for s, p in zip(seeds, picks)],
                      desc="long runs")

@@ -63,7 +63,7 @@ class Config:
     optimizer: str = key("momentum", one_of(optim.OPTIMIZERS))  # the base optimizer (momentum: the paper's)
     # adapted hyperparameters: the heavy ball's lr and momentum move in the paper's effective space;
     # any other choice moves each in log space, within NAME:LOW:HIGH (lr and weight_decay have defaults)
-    adapt: tuple[str, ...] = key(("lr", "momentum"), ANY)
+    adapt: tuple[str, ...] = key(("lr", "momentum"), items(ANY, distinct=True))
     hyper: tuple[str, ...] = key((), ANY)  # other initial hyperparameters as NAME=VALUE, e.g. weight_decay=1e-4
     horizon: int = key(5, POSITIVE)  # lookahead steps per meta-step
     meta_steps: int = key(100, POSITIVE)  # SMD meta-steps every `interval` training steps

@@ -86,7 +86,9 @@ def findings(s: dict) -> list[str]:
             k, lines = row["horizon"], []
             for n in s["fitted"]:
                 ratio, span = row["ratio_to_reference"][n], row["identified"][n]
-                if n in row["not_identified"]:
+                if row["verdict"][n] == "diverged":
+                    lines.append(f"{n}: every fit diverged")
+                elif n in row["not_identified"]:
                     shares = ", ".join(fmt(x, ".0%") for x in span["fraction_of_box"])
                     lines.append(f"{n} is **not identified** at K = {k}: the samples within {s['tolerance']:.0%} of the "
                                  f"best span {shares} of its box (by seed), so no ratio is claimed")

@@ -23,7 +23,7 @@ class TaskError(ValueError):
     that line, before any work is done or any folder claimed."""
 
 
-def _raised(where: str, err: Exception) -> TaskError:
+def _raised(where: str, err: BaseException) -> TaskError:
     """The one-line TaskError for ``err``, raised by a user's code at ``where`` ("task SPEC: ...")."""
     lines = str(err).strip().splitlines()
     return TaskError(f"{where}: {type(err).__name__}{f': {lines[0]}' if lines else ''}")
@@ -37,7 +37,7 @@ def make_task(name: str, input_shape: Sequence[int], num_classes: int = 10) -> T
     factory = task_factory(name)
     try:
         task = factory(input_shape=tuple(input_shape), num_classes=num_classes)
-    except Exception as err:  # the factory's own error (a KeyError as well as a complaint), said of this task
+    except (Exception, SystemExit) as err:  # the factory's own error (KeyError, complaint, sys.exit), of this task
         raise _raised(f"task {name} for images of shape {tuple(input_shape)}, {num_classes} classes", err) from err
     if not isinstance(task, Task):
         raise TaskError(f"task {name}: the factory returned a {type(task).__name__}, not a Task; expected {FACTORY}")
@@ -138,7 +138,7 @@ def load_factory(spec: str) -> Callable[..., Task]:
                          f"PYTHONPATH or the package installed? expected {FACTORY}") from None
     except SyntaxError as err:
         raise TaskError(f"task {spec}: module {module_name!r} has a syntax error ({err})") from None
-    except Exception as err:  # the module's own code failed as it ran
+    except (Exception, SystemExit) as err:  # the module's own code failed as it ran (or called sys.exit)
         raise _raised(f"task {spec}: importing module {module_name!r} fails", err) from err
     factory = getattr(module, attribute, None)
     if factory is None:
