@@ -383,3 +383,18 @@ def test_no_warm_start_poses_the_problem_from_the_initial_weights(tmp_path):
     for got, want in zip(jax.tree.leaves(fit.problem.params), jax.tree.leaves(fit.offline.task.init(init_key))):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)  # jit's rounding of the draw, not a step of 0.1
     assert int(fit.problem.state.step) == 0 and fit.start_loss() > 0
+
+
+def test_a_folder_in_the_locks_place_is_named_not_the_run_folder(tmp_path):
+    """``.lock`` replaced by a folder: the error names the lock and what to do, not "choose a
+    writable --out" for a folder that is writable (the probe's case)."""
+    from shorthorizon.results import LOCK, RunDirError
+
+    (tmp_path / "run" / LOCK).mkdir(parents=True)
+    with pytest.raises(RunDirError, match=rf"^cannot write to {tmp_path / 'run' / LOCK} \(Is a directory\); remove it"):
+        with RunDir.open(tmp_path / "run"):
+            pass
+    with pytest.raises(RunDirError, match="choose a writable --out"):  # a folder that cannot be made
+        (tmp_path / "file").write_text("")
+        with RunDir.open(tmp_path / "file" / "run"):
+            pass
