@@ -398,3 +398,18 @@ def test_a_folder_in_the_locks_place_is_named_not_the_run_folder(tmp_path):
         (tmp_path / "file").write_text("")
         with RunDir.open(tmp_path / "file" / "run"):
             pass
+
+
+def test_unroll_with_stdout_closed_says_so_instead_of_losing_its_result(tmp_path):
+    """``unroll ... >&-``: Python starts with ``sys.stdout`` None and drops what is printed, so the
+    JSON result vanished with exit 0 (the probe's case); now one line and exit 2."""
+    import subprocess
+
+    make_fake_dataset(tmp_path, "mnist", n_train=100, n_test=20)
+    args = ["unroll", "--dataset", "mnist", "--data-dir", str(tmp_path), "--no-verify", "--lr", "0.1",
+            "--momentum", "0.9", "--steps", "1", "--batch-size", "8", "--eval-batches", "1"]
+    closed = subprocess.run(f"{sys.executable} -m shorthorizon.cli {' '.join(args)} >&-", shell=True,
+                            stderr=subprocess.PIPE, text=True)
+    assert closed.returncode == 2 and closed.stderr.strip().splitlines() == [
+        "shorthorizon unroll: error: standard output is closed, and the result is printed there: redirect it to a "
+        "file (> result.json) instead of closing it"]

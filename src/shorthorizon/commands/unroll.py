@@ -99,6 +99,9 @@ def _hyper(args: argparse.Namespace) -> dict:
 
 
 def _unroll(args: argparse.Namespace) -> int:
+    if sys.stdout is None:  # started with stdout closed (`>&-`): Python drops what is printed without a word
+        raise ValueError("standard output is closed, and the result is printed there: redirect it to a file "
+                         "(> result.json) instead of closing it")
     _check(args)
     with jax.enable_x64(args.x64):  # for this command only, not process-wide
         result = _compute(args)
