@@ -455,3 +455,25 @@ def test_a_users_task_runs_with_its_own_settings_or_names_the_keys_to_set(tmp_pa
     assert s["steps"] == 20 and s["baseline"]["lr"] == 0.05 and [r["init_lr"] for r in s["runs"]] == [0.1]
     assert sorted(p.name for p in (out / "units").glob("*.npz")) == ["example_tasks_nnx_net_baseline.npz",
                                                                   "example_tasks_nnx_net_stochastic_lr0.1.npz"]
+
+
+def test_a_run_where_every_lr_diverges_is_diverged_and_its_claims_read_that(tmp_path, monkeypatch, capsys):
+    """Every run diverges (lr 50, the baseline's too): the command finishes, every run is marked
+    diverged with no loss to take a ratio of, and the claims read the state: a claim that an
+    instability supports holds, the others are not comparable (never decided on a diverged number)."""
+    from shorthorizon import cli
+    from shorthorizon.report import claims
+
+    _write_learnable(tmp_path / "data", "fashion-mnist", 400, 100)
+    monkeypatch.delenv("SHORTHORIZON_DATA", raising=False)
+    out = tmp_path / "run"
+    assert cli.main(["online", "--preset", "quick", "--task", "mlp", "--out", str(out),
+                     "--set", f"data_dir={tmp_path / 'data'}", "--set", "verify=false", "--set", "mlp_steps=40",
+                     "--set", "meta_steps=2", "--set", "interval=5", "--set", "chunks=2", "--set", "mlp_batch_size=20",
+                     "--set", "mlp_init_lrs=50", "--set", "mlp_baseline_lr=50", "--set", "eval_examples=400"]) == 0
+    s = json.loads((out / "summary.json").read_text())["mlp"]
+    assert s["baseline"]["diverged"] and all(r["diverged"] for r in s["runs"])
+    rows = {r["claim"]: r for r in json.loads((out / "claims.json").read_text())["claims"]}
+    unstable = rows["Online, deterministic lookahead: lr at stop above the tuned one, or unstable (lr ratio)"]
+    assert unstable["verdict"] == claims.HOLDS and unstable["ours"].startswith("diverged")
+    assert all(r["verdict"] in (claims.HOLDS, claims.NOT_COMPARABLE) for r in rows.values() if r["source"] == "online")
