@@ -3,6 +3,7 @@ tiny models with BatchNorm and dropout, and wrong ones for the error messages.""
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from shorthorizon.tasks import mlp
@@ -53,6 +54,17 @@ def equinox_net(input_shape, num_classes):
 def small_mlp(input_shape, num_classes):
     """The paper's MLP, narrowed: a user's task that is cheap to train."""
     return mlp(input_shape, hidden=(8,), num_classes=num_classes)
+
+
+def nan_loss(input_shape, num_classes):
+    """The small MLP whose loss is NaN at every step (a model broken in its arithmetic)."""
+    task = small_mlp(input_shape, num_classes)
+
+    def loss(params, model_state, batch, key):
+        value, aux = task.loss(params, model_state, batch, key)
+        return value * jnp.nan, aux
+
+    return task._replace(loss=loss)
 
 
 def too_few_logits(input_shape, num_classes):

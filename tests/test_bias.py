@@ -115,6 +115,18 @@ def test_a_box_where_every_lr_diverges_is_diverged_not_a_fit(data, tmp_path, str
     assert not list((out / "units").glob("long_*"))
 
 
+def test_a_model_whose_loss_is_nan_is_diverged_not_a_crash(data, tmp_path, strict_json):
+    """Issue 32: a model whose loss is NaN crashed ``zoom_unit`` (its center None) and every rerun
+    of the folder; now every fit is diverged, no zoom or long run is attempted, and a rerun of
+    the same folder gives the same summary."""
+    out = tmp_path / "run"
+    for _ in range(2):  # the second: a rerun of the folder it left
+        assert bias(data, out, "example_tasks:nan_loss", seeds="1") == 0
+        summary = strict_json(out / "summary.json")
+        assert all(row["verdict"]["train_loss_at_T"] == "diverged" for row in summary["fits"].values())
+    assert not list((out / "units").glob("zoom_*")) and not list((out / "units").glob("long_*"))
+
+
 def test_the_identified_span_of_a_bowl_in_one_coordinate_flat_in_the_other():
     """Candidates on a grid: the objective is a bowl in log lr (minimum at 0.01) and flat in the
     momentum. Within 1% of the best lie the lrs with (log10 lr + 2)^2 <= 0.01 * best, i.e. a
