@@ -166,3 +166,22 @@ def test_ray_join_limits_are_set_for_the_block_only(monkeypatch):
         assert (os.environ["SHORTHORIZON_TEST_KEPT"], os.environ["SHORTHORIZON_TEST_NEW"]) == ("1", "2")
         raise ConnectionError
     assert os.environ["SHORTHORIZON_TEST_KEPT"] == "mine" and "SHORTHORIZON_TEST_NEW" not in os.environ
+
+
+def test_a_cluster_that_refuses_the_join_is_not_called_absent(monkeypatch):
+    """A Ray cluster that answers but refuses this process (authentication) was reported as "no
+    Ray cluster answers"; the line now says the join failed and carries Ray's own reason."""
+    import ray
+
+    from shorthorizon.runners import ray as runner
+
+    def refuse(**kwargs):
+        raise ConnectionError("Authentication failed: the cluster requires a token")
+
+    monkeypatch.setattr(runner, "_check_reachable", lambda address: None)  # it answers
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(RuntimeError, match=r"^cannot join the Ray cluster at 127\.0\.0\.1:6379: Authentication "
+                                           r"failed: the cluster requires a token; check --ray-address") as err:
+        runner.ensure_ray("127.0.0.1:6379")
+    assert "no Ray cluster answers" not in str(err.value)

@@ -51,8 +51,8 @@ def ensure_ray(address: str | None = None):
             if address:
                 try:
                     ray.init(address=address, log_to_driver=False)
-                except ConnectionError as err:
-                    raise RuntimeError(f"no Ray cluster answers at {address} ({err}); {_RAY_FIX}") from None
+                except ConnectionError as err:  # no cluster there, or one that refuses the join (authentication)
+                    raise RuntimeError(f"cannot join the Ray cluster at {address}: {err}; {_RAY_FIX}") from None
             else:
                 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     return ray
