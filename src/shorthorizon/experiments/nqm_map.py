@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import sys
 from functools import partial
 
 import jax
@@ -52,6 +54,9 @@ PRESETS = {
 
 def validate(config: Config) -> None:
     check(config)
+    if not math.isfinite(config.dim * config.mean0 * config.mean0):  # the initial loss 1/2 sum_i h_i mean0^2 (h_i <= 1)
+        raise ValueError(f"config key 'mean0' must keep the initial loss dim * mean0^2 finite in float64 (below "
+                         f"{math.sqrt(sys.float_info.max / config.dim):.3g} at dim={config.dim}), got {config.mean0:g}")
     if config.paper_kappa not in config.kappas or config.paper_noise not in config.noises:
         raise ValueError(f"the paper's cell (paper_kappa={config.paper_kappa:g}, paper_noise="
                          f"{config.paper_noise:g}) is not on the grid kappas={config.kappas}, "
