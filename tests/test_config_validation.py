@@ -123,3 +123,13 @@ def test_a_summary_with_non_finite_numbers_flags_them_and_says_so(tmp_path, caps
         f"{tmp_path / 'summary.json'}: 2 number(s) came out non-finite (null there, listed in non_finite): "
         "fixed.final_loss, curve[1]"]
     assert "non_finite" not in RunDir(tmp_path / "finite").write_summary({"loss": 1.0})
+
+
+def test_reproduce_with_a_bad_value_prints_its_error_line_alone(tmp_path, capsys):
+    """``reproduce --set dim=abc`` said which experiments the key applies to, then the error: two
+    lines (the probe's case). The note on where a key applies comes once every value is good."""
+    out = tmp_path / "reproduction"
+    assert main(["reproduce", "--out", str(out), "--set", "dim=abc"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "config key 'dim'" in lines[0], lines
+    assert not out.exists()

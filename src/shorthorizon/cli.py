@@ -157,8 +157,6 @@ def _reproduce(args) -> int:
         if not taken:
             raise ValueError(f"unknown config key {key!r}: no experiment of the reproduction has it "
                              f"({', '.join(names)})")
-        if len(taken) < len(names):
-            print(f"[reproduce] {key}={overrides[key]} applies to {', '.join(taken)}", file=sys.stderr)
     runs = {}
     for name in names:  # every config is checked before any experiment starts
         sub_args = argparse.Namespace(**vars(args))
@@ -168,6 +166,9 @@ def _reproduce(args) -> int:
             setattr(sub_args, flag, None)
         runs[name] = (sub_args, _config(experiments.get(name), sub_args))
     _check_reproduction_folder(Path(out))
+    for key, taken in takers.items():  # said once every value is known good (a bad one is its error line alone)
+        if len(taken) < len(names):
+            print(f"[reproduce] {key}={overrides[key]} applies to {', '.join(taken)}", file=sys.stderr)
     ran = []
     for name, (sub_args, config) in runs.items():
         ready = getattr(experiments.get(name), "ready", None)
