@@ -48,6 +48,7 @@ PROBES = [
     ("offline", "horizons=10,10,20", "horizons", "distinct values, each positive"),
     ("offline", "init_lr0=0.03,0.1,0.01", "init_lr0", "as many values as init_decay_exponent"),
     ("offline", "lr0_range=0.5,0.001", "lr0_range", "LOW,HIGH with LOW < HIGH"),
+    ("offline", "estimator=fd", "estimator", "fd (central differences) needs float64"),  # it failed after the surface
     ("truncated", "estimators=forward,forward", "estimators", "distinct values, each one of forward"),
     ("truncated", "init_lr0=1e300", "init_lr0", "must lie within lr0_range=[0.001, 0.501187]"),
     ("online", "lookaheads=", "lookaheads", "one or more distinct values, each one of stochastic, deterministic"),

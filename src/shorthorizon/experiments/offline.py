@@ -200,6 +200,10 @@ def validate(config: Config) -> None:
                          "decay exponent); for another family or more hyperparameters, use `shorthorizon bias "
                          "--schedule NAME --adapt NAME`")
     validate_problem(config, max(config.horizons))
+    if config.estimator == "fd":
+        raise ValueError("config key 'estimator': fd (central differences) needs float64, and the offline problem "
+                         "trains in float32 (`shorthorizon unroll --estimator fd --x64` computes one); choose forward, "
+                         "reverse or es")
     if (config.zoom_samples or config.generations) and not (config.smd_from_surface and config.smd_max_horizon):
         raise ValueError("config keys 'zoom_samples' and 'generations' need smd_from_surface and smd_max_horizon: "
                          "they refine the best "
