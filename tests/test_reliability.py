@@ -413,3 +413,15 @@ def test_unroll_with_stdout_closed_says_so_instead_of_losing_its_result(tmp_path
     assert closed.returncode == 2 and closed.stderr.strip().splitlines() == [
         "shorthorizon unroll: error: standard output is closed, and the result is printed there: redirect it to a "
         "file (> result.json) instead of closing it"]
+
+
+def test_a_folder_in_a_stored_units_place_is_named_before_anything_runs(tmp_path):
+    """A stored unit replaced by a folder: it was said to be "recomputed", then writing it failed
+    (the probe's case). Neither can be done there: one line names it and the fix, up front."""
+    from shorthorizon.results import RunDirError
+    from shorthorizon.runners import Unit, run_units
+
+    run_dir = RunDir(tmp_path)
+    (tmp_path / "units" / "square.npz").mkdir(parents=True)
+    with pytest.raises(RunDirError, match=r"square\.npz is a folder where a stored unit belongs; move it out"):
+        run_units(lambda x: {"value": np.array(x * x)}, [Unit("square", {"x": 3})], run_dir)

@@ -430,6 +430,9 @@ class RunDir:
         if folder.exists() and not folder.is_dir():
             raise RunDirError(f"{folder} is a file, not the folder of stored units; move it out of "
                               f"{self.path}, then run the same command again")
+        if (folder / f"{name}.npz").is_dir():  # no unit can be read there nor written over it
+            raise RunDirError(f"{folder / f'{name}.npz'} is a folder where a stored unit belongs; move it out of "
+                              f"{folder}, then run the same command again")
         return folder / f"{name}.npz"
 
     def has_unit(self, name: str) -> bool:
