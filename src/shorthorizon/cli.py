@@ -35,7 +35,7 @@ def _add_run_options(p, presets) -> None:
     p.add_argument("--out", type=Path, help="output folder (default runs/<command>-<timestamp>/); "
                    "re-running with the same folder resumes")
     p.add_argument("--force", action="store_true",
-                   help="delete the results already in --out and start over (e.g. after a config change)")
+                   help="delete what runs wrote in --out and start over (e.g. after a config change); other files stay")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override one config key (repeatable)")
     p.add_argument("--executor", default="local", choices=EXECUTORS)
