@@ -260,10 +260,10 @@ class RunDir:
             run_dir.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(run_dir.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:  # the folder, or its lock file (a folder in the lock's place: name it)
-            where = err.filename or run_dir.path
-            raise RunDirError(f"cannot write to {where} ({err.strerror}); "
-                              + (f"remove it (a run's lock file is {LOCK}, a plain file)" if where != run_dir.path
-                                 and run_dir.path.is_dir() else "choose a writable --out")) from None
+            lock = str(err.filename) == str(run_dir.path / LOCK) and run_dir.path.is_dir()
+            raise RunDirError(f"cannot write to {run_dir.path / LOCK if lock else run_dir.path} ({err.strerror}); "
+                              + (f"remove it (a run's lock file is {LOCK}, a plain file)" if lock
+                                 else "choose a writable --out")) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
