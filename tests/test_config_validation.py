@@ -44,6 +44,7 @@ PROBES = [
     ("nqm-map", "fit_steps=0", "fit_steps", "positive and finite"),
     ("nqm", "adam_lr=1e300", "adam_lr", "positive and below 709.78"),
     ("nqm", "seed=-1", "seed", "in [0, 2**32)"),
+    ("nqm", "fig1_trajectories=100000000000", "fig1_trajectories", "more than this machine's"),  # it ran out of memory
     ("nqm-map", "mean0=1e300", "mean0", "keep the initial loss dim * mean0^2 finite"),  # computed, then failed in matplotlib
     ("offline", "horizons=10,10,20", "horizons", "distinct values, each positive"),
     ("offline", "init_lr0=0.03,0.1,0.01", "init_lr0", "as many values as init_decay_exponent"),

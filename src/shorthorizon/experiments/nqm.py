@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from functools import partial
 
 import jax
@@ -134,6 +135,13 @@ def figure2_unit(dim: int, horizons: tuple, decay_steps: int, decay_rate: float)
 # --- the experiment --------------------------------------------------------------------------
 def validate(config: Config) -> None:
     check(config)
+    # Figure 1's trajectories are held whole: (fig1_steps + 1) x trajectories x 2 dimensions in float64
+    need = (config.fig1_steps + 1) * config.fig1_trajectories * 2 * 8
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ValueError(f"config key 'fig1_trajectories': {config.fig1_trajectories} trajectories of "
+                         f"{config.fig1_steps} steps need {need / 2**30:.3g} GiB, more than this machine's "
+                         f"{have / 2**30:.3g} GiB of memory")
     if config.tail_dims > config.dim:
         raise ValueError(f"config key 'tail_dims' must be at most dim={config.dim}, got {config.tail_dims}")
 
