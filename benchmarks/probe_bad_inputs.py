@@ -791,7 +791,10 @@ def user_tasks(p: Probe):
         words = [spec] + ([exc] if exc else [])
         for command in ("offline", "bias", "online"):
             out = p.out()
-            p.add(f"tasks:{command}", [command, "--preset", "quick", "--out", out, *BASES[command][1](p),
+            # online: a user's task takes settings of its own (user_*), or the command stops before building it
+            own = ["--set", "user_steps=40", "--set", "user_init_lrs=0.05", "--set", "user_baseline_lr=0.1",
+                   "--set", "user_batch_size=20"] if command == "online" else []
+            p.add(f"tasks:{command}", [command, "--preset", "quick", "--out", out, *BASES[command][1](p), *own,
                                       "--task", spec],
                   f"{command} --task {spec}: exit 2, one line, no folder", reject(*words, out=out), out=out,
                   env=env, timeout=150)
@@ -919,7 +922,17 @@ def folders(p: Probe):
     unit_case("truncated", lambda u: u.write_bytes(u.read_bytes()[:50]))
     unit_case("empty", lambda u: u.write_bytes(b""))
     unit_case("random bytes", lambda u: u.write_bytes(os.urandom(2000)))
-    unit_case("replaced by a folder", lambda u: (u.unlink(), u.mkdir()))
+    # a folder in a unit's place can be neither read nor written over (it may hold someone's files): one line
+    # naming it and the fix, before any work
+    path = p.runs / f"unit-{len(p.cases)}"
+
+    def folder_in_place():
+        fresh(path)()
+        unit = sorted((path / "units").glob("*.npz"))[0]
+        unit.unlink()
+        unit.mkdir()
+    p.add("folders:units", nm(path), "unit replaced by a folder: exit 2, one line naming it",
+          reject("is a folder where a stored unit belongs"), setup=folder_in_place, mode="sub", timeout=300)
 
     def swap(u):
         us = sorted(u.parent.glob("*.npz"))
