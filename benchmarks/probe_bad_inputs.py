@@ -840,7 +840,6 @@ def diverge_box(p: Probe):
             return (r.rc == 2 and len(r.lines) == 1), f"rc {r.rc}"
         s = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
         text = json.dumps(s)
-        ref = s.get("fits", {}).get("reference", {})
         if "diverged" not in text:
             return False, "no divergence in summary"
         if '"diverged": 0' in text and '"diverged": true' not in text and "everything diverged" not in text.lower():
@@ -907,7 +906,6 @@ def folders(p: Probe):
           succeed(lambda r: ((f / "my_notes.txt").exists() and (f / "mydir" / "keep.txt").exists(),
                              "user's file deleted")), setup=force_setup, mode="sub", timeout=400)
     # corrupt stored units
-    units = sorted((good / "units").glob("*.npz")) if (good / "units").exists() else []
 
     def unit_case(what, damage):
         path = p.runs / f"unit-{len(p.cases)}"
