@@ -16,6 +16,7 @@ from shorthorizon.data import make_fake_dataset, store
 from shorthorizon.data import splits
 from shorthorizon.experiments import offline as experiment
 from shorthorizon.experiments import pipeline
+from shorthorizon.experiments.pipeline import Candidates
 from shorthorizon.hypergrad import batches
 from shorthorizon.meta import offline
 from shorthorizon.offline_problem import with_family
@@ -131,7 +132,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny, tmp_path, monkeypatch
         raise AssertionError("a finished unit was recomputed")
 
     monkeypatch.setattr(pipeline, "surface_unit", recomputed)
-    monkeypatch.setattr(experiment, "smd_unit", recomputed)
+    monkeypatch.setattr(experiment, "refine_unit", recomputed)
     experiment.run(tiny, RunDir(resumed))
     _assert_same(_results(clean), _results(resumed))
     # a third run with everything stored recomputes nothing
@@ -255,11 +256,12 @@ def test_a_surface_sample_beats_a_worse_refinement(tiny):
     loss = np.array([[0.7, 0.4, 0.9, 0.8, 0.6, 0.5, 1.0, 0.95],
                      [0.3, 0.2, 0.25, 0.4, 0.5, 0.6, 0.7, 0.8],
                      [np.nan] * 8])
-    fitted = {h: {"meta_objective": np.float32(0.35)} for h in (5, 10, 20)}
-    wins = experiment._surface_wins(config, (5, 10, 20), loss, fitted, {})
-    assert set(wins) == {10}
-    assert (wins[10]["lr0"][-1], wins[10]["decay_exponent"][-1], wins[10]["meta_objective"]) == (
-        lr0[1], decay_exponent[1], 0.2)
+    sampled = {h: Candidates(experiment.surface_points(config), row) for h, row in zip((5, 10, 20), loss)}
+    fits = {(h, 0): {"lr": [0.1], "decay_exponent": [1.0], "meta_objective": np.float32(0.35)} for h in (5, 10, 20)}
+    _, _, fitted = experiment._choose(config, (5, 10, 20), sampled, fits, {})
+    assert fitted[5] is fits[5, 0] and fitted[20] is fits[20, 0]
+    assert (fitted[10]["lr"][-1], fitted[10]["decay_exponent"][-1], fitted[10]["meta_objective"]) == (
+        lr0[1], decay_exponent[1], pytest.approx(0.2))
 
 
 def test_estimated_cost_of_the_presets():
@@ -280,13 +282,13 @@ def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_pat
 
     config = dataclasses.replace(tiny, dataset="mnist", optimizer="adamw", hyper=("weight_decay=0.01",), warm_start_lr=0.003,
                                  lr0_range=(1e-4, 1e-2))
-    problem = experiment.problem(config).problem
+    problem = pipeline.problem(config).problem
     assert {k: float(problem.state.hyper[k]) for k in ("lr", "momentum", "weight_decay")} == pytest.approx(
         {"lr": 0.003, "momentum": 0.9, "weight_decay": 0.01})
     adam_states = [s for s in jax.tree.leaves(problem.state.slots, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
                    if isinstance(s, optax.ScaleByAdamState)]
     assert len(adam_states) == 1 and int(adam_states[0].count) == config.warm_start_steps
-    assert experiment.problem(config).offline.optimizer.name == "adamw"
+    assert pipeline.problem(config).offline.optimizer.name == "adamw"
     summary = experiment.run(config, RunDir(tmp_path / "run"))
     assert np.isfinite(summary["horizons"]["10"]["final_train_loss"])
     assert "optimizer adamw, momentum 0.9 (b1), weight_decay=0.01, for each horizon" in experiment.report(
@@ -334,7 +336,7 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
            f"{ratio['high']:.4g}] (2 seeds) |" in section and "| horizon T (seed 0) |" in section
 
     (tmp_path / "two" / "units" / "long_T10_s1.npz").unlink()
-    again, calls = rerun_seeds(experiment, ((pipeline, "surface_unit"), "smd_unit", "zoom_unit"), "long_run_unit",
+    again, calls = rerun_seeds(experiment, ((pipeline, "surface_unit"), "refine_unit", "zoom_unit"), "long_run_unit",
                                lambda: experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two")))
     assert calls == [1]
     again.pop("wall_time_s"), two.pop("wall_time_s")

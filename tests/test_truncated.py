@@ -95,7 +95,7 @@ def test_rerun_resumes_without_recomputing(run, monkeypatch, strict_json):
     def recomputed(**kwargs):
         raise AssertionError("a finished unit was recomputed")
 
-    for unit in ("windowed_unit", "reference_unit", "long_run_unit"):
+    for unit in ("windowed_unit", "refine_unit", "long_run_unit"):
         monkeypatch.setattr(experiment, unit, recomputed)
     monkeypatch.setattr(pipeline, "surface_unit", recomputed)
     assert main(["truncated", "--preset", "quick", "--out", str(out), *sets]) == 0
@@ -149,7 +149,7 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
     assert sorted(figures_show_their_data(experiment.plot, tmp_path)) == ["fits", "long_runs"]
 
     (tmp_path / "units" / "long_pes_K10_s1.npz").unlink()
-    again, calls = rerun_seeds(experiment, ("windowed_unit", "reference_unit", (pipeline, "surface_unit")),
+    again, calls = rerun_seeds(experiment, ("windowed_unit", "refine_unit", (pipeline, "surface_unit")),
                                "long_run_unit",
                                lambda: experiment.run(config, RunDir(tmp_path)))
     assert calls == [1] and _untimed(again) == _untimed(two) and again["intervals"] == two["intervals"]

@@ -78,6 +78,12 @@ class OfflineConfig:
     meta_chunk: int = key(50, POSITIVE)  # meta-steps per compiled scan (progress granularity)
     curve_points: int = key(100, POSITIVE)  # measurements along each long run
 
+    def smd_settings(self) -> dict:
+        """How SMD fits this config's problem: :meth:`OfflineFit.from_config`'s ``estimator`` and
+        ``meta_lr`` (here the defaults, forward mode and Adam at ``meta_lr``); commands with keys
+        of their own for them override it."""
+        return {}
+
 
 def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
     """Raise ValueError naming the key for any value of :class:`OfflineConfig`'s keys that a run
@@ -307,7 +313,8 @@ class OfflineFit(NamedTuple):
         """Full-horizon SMD of the loss at ``horizon`` from ``start`` (name -> value), one
         meta-step per key (``progress(n)``: called as meta-steps finish): the trajectory of each
         of the space's hyperparameters, the objective per meta-step and the fit's meta-objective
-        on the surface's batches."""
+        on the surface's batches, and the wall time."""
+        begin = time.perf_counter()
         state = self.offline.smd(self.problem, horizon).init(self.raw(start))
         objectives, raws = [jnp.zeros(0)], [jax.tree.map(lambda v: v[None][:0], state.raw)]
 
@@ -321,7 +328,8 @@ class OfflineFit(NamedTuple):
         raw = {k: jnp.concatenate([*(r[k] for r in raws), state.raw[k][None]]) for k in state.raw}
         hyper = self.offline.space.from_raw(raw)
         final = self.objective(self.offline.space.from_raw(state.raw), horizon)
-        return {**hyper, "objective": jnp.concatenate(objectives), "meta_objective": final}
+        return {**hyper, "objective": jnp.concatenate(objectives), "meta_objective": final,
+                "wall_time_s": time.perf_counter() - begin}
 
     def windowed_budget(self, estimator, horizon: int, inner_steps: int) -> tuple[int, int]:
         """(meta-steps, inner steps) of a windowed fit within ``inner_steps``: as many whole

@@ -199,15 +199,19 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                      for c in candidates], starts, config.generations, config.population)
         for c, by_label in zip(candidates, found):
             c.update({f: by_label[f.label] for f in every if f.label in by_label})
-    for stage, fn, wanted, arg in (("zoom", zoom_unit, lambda f: f.searched and zoomed(config), "center"),
-                                   ("refine", refine_unit, lambda f: refined(config, f), "start")):
-        done = sweep.run(fn, [{f: Unit(f"{stage}_{f.label}", {"config": s, "horizon": f.horizon, arg: c[f].best(),
-                                                               "length": f.length}, cost=f.horizon)
+    # a zoom's candidates are its points; a refinement's is where it ends, scored by its meta-objective
+    for stage, fn, wanted, given, scored in (
+            ("zoom", zoom_unit, lambda f: f.searched and zoomed(config), lambda b: {"center": b}, "loss"),
+            ("refine", refine_unit, lambda f: refined(config, f), lambda b: {"start": b, "steps": config.meta_steps},
+             "meta_objective")):
+        done = sweep.run(fn, [{f: Unit(f"{stage}_{f.label}", {"config": s, "horizon": f.horizon, "length": f.length,
+                                                               **given(c[f].best())}, cost=f.horizon)
                                for f in every if wanted(f) and c[f].best() is not None}
                               for s, c in zip(seeds, candidates)], desc=stage)
         for c, out, start in zip(candidates, done, starts):
             for f, result in out.items():
-                c[f] = c[f] + Candidates({n: result[n] for n in names}, unless_diverged(result["loss"], start))
+                ends = slice(-np.size(result[scored]), None)
+                c[f] = c[f] + Candidates({n: result[n][ends] for n in names}, unless_diverged(result[scored], start))
 
     boxes = [{f: s for f in every} for s in seeds]  # each fit's box (a config): widened where its fit sat at an edge
     for round_ in range(1, config.widen + 1 if config.zoom_samples > 1 else 1):  # a widened box is zoomed

@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import jax
 import numpy as np
 
 from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.experiments.pipeline import Candidates, Sweep, announce, diverged, long_run_unit, meta_steps_bar
-from shorthorizon.offline_problem import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
-                                           surface_points, validate_problem, with_family, zoom_points)
+from shorthorizon.experiments.pipeline import (Candidates, Sweep, announce, diverged, long_run_unit, problem,
+                                               refine_unit, zoom_unit)
+from shorthorizon.offline_problem import (OfflineConfig, best, lr0_named, resolve_dataset, surface_points,
+                                           validate_problem, with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.offline import is_paper_horizons, plot, section
@@ -62,6 +62,11 @@ class Config(OfflineConfig):
     estimator: str = key("forward", one_of(ESTIMATORS))  # SMD's hypergradients (es: antithetic pairs)
     particles: int = key(1, POSITIVE)  # es: antithetic pairs per meta-step
     sigma: float = key(0.01, POSITIVE)  # es: perturbation std in log space
+
+    def smd_settings(self) -> dict:
+        """SMD's estimator (``estimator``) and Adam step (cosine-decayed over the meta-steps with ``anneal``)."""
+        return {"estimator": configlib.estimator(self),
+                "meta_lr": (self.meta_lr, self.meta_steps) if self.anneal else self.meta_lr}
 
 
 PRESETS = {
@@ -110,33 +115,7 @@ PRESETS = {
 }
 
 
-def problem(config: Config) -> OfflineFit:
-    """The offline problem of ``config`` with its SMD settings (built once per process and problem)."""
-    return OfflineFit.from_config(config, configlib.estimator(config),
-                                  (config.meta_lr, config.meta_steps) if config.anneal else config.meta_lr)
-
-
-# --- units of work: module-level, plain arguments ------------------------------------
-def zoom_unit(config: Config, horizon: int, lr0: float, decay_exponent: float) -> dict:
-    """The meta-objective at ``horizon`` of :func:`zoom_points` around (lr0, decay_exponent),
-    on the surface's batches (its value at the center is the surface's)."""
-    points = zoom_points(config, horizon, {"lr": lr0, "decay_exponent": decay_exponent}, config.zoom_width,
-                         config.zoom_samples)
-    return {**lr0_named(points), "loss": problem(config).surface(points, (horizon,))[0]}
-
-
-def smd_unit(config: Config, horizon: int, restart: int, lr0: float, decay_exponent: float) -> dict:
-    """SMD restart ``restart`` from (lr0, decay_exponent) (:func:`_starts`): trajectory of (lr0,
-    decay_exponent) and objective per meta-step, and the fitted schedule's meta-objective on
-    fixed training batches (those of the surface)."""
-    fit = problem(config)
-    key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], horizon), restart)
-    steps = meta_steps(config, horizon)
-    with meta_steps_bar(steps, f"SMD T={horizon} restart {restart}") as progress:
-        return lr0_named(fit.fit(horizon, {"lr": lr0, "decay_exponent": decay_exponent}, jax.random.split(key, steps),
-                                 progress))
-
-
+# --- what each horizon takes ----------------------------------------------------------
 def meta_steps(config: Config, horizon: int) -> int:
     """SMD's meta-steps at ``horizon`` (none above ``smd_max_horizon``)."""
     return 0 if 0 < config.smd_max_horizon < horizon else config.meta_steps
@@ -189,8 +168,11 @@ def headlines(config: Config) -> dict:
             for path, by_factors in HEADLINES.items()}
 
 
+NAMES = ("lr", "decay_exponent")  # the fitted hyperparameters (stored as the paper's lr0 and decay exponent)
+
+
 def _start(config: Config) -> dict:
-    return {"lr": config.init_lr0[0], "decay_exponent": config.init_decay_exponent[0]}
+    return dict(zip(NAMES, (config.init_lr0[0], config.init_decay_exponent[0])))
 
 
 # --- the experiment ------------------------------------------------------------------
@@ -227,20 +209,23 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
         announce(problem(config), NAME, estimated_cost(config), min(config.horizons), _start(config))
 
     surface_loss = sweep.surface(seeds, tuple(horizons))
+    sampled = [{h: Candidates(surface_points(s), row) for h, row in zip(horizons, loss)}
+               for s, loss in zip(seeds, surface_loss)]
     starts = [_starts(s, horizons, loss) for s, loss in zip(seeds, surface_loss)]
-    fits = sweep.run(smd_unit, [{(h, r): Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, restart=r, lr0=lr0,
-                                                                     decay_exponent=decay_exponent),
-                                              cost=smd_cost(config, h))
-                                 for h in horizons for r, (lr0, decay_exponent) in enumerate(start[h])}
-                                for s, start in zip(seeds, starts)], desc="SMD")
-    zooms = _searched(config, sweep, seeds, surface_loss) if config.generations else sweep.run(
-        zoom_unit, [{h: Unit(f"zoom_T{h}", dict(config=s, horizon=h, lr0=start[h][0][0],
-                                                decay_exponent=start[h][0][1]), cost=h)
-                     for h in zoomed(config)} for s, start in zip(seeds, starts)], desc="zoom")
-    chosen = [_choose(s, horizons, loss, fit, zoom) for s, loss, fit, zoom in zip(seeds, surface_loss, fits, zooms)]
+    fits = sweep.run(refine_unit, [{(h, r): Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, start=point,
+                                                                        steps=meta_steps(config, h), restart=r),
+                                                 cost=smd_cost(config, h))
+                                    for h in horizons for r, point in enumerate(start[h])}
+                                   for s, start in zip(seeds, starts)], desc="SMD")
+    if config.generations:
+        zooms = _searched(config, sweep, seeds, sampled)
+    else:
+        zoomed_out = sweep.run(zoom_unit, [{h: Unit(f"zoom_T{h}", dict(config=s, horizon=h, center=start[h][0]), cost=h)
+                                            for h in zoomed(config)} for s, start in zip(seeds, starts)], desc="zoom")
+        zooms = [{h: Candidates({n: r[n] for n in NAMES}, r["loss"]) for h, r in out.items()} for out in zoomed_out]
+    chosen = [_choose(s, horizons, c, fit, zoom) for s, c, fit, zoom in zip(seeds, sampled, fits, zooms)]
 
-    long_units = [{h: Unit(f"long_T{h}", dict(config=s, values={"lr": float(fit["lr0"][-1]),
-                                                                "decay_exponent": float(fit["decay_exponent"][-1])},
+    long_units = [{h: Unit(f"long_T{h}", dict(config=s, values={n: float(fit[n][-1]) for n in NAMES},
                                               horizon=horizons[-1]))
                    for h, fit in fitted.items()} for s, (_, _, fitted) in zip(seeds, chosen)]
     pending = sum(not run_dir.has_unit(seed_name(u.name, k)) for k, units in enumerate(long_units)
@@ -258,28 +243,34 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     return summary
 
 
-def _searched(config: Config, sweep: Sweep, seeds: list[Config], surface_loss: list[np.ndarray]) -> list[dict]:
+def _searched(config: Config, sweep: Sweep, seeds: list[Config], sampled: list[dict]) -> list[dict]:
     """Per seed and zoomed horizon, the points the adaptive search scored from the surface (its
-    own, after the surface's) and their objective, as a zoom's: lr0, decay_exponent, loss."""
-    horizons = sorted(config.horizons)
-    found = sweep.search(seeds, [{f"T{h}": (h, None, Candidates(surface_points(s), loss[horizons.index(h)]))
-                                  for h in zoomed(config)} for s, loss in zip(seeds, surface_loss)],
+    own, after the surface's) and their objective, in a zoom's place."""
+    found = sweep.search(seeds, [{f"T{h}": (h, None, c[h]) for h in zoomed(config)} for c in sampled],
                          [problem(s).start_loss() for s in seeds], config.generations, config.population)
     own = slice(config.surface_samples, None)
-    return [{h: {**lr0_named({k: v[own] for k, v in by[f"T{h}"].points.items()}), "loss": by[f"T{h}"].loss[own]}
+    return [{h: Candidates({k: v[own] for k, v in by[f"T{h}"].points.items()}, by[f"T{h}"].loss[own])
              for h in zoomed(config)} for by in found]
 
 
-def _choose(config: Config, horizons, surface_loss: np.ndarray, fits: dict, zooms: dict) -> tuple:
+def _choose(config: Config, horizons, sampled: dict, fits: dict, zooms: dict) -> tuple:
     """A seed's restart objectives, its best restart per horizon (None where every restart
-    diverged: no long run then) and each horizon's fit (an SMD end, or a surface or zoom sample)."""
+    diverged: no long run then) and each horizon's fit: its best SMD end, or (``smd_from_surface``)
+    its best surface or zoom sample where that is lower or the horizon takes no meta-steps. Both
+    are judged on the same batches (the surface key's), so a sample is a candidate like any
+    restart: SMD descends the objective's expectation over batches and can end above the sample
+    that these particular batches favour."""
     objectives = {h: np.array([fits[h, r]["meta_objective"] for r in restarts(config, h)])
                   for h in horizons}
     best_restart = {h: int(best(o)[0]) if np.isfinite(o).any() else None for h, o in objectives.items()}
     fitted = {h: fits[h, best_restart[h]] for h in horizons if best_restart[h] is not None}
-    if config.smd_from_surface:
-        fitted.update(_surface_wins(config, horizons, surface_loss, fitted,
-                                    zooms))
+    for h in horizons if config.smd_from_surface else ():
+        samples = sampled[h] + zooms[h] if h in zooms else sampled[h]
+        point = samples.best()
+        if point and (h not in fitted or not meta_steps(config, h)
+                      or samples.best_loss() < float(fitted[h]["meta_objective"])):
+            fitted[h] = {**{k: [v] for k, v in point.items()}, "meta_objective": samples.best_loss(),
+                         "from_surface": True}
     return objectives, best_restart, fitted
 
 
@@ -294,12 +285,12 @@ def _save_curves(run_dir: RunDir, seed: int, config: Config, surface_loss: np.nd
     # horizons differ in restarts and meta-steps: NaN pads the missing ones
     run_dir.save_curves(seed_name("smd", seed), horizon=horizons,
                         best_restart=[-1 if best_restart[h] is None else best_restart[h] for h in horizons],
-                        **{k: _padded([[fits[h, r][k] for r in restarts(config, h)] for h in horizons])
-                           for k in ("lr0", "decay_exponent", "objective", "meta_objective")})
+                        **lr0_named({k: _padded([[fits[h, r][k] for r in restarts(config, h)] for h in horizons])
+                                     for k in (*NAMES, "objective", "meta_objective")}))
     if zooms:
         run_dir.save_curves(seed_name("zoom", seed), horizon=zoomed(config), width=config.zoom_width,
-                            **{k: [zooms[h][k] for h in zoomed(config)]
-                               for k in ("lr0", "decay_exponent", "loss")})
+                            **lr0_named({k: [zooms[h].points[k] for h in zoomed(config)] for k in NAMES}),
+                            loss=[zooms[h].loss for h in zoomed(config)])
     run_dir.save_curves(seed_name("long_runs", seed), horizon=horizons, step=step,
                         **{k: [long.get(h, missing)[k] for h in horizons] for k in missing})
 
@@ -308,32 +299,11 @@ def _starts(config: Config, horizons, surface_loss: np.ndarray) -> dict:
     """Where each horizon's SMD restarts begin: the configured points, or the horizon's best
     ``smd_from_surface`` surface samples (its single best one where it takes no meta-steps)."""
     if not config.smd_from_surface:
-        return {h: [(config.init_lr0[r], config.init_decay_exponent[r]) for r in restarts(config, h)]
-                for h in horizons}
-    lr0, decay_exponent = surface_points(config).values()
-    return {h: [(float(lr0[i]), float(decay_exponent[i])) for i in best(loss)[:len(restarts(config, h))]]
+        return {h: [dict(zip(NAMES, point)) for point in zip(config.init_lr0, config.init_decay_exponent)][
+            :len(restarts(config, h))] for h in horizons}
+    points = surface_points(config)
+    return {h: [{k: float(v[i]) for k, v in points.items()} for i in best(loss)[:len(restarts(config, h))]]
             for h, loss in zip(horizons, surface_loss)}
-
-
-def _surface_wins(config: Config, horizons, surface_loss: np.ndarray, fitted: dict, zooms: dict) -> dict:
-    """The horizons whose best surface sample (of the surface and, where it has one, its zoom)
-    beats their SMD refinements, or that take no meta-steps, with that sample as their fit.
-    Both are judged on the same batches (the surface key's), so the sample is a candidate like
-    any restart: SMD descends the objective's expectation over batches and can end above the
-    sample that these particular batches favour."""
-    points = lr0_named(surface_points(config))
-    wins = {}
-    for h, loss in zip(horizons, surface_loss):
-        samples = {**points, "loss": loss}
-        if h in zooms:
-            samples = {k: np.concatenate([v, zooms[h][k]]) for k, v in samples.items()}
-        loss = samples.pop("loss")
-        if not np.isfinite(loss).any():
-            continue
-        i = int(best(loss)[0])
-        if h not in fitted or not meta_steps(config, h) or loss[i] < float(fitted[h]["meta_objective"]):
-            wins[h] = {**{k: v[i:i + 1] for k, v in samples.items()}, "meta_objective": loss[i], "from_surface": True}
-    return wins
 
 
 def _padded(rows: list[list]) -> np.ndarray:
@@ -357,7 +327,7 @@ def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
                                      "final_test_error"), math.nan), "from_surface": False}
         fit, run = fitted[h], long[h]
         end = math.nan if diverged(run["train_loss"]) else 1.0  # a diverged run ends in null numbers
-        return {"lr0": float(fit["lr0"][-1]), "decay_exponent": float(fit["decay_exponent"][-1]),
+        return {"lr0": float(fit["lr"][-1]), "decay_exponent": float(fit["decay_exponent"][-1]),
                 "meta_objective": float(fit["meta_objective"]), "final_train_loss": end * float(run["train_loss"][-1]),
                 "final_test_error": end * float(run["test_error"][-1]), "from_surface": bool(fit.get("from_surface"))}
 

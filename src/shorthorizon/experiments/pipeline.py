@@ -117,9 +117,9 @@ def meta_steps_bar(total: int, desc: str):
 
 
 def problem(config: OfflineConfig, length: int | None = None) -> OfflineFit:
-    """The offline problem of ``config``, its schedule laid over ``length`` steps (a length-free
-    schedule's problem needs none)."""
-    return OfflineFit.from_config(config, length=length)
+    """The offline problem of ``config`` with its SMD settings (:meth:`~shorthorizon.offline_problem.OfflineConfig.smd_settings`),
+    its schedule laid over ``length`` steps (a length-free schedule's problem needs none)."""
+    return OfflineFit.from_config(config, length=length, **config.smd_settings())
 
 
 # --- units: one seed's config each ----------------------------------------------------------
@@ -142,14 +142,15 @@ def points_unit(config: OfflineConfig, horizon: int, points: dict, length: int |
     return {"loss": problem(config, length).surface(points, (horizon,))[0]}
 
 
-def refine_unit(config: OfflineConfig, horizon: int, start: dict, length: int | None = None) -> dict:
-    """SMD of the objective at ``horizon`` from ``start`` (``config.meta_steps`` meta-steps), the
-    schedule laid over ``length``: its last point and its objective."""
+def refine_unit(config: OfflineConfig, horizon: int, start: dict, steps: int, length: int | None = None,
+                restart: int = 0) -> dict:
+    """``steps`` meta-steps of SMD of the objective at ``horizon`` from ``start``, the schedule
+    laid over ``length`` (``restart``: which of the horizon's SMD runs, each its own batches):
+    :meth:`~shorthorizon.offline_problem.OfflineFit.fit`'s trajectories, objectives and wall time."""
     fit = problem(config, length)
-    key = jax.random.fold_in(fit.keys["smd"], horizon)
-    with meta_steps_bar(config.meta_steps, f"SMD T={horizon} seed {config.seed}") as progress:
-        out = fit.fit(horizon, start, jax.random.split(key, config.meta_steps), progress)
-    return {k: v[-1] for k, v in out.items() if k in start} | {"loss": out["meta_objective"]}
+    key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], horizon), restart)
+    with meta_steps_bar(steps, f"SMD T={horizon} restart {restart} seed {config.seed}") as progress:
+        return fit.fit(horizon, start, jax.random.split(key, steps), progress)
 
 
 def long_run_unit(config: OfflineConfig, values: dict, horizon: int) -> dict:

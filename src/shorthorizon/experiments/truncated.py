@@ -26,7 +26,6 @@ training it once more.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import jax
@@ -34,9 +33,9 @@ import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
-from shorthorizon.experiments.pipeline import Sweep, announce, long_run_unit, meta_steps_bar
-from shorthorizon.offline_problem import (OfflineConfig, OfflineFit, lr0_named, resolve_dataset, surface_points,
-                                           validate_problem, with_family)
+from shorthorizon.experiments.pipeline import Sweep, announce, long_run_unit, meta_steps_bar, problem, refine_unit
+from shorthorizon.offline_problem import (OfflineConfig, lr0_named, resolve_dataset, surface_points, validate_problem,
+                                           with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
@@ -70,6 +69,10 @@ class Config(OfflineConfig):
     surface_samples: int = 200  # Figure-5 surface of the loss at T
     surface_chunk: int = 25
     surface_batch: int = 4
+
+    def smd_settings(self) -> dict:
+        """The reference's Adam step cosine-decays over its meta-steps."""
+        return {"meta_lr": (self.meta_lr, _reference_steps(self))}
 
 
 PRESETS = {
@@ -113,11 +116,6 @@ def _reference_steps(config: Config) -> int:
     return config.fit_inner_steps // config.horizon
 
 
-def problem(config: Config) -> OfflineFit:
-    """The offline problem at the one horizon T; the reference's Adam step cosine-decays over its meta-steps."""
-    return OfflineFit.from_config(config, meta_lr=(config.meta_lr, _reference_steps(config)))
-
-
 def _start(config: Config) -> dict:
     return {"lr": config.init_lr0, "decay_exponent": config.init_decay_exponent}
 
@@ -132,19 +130,7 @@ def windowed_unit(config: Config, estimator: str) -> dict:
     key = jax.random.fold_in(fit.keys["smd"], config.horizon)  # shared by all fits
     with meta_steps_bar(steps, est.label(config.horizon)) as progress:
         result = fit.windowed_fit(est, config.horizon, _start(config), steps, key, progress)
-    return {**lr0_named(result),
-            "meta_steps": steps, "inner_steps": spent}
-
-
-def reference_unit(config: Config) -> dict:
-    """Full-horizon forward-mode SMD of the loss at T."""
-    fit, steps = problem(config), _reference_steps(config)
-    start = time.perf_counter()
-    key = jax.random.fold_in(jax.random.fold_in(fit.keys["smd"], config.horizon), 0)
-    with meta_steps_bar(steps, f"{REFERENCE} T={config.horizon}") as progress:
-        result = fit.fit(config.horizon, _start(config), jax.random.split(key, steps), progress)
-    wall = time.perf_counter() - start
-    return {**lr0_named(result), "meta_steps": steps, "inner_steps": steps * config.horizon, "wall_time_s": wall}
+    return {**result, "meta_steps": steps, "inner_steps": spent}
 
 
 # --- the experiment ---------------------------------------------------------------------------
@@ -192,17 +178,20 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
     sweep = Sweep(run_dir, executor, ray_address)
     surface = sweep.surface(seeds, (config.horizon,))
-    reference = sweep.run(reference_unit, [{REFERENCE: Unit(f"fit_{REFERENCE}", dict(config=s))} for s in seeds],
-                          desc="reference fit")
+    steps = _reference_steps(config)  # full-horizon forward-mode SMD of the loss at T
+    reference = sweep.run(refine_unit, [{REFERENCE: Unit(f"fit_{REFERENCE}", dict(config=s, horizon=config.horizon,
+                                                                                   start=_start(config), steps=steps))}
+                                        for s in seeds], desc="reference fit")
     labels = dict(zip(config.estimators, names(config)[1:]))  # estimator -> its fit's name
     windowed_fits = sweep.run(windowed_unit, [{labels[e]: Unit(f"fit_{e}", dict(config=s, estimator=e),
                                                                cost=fit_cost(config, e))
                                                for e in config.estimators} for s in seeds], desc="windowed fits")
-    fits = [{**r, **w} for r, w in zip(reference, windowed_fits)]
+    fits = [{REFERENCE: {**r[REFERENCE], "meta_steps": steps, "inner_steps": steps * config.horizon}, **w}
+            for r, w in zip(reference, windowed_fits)]
     long = sweep.run(long_run_unit, [{n: Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values={
-                                          "lr": float(f["lr0"][-1]), "decay_exponent": float(f["decay_exponent"][-1])}))
+                                          "lr": float(f["lr"][-1]), "decay_exponent": float(f["decay_exponent"][-1])}))
                                       for n, f in fit.items()
-                                      if np.isfinite(f["lr0"][-1]) and np.isfinite(f["decay_exponent"][-1])}
+                                      if np.isfinite(f["lr"][-1]) and np.isfinite(f["decay_exponent"][-1])}
                                      for s, fit in zip(seeds, fits)], desc="long runs")
 
     per_seed = []
@@ -211,7 +200,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                             decay_exponent_range=config.decay_exponent_range, loss=surface[k][0])
         for n, f in fits[k].items():
             run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(n, {}),
-                                **{key: f[key] for key in ("lr0", "decay_exponent", "inner_steps")})
+                                **{key: v for key, v in lr0_named(f).items() if key in ("lr0", "decay_exponent", "inner_steps")})
         per_seed.append(_summary(s, fits[k], long[k]))
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
@@ -227,7 +216,7 @@ def _summary(config: Config, fits: dict, long: dict) -> dict:
         entries[n] = {
             "truncation": None if n == REFERENCE else config.truncation,
             "objective": "loss at T" if n == REFERENCE else "mean training loss over the run",
-            "lr0": float(f["lr0"][-1]), "decay_exponent": float(f["decay_exponent"][-1]),
+            "lr0": float(f["lr"][-1]), "decay_exponent": float(f["decay_exponent"][-1]),
             "final_train_loss": float(run["train_loss"][-1]) if run else math.nan,
             # the windowed estimators' objective, read off the long run's curve points: tells a
             # fit that missed its own optimum from one that found an optimum of another objective
