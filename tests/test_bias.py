@@ -151,13 +151,14 @@ def test_a_fit_at_the_edge_of_the_box_is_flagged_with_the_key_that_widens_it(dat
     widens the box; one well inside is not. End to end, a box narrower than that puts every
     fit at its edge: the summary, the report and stderr say so."""
     from shorthorizon.experiments import bias as experiment
+    from shorthorizon.experiments import pipeline
     from shorthorizon.offline_problem import with_family
 
     config = with_family(experiment.PRESETS["quick"])  # the heavy ball's box: lr in [1e-3, 10**-0.3]
-    flags = experiment._edge(config, "K=5", 0, {"lr": 0.45, "decay_exponent": 3.0})
+    flags = pipeline.edge_lines(config, "K=5", 0, {"lr": 0.45, "decay_exponent": 3.0})
     assert len(flags) == 1 and "lr 0.45 is at the upper bound" in flags[0] and "--set lr0_range=LOW,HIGH" in flags[0]
-    assert experiment._edge(config, "K=5", 0, {"lr": 0.03, "decay_exponent": 1e-2 * 1.05})[0].count("lower bound")
-    assert experiment._edge(config, "K=5", 0, {"lr": 0.03, "decay_exponent": 3.0}) == []
+    assert pipeline.edge_lines(config, "K=5", 0, {"lr": 0.03, "decay_exponent": 1e-2 * 1.05})[0].count("lower bound")
+    assert pipeline.edge_lines(config, "K=5", 0, {"lr": 0.03, "decay_exponent": 3.0}) == []
 
     out = tmp_path / "edge"
     assert bias(data, out, "mlp", lr0_range="0.01,0.011", schedule="constant", seeds="1", widen="0") == 0
@@ -177,15 +178,16 @@ def test_a_fit_at_the_edge_widens_its_box_and_searches_again(data, tmp_path, cap
     import dataclasses
 
     from shorthorizon.experiments import bias as experiment
+    from shorthorizon.experiments import pipeline
     from shorthorizon.offline_problem import with_family
 
     config = dataclasses.replace(with_family(experiment.PRESETS["quick"]), adapt=("momentum:0:0.999",))
-    wider = experiment._widened(config, {"lr": 0.49, "decay_exponent": 1.05e-2, "momentum": 0.9989})
+    wider = pipeline.widened(config, {"lr": 0.49, "decay_exponent": 1.05e-2, "momentum": 0.9989})
     assert wider.lr0_range == pytest.approx((1e-3, 10**-0.3 * 10**0.3), rel=1e-6)  # the paper's 10^-0.3, 0.3 decades out
     assert wider.decay_exponent_range == pytest.approx((1e-2 / 10**0.3, 10**2.3), rel=1e-6)
     assert wider.adapt[0].split(":")[:2] == ["momentum", "0.0"]
     assert float(wider.adapt[0].split(":")[2]) == pytest.approx(1 - 1e-3 / 10**0.3)
-    assert experiment._widened(config, {"lr": 0.03, "decay_exponent": 3.0, "momentum": 0.9}) is None
+    assert pipeline.widened(config, {"lr": 0.03, "decay_exponent": 3.0, "momentum": 0.9}) is None
 
     out = tmp_path / "edge"
     assert bias(data, out, "mlp", lr0_range="0.01,0.011", schedule="constant", seeds="1", widen="1") == 0

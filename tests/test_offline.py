@@ -169,7 +169,7 @@ def test_cli_end_to_end(tiny, tmp_path, capsys, strict_json, figures_show_their_
     assert set(summary["horizons"]) == {"10"}
     numbers = {"lr0", "decay_exponent", "meta_objective", "final_train_loss", "final_test_error"}
     for fit in summary["horizons"].values():
-        assert set(fit) == numbers | {"diverged", "diverged_restarts", "from_surface"}
+        assert set(fit) == numbers | {"diverged", "diverged_restarts", "from_surface", "at_edge", "widened"}
         assert 1e-3 <= fit["lr0"] <= 0.5 and 1e-2 <= fit["decay_exponent"] <= 200
         assert np.isfinite([fit[k] for k in numbers]).all()
         assert fit["diverged"] is False and fit["diverged_restarts"] == []
@@ -211,7 +211,7 @@ def test_surface_then_zoom(tiny, tmp_path, capsys):
     ``zoom_width`` decades of that one. The surface, the zoom and the fits are judged on the same
     batches: the zoom's value at its center (the best sample) is the surface's, and the fit is
     the best of both."""
-    config = dataclasses.replace(tiny, smd_from_surface=2, smd_max_horizon=5, zoom_samples=4, zoom_width=0.2)
+    config = dataclasses.replace(tiny, smd_from_surface=2, smd_max_horizon=5, zoom_samples=4, zoom_width=0.2, widen=0)
     summary = experiment.run(config, RunDir(tmp_path))
     assert "zoom" in capsys.readouterr().err  # the estimate names the stage's cost
     run_dir = RunDir(tmp_path)
@@ -229,6 +229,27 @@ def test_surface_then_zoom(tiny, tmp_path, capsys):
         assert (fit["lr0"], fit["decay_exponent"]) == pytest.approx((zoom["lr0"][0, i], zoom["decay_exponent"][0, i]))
     section = experiment.report(run_dir)
     assert "best of 8 surface samples" in section and "zoom of 4 samples" in section and "paper (T=100" not in section
+
+
+def test_a_fit_at_the_edge_of_its_box_widens_it_and_zooms_again(tiny, tmp_path, capsys):
+    """A box of lr0 narrower than the edge tolerance (0.05 decades) puts every fit at both its
+    bounds: the box moves zoom_width decades out on that axis alone, the zoom around the fit
+    samples outside the old box, the fit is the best of the surface, zoom and widened zoom, and
+    stderr, the summary and the report say so."""
+    config = dataclasses.replace(tiny, smd_from_surface=1, smd_max_horizon=5, zoom_samples=4, zoom_width=0.2,
+                                 lr0_range=(0.05, 0.051), widen=1)
+    summary = experiment.run(config, RunDir(tmp_path))
+    assert "T10, seed 0: the fit is at the edge of its box; zooming again in lr [0.0315, 0.0808]" \
+        in capsys.readouterr().err
+    run_dir = RunDir(tmp_path)
+    widened, zoom, surface = run_dir.load_unit("widen1_T10"), run_dir.load_curves("zoom"), run_dir.load_curves("surface")
+    assert ((widened["lr"] < 0.05) | (widened["lr"] > 0.051)).any()
+    assert np.all((widened["decay_exponent"] >= 1e-2) & (widened["decay_exponent"] <= 10**2.3))  # that axis stays
+    fit = summary["horizons"]["10"]
+    assert fit["widened"].startswith("lr [0.0315, 0.0808], decay_exponent [0.01, 200]")
+    assert fit["meta_objective"] == pytest.approx(min(surface["loss"][0].min(), zoom["loss"].min(),
+                                                      widened["loss"].min()))
+    assert "**Widened**" in experiment.report(run_dir) and "T=10, seed 0: lr [0.0315, 0.0808]" in experiment.report(run_dir)
 
 
 def test_surface_then_adaptive_search(tiny, tmp_path, capsys):

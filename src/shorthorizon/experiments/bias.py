@@ -29,7 +29,6 @@ interval (:mod:`shorthorizon.stats`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -39,8 +38,8 @@ import numpy as np
 
 from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional, seeded
-from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, Sweep, announce, diverged, long_run_unit, problem,
-                                               refine_unit, unless_diverged, zoom_unit)
+from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, Sweep, announce, box_text, diverged, edge_lines,
+                                               long_run_unit, problem, refine_unit, unless_diverged, zoom_unit)
 from shorthorizon.offline_problem import (OfflineConfig, resolve_dataset, space, surface_points, validate_problem,
                                            with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -54,7 +53,6 @@ from shorthorizon.stats import (MOST_OF_THE_BOX, finite_or_none, interval, log_i
 NAME = "bias"
 FLAGS = ("task", "dataset", "optimizer", "adapt", "horizon", "short", "seeds", "schedule", "protocol")
 PROTOCOLS = ("meta", "rerun", "rung")
-EDGE = 0.05  # decades: a fit this close to a bound of the box is flagged
 
 
 @dataclass(frozen=True)
@@ -215,22 +213,13 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
 
     boxes = [{f: s for f in every} for s in seeds]  # each fit's box (a config): widened where its fit sat at an edge
     for round_ in range(1, config.widen + 1 if config.zoom_samples > 1 else 1):  # a widened box is zoomed
-        wider = [{f: w for f in every if f.searched and (b := c[f].best()) and (w := _widened(box[f], b))}
-                 for c, box in zip(candidates, boxes)]
+        wider = sweep.widen(NAME, [{f: (f.label, box[f], f.horizon, f.length, c[f].best()) for f in every if f.searched}
+                             for c, box in zip(candidates, boxes)], round_, config.widen)
+        for c, box, w, start in zip(candidates, boxes, wider, starts):
+            for f, (moved, zoom) in w.items():
+                box[f], c[f] = moved, c[f] + Candidates(zoom.points, unless_diverged(zoom.loss, start))
         if not any(wider):
             break
-        for k, w in enumerate(wider):
-            for f, box in w.items():
-                print(f"[{NAME}] {f.label}, seed {k}: the fit is at the edge of its box; zooming again in "
-                      f"{_box_text(box)} (round {round_} of at most {config.widen})", file=sys.stderr)
-        done = sweep.run(zoom_unit, [{f: Unit(f"widen{round_}_{f.label}", {"config": box, "horizon": f.horizon,
-                                                                            "center": c[f].best(), "length": f.length},
-                                              cost=f.horizon) for f, box in w.items()}
-                                     for w, c in zip(wider, candidates)], desc=f"widened zoom {round_}")
-        for c, out, start, box, w in zip(candidates, done, starts, boxes, wider):
-            box.update(w)
-            for f, result in out.items():
-                c[f] = c[f] + Candidates({n: result[n] for n in names}, unless_diverged(result["loss"], start))
 
     picks = [{f: c[f].best() for f in every} for c in candidates]
     for k, p in enumerate(picks):
@@ -250,52 +239,6 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     summary = run_dir.write_summary(summary)
     plot(run_dir)
     return summary
-
-
-def _at_bounds(name: str, value: float, low: float, high: float) -> tuple[bool, bool]:
-    """Whether ``value`` lies within ``EDGE`` decades of its box's lower and upper bound, in the
-    space's coordinate (log(1 − μ) for a momentum, where μ's upper bound is the near one)."""
-    if name in optim.COMPLEMENTED:
-        upper, lower = _at_bounds("", 1 - value, 1 - high, 1 - low)
-        return lower, upper
-    return bool(low > 0 and abs(math.log10(value / low)) < EDGE), bool(abs(math.log10(value / high)) < EDGE)
-
-
-def _widened(config: Config, values: dict) -> Config | None:
-    """``config`` with every bound of its box that a fitted value sits at (:func:`_at_bounds`)
-    moved ``zoom_width`` decades outwards (a momentum's upper bound: 1 − μ divided); None where
-    no bound moves (a momentum's 0 cannot)."""
-    step, moved = 10 ** config.zoom_width, {}
-    for name, low, high in space(config).ranges:
-        at_low, at_high = _at_bounds(name, values[name], low, high)
-        complemented = name in optim.COMPLEMENTED
-        if (at_low and not complemented) or at_high:
-            moved[name] = (low / step if at_low and not complemented else low,
-                           (1 - (1 - high) / step if complemented else high * step) if at_high else high)
-    if not moved:
-        return None
-    adapt = tuple(f"{name}:{moved[name][0]!r}:{moved[name][1]!r}" if name in moved else entry
-                  for entry in config.adapt for name in [entry.split(":")[0]])
-    return dataclasses.replace(config, lr0_range=moved.get("lr", config.lr0_range), adapt=adapt,
-                               decay_exponent_range=moved.get("decay_exponent", config.decay_exponent_range))
-
-
-def _box_text(config: Config) -> str:
-    return ", ".join(f"{name} [{low:.3g}, {high:.3g}]" for name, low, high in space(config).ranges)
-
-
-def _edge(config: Config, label: str, seed: int, values: dict) -> list[str]:
-    """Lines naming each value of a fit within ``EDGE`` decades of its box's bound, and the key
-    that widens the box."""
-    keys = {"lr": "lr0_range", "decay_exponent": "decay_exponent_range"}
-    out = []
-    for name, low, high in space(config).ranges:
-        for bound, side, at in zip((low, high), ("lower", "upper"), _at_bounds(name, values[name], low, high)):
-            if at:
-                out.append(f"{label}, seed {seed}: {name} {values[name]:.3g} is at the {side} bound of its box "
-                           f"({bound:g}); widen it with --set {keys.get(name, 'adapt')}="
-                           + ("LOW,HIGH" if name in keys else f"{name}:LOW:HIGH"))
-    return out
 
 
 def _verdict(ratio: dict, not_identified: bool) -> str:
@@ -345,8 +288,8 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, long:
             "identified": {n: {"low": [s[n] and s[n].low for s in spans], "high": [s[n] and s[n].high for s in spans],
                                "fraction_of_box": [finite_or_none(x) for x in fraction[n]]} for n in names},
             "not_identified": [n for n in names if sum(x >= MOST_OF_THE_BOX for x in fraction[n]) * 2 > len(seeds)],
-            "at_edge": [line for k in seeds if picks[k][f] for line in _edge(boxes[k][f], f.label, k, picks[k][f])],
-            "widened": [f"seed {k}: {_box_text(boxes[k][f])}" for k in seeds if boxes[k][f] != seeded(config, k)],
+            "at_edge": [line for k in seeds if picks[k][f] for line in edge_lines(boxes[k][f], f.label, k, picks[k][f])],
+            "widened": [f"seed {k}: {box_text(boxes[k][f])}" for k in seeds if boxes[k][f] != seeded(config, k)],
         }
         if f != reference:
             agreement = [rank_agreement(sampled[k][f].loss, sampled[k][reference].loss) for k in seeds]

@@ -10,6 +10,7 @@ a decay, and their schedules end the long run far behind.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +18,8 @@ import numpy as np
 from shorthorizon import config as configlib
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.experiments.pipeline import (Candidates, Sweep, announce, diverged, long_run_unit, problem,
-                                               refine_unit, zoom_unit)
+from shorthorizon.experiments.pipeline import (Candidates, Sweep, announce, box_text, diverged, edge_lines,
+                                               long_run_unit, problem, refine_unit, zoom_unit)
 from shorthorizon.offline_problem import (OfflineConfig, best, lr0_named, resolve_dataset, surface_points,
                                            validate_problem, with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -53,6 +54,9 @@ class Config(OfflineConfig):
     # > 0: each horizon without meta-steps gets that many more samples near its best one
     zoom_samples: int = key(0, NONNEGATIVE)
     zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
+    # rounds of moving a bound that a horizon's fit lands at zoom_width decades out and zooming
+    # there again (zoom_samples > 1)
+    widen: int = key(2, NONNEGATIVE)
     # > 0: each horizon without meta-steps takes that many generations of the adaptive search
     # (meta.search) from the surface instead of the zoom
     generations: int = key(0, NONNEGATIVE)
@@ -224,9 +228,9 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                             for h in zoomed(config)} for s, start in zip(seeds, starts)], desc="zoom")
         zooms = [{h: Candidates({n: r[n] for n in NAMES}, r["loss"]) for h, r in out.items()} for out in zoomed_out]
     chosen = [_choose(s, horizons, c, fit, zoom) for s, c, fit, zoom in zip(seeds, sampled, fits, zooms)]
+    boxes = _widen(config, sweep, seeds, chosen)
 
-    long_units = [{h: Unit(f"long_T{h}", dict(config=s, values={n: float(fit[n][-1]) for n in NAMES},
-                                              horizon=horizons[-1]))
+    long_units = [{h: Unit(f"long_T{h}", dict(config=s, values=_values(fit), horizon=horizons[-1]))
                    for h, fit in fitted.items()} for s, (_, _, fitted) in zip(seeds, chosen)]
     pending = sum(not run_dir.has_unit(seed_name(u.name, k)) for k, units in enumerate(long_units)
                   for u in units.values())
@@ -237,7 +241,10 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     per_seed = []
     for k, (s, (objectives, best_restart, fitted)) in enumerate(zip(seeds, chosen)):
         _save_curves(run_dir, k, s, surface_loss[k], fits[k], zooms[k], best_restart, long[k])
-        per_seed.append(_summary(s, horizons, objectives, fitted, long[k]))
+        per_seed.append(_summary(s, k, horizons, objectives, fitted, long[k], boxes[k]))
+        for row in per_seed[-1]["horizons"].values():
+            for line in row["at_edge"]:
+                print(f"[{NAME}] {line}", file=sys.stderr)
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
     return summary
@@ -251,6 +258,35 @@ def _searched(config: Config, sweep: Sweep, seeds: list[Config], sampled: list[d
     own = slice(config.surface_samples, None)
     return [{h: Candidates({k: v[own] for k, v in by[f"T{h}"].points.items()}, by[f"T{h}"].loss[own])
              for h in zoomed(config)} for by in found]
+
+
+def _widen(config: Config, sweep: Sweep, seeds: list[Config], chosen: list[tuple]) -> list[dict]:
+    """Each seed's box per horizon (a config): moved out where the horizon's fit sits at an edge
+    of it and zoomed again there (:meth:`~shorthorizon.experiments.pipeline.Sweep.widen`, up to
+    ``widen`` rounds of ``zoom_samples``); a zoomed sample below the fit becomes the fit."""
+    boxes = [{h: s for h in config.horizons} for s in seeds]
+    for round_ in range(1, config.widen + 1 if config.zoom_samples > 1 else 1):
+        wider = sweep.widen(NAME, [{h: (f"T{h}", box[h], h, None, _values(fit)) for h, fit in fitted.items()}
+                                   for box, (_, _, fitted) in zip(boxes, chosen)], round_, config.widen)
+        for box, (_, _, fitted), moved in zip(boxes, chosen, wider):
+            for h, (wider_box, zoom) in moved.items():
+                box[h] = wider_box
+                if zoom.best() and zoom.best_loss() < float(fitted[h]["meta_objective"]):
+                    fitted[h] = _sample(zoom)
+        if not any(wider):
+            break
+    return boxes
+
+
+def _values(fit: dict) -> dict:
+    """A fit's values (its last, for an SMD trajectory)."""
+    return {n: float(fit[n][-1]) for n in NAMES}
+
+
+def _sample(candidates: Candidates) -> dict:
+    """The best of ``candidates`` as a fit."""
+    return {**{k: [v] for k, v in candidates.best().items()}, "meta_objective": candidates.best_loss(),
+            "from_surface": True}
 
 
 def _choose(config: Config, horizons, sampled: dict, fits: dict, zooms: dict) -> tuple:
@@ -269,8 +305,7 @@ def _choose(config: Config, horizons, sampled: dict, fits: dict, zooms: dict) ->
         point = samples.best()
         if point and (h not in fitted or not meta_steps(config, h)
                       or samples.best_loss() < float(fitted[h]["meta_objective"])):
-            fitted[h] = {**{k: [v] for k, v in point.items()}, "meta_objective": samples.best_loss(),
-                         "from_surface": True}
+            fitted[h] = _sample(samples)
     return objectives, best_restart, fitted
 
 
@@ -317,24 +352,26 @@ def _padded(rows: list[list]) -> np.ndarray:
     return out[..., 0] if all(np.ndim(a) == 0 for row in rows for a in row) else out
 
 
-def _summary(config: Config, horizons, objectives, fitted, long) -> dict:
+def _summary(config: Config, seed: int, horizons, objectives, fitted, long, boxes: dict) -> dict:
     """Headline numbers. ``diverged`` marks a horizon whose every SMD restart diverged
     (non-finite objective; no long run then) or whose long run did (:func:`~shorthorizon.experiments.pipeline.diverged`:
     not finite, or 10x its start): its numbers at the end are null, never a loss to take a ratio of."""
     def numbers(h) -> dict:
         if h not in fitted:
             return {**dict.fromkeys(("lr0", "decay_exponent", "meta_objective", "final_train_loss",
-                                     "final_test_error"), math.nan), "from_surface": False}
+                                     "final_test_error"), math.nan), "from_surface": False, "at_edge": []}
         fit, run = fitted[h], long[h]
         end = math.nan if diverged(run["train_loss"]) else 1.0  # a diverged run ends in null numbers
         return {"lr0": float(fit["lr"][-1]), "decay_exponent": float(fit["decay_exponent"][-1]),
                 "meta_objective": float(fit["meta_objective"]), "final_train_loss": end * float(run["train_loss"][-1]),
-                "final_test_error": end * float(run["test_error"][-1]), "from_surface": bool(fit.get("from_surface"))}
+                "final_test_error": end * float(run["test_error"][-1]), "from_surface": bool(fit.get("from_surface")),
+                "at_edge": edge_lines(boxes[h], f"T={h}", seed, _values(fit))}
 
     per_horizon = {}
     for h in horizons:
         row = numbers(h)
         per_horizon[str(h)] = {**row, "diverged": not math.isfinite(row["final_train_loss"]),
+                               "widened": box_text(boxes[h]) if boxes[h] != config else None,
                                "diverged_restarts": np.flatnonzero(~np.isfinite(objectives[h])).tolist()}
     short, longest = per_horizon[str(horizons[0])], per_horizon[str(horizons[-1])]
     return {"dataset": config.dataset, "long_horizon": horizons[-1], "horizons": per_horizon,

@@ -13,6 +13,8 @@ horizons, which stages they run in which order, their summaries, claims and figu
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from shorthorizon.stats import identified_range
 # curve point, diverged: on the paper's MLP the loss after the warm start is ~0.5 and chance
 # ~2.3, so a run that merely learns nothing is not flagged, while one that blows up is.
 DIVERGENCE = 10.0
+EDGE = 0.05  # decades: a fit this close to a bound of its box is at its edge
 
 
 def diverged(train_loss) -> bool:
@@ -159,6 +162,52 @@ def long_run_unit(config: OfflineConfig, values: dict, horizon: int) -> dict:
     return problem(config, horizon).long_run(values, horizon)
 
 
+def at_bounds(name: str, value: float, low: float, high: float) -> tuple[bool, bool]:
+    """Whether ``value`` lies within ``EDGE`` decades of its box's lower and upper bound, in the
+    space's coordinate (log(1 − μ) for a momentum, where μ's upper bound is the near one)."""
+    if name in optim.COMPLEMENTED:
+        upper, lower = at_bounds("", 1 - value, 1 - high, 1 - low)
+        return lower, upper
+    return bool(low > 0 and abs(math.log10(value / low)) < EDGE), bool(abs(math.log10(value / high)) < EDGE)
+
+
+def widened(config: OfflineConfig, values: dict) -> OfflineConfig | None:
+    """``config`` with every bound of its box that a fitted value sits at (:func:`at_bounds`)
+    moved ``zoom_width`` decades outwards (a momentum's upper bound: 1 − μ divided); None where
+    no bound moves (a momentum's 0 cannot)."""
+    step, moved = 10 ** config.zoom_width, {}
+    for name, low, high in space(config).ranges:
+        at_low, at_high = at_bounds(name, values[name], low, high)
+        complemented = name in optim.COMPLEMENTED
+        if (at_low and not complemented) or at_high:
+            moved[name] = (low / step if at_low and not complemented else low,
+                           (1 - (1 - high) / step if complemented else high * step) if at_high else high)
+    if not moved:
+        return None
+    adapt = tuple(f"{name}:{moved[name][0]!r}:{moved[name][1]!r}" if name in moved else entry
+                  for entry in config.adapt for name in [entry.split(":")[0]])
+    return dataclasses.replace(config, lr0_range=moved.get("lr", config.lr0_range), adapt=adapt,
+                               decay_exponent_range=moved.get("decay_exponent", config.decay_exponent_range))
+
+
+def box_text(config: OfflineConfig) -> str:
+    return ", ".join(f"{name} [{low:.3g}, {high:.3g}]" for name, low, high in space(config).ranges)
+
+
+def edge_lines(config: OfflineConfig, label: str, seed: int, values: dict) -> list[str]:
+    """Lines naming each value of a fit within ``EDGE`` decades of its box's bound, and the key
+    that widens the box."""
+    keys = {"lr": "lr0_range", "decay_exponent": "decay_exponent_range"}
+    out = []
+    for name, low, high in space(config).ranges:
+        for bound, side, at in zip((low, high), ("lower", "upper"), at_bounds(name, values[name], low, high)):
+            if at:
+                out.append(f"{label}, seed {seed}: {name} {values[name]:.3g} is at the {side} bound of its box "
+                           f"({bound:g}); widen it with --set {keys.get(name, 'adapt')}="
+                           + ("LOW,HIGH" if name in keys else f"{name}:LOW:HIGH"))
+    return out
+
+
 class Sweep(NamedTuple):
     """Where a run's stages go: its folder (finished units are kept and skipped) and executor.
     Each stage takes one list per seed and runs every seed's units in one sweep."""
@@ -207,3 +256,22 @@ class Sweep(NamedTuple):
         done = self.run(surface_unit, [{c: Unit(f"{name}_c{c}", dict(config=s, chunk=c, horizons=tuple(horizons), **extra))
                                         for c in chunks} for s in seeds], desc=name)
         return [np.concatenate([units[c]["loss"] for c in chunks], axis=1) for units in done]
+
+    def widen(self, name: str, fits: Sequence[Mapping[Hashable, tuple]], round_: int, rounds: int) -> list[dict]:
+        """One round (of at most ``rounds``) of moving out the box of each seed's fits (key ->
+        (label, its box: a config, horizon, schedule length, its best point or None)) that sit at
+        an edge of it (:func:`widened`) and zooming again around their point in the moved box
+        (units ``widen{round}_{label}``), each said on stderr after the command's ``name``. Per seed, key -> (the moved box,
+        the zoom's Candidates) for the fits that moved."""
+        wider = [{k: (label, moved, horizon, length, point) for k, (label, box, horizon, length, point) in by_key.items()
+                  if point and (moved := widened(box, point))} for by_key in fits]
+        for seed, by_key in enumerate(wider):
+            for label, moved, *_ in by_key.values():
+                print(f"[{name}] {label}, seed {seed}: the fit is at the edge of its box; zooming again in {box_text(moved)} "
+                      f"(round {round_} of at most {rounds})", file=sys.stderr)
+        done = self.run(zoom_unit, [{k: Unit(f"widen{round_}_{label}", dict(config=moved, horizon=horizon, center=point,
+                                                                           length=length), cost=horizon)
+                                     for k, (label, moved, horizon, length, point) in by_key.items()}
+                                    for by_key in wider], desc=f"widened zoom {round_}")
+        return [{k: (by_key[k][1], Candidates({n: out[k][n] for n in space(by_key[k][1]).names}, out[k]["loss"]))
+                 for k in out} for by_key, out in zip(wider, done)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shorthorizon.offline_problem import optimizer_text
-from shorthorizon.report.figures import interval_text, pyplot
+from shorthorizon.report.figures import box_warnings, interval_text, pyplot
 from shorthorizon.results import RunDir, fmt
 
 # how each protocol tunes, as the report's sentences say it
@@ -119,11 +119,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
                          for p, k in s["shortest_safe_horizon"].items())
     widened = [f"{label}, {line}" for label, v in s["fits"].items() for line in v.get("widened", [])]
     edges = [line for v in s["fits"].values() for line in v["at_edge"]]
-    warning = ("\n**Widened**: these fits landed at an edge of the box, which was moved out and searched again "
-               f"(at most {config.get('widen', 0)} rounds); their final boxes:\n\n"
-               + "\n".join(f"- {line}" for line in widened) + "\n") if widened else ""
-    warning += ("\n**At the edge of the box** (the true optimum may lie outside it):\n\n"
-                + "\n".join(f"- {line}" for line in edges) + "\n") if edges else ""
+    warning = box_warnings(widened, edges, config.get("widen", 0))
     return f"""## Would a short horizon mis-tune it? (`shorthorizon bias`)
 
 Task **{s['task']}** on **{s['dataset']}**, {optimizer_text(config)}; schedule **{s['schedule']}**, fitted:

@@ -33,12 +33,25 @@ def smooth(x: np.ndarray, y: np.ndarray, z: np.ndarray, x_range, y_range, grid: 
 
 def surface_panel(fig, ax, surface: dict, loss: np.ndarray, label: str) -> None:
     """A contour of log10 ``loss`` at the surface's (lr0, decay_exponent) samples, smoothed
-    onto the box (axes in log10); a diverged sample counts as the worst finite one."""
+    onto the box (axes in log10), and the box's bounds; a diverged sample counts as the worst
+    finite one."""
     finite = np.isfinite(loss)
     z = np.log10(np.where(finite, loss, loss[finite].max() if finite.any() else 1.0))
     box = [np.log10(surface[k]) for k in ("lr0_range", "decay_exponent_range")]
     gx, gy, gz = smooth(np.log10(surface["lr0"]), np.log10(surface["decay_exponent"]), z, *box)
     fig.colorbar(ax.contourf(gx, gy, gz, levels=20, cmap="viridis"), ax=ax, label=label)
+    (x0, x1), (y0, y1) = box  # its bounds, for what lies outside (a widened box's samples and fits)
+    ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="white", lw=0.8, ls="--")
+
+
+def box_warnings(widened: list[str], edges: list[str], rounds: int) -> str:
+    """The report's notes on fits whose box was moved out (``widened``: a line per fit and seed
+    naming its final box, after at most ``rounds``) and on those still at an edge of it."""
+    text = ("\n**Widened**: these fits landed at an edge of the box, which was moved out and searched again "
+            f"(at most {rounds} rounds); their final boxes:\n\n" + "\n".join(f"- {line}" for line in widened)
+            + "\n") if widened else ""
+    return text + ("\n**At the edge of the box** (the true optimum may lie outside it):\n\n"
+                   + "\n".join(f"- {line}" for line in edges) + "\n") if edges else text
 
 
 BAND = "mean over seeds, band: their min to max"  # what :func:`band` draws, for captions

@@ -12,9 +12,10 @@ import dataclasses
 import numpy as np
 
 from shorthorizon.offline_problem import OfflineConfig, optimizer_text, with_family
-from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
+from shorthorizon.report.figures import BAND, band, box_warnings, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
+from shorthorizon.stats import log_interval
 
 # Paper Section 3.2: decay exponent ratio between T=100 and T=20k, and the final training
 # loss ratio of their schedules over 20k steps on MNIST (Figures 5-6).
@@ -43,7 +44,8 @@ def is_paper_horizons(config) -> bool:
 
 def plot(run_dir: RunDir) -> None:
     """Figure 5: per horizon, seed 0's surface and SMD trajectories, and every seed's fit;
-    Figure 6: each horizon's long runs (over seeds: mean and band)."""
+    Figure 6: each horizon's long runs (over seeds: mean and band) and its final training loss
+    over the longest horizon's within each seed (seeds as points, mean and 95% interval)."""
     plt = pyplot()
 
     surface, smd = (run_dir.load_curves(n) for n in ("surface", "smd"))
@@ -78,12 +80,29 @@ def plot(run_dir: RunDir) -> None:
     run_dir.save_figure(fig, "figure5_surface")
 
     long = [run_dir.load_curves(seed_name("long_runs", k)) for k in range(len(seeds))]
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    fig, (ax_loss, ax_err, ax_ratio) = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
     for i, h in enumerate(horizons):
         for ax, key in ((ax_loss, "train_loss"), (ax_err, "test_error")):
             band(ax, long[0]["step"], [c[key][i] for c in long], label=f"fitted at T = {h}")
+        # the number the verdicts are about: each seed's final loss over its own longest horizon's
+        ratios = [seed["horizons"][str(h)]["final_train_loss"] / seed["horizons"][str(horizons[-1])]["final_train_loss"]
+                  if None not in (seed["horizons"][str(h)]["final_train_loss"],
+                                  seed["horizons"][str(horizons[-1])]["final_train_loss"]) else np.nan
+                  for seed in seeds]
+        if np.isfinite(ratios).any():
+            ax_ratio.plot([h] * len(ratios), ratios, ".", color="0.5")
+        stat = log_interval(ratios)
+        if stat["mean"] is not None:
+            err = None if stat["low"] is None else [[stat["mean"] - stat["low"]], [stat["high"] - stat["mean"]]]
+            ax_ratio.errorbar([h], [stat["mean"]], yerr=err, fmt="o", color=f"C{i}", capsize=4)
     ax_loss.set(yscale="log", xlabel="step", ylabel="training loss")
     ax_err.set(xlabel="step", ylabel="test error")
+    if ax_ratio.has_data():
+        ax_ratio.axhline(1, color="black", lw=0.8)
+        ax_ratio.set(xscale="log", yscale="log")
+    else:
+        ax_ratio.text(0.5, 0.5, "every long run diverged", ha="center", transform=ax_ratio.transAxes)
+    ax_ratio.set(xlabel="horizon T fitted at", ylabel=f"final training loss / T = {horizons[-1]}'s (within seed)")
     ax_loss.legend()
     over = f" ({len(seeds)} seeds: {BAND})" if len(seeds) > 1 else ""
     fig.suptitle(f"Training with each horizon's fitted schedule{over} (Figure 6)")
@@ -110,6 +129,11 @@ def section(run_dir: RunDir, prefix: str, paper: bool) -> str:
         f"| {h}{' (diverged)' if v['diverged'] else ''} | {fmt(v['lr0'])} | "
         f"{fmt(v['decay_exponent'])} | {fmt(v['meta_objective'], '.4f')} | {fmt(v['final_train_loss'], '.4f')} | "
         f"{fmt(v['final_test_error'], '.4f')} |" for h, v in s["horizons"].items())
+    seeds = s.get("per_seed", [s])
+    warning = box_warnings([f"T={h}, seed {k}: {v['widened']}" for k, seed in enumerate(seeds)
+                            for h, v in seed["horizons"].items() if v.get("widened")],
+                           [line for seed in seeds for v in seed["horizons"].values() for line in v.get("at_edge", [])],
+                           config.get("widen", 0))
     shortest, longest = list(s["horizons"])[0], list(s["horizons"])[-1]
     decay, loss = fmt(s['decay_exponent_ratio']), fmt(s['final_train_loss_ratio'])
     seed = " (seed 0)" if s.get("seeds", 1) > 1 else ""
@@ -136,7 +160,7 @@ Dataset: **{s['dataset']}**. An inverse-time schedule lr_t = lr0 (1 + t/{config[
 {rows}
 
 {ratios}
-
+{warning}
 {seeds_table(s)}
 ![Figure 5: surface and SMD trajectories]({prefix}figure5_surface.png)
 
