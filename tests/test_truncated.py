@@ -5,6 +5,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from shorthorizon import config as configlib
@@ -73,6 +74,10 @@ def test_every_fit_spends_the_same_budget_and_is_judged_by_the_loss_at_T(run, st
         # whole meta-steps within the budget: at most one meta-step's cost (K x particles x 2) short
         assert 400 - 10 * 2 * 2 < fit["inner_steps"] <= 400, name
         assert 1e-3 <= fit["lr0"] <= 10**-0.3 and 1e-2 <= fit["decay_exponent"] <= 10**2.3
+        # a line per value within 0.05 decades of a bound of the box
+        near = [abs(np.log10(fit[k] / bound)) < 0.05 for k, box in (("lr0", (1e-3, 10**-0.3)),
+                                                                    ("decay_exponent", (1e-2, 10**2.3))) for bound in box]
+        assert len(fit["at_edge"]) == sum(near), name
         # the yardstick is the long run's loss at T, stored with the fit's curves
         curves = RunDir(out).load_curves(f"fit_{name}")
         assert curves["step"][-1] == 40 and curves["train_loss"][-1] == pytest.approx(fit["final_train_loss"])

@@ -26,6 +26,7 @@ training it once more.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import jax
@@ -33,7 +34,8 @@ import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
-from shorthorizon.experiments.pipeline import Sweep, announce, long_run_unit, meta_steps_bar, problem, refine_unit
+from shorthorizon.experiments.pipeline import (Sweep, announce, edge_lines, long_run_unit, meta_steps_bar, problem,
+                                               refine_unit)
 from shorthorizon.offline_problem import (OfflineConfig, lr0_named, resolve_dataset, surface_points, validate_problem,
                                            with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -201,15 +203,18 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
         for n, f in fits[k].items():
             run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(n, {}),
                                 **{key: v for key, v in lr0_named(f).items() if key in ("lr0", "decay_exponent", "inner_steps")})
-        per_seed.append(_summary(s, fits[k], long[k]))
+        per_seed.append(_summary(s, k, fits[k], long[k]))
+        for line in (line for e in per_seed[-1]["estimators"].values() for line in e["at_edge"]):
+            print(f"[{NAME}] {line}", file=sys.stderr)
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
     return summary
 
 
-def _summary(config: Config, fits: dict, long: dict) -> dict:
+def _summary(config: Config, seed: int, fits: dict, long: dict) -> dict:
     """``estimators``: one entry per fit (what it fitted and how it did, meta-steps, the ratios to
-    the reference); numbers that are not finite are written as null."""
+    the reference, and where it ended at an edge of the box: SMD keeps every fit inside it, so a
+    fit there may be held back by it); numbers that are not finite are written as null."""
     entries = {}
     for n, f in fits.items():
         run = long.get(n)
@@ -225,6 +230,8 @@ def _summary(config: Config, fits: dict, long: dict) -> dict:
             "inner_steps": int(f["inner_steps"]), "meta_steps": int(f["meta_steps"]),
             "wall_time_s": float(f["wall_time_s"]),
             **({"clipped_fraction": float(f["clipped_fraction"])} if "clipped_fraction" in f else {}),
+            "at_edge": edge_lines(config, n, seed, {k: float(f[k][-1]) for k in ("lr", "decay_exponent")})
+            if np.isfinite(f["lr"][-1]) and np.isfinite(f["decay_exponent"][-1]) else [],
         }
     ref = entries[REFERENCE]
     for e in entries.values():

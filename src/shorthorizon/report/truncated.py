@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shorthorizon.report.figures import BAND, band, pyplot, seeds_table, surface_panel
+from shorthorizon.report.figures import BAND, band, box_warnings, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
 
@@ -81,7 +81,8 @@ another in one process.
 | fit{seed} | objective | lr0 | decay exponent | train loss at T | mean train loss | test error | inner steps / meta-steps | wall s |
 |---|---|---|---|---|---|---|---|---|
 {rows}
-
+{box_warnings([], [line for seed in s.get("per_seed", [s]) for e in seed["estimators"].values()
+                   for line in e.get("at_edge", [])], 0)}
 {seeds_table(s)}
 ![fitted schedules on the surface of horizon T, and their paths]({prefix}fits.png)
 
