@@ -146,6 +146,28 @@ def test_the_identified_span_of_a_bowl_in_one_coordinate_flat_in_the_other():
     assert spans["momentum"].fraction == pytest.approx(1.0)
 
 
+def test_sparse_samples_of_a_diagonal_valley_identify_neither_value():
+    """A valley along log10 lr = log10 decay / 2 - 1.5 across the paper's box, nearly flat along
+    it (f = 1 + (x - y/2 + 1.5)^2 + 1e-4 (y - 1)^2): a larger lr0 with a faster decay scores the
+    same. Of 48 log-uniform samples (and the optimum), the few inside the 1% band span under half
+    of either box, but the profile (worked by hand: (H^-1)_yy = 1 / (2e-4), a half-width of
+    sqrt(0.02 / 2e-4) = 10 decades; x's 5) reaches both boxes' bounds: neither is identified."""
+    from shorthorizon import optim
+    from shorthorizon.experiments.pipeline import Candidates
+    from shorthorizon.stats import MOST_OF_THE_BOX, identified_range
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([[-1.0], rng.uniform(-3, -0.3, 48)])
+    y = np.concatenate([[1.0], rng.uniform(-2, 2.3, 48)])
+    loss = 1 + (x - y / 2 + 1.5) ** 2 + 1e-4 * (y - 1) ** 2
+    fitted = optim.LogSpace((("lr", 1e-3, 10**-0.3), ("decay_exponent", 1e-2, 10**2.3)))
+    spans = Candidates({"lr": 10**x, "decay_exponent": 10**y}, loss).identified(fitted, 0.01)
+    assert identified_range(10**y, loss, 0.01, box=(1e-2, 10**2.3)).fraction < MOST_OF_THE_BOX
+    assert identified_range(10**x, loss, 0.01, box=(1e-3, 10**-0.3)).fraction < MOST_OF_THE_BOX
+    for name, low, high in fitted.ranges:
+        assert (spans[name].low, spans[name].high, spans[name].fraction) == pytest.approx((low, high, 1.0)), name
+
+
 def test_a_fit_at_the_edge_of_the_box_is_flagged_with_the_key_that_widens_it(data, tmp_path, capsys):
     """A value within 0.05 decades of a bound is flagged, naming the bound and the key that
     widens the box; one well inside is not. End to end, a box narrower than that puts every

@@ -11,7 +11,7 @@ from scipy import stats
 from shorthorizon.nqm import NQM
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, to_raw
 from shorthorizon.stats import (MOST_OF_THE_BOX, identified_fraction, identified_range, interval, log_interval,
-                                over_seeds, rank_agreement, shortest_safe_horizon)
+                                over_seeds, profile_halfwidths, rank_agreement, shortest_safe_horizon)
 
 REPEATS = 2000  # binomial standard error of a 95% coverage: 0.0049
 
@@ -103,6 +103,28 @@ def test_the_identified_range_is_the_bowls_tolerance_band_and_the_whole_flat_axi
     assert identified_range(A, BOWL, 0.01).fraction is None
     # a 5% tolerance: |log10 a + 1.5| <= sqrt(0.05) = 0.2236, grid points to +-0.20
     assert identified_range(A, BOWL, 0.05)[:2] == pytest.approx((10.0 ** -1.7, 10.0 ** -1.3), rel=1e-12)
+
+
+def test_the_profile_of_a_bowl_flat_in_one_coordinate_and_of_a_diagonal_valley():
+    """Worked by hand, 1% tolerance, best 1 (the optimum is a sample):
+    - f = 1 + (x - 0.5)^2, flat in y: H = diag(2, 0), so x's profile band is sqrt(2 0.01 1 / 2)
+      = 0.1 wide on each side, and y's is unbounded;
+    - the valley f = 1 + (x - y)^2 + 0.01 (x + y)^2: H = 2 [[1.01, -0.99], [-0.99, 1.01]],
+      (H^-1)_xx = 1.01 / (2 (1.01^2 - 0.99^2)) = 12.625, so both profiles reach
+      sqrt(2 0.01 12.625) = 0.50249 from the best, while the 40 samples spread over the square
+      that lie within 1% span less than a fifth of that band.
+    Too few finite points (fewer than twice the model's 6 coefficients) give no model."""
+    rng = np.random.default_rng(0)
+    xy = np.vstack([[0.5, 0.5], rng.uniform(-2, 2, (39, 2))])
+    widths = profile_halfwidths(xy, 1 + (xy[:, 0] - 0.5) ** 2, 0.01)
+    assert widths[0] == pytest.approx(0.1, rel=1e-6) and widths[1] > 100
+    valley = 1 + (xy[:, 0] - xy[:, 1]) ** 2 + 0.01 * (xy[:, 0] + xy[:, 1] - 1) ** 2
+    assert profile_halfwidths(xy, valley, 0.01) == pytest.approx([math.sqrt(0.2525)] * 2, rel=1e-6)
+    low, high, _ = identified_range(xy[:, 0], valley, 0.01, log=False)
+    assert high - low < 0.2
+    few = np.full(40, np.nan)
+    few[:11] = valley[:11]
+    assert profile_halfwidths(xy, few, 0.01) is None and profile_halfwidths(xy, few + np.inf, 0.01) is None
 
 
 def test_a_negative_best_takes_its_band_from_its_magnitude():

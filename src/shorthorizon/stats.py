@@ -18,7 +18,11 @@ full horizon T; three numbers summarise what the scores say:
 
 - :func:`identified_range`: the span of one hyperparameter's samples that score within a
   relative tolerance of the best, and (:func:`identified_fraction`) the share of the box it
-  spans: a horizon whose objective is flat in a hyperparameter does not identify it.
+  spans: a horizon whose objective is flat in a hyperparameter does not identify it. Samples
+  are sparse: where a valley runs diagonally (a larger lr0 with a faster decay), few of them
+  fall in it, so :func:`profile_halfwidths` adds what a quadratic model of the best samples
+  says: how far each value can move, the others re-optimised, before the objective leaves the
+  tolerance.
 - :func:`rank_agreement`: whether K ranks the configurations as T does (Spearman, Kendall).
 - :func:`shortest_safe_horizon`: the shortest K whose pick costs at most a budget at T, over seeds.
 """
@@ -136,6 +140,58 @@ def identified_range(values: Sequence[float], objective: Sequence[float], tolera
     inside = values[finite & (objective <= best + tolerance * abs(best))]
     low, high = float(inside.min()), float(inside.max())
     return IdentifiedRange(low, high, None if box is None else identified_fraction((low, high), box, log=log))
+
+
+def profile_halfwidths(coords: np.ndarray, objective: Sequence[float], tolerance: float = 0.01,
+                       condition: float = 1e6) -> np.ndarray | None:
+    """Per coordinate (column of ``coords``: n points x d, in the coordinates the box is searched
+    in, log10 of each value), how far from the best point its *profile* (the objective minimised
+    over the other coordinates) stays within the tolerance band of :func:`identified_range`.
+
+    The quadratic model (:func:`quadratic`) through the 2 (1 + d + d(d+1)/2) best finite points,
+    centred on the best, has Hessian H; minimised over the others, coordinate i's profile is a
+    parabola of curvature 1 / (H^-1)_ii (the Schur complement), so, its minimum taken as the
+    best's value b, it stays below b + tolerance |b| within sqrt(2 tolerance |b| (H^-1)_ii).
+    Eigenvalues of H below 1/``condition`` of the largest (a flat or curving-down direction,
+    noise included) count as 1/``condition`` of it: every coordinate such a direction moves gets
+    a half-width far beyond any box. None where fewer finite points than twice the model's
+    coefficients or where those points do not determine it (all on one line, say); inf
+    everywhere where no eigenvalue is positive."""
+    coords, objective = np.asarray(coords, float), np.asarray(objective, float)
+    d = coords.shape[1]
+    finite = np.flatnonzero(np.isfinite(objective))
+    if len(finite) < 2 * (1 + d + d * (d + 1) // 2):
+        return None
+    fitted = finite[np.argsort(objective[finite], kind="stable")][:2 * (1 + d + d * (d + 1) // 2)]
+    centred = coords[fitted] - coords[fitted[0]]
+    if np.linalg.matrix_rank(_features(centred)) < 1 + d + d * (d + 1) // 2:  # e.g. all on one line
+        return None
+    _, hessian = quadratic(centred, objective[fitted])
+    values, vectors = np.linalg.eigh(hessian)
+    if values.max() <= 0:
+        return np.full(d, np.inf)
+    inverse = (vectors ** 2) @ (1 / np.maximum(values, values.max() / condition))
+    return np.sqrt(2 * tolerance * abs(objective[fitted[0]]) * inverse)
+
+
+def _features(points: np.ndarray) -> np.ndarray:
+    """The quadratic's features of each row of ``points``: 1, the coordinates, their products."""
+    d = points.shape[1]
+    return np.column_stack([np.ones(len(points)), points]
+                           + [points[:, i] * points[:, j] for i in range(d) for j in range(i, d)])
+
+
+def quadratic(points: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and Hessian at the origin of the least-squares quadratic through ``losses`` at
+    the rows of ``points``: 1 + d + d(d+1)/2 coefficients, at least as many rows."""
+    d = points.shape[1]
+    pairs = [(i, j) for i in range(d) for j in range(i, d)]
+    coef = np.linalg.lstsq(_features(points), losses, rcond=None)[0]
+    hessian = np.zeros((d, d))
+    for c, (i, j) in zip(coef[1 + d:], pairs):
+        hessian[i, j] += c
+        hessian[j, i] += c  # the diagonal gets 2 c: the second derivative of c x²
+    return coef[1:1 + d], hessian
 
 
 def identified_fraction(span: tuple[float, float], box: tuple[float, float], *, log: bool = True) -> float:

@@ -20,8 +20,9 @@ Every fit is found the pipeline's way (:mod:`shorthorizon.experiments.pipeline`)
 samples of the box scored at every horizon, a zoom around the best, an SMD refinement where a
 meta-step is affordable; it is then trained for T steps and judged there (training loss on the
 fixed evaluation batches, test error). Each fit also says what its horizon *can* identify: the
-span of the samples within ``tolerance`` of its best (a value whose span covers most of the
-box is "not identified at K", never a ratio), and how far the loss at K ranks the box's samples
+span of the values within ``tolerance`` of its best, sampled or by a quadratic model's profile
+(:meth:`~shorthorizon.experiments.pipeline.Candidates.identified`; a value whose span covers
+most of the box is "not identified at K", never a ratio), and how far the loss at K ranks the box's samples
 as the loss at T does (Spearman and Kendall). Seeds differ in initialization, batches and
 samples; every ratio short/reference is taken within a seed, then summarised with its 95%
 interval (:mod:`shorthorizon.stats`).

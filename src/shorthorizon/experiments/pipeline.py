@@ -29,7 +29,7 @@ from shorthorizon.meta import search
 from shorthorizon.offline_problem import OfflineConfig, OfflineFit, best, space, surface_points, zoom_points
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_seeded
-from shorthorizon.stats import identified_range
+from shorthorizon.stats import IdentifiedRange, identified_fraction, identified_range, profile_halfwidths
 
 # A run whose training loss is not finite, or exceeds this multiple of its initial loss at any
 # curve point, diverged: on the paper's MLP the loss after the warm start is ~0.5 and chance
@@ -76,17 +76,27 @@ class Candidates:
         return float(finite.min()) if finite.size else float("nan")
 
     def identified(self, fitted: optim.LogSpace, tolerance: float) -> dict:
-        """Per hyperparameter of ``fitted``, the span of the points whose objective is within
-        ``tolerance`` (relative) of the best and the share of its box it covers, in the space's
-        coordinate (log(1 − μ) for a momentum): :func:`~shorthorizon.stats.identified_range`;
+        """Per hyperparameter of ``fitted``, the range its objective cannot tell apart from the
+        best and the share of its box it covers, in the space's coordinate (log10 of the value,
+        of 1 − μ for a momentum): the span of the points within ``tolerance`` (relative) of the
+        best (:func:`~shorthorizon.stats.identified_range`), extended, inside the box, to the
+        quadratic model's profile band around the best (:func:`~shorthorizon.stats.profile_halfwidths`);
         None where every point diverged."""
+        flip = [name in optim.COMPLEMENTED for name, *_ in fitted.ranges]
+        coords = np.column_stack([np.log10(1 - self.points[name] if f else self.points[name])
+                                  for (name, *_), f in zip(fitted.ranges, flip)])
+        widths = profile_halfwidths(coords, self.loss, tolerance)
         out = {}
-        for name, low, high in fitted.ranges:
-            if name in optim.COMPLEMENTED:
-                span = identified_range(1 - self.points[name], self.loss, tolerance, box=(1 - high, 1 - low))
-                out[name] = span and span._replace(low=1 - span.high, high=1 - span.low)
-            else:
-                out[name] = identified_range(self.points[name], self.loss, tolerance, box=(low, high))
+        for i, ((name, low, high), f) in enumerate(zip(fitted.ranges, flip)):
+            box = np.log10((1 - high, 1 - low) if f else (low, high))
+            span = identified_range(coords[:, i], self.loss, tolerance, box=tuple(box), log=False)
+            if span and widths is not None:
+                center = coords[best(self.loss)[0], i]
+                low_, high_ = (min(span.low, max(box[0], center - widths[i])),
+                               max(span.high, min(box[1], center + widths[i])))
+                span = IdentifiedRange(low_, high_, identified_fraction((low_, high_), tuple(box), log=False))
+            out[name] = span and (span._replace(low=1 - 10 ** span.high, high=1 - 10 ** span.low) if f else
+                                  span._replace(low=10 ** span.low, high=10 ** span.high))
         return out
 
 

@@ -60,6 +60,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from shorthorizon import optim
+from shorthorizon.stats import quadratic
 
 RADIUS = 0.15  # initial trust radius in unit coordinates (~0.4 decades of the paper's lr box)
 FIT = 12  # best points the quadratic is fitted to (twice its 6 coefficients in 2 dimensions)
@@ -158,20 +159,6 @@ def init(space: optim.LogSpace, seed: int | Sequence[int], start_points: Mapping
     return SearchState(names=names, low=low, high=high, seed=np.atleast_1d(np.asarray(seed, np.int64)),
                        population=np.asarray(population, np.int64), generation=np.asarray(0, np.int64),
                        points=unit, losses=losses, radius=np.asarray(radius, float))
-
-
-def quadratic(unit: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient and Hessian at the origin of the least-squares quadratic through ``losses`` at
-    the rows of ``unit``: 1 + d + d(d+1)/2 coefficients, at least as many rows."""
-    d = unit.shape[1]
-    pairs = [(i, j) for i in range(d) for j in range(i, d)]
-    features = np.column_stack([np.ones(len(unit)), unit] + [unit[:, i] * unit[:, j] for i, j in pairs])
-    coef = np.linalg.lstsq(features, losses, rcond=None)[0]
-    hessian = np.zeros((d, d))
-    for c, (i, j) in zip(coef[1 + d:], pairs):
-        hessian[i, j] += c
-        hessian[j, i] += c  # the diagonal gets 2 c: the second derivative of c x²
-    return coef[1:1 + d], hessian
 
 
 def _proposal(state: SearchState) -> tuple[np.ndarray, np.ndarray]:

@@ -90,7 +90,7 @@ def findings(s: dict) -> list[str]:
                     lines.append(f"{n}: every fit diverged")
                 elif n in row["not_identified"]:
                     shares = ", ".join(fmt(x, ".0%") for x in span["fraction_of_box"])
-                    lines.append(f"{n} is **not identified** at K = {k}: the samples within {s['tolerance']:.0%} of the "
+                    lines.append(f"{n} is **not identified** at K = {k}: the values within {s['tolerance']:.0%} of the "
                                  f"best span {shares} of its box (by seed), so no ratio is claimed")
                 else:
                     lines.append(f"{n} comes out {interval_text(ratio)}x the full run's ({row['verdict'][n]})")
@@ -126,8 +126,8 @@ Task **{s['task']}** on **{s['dataset']}**, {optimizer_text(config)}; schedule *
 {', '.join(names)}. Each of {s['seeds']} seeds fits them for the training loss after T = {s['horizon']} steps (the
 reference) and as a practitioner would from K-step trials under each protocol, from a shared
 {config['warm_start_steps']}-step warm start, then trains every pick for T steps. Cells: mean over seeds and
-{s['interval']}. "n.i.": not identified at that horizon (the samples within {s['tolerance']:.0%} of its best cover
-most of the box).
+{s['interval']}. "n.i.": not identified at that horizon (the values within {s['tolerance']:.0%} of its best, sampled or by the
+quadratic model's profile through the best samples, cover most of the box).
 
 {chr(10).join(findings(s))}
 
