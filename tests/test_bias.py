@@ -151,7 +151,8 @@ def test_sparse_samples_of_a_diagonal_valley_identify_neither_value():
     it (f = 1 + (x - y/2 + 1.5)^2 + 1e-4 (y - 1)^2): a larger lr0 with a faster decay scores the
     same. Of 48 log-uniform samples (and the optimum), the few inside the 1% band span under half
     of either box, but the profile (worked by hand: (H^-1)_yy = 1 / (2e-4), a half-width of
-    sqrt(0.02 / 2e-4) = 10 decades; x's 5) reaches both boxes' bounds: neither is identified."""
+    sqrt(0.02 / 2e-4) = 10 decades; x's 5), cut to the reach of the 12 best samples it is fitted
+    to, spans most of both: neither is identified."""
     from shorthorizon import optim
     from shorthorizon.experiments.pipeline import Candidates
     from shorthorizon.stats import MOST_OF_THE_BOX, identified_range
@@ -164,8 +165,7 @@ def test_sparse_samples_of_a_diagonal_valley_identify_neither_value():
     spans = Candidates({"lr": 10**x, "decay_exponent": 10**y}, loss).identified(fitted, 0.01)
     assert identified_range(10**y, loss, 0.01, box=(1e-2, 10**2.3)).fraction < MOST_OF_THE_BOX
     assert identified_range(10**x, loss, 0.01, box=(1e-3, 10**-0.3)).fraction < MOST_OF_THE_BOX
-    for name, low, high in fitted.ranges:
-        assert (spans[name].low, spans[name].high, spans[name].fraction) == pytest.approx((low, high, 1.0)), name
+    assert all(span.fraction >= MOST_OF_THE_BOX for span in spans.values()), spans
 
 
 def test_a_fit_at_the_edge_of_the_box_is_flagged_with_the_key_that_widens_it(data, tmp_path, capsys):

@@ -108,18 +108,25 @@ def test_the_identified_range_is_the_bowls_tolerance_band_and_the_whole_flat_axi
 def test_the_profile_of_a_bowl_flat_in_one_coordinate_and_of_a_diagonal_valley():
     """Worked by hand, 1% tolerance, best 1 (the optimum is a sample):
     - f = 1 + (x - 0.5)^2, flat in y: H = diag(2, 0), so x's profile band is sqrt(2 0.01 1 / 2)
-      = 0.1 wide on each side, and y's is unbounded;
+      = 0.1 wide on each side, and y's is unbounded, cut to the fitted points' reach;
     - the valley f = 1 + (x - y)^2 + 0.01 (x + y)^2: H = 2 [[1.01, -0.99], [-0.99, 1.01]],
       (H^-1)_xx = 1.01 / (2 (1.01^2 - 0.99^2)) = 12.625, so both profiles reach
       sqrt(2 0.01 12.625) = 0.50249 from the best, while the 40 samples spread over the square
-      that lie within 1% span less than a fifth of that band.
+      that lie within 1% span less than a fifth of that band;
+    - a wide bowl, 0.001 (x^2 + y^2) + 1: its band, sqrt(10), is cut to the fitted points' reach.
     Too few finite points (fewer than twice the model's 6 coefficients) give no model."""
     rng = np.random.default_rng(0)
     xy = np.vstack([[0.5, 0.5], rng.uniform(-2, 2, (39, 2))])
-    widths = profile_halfwidths(xy, 1 + (xy[:, 0] - 0.5) ** 2, 0.01)
-    assert widths[0] == pytest.approx(0.1, rel=1e-6) and widths[1] > 100
+    bowl = 1 + (xy[:, 0] - 0.5) ** 2
+    widths = profile_halfwidths(xy, bowl, 0.01)
+    reach = np.abs(xy[np.argsort(bowl)[:12]] - 0.5).max(0)  # of the 12 points the model is fitted to
+    assert widths[0] == pytest.approx(0.1, rel=1e-6) and widths[1] == reach[1] > 1
     valley = 1 + (xy[:, 0] - xy[:, 1]) ** 2 + 0.01 * (xy[:, 0] + xy[:, 1] - 1) ** 2
     assert profile_halfwidths(xy, valley, 0.01) == pytest.approx([math.sqrt(0.2525)] * 2, rel=1e-6)
+    # no extrapolation: the 12 points nearest a wide bowl's bottom reach ~0.5, less than its band
+    wide = 1 + 0.001 * ((xy[:, 0] - 0.5) ** 2 + (xy[:, 1] - 0.5) ** 2)
+    reach = np.abs(xy[np.argsort(wide)[:12]] - 0.5).max(0)
+    assert profile_halfwidths(xy, wide, 0.01) == pytest.approx(reach) and (reach < math.sqrt(10)).all()
     low, high, _ = identified_range(xy[:, 0], valley, 0.01, log=False)
     assert high - low < 0.2
     few = np.full(40, np.nan)

@@ -154,9 +154,11 @@ def profile_halfwidths(coords: np.ndarray, objective: Sequence[float], tolerance
     best's value b, it stays below b + tolerance |b| within sqrt(2 tolerance |b| (H^-1)_ii).
     Eigenvalues of H below 1/``condition`` of the largest (a flat or curving-down direction,
     noise included) count as 1/``condition`` of it: every coordinate such a direction moves gets
-    a half-width far beyond any box. None where fewer finite points than twice the model's
-    coefficients or where those points do not determine it (all on one line, say); inf
-    everywhere where no eigenvalue is positive."""
+    a long half-width (every one, where no eigenvalue is positive). The model interpolates,
+    never extrapolates: a half-width is at most the distance from the best to the farthest of
+    the points it was fitted to, in that coordinate (a noisy curvature near 0 would otherwise
+    call the whole box alike). None where fewer finite points than twice the model's
+    coefficients or where those points do not determine it (all on one line, say)."""
     coords, objective = np.asarray(coords, float), np.asarray(objective, float)
     d = coords.shape[1]
     finite = np.flatnonzero(np.isfinite(objective))
@@ -169,9 +171,9 @@ def profile_halfwidths(coords: np.ndarray, objective: Sequence[float], tolerance
     _, hessian = quadratic(centred, objective[fitted])
     values, vectors = np.linalg.eigh(hessian)
     if values.max() <= 0:
-        return np.full(d, np.inf)
+        return np.abs(centred).max(0)
     inverse = (vectors ** 2) @ (1 / np.maximum(values, values.max() / condition))
-    return np.sqrt(2 * tolerance * abs(objective[fitted[0]]) * inverse)
+    return np.minimum(np.sqrt(2 * tolerance * abs(objective[fitted[0]]) * inverse), np.abs(centred).max(0))
 
 
 def _features(points: np.ndarray) -> np.ndarray:
