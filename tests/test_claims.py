@@ -29,6 +29,29 @@ def test_a_verdict_follows_the_rule(number, above, expected):
     assert claims.verdict(claims.Evidence(number, 1.0, above=above))[1] == expected
 
 
+@pytest.mark.parametrize("shares, expected", [
+    ((0.9, 0.6, 0.1), claims.NOT_IDENTIFIED),  # two of three seeds: at least half the box
+    ((0.9, 0.1, 0.1), claims.OPEN),  # identified in most seeds: the interval decides
+    ((0.9, None, 0.1), claims.OPEN),  # a seed whose samples all diverged counts as identified nowhere
+])
+def test_a_decay_ratio_the_short_horizon_cannot_see_is_not_identified_whatever_its_number(shares, expected):
+    """The offline decay-exponent claim reads, before its number, what the shortest horizon's
+    samples identify: seeds 48.7, 0.311, 28.7 (an interval straddling 1) are *not identified*
+    where most seeds' identified range spans at least half of the decay exponent's box."""
+    def seed(share):
+        span = None if share is None else {"low": 0.1, "high": 10.0, "fraction_of_box": share}
+        return {"horizons": {"100": {"identified": {"decay_exponent": span}},
+                             "3000": {"identified": {"decay_exponent": {"fraction_of_box": 0.1}}}}}
+
+    summary = {"per_seed": [seed(x) for x in shares], "intervals": {"decay_exponent_ratio": log_interval([48.7, 0.311, 28.7])}}
+    row = next(r for r in claims.table({"offline": (summary, {"horizons": [100, 3000]})})
+               if r["claim"].startswith("Offline: a short horizon picks a faster decay"))
+    assert row["verdict"] == expected
+    if expected == claims.NOT_IDENTIFIED:
+        assert row["ours"] == "not identified at T = 100: the values within the tolerance of its best span 90%, 60%, " \
+                              "10% of the box (by seed)"
+
+
 def test_the_threshold_itself_counts_only_where_inclusive():
     assert claims.verdict(claims.Evidence(1.0, 1.0, exact=True))[1] == claims.FAILS
     assert claims.verdict(claims.Evidence(1.0, 1.0, exact=True, inclusive=True))[1] == claims.HOLDS

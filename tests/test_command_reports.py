@@ -56,7 +56,7 @@ def test_a_command_writes_its_report_with_its_claims_and_section(tmp_path, capsy
     assert [r[0] for r in rows] == [f"{text} ([nqm](#nqm))" for text in mine] and '<a id="nqm"></a>' in report
     for claim, paper, ours, against, verdict in rows:
         assert ours and ours != "—" and against != "—", claim
-        assert verdict.strip("*") in (claims.HOLDS, claims.FAILS, claims.OPEN), claim
+        assert verdict.strip("*") in (claims.HOLDS, claims.FAILS, claims.OPEN, claims.NOT_IDENTIFIED), claim
     stored = json.loads((out / "claims.json").read_text())
     assert [(r["claim"], r["ours"], f"**{r['verdict']}**") for r in stored["claims"]] == [
         (text, row[2], row[4]) for text, row in zip(mine, rows)]

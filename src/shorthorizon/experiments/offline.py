@@ -20,7 +20,7 @@ from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, 
 from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.experiments.pipeline import (Candidates, Sweep, announce, box_text, diverged, edge_lines,
                                                long_run_unit, problem, refine_unit, zoom_unit)
-from shorthorizon.offline_problem import (OfflineConfig, best, lr0_named, resolve_dataset, surface_points,
+from shorthorizon.offline_problem import (OfflineConfig, best, lr0_named, resolve_dataset, space, surface_points,
                                            validate_problem, with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
@@ -57,6 +57,7 @@ class Config(OfflineConfig):
     # rounds of moving a bound that a horizon's fit lands at zoom_width decades out and zooming
     # there again (zoom_samples > 1)
     widen: int = key(2, NONNEGATIVE)
+    tolerance: float = key(0.01, POSITIVE)  # identified range: objective within this fraction of the horizon's best
     # > 0: each horizon without meta-steps takes that many generations of the adaptive search
     # (meta.search) from the surface instead of the zoom
     generations: int = key(0, NONNEGATIVE)
@@ -241,7 +242,9 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     per_seed = []
     for k, (s, (objectives, best_restart, fitted)) in enumerate(zip(seeds, chosen)):
         _save_curves(run_dir, k, s, surface_loss[k], fits[k], zooms[k], best_restart, long[k])
-        per_seed.append(_summary(s, k, horizons, objectives, fitted, long[k], boxes[k]))
+        spans = {h: (sampled[k][h] + zooms[k][h] if h in zooms[k] else sampled[k][h]).identified(space(s), s.tolerance)
+                 for h in horizons}
+        per_seed.append(_summary(s, k, horizons, objectives, fitted, long[k], boxes[k], spans))
         for row in per_seed[-1]["horizons"].values():
             for line in row["at_edge"]:
                 print(f"[{NAME}] {line}", file=sys.stderr)
@@ -352,10 +355,13 @@ def _padded(rows: list[list]) -> np.ndarray:
     return out[..., 0] if all(np.ndim(a) == 0 for row in rows for a in row) else out
 
 
-def _summary(config: Config, seed: int, horizons, objectives, fitted, long, boxes: dict) -> dict:
+def _summary(config: Config, seed: int, horizons, objectives, fitted, long, boxes: dict, spans: dict) -> dict:
     """Headline numbers. ``diverged`` marks a horizon whose every SMD restart diverged
     (non-finite objective; no long run then) or whose long run did (:func:`~shorthorizon.experiments.pipeline.diverged`:
-    not finite, or 10x its start): its numbers at the end are null, never a loss to take a ratio of."""
+    not finite, or 10x its start): its numbers at the end are null, never a loss to take a ratio of.
+    ``identified``: per fitted value, the range the horizon's samples (surface and zoom) cannot tell
+    apart from their best (:meth:`~shorthorizon.experiments.pipeline.Candidates.identified`), and
+    the share of the box it spans."""
     def numbers(h) -> dict:
         if h not in fitted:
             return {**dict.fromkeys(("lr0", "decay_exponent", "meta_objective", "final_train_loss",
@@ -372,6 +378,9 @@ def _summary(config: Config, seed: int, horizons, objectives, fitted, long, boxe
         row = numbers(h)
         per_horizon[str(h)] = {**row, "diverged": not math.isfinite(row["final_train_loss"]),
                                "widened": box_text(boxes[h]) if boxes[h] != config else None,
+                               "identified": lr0_named({n: span and {"low": span.low, "high": span.high,
+                                                                     "fraction_of_box": span.fraction}
+                                                        for n, span in spans[h].items()}),
                                "diverged_restarts": np.flatnonzero(~np.isfinite(objectives[h])).tolist()}
     short, longest = per_horizon[str(horizons[0])], per_horizon[str(horizons[-1])]
     return {"dataset": config.dataset, "long_horizon": horizons[-1], "horizons": per_horizon,

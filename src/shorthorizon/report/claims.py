@@ -26,18 +26,21 @@ from typing import Callable, Mapping, NamedTuple
 from shorthorizon.report.figures import interval_text
 from shorthorizon.report.offline import PAPER_DECAY_EXPONENT_RATIO, PAPER_TRAIN_LOSS_RATIO, is_paper_horizons
 from shorthorizon.results import fmt
-from shorthorizon.stats import log_interval, lookup
+from shorthorizon.stats import MOST_OF_THE_BOX, log_interval, lookup
 
 RULE = ("A claim *holds* when its number's 95% interval over seeds (Student t; by logs for ratios) lies "
         "wholly on the claim's side of its threshold, *does not hold* when it lies wholly on the other, and is "
         "*inconclusive* when it straddles it; an exact number (the NQM's, computed) or a single seed's is judged "
         "by its value. The state is read before the number: a claim that an instability supports (\"... or "
         "unstable\") *holds* where a run diverged, whatever the number it left. *Not comparable*: the experiment "
-        "did not run, or its number is missing or diverged. The "
+        "did not run, or its number is missing or diverged. *Not identified*: the claim is about a fitted value "
+        "that its horizon cannot see (in most seeds, the values scoring within the tolerance of that horizon's "
+        "best span at least half of the box), so where the fit landed is noise, whatever the number. The "
         "threshold is the paper's number where the claim is a magnitude the paper reports (the offline ratios) and "
         "the configuration is the paper's, else the claim's direction; the paper column shows the paper's number "
         "wherever the configuration is the paper's.")
 HOLDS, FAILS, OPEN, NOT_COMPARABLE = "holds", "does not hold", "inconclusive", "not comparable"
+NOT_IDENTIFIED = "not identified"
 
 
 class Evidence(NamedTuple):
@@ -52,6 +55,7 @@ class Evidence(NamedTuple):
     exact: bool = False
     inclusive: bool = False
     unstable: float | Mapping | None = None  # a claim that an instability supports: the diverged fraction
+    unseen: str = ""  # where the value the claim is about is not identified: what its horizon saw
 
     def side(self, x: float) -> bool:
         if x == self.threshold:
@@ -80,6 +84,8 @@ def verdict(evidence: Evidence) -> tuple[str, str]:
     unstable = evidence.unstable["mean"] if isinstance(evidence.unstable, Mapping) else evidence.unstable
     if unstable:  # the state before the number: a diverged run's lr at stop says nothing against instability
         return f"diverged ({fmt(unstable, '.0%')} of runs)", HOLDS
+    if evidence.unseen:
+        return evidence.unseen, NOT_IDENTIFIED
     if isinstance(number, Mapping):  # an interval over seeds
         if number["mean"] is None:
             return "diverged", NOT_COMPARABLE
@@ -138,12 +144,26 @@ def _nqm_deterministic(summary, config) -> Evidence:
                     inclusive=True)
 
 
-def _offline(path: str, paper_number: float):
+def _offline(path: str, paper_number: float, value: str | None = None):
+    """The offline ratio at ``path``; with ``value``, a claim about that fitted value at the
+    shortest horizon, not identified where most seeds' identified range there spans at least
+    :data:`~shorthorizon.stats.MOST_OF_THE_BOX` of its box."""
     def evidence(summary, config) -> Evidence:
         paper = is_paper_horizons(config)
         return Evidence(at(summary, path), paper_number if paper else 1.0,
-                        paper=f"> {paper_number:g} (MNIST)" if paper else "")
+                        paper=f"> {paper_number:g} (MNIST)" if paper else "", unseen=value and _unseen(summary, value))
     return evidence
+
+
+def _unseen(summary: Mapping, value: str) -> str:
+    """What the shortest horizon saw of ``value``, where it is not identified (else "")."""
+    seeds = summary.get("per_seed", [summary])
+    shortest = min(seeds[0]["horizons"], key=int)
+    shares = [lookup(s, f"horizons.{shortest}.identified.{value}.fraction_of_box") for s in seeds]
+    if sum(x is not None and x >= MOST_OF_THE_BOX for x in shares) * 2 <= len(seeds):
+        return ""
+    return (f"not identified at T = {shortest}: the values within the tolerance of its best span "
+            + ", ".join("—" if x is None else f"{x:.0%}" for x in shares) + " of the box (by seed)")
 
 
 def _online(kind: str, relation: str):
@@ -208,7 +228,7 @@ CLAIMS = (
     Claim("NQM, deterministic: the greedy schedule is optimal (its loss / the optimized one's)", "nqm",
           _nqm_deterministic),
     Claim("Offline: a short horizon picks a faster decay (decay exponent T_short / T_long)", "offline",
-          _offline("decay_exponent_ratio", PAPER_DECAY_EXPONENT_RATIO)),
+          _offline("decay_exponent_ratio", PAPER_DECAY_EXPONENT_RATIO, "decay_exponent")),
     Claim("Offline: the short horizon's schedule ends the long run behind (final train loss T_short / T_long)",
           "offline", _offline("final_train_loss_ratio", PAPER_TRAIN_LOSS_RATIO)),
     Claim("Online, stochastic lookahead: lr at stop below a tenth of the tuned one (lr ratio)", "online",
