@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import functools
 
 import numpy as np
@@ -169,8 +170,13 @@ def test_cli_end_to_end(tiny, tmp_path, capsys, strict_json, figures_show_their_
     assert set(summary["horizons"]) == {"10"}
     numbers = {"lr0", "decay_exponent", "meta_objective", "final_train_loss", "final_test_error"}
     for fit in summary["horizons"].values():
-        assert set(fit) == numbers | {"diverged", "diverged_restarts", "from_surface", "at_edge", "widened"}
+        assert set(fit) == numbers | {"diverged", "diverged_restarts", "from_surface", "at_edge", "widened",
+                                      "identified"}
         assert 1e-3 <= fit["lr0"] <= 0.5 and 1e-2 <= fit["decay_exponent"] <= 200
+        for name, (low, high) in (("lr0", (1e-3, 10**-0.3)), ("decay_exponent", (1e-2, 10**2.3))):
+            span = fit["identified"][name]  # in the box, its share the log-width it spans
+            assert low * (1 - 1e-6) <= span["low"] <= span["high"] <= high * (1 + 1e-6), name
+            assert span["fraction_of_box"] == pytest.approx(math.log(span["high"] / span["low"]) / math.log(high / low))
         assert np.isfinite([fit[k] for k in numbers]).all()
         assert fit["diverged"] is False and fit["diverged_restarts"] == []
     section = experiment.report(RunDir(out), prefix="offline/")

@@ -158,7 +158,9 @@ def profile_halfwidths(coords: np.ndarray, objective: Sequence[float], tolerance
     never extrapolates: a half-width is at most the distance from the best to the farthest of
     the points it was fitted to, in that coordinate (a noisy curvature near 0 would otherwise
     call the whole box alike). None where fewer finite points than twice the model's
-    coefficients or where those points do not determine it (all on one line, say)."""
+    coefficients, where those points do not determine it (all on one line, say), or where the
+    model misses one of them by more than the band's width (tolerance |b|): over that region
+    the objective is not a quadratic, and its curvatures would say nothing."""
     coords, objective = np.asarray(coords, float), np.asarray(objective, float)
     d = coords.shape[1]
     finite = np.flatnonzero(np.isfinite(objective))
@@ -168,7 +170,9 @@ def profile_halfwidths(coords: np.ndarray, objective: Sequence[float], tolerance
     centred = coords[fitted] - coords[fitted[0]]
     if np.linalg.matrix_rank(_features(centred)) < 1 + d + d * (d + 1) // 2:  # e.g. all on one line
         return None
-    _, hessian = quadratic(centred, objective[fitted])
+    _, hessian, misfit = quadratic(centred, objective[fitted])
+    if misfit > tolerance * abs(objective[fitted[0]]):  # the surface is not a quadratic there
+        return None
     values, vectors = np.linalg.eigh(hessian)
     if values.max() <= 0:
         return np.abs(centred).max(0)
@@ -183,17 +187,20 @@ def _features(points: np.ndarray) -> np.ndarray:
                            + [points[:, i] * points[:, j] for i in range(d) for j in range(i, d)])
 
 
-def quadratic(points: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def quadratic(points: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Gradient and Hessian at the origin of the least-squares quadratic through ``losses`` at
-    the rows of ``points``: 1 + d + d(d+1)/2 coefficients, at least as many rows."""
+    the rows of ``points`` (1 + d + d(d+1)/2 coefficients, at least as many rows), and the
+    largest distance of a loss from it."""
     d = points.shape[1]
     pairs = [(i, j) for i in range(d) for j in range(i, d)]
-    coef = np.linalg.lstsq(_features(points), losses, rcond=None)[0]
+    features = _features(points)
+    coef = np.linalg.lstsq(features, losses, rcond=None)[0]
+    misfit = float(np.abs(features @ coef - losses).max())
     hessian = np.zeros((d, d))
     for c, (i, j) in zip(coef[1 + d:], pairs):
         hessian[i, j] += c
         hessian[j, i] += c  # the diagonal gets 2 c: the second derivative of c x²
-    return coef[1:1 + d], hessian
+    return coef[1:1 + d], hessian, misfit
 
 
 def identified_fraction(span: tuple[float, float], box: tuple[float, float], *, log: bool = True) -> float:

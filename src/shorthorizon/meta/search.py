@@ -171,7 +171,7 @@ def _proposal(state: SearchState) -> tuple[np.ndarray, np.ndarray]:
     best = state.points[fitted[0]]
     if len(fitted) < 1 + d + d * (d + 1) // 2:
         return best, np.eye(d)
-    gradient, hessian = quadratic(state.points[fitted] - best, state.losses[fitted])
+    gradient, hessian, _ = quadratic(state.points[fitted] - best, state.losses[fitted])
     values, vectors = np.linalg.eigh(hessian)
     if values.min() > 0:
         step = -np.linalg.solve(hessian, gradient)

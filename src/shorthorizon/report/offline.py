@@ -109,6 +109,12 @@ def plot(run_dir: RunDir) -> None:
     run_dir.save_figure(fig, "figure6_long_runs")
 
 
+def _share(horizon: dict, name: str) -> str:
+    """The share of the box that a horizon's identified range of ``name`` spans (— where not stored)."""
+    span = horizon.get("identified", {}).get(name)
+    return "—" if span is None else fmt(span["fraction_of_box"], ".0%")
+
+
 def section(run_dir: RunDir, prefix: str, paper: bool) -> str:
     """The report's section; ``paper``: the run's config is the paper's (its ratios are shown beside ours)."""
     s, config = run_dir.read_summary(), run_dir.read_config()
@@ -128,7 +134,8 @@ def section(run_dir: RunDir, prefix: str, paper: bool) -> str:
     rows = "\n".join(
         f"| {h}{' (diverged)' if v['diverged'] else ''} | {fmt(v['lr0'])} | "
         f"{fmt(v['decay_exponent'])} | {fmt(v['meta_objective'], '.4f')} | {fmt(v['final_train_loss'], '.4f')} | "
-        f"{fmt(v['final_test_error'], '.4f')} |" for h, v in s["horizons"].items())
+        f"{fmt(v['final_test_error'], '.4f')} | {_share(v, 'lr0')} | {_share(v, 'decay_exponent')} |"
+        for h, v in s["horizons"].items())
     seeds = s.get("per_seed", [s])
     warning = box_warnings([f"T={h}, seed {k}: {v['widened']}" for k, seed in enumerate(seeds)
                             for h, v in seed["horizons"].items() if v.get("widened")],
@@ -155,9 +162,12 @@ Dataset: **{s['dataset']}**. An inverse-time schedule lr_t = lr0 (1 + t/{config[
 {optimizer_text(config)}, for each horizon T from a shared {config['warm_start_steps']}-step warm start,
 {fit}; each horizon's schedule is then trained for {s['long_horizon']} steps.
 
-| horizon T{seed} | lr0 | decay exponent | meta-objective | final train loss | final test error |
-|---|---|---|---|---|---|
+| horizon T{seed} | lr0 | decay exponent | meta-objective | final train loss | final test error | lr0 identified | decay identified |
+|---|---|---|---|---|---|---|---|
 {rows}
+
+"Identified": the share of the box spanned by the values that its samples cannot tell apart from
+the horizon's best (within {config.get('tolerance', 0.01):.0%}; at least half of it: not identified, no ratio claimed).
 
 {ratios}
 {warning}
