@@ -242,21 +242,26 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     return summary
 
 
-def _verdict(ratio: dict, not_identified: bool) -> str:
-    """A fitted value's ratio to the reference read as a finding."""
+def _verdict(ratio: dict, not_identified: bool, reference: bool = False) -> str:
+    """A fitted value's ratio to the reference read as a finding (the reference's own, to itself:
+    "reference", unless its horizon does not identify it either)."""
     if not_identified:
         return "not identified"
     if ratio["mean"] is None:
         return "diverged"
+    if reference:
+        return "reference"
     if ratio["low"] is None:
         return "one seed"
     return "larger" if ratio["low"] > 1 else "smaller" if ratio["high"] < 1 else "inconclusive"
 
 
-def _cost_verdict(cost: dict, budget: float) -> str:
-    """The pick's training loss at T over the reference's read as a finding."""
+def _cost_verdict(cost: dict, budget: float, reference: bool = False) -> str:
+    """The pick's training loss at T over the reference's read as a finding (the reference's own: "reference")."""
     if cost["diverged"] or cost["mean"] is None:
         return "diverged"
+    if reference:
+        return "reference"
     if cost["low"] is None:
         return "one seed"
     return "within budget" if cost["high"] <= 1 + budget else "costs more" if cost["low"] > 1 + budget \
@@ -302,9 +307,10 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, long:
         row["ratio_to_reference"] = {
             **{n: log_interval(_ratio(row["hyper"][n], ref["hyper"][n])) for n in names},
             "train_loss_at_T": log_interval(_ratio(row["train_loss_at_T"], ref["train_loss_at_T"]))}
-        row["verdict"] = {**{n: _verdict(row["ratio_to_reference"][n], n in row["not_identified"]) for n in names},
-                          "train_loss_at_T": _cost_verdict(row["ratio_to_reference"]["train_loss_at_T"],
-                                                           config.budget)}
+        row["verdict"] = {**{n: _verdict(row["ratio_to_reference"][n], n in row["not_identified"],
+                                         row is ref) for n in names},
+                          "train_loss_at_T": _cost_verdict(row["ratio_to_reference"]["train_loss_at_T"], config.budget,
+                                                           row is ref)}
     shortest = {p: shortest_safe_horizon([f.horizon for f in every if f.protocol == p],
                                          [rows[f.label]["ratio_to_reference"]["train_loss_at_T"]
                                           for f in every if f.protocol == p], config.budget)
