@@ -163,21 +163,23 @@ def profile_halfwidths(coords: np.ndarray, objective: Sequence[float], tolerance
     the objective is not a quadratic, and its curvatures would say nothing."""
     coords, objective = np.asarray(coords, float), np.asarray(objective, float)
     d = coords.shape[1]
+    coefficients = 1 + d + d * (d + 1) // 2
     finite = np.flatnonzero(np.isfinite(objective))
-    if len(finite) < 2 * (1 + d + d * (d + 1) // 2):
+    if len(finite) < 2 * coefficients:
         return None
-    fitted = finite[np.argsort(objective[finite], kind="stable")][:2 * (1 + d + d * (d + 1) // 2)]
-    centred = coords[fitted] - coords[fitted[0]]
-    if np.linalg.matrix_rank(_features(centred)) < 1 + d + d * (d + 1) // 2:  # e.g. all on one line
+    fitted = finite[np.argsort(objective[finite], kind="stable")][:2 * coefficients]
+    centred, band = coords[fitted] - coords[fitted[0]], tolerance * abs(objective[fitted[0]])
+    if np.linalg.matrix_rank(_features(centred)) < coefficients:  # e.g. all on one line
         return None
     _, hessian, misfit = quadratic(centred, objective[fitted])
-    if misfit > tolerance * abs(objective[fitted[0]]):  # the surface is not a quadratic there
+    if misfit > band:  # the surface is not a quadratic there
         return None
     values, vectors = np.linalg.eigh(hessian)
+    reach = np.abs(centred).max(0)
     if values.max() <= 0:
-        return np.abs(centred).max(0)
+        return reach
     inverse = (vectors ** 2) @ (1 / np.maximum(values, values.max() / condition))
-    return np.minimum(np.sqrt(2 * tolerance * abs(objective[fitted[0]]) * inverse), np.abs(centred).max(0))
+    return np.minimum(np.sqrt(2 * band * inverse), reach)
 
 
 def _features(points: np.ndarray) -> np.ndarray:

@@ -305,8 +305,7 @@ def _choose(config: Config, horizons, sampled: dict, fits: dict, zooms: dict) ->
     fitted = {h: fits[h, best_restart[h]] for h in horizons if best_restart[h] is not None}
     for h in horizons if config.smd_from_surface else ():
         samples = sampled[h] + zooms[h] if h in zooms else sampled[h]
-        point = samples.best()
-        if point and (h not in fitted or not meta_steps(config, h)
+        if samples.best() and (h not in fitted or not meta_steps(config, h)
                       or samples.best_loss() < float(fitted[h]["meta_objective"])):
             fitted[h] = _sample(samples)
     return objectives, best_restart, fitted

@@ -82,21 +82,19 @@ class Candidates:
         best (:func:`~shorthorizon.stats.identified_range`), extended, inside the box, to the
         quadratic model's profile band around the best (:func:`~shorthorizon.stats.profile_halfwidths`);
         None where every point diverged."""
-        flip = [name in optim.COMPLEMENTED for name, *_ in fitted.ranges]
-        coords = np.column_stack([np.log10(1 - self.points[name] if f else self.points[name])
-                                  for (name, *_), f in zip(fitted.ranges, flip)])
+        names, low, high = search.log_box(fitted)
+        coords = low + search.to_unit(fitted, self.points) * (high - low)
         widths = profile_halfwidths(coords, self.loss, tolerance)
         out = {}
-        for i, ((name, low, high), f) in enumerate(zip(fitted.ranges, flip)):
-            box = np.log10((1 - high, 1 - low) if f else (low, high))
-            span = identified_range(coords[:, i], self.loss, tolerance, box=tuple(box), log=False)
+        for i, name in enumerate(names):
+            box = (low[i], high[i])
+            span = identified_range(coords[:, i], self.loss, tolerance, box=box, log=False)
             if span and widths is not None:
                 center = coords[best(self.loss)[0], i]
-                low_, high_ = (min(span.low, max(box[0], center - widths[i])),
-                               max(span.high, min(box[1], center + widths[i])))
-                span = IdentifiedRange(low_, high_, identified_fraction((low_, high_), tuple(box), log=False))
-            out[name] = span and (span._replace(low=1 - 10 ** span.high, high=1 - 10 ** span.low) if f else
-                                  span._replace(low=10 ** span.low, high=10 ** span.high))
+                wider = (min(span.low, max(box[0], center - widths[i])), max(span.high, min(box[1], center + widths[i])))
+                span = IdentifiedRange(*wider, identified_fraction(wider, box, log=False))
+            out[name] = span and (span._replace(low=1 - 10 ** span.high, high=1 - 10 ** span.low)
+                                  if name in optim.COMPLEMENTED else span._replace(low=10 ** span.low, high=10 ** span.high))
         return out
 
 
@@ -271,8 +269,8 @@ class Sweep(NamedTuple):
         """One round (of at most ``rounds``) of moving out the box of each seed's fits (key ->
         (label, its box: a config, horizon, schedule length, its best point or None)) that sit at
         an edge of it (:func:`widened`) and zooming again around their point in the moved box
-        (units ``widen{round}_{label}``), each said on stderr after the command's ``name``. Per seed, key -> (the moved box,
-        the zoom's Candidates) for the fits that moved."""
+        (units ``widen{round}_{label}``), each said on stderr after the command's ``name``. Per
+        seed, key -> (the moved box, the zoom's Candidates) for the fits that moved."""
         wider = [{k: (label, moved, horizon, length, point) for k, (label, box, horizon, length, point) in by_key.items()
                   if point and (moved := widened(box, point))} for by_key in fits]
         for seed, by_key in enumerate(wider):

@@ -190,10 +190,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                                for e in config.estimators} for s in seeds], desc="windowed fits")
     fits = [{REFERENCE: {**r[REFERENCE], "meta_steps": steps, "inner_steps": steps * config.horizon}, **w}
             for r, w in zip(reference, windowed_fits)]
-    long = sweep.run(long_run_unit, [{n: Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values={
-                                          "lr": float(f["lr"][-1]), "decay_exponent": float(f["decay_exponent"][-1])}))
-                                      for n, f in fit.items()
-                                      if np.isfinite(f["lr"][-1]) and np.isfinite(f["decay_exponent"][-1])}
+    long = sweep.run(long_run_unit, [{n: Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values=_fitted(f)))
+                                      for n, f in fit.items() if _fitted(f)}
                                      for s, fit in zip(seeds, fits)], desc="long runs")
 
     per_seed = []
@@ -209,6 +207,12 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
     return summary
+
+
+def _fitted(fit: dict) -> dict | None:
+    """Where a fit ended (lr, decay exponent), None where it diverged (not finite)."""
+    end = {k: float(fit[k][-1]) for k in ("lr", "decay_exponent")}
+    return end if np.isfinite(list(end.values())).all() else None
 
 
 def _summary(config: Config, seed: int, fits: dict, long: dict) -> dict:
@@ -230,8 +234,7 @@ def _summary(config: Config, seed: int, fits: dict, long: dict) -> dict:
             "inner_steps": int(f["inner_steps"]), "meta_steps": int(f["meta_steps"]),
             "wall_time_s": float(f["wall_time_s"]),
             **({"clipped_fraction": float(f["clipped_fraction"])} if "clipped_fraction" in f else {}),
-            "at_edge": edge_lines(config, n, seed, {k: float(f[k][-1]) for k in ("lr", "decay_exponent")})
-            if np.isfinite(f["lr"][-1]) and np.isfinite(f["decay_exponent"][-1]) else [],
+            "at_edge": edge_lines(config, n, seed, _fitted(f)) if _fitted(f) else [],
         }
     ref = entries[REFERENCE]
     for e in entries.values():
