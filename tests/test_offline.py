@@ -283,12 +283,13 @@ def test_a_surface_sample_beats_a_worse_refinement(tiny):
     loss = np.array([[0.7, 0.4, 0.9, 0.8, 0.6, 0.5, 1.0, 0.95],
                      [0.3, 0.2, 0.25, 0.4, 0.5, 0.6, 0.7, 0.8],
                      [np.nan] * 8])
-    sampled = {h: Candidates(experiment.surface_points(config), row) for h, row in zip((5, 10, 20), loss)}
-    fits = {(h, 0): {"lr": [0.1], "decay_exponent": [1.0], "meta_objective": np.float32(0.35)} for h in (5, 10, 20)}
-    _, _, fitted = experiment._choose(config, (5, 10, 20), sampled, fits, {})
-    assert fitted[5] is fits[5, 0] and fitted[20] is fits[20, 0]
-    assert (fitted[10]["lr"][-1], fitted[10]["decay_exponent"][-1], fitted[10]["meta_objective"]) == (
-        lr0[1], decay_exponent[1], pytest.approx(0.2))
+    end = Candidates({"lr": np.array([0.1]), "decay_exponent": np.array([1.0])}, np.array([0.35]))
+    fitted = {h: experiment._pool(config, h, Candidates(experiment.surface_points(config), row), end)
+              for h, row in zip((5, 10, 20), loss)}
+    assert fitted[5].best() == fitted[20].best() == {"lr": 0.1, "decay_exponent": 1.0}
+    assert (fitted[10].best(), fitted[10].best_loss()) == (
+        {"lr": float(lr0[1]), "decay_exponent": float(decay_exponent[1])}, pytest.approx(0.2))
+    assert experiment._pool(dataclasses.replace(config, smd_from_surface=0), 10, fitted[10], end) is end
 
 
 def test_estimated_cost_of_the_presets():
@@ -363,8 +364,35 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
            f"{ratio['high']:.4g}] (2 seeds) |" in section and "| horizon T (seed 0) |" in section
 
     (tmp_path / "two" / "units" / "long_T10_s1.npz").unlink()
-    again, calls = rerun_seeds(experiment, ((pipeline, "surface_unit"), "refine_unit", "zoom_unit"), "long_run_unit",
+    again, calls = rerun_seeds(experiment, ((pipeline, "surface_unit"), "refine_unit", (pipeline, "zoom_unit")), "long_run_unit",
                                lambda: experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two")))
     assert calls == [1]
     again.pop("wall_time_s"), two.pop("wall_time_s")
     assert again == two
+
+
+def test_a_schedule_laid_over_each_horizon(tiny, tmp_path, figures_show_their_data):
+    """``schedule=cosine`` (its shape depends on the run's length): each horizon's surface is the
+    schedule laid over that horizon (re-annealed to its end, not the longer schedule's prefix);
+    summary, report and figures name the one fitted value, and ``adapt`` adds a second."""
+    config = dataclasses.replace(tiny, horizons=(5, 10), schedule="cosine")
+    summary = experiment.run(config, RunDir(tmp_path / "cosine"))
+    resolved, loss = experiment.resolve_dataset(config), RunDir(tmp_path / "cosine").load_curves("surface")["loss"]
+    points = experiment.surface_points(resolved)
+    for row, h in zip(loss, (5, 10)):
+        np.testing.assert_allclose(row, pipeline.problem(resolved, h).surface(points, (h,))[0], rtol=1e-5)
+    prefix = pipeline.problem(resolved, 10).surface(points, (5,))[0]  # the 10-step schedule's first 5 steps
+    assert np.abs(loss[0] / prefix - 1).max() > 1e-3
+    assert {k for k in summary if k.endswith("_ratio")} == {"lr0_ratio", "final_train_loss_ratio"}
+    assert [set(row["identified"]) for row in summary["horizons"].values()] == [{"lr0"}] * 2
+    section = experiment.report(RunDir(tmp_path / "cosine"))
+    assert "A cosine schedule (laid over each horizon while fitting" in section
+    assert "| horizon T | lr0 | meta-objective | final train loss | final test error | lr0 identified |" in section
+    assert f"| fitted lr0 | {summary['lr0_ratio']:.3g} |" in section
+    figures_show_their_data(experiment.plot, tmp_path / "cosine")
+
+    adapted = experiment.run(dataclasses.replace(config, horizons=(10,), adapt=("final_fraction",)),
+                             RunDir(tmp_path / "adapted"))
+    assert set(adapted["horizons"]["10"]["identified"]) == {"lr0", "final_fraction"}
+    assert 0 < adapted["horizons"]["10"]["final_fraction"] < 1
+    figures_show_their_data(experiment.plot, tmp_path / "adapted")

@@ -158,3 +158,21 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
                                "long_run_unit",
                                lambda: experiment.run(config, RunDir(tmp_path)))
     assert calls == [1] and _untimed(again) == _untimed(two) and again["intervals"] == two["intervals"]
+
+
+def test_a_schedule_laid_over_the_run(run, tmp_path, strict_json, figures_show_their_data):
+    """``--set schedule=cosine``: every fit (the reference and the windowed ones) fits the one
+    value the schedule has, laid over the whole run T; the ratios, the report's columns and the
+    figures follow the fitted values."""
+    _, sets = run
+    out = tmp_path / "cosine"
+    assert main(["truncated", "--preset", "quick", "--out", str(out), *sets, "--set", "schedule=cosine"]) == 0
+    summary = strict_json(out / "summary.json")
+    for fit in summary["estimators"].values():
+        assert "decay_exponent" not in fit and 1e-3 <= fit["lr0"] <= 10**-0.3
+        assert {k for k in fit if k.endswith("_ratio")} == {"lr0_ratio", "train_loss_ratio", "wall_time_ratio"}
+    reference = summary["estimators"]["smd_full"]
+    assert reference["lr0_ratio"] == 1 and reference["meta_steps"] == 400 // 40
+    section = experiment.report(RunDir(out))
+    assert "a cosine schedule over T, fitted: lr0" in section and "| fit | objective | lr0 | train loss at T |" in section
+    figures_show_their_data(experiment.plot, out)

@@ -31,7 +31,6 @@ interval (:mod:`shorthorizon.stats`).
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -40,7 +39,8 @@ import numpy as np
 from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional, seeded
 from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, Sweep, announce, box_text, diverged, edge_lines,
-                                               long_run_unit, problem, refine_unit, unless_diverged, zoom_unit)
+                                               long_run_unit, problem, refine_unit, say, start_point,
+                                               unless_diverged)
 from shorthorizon.offline_problem import (OfflineConfig, resolve_dataset, space, surface_points, validate_problem,
                                            with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -178,9 +178,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     seeds = [seeded(config, k) for k in range(config.seeds)]
     names, every = space(config).names, fits(config)
     if not all(run_dir.has_unit(f"long_{f.label}") for f in every):
-        start = {name: float(np.sqrt(low * high)) for name, low, high in space(config).ranges}
-        announce(problem(config, config.horizon), NAME, estimated_cost(config), min(horizons(config)), start,
-                 programs(config))
+        announce(problem(config, config.horizon), NAME, estimated_cost(config), min(horizons(config)),
+                 start_point(config), programs(config))
 
     # the samples: one surface of the reference (every horizon a prefix), one per rerun length
     points = [surface_points(s) for s in seeds]
@@ -193,48 +192,25 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                 for f in every} for k in range(config.seeds)]
 
     candidates = [dict(by_fit) for by_fit in sampled]
-    if config.generations:
-        found = sweep.search(seeds, [{f.label: (f.horizon, f.length, c[f]) for f in every if f.searched}
-                                     for c in candidates], starts, config.generations, config.population)
-        for c, by_label in zip(candidates, found):
-            c.update({f: by_label[f.label] for f in every if f.label in by_label})
-    # a zoom's candidates are its points; a refinement's is where it ends, scored by its meta-objective
-    for stage, fn, wanted, given, scored in (
-            ("zoom", zoom_unit, lambda f: f.searched and zoomed(config), lambda b: {"center": b}, "loss"),
-            ("refine", refine_unit, lambda f: refined(config, f), lambda b: {"start": b, "steps": config.meta_steps},
-             "meta_objective")):
-        done = sweep.run(fn, [{f: Unit(f"{stage}_{f.label}", {"config": s, "horizon": f.horizon, "length": f.length,
-                                                               **given(c[f].best())}, cost=f.horizon)
-                               for f in every if wanted(f) and c[f].best() is not None}
-                              for s, c in zip(seeds, candidates)], desc=stage)
-        for c, out, start in zip(candidates, done, starts):
-            for f, result in out.items():
-                ends = slice(-np.size(result[scored]), None)
-                c[f] = c[f] + Candidates({n: result[n][ends] for n in names}, unless_diverged(result[scored], start))
-
-    boxes = [{f: s for f in every} for s in seeds]  # each fit's box (a config): widened where its fit sat at an edge
-    for round_ in range(1, config.widen + 1 if config.zoom_samples > 1 else 1):  # a widened box is zoomed
-        wider = sweep.widen(NAME, [{f: (f.label, box[f], f.horizon, f.length, c[f].best()) for f in every if f.searched}
-                             for c, box in zip(candidates, boxes)], round_, config.widen)
-        for c, box, w, start in zip(candidates, boxes, wider, starts):
-            for f, (moved, zoom) in w.items():
-                box[f], c[f] = moved, c[f] + Candidates(zoom.points, unless_diverged(zoom.loss, start))
-        if not any(wider):
-            break
+    searched = [{f: (f.label, f.horizon, f.length) for f in every if f.searched}] * config.seeds
+    sweep.zoom(seeds, searched, candidates, starts)
+    refinements = sweep.run(refine_unit, [{f: Unit(f"refine_{f.label}", dict(
+        config=s, horizon=f.horizon, length=f.length, start=c[f].best(), steps=config.meta_steps), cost=f.horizon)
+        for f in every if refined(config, f) and c[f].best()} for s, c in zip(seeds, candidates)], desc="refine")
+    for c, out, start in zip(candidates, refinements, starts):  # a refinement's candidate: where it ends
+        for f, result in out.items():
+            c[f] = c[f] + Candidates({n: result[n][-1:] for n in names}, unless_diverged(result["meta_objective"], start))
+    boxes = [{**dict.fromkeys(every, s), **widened} for s, widened in  # each fit's box: widened where it sat at an edge
+             zip(seeds, sweep.widen(NAME, seeds, searched, candidates, starts))]
 
     picks = [{f: c[f].best() for f in every} for c in candidates]
-    for k, p in enumerate(picks):
-        for f in every:
-            if p[f] is None:
-                print(f"[{NAME}] {f.label}, seed {k}: every sample diverged (not finite, or {DIVERGENCE:g}x the "
-                      "warm start's loss): no fit", file=sys.stderr)
+    say(NAME, [f"{f.label}, seed {k}: every sample diverged (not finite, or {DIVERGENCE:g}x the warm start's loss): "
+               "no fit" for k, p in enumerate(picks) for f in every if p[f] is None])
     long = sweep.run(long_run_unit, [{f: Unit(f"long_{f.label}", dict(config=s, values=p[f], horizon=config.horizon))
                                       for f in every if p[f] is not None} for s, p in zip(seeds, picks)],
                      desc="long runs")
     summary = _summary(config, sampled, candidates, picks, long, boxes)
-    for row in summary["fits"].values():
-        for flag in row["at_edge"]:
-            print(f"[{NAME}] {flag}", file=sys.stderr)
+    say(NAME, [line for row in summary["fits"].values() for line in row["at_edge"]])
     run_dir.save_curves("fits", fit=[f.label for f in every], seed=list(range(config.seeds)), **{
         name: [[np.nan if p[f] is None else p[f][name] for f in every] for p in picks] for name in names})
     summary = run_dir.write_summary(summary)

@@ -1,25 +1,28 @@
-"""Offline meta-optimization of an inverse-time decay schedule (paper Section 3.2, Figures 5-6).
+"""Offline meta-optimization of a learning-rate schedule (paper Section 3.2, Figures 5-6).
 
 For each horizon T, the meta-objective is the mean training loss after T steps from a shared
-warm start, on a fixed set of evaluation batches. A surface of random (lr0, decay_exponent)
-samples shows its landscape; SMD fits the schedule from several initial points; the best fit
-of every horizon is then trained for the longest horizon. Short horizons choose far too fast
-a decay, and their schedules end the long run far behind.
+warm start, on a fixed set of evaluation batches. A surface of random samples of the box (the
+paper's: lr0 and the inverse-time decay exponent; any ``schedule`` and ``adapt``) shows its
+landscape; SMD fits the schedule from several initial points; the best fit of every horizon is
+then trained for the longest horizon. A schedule laid over a run's length (cosine, ...) is laid
+over each horizon while fitting (a surface each) and over the longest in the long runs. On the
+paper's problem short horizons choose far too fast a decay, and their schedules end the long
+run far behind.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from shorthorizon import config as configlib
+from shorthorizon import config as configlib, optim
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
 from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.experiments.pipeline import (Candidates, Sweep, announce, box_text, diverged, edge_lines,
-                                               long_run_unit, problem, refine_unit, zoom_unit)
+                                               box_ranges, long_run_unit, problem, refine_unit, say,
+                                               start_point)
 from shorthorizon.offline_problem import (OfflineConfig, best, lr0_named, resolve_dataset, space, surface_points,
                                            validate_problem, with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -34,9 +37,9 @@ FLAGS = ("task", "dataset")
 
 # The headline numbers (dotted paths into a seed's summary; {horizon}: each horizon's), each
 # summarised over seeds (stats.over_seeds: True = varies by factors, by its logs).
-HEADLINES = {"decay_exponent_ratio": True, "final_train_loss_ratio": True, "horizons.{horizon}.lr0": True,
-             "horizons.{horizon}.decay_exponent": True, "horizons.{horizon}.final_train_loss": False,
-             "horizons.{horizon}.final_test_error": False}
+# {name}: each fitted value's (lr0, the decay exponent, ...).
+HEADLINES = {"{name}_ratio": True, "final_train_loss_ratio": True, "horizons.{horizon}.{name}": True,
+             "horizons.{horizon}.final_train_loss": False, "horizons.{horizon}.final_test_error": False}
 
 
 @dataclass(frozen=True)
@@ -127,9 +130,9 @@ def meta_steps(config: Config, horizon: int) -> int:
 
 
 def zoomed(config: Config) -> list[int]:
-    """The horizons that take :func:`zoom_points` or the adaptive search (no meta-steps,
-    ``zoom_samples`` or ``generations`` > 0)."""
-    return [h for h in sorted(config.horizons) if (config.zoom_samples or config.generations)
+    """The horizons that take a zoom or the adaptive search (no meta-steps, ``zoom_samples`` > 1
+    or ``generations`` > 0)."""
+    return [h for h in sorted(config.horizons) if (config.zoom_samples > 1 or config.generations)
             and not meta_steps(config, h)]
 
 
@@ -141,12 +144,19 @@ def restarts(config: Config, horizon: int) -> range:
     return range(config.smd_from_surface or len(config.init_lr0))
 
 
+def length(config: Config, horizon: int) -> dict:
+    """The schedule's length while fitting ``horizon`` (as a unit's keyword): the horizon where
+    the schedule is laid over a run's length, none where it is length-free (every horizon then
+    shares one surface)."""
+    return {"length": horizon} if optim.SCHEDULES[config.schedule].depends_on_length else {}
+
+
 def smd_cost(config: Config, horizon: int) -> float:
     """One SMD run at ``horizon`` in plain training steps: every meta-step differentiates (the
     estimator's ``work``) a ``horizon``-step unroll and its objective on ``eval_batches``
     batches, and the fit is evaluated once."""
     evaluation = horizon + config.eval_batches * EVALUATION_COST
-    return (meta_steps(config, horizon) * configlib.estimator(config).work(2) + 1) * evaluation
+    return (meta_steps(config, horizon) * configlib.estimator(config).work(len(space(config).names)) + 1) * evaluation
 
 
 TEST_BATCHES = 100  # a test split (10,000 images) in batches of 100, for the cost of a test-error point
@@ -154,11 +164,13 @@ TEST_BATCHES = 100  # a test split (10,000 images) in batches of 100, for the co
 
 def estimated_cost(config: Config) -> dict:
     """The run's work in plain training steps, per stage, over all its seeds: the surface (each
-    sample trains the longest horizon and is evaluated at every horizon), the SMD fits and the
-    long runs (with a test-set evaluation at each curve point). Seeds share compiled programs."""
+    sample trains the longest horizon and is evaluated at every horizon, or, a schedule laid
+    over each horizon, trains each), the SMD fits and the long runs (with a test-set evaluation
+    at each curve point). Seeds share compiled programs."""
     longest = max(config.horizons)
     evaluation = config.eval_batches * EVALUATION_COST
-    cost = {"surface": config.surface_samples * (longest + len(config.horizons) * evaluation),
+    trained = sum(config.horizons) if length(config, longest) else longest
+    cost = {"surface": config.surface_samples * (trained + len(config.horizons) * evaluation),
             **({"search" if config.generations else "zoom": (config.generations * config.population or config.zoom_samples)
                 * sum(h + evaluation for h in zoomed(config))} if zoomed(config) else {}),
             "SMD": sum(smd_cost(config, h) * len(restarts(config, h)) for h in config.horizons),
@@ -168,24 +180,20 @@ def estimated_cost(config: Config) -> dict:
 
 
 def headlines(config: Config) -> dict:
-    """:data:`HEADLINES` at the config's horizons (each horizon's numbers together)."""
-    return {path.format(horizon=h): by_factors for h in sorted(config.horizons)
-            for path, by_factors in HEADLINES.items()}
+    """:data:`HEADLINES` at the config's horizons and for its fitted values (each horizon's
+    numbers together)."""
+    named = lr0_named(dict.fromkeys(space(config).names))
+    return {path.format(horizon=h, name=n): by_factors for h in sorted(config.horizons)
+            for path, by_factors in HEADLINES.items() for n in (named if "{name}" in path else [None])}
 
 
-NAMES = ("lr", "decay_exponent")  # the fitted hyperparameters (stored as the paper's lr0 and decay exponent)
-
-
-def _start(config: Config) -> dict:
-    return dict(zip(NAMES, (config.init_lr0[0], config.init_decay_exponent[0])))
+def _configured(config: Config) -> list[dict]:
+    """The configured SMD starts: (``init_lr0[i]``, ``init_decay_exponent[i]``) (:func:`~shorthorizon.experiments.pipeline.start_point`)."""
+    return [start_point(config, lr=lr, decay_exponent=d) for lr, d in zip(config.init_lr0, config.init_decay_exponent)]
 
 
 # --- the experiment ------------------------------------------------------------------
 def validate(config: Config) -> None:
-    if config.schedule != "inverse-time" or config.adapt:
-        raise ValueError(f"config keys 'schedule' and 'adapt': {NAME} fits the paper's inverse-time schedule (lr0 and "
-                         "decay exponent); for another family or more hyperparameters, use `shorthorizon bias "
-                         "--schedule NAME --adapt NAME`")
     validate_problem(config, max(config.horizons))
     if config.estimator == "fd":
         raise ValueError("config key 'estimator': fd (central differences) needs float64, and the offline problem "
@@ -193,8 +201,7 @@ def validate(config: Config) -> None:
                          "reverse or es")
     if (config.zoom_samples or config.generations) and not (config.smd_from_surface and config.smd_max_horizon):
         raise ValueError("config keys 'zoom_samples' and 'generations' need smd_from_surface and smd_max_horizon: "
-                         "they refine the best "
-                         "surface sample of the horizons above smd_max_horizon")
+                         "they refine the best surface sample of the horizons above smd_max_horizon")
     if config.smd_from_surface > config.surface_samples:
         raise ValueError(f"config key 'smd_from_surface' must be at most surface_samples={config.surface_samples}, "
                          f"got {config.smd_from_surface}")
@@ -207,140 +214,83 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     validate(config)
     config = with_family(resolve_dataset(config))
     run_dir.write_config(config)
-    horizons = sorted(config.horizons)
+    horizons, names = sorted(config.horizons), space(config).names
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
     sweep = Sweep(run_dir, executor, ray_address)
     if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
-        announce(problem(config), NAME, estimated_cost(config), min(config.horizons), _start(config))
+        announce(problem(config, horizons[-1]), NAME, estimated_cost(config), min(horizons), _configured(config)[0])
 
-    surface_loss = sweep.surface(seeds, tuple(horizons))
-    sampled = [{h: Candidates(surface_points(s), row) for h, row in zip(horizons, loss)}
-               for s, loss in zip(seeds, surface_loss)]
-    starts = [_starts(s, horizons, loss) for s, loss in zip(seeds, surface_loss)]
+    if length(config, horizons[-1]):  # a schedule laid over each horizon: a surface each
+        rows = [sweep.surface(seeds, (h,), h, name=f"surface_T{h}") for h in horizons]
+        surface_loss = [np.concatenate([r[k] for r in rows]) for k in range(config.seeds)]
+    else:
+        surface_loss = sweep.surface(seeds, tuple(horizons))
+    starts = [problem(s, horizons[-1]).start_loss() for s in seeds]
+    seen = [{h: Candidates(surface_points(s), row) for h, row in zip(horizons, loss)}
+            for s, loss in zip(seeds, surface_loss)]
+    smd_starts = [{h: c[h].top(len(restarts(config, h))) if config.smd_from_surface else
+                   _configured(config)[:len(restarts(config, h))] for h in horizons} for c in seen]
     fits = sweep.run(refine_unit, [{(h, r): Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, start=point,
-                                                                        steps=meta_steps(config, h), restart=r),
+                                                                        steps=meta_steps(config, h), restart=r,
+                                                                        **length(config, h)),
                                                  cost=smd_cost(config, h))
                                     for h in horizons for r, point in enumerate(start[h])}
-                                   for s, start in zip(seeds, starts)], desc="SMD")
-    if config.generations:
-        zooms = _searched(config, sweep, seeds, sampled)
-    else:
-        zoomed_out = sweep.run(zoom_unit, [{h: Unit(f"zoom_T{h}", dict(config=s, horizon=h, center=start[h][0]), cost=h)
-                                            for h in zoomed(config)} for s, start in zip(seeds, starts)], desc="zoom")
-        zooms = [{h: Candidates({n: r[n] for n in NAMES}, r["loss"]) for h, r in out.items()} for out in zoomed_out]
-    chosen = [_choose(s, horizons, c, fit, zoom) for s, c, fit, zoom in zip(seeds, sampled, fits, zooms)]
-    boxes = _widen(config, sweep, seeds, chosen)
+                                   for s, start in zip(seeds, smd_starts)], desc="SMD")
+    by_horizon = [{h: (f"T{h}", h, length(config, h).get("length")) for h in horizons}] * config.seeds
+    sweep.zoom(seeds, [{h: by_horizon[0][h] for h in zoomed(config)}] * config.seeds, seen, starts)
+    ends = [{h: Candidates({n: np.array([fit[h, r][n][-1] for r in restarts(config, h)]) for n in names},
+                           np.array([fit[h, r]["meta_objective"] for r in restarts(config, h)], float))
+             for h in horizons} for fit in fits]
+    pool = [{h: _pool(config, h, c[h], e[h]) for h in horizons} for c, e in zip(seen, ends)]
+    boxes = sweep.widen(NAME, seeds, by_horizon, pool, starts)
+    picks = [{h: c[h].best() for h in horizons} for c in pool]
 
-    long_units = [{h: Unit(f"long_T{h}", dict(config=s, values=_values(fit), horizon=horizons[-1]))
-                   for h, fit in fitted.items()} for s, (_, _, fitted) in zip(seeds, chosen)]
-    pending = sum(not run_dir.has_unit(seed_name(u.name, k)) for k, units in enumerate(long_units)
-                  for u in units.values())
-    if pending:
-        announce(problem(config), f"{NAME} long runs", {"training": pending * horizons[-1]}, min(horizons),
-                 _start(config))
-    long = sweep.run(long_run_unit, long_units, desc="long runs")
+    long = sweep.run(long_run_unit, [{h: Unit(f"long_T{h}", dict(config=s, values=pick[h], horizon=horizons[-1]))
+                                      for h in horizons if pick[h]} for s, pick in zip(seeds, picks)],
+                     desc="long runs")
     per_seed = []
-    for k, (s, (objectives, best_restart, fitted)) in enumerate(zip(seeds, chosen)):
-        _save_curves(run_dir, k, s, surface_loss[k], fits[k], zooms[k], best_restart, long[k])
-        spans = {h: (sampled[k][h] + zooms[k][h] if h in zooms[k] else sampled[k][h]).identified(space(s), s.tolerance)
-                 for h in horizons}
-        per_seed.append(_summary(s, k, horizons, objectives, fitted, long[k], boxes[k], spans))
-        for row in per_seed[-1]["horizons"].values():
-            for line in row["at_edge"]:
-                print(f"[{NAME}] {line}", file=sys.stderr)
+    for k, s in enumerate(seeds):
+        _save_curves(run_dir, k, s, surface_loss[k], fits[k], seen[k], ends[k], long[k])
+        spans = {h: (pool[k][h] if config.smd_from_surface else pool[k][h] + seen[k][h]).identified(
+            space(s), s.tolerance) for h in horizons}
+        per_seed.append(_summary(s, k, horizons, pool[k], ends[k], long[k], boxes[k], spans))
+        say(NAME, [line for row in per_seed[-1]["horizons"].values() for line in row["at_edge"]])
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
     return summary
 
 
-def _searched(config: Config, sweep: Sweep, seeds: list[Config], sampled: list[dict]) -> list[dict]:
-    """Per seed and zoomed horizon, the points the adaptive search scored from the surface (its
-    own, after the surface's) and their objective, in a zoom's place."""
-    found = sweep.search(seeds, [{f"T{h}": (h, None, c[h]) for h in zoomed(config)} for c in sampled],
-                         [problem(s).start_loss() for s in seeds], config.generations, config.population)
-    own = slice(config.surface_samples, None)
-    return [{h: Candidates({k: v[own] for k, v in by[f"T{h}"].points.items()}, by[f"T{h}"].loss[own])
-             for h in zoomed(config)} for by in found]
+def _pool(config: Config, horizon: int, seen: Candidates, ends: Candidates) -> Candidates:
+    """What a horizon's fit is the best of: its SMD restarts' ends, and (``smd_from_surface``)
+    its samples too (the samples alone where it takes no meta-steps). Both are judged on the same
+    batches (the surface key's): SMD descends the objective's expectation over batches and can
+    end above the sample that these particular batches favour. A tie goes to SMD (first)."""
+    if not config.smd_from_surface:
+        return ends
+    return ends + seen if meta_steps(config, horizon) else seen
 
 
-def _widen(config: Config, sweep: Sweep, seeds: list[Config], chosen: list[tuple]) -> list[dict]:
-    """Each seed's box per horizon (a config): moved out where the horizon's fit sits at an edge
-    of it and zoomed again there (:meth:`~shorthorizon.experiments.pipeline.Sweep.widen`, up to
-    ``widen`` rounds of ``zoom_samples``); a zoomed sample below the fit becomes the fit."""
-    boxes = [{h: s for h in config.horizons} for s in seeds]
-    for round_ in range(1, config.widen + 1 if config.zoom_samples > 1 else 1):
-        wider = sweep.widen(NAME, [{h: (f"T{h}", box[h], h, None, _values(fit)) for h, fit in fitted.items()}
-                                   for box, (_, _, fitted) in zip(boxes, chosen)], round_, config.widen)
-        for box, (_, _, fitted), moved in zip(boxes, chosen, wider):
-            for h, (wider_box, zoom) in moved.items():
-                box[h] = wider_box
-                if zoom.best() and zoom.best_loss() < float(fitted[h]["meta_objective"]):
-                    fitted[h] = _sample(zoom)
-        if not any(wider):
-            break
-    return boxes
-
-
-def _values(fit: dict) -> dict:
-    """A fit's values (its last, for an SMD trajectory)."""
-    return {n: float(fit[n][-1]) for n in NAMES}
-
-
-def _sample(candidates: Candidates) -> dict:
-    """The best of ``candidates`` as a fit."""
-    return {**{k: [v] for k, v in candidates.best().items()}, "meta_objective": candidates.best_loss(),
-            "from_surface": True}
-
-
-def _choose(config: Config, horizons, sampled: dict, fits: dict, zooms: dict) -> tuple:
-    """A seed's restart objectives, its best restart per horizon (None where every restart
-    diverged: no long run then) and each horizon's fit: its best SMD end, or (``smd_from_surface``)
-    its best surface or zoom sample where that is lower or the horizon takes no meta-steps. Both
-    are judged on the same batches (the surface key's), so a sample is a candidate like any
-    restart: SMD descends the objective's expectation over batches and can end above the sample
-    that these particular batches favour."""
-    objectives = {h: np.array([fits[h, r]["meta_objective"] for r in restarts(config, h)])
-                  for h in horizons}
-    best_restart = {h: int(best(o)[0]) if np.isfinite(o).any() else None for h, o in objectives.items()}
-    fitted = {h: fits[h, best_restart[h]] for h in horizons if best_restart[h] is not None}
-    for h in horizons if config.smd_from_surface else ():
-        samples = sampled[h] + zooms[h] if h in zooms else sampled[h]
-        if samples.best() and (h not in fitted or not meta_steps(config, h)
-                      or samples.best_loss() < float(fitted[h]["meta_objective"])):
-            fitted[h] = _sample(samples)
-    return objectives, best_restart, fitted
-
-
-def _save_curves(run_dir: RunDir, seed: int, config: Config, surface_loss: np.ndarray, fits: dict, zooms: dict,
-                 best_restart: dict, long: dict) -> None:
+def _save_curves(run_dir: RunDir, seed: int, config: Config, surface_loss: np.ndarray, fits: dict, seen: dict,
+                 ends: dict, long: dict) -> None:
     """Seed ``seed``'s curves, each file named by :func:`seed_name`."""
-    horizons = sorted(config.horizons)
+    horizons, named = sorted(config.horizons), lr0_named(dict.fromkeys(space(config).names))
     step = np.arange(config.curve_points + 1) * (horizons[-1] // config.curve_points)
     missing = dict.fromkeys(("train_loss", "test_error"), np.full(len(step), np.nan))
     run_dir.save_curves(seed_name("surface", seed), horizon=horizons, **lr0_named(surface_points(config)),
-                        lr0_range=config.lr0_range, decay_exponent_range=config.decay_exponent_range, loss=surface_loss)
+                        **box_ranges(config), loss=surface_loss)
     # horizons differ in restarts and meta-steps: NaN pads the missing ones
     run_dir.save_curves(seed_name("smd", seed), horizon=horizons,
-                        best_restart=[-1 if best_restart[h] is None else best_restart[h] for h in horizons],
+                        best_restart=[int(best(ends[h].loss)[0]) if np.isfinite(ends[h].loss).any() else -1
+                                      for h in horizons],
                         **lr0_named({k: _padded([[fits[h, r][k] for r in restarts(config, h)] for h in horizons])
-                                     for k in (*NAMES, "objective", "meta_objective")}))
-    if zooms:
+                                     for k in (*space(config).names, "objective", "meta_objective")}))
+    if zoomed(config):
+        own = slice(config.surface_samples, None)  # the zoom's (or search's) samples, after the surface's
         run_dir.save_curves(seed_name("zoom", seed), horizon=zoomed(config), width=config.zoom_width,
-                            **lr0_named({k: [zooms[h].points[k] for h in zoomed(config)] for k in NAMES}),
-                            loss=[zooms[h].loss for h in zoomed(config)])
+                            **{n: [lr0_named(seen[h].points)[n][own] for h in zoomed(config)] for n in named},
+                            loss=[seen[h].loss[own] for h in zoomed(config)])
     run_dir.save_curves(seed_name("long_runs", seed), horizon=horizons, step=step,
                         **{k: [long.get(h, missing)[k] for h in horizons] for k in missing})
-
-
-def _starts(config: Config, horizons, surface_loss: np.ndarray) -> dict:
-    """Where each horizon's SMD restarts begin: the configured points, or the horizon's best
-    ``smd_from_surface`` surface samples (its single best one where it takes no meta-steps)."""
-    if not config.smd_from_surface:
-        return {h: [dict(zip(NAMES, point)) for point in zip(config.init_lr0, config.init_decay_exponent)][
-            :len(restarts(config, h))] for h in horizons}
-    points = surface_points(config)
-    return {h: [{k: float(v[i]) for k, v in points.items()} for i in best(loss)[:len(restarts(config, h))]]
-            for h, loss in zip(horizons, surface_loss)}
 
 
 def _padded(rows: list[list]) -> np.ndarray:
@@ -354,36 +304,34 @@ def _padded(rows: list[list]) -> np.ndarray:
     return out[..., 0] if all(np.ndim(a) == 0 for row in rows for a in row) else out
 
 
-def _summary(config: Config, seed: int, horizons, objectives, fitted, long, boxes: dict, spans: dict) -> dict:
-    """Headline numbers. ``diverged`` marks a horizon whose every SMD restart diverged
-    (non-finite objective; no long run then) or whose long run did (:func:`~shorthorizon.experiments.pipeline.diverged`:
-    not finite, or 10x its start): its numbers at the end are null, never a loss to take a ratio of.
-    ``identified``: per fitted value, the range the horizon's samples (surface and zoom) cannot tell
-    apart from their best (:meth:`~shorthorizon.experiments.pipeline.Candidates.identified`), and
-    the share of the box it spans."""
-    def numbers(h) -> dict:
-        if h not in fitted:
-            return {**dict.fromkeys(("lr0", "decay_exponent", "meta_objective", "final_train_loss",
-                                     "final_test_error"), math.nan), "from_surface": False, "at_edge": []}
-        fit, run = fitted[h], long[h]
-        end = math.nan if diverged(run["train_loss"]) else 1.0  # a diverged run ends in null numbers
-        return {"lr0": float(fit["lr"][-1]), "decay_exponent": float(fit["decay_exponent"][-1]),
-                "meta_objective": float(fit["meta_objective"]), "final_train_loss": end * float(run["train_loss"][-1]),
-                "final_test_error": end * float(run["test_error"][-1]), "from_surface": bool(fit.get("from_surface")),
-                "at_edge": edge_lines(boxes[h], f"T={h}", seed, _values(fit))}
-
+def _summary(config: Config, seed: int, horizons, pool: dict, ends: dict, long: dict, boxes: dict,
+             spans: dict) -> dict:
+    """Headline numbers. ``diverged`` marks a horizon with no fit (every SMD restart diverged:
+    non-finite objective; no long run then) or whose long run diverged
+    (:func:`~shorthorizon.experiments.pipeline.diverged`: not finite, or 10x its start): its
+    numbers at the end are null, never a loss to take a ratio of. ``from_surface``: the fit is a
+    sample, not an SMD end. ``identified``: per fitted value, the range the horizon's candidates
+    cannot tell apart from their best (:meth:`~shorthorizon.experiments.pipeline.Candidates.identified`),
+    and the share of the box it spans. ``{value}_ratio``: the shortest horizon's fitted value
+    over the longest's."""
+    named = lr0_named(dict.fromkeys(space(config).names))
     per_horizon = {}
     for h in horizons:
-        row = numbers(h)
-        per_horizon[str(h)] = {**row, "diverged": not math.isfinite(row["final_train_loss"]),
-                               "widened": box_text(boxes[h]) if boxes[h] != config else None,
-                               "identified": lr0_named({n: span and {"low": span.low, "high": span.high,
-                                                                     "fraction_of_box": span.fraction}
-                                                        for n, span in spans[h].items()}),
-                               "diverged_restarts": np.flatnonzero(~np.isfinite(objectives[h])).tolist()}
+        pick, run = pool[h].best(), long.get(h)
+        end = math.nan if pick is None or diverged(run["train_loss"]) else 1.0  # a diverged run ends in null numbers
+        smd = (meta_steps(config, h) or not config.smd_from_surface) and pool[h].best_loss() == ends[h].best_loss()
+        per_horizon[str(h)] = {
+            **(lr0_named(pick) if pick else dict.fromkeys(named, math.nan)), "meta_objective": pool[h].best_loss(),
+            "final_train_loss": end * float(run["train_loss"][-1]) if run else math.nan,
+            "final_test_error": end * float(run["test_error"][-1]) if run else math.nan,
+            "from_surface": bool(pick) and not smd, "at_edge": edge_lines(boxes[h], f"T={h}", seed, pick) if pick else [],
+            "diverged": not math.isfinite(end), "widened": box_text(boxes[h]) if boxes[h] != config else None,
+            "identified": lr0_named({n: span and {"low": span.low, "high": span.high, "fraction_of_box": span.fraction}
+                                     for n, span in spans[h].items()}),
+            "diverged_restarts": np.flatnonzero(~np.isfinite(ends[h].loss)).tolist()}
     short, longest = per_horizon[str(horizons[0])], per_horizon[str(horizons[-1])]
     return {"dataset": config.dataset, "long_horizon": horizons[-1], "horizons": per_horizon,
-            "decay_exponent_ratio": short["decay_exponent"] / longest["decay_exponent"],
+            **{f"{n}_ratio": short[n] / longest[n] for n in named},
             "final_train_loss_ratio": short["final_train_loss"] / longest["final_train_loss"]}
 
 

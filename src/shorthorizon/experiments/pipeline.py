@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from shorthorizon import optim
 from shorthorizon.meta import search
-from shorthorizon.offline_problem import OfflineConfig, OfflineFit, best, space, surface_points, zoom_points
+from shorthorizon.offline_problem import (OfflineConfig, OfflineFit, best, lr0_named, space, surface_points,
+                                           zoom_points)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_seeded
 from shorthorizon.stats import IdentifiedRange, identified_fraction, identified_range, profile_halfwidths
@@ -125,6 +126,20 @@ def meta_steps_bar(total: int, desc: str):
     """A progress bar of finished meta-steps; yields the ``progress(n)`` callback a fit calls."""
     with tqdm(total=total, desc=desc, unit="meta-step", leave=False, dynamic_ncols=True) as bar:
         yield bar.update
+
+
+def start_point(config: OfflineConfig, **values: float) -> dict:
+    """A start of the fitted values: ``values`` where given (``lr``, ``decay_exponent``: one the
+    schedule lacks is left out), every other at the middle of its box (log10 of the value, of
+    1 − μ for a momentum)."""
+    fitted = space(config)
+    middle = search.from_unit(fitted, np.full((1, len(fitted.names)), 0.5))
+    return {n: values.get(n, float(middle[n][0])) for n in fitted.names}
+
+
+def box_ranges(config: OfflineConfig) -> dict:
+    """The box of ``config`` as curves store it: ``lr0_range``, ``decay_exponent_range``, ... (low, high)."""
+    return {f"{n}_range": r for n, r in lr0_named({n: (low, high) for n, low, high in space(config).ranges}).items()}
 
 
 def problem(config: OfflineConfig, length: int | None = None) -> OfflineFit:
@@ -265,21 +280,61 @@ class Sweep(NamedTuple):
                                         for c in chunks} for s in seeds], desc=name)
         return [np.concatenate([units[c]["loss"] for c in chunks], axis=1) for units in done]
 
-    def widen(self, name: str, fits: Sequence[Mapping[Hashable, tuple]], round_: int, rounds: int) -> list[dict]:
-        """One round (of at most ``rounds``) of moving out the box of each seed's fits (key ->
-        (label, its box: a config, horizon, schedule length, its best point or None)) that sit at
-        an edge of it (:func:`widened`) and zooming again around their point in the moved box
-        (units ``widen{round}_{label}``), each said on stderr after the command's ``name``. Per
-        seed, key -> (the moved box, the zoom's Candidates) for the fits that moved."""
-        wider = [{k: (label, moved, horizon, length, point) for k, (label, box, horizon, length, point) in by_key.items()
-                  if point and (moved := widened(box, point))} for by_key in fits]
-        for seed, by_key in enumerate(wider):
-            for label, moved, *_ in by_key.values():
-                print(f"[{name}] {label}, seed {seed}: the fit is at the edge of its box; zooming again in {box_text(moved)} "
-                      f"(round {round_} of at most {rounds})", file=sys.stderr)
-        done = self.run(zoom_unit, [{k: Unit(f"widen{round_}_{label}", dict(config=moved, horizon=horizon, center=point,
-                                                                           length=length), cost=horizon)
-                                     for k, (label, moved, horizon, length, point) in by_key.items()}
-                                    for by_key in wider], desc=f"widened zoom {round_}")
-        return [{k: (by_key[k][1], Candidates({n: out[k][n] for n in space(by_key[k][1]).names}, out[k]["loss"]))
-                 for k in out} for by_key, out in zip(wider, done)]
+    def zoom(self, seeds: Sequence[OfflineConfig], fits: Sequence[Mapping[Hashable, tuple]],
+             candidates: Sequence[dict], starts: Sequence[float]) -> None:
+        """Add to each seed's ``candidates`` (key -> :class:`Candidates`) of its ``fits`` (key ->
+        (label, horizon, schedule length)) the points of the adaptive search from them
+        (``generations`` > 0: :meth:`search`) or of a zoom around their best (``zoom_samples`` > 1:
+        :func:`zoom_unit`, units ``zoom_{label}``), diverged ones inf (:func:`unless_diverged`)."""
+        config = seeds[0]
+        if config.generations:
+            found = self.search(seeds, [{label: (h, n, c[k]) for k, (label, h, n) in by_key.items()}
+                                        for c, by_key in zip(candidates, fits)],
+                                starts, config.generations, config.population)
+            for c, by_key, by_label in zip(candidates, fits, found):
+                for k, (label, *_) in by_key.items():
+                    all_seen, own = by_label[label], slice(len(c[k].loss), None)  # own: after those it started from
+                    c[k] = c[k] + Candidates({n: v[own] for n, v in all_seen.points.items()}, all_seen.loss[own])
+        elif config.zoom_samples > 1:
+            done = self.run(zoom_unit, [{k: Unit(f"zoom_{label}", dict(config=s, horizon=h, center=c[k].best(), length=n),
+                                                 cost=h) for k, (label, h, n) in by_key.items() if c[k].best()}
+                                        for s, c, by_key in zip(seeds, candidates, fits)], desc="zoom")
+            for s, c, out, start in zip(seeds, candidates, done, starts):
+                for k, result in out.items():
+                    c[k] = c[k] + Candidates({n: result[n] for n in space(s).names}, unless_diverged(result["loss"], start))
+
+    def widen(self, name: str, seeds: Sequence[OfflineConfig], fits: Sequence[Mapping[Hashable, tuple]],
+              candidates: Sequence[dict], starts: Sequence[float]) -> list[dict]:
+        """Up to ``widen`` rounds (where ``zoom_samples`` > 1) of moving out the box of each seed's
+        ``fits`` (key -> (label, horizon, schedule length)) whose best candidate sits at an edge of
+        it (:func:`widened`) and zooming again there (units ``widen{round}_{label}``), each said on
+        stderr after the command's ``name``; the zoom's points join the ``candidates`` (key ->
+        :class:`Candidates`, diverged ones inf). Per seed, key -> the fit's final box (a config)."""
+        rounds = seeds[0].widen if seeds[0].zoom_samples > 1 else 0
+        boxes = [{k: s for k in by_key} for s, by_key in zip(seeds, fits)]
+        for round_ in range(1, rounds + 1):
+            wider = [{k: (label, moved, h, n, point) for k, (label, h, n) in by_key.items()
+                      if (point := c[k].best()) and (moved := widened(box[k], point))}
+                     for by_key, c, box in zip(fits, candidates, boxes)]
+            if not any(wider):
+                break
+            for seed, by_key in enumerate(wider):
+                for label, moved, *_ in by_key.values():
+                    print(f"[{name}] {label}, seed {seed}: the fit is at the edge of its box; zooming again in "
+                          f"{box_text(moved)} (round {round_} of at most {rounds})", file=sys.stderr)
+            done = self.run(zoom_unit, [{k: Unit(f"widen{round_}_{label}", dict(config=moved, horizon=h, center=point,
+                                                                               length=n), cost=h)
+                                         for k, (label, moved, h, n, point) in by_key.items()} for by_key in wider],
+                            desc=f"widened zoom {round_}")
+            for by_key, out, c, box, start in zip(wider, done, candidates, boxes, starts):
+                for k, result in out.items():
+                    box[k] = by_key[k][1]
+                    c[k] = c[k] + Candidates({n: result[n] for n in space(box[k]).names},
+                                             unless_diverged(result["loss"], start))
+        return boxes
+
+
+def say(name: str, lines: Sequence[str]) -> None:
+    """Each of ``lines`` on stderr after the command's ``name``."""
+    for line in lines:
+        print(f"[{name}] {line}", file=sys.stderr)

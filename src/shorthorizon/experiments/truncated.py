@@ -2,8 +2,9 @@
 
 The question a user with a small budget has: *I can only afford K-step windows of training
 per meta-gradient; can I still fit the schedule that is best for the whole run?* The problem
-is the offline experiment's (MLP, inverse-time schedule of lr0 and decay exponent, momentum,
-warm start; :class:`shorthorizon.offline_problem.OfflineFit`) at one whole-run horizon T.
+is the offline experiment's (MLP, momentum, warm start, the paper's inverse-time schedule of lr0
+and decay exponent or any ``schedule`` and ``adapt``, laid over the run;
+:class:`shorthorizon.offline_problem.OfflineFit`) at one whole-run horizon T.
 
 - **Windowed estimators** (:meth:`shorthorizon.meta.offline.Offline.windowed`): inner runs of
   T steps from the warm start, seen K steps at a time, one meta-step per window; particles at
@@ -26,7 +27,6 @@ training it once more.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
 import jax
@@ -34,10 +34,10 @@ import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
-from shorthorizon.experiments.pipeline import (Sweep, announce, edge_lines, long_run_unit, meta_steps_bar, problem,
-                                               refine_unit)
-from shorthorizon.offline_problem import (OfflineConfig, lr0_named, resolve_dataset, surface_points, validate_problem,
-                                           with_family)
+from shorthorizon.experiments.pipeline import (Sweep, announce, box_ranges, edge_lines, long_run_unit, meta_steps_bar,
+                                               problem, refine_unit, say, start_point)
+from shorthorizon.offline_problem import (OfflineConfig, lr0_named, resolve_dataset, space, surface_points,
+                                           validate_problem, with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
@@ -48,10 +48,9 @@ NAME = "truncated"
 FLAGS = ("dataset",)
 # The headline numbers (dotted paths into a seed's summary; {fit}: each fit's name, :func:`names`),
 # each summarised over seeds (stats.over_seeds: True = varies by factors, by its logs). The ratios
-# are to the reference of the same seed.
-HEADLINES = {"estimators.{fit}.lr0": True, "estimators.{fit}.decay_exponent": True,
-             "estimators.{fit}.final_train_loss": False, "estimators.{fit}.decay_exponent_ratio": True,
-             "estimators.{fit}.train_loss_ratio": True}
+# are to the reference of the same seed; {name}: each fitted value's (lr0, the decay exponent, ...).
+HEADLINES = {"estimators.{fit}.{name}": True, "estimators.{fit}.final_train_loss": False,
+             "estimators.{fit}.{name}_ratio": True, "estimators.{fit}.train_loss_ratio": True}
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,8 @@ class Config(OfflineConfig):
     fit_inner_steps: int = key(2_000_000, POSITIVE)  # every fit's budget; the reference's meta-steps: this / T
     meta_lr: float = 0.15  # Adam's peak step in log space, cosine-decayed to 1% over each fit
     meta_chunk: int = 10  # meta-steps per compiled scan (progress granularity)
-    init_lr0: float = key(0.03, POSITIVE)  # every fit starts here, within the box
-    init_decay_exponent: float = key(1.0, POSITIVE)
+    init_lr0: float = key(0.03, POSITIVE)  # every fit starts here, within the box (any other fitted value:
+    init_decay_exponent: float = key(1.0, POSITIVE)  # at the middle of its box)
     surface_samples: int = 200  # Figure-5 surface of the loss at T
     surface_chunk: int = 25
     surface_batch: int = 4
@@ -95,13 +94,10 @@ PRESETS = {
 
 
 def validate(config: Config) -> None:
-    if config.schedule != "inverse-time" or config.adapt:
-        raise ValueError(f"config keys 'schedule' and 'adapt': {NAME} fits the paper's inverse-time schedule (lr0 and "
-                         "decay exponent); for another family or more hyperparameters, use `shorthorizon bias "
-                         "--schedule NAME --adapt NAME`")
     validate_problem(config, config.horizon)
     within("init_lr0", config.init_lr0, "lr0_range", with_family(config).lr0_range)
-    within("init_decay_exponent", config.init_decay_exponent, "decay_exponent_range", config.decay_exponent_range)
+    if "decay_exponent" in space(config).names:
+        within("init_decay_exponent", config.init_decay_exponent, "decay_exponent_range", config.decay_exponent_range)
     if config.horizon % config.truncation:
         raise ValueError(f"config key 'truncation' ({config.truncation}) must divide the horizon ({config.horizon})")
     if config.fit_inner_steps < config.horizon:
@@ -119,14 +115,14 @@ def _reference_steps(config: Config) -> int:
 
 
 def _start(config: Config) -> dict:
-    return {"lr": config.init_lr0, "decay_exponent": config.init_decay_exponent}
+    return start_point(config, lr=config.init_lr0, decay_exponent=config.init_decay_exponent)
 
 
 # --- units ------------------------------------------------------------------------------------
 def windowed_unit(config: Config, estimator: str) -> dict:
     """Fit the schedule with a windowed estimator; its trajectory, window losses, the fraction
     of hypergradient coordinates the clip bound, and the cost."""
-    fit = problem(config)
+    fit = problem(config, config.horizon)
     est = windowed(config, estimator)
     steps, spent = fit.windowed_budget(est, config.horizon, config.fit_inner_steps)
     key = jax.random.fold_in(fit.keys["smd"], config.horizon)  # shared by all fits
@@ -146,43 +142,32 @@ def fit_cost(config: Config, estimator: str) -> float:
     step the estimator's ``step_work`` plain ones (``estimator="reference"``: ``smd_full``,
     forward mode on the two hyperparameters)."""
     if estimator == "reference":
-        return _reference_steps(config) * config.horizon * make_estimator("forward").step_work(2)
+        return _reference_steps(config) * config.horizon * make_estimator("forward").step_work(len(space(config).names))
     est = windowed(config, estimator)
-    return problem(config).windowed_budget(est, config.horizon, config.fit_inner_steps)[1] * est.step_work(2)
+    return problem(config, config.horizon).windowed_budget(est, config.horizon, config.fit_inner_steps)[1] * est.step_work(len(space(config).names))
 
 
 def headlines(config: Config) -> dict:
-    """:data:`HEADLINES` of the config's fits (each fit's numbers together; the reference's ratios,
-    to itself, are 1 and left out)."""
-    return {path.format(fit=n): by_factors for n in names(config) for path, by_factors in HEADLINES.items()
+    """:data:`HEADLINES` of the config's fits and fitted values (each fit's numbers together; the
+    reference's ratios, to itself, are 1 and left out)."""
+    return {path.format(fit=n, name=v): by_factors for n in names(config) for path, by_factors in HEADLINES.items()
+            for v in (lr0_named(dict.fromkeys(space(config).names)) if "{name}" in path else [None])
             if n != REFERENCE or "ratio" not in path}
-
-
-def _announce_cost(config: Config, run_dir: RunDir) -> None:
-    """Print what the pending fits of every seed cost before they start (:func:`fit_cost`;
-    seeds share compiled programs)."""
-    pending = {}
-    for e in ("reference", *config.estimators):
-        name = REFERENCE if e == "reference" else e
-        left = sum(not run_dir.has_unit(seed_name(f"fit_{name}", k)) for k in range(config.seeds))
-        if left:
-            pending[name] = left * fit_cost(config, e)
-    if pending:
-        announce(problem(config), NAME, pending, config.horizon, _start(config))
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
     config = with_family(resolve_dataset(config))
     run_dir.write_config(config)
-    _announce_cost(config, run_dir)
-
+    if not run_dir.has_unit(seed_name(f"long_{names(config)[-1]}", config.seeds - 1)):  # seeds share programs
+        announce(problem(config, config.horizon), NAME, {REFERENCE if e == "reference" else e: config.seeds * fit_cost(
+            config, e) for e in ("reference", *config.estimators)}, config.horizon, _start(config))
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
     sweep = Sweep(run_dir, executor, ray_address)
-    surface = sweep.surface(seeds, (config.horizon,))
+    surface = sweep.surface(seeds, (config.horizon,), config.horizon)
     steps = _reference_steps(config)  # full-horizon forward-mode SMD of the loss at T
-    reference = sweep.run(refine_unit, [{REFERENCE: Unit(f"fit_{REFERENCE}", dict(config=s, horizon=config.horizon,
-                                                                                   start=_start(config), steps=steps))}
+    reference = sweep.run(refine_unit, [{REFERENCE: Unit(f"fit_{REFERENCE}", dict(
+        config=s, horizon=config.horizon, start=_start(config), steps=steps, length=config.horizon))}
                                         for s in seeds], desc="reference fit")
     labels = dict(zip(config.estimators, names(config)[1:]))  # estimator -> its fit's name
     windowed_fits = sweep.run(windowed_unit, [{labels[e]: Unit(f"fit_{e}", dict(config=s, estimator=e),
@@ -190,28 +175,26 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                                for e in config.estimators} for s in seeds], desc="windowed fits")
     fits = [{REFERENCE: {**r[REFERENCE], "meta_steps": steps, "inner_steps": steps * config.horizon}, **w}
             for r, w in zip(reference, windowed_fits)]
-    long = sweep.run(long_run_unit, [{n: Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values=_fitted(f)))
-                                      for n, f in fit.items() if _fitted(f)}
+    long = sweep.run(long_run_unit, [{n: Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values=_fitted(s, f)))
+                                      for n, f in fit.items() if _fitted(s, f)}
                                      for s, fit in zip(seeds, fits)], desc="long runs")
 
     per_seed = []
     for k, s in enumerate(seeds):
-        run_dir.save_curves(seed_name("surface", k), **lr0_named(surface_points(s)), lr0_range=config.lr0_range,
-                            decay_exponent_range=config.decay_exponent_range, loss=surface[k][0])
+        run_dir.save_curves(seed_name("surface", k), **lr0_named(surface_points(s)), **box_ranges(s), loss=surface[k][0])
         for n, f in fits[k].items():
-            run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(n, {}),
-                                **{key: v for key, v in lr0_named(f).items() if key in ("lr0", "decay_exponent", "inner_steps")})
+            run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(n, {}), inner_steps=f["inner_steps"],
+                                **lr0_named({v: f[v] for v in space(s).names}))
         per_seed.append(_summary(s, k, fits[k], long[k]))
-        for line in (line for e in per_seed[-1]["estimators"].values() for line in e["at_edge"]):
-            print(f"[{NAME}] {line}", file=sys.stderr)
+        say(NAME, [line for e in per_seed[-1]["estimators"].values() for line in e["at_edge"]])
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
     return summary
 
 
-def _fitted(fit: dict) -> dict | None:
-    """Where a fit ended (lr, decay exponent), None where it diverged (not finite)."""
-    end = {k: float(fit[k][-1]) for k in ("lr", "decay_exponent")}
+def _fitted(config: Config, fit: dict) -> dict | None:
+    """Where a fit ended (name -> value), None where it diverged (not finite)."""
+    end = {k: float(fit[k][-1]) for k in space(config).names}
     return end if np.isfinite(list(end.values())).all() else None
 
 
@@ -219,13 +202,13 @@ def _summary(config: Config, seed: int, fits: dict, long: dict) -> dict:
     """``estimators``: one entry per fit (what it fitted and how it did, meta-steps, the ratios to
     the reference, and where it ended at an edge of the box: SMD keeps every fit inside it, so a
     fit there may be held back by it); numbers that are not finite are written as null."""
-    entries = {}
+    entries, named = {}, lr0_named(dict.fromkeys(space(config).names))
     for n, f in fits.items():
         run = long.get(n)
         entries[n] = {
             "truncation": None if n == REFERENCE else config.truncation,
             "objective": "loss at T" if n == REFERENCE else "mean training loss over the run",
-            "lr0": float(f["lr"][-1]), "decay_exponent": float(f["decay_exponent"][-1]),
+            **lr0_named({v: float(f[v][-1]) for v in space(config).names}),
             "final_train_loss": float(run["train_loss"][-1]) if run else math.nan,
             # the windowed estimators' objective, read off the long run's curve points: tells a
             # fit that missed its own optimum from one that found an optimum of another objective
@@ -234,11 +217,11 @@ def _summary(config: Config, seed: int, fits: dict, long: dict) -> dict:
             "inner_steps": int(f["inner_steps"]), "meta_steps": int(f["meta_steps"]),
             "wall_time_s": float(f["wall_time_s"]),
             **({"clipped_fraction": float(f["clipped_fraction"])} if "clipped_fraction" in f else {}),
-            "at_edge": edge_lines(config, n, seed, _fitted(f)) if _fitted(f) else [],
+            "at_edge": edge_lines(config, n, seed, _fitted(config, f)) if _fitted(config, f) else [],
         }
     ref = entries[REFERENCE]
     for e in entries.values():
-        e["decay_exponent_ratio"] = e["decay_exponent"] / ref["decay_exponent"]
+        e.update({f"{v}_ratio": e[v] / ref[v] for v in named})
         e["train_loss_ratio"] = e["final_train_loss"] / ref["final_train_loss"]
         e["wall_time_ratio"] = e["wall_time_s"] / ref["wall_time_s"]
     return {"dataset": config.dataset, "horizon": config.horizon, "truncation": config.truncation,

@@ -31,17 +31,49 @@ def smooth(x: np.ndarray, y: np.ndarray, z: np.ndarray, x_range, y_range, grid: 
     return gx, gy, (w * z).sum(-1) / w.sum(-1)
 
 
-def surface_panel(fig, ax, surface: dict, loss: np.ndarray, label: str) -> None:
-    """A contour of log10 ``loss`` at the surface's (lr0, decay_exponent) samples, smoothed
-    onto the box (axes in log10), and the box's bounds; a diverged sample counts as the worst
-    finite one."""
+def fitted_names(curves: dict) -> list[str]:
+    """The fitted values a surface's stored curves hold (``lr0``, ``decay_exponent``, ...): those
+    stored with their box (``{name}_range``), in order."""
+    return [k[:-len("_range")] for k in curves if k.endswith("_range")]
+
+
+def surface_panel(fig, ax, surface: dict, loss: np.ndarray, label: str) -> tuple[str, ...]:
+    """log10 ``loss`` at the surface's samples over its first two fitted values (:func:`fitted_names`;
+    axes in log10), a contour smoothed onto the box (any further value projected out), or against
+    its one fitted value, and the box's bounds; a diverged sample counts as the worst finite one.
+    Returns the values drawn, for :func:`mark`."""
     finite = np.isfinite(loss)
     z = np.log10(np.where(finite, loss, loss[finite].max() if finite.any() else 1.0))
-    box = [np.log10(surface[k]) for k in ("lr0_range", "decay_exponent_range")]
-    gx, gy, gz = smooth(np.log10(surface["lr0"]), np.log10(surface["decay_exponent"]), z, *box)
+    drawn = tuple(fitted_names(surface)[:2])
+    box = [np.log10(surface[f"{n}_range"]) for n in drawn]
+    x = np.log10(surface[drawn[0]])
+    if len(drawn) == 1:
+        ax.set_facecolor("0.2")  # dark, as the contour's, for the same white marks
+        ax.plot(x[np.argsort(x)], z[np.argsort(x)], ".-", color="0.7", lw=0.8)
+        for bound in box[0]:  # the box's bounds, for what lies outside (a widened box's samples and fits)
+            ax.axvline(bound, color="white", lw=0.8, ls="--")
+        ax.set(xlabel=f"log10 {drawn[0].replace('_', ' ')}", ylabel=label)
+        return drawn
+    gx, gy, gz = smooth(x, np.log10(surface[drawn[1]]), z, *box)
     fig.colorbar(ax.contourf(gx, gy, gz, levels=20, cmap="viridis"), ax=ax, label=label)
-    (x0, x1), (y0, y1) = box  # its bounds, for what lies outside (a widened box's samples and fits)
+    (x0, x1), (y0, y1) = box
     ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="white", lw=0.8, ls="--")
+    ax.set(xlabel=f"log10 {drawn[0].replace('_', ' ')}", ylabel=f"log10 {drawn[1].replace('_', ' ')}")
+    return drawn
+
+
+def on_surface(surface: dict, loss: np.ndarray, values: dict) -> float:
+    """The surface's ``loss`` at ``values``, interpolated along its first fitted value (in log10):
+    where a fit whose own objective was not stored lies on a one-value panel."""
+    x = np.log10(surface[fitted_names(surface)[0]])
+    return 10 ** np.interp(np.log10(values[fitted_names(surface)[0]]), np.sort(x), np.log10(loss)[np.argsort(x)])
+
+
+def mark(ax, drawn: tuple[str, ...], values: dict, loss, *fmt, **style) -> None:
+    """Fitted ``values`` (name -> a value, or values along a path) on a :func:`surface_panel`
+    over ``drawn``: at their two drawn values, or, on a one-value panel, at their ``loss``."""
+    x = np.log10(values[drawn[0]])
+    ax.plot(x, np.log10(values[drawn[1]] if len(drawn) > 1 else loss), *fmt, **style)
 
 
 def box_warnings(widened: list[str], edges: list[str], rounds: int) -> str:

@@ -12,7 +12,8 @@ import dataclasses
 import numpy as np
 
 from shorthorizon.offline_problem import OfflineConfig, optimizer_text, with_family
-from shorthorizon.report.figures import BAND, band, box_warnings, pyplot, seeds_table, surface_panel
+from shorthorizon.optim import SCHEDULES
+from shorthorizon.report.figures import BAND, band, box_warnings, mark, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
 from shorthorizon.stats import log_interval
@@ -56,25 +57,25 @@ def plot(run_dir: RunDir) -> None:
     fig, axes = plt.subplots(1, len(horizons), figsize=(4.6 * len(horizons), 3.8), squeeze=False,
                              layout="constrained")
     for i, (ax, h) in enumerate(zip(axes[0], horizons)):
-        surface_panel(fig, ax, surface, surface["loss"][i], "log10 meta-objective")
+        drawn = surface_panel(fig, ax, surface, surface["loss"][i], "log10 meta-objective")
         for r in range(smd["lr0"].shape[1]):
             steps = np.isfinite(smd["lr0"][i, r])  # NaN pads restarts and meta-steps a horizon lacks
             if not steps.any():
                 continue
-            tx, ty = np.log10(smd["lr0"][i, r][steps]), np.log10(smd["decay_exponent"][i, r][steps])
-            best = r == smd["best_restart"][i]
-            ax.plot(tx, ty, color="white" if best else "0.8", lw=1.5 if best else 0.8)
-            ax.plot(tx[0], ty[0], "o", color="0.8", ms=4)
-            ax.plot(tx[-1], ty[-1], "*", color="white", ms=7)
+            path, best = {n: smd[n][i, r][steps] for n in drawn}, r == smd["best_restart"][i]
+            if len(drawn) > 1:  # a path on a contour; on a one-value panel, where it ends
+                mark(ax, drawn, path, None, color="white" if best else "0.8", lw=1.5 if best else 0.8)
+                mark(ax, drawn, {n: v[0] for n, v in path.items()}, None, "o", color="0.8", ms=4)
+            mark(ax, drawn, {n: v[-1] for n, v in path.items()}, smd["meta_objective"][i, r], "*", color="white", ms=7)
         if h in list(zoom["horizon"]):  # the zoom's samples (its center is the surface's best)
             j = list(zoom["horizon"]).index(h)
-            ax.plot(np.log10(zoom["lr0"][j]), np.log10(zoom["decay_exponent"][j]), ".", color="white", ms=3)
+            mark(ax, drawn, {n: zoom[n][j] for n in drawn}, zoom["loss"][j], ".", color="white", ms=3)
         for k, seed in enumerate(seeds):  # the horizon's fit: an SMD end, or a surface or zoom sample
             fit = seed["horizons"][str(h)]
             if fit["lr0"] is not None:
-                ax.plot(np.log10(fit["lr0"]), np.log10(fit["decay_exponent"]), "*", color="red",
-                        **({"ms": 11} if k == 0 else {"ms": 9, "mfc": "none"}))
-        ax.set(title=f"T = {h}", xlabel="log10 lr0", ylabel="log10 decay exponent")
+                mark(ax, drawn, fit, fit["meta_objective"], "*", color="red",
+                     **({"ms": 11} if k == 0 else {"ms": 9, "mfc": "none"}))
+        ax.set(title=f"T = {h}")
     over = " of seed 0; hollow stars: the other seeds' fits" if len(seeds) > 1 else ""
     fig.suptitle(f"Meta-objective surface and SMD trajectories{over} (Figure 5)")
     run_dir.save_figure(fig, "figure5_surface")
@@ -131,10 +132,12 @@ def section(run_dir: RunDir, prefix: str, paper: bool) -> str:
                f"a refinement replaces the sample where its meta-objective is lower)")
     else:
         fit = f"fitted by SMD ({config['meta_steps']} meta-steps from each of {len(config['init_lr0'])} starts)"
+    first = next(iter(s["horizons"].values()))
+    named = list(first.get("identified", {"lr0": 0, "decay_exponent": 0}))  # the fitted values (an older run: two)
     rows = "\n".join(
-        f"| {h}{' (diverged)' if v['diverged'] else ''} | {fmt(v['lr0'])} | "
-        f"{fmt(v['decay_exponent'])} | {fmt(v['meta_objective'], '.4f')} | {fmt(v['final_train_loss'], '.4f')} | "
-        f"{fmt(v['final_test_error'], '.4f')} | {_share(v, 'lr0')} | {_share(v, 'decay_exponent')} |"
+        f"| {h}{' (diverged)' if v['diverged'] else ''} | " + " | ".join(fmt(v[n]) for n in named)
+        + f" | {fmt(v['meta_objective'], '.4f')} | {fmt(v['final_train_loss'], '.4f')} | "
+        f"{fmt(v['final_test_error'], '.4f')} | " + " | ".join(_share(v, n) for n in named) + " |"
         for h, v in s["horizons"].items())
     seeds = s.get("per_seed", [s])
     warning = box_warnings([f"T={h}, seed {k}: {v['widened']}" for k, seed in enumerate(seeds)
@@ -142,28 +145,34 @@ def section(run_dir: RunDir, prefix: str, paper: bool) -> str:
                            [line for seed in seeds for v in seed["horizons"].values() for line in v.get("at_edge", [])],
                            config.get("widen", 0))
     shortest, longest = list(s["horizons"])[0], list(s["horizons"])[-1]
-    decay, loss = fmt(s['decay_exponent_ratio']), fmt(s['final_train_loss_ratio'])
     seed = " (seed 0)" if s.get("seeds", 1) > 1 else ""
+    paper_ratio = {"decay_exponent": f" > {PAPER_DECAY_EXPONENT_RATIO:g} |"} if paper else {}
+    values = "".join(f"| fitted {n.replace('_', ' ')} | {fmt(s[f'{n}_ratio'])} |{paper_ratio.get(n, ' |' * paper)}\n"
+                     for n in named if f"{n}_ratio" in s)  # an older run stored the decay exponent's alone
+    loss = fmt(s['final_train_loss_ratio'])
     if paper:
         ratios = f"""| ratio (T={shortest} over T={longest}) | ours{seed} | paper (T=100 over T=20k, MNIST) |
 |---|---|---|
-| fitted decay exponent | {decay} | > {PAPER_DECAY_EXPONENT_RATIO:g} |
-| final training loss of the long run | {loss} | > {PAPER_TRAIN_LOSS_RATIO:g} |"""
+{values}| final training loss of the long run | {loss} | > {PAPER_TRAIN_LOSS_RATIO:g} |"""
     else:
         ratios = f"""| ratio (T={shortest} over T={longest}) | ours{seed} |
 |---|---|
-| fitted decay exponent | {decay} |
-| final training loss of the long run | {loss} |
+{values}| final training loss of the long run | {loss} |
 
 These horizons are not the paper's (T = 100 ... 20,000), so its ratios are not shown beside them."""
+    schedule = (f"An inverse-time schedule lr_t = lr0 (1 + t/{config['decay_steps']:g})^(-decay_exponent)"
+                if config.get("schedule", "inverse-time") == "inverse-time" else
+                f"A {config['schedule']} schedule" + (" (laid over each horizon while fitting, over the longest in the long "
+                                                      "runs)" if SCHEDULES[config["schedule"]].depends_on_length else ""))
+    columns = " | ".join(n.replace("_", " ") for n in named)
     return f"""## Offline meta-optimization: short-horizon bias (Section 3.2, Figures 5-6)
 
-Dataset: **{s['dataset']}**. An inverse-time schedule lr_t = lr0 (1 + t/{config['decay_steps']:g})^(-decay_exponent),
+Dataset: **{s['dataset']}**. {schedule}, fitted: {", ".join(named)},
 {optimizer_text(config)}, for each horizon T from a shared {config['warm_start_steps']}-step warm start,
 {fit}; each horizon's schedule is then trained for {s['long_horizon']} steps.
 
-| horizon T{seed} | lr0 | decay exponent | meta-objective | final train loss | final test error | lr0 identified | decay identified |
-|---|---|---|---|---|---|---|---|
+| horizon T{seed} | {columns} | meta-objective | final train loss | final test error | {" | ".join(f"{n.replace('_', ' ')} identified" for n in named)} |
+|{"---|" * (4 + 2 * len(named))}
 {rows}
 
 "Identified": the share of the box spanned by the values that its samples cannot tell apart from
