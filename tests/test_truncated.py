@@ -100,7 +100,7 @@ def test_rerun_resumes_without_recomputing(run, monkeypatch, strict_json):
     def recomputed(**kwargs):
         raise AssertionError("a finished unit was recomputed")
 
-    for unit in ("windowed_unit", "refine_unit", "long_run_unit"):
+    for unit in ("fit_unit", "long_run_unit"):
         monkeypatch.setattr(experiment, unit, recomputed)
     monkeypatch.setattr(pipeline, "surface_unit", recomputed)
     assert main(["truncated", "--preset", "quick", "--out", str(out), *sets]) == 0
@@ -154,7 +154,7 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
     assert sorted(figures_show_their_data(experiment.plot, tmp_path)) == ["fits", "long_runs"]
 
     (tmp_path / "units" / "long_pes_K10_s1.npz").unlink()
-    again, calls = rerun_seeds(experiment, ("windowed_unit", "refine_unit", (pipeline, "surface_unit")),
+    again, calls = rerun_seeds(experiment, ("fit_unit", (pipeline, "surface_unit")),
                                "long_run_unit",
                                lambda: experiment.run(config, RunDir(tmp_path)))
     assert calls == [1] and _untimed(again) == _untimed(two) and again["intervals"] == two["intervals"]
@@ -176,3 +176,23 @@ def test_a_schedule_laid_over_the_run(run, tmp_path, strict_json, figures_show_t
     section = experiment.report(RunDir(out))
     assert "a cosine schedule over T, fitted: lr0" in section and "| fit | objective | lr0 | train loss at T |" in section
     figures_show_their_data(experiment.plot, out)
+
+
+def test_a_fit_at_the_edge_of_its_box_fits_again_in_a_wider_one(run, tmp_path, strict_json, capsys):
+    """A box too narrow for every fit (lr0 in [0.03, 0.0301]): each fit ends at an edge, is fitted
+    again (``widen`` round 1: the bounds it sat at moved ``zoom_width`` decades out), and the
+    refit, inside the wider box, is what the summary, the long run and the report hold."""
+    _, sets = run
+    out = tmp_path / "narrow"
+    capsys.readouterr()
+    assert main(["truncated", "--preset", "quick", "--out", str(out), *sets, "--set", "lr0_range=0.03,0.0301",
+                 "--set", "init_lr0=0.03", "--set", "estimators=forward", "--set", "widen=1"]) == 0
+    err = capsys.readouterr().err
+    summary = strict_json(out / "summary.json")
+    for name in ("smd_full", "forward_K10"):
+        fit, refit = summary["estimators"][name], RunDir(out).load_unit(f"widen1_fit_{name.split('_K')[0]}")
+        assert f"{name}, seed 0: the fit ended at the edge of its box; fitting again in lr [" in err
+        assert fit["widened"].startswith("lr [") and fit["lr0"] == pytest.approx(float(refit["lr"][-1]))
+        low, high = (float(x) for x in fit["widened"].split("[")[1].split("]")[0].split(", "))
+        assert low <= fit["lr0"] <= high and (low < 0.03 / 1.9 or high > 0.0301 * 1.9)  # 10^0.3 ~ 2 out
+    assert "**Widened**" in experiment.report(RunDir(out))

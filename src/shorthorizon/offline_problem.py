@@ -77,6 +77,8 @@ class OfflineConfig:
     meta_lr: float = key(0.01, POSITIVE)  # Adam step in log space (SMD keeps values in the box)
     meta_chunk: int = key(50, POSITIVE)  # meta-steps per compiled scan (progress granularity)
     curve_points: int = key(100, POSITIVE)  # measurements along each long run
+    zoom_width: float = key(0.3, POSITIVE)  # a zoom's box: its center +- this many decades; a widened bound moves as far
+    widen: int = key(2, NONNEGATIVE)  # rounds of moving out a bound that a fit lands at and searching again
 
     def smd_settings(self) -> dict:
         """How SMD fits this config's problem: :meth:`OfflineFit.from_config`'s ``estimator`` and

@@ -71,8 +71,6 @@ class Config(OfflineConfig):
     zoom_samples: int = key(16, NONNEGATIVE)  # more samples around each fit's best one (0: none)
     generations: int = key(0, NONNEGATIVE)  # > 0: the adaptive search (meta.search) from the surface, not the zoom
     population: int = key(6, POSITIVE)  # the adaptive search's points per generation (one vmapped unroll)
-    zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
-    widen: int = key(2, NONNEGATIVE)  # rounds of moving a bound that a fit lands at zoom_width decades out and zooming again
     meta_steps: int = key(0, NONNEGATIVE)  # > 0: SMD refines each fit up to smd_max_horizon from its best sample
     smd_max_horizon: int = key(1000, NONNEGATIVE)
 

@@ -56,10 +56,6 @@ class Config(OfflineConfig):
     smd_max_horizon: int = key(0, NONNEGATIVE)
     # > 0: each horizon without meta-steps gets that many more samples near its best one
     zoom_samples: int = key(0, NONNEGATIVE)
-    zoom_width: float = key(0.3, POSITIVE)  # their box: the best sample +- this many decades on each axis
-    # rounds of moving a bound that a horizon's fit lands at zoom_width decades out and zooming
-    # there again (zoom_samples > 1)
-    widen: int = key(2, NONNEGATIVE)
     tolerance: float = key(0.01, POSITIVE)  # identified range: objective within this fraction of the horizon's best
     # > 0: each horizon without meta-steps takes that many generations of the adaptive search
     # (meta.search) from the surface instead of the zoom

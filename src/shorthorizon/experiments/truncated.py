@@ -34,8 +34,8 @@ import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
-from shorthorizon.experiments.pipeline import (Sweep, announce, box_ranges, edge_lines, long_run_unit, meta_steps_bar,
-                                               problem, refine_unit, say, start_point)
+from shorthorizon.experiments.pipeline import (Sweep, announce, box_ranges, box_text, edge_lines, long_run_unit,
+                                               meta_steps_bar, problem, refine_unit, say, start_point, widened)
 from shorthorizon.offline_problem import (OfflineConfig, lr0_named, resolve_dataset, space, surface_points,
                                            validate_problem, with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -119,15 +119,21 @@ def _start(config: Config) -> dict:
 
 
 # --- units ------------------------------------------------------------------------------------
-def windowed_unit(config: Config, estimator: str) -> dict:
-    """Fit the schedule with a windowed estimator; its trajectory, window losses, the fraction
-    of hypergradient coordinates the clip bound, and the cost."""
+def fit_unit(config: Config, estimator: str, start: dict) -> dict:
+    """Fit the schedule from ``start`` with ``estimator``: ``reference`` (full-horizon forward-mode
+    SMD of the loss at T, :func:`~shorthorizon.experiments.pipeline.refine_unit`) or a windowed
+    one (with its window losses and the fraction of hypergradient coordinates the clip bound);
+    its trajectory, wall time, meta-steps and inner steps spent."""
+    if estimator == "reference":
+        steps = _reference_steps(config)
+        return {**refine_unit(config, config.horizon, start, steps, config.horizon), "meta_steps": steps,
+                "inner_steps": steps * config.horizon}
     fit = problem(config, config.horizon)
     est = windowed(config, estimator)
     steps, spent = fit.windowed_budget(est, config.horizon, config.fit_inner_steps)
     key = jax.random.fold_in(fit.keys["smd"], config.horizon)  # shared by all fits
     with meta_steps_bar(steps, est.label(config.horizon)) as progress:
-        result = fit.windowed_fit(est, config.horizon, _start(config), steps, key, progress)
+        result = fit.windowed_fit(est, config.horizon, start, steps, key, progress)
     return {**result, "meta_steps": steps, "inner_steps": spent}
 
 
@@ -160,21 +166,29 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     config = with_family(resolve_dataset(config))
     run_dir.write_config(config)
     if not run_dir.has_unit(seed_name(f"long_{names(config)[-1]}", config.seeds - 1)):  # seeds share programs
-        announce(problem(config, config.horizon), NAME, {REFERENCE if e == "reference" else e: config.seeds * fit_cost(
-            config, e) for e in ("reference", *config.estimators)}, config.horizon, _start(config))
+        announce(problem(config, config.horizon), NAME, {_unit(e): config.seeds * fit_cost(config, e)
+                                                         for e in ("reference", *config.estimators)},
+                 config.horizon, _start(config))
     seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
     sweep = Sweep(run_dir, executor, ray_address)
     surface = sweep.surface(seeds, (config.horizon,), config.horizon)
-    steps = _reference_steps(config)  # full-horizon forward-mode SMD of the loss at T
-    reference = sweep.run(refine_unit, [{REFERENCE: Unit(f"fit_{REFERENCE}", dict(
-        config=s, horizon=config.horizon, start=_start(config), steps=steps, length=config.horizon))}
-                                        for s in seeds], desc="reference fit")
-    labels = dict(zip(config.estimators, names(config)[1:]))  # estimator -> its fit's name
-    windowed_fits = sweep.run(windowed_unit, [{labels[e]: Unit(f"fit_{e}", dict(config=s, estimator=e),
-                                                               cost=fit_cost(config, e))
-                                               for e in config.estimators} for s in seeds], desc="windowed fits")
-    fits = [{REFERENCE: {**r[REFERENCE], "meta_steps": steps, "inner_steps": steps * config.horizon}, **w}
-            for r, w in zip(reference, windowed_fits)]
+    labels = dict(zip(("reference", *config.estimators), names(config)))  # estimator -> its fit's name
+    fits = sweep.run(fit_unit, [{n: Unit(f"fit_{_unit(e)}", dict(config=s, estimator=e, start=_start(config)),
+                                         cost=fit_cost(config, e)) for e, n in labels.items()} for s in seeds], desc="fits")
+    boxes = [dict.fromkeys(labels.values(), s) for s in seeds]  # each fit's box: widened where it ended at an edge
+    for round_ in range(1, config.widen + 1):  # SMD keeps a fit inside its box: one at an edge fits again, wider
+        moved = [{n: wider for n, f in fit.items() if (end := _fitted(box[n], f)) and (wider := widened(box[n], end))}
+                 for fit, box in zip(fits, boxes)]
+        if not any(moved):
+            break
+        say(NAME, [f"{n}, seed {k}: the fit ended at the edge of its box; fitting again in {box_text(b)} (round "
+                   f"{round_} of at most {config.widen})" for k, by_name in enumerate(moved) for n, b in by_name.items()])
+        estimator = {n: e for e, n in labels.items()}
+        again = sweep.run(fit_unit, [{n: Unit(f"widen{round_}_fit_{_unit(estimator[n])}", dict(
+            config=b, estimator=estimator[n], start=_start(config)), cost=fit_cost(config, estimator[n]))
+            for n, b in by_name.items()} for by_name in moved], desc=f"widened fits {round_}")
+        for fit, box, by_name, out in zip(fits, boxes, moved, again):
+            fit.update(out), box.update(by_name)
     long = sweep.run(long_run_unit, [{n: Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values=_fitted(s, f)))
                                       for n, f in fit.items() if _fitted(s, f)}
                                      for s, fit in zip(seeds, fits)], desc="long runs")
@@ -185,11 +199,16 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
         for n, f in fits[k].items():
             run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(n, {}), inner_steps=f["inner_steps"],
                                 **lr0_named({v: f[v] for v in space(s).names}))
-        per_seed.append(_summary(s, k, fits[k], long[k]))
+        per_seed.append(_summary(s, k, fits[k], long[k], boxes[k]))
         say(NAME, [line for e in per_seed[-1]["estimators"].values() for line in e["at_edge"]])
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
     return summary
+
+
+def _unit(estimator: str) -> str:
+    """The name a fit's units store it under: the reference's ``smd_full``, the estimator's own."""
+    return REFERENCE if estimator == "reference" else estimator
 
 
 def _fitted(config: Config, fit: dict) -> dict | None:
@@ -198,10 +217,11 @@ def _fitted(config: Config, fit: dict) -> dict | None:
     return end if np.isfinite(list(end.values())).all() else None
 
 
-def _summary(config: Config, seed: int, fits: dict, long: dict) -> dict:
+def _summary(config: Config, seed: int, fits: dict, long: dict, boxes: dict) -> dict:
     """``estimators``: one entry per fit (what it fitted and how it did, meta-steps, the ratios to
-    the reference, and where it ended at an edge of the box: SMD keeps every fit inside it, so a
-    fit there may be held back by it); numbers that are not finite are written as null."""
+    the reference, its box where it was widened, and where it still ended at an edge of it: SMD
+    keeps every fit inside it, so a fit there may be held back by it); numbers that are not
+    finite are written as null."""
     entries, named = {}, lr0_named(dict.fromkeys(space(config).names))
     for n, f in fits.items():
         run = long.get(n)
@@ -217,7 +237,8 @@ def _summary(config: Config, seed: int, fits: dict, long: dict) -> dict:
             "inner_steps": int(f["inner_steps"]), "meta_steps": int(f["meta_steps"]),
             "wall_time_s": float(f["wall_time_s"]),
             **({"clipped_fraction": float(f["clipped_fraction"])} if "clipped_fraction" in f else {}),
-            "at_edge": edge_lines(config, n, seed, _fitted(config, f)) if _fitted(config, f) else [],
+            "at_edge": edge_lines(boxes[n], n, seed, _fitted(config, f)) if _fitted(config, f) else [],
+            "widened": box_text(boxes[n]) if boxes[n] != config else None,
         }
     ref = entries[REFERENCE]
     for e in entries.values():

@@ -89,8 +89,10 @@ another in one process.
 | fit{seed} | objective | {" | ".join(n.replace("_", " ") for n in named)} | train loss at T | mean train loss | test error | inner steps / meta-steps | wall s |
 |{"---|" * (7 + len(named))}
 {rows}
-{box_warnings([], [line for seed in s.get("per_seed", [s]) for e in seed["estimators"].values()
-                   for line in e.get("at_edge", [])], 0)}
+{box_warnings([f"{n}, seed {k}: {e['widened']}" for k, seed in enumerate(s.get("per_seed", [s]))
+               for n, e in seed["estimators"].items() if e.get("widened")],
+              [line for seed in s.get("per_seed", [s]) for e in seed["estimators"].values() for line in e["at_edge"]],
+              config.get("widen", 0))}
 {seeds_table(s)}
 ![fitted schedules on the surface of horizon T, and their paths]({prefix}fits.png)
 
