@@ -20,7 +20,7 @@ from shorthorizon.experiments import pipeline
 from shorthorizon.experiments.pipeline import Candidates
 from shorthorizon.hypergrad import batches
 from shorthorizon.meta import offline
-from shorthorizon.offline_problem import with_family
+from shorthorizon.offline_problem import resolve_dataset, with_family
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
 from shorthorizon.stats import interval, log_interval
@@ -377,7 +377,7 @@ def test_a_schedule_laid_over_each_horizon(tiny, tmp_path, figures_show_their_da
     summary, report and figures name the one fitted value, and ``adapt`` adds a second."""
     config = dataclasses.replace(tiny, horizons=(5, 10), schedule="cosine")
     summary = experiment.run(config, RunDir(tmp_path / "cosine"))
-    resolved, loss = experiment.resolve_dataset(config), RunDir(tmp_path / "cosine").load_curves("surface")["loss"]
+    resolved, loss = resolve_dataset(config), RunDir(tmp_path / "cosine").load_curves("surface")["loss"]
     points = experiment.surface_points(resolved)
     for row, h in zip(loss, (5, 10)):
         np.testing.assert_allclose(row, pipeline.problem(resolved, h).surface(points, (h,))[0], rtol=1e-5)

@@ -38,11 +38,9 @@ import numpy as np
 
 from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional, seeded
-from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, Sweep, announce, box_text, diverged, edge_lines,
-                                               long_run_unit, problem, refine_unit, say, start_point,
-                                               unless_diverged)
-from shorthorizon.offline_problem import (OfflineConfig, resolve_dataset, space, surface_points, validate_problem,
-                                           with_family)
+from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, announce, begin, box_text, diverged, edge_lines,
+                                               long_run_unit, problem, refine_unit, say, start_point, unless_diverged)
+from shorthorizon.offline_problem import OfflineConfig, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.bias import plot, report  # noqa: F401 (the experiment's figures and section)
@@ -170,10 +168,7 @@ def programs(config: Config) -> int:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = with_family(resolve_dataset(config))
-    run_dir.write_config(config)
-    sweep = Sweep(run_dir, executor, ray_address)
-    seeds = [seeded(config, k) for k in range(config.seeds)]
+    config, seeds, sweep = begin(config, run_dir, executor, ray_address)
     names, every = space(config).names, fits(config)
     if not all(run_dir.has_unit(f"long_{f.label}") for f in every):
         announce(problem(config, config.horizon), NAME, estimated_cost(config), min(horizons(config)),
@@ -216,30 +211,17 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     return summary
 
 
-def _verdict(ratio: dict, not_identified: bool, reference: bool = False) -> str:
-    """A fitted value's ratio to the reference read as a finding (the reference's own, to itself:
-    "reference", unless its horizon does not identify it either)."""
-    if not_identified:
-        return "not identified"
-    if ratio["mean"] is None:
-        return "diverged"
-    if reference:
-        return "reference"
-    if ratio["low"] is None:
-        return "one seed"
-    return "larger" if ratio["low"] > 1 else "smaller" if ratio["high"] < 1 else "inconclusive"
-
-
-def _cost_verdict(cost: dict, budget: float, reference: bool = False) -> str:
-    """The pick's training loss at T over the reference's read as a finding (the reference's own: "reference")."""
-    if cost["diverged"] or cost["mean"] is None:
-        return "diverged"
-    if reference:
-        return "reference"
-    if cost["low"] is None:
-        return "one seed"
-    return "within budget" if cost["high"] <= 1 + budget else "costs more" if cost["low"] > 1 + budget \
-        else "inconclusive"
+def _verdict(ratio: dict, threshold: float, words: tuple[str, str], reference: bool,
+             unusable: str | None = None) -> str:
+    """A ratio to the reference read as a finding: ``words`` (above, below) where its whole
+    interval lies above or below ``threshold``, else "inconclusive"; first, what makes it no
+    finding (``unusable``: "not identified", "diverged"; no number: "diverged"; the reference's
+    own ratio, to itself: "reference"; one seed)."""
+    if unusable or ratio["mean"] is None:
+        return unusable or "diverged"
+    if reference or ratio["low"] is None:
+        return "reference" if reference else "one seed"
+    return words[0] if ratio["low"] > threshold else words[1] if ratio["high"] <= threshold else "inconclusive"
 
 
 def _summary(config: Config, sampled: list, candidates: list, picks: list, long: list, boxes: list) -> dict:
@@ -281,10 +263,11 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, long:
         row["ratio_to_reference"] = {
             **{n: log_interval(_ratio(row["hyper"][n], ref["hyper"][n])) for n in names},
             "train_loss_at_T": log_interval(_ratio(row["train_loss_at_T"], ref["train_loss_at_T"]))}
-        row["verdict"] = {**{n: _verdict(row["ratio_to_reference"][n], n in row["not_identified"],
-                                         row is ref) for n in names},
-                          "train_loss_at_T": _cost_verdict(row["ratio_to_reference"]["train_loss_at_T"], config.budget,
-                                                           row is ref)}
+        cost = row["ratio_to_reference"]["train_loss_at_T"]
+        row["verdict"] = {**{n: _verdict(row["ratio_to_reference"][n], 1.0, ("larger", "smaller"), row is ref,
+                                         "not identified" if n in row["not_identified"] else None) for n in names},
+                          "train_loss_at_T": _verdict(cost, 1 + config.budget, ("costs more", "within budget"),
+                                                      row is ref, "diverged" if cost["diverged"] else None)}
     shortest = {p: shortest_safe_horizon([f.horizon for f in every if f.protocol == p],
                                          [rows[f.label]["ratio_to_reference"]["train_loss_at_T"]
                                           for f in every if f.protocol == p], config.budget)

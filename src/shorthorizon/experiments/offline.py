@@ -18,13 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from shorthorizon import config as configlib, optim
-from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of, seeded
+from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.experiments.pipeline import (Candidates, Sweep, announce, box_text, diverged, edge_lines,
-                                               box_ranges, long_run_unit, problem, refine_unit, say,
-                                               start_point)
-from shorthorizon.offline_problem import (OfflineConfig, best, lr0_named, resolve_dataset, space, surface_points,
-                                           validate_problem, with_family)
+from shorthorizon.experiments.pipeline import (Candidates, announce, begin, box_ranges, box_text, diverged, edge_lines,
+                                               long_run_unit, problem, refine_unit, say, start_point)
+from shorthorizon.offline_problem import OfflineConfig, best, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.offline import is_paper_horizons, plot, section
@@ -208,11 +206,8 @@ def validate(config: Config) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = with_family(resolve_dataset(config))
-    run_dir.write_config(config)
+    config, seeds, sweep = begin(config, run_dir, executor, ray_address)
     horizons, names = sorted(config.horizons), space(config).names
-    seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
-    sweep = Sweep(run_dir, executor, ray_address)
     if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
         announce(problem(config, horizons[-1]), NAME, estimated_cost(config), min(horizons), _configured(config)[0])
 

@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 
 from shorthorizon import optim
 from shorthorizon.meta import search
-from shorthorizon.offline_problem import (OfflineConfig, OfflineFit, best, lr0_named, space, surface_points,
-                                           zoom_points)
+from shorthorizon.config import seeded
+from shorthorizon.offline_problem import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset, space,
+                                           surface_points, with_family, zoom_points)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_seeded
 from shorthorizon.stats import IdentifiedRange, identified_fraction, identified_range, profile_halfwidths
@@ -229,6 +230,16 @@ def edge_lines(config: OfflineConfig, label: str, seed: int, values: dict) -> li
                            f"({bound:g}); widen it with --set {keys.get(name, 'adapt')}="
                            + ("LOW,HIGH" if name in keys else f"{name}:LOW:HIGH"))
     return out
+
+
+def begin(config: OfflineConfig, run_dir: RunDir, executor: str = "local",
+          ray_address: str | None = None) -> tuple[OfflineConfig, list[OfflineConfig], "Sweep"]:
+    """A command's start, once its config is validated: the config resolved (its dataset, its
+    optimizer family's box) and written to the run folder, each seed's config (seed k: the run
+    with seed + k) and the sweep its stages run in (every stage: all seeds' units in one sweep)."""
+    config = with_family(resolve_dataset(config))
+    run_dir.write_config(config)
+    return config, [seeded(config, k) for k in range(config.seeds)], Sweep(run_dir, executor, ray_address)
 
 
 class Sweep(NamedTuple):

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from shorthorizon.config import POSITIVE, items, key, one_of, seeded, within
+from shorthorizon.config import POSITIVE, items, key, one_of, within
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
-from shorthorizon.experiments.pipeline import (Sweep, announce, box_ranges, box_text, edge_lines, long_run_unit,
+from shorthorizon.experiments.pipeline import (announce, begin, box_ranges, box_text, edge_lines, long_run_unit,
                                                meta_steps_bar, problem, refine_unit, say, start_point, widened)
-from shorthorizon.offline_problem import (OfflineConfig, lr0_named, resolve_dataset, space, surface_points,
-                                           validate_problem, with_family)
+from shorthorizon.offline_problem import (OfflineConfig, lr0_named, space, surface_points, validate_problem,
+                                           with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
@@ -163,14 +163,11 @@ def headlines(config: Config) -> dict:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
-    config = with_family(resolve_dataset(config))
-    run_dir.write_config(config)
+    config, seeds, sweep = begin(config, run_dir, executor, ray_address)
     if not run_dir.has_unit(seed_name(f"long_{names(config)[-1]}", config.seeds - 1)):  # seeds share programs
         announce(problem(config, config.horizon), NAME, {_unit(e): config.seeds * fit_cost(config, e)
                                                          for e in ("reference", *config.estimators)},
                  config.horizon, _start(config))
-    seeds = [seeded(config, k) for k in range(config.seeds)]  # every stage: all seeds' units in one sweep
-    sweep = Sweep(run_dir, executor, ray_address)
     surface = sweep.surface(seeds, (config.horizon,), config.horizon)
     labels = dict(zip(("reference", *config.estimators), names(config)))  # estimator -> its fit's name
     fits = sweep.run(fit_unit, [{n: Unit(f"fit_{_unit(e)}", dict(config=s, estimator=e, start=_start(config)),
