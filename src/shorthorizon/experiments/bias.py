@@ -38,9 +38,10 @@ import numpy as np
 
 from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional, seeded
-from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, announce, begin, box_text, diverged, edge_lines,
-                                               long_run_unit, problem, refine_unit, say, start_point, unless_diverged)
-from shorthorizon.offline_problem import OfflineConfig, space, surface_points, validate_problem
+from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, SearchConfig, announce, begin, box_text, diverged,
+                                               edge_lines, long_run_unit, problem, refine_unit, say, search_cost,
+                                               start_point, unless_diverged)
+from shorthorizon.offline_problem import space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.bias import plot, report  # noqa: F401 (the experiment's figures and section)
@@ -55,20 +56,16 @@ PROTOCOLS = ("meta", "rerun", "rung")
 
 
 @dataclass(frozen=True)
-class Config(OfflineConfig):
+class Config(SearchConfig):
     """The offline problem's keys (:class:`~shorthorizon.offline_problem.OfflineConfig`) and the study's."""
 
     horizon: int = key(20000, POSITIVE)  # T: the run the hyperparameters are for
     short: tuple[int, ...] = key((100, 1000), items(POSITIVE, distinct=True))  # K: the horizons they might be tuned on
     seeds: int = 3
     protocol: tuple[str, ...] = key((), optional(items(one_of(PROTOCOLS), distinct=True)))  # empty: every one that applies
-    tolerance: float = key(0.01, POSITIVE)  # identified range: objective within this fraction of the horizon's best
     budget: float = key(0.01, POSITIVE)  # the shortest K whose pick costs at most this fraction of loss at T
     surface_samples: int = 128
     surface_chunk: int = 32
-    zoom_samples: int = key(16, NONNEGATIVE)  # more samples around each fit's best one (0: none)
-    generations: int = key(0, NONNEGATIVE)  # > 0: the adaptive search (meta.search) from the surface, not the zoom
-    population: int = key(6, POSITIVE)  # the adaptive search's points per generation (one vmapped unroll)
     meta_steps: int = key(0, NONNEGATIVE)  # > 0: SMD refines each fit up to smd_max_horizon from its best sample
     smd_max_horizon: int = key(1000, NONNEGATIVE)
 
@@ -150,8 +147,7 @@ def estimated_cost(config: Config) -> dict:
     cost = {"surface": config.surface_samples * (config.horizon + len(horizons(config)) * evaluation),
             "rerun surfaces": config.surface_samples * sum(f.horizon + evaluation for f in every
                                                            if f.protocol == "rerun"),
-            "zoom": config.zoom_samples * sum(f.horizon + evaluation for f in every if f.searched) * zoomed(config),
-            "search": config.generations * config.population * sum(f.horizon + evaluation for f in every if f.searched),
+            **search_cost(config, [f.horizon for f in every if f.searched]),
             "refine": config.meta_steps * work * sum(f.horizon + evaluation for f in every if refined(config, f)),
             "long runs": len(every) * (config.horizon + config.curve_points * evaluation)}
     return {k: v * config.seeds for k, v in cost.items() if v}

@@ -20,9 +20,10 @@ import numpy as np
 from shorthorizon import config as configlib, optim
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.experiments.pipeline import (Candidates, announce, begin, box_ranges, box_text, diverged, edge_lines,
-                                               long_run_unit, problem, refine_unit, say, start_point)
-from shorthorizon.offline_problem import OfflineConfig, best, lr0_named, space, surface_points, validate_problem
+from shorthorizon.experiments.pipeline import (Candidates, SearchConfig, announce, begin, box_ranges, box_text, diverged,
+                                               edge_lines, long_run_unit, named, problem, refine_unit, say, search_cost,
+                                               start_point)
+from shorthorizon.offline_problem import best, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.offline import is_paper_horizons, plot, section
@@ -41,7 +42,7 @@ HEADLINES = {"{name}_ratio": True, "final_train_loss_ratio": True, "horizons.{ho
 
 
 @dataclass(frozen=True)
-class Config(OfflineConfig):
+class Config(SearchConfig):
     """Defaults are the paper's setup (:class:`~shorthorizon.offline_problem.OfflineConfig`:
     MLP 784-100-100-10, batch 100) at its horizons."""
 
@@ -52,13 +53,7 @@ class Config(OfflineConfig):
     smd_from_surface: int = key(0, NONNEGATIVE)
     # > 0: longer horizons take no meta-steps (their fit: the best surface sample)
     smd_max_horizon: int = key(0, NONNEGATIVE)
-    # > 0: each horizon without meta-steps gets that many more samples near its best one
-    zoom_samples: int = key(0, NONNEGATIVE)
-    tolerance: float = key(0.01, POSITIVE)  # identified range: objective within this fraction of the horizon's best
-    # > 0: each horizon without meta-steps takes that many generations of the adaptive search
-    # (meta.search) from the surface instead of the zoom
-    generations: int = key(0, NONNEGATIVE)
-    population: int = key(6, POSITIVE)  # the adaptive search's points per generation (one vmapped unroll)
+    zoom_samples: int = key(0, NONNEGATIVE)  # the zoom and the search: at the horizons without meta-steps
     meta_steps: int = key(5000, POSITIVE)
     anneal: bool = key(False, ANY)  # cosine-decay Adam's step from meta_lr to 1% of it over the meta-steps
     estimator: str = key("forward", one_of(ESTIMATORS))  # SMD's hypergradients (es: antithetic pairs)
@@ -165,8 +160,7 @@ def estimated_cost(config: Config) -> dict:
     evaluation = config.eval_batches * EVALUATION_COST
     trained = sum(config.horizons) if length(config, longest) else longest
     cost = {"surface": config.surface_samples * (trained + len(config.horizons) * evaluation),
-            **({"search" if config.generations else "zoom": (config.generations * config.population or config.zoom_samples)
-                * sum(h + evaluation for h in zoomed(config))} if zoomed(config) else {}),
+            **search_cost(config, zoomed(config)),
             "SMD": sum(smd_cost(config, h) * len(restarts(config, h)) for h in config.horizons),
             "long runs": len(config.horizons) * (longest + config.curve_points
                                                  * (evaluation + TEST_BATCHES * EVALUATION_COST))}
@@ -176,9 +170,8 @@ def estimated_cost(config: Config) -> dict:
 def headlines(config: Config) -> dict:
     """:data:`HEADLINES` at the config's horizons and for its fitted values (each horizon's
     numbers together)."""
-    named = lr0_named(dict.fromkeys(space(config).names))
     return {path.format(horizon=h, name=n): by_factors for h in sorted(config.horizons)
-            for path, by_factors in HEADLINES.items() for n in (named if "{name}" in path else [None])}
+            for path, by_factors in HEADLINES.items() for n in (named(config) if "{name}" in path else [None])}
 
 
 def _configured(config: Config) -> list[dict]:
@@ -264,7 +257,7 @@ def _pool(config: Config, horizon: int, seen: Candidates, ends: Candidates) -> C
 def _save_curves(run_dir: RunDir, seed: int, config: Config, surface_loss: np.ndarray, fits: dict, seen: dict,
                  ends: dict, long: dict) -> None:
     """Seed ``seed``'s curves, each file named by :func:`seed_name`."""
-    horizons, named = sorted(config.horizons), lr0_named(dict.fromkeys(space(config).names))
+    horizons = sorted(config.horizons)
     step = np.arange(config.curve_points + 1) * (horizons[-1] // config.curve_points)
     missing = dict.fromkeys(("train_loss", "test_error"), np.full(len(step), np.nan))
     run_dir.save_curves(seed_name("surface", seed), horizon=horizons, **lr0_named(surface_points(config)),
@@ -278,7 +271,7 @@ def _save_curves(run_dir: RunDir, seed: int, config: Config, surface_loss: np.nd
     if zoomed(config):
         own = slice(config.surface_samples, None)  # the zoom's (or search's) samples, after the surface's
         run_dir.save_curves(seed_name("zoom", seed), horizon=zoomed(config), width=config.zoom_width,
-                            **{n: [lr0_named(seen[h].points)[n][own] for h in zoomed(config)] for n in named},
+                            **{n: [lr0_named(seen[h].points)[n][own] for h in zoomed(config)] for n in named(config)},
                             loss=[seen[h].loss[own] for h in zoomed(config)])
     run_dir.save_curves(seed_name("long_runs", seed), horizon=horizons, step=step,
                         **{k: [long.get(h, missing)[k] for h in horizons] for k in missing})
@@ -305,14 +298,13 @@ def _summary(config: Config, seed: int, horizons, pool: dict, ends: dict, long: 
     cannot tell apart from their best (:meth:`~shorthorizon.experiments.pipeline.Candidates.identified`),
     and the share of the box it spans. ``{value}_ratio``: the shortest horizon's fitted value
     over the longest's."""
-    named = lr0_named(dict.fromkeys(space(config).names))
     per_horizon = {}
     for h in horizons:
         pick, run = pool[h].best(), long.get(h)
         end = math.nan if pick is None or diverged(run["train_loss"]) else 1.0  # a diverged run ends in null numbers
         smd = (meta_steps(config, h) or not config.smd_from_surface) and pool[h].best_loss() == ends[h].best_loss()
         per_horizon[str(h)] = {
-            **(lr0_named(pick) if pick else dict.fromkeys(named, math.nan)), "meta_objective": pool[h].best_loss(),
+            **(lr0_named(pick) if pick else dict.fromkeys(named(config), math.nan)), "meta_objective": pool[h].best_loss(),
             "final_train_loss": end * float(run["train_loss"][-1]) if run else math.nan,
             "final_test_error": end * float(run["test_error"][-1]) if run else math.nan,
             "from_surface": bool(pick) and not smd, "at_edge": edge_lines(boxes[h], f"T={h}", seed, pick) if pick else [],
@@ -322,7 +314,7 @@ def _summary(config: Config, seed: int, horizons, pool: dict, ends: dict, long: 
             "diverged_restarts": np.flatnonzero(~np.isfinite(ends[h].loss)).tolist()}
     short, longest = per_horizon[str(horizons[0])], per_horizon[str(horizons[-1])]
     return {"dataset": config.dataset, "long_horizon": horizons[-1], "horizons": per_horizon,
-            **{f"{n}_ratio": short[n] / longest[n] for n in named},
+            **{f"{n}_ratio": short[n] / longest[n] for n in named(config)},
             "final_train_loss_ratio": short["final_train_loss"] / longest["final_train_loss"]}
 
 

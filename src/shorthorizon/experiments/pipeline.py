@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from shorthorizon import optim
 from shorthorizon.meta import search
-from shorthorizon.config import seeded
+from shorthorizon.config import NONNEGATIVE, POSITIVE, key, seeded
+from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.offline_problem import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset, space,
                                            surface_points, with_family, zoom_points)
 from shorthorizon.results import RunDir
@@ -230,6 +231,30 @@ def edge_lines(config: OfflineConfig, label: str, seed: int, values: dict) -> li
                            f"({bound:g}); widen it with --set {keys.get(name, 'adapt')}="
                            + ("LOW,HIGH" if name in keys else f"{name}:LOW:HIGH"))
     return out
+
+
+@dataclass(frozen=True)
+class SearchConfig(OfflineConfig):
+    """The offline problem's keys and those of the pipeline's search (``offline`` and ``bias``):
+    the zoom or the adaptive search around a fit's best sample, and the identified range."""
+
+    zoom_samples: int = key(16, NONNEGATIVE)  # > 1: a fit's zoom, that many samples around its best one
+    generations: int = key(0, NONNEGATIVE)  # > 0: the adaptive search (meta.search) from the surface, not the zoom
+    population: int = key(6, POSITIVE)  # the adaptive search's points per generation (one vmapped unroll)
+    tolerance: float = key(0.01, POSITIVE)  # identified range: objective within this fraction of the fit's best
+
+
+def named(config: OfflineConfig) -> list[str]:
+    """The fitted values' names as summaries and curves store them (``lr0``, ``decay_exponent``, ...)."""
+    return list(lr0_named(dict.fromkeys(space(config).names)))
+
+
+def search_cost(config: SearchConfig, horizons: Sequence[int]) -> dict:
+    """The plain training steps of the zoom (``zoom_samples`` > 1) or the adaptive search of fits
+    at ``horizons`` (each point trained to its horizon and evaluated there), per seed."""
+    points = config.generations * config.population or config.zoom_samples * (config.zoom_samples > 1)
+    steps = points * sum(h + config.eval_batches * EVALUATION_COST for h in horizons)
+    return {"search" if config.generations else "zoom": steps} if steps else {}
 
 
 def begin(config: OfflineConfig, run_dir: RunDir, executor: str = "local",

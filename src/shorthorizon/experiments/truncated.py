@@ -35,7 +35,7 @@ import numpy as np
 from shorthorizon.config import POSITIVE, items, key, one_of, within
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
 from shorthorizon.experiments.pipeline import (announce, begin, box_ranges, box_text, edge_lines, long_run_unit,
-                                               meta_steps_bar, problem, refine_unit, say, start_point, widened)
+                                               meta_steps_bar, named, problem, refine_unit, say, start_point, widened)
 from shorthorizon.offline_problem import (OfflineConfig, lr0_named, space, surface_points, validate_problem,
                                            with_family)
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
@@ -157,7 +157,7 @@ def headlines(config: Config) -> dict:
     """:data:`HEADLINES` of the config's fits and fitted values (each fit's numbers together; the
     reference's ratios, to itself, are 1 and left out)."""
     return {path.format(fit=n, name=v): by_factors for n in names(config) for path, by_factors in HEADLINES.items()
-            for v in (lr0_named(dict.fromkeys(space(config).names)) if "{name}" in path else [None])
+            for v in (named(config) if "{name}" in path else [None])
             if n != REFERENCE or "ratio" not in path}
 
 
@@ -219,7 +219,7 @@ def _summary(config: Config, seed: int, fits: dict, long: dict, boxes: dict) -> 
     the reference, its box where it was widened, and where it still ended at an edge of it: SMD
     keeps every fit inside it, so a fit there may be held back by it); numbers that are not
     finite are written as null."""
-    entries, named = {}, lr0_named(dict.fromkeys(space(config).names))
+    entries = {}
     for n, f in fits.items():
         run = long.get(n)
         entries[n] = {
@@ -239,7 +239,7 @@ def _summary(config: Config, seed: int, fits: dict, long: dict, boxes: dict) -> 
         }
     ref = entries[REFERENCE]
     for e in entries.values():
-        e.update({f"{v}_ratio": e[v] / ref[v] for v in named})
+        e.update({f"{v}_ratio": e[v] / ref[v] for v in named(config)})
         e["train_loss_ratio"] = e["final_train_loss"] / ref["final_train_loss"]
         e["wall_time_ratio"] = e["wall_time_s"] / ref["wall_time_s"]
     return {"dataset": config.dataset, "horizon": config.horizon, "truncation": config.truncation,
