@@ -21,6 +21,7 @@ from shorthorizon.experiments.pipeline import Candidates
 from shorthorizon.hypergrad import batches
 from shorthorizon.meta import offline
 from shorthorizon.offline_problem import resolve_dataset, with_family
+from shorthorizon.report import claims
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
 from shorthorizon.stats import interval, log_interval
@@ -298,6 +299,7 @@ def test_estimated_cost_of_the_presets():
     paper, fast = (sum(experiment.estimated_cost(experiment.PRESETS[p]).values()) for p in ("paper", "paper-horizons"))
     assert paper / 2000 > 7 * 86400 and fast / 2000 < 3600
     assert experiment.is_paper_horizons(experiment.PRESETS["paper-horizons"])
+    assert not experiment.is_paper_horizons(dataclasses.replace(experiment.PRESETS["paper-horizons"], adapt=("momentum",)))
     assert not experiment.is_paper_horizons(experiment.PRESETS["quick"])
 
 
@@ -317,9 +319,13 @@ def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_pat
                    if isinstance(s, optax.ScaleByAdamState)]
     assert len(adam_states) == 1 and int(adam_states[0].count) == config.warm_start_steps
     assert pipeline.problem(config).offline.optimizer.name == "adamw"
+    capsys.readouterr()
     summary = experiment.run(config, RunDir(tmp_path / "run"))
     assert np.isfinite(summary["horizons"]["10"]["final_train_loss"])
-    assert "optimizer adamw, momentum 0.9 (b1), weight_decay=0.01, for each horizon" in experiment.report(
+    # tiny's second start (0.1) is outside AdamW's box here: SMD starts at its bound, and says so
+    assert "init_lr0 0.1 lies outside the box of lr [0.0001, 0.01]: SMD starts at its nearest bound" in \
+        capsys.readouterr().err
+    assert "fixed: optimizer adamw, momentum 0.9 (b1), weight_decay=0.01;\nfor each horizon" in experiment.report(
         RunDir(tmp_path / "run"))
     import inspect
 
@@ -388,11 +394,18 @@ def test_a_schedule_laid_over_each_horizon(tiny, tmp_path, figures_show_their_da
     section = experiment.report(RunDir(tmp_path / "cosine"))
     assert "A cosine schedule (laid over each horizon while fitting" in section
     assert "| horizon T | lr0 | meta-objective | final train loss | final test error | lr0 identified |" in section
-    assert f"| fitted lr0 | {summary['lr0_ratio']:.3g} |" in section
+    assert f"| fitted lr0 | {summary['lr0_ratio']:.3g}" in section
     figures_show_their_data(experiment.plot, tmp_path / "cosine")
+
+    assert not any("decay" in row["claim"] for row in claims.of("offline", summary, RunDir(tmp_path / "cosine").read_config()))
 
     adapted = experiment.run(dataclasses.replace(config, horizons=(10,), adapt=("final_fraction",)),
                              RunDir(tmp_path / "adapted"))
     assert set(adapted["horizons"]["10"]["identified"]) == {"lr0", "final_fraction"}
     assert 0 < adapted["horizons"]["10"]["final_fraction"] < 1
     figures_show_their_data(experiment.plot, tmp_path / "adapted")
+    # a fitted momentum: its panel axis is log10(1 - momentum), as its box is searched; not fixed in the text
+    experiment.run(dataclasses.replace(config, horizons=(10,), schedule="constant", adapt=("momentum",)),
+                   RunDir(tmp_path / "momentum"))
+    figures_show_their_data(experiment.plot, tmp_path / "momentum")
+    assert "fitted: lr0, momentum; fixed: —;" in experiment.report(RunDir(tmp_path / "momentum"))

@@ -94,14 +94,16 @@ def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
     check(config)
     config = with_family(config)
     optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
-    try:
-        names = space(config).names
-    except ValueError as err:
-        raise ValueError(f"config key 'adapt': {err}") from None
     own = set(optim.make_optimizer(config.optimizer).hyperparameters()) | set(_schedule(config, 1).defaults)
+    names = ["lr", *(entry.split(":")[0] for entry in config.adapt)]  # before their bounds: a name it lacks first
     if set(names) - own or len(set(names)) != len(names):
         raise ValueError(f"config key 'adapt' must name distinct hyperparameters of optimizer {config.optimizer!r} "
-                         f"or schedule {config.schedule!r} ({', '.join(sorted(own - {'lr'}))}), got {config.adapt!r}")
+                         f"or schedule {config.schedule!r} ({', '.join(sorted(own - {'lr'}))}), got "
+                         f"{','.join(config.adapt)}")
+    try:
+        space(config)
+    except ValueError as err:
+        raise ValueError(f"config key 'adapt': {err}") from None
     if config.surface_samples % config.surface_chunk:
         raise ValueError(f"config key 'surface_chunk' must divide surface_samples={config.surface_samples}")
     if long_horizon % config.curve_points:
@@ -205,12 +207,13 @@ def zoom_points(config: OfflineConfig, horizon: int, center: dict, width: float,
 
 
 def optimizer_text(config: dict) -> str:
-    """The base optimizer as the report names it, from a stored config (older ones: the heavy ball)."""
-    name = config.get("optimizer", "momentum")
+    """The base optimizer as the report names it, from a stored config (older ones: the heavy
+    ball): its fixed hyperparameters (a fitted one, in ``adapt``, is not fixed)."""
+    name, fitted = config.get("optimizer", "momentum"), {entry.split(":")[0] for entry in config.get("adapt", ())}
     parts = [] if name == "momentum" else [f"optimizer {name}"]
-    if "momentum" in optim.make_optimizer(name).hyperparameters():
+    if "momentum" in optim.make_optimizer(name).hyperparameters() and "momentum" not in fitted:
         parts.append(f"momentum {config['momentum']:g}" + ("" if name == "momentum" else " (b1)"))
-    return ", ".join(parts + list(config.get("hyper", ())))
+    return ", ".join(parts + [h for h in config.get("hyper", ()) if h.split("=")[0] not in fitted])
 
 
 def lr0_named(values: dict) -> dict:

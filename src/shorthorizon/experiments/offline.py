@@ -12,6 +12,7 @@ run far behind.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -175,8 +176,20 @@ def headlines(config: Config) -> dict:
 
 
 def _configured(config: Config) -> list[dict]:
-    """The configured SMD starts: (``init_lr0[i]``, ``init_decay_exponent[i]``) (:func:`~shorthorizon.experiments.pipeline.start_point`)."""
-    return [start_point(config, lr=lr, decay_exponent=d) for lr, d in zip(config.init_lr0, config.init_decay_exponent)]
+    """The configured SMD starts: (``init_lr0[i]``, ``init_decay_exponent[i]``) (:func:`~shorthorizon.experiments.pipeline.start_point`),
+    each moved onto its box where it lies outside (an optimizer family's box may not hold the
+    paper's starts): :func:`_outside` says which."""
+    bounds = {n: (low, high) for n, low, high in space(config).ranges}
+    return [{n: min(max(v, bounds[n][0]), bounds[n][1]) for n, v in start_point(config, lr=lr, decay_exponent=d).items()}
+            for lr, d in itertools.zip_longest(config.init_lr0, config.init_decay_exponent[:len(config.init_lr0)])]
+
+
+def _outside(config: Config) -> list[str]:
+    """A line per configured start value outside its box (SMD starts at its nearest bound)."""
+    box = {n: (low, high) for n, low, high in space(config).ranges}
+    return [f"{key} {v:g} lies outside the box of {n} [{box[n][0]:g}, {box[n][1]:g}]: SMD starts at its nearest bound; "
+            f"set {key} within it" for key, n in (("init_lr0", "lr"), ("init_decay_exponent", "decay_exponent"))
+            for v in getattr(config, key) if n in box and not box[n][0] <= v <= box[n][1]]
 
 
 # --- the experiment ------------------------------------------------------------------
@@ -192,9 +205,11 @@ def validate(config: Config) -> None:
     if config.smd_from_surface > config.surface_samples:
         raise ValueError(f"config key 'smd_from_surface' must be at most surface_samples={config.surface_samples}, "
                          f"got {config.smd_from_surface}")
-    if len(config.init_lr0) != len(config.init_decay_exponent):
+    decays = "decay_exponent" in space(config).names  # else init_decay_exponent is not read
+    if decays and len(config.init_lr0) != len(config.init_decay_exponent):
         raise ValueError(f"config key 'init_lr0' must have as many values as init_decay_exponent (one per restart), "
                          f"got {len(config.init_lr0)} and {len(config.init_decay_exponent)}")
+
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
@@ -203,6 +218,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     horizons, names = sorted(config.horizons), space(config).names
     if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
         announce(problem(config, horizons[-1]), NAME, estimated_cost(config), min(horizons), _configured(config)[0])
+    say(NAME, [] if config.smd_from_surface else _outside(config))
 
     if length(config, horizons[-1]):  # a schedule laid over each horizon: a surface each
         rows = [sweep.surface(seeds, (h,), h, name=f"surface_T{h}") for h in horizons]

@@ -122,7 +122,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
     warning = box_warnings(widened, edges, config.get("widen", 0))
     return f"""## Would a short horizon mis-tune it? (`shorthorizon bias`)
 
-Task **{s['task']}** on **{s['dataset']}**, {optimizer_text(config)}; schedule **{s['schedule']}**, fitted:
+Task **{s['task']}** on **{s['dataset']}**, {optimizer_text(config) or config.get('optimizer', 'momentum')}; schedule **{s['schedule']}**, fitted:
 {', '.join(names)}. Each of {s['seeds']} seeds fits them for the training loss after T = {s['horizon']} steps (the
 reference) and as a practitioner would from K-step trials under each protocol, from a shared
 {config['warm_start_steps']}-step warm start, then trains every pick for T steps. Cells: mean over seeds and

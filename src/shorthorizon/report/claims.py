@@ -70,6 +70,7 @@ class Claim(NamedTuple):
     text: str
     source: str  # the experiment (its report section and sub-folder)
     evidence: Callable[[Mapping, Mapping], Evidence]  # (summary, config) -> evidence
+    applies: Callable[[Mapping], bool] = lambda config: True  # to a run of this config (else left out)
 
 
 def at(summary: Mapping, path: str) -> float | Mapping | None:
@@ -103,6 +104,8 @@ def table(runs: Mapping[str, tuple[Mapping, Mapping]]) -> list[dict]:
     ``claim``, ``source``, ``paper``, ``ours``, ``threshold``, ``verdict``."""
     rows = []
     for claim in CLAIMS:
+        if claim.source in runs and not claim.applies(runs[claim.source][1]):
+            continue
         if claim.source not in runs:
             rows.append({"claim": claim.text, "source": claim.source, "paper": "", "ours": "not run",
                          "threshold": None, "verdict": NOT_COMPARABLE})
@@ -217,6 +220,11 @@ def _pes_recovers(summary, config) -> Evidence:
     return Evidence(_over_seeds(summary, ratio), 1.0, above=False)
 
 
+def _decays(config: Mapping) -> bool:
+    """Whether the run fitted the paper's inverse-time schedule (a decay exponent to compare)."""
+    return config.get("schedule", "inverse-time") == "inverse-time"
+
+
 def _regime_edges(summary, config) -> Evidence:
     edges = summary["edges"].values()
     return Evidence(sum(e["greedy_optimal"] for e in edges) / len(edges), 1.0, exact=True, inclusive=True)
@@ -228,7 +236,7 @@ CLAIMS = (
     Claim("NQM, deterministic: the greedy schedule is optimal (its loss / the optimized one's)", "nqm",
           _nqm_deterministic),
     Claim("Offline: a short horizon picks a faster decay (decay exponent T_short / T_long)", "offline",
-          _offline("decay_exponent_ratio", PAPER_DECAY_EXPONENT_RATIO, "decay_exponent")),
+          _offline("decay_exponent_ratio", PAPER_DECAY_EXPONENT_RATIO, "decay_exponent"), _decays),
     Claim("Offline: the short horizon's schedule ends the long run behind (final train loss T_short / T_long)",
           "offline", _offline("final_train_loss_ratio", PAPER_TRAIN_LOSS_RATIO)),
     Claim("Online, stochastic lookahead: lr at stop below a tenth of the tuned one (lr ratio)", "online",
@@ -238,7 +246,7 @@ CLAIMS = (
     Claim("Online, deterministic lookahead: lr at stop above the tuned one, or unstable (lr ratio)", "online",
           _online("deterministic", "above")),
     Claim("Truncated (MLP): forward-mode SMD over windows of K steps fits a faster decay than full-horizon SMD "
-          "(decay exponent ratio)", "truncated", _truncated_bias),
+          "(decay exponent ratio)", "truncated", _truncated_bias, _decays),
     Claim("Truncated (MLP): PES's schedule ends the run below truncated forward mode's at the same K (train loss "
           "at T, PES / forward)", "truncated", _pes_recovers),
     Claim("NQM estimators: truncated forward mode (K < T) is biased (relative bias / noise floor)", "estimators",

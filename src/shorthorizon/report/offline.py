@@ -16,7 +16,7 @@ from shorthorizon.optim import SCHEDULES
 from shorthorizon.report.figures import BAND, band, box_warnings, mark, pyplot, seeds_table, surface_panel
 from shorthorizon.results import RunDir, fmt
 from shorthorizon.runners import seed_name
-from shorthorizon.stats import log_interval
+from shorthorizon.stats import MOST_OF_THE_BOX, log_interval
 
 # Paper Section 3.2: decay exponent ratio between T=100 and T=20k, and the final training
 # loss ratio of their schedules over 20k steps on MNIST (Figures 5-6).
@@ -39,7 +39,7 @@ def is_paper_horizons(config) -> bool:
         return tuple(value) if isinstance(value, list) else value
 
     keys = ("task", "batch_size", "warm_start_steps", "warm_start_lr", "optimizer", "momentum", "hyper", "schedule",
-            "decay_steps")
+            "decay_steps", "adapt", "lr0_range", "decay_exponent_range")
     return all(get(k) == paper[k] for k in keys) and (min(get("horizons")), max(get("horizons"))) == PAPER_HORIZONS
 
 
@@ -60,7 +60,7 @@ def plot(run_dir: RunDir) -> None:
         drawn = surface_panel(fig, ax, surface, surface["loss"][i], "log10 meta-objective")
         for r in range(smd["lr0"].shape[1]):
             steps = np.isfinite(smd["lr0"][i, r])  # NaN pads restarts and meta-steps a horizon lacks
-            if not steps.any():
+            if steps.sum() < 2:  # no meta-step taken (a horizon the zoom or search fits instead)
                 continue
             path, best = {n: smd[n][i, r][steps] for n in drawn}, r == smd["best_restart"][i]
             if len(drawn) > 1:  # a path on a contour; on a one-value panel, where it ends
@@ -147,7 +147,10 @@ def section(run_dir: RunDir, prefix: str, paper: bool) -> str:
     shortest, longest = list(s["horizons"])[0], list(s["horizons"])[-1]
     seed = " (seed 0)" if s.get("seeds", 1) > 1 else ""
     paper_ratio = {"decay_exponent": f" > {PAPER_DECAY_EXPONENT_RATIO:g} |"} if paper else {}
-    values = "".join(f"| fitted {n.replace('_', ' ')} | {fmt(s[f'{n}_ratio'])} |{paper_ratio.get(n, ' |' * paper)}\n"
+    unseen = {n for n in named if _share(s["horizons"][shortest], n) != "—"
+              and s["horizons"][shortest]["identified"][n]["fraction_of_box"] >= MOST_OF_THE_BOX}
+    values = "".join(f"| fitted {n.replace('_', ' ')} | {fmt(s[f'{n}_ratio'])}"
+                     f"{f' (not identified at T={shortest})' if n in unseen else ''} |{paper_ratio.get(n, ' |' * paper)}\n"
                      for n in named if f"{n}_ratio" in s)  # an older run stored the decay exponent's alone
     loss = fmt(s['final_train_loss_ratio'])
     if paper:
@@ -167,8 +170,8 @@ These horizons are not the paper's (T = 100 ... 20,000), so its ratios are not s
     columns = " | ".join(n.replace("_", " ") for n in named)
     return f"""## Offline meta-optimization: short-horizon bias (Section 3.2, Figures 5-6)
 
-Dataset: **{s['dataset']}**. {schedule}, fitted: {", ".join(named)},
-{optimizer_text(config)}, for each horizon T from a shared {config['warm_start_steps']}-step warm start,
+Dataset: **{s['dataset']}**. {schedule}, fitted: {", ".join(named)}; fixed: {optimizer_text(config) or "—"};
+for each horizon T from a shared {config['warm_start_steps']}-step warm start,
 {fit}; each horizon's schedule is then trained for {s['long_horizon']} steps.
 
 | horizon T{seed} | {columns} | meta-objective | final train loss | final test error | {" | ".join(f"{n.replace('_', ' ')} identified" for n in named)} |

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shorthorizon.offline_problem import optimizer_text
 from shorthorizon.report.figures import (BAND, band, box_warnings, fitted_names, mark, on_surface, pyplot, seeds_table,
                                          surface_panel)
 from shorthorizon.results import RunDir, fmt
@@ -76,7 +77,7 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
     return f"""## Beating the short-horizon bias: windowed estimators on the offline task
 
 Dataset: **{s['dataset']}**. The offline problem ({schedule}, fitted: {", ".join(named)};
-momentum {config['momentum']:g}, {config['warm_start_steps']}-step warm start) at one whole-run horizon
+fixed: {optimizer_text(config) or "—"}; {config['warm_start_steps']}-step warm start) at one whole-run horizon
 T = {s['horizon']}. Windowed estimators see K = {s['truncation']} steps per meta-step
 ({config['fit_particles']} staggered inner runs each, ES/PES/NRES: antithetic pairs, sigma {config['sigma']:g}) and fit the
 mean training loss over the run; `{REFERENCE}` is full-horizon forward-mode SMD of the loss at T. Same budget of
