@@ -51,7 +51,6 @@ PROBES = [
     ("offline", "lr0_range=0.5,0.001", "lr0_range", "LOW,HIGH with LOW < HIGH"),
     ("offline", "estimator=fd", "estimator", "fd (central differences) needs float64"),  # it failed after the surface
     ("truncated", "estimators=forward,forward", "estimators", "distinct values, each one of forward"),
-    ("truncated", "init_lr0=1e300", "init_lr0", "must lie within lr0_range=[0.001, 0.501187]"),
     ("online", "lookaheads=", "lookaheads", "one or more distinct values, each one of stochastic, deterministic"),
     ("online", "lookaheads=stochastic,stochastic", "lookaheads", "distinct values"),
     ("online", "mlp_init_lrs=0.1,0.1", "mlp_init_lrs", "distinct values, each positive"),

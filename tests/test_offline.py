@@ -323,7 +323,7 @@ def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_pat
     summary = experiment.run(config, RunDir(tmp_path / "run"))
     assert np.isfinite(summary["horizons"]["10"]["final_train_loss"])
     # tiny's second start (0.1) is outside AdamW's box here: SMD starts at its bound, and says so
-    assert "init_lr0 0.1 lies outside the box of lr [0.0001, 0.01]: SMD starts at its nearest bound" in \
+    assert "init_lr0 0.1 lies outside the box of lr [0.0001, 0.01]: the fit starts at its nearest bound" in \
         capsys.readouterr().err
     assert "fixed: optimizer adamw, momentum 0.9 (b1), weight_decay=0.01;\nfor each horizon" in experiment.report(
         RunDir(tmp_path / "run"))

@@ -179,20 +179,23 @@ def test_a_schedule_laid_over_the_run(run, tmp_path, strict_json, figures_show_t
 
 
 def test_a_fit_at_the_edge_of_its_box_fits_again_in_a_wider_one(run, tmp_path, strict_json, capsys):
-    """A box too narrow for every fit (lr0 in [0.03, 0.0301]): each fit ends at an edge, is fitted
-    again (``widen`` round 1: the bounds it sat at moved ``zoom_width`` decades out), and the
-    refit, inside the wider box, is what the summary, the long run and the report hold."""
+    """A box too narrow for every fit (lr0 in [0.01, 0.0101], the start 0.03 outside it: the fits
+    start at its bound, said on stderr): each fit ends at an edge, is fitted again (``widen``
+    round 1: the bounds it sat at moved ``zoom_width`` decades out), and the refit, inside the
+    wider box, is what the summary, the long run and the report hold."""
     _, sets = run
     out = tmp_path / "narrow"
     capsys.readouterr()
-    assert main(["truncated", "--preset", "quick", "--out", str(out), *sets, "--set", "lr0_range=0.03,0.0301",
-                 "--set", "init_lr0=0.03", "--set", "estimators=forward", "--set", "widen=1"]) == 0
+    assert main(["truncated", "--preset", "quick", "--out", str(out), *sets, "--set", "lr0_range=0.01,0.0101",
+                 "--set", "estimators=forward", "--set", "widen=1"]) == 0
     err = capsys.readouterr().err
+    assert "init_lr0 0.03 lies outside the box of lr [0.01, 0.0101]: the fit starts at its nearest bound" in err
+    assert float(RunDir(out).load_unit("fit_smd_full")["lr"][0]) == pytest.approx(0.0101)
     summary = strict_json(out / "summary.json")
     for name in ("smd_full", "forward_K10"):
         fit, refit = summary["estimators"][name], RunDir(out).load_unit(f"widen1_fit_{name.split('_K')[0]}")
         assert f"{name}, seed 0: the fit ended at the edge of its box; fitting again in lr [" in err
         assert fit["widened"].startswith("lr [") and fit["lr0"] == pytest.approx(float(refit["lr"][-1]))
         low, high = (float(x) for x in fit["widened"].split("[")[1].split("]")[0].split(", "))
-        assert low <= fit["lr0"] <= high and (low < 0.03 / 1.9 or high > 0.0301 * 1.9)  # 10^0.3 ~ 2 out
+        assert low <= fit["lr0"] <= high and (low < 0.01 / 1.9 or high > 0.0101 * 1.9)  # 10^0.3 ~ 2 out
     assert "**Widened**" in experiment.report(RunDir(out))

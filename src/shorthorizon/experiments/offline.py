@@ -22,8 +22,8 @@ from shorthorizon import config as configlib, optim
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.experiments.pipeline import (Candidates, SearchConfig, announce, begin, box_ranges, box_text, diverged,
-                                               edge_lines, long_run_unit, named, problem, refine_unit, say, search_cost,
-                                               start_point)
+                                               edge_lines, long_run_unit, named, outside, problem, refine_unit, say,
+                                               search_cost, start_point)
 from shorthorizon.offline_problem import best, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
@@ -176,20 +176,9 @@ def headlines(config: Config) -> dict:
 
 
 def _configured(config: Config) -> list[dict]:
-    """The configured SMD starts: (``init_lr0[i]``, ``init_decay_exponent[i]``) (:func:`~shorthorizon.experiments.pipeline.start_point`),
-    each moved onto its box where it lies outside (an optimizer family's box may not hold the
-    paper's starts): :func:`_outside` says which."""
-    bounds = {n: (low, high) for n, low, high in space(config).ranges}
-    return [{n: min(max(v, bounds[n][0]), bounds[n][1]) for n, v in start_point(config, lr=lr, decay_exponent=d).items()}
+    """The configured SMD starts: (``init_lr0[i]``, ``init_decay_exponent[i]``) (:func:`~shorthorizon.experiments.pipeline.start_point`)."""
+    return [start_point(config, lr=lr, decay_exponent=d)
             for lr, d in itertools.zip_longest(config.init_lr0, config.init_decay_exponent[:len(config.init_lr0)])]
-
-
-def _outside(config: Config) -> list[str]:
-    """A line per configured start value outside its box (SMD starts at its nearest bound)."""
-    box = {n: (low, high) for n, low, high in space(config).ranges}
-    return [f"{key} {v:g} lies outside the box of {n} [{box[n][0]:g}, {box[n][1]:g}]: SMD starts at its nearest bound; "
-            f"set {key} within it" for key, n in (("init_lr0", "lr"), ("init_decay_exponent", "decay_exponent"))
-            for v in getattr(config, key) if n in box and not box[n][0] <= v <= box[n][1]]
 
 
 # --- the experiment ------------------------------------------------------------------
@@ -218,7 +207,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     horizons, names = sorted(config.horizons), space(config).names
     if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
         announce(problem(config, horizons[-1]), NAME, estimated_cost(config), min(horizons), _configured(config)[0])
-    say(NAME, [] if config.smd_from_surface else _outside(config))
+    say(NAME, [] if config.smd_from_surface else outside(config))
 
     if length(config, horizons[-1]):  # a schedule laid over each horizon: a surface each
         rows = [sweep.surface(seeds, (h,), h, name=f"surface_T{h}") for h in horizons]

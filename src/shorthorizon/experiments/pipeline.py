@@ -132,11 +132,24 @@ def meta_steps_bar(total: int, desc: str):
 
 def start_point(config: OfflineConfig, **values: float) -> dict:
     """A start of the fitted values: ``values`` where given (``lr``, ``decay_exponent``: one the
-    schedule lacks is left out), every other at the middle of its box (log10 of the value, of
-    1 − μ for a momentum)."""
+    schedule lacks is left out), moved onto the box where they lie outside it (:func:`outside`
+    says so), every other at the middle of its box (log10 of the value, of 1 − μ for a momentum)."""
     fitted = space(config)
     middle = search.from_unit(fitted, np.full((1, len(fitted.names)), 0.5))
-    return {n: values.get(n, float(middle[n][0])) for n in fitted.names}
+    return {n: float(np.clip(values[n], low, high)) if n in values else float(middle[n][0])
+            for n, low, high in fitted.ranges}
+
+
+STARTS = {"init_lr0": "lr", "init_decay_exponent": "decay_exponent"}  # config keys of a start -> the values
+
+
+def outside(config: OfflineConfig) -> list[str]:
+    """A line per start value (:data:`STARTS`) outside its box: a fit starts at the nearest bound
+    (an optimizer family's box, AdamW's say, need not hold the heavy ball's starts)."""
+    box = {n: (low, high) for n, low, high in space(config).ranges}
+    return [f"{key} {v:g} lies outside the box of {n} [{box[n][0]:g}, {box[n][1]:g}]: the fit starts at its nearest "
+            f"bound; set {key} within it" for key, n in STARTS.items() if n in box
+            for v in np.atleast_1d(getattr(config, key)) if not box[n][0] <= v <= box[n][1]]
 
 
 def box_ranges(config: OfflineConfig) -> dict:

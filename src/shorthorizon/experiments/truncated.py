@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from shorthorizon.config import POSITIVE, items, key, one_of, within
+from shorthorizon.config import POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
 from shorthorizon.experiments.pipeline import (announce, begin, box_ranges, box_text, edge_lines, long_run_unit,
-                                               meta_steps_bar, named, problem, refine_unit, say, start_point, widened)
-from shorthorizon.offline_problem import (OfflineConfig, lr0_named, space, surface_points, validate_problem,
-                                           with_family)
+                                               meta_steps_bar, named, outside, problem, refine_unit, say, start_point,
+                                               widened)
+from shorthorizon.offline_problem import OfflineConfig, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
@@ -65,7 +65,7 @@ class Config(OfflineConfig):
     fit_inner_steps: int = key(2_000_000, POSITIVE)  # every fit's budget; the reference's meta-steps: this / T
     meta_lr: float = 0.15  # Adam's peak step in log space, cosine-decayed to 1% over each fit
     meta_chunk: int = 10  # meta-steps per compiled scan (progress granularity)
-    init_lr0: float = key(0.03, POSITIVE)  # every fit starts here, within the box (any other fitted value:
+    init_lr0: float = key(0.03, POSITIVE)  # every fit starts here, moved onto the box (any other fitted value:
     init_decay_exponent: float = key(1.0, POSITIVE)  # at the middle of its box)
     surface_samples: int = 200  # Figure-5 surface of the loss at T
     surface_chunk: int = 25
@@ -80,9 +80,12 @@ PRESETS = {
     "paper": Config(),
     # Quick: T = 3,000 on Fashion-MNIST, K = 100 (30 windows per run). Budget 90k inner steps
     # per fit: 30 meta-steps of the reference, a few minutes of forward mode on a CPU; 50
-    # evaluation batches as the offline quick preset.
+    # evaluation batches as the offline quick preset. TBPTT is left out: it is truncated forward
+    # mode's estimator in reverse mode (the same hypergradient), and their quick fits agreed
+    # within 2% (lr0 0.0363 / 0.0360, decay exponent 56.6 / 55.6) at a sixth of the command's time.
     "quick": Config(
         dataset="fashion-mnist",
+        estimators=tuple(e for e in WINDOWED if e != "reverse"),
         horizon=3000,
         fit_inner_steps=90_000,
         eval_batches=50,
@@ -95,9 +98,6 @@ PRESETS = {
 
 def validate(config: Config) -> None:
     validate_problem(config, config.horizon)
-    within("init_lr0", config.init_lr0, "lr0_range", with_family(config).lr0_range)
-    if "decay_exponent" in space(config).names:
-        within("init_decay_exponent", config.init_decay_exponent, "decay_exponent_range", config.decay_exponent_range)
     if config.horizon % config.truncation:
         raise ValueError(f"config key 'truncation' ({config.truncation}) must divide the horizon ({config.horizon})")
     if config.fit_inner_steps < config.horizon:
@@ -168,6 +168,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
         announce(problem(config, config.horizon), NAME, {_unit(e): config.seeds * fit_cost(config, e)
                                                          for e in ("reference", *config.estimators)},
                  config.horizon, _start(config))
+    say(NAME, outside(config))
     surface = sweep.surface(seeds, (config.horizon,), config.horizon)
     labels = dict(zip(("reference", *config.estimators), names(config)))  # estimator -> its fit's name
     fits = sweep.run(fit_unit, [{n: Unit(f"fit_{_unit(e)}", dict(config=s, estimator=e, start=_start(config)),
