@@ -349,7 +349,8 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
     config = dataclasses.replace(tiny, horizons=(5, 10))
     cost = sum(experiment.estimated_cost(config).values())
     two = experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two"))
-    assert f"estimated cost: {2 * cost:.3g} plain" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"estimated cost: {2 * cost:.3g} plain" in err and f"; 2 seeds, {cost:.3g} each)" in err
     one, other = (experiment.run(dataclasses.replace(config, seed=s), RunDir(tmp_path / f"seed{s}")) for s in (0, 1))
     assert f"estimated cost: {cost:.3g} plain" in capsys.readouterr().err
     drop = ("seeds", "intervals", "wall_time_s")

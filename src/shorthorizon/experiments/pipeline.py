@@ -2,8 +2,10 @@
 
 Every fit of a schedule on the offline problem (:class:`~shorthorizon.offline_problem.OfflineFit`)
 is found the same way, seed by seed: log-uniform samples of the box scored at every horizon
-(prefixes of one vmapped unroll, on the batches every fit is judged by), a zoom of samples
-around a horizon's best one, optionally SMD from the best candidate, and long runs of the picks.
+(prefixes of one vmapped unroll, on the batches every fit is judged by; a schedule laid over a
+run's length needs a surface per length), a zoom of samples (or the adaptive search) around a
+horizon's best one, optionally SMD from the best candidate, a box moved out and searched again
+where a fit sits at its edge, and long runs of the picks.
 This module holds those stages once: their units of work (module-level functions of plain
 arguments, so that Ray can ship them and a stored unit records what it was computed from), the
 sweep that runs one stage's units of every seed together (:class:`Sweep`), and the typed
@@ -102,16 +104,18 @@ class Candidates:
 
 
 def announce(fit: OfflineFit, name: str, cost: dict, horizon: int, start: dict, programs: int = 0) -> None:
-    """Print a run's estimated ``cost`` (plain training steps per stage) before it starts: its
-    time at the speed ``fit`` measures now at ``horizon`` from ``start``, and ``programs``
-    compilations at the time the simplest took (:meth:`~shorthorizon.offline_problem.OfflineFit.speed`;
-    a lower bound: on a CPU a small run is mostly compiling)."""
+    """Print a run's estimated ``cost`` (plain training steps per stage, over all its seeds; the
+    share of one seed too) before it starts: its time at the speed ``fit`` measures now at
+    ``horizon`` from ``start``, and ``programs`` compilations at the time the simplest took
+    (:meth:`~shorthorizon.offline_problem.OfflineFit.speed`; a lower bound: on a CPU a small run is
+    mostly compiling; seeds share compiled programs)."""
     rate, compile_seconds = fit.speed(horizon, start)
-    total = sum(cost.values())
+    total, seeds = sum(cost.values()), fit.config.seeds
     compiling = (f" + at least {_duration(programs * compile_seconds)} compiling {programs} programs "
                  f"({compile_seconds:.1f} s measured for the simplest)" if programs else "")
     print(f"[{name}] estimated cost: {total:.3g} plain training steps ("
           + ", ".join(f"{k} {v:.3g}" for k, v in cost.items())
+          + (f"; {seeds} seeds, {total / seeds:.3g} each" if seeds > 1 else "")
           + f") at {rate:.0f} steps/s measured -> about {_duration(total / rate)} on one process{compiling}",
           file=sys.stderr)
 
@@ -367,10 +371,9 @@ class Sweep(NamedTuple):
                      for by_key, c, box in zip(fits, candidates, boxes)]
             if not any(wider):
                 break
-            for seed, by_key in enumerate(wider):
-                for label, moved, *_ in by_key.values():
-                    print(f"[{name}] {label}, seed {seed}: the fit is at the edge of its box; zooming again in "
-                          f"{box_text(moved)} (round {round_} of at most {rounds})", file=sys.stderr)
+            say(name, [f"{label}, seed {seed}: the fit is at the edge of its box; zooming again in {box_text(moved)} "
+                       f"(round {round_} of at most {rounds})"
+                       for seed, by_key in enumerate(wider) for label, moved, *_ in by_key.values()])
             done = self.run(zoom_unit, [{k: Unit(f"widen{round_}_{label}", dict(config=moved, horizon=h, center=point,
                                                                                length=n), cost=h)
                                          for k, (label, moved, h, n, point) in by_key.items()} for by_key in wider],
