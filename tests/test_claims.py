@@ -29,6 +29,16 @@ def test_a_verdict_follows_the_rule(number, above, expected):
     assert claims.verdict(claims.Evidence(number, 1.0, above=above))[1] == expected
 
 
+@pytest.mark.parametrize("number, shown, expected", [
+    (1.001, "1.001 (1 seed)", claims.HOLDS),  # not "1": a number that reads as the threshold it is not
+    (0.9996, "0.9996 (1 seed)", claims.FAILS),
+    (2.34567, "2.35 (1 seed)", claims.HOLDS),
+    (interval([1.0004]), "1.0004 (1 seed)", claims.HOLDS),
+])
+def test_a_number_near_the_threshold_is_shown_with_the_digits_that_decide_it(number, shown, expected):
+    assert claims.verdict(claims.Evidence(number, 1.0)) == (shown, expected)
+
+
 @pytest.mark.parametrize("shares, expected", [
     ((0.9, 0.6, 0.1), claims.NOT_IDENTIFIED),  # two of three seeds: at least half the box
     ((0.9, 0.1, 0.1), claims.OPEN),  # identified in most seeds: the interval decides

@@ -140,7 +140,7 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
     two = experiment.run(config, RunDir(tmp_path))
     assert f"{experiment.REFERENCE} {2 * experiment.fit_cost(config, 'reference'):.3g}, forward " \
            f"{2 * experiment.fit_cost(config, 'forward'):.3g}, pes " \
-           f"{2 * experiment.fit_cost(config, 'pes'):.3g})" in capsys.readouterr().err
+           f"{2 * experiment.fit_cost(config, 'pes'):.3g}; 2 seeds, " in capsys.readouterr().err
     single = RunDir(out).read_summary()
     top = {k: v for k, v in two.items() if k != "per_seed"}
     assert _untimed(two["per_seed"][0]) == _untimed(single) == _untimed(top)

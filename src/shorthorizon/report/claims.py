@@ -90,13 +90,25 @@ def verdict(evidence: Evidence) -> tuple[str, str]:
     if isinstance(number, Mapping):  # an interval over seeds
         if number["mean"] is None:
             return "diverged", NOT_COMPARABLE
+        spec = _digits([number[k] for k in ("mean", "low", "high")], evidence.threshold)
         if number["low"] is None:  # one seed: its value decides
-            return interval_text(number, seeds=True), HOLDS if side(number["mean"]) else FAILS
+            return interval_text(number, spec, seeds=True), HOLDS if side(number["mean"]) else FAILS
         low, high = side(number["low"]), side(number["high"])
-        return interval_text(number, seeds=True), HOLDS if low and high else FAILS if not (low or high) else OPEN
+        return interval_text(number, spec, seeds=True), HOLDS if low and high else FAILS if not (low or high) else OPEN
     if number is None or isinstance(number, bool) or not math.isfinite(number):
         return "—", NOT_COMPARABLE
-    return f"{fmt(number)}{'' if evidence.exact else ' (1 seed)'}", HOLDS if side(number) else FAILS
+    return f"{fmt(number, _digits([number], evidence.threshold))}{'' if evidence.exact else ' (1 seed)'}", \
+        HOLDS if side(number) else FAILS
+
+
+def _digits(numbers: list, threshold: float) -> str:
+    """The format of a claim's numbers: 3 significant digits, more (up to 6) where one of them
+    would read as the threshold without being it (1.001 against 1: shown as 1.001, not 1)."""
+    for digits in range(3, 7):
+        if all(x is None or x == threshold or format(x, f".{digits}g") != format(threshold, f".{digits}g")
+               for x in numbers):
+            break
+    return f".{digits}g"
 
 
 def table(runs: Mapping[str, tuple[Mapping, Mapping]]) -> list[dict]:
