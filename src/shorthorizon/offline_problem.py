@@ -41,6 +41,7 @@ from shorthorizon.data import splits
 from shorthorizon.hypergrad import Data, Truncated, batches
 from shorthorizon.meta.offline import (Offline, Problem, fit_chunk, long_run, meta_objective, start_loss, surface,
                                        warm_start, windowed_chunk, windowed_init)
+from shorthorizon.meta.search import log_coordinate
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.tasks import make_task, task_factory
 
@@ -198,8 +199,7 @@ def zoom_points(config: OfflineConfig, horizon: int, center: dict, width: float,
     rng = np.random.default_rng([config.seed, horizon])
     box = {}
     for name, low, high in fitted.ranges:
-        log = np.log10(np.array([1 - high, 1 - low]) if name in optim.COMPLEMENTED else np.array([low, high]))
-        value = np.log10(1 - center[name] if name in optim.COMPLEMENTED else center[name])
+        log, value = np.sort(log_coordinate(name, (low, high))), log_coordinate(name, center[name])
         near = np.clip(value + np.array([-width, width]), *log)
         box[name] = tuple(1 - 10 ** near[::-1] if name in optim.COMPLEMENTED else 10 ** near)
     points = _log_uniform(rng, fitted, samples - 1, box)

@@ -200,7 +200,6 @@ def validate(config: Config) -> None:
                          f"got {len(config.init_lr0)} and {len(config.init_decay_exponent)}")
 
 
-
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
     config, seeds, sweep = begin(config, run_dir, executor, ray_address)
@@ -225,13 +224,13 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                                  cost=smd_cost(config, h))
                                     for h in horizons for r, point in enumerate(start[h])}
                                    for s, start in zip(seeds, smd_starts)], desc="SMD")
-    by_horizon = [{h: (f"T{h}", h, length(config, h).get("length")) for h in horizons}] * config.seeds
-    sweep.zoom(seeds, [{h: by_horizon[0][h] for h in zoomed(config)}] * config.seeds, seen, starts)
+    labels = {h: (f"T{h}", h, length(config, h).get("length")) for h in horizons}  # the pipeline's (label, horizon, length)
+    sweep.zoom(seeds, [{h: labels[h] for h in zoomed(config)}] * config.seeds, seen, starts)
     ends = [{h: Candidates({n: np.array([fit[h, r][n][-1] for r in restarts(config, h)]) for n in names},
                            np.array([fit[h, r]["meta_objective"] for r in restarts(config, h)], float))
              for h in horizons} for fit in fits]
     pool = [{h: _pool(config, h, c[h], e[h]) for h in horizons} for c, e in zip(seen, ends)]
-    boxes = sweep.widen(NAME, seeds, by_horizon, pool, starts)
+    boxes = sweep.widen(NAME, seeds, [labels] * config.seeds, pool, starts)
     picks = [{h: c[h].best() for h in horizons} for c in pool]
 
     long = sweep.run(long_run_unit, [{h: Unit(f"long_T{h}", dict(config=s, values=pick[h], horizon=horizons[-1]))

@@ -150,7 +150,8 @@ def fit_cost(config: Config, estimator: str) -> float:
     if estimator == "reference":
         return _reference_steps(config) * config.horizon * make_estimator("forward").step_work(len(space(config).names))
     est = windowed(config, estimator)
-    return problem(config, config.horizon).windowed_budget(est, config.horizon, config.fit_inner_steps)[1] * est.step_work(len(space(config).names))
+    spent = problem(config, config.horizon).windowed_budget(est, config.horizon, config.fit_inner_steps)[1]
+    return spent * est.step_work(len(space(config).names))
 
 
 def headlines(config: Config) -> dict:
@@ -173,6 +174,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     labels = dict(zip(("reference", *config.estimators), names(config)))  # estimator -> its fit's name
     fits = sweep.run(fit_unit, [{n: Unit(f"fit_{_unit(e)}", dict(config=s, estimator=e, start=_start(config)),
                                          cost=fit_cost(config, e)) for e, n in labels.items()} for s in seeds], desc="fits")
+    estimator = {n: e for e, n in labels.items()}
     boxes = [dict.fromkeys(labels.values(), s) for s in seeds]  # each fit's box: widened where it ended at an edge
     for round_ in range(1, config.widen + 1):  # SMD keeps a fit inside its box: one at an edge fits again, wider
         moved = [{n: wider for n, f in fit.items() if (end := _fitted(box[n], f)) and (wider := widened(box[n], end))}
@@ -181,7 +183,6 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
             break
         say(NAME, [f"{n}, seed {k}: the fit ended at the edge of its box; fitting again in {box_text(b)} (round "
                    f"{round_} of at most {config.widen})" for k, by_name in enumerate(moved) for n, b in by_name.items()])
-        estimator = {n: e for e, n in labels.items()}
         again = sweep.run(fit_unit, [{n: Unit(f"widen{round_}_fit_{_unit(estimator[n])}", dict(
             config=b, estimator=estimator[n], start=_start(config)), cost=fit_cost(config, estimator[n]))
             for n, b in by_name.items()} for by_name in moved], desc=f"widened fits {round_}")

@@ -99,21 +99,26 @@ def log_box(space: optim.LogSpace) -> tuple[tuple[str, ...], np.ndarray, np.ndar
     1 − value for a name in :data:`~shorthorizon.optim.COMPLEMENTED` (low, high: that coordinate's)."""
     names, low, high = [], [], []
     for name, a, b in space.ranges:
-        if name in optim.COMPLEMENTED:
-            if b >= 1:
-                raise ValueError(f"{name!r}'s box must end below 1 for log(1 - {name}) to be bounded, got {b!r}")
-            a, b = 1 - b, 1 - a
+        if name in optim.COMPLEMENTED and b >= 1:
+            raise ValueError(f"{name!r}'s box must end below 1 for log(1 - {name}) to be bounded, got {b!r}")
         names.append(name)
-        low.append(np.log10(a))
-        high.append(np.log10(b))
+        lo, hi = np.sort(log_coordinate(name, (a, b)))
+        low.append(lo)
+        high.append(hi)
     return tuple(names), np.array(low), np.array(high)
+
+
+def log_coordinate(name: str, values) -> np.ndarray:
+    """Values of hyperparameter ``name`` in the search's coordinate: log10 of each, or of
+    1 − value for a name in :data:`~shorthorizon.optim.COMPLEMENTED` (a momentum)."""
+    values = np.asarray(values, float)
+    return np.log10(1 - values) if name in optim.COMPLEMENTED else np.log10(values)
 
 
 def to_unit(state_or_space, points: Mapping[str, np.ndarray]) -> np.ndarray:
     """Points (name -> values) as rows of unit coordinates of the box (a state's or a space's)."""
     names, low, high = _box(state_or_space)
-    columns = [np.log10(1 - np.asarray(points[n], float)) if n in optim.COMPLEMENTED
-               else np.log10(np.asarray(points[n], float)) for n in names]
+    columns = [log_coordinate(n, points[n]) for n in names]
     return (np.stack(columns, axis=-1) - low) / (high - low)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shorthorizon.meta.search import log_coordinate
 from shorthorizon.optim import COMPLEMENTED
 from shorthorizon.results import fmt
 
@@ -38,27 +39,20 @@ def fitted_names(curves: dict) -> list[str]:
     return [k[:-len("_range")] for k in curves if k.endswith("_range")]
 
 
-def coordinate(name: str, values) -> np.ndarray:
-    """A fitted value in the coordinate its box is searched in: log10 of it, of 1 − μ for a
-    momentum (:data:`~shorthorizon.optim.COMPLEMENTED`)."""
-    values = np.asarray(values, float)
-    return np.log10(1 - values) if name in COMPLEMENTED else np.log10(values)
-
-
 def axis_label(name: str) -> str:
     return f"log10(1 − {name})" if name in COMPLEMENTED else f"log10 {name.replace('_', ' ')}"
 
 
 def surface_panel(fig, ax, surface: dict, loss: np.ndarray, label: str) -> tuple[str, ...]:
     """log10 ``loss`` at the surface's samples over its first two fitted values (:func:`fitted_names`,
-    each in its :func:`coordinate`), a contour smoothed onto the box (a third value and more
+    each in :func:`~shorthorizon.meta.search.log_coordinate`), a contour smoothed onto the box (a third value and more
     projected out, said in the panel), or against its one fitted value, and the box's bounds; a
     diverged sample counts as the worst finite one. Returns the values drawn, for :func:`mark`."""
     finite = np.isfinite(loss)
     z = np.log10(np.where(finite, loss, loss[finite].max() if finite.any() else 1.0))
     drawn = tuple(fitted_names(surface)[:2])
-    box = [np.sort(coordinate(n, surface[f"{n}_range"])) for n in drawn]
-    x = coordinate(drawn[0], surface[drawn[0]])
+    box = [np.sort(log_coordinate(n, surface[f"{n}_range"])) for n in drawn]
+    x = log_coordinate(drawn[0], surface[drawn[0]])
     if len(fitted_names(surface)) > 2:
         ax.text(0.02, 0.02, "projected out: " + ", ".join(fitted_names(surface)[2:]), transform=ax.transAxes,
                 color="white", fontsize=7)
@@ -69,7 +63,7 @@ def surface_panel(fig, ax, surface: dict, loss: np.ndarray, label: str) -> tuple
             ax.axvline(bound, color="white", lw=0.8, ls="--")
         ax.set(xlabel=axis_label(drawn[0]), ylabel=label)
         return drawn
-    gx, gy, gz = smooth(x, coordinate(drawn[1], surface[drawn[1]]), z, *box)
+    gx, gy, gz = smooth(x, log_coordinate(drawn[1], surface[drawn[1]]), z, *box)
     fig.colorbar(ax.contourf(gx, gy, gz, levels=20, cmap="viridis"), ax=ax, label=label)
     (x0, x1), (y0, y1) = box
     ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="white", lw=0.8, ls="--")
@@ -81,15 +75,15 @@ def on_surface(surface: dict, loss: np.ndarray, values: dict) -> float:
     """The surface's ``loss`` at ``values``, interpolated along its first fitted value (in its
     coordinate): where a fit whose own objective was not stored lies on a one-value panel."""
     name = fitted_names(surface)[0]
-    x = coordinate(name, surface[name])
-    return 10 ** np.interp(coordinate(name, values[name]), np.sort(x), np.log10(loss)[np.argsort(x)])
+    x = log_coordinate(name, surface[name])
+    return 10 ** np.interp(log_coordinate(name, values[name]), np.sort(x), np.log10(loss)[np.argsort(x)])
 
 
 def mark(ax, drawn: tuple[str, ...], values: dict, loss, *fmt, **style) -> None:
     """Fitted ``values`` (name -> a value, or values along a path) on a :func:`surface_panel`
     over ``drawn``: at their two drawn values, or, on a one-value panel, at their ``loss``."""
-    ax.plot(coordinate(drawn[0], values[drawn[0]]),
-            coordinate(drawn[1], values[drawn[1]]) if len(drawn) > 1 else np.log10(loss), *fmt, **style)
+    ax.plot(log_coordinate(drawn[0], values[drawn[0]]),
+            log_coordinate(drawn[1], values[drawn[1]]) if len(drawn) > 1 else np.log10(loss), *fmt, **style)
 
 
 def box_warnings(widened: list[str], edges: list[str], rounds: int) -> str:
