@@ -89,6 +89,14 @@ RUNS: dict[str, tuple[str, dict[str, str]]] = {
                                 "fit_inner_steps": "400", "warm_start_steps": "5", "eval_batches": "2",
                                 "surface_samples": "4", "surface_chunk": "2", "curve_points": "4",
                                 "meta_chunk": "5"}),
+    # the paper's schedule (meta, rung), two seeds, a zoom and an SMD refinement at K
+    "bias": ("bias", {**IMAGE_DATA, "horizon": "20", "short": "5", "seeds": "2", "warm_start_steps": "5",
+                      "eval_batches": "2", "surface_samples": "8", "surface_chunk": "4", "zoom_samples": "4",
+                      "meta_steps": "2", "smd_max_horizon": "5", "meta_chunk": "2", "curve_points": "2"}),
+    # a schedule laid over the run's length (rerun, rung)
+    "bias-cosine": ("bias", {**IMAGE_DATA, "horizon": "20", "short": "5", "seeds": "2", "schedule": "cosine",
+                             "warm_start_steps": "5", "eval_batches": "2", "surface_samples": "8",
+                             "surface_chunk": "4", "zoom_samples": "4", "curve_points": "2"}),
 }
 DATA = "_data"  # OUTDIR/_data: the fake MNIST
 LOGS = "_logs"  # OUTDIR/_logs/NAME.log: each run's output

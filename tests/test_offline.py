@@ -357,9 +357,10 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
     assert two["per_seed"] == [{k: v for k, v in s.items() if k not in drop} for s in (one, other)]
     assert {k: v for k, v in two.items() if k not in drop + ("per_seed",)} == two["per_seed"][0]
     assert two["per_seed"][0]["horizons"] != two["per_seed"][1]["horizons"]
-    assert set(two["intervals"]) == set(experiment.headlines(config)) >= {
+    paths = pipeline.headlines(experiment.HEADLINES, config, "horizon", config.horizons)
+    assert set(two["intervals"]) == set(paths) >= {
         "decay_exponent_ratio", "final_train_loss_ratio", "horizons.5.decay_exponent", "horizons.10.final_train_loss"}
-    for path, by_factors in experiment.headlines(config).items():
+    for path, by_factors in paths.items():
         values = [functools.reduce(dict.get, path.split("."), s) for s in two["per_seed"]]
         assert two["intervals"][path] == (log_interval if by_factors else interval)(values), path
     assert strict_json(tmp_path / "two" / "summary.json")["intervals"] == two["intervals"]

@@ -37,10 +37,9 @@ from typing import NamedTuple
 import numpy as np
 
 from shorthorizon import optim
-from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional, seeded
-from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, SearchConfig, announce, begin, box_text, diverged,
-                                               edge_lines, long_run_unit, problem, refine_unit, say, search_cost,
-                                               start_point, unless_diverged)
+from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional
+from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, SearchConfig, announce, begin, judged, problem,
+                                               refine_unit, say, search_cost, start_point, unless_diverged)
 from shorthorizon.offline_problem import space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
@@ -126,11 +125,6 @@ def validate(config: Config) -> None:
                          f"{config.schedule!r} (meta: length-free schedules; rerun: the others; rung: all)")
 
 
-def zoomed(config: Config) -> bool:
-    """Whether the searched fits take a zoom (``zoom_samples`` > 1 and no adaptive search)."""
-    return config.zoom_samples > 1 and not config.generations
-
-
 def refined(config: Config, fit: Fit) -> bool:
     """Whether SMD refines ``fit`` (``meta_steps`` > 0, its horizon up to ``smd_max_horizon``)."""
     return fit.searched and config.meta_steps > 0 and fit.horizon <= config.smd_max_horizon
@@ -158,7 +152,7 @@ def programs(config: Config) -> int:
     an SMD refinement per searched horizon and length, a long run."""
     every = fits(config)
     return (1 + len({f.length for f in every if f.protocol == "rerun"}) + 1
-            + len({(f.horizon, f.length) for f in every if f.searched}) * (zoomed(config) or config.generations > 0)
+            + len({(f.horizon, f.length) for f in every if f.searched}) * config.searches
             + len({(f.horizon, f.length) for f in every if refined(config, f)}))
 
 
@@ -195,10 +189,10 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     picks = [{f: c[f].best() for f in every} for c in candidates]
     say(NAME, [f"{f.label}, seed {k}: every sample diverged (not finite, or {DIVERGENCE:g}x the warm start's loss): "
                "no fit" for k, p in enumerate(picks) for f in every if p[f] is None])
-    long = sweep.run(long_run_unit, [{f: Unit(f"long_{f.label}", dict(config=s, values=p[f], horizon=config.horizon))
-                                      for f in every if p[f] is not None} for s, p in zip(seeds, picks)],
-                     desc="long runs")
-    summary = _summary(config, sampled, candidates, picks, long, boxes)
+    long = sweep.long_runs(seeds, picks, {f: f.label for f in every}, config.horizon)
+    ends = [{f: judged(s, boxes[k][f], f.label, k, picks[k][f], long[k].get(f)) for f in every}
+            for k, s in enumerate(seeds)]
+    summary = _summary(config, sampled, candidates, picks, ends)
     say(NAME, [line for row in summary["fits"].values() for line in row["at_edge"]])
     run_dir.save_curves("fits", fit=[f.label for f in every], seed=list(range(config.seeds)), **{
         name: [[np.nan if p[f] is None else p[f][name] for f in every] for p in picks] for name in names})
@@ -220,18 +214,13 @@ def _verdict(ratio: dict, threshold: float, words: tuple[str, str], reference: b
     return words[0] if ratio["low"] > threshold else words[1] if ratio["high"] <= threshold else "inconclusive"
 
 
-def _summary(config: Config, sampled: list, candidates: list, picks: list, long: list, boxes: list) -> dict:
+def _summary(config: Config, sampled: list, candidates: list, picks: list, ends: list) -> dict:
     """One entry per fit (the reference first): its fitted values, its objective, its training
-    loss and test error at T (a diverged long run counts as diverged), what its horizon
-    identifies, the rank agreement of its samples' objective with the loss at T, and its
-    ratios to the reference within each seed; per protocol, the shortest safe K."""
+    loss and test error at T and its box (per seed: :func:`~shorthorizon.experiments.pipeline.judged`),
+    what its horizon identifies, the rank agreement of its samples' objective with the loss at
+    T, and its ratios to the reference within each seed; per protocol, the shortest safe K."""
     names, seeds, every = space(config).names, range(config.seeds), fits(config)
     reference = every[0]
-
-    def at_t(k, f, curve):
-        run = long[k].get(f)
-        return math.nan if run is None or diverged(run["train_loss"]) else float(run[curve][-1])
-
     rows = {}
     for f in every:
         spans = [candidates[k][f].identified(space(config), config.tolerance) for k in seeds]
@@ -241,13 +230,13 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, long:
             "hyper": {n: log_interval([math.nan if picks[k][f] is None else picks[k][f][n] for k in seeds])
                       for n in names},
             "objective": interval([candidates[k][f].best_loss() for k in seeds]),
-            "train_loss_at_T": interval([at_t(k, f, "train_loss") for k in seeds]),
-            "test_error_at_T": interval([at_t(k, f, "test_error") for k in seeds]),
+            **{f"{curve}_at_T": interval([ends[k][f][f"final_{curve}"] for k in seeds])
+               for curve in ("train_loss", "test_error")},
             "identified": {n: {"low": [s[n] and s[n].low for s in spans], "high": [s[n] and s[n].high for s in spans],
                                "fraction_of_box": [finite_or_none(x) for x in fraction[n]]} for n in names},
             "not_identified": [n for n in names if sum(x >= MOST_OF_THE_BOX for x in fraction[n]) * 2 > len(seeds)],
-            "at_edge": [line for k in seeds if picks[k][f] for line in edge_lines(boxes[k][f], f.label, k, picks[k][f])],
-            "widened": [f"seed {k}: {box_text(boxes[k][f])}" for k in seeds if boxes[k][f] != seeded(config, k)],
+            "at_edge": [line for k in seeds for line in ends[k][f]["at_edge"]],
+            "widened": [f"seed {k}: {ends[k][f]['widened']}" for k in seeds if ends[k][f]["widened"]],
         }
         if f != reference:
             agreement = [rank_agreement(sampled[k][f].loss, sampled[k][reference].loss) for k in seeds]

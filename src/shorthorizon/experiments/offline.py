@@ -12,7 +12,6 @@ run far behind.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -21,9 +20,9 @@ import numpy as np
 from shorthorizon import config as configlib, optim
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS
-from shorthorizon.experiments.pipeline import (Candidates, SearchConfig, announce, begin, box_ranges, box_text, diverged,
-                                               edge_lines, long_run_unit, named, outside, problem, refine_unit, say,
-                                               search_cost, start_point)
+from shorthorizon.experiments.pipeline import (Candidates, SearchConfig, announce, begin, box_ranges, configured,
+                                               headlines, judged, named, outside, problem, refine_unit, say,
+                                               search_cost)
 from shorthorizon.offline_problem import best, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
@@ -122,8 +121,7 @@ def meta_steps(config: Config, horizon: int) -> int:
 def zoomed(config: Config) -> list[int]:
     """The horizons that take a zoom or the adaptive search (no meta-steps, ``zoom_samples`` > 1
     or ``generations`` > 0)."""
-    return [h for h in sorted(config.horizons) if (config.zoom_samples > 1 or config.generations)
-            and not meta_steps(config, h)]
+    return [h for h in sorted(config.horizons) if config.searches and not meta_steps(config, h)]
 
 
 def restarts(config: Config, horizon: int) -> range:
@@ -168,19 +166,6 @@ def estimated_cost(config: Config) -> dict:
     return {k: v * config.seeds for k, v in cost.items()}
 
 
-def headlines(config: Config) -> dict:
-    """:data:`HEADLINES` at the config's horizons and for its fitted values (each horizon's
-    numbers together)."""
-    return {path.format(horizon=h, name=n): by_factors for h in sorted(config.horizons)
-            for path, by_factors in HEADLINES.items() for n in (named(config) if "{name}" in path else [None])}
-
-
-def _configured(config: Config) -> list[dict]:
-    """The configured SMD starts: (``init_lr0[i]``, ``init_decay_exponent[i]``) (:func:`~shorthorizon.experiments.pipeline.start_point`)."""
-    return [start_point(config, lr=lr, decay_exponent=d)
-            for lr, d in itertools.zip_longest(config.init_lr0, config.init_decay_exponent[:len(config.init_lr0)])]
-
-
 # --- the experiment ------------------------------------------------------------------
 def validate(config: Config) -> None:
     validate_problem(config, max(config.horizons))
@@ -205,7 +190,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     config, seeds, sweep = begin(config, run_dir, executor, ray_address)
     horizons, names = sorted(config.horizons), space(config).names
     if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
-        announce(problem(config, horizons[-1]), NAME, estimated_cost(config), min(horizons), _configured(config)[0])
+        announce(problem(config, horizons[-1]), NAME, estimated_cost(config), min(horizons), configured(config)[0])
     say(NAME, [] if config.smd_from_surface else outside(config))
 
     if length(config, horizons[-1]):  # a schedule laid over each horizon: a surface each
@@ -217,7 +202,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     seen = [{h: Candidates(surface_points(s), row) for h, row in zip(horizons, loss)}
             for s, loss in zip(seeds, surface_loss)]
     smd_starts = [{h: c[h].top(len(restarts(config, h))) if config.smd_from_surface else
-                   _configured(config)[:len(restarts(config, h))] for h in horizons} for c in seen]
+                   configured(config)[:len(restarts(config, h))] for h in horizons} for c in seen]
     fits = sweep.run(refine_unit, [{(h, r): Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, start=point,
                                                                         steps=meta_steps(config, h), restart=r,
                                                                         **length(config, h)),
@@ -233,9 +218,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     boxes = sweep.widen(NAME, seeds, [labels] * config.seeds, pool, starts)
     picks = [{h: c[h].best() for h in horizons} for c in pool]
 
-    long = sweep.run(long_run_unit, [{h: Unit(f"long_T{h}", dict(config=s, values=pick[h], horizon=horizons[-1]))
-                                      for h in horizons if pick[h]} for s, pick in zip(seeds, picks)],
-                     desc="long runs")
+    long = sweep.long_runs(seeds, picks, {h: f"T{h}" for h in horizons}, horizons[-1])
     per_seed = []
     for k, s in enumerate(seeds):
         _save_curves(run_dir, k, s, surface_loss[k], fits[k], seen[k], ends[k], long[k])
@@ -243,7 +226,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
             space(s), s.tolerance) for h in horizons}
         per_seed.append(_summary(s, k, horizons, pool[k], ends[k], long[k], boxes[k], spans))
         say(NAME, [line for row in per_seed[-1]["horizons"].values() for line in row["at_edge"]])
-    summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
+    summary = run_dir.write_summary(over_seeds(per_seed, headlines(HEADLINES, config, "horizon", horizons)))
     plot(run_dir)
     return summary
 
@@ -295,24 +278,19 @@ def _padded(rows: list[list]) -> np.ndarray:
 def _summary(config: Config, seed: int, horizons, pool: dict, ends: dict, long: dict, boxes: dict,
              spans: dict) -> dict:
     """Headline numbers. ``diverged`` marks a horizon with no fit (every SMD restart diverged:
-    non-finite objective; no long run then) or whose long run diverged
-    (:func:`~shorthorizon.experiments.pipeline.diverged`: not finite, or 10x its start): its
-    numbers at the end are null, never a loss to take a ratio of. ``from_surface``: the fit is a
+    non-finite objective; no long run then) or whose long run diverged: its numbers at the end
+    are null (:func:`~shorthorizon.experiments.pipeline.judged`). ``from_surface``: the fit is a
     sample, not an SMD end. ``identified``: per fitted value, the range the horizon's candidates
     cannot tell apart from their best (:meth:`~shorthorizon.experiments.pipeline.Candidates.identified`),
     and the share of the box it spans. ``{value}_ratio``: the shortest horizon's fitted value
     over the longest's."""
     per_horizon = {}
     for h in horizons:
-        pick, run = pool[h].best(), long.get(h)
-        end = math.nan if pick is None or diverged(run["train_loss"]) else 1.0  # a diverged run ends in null numbers
+        pick, end = pool[h].best(), judged(config, boxes[h], f"T={h}", seed, pool[h].best(), long.get(h))
         smd = (meta_steps(config, h) or not config.smd_from_surface) and pool[h].best_loss() == ends[h].best_loss()
         per_horizon[str(h)] = {
             **(lr0_named(pick) if pick else dict.fromkeys(named(config), math.nan)), "meta_objective": pool[h].best_loss(),
-            "final_train_loss": end * float(run["train_loss"][-1]) if run else math.nan,
-            "final_test_error": end * float(run["test_error"][-1]) if run else math.nan,
-            "from_surface": bool(pick) and not smd, "at_edge": edge_lines(boxes[h], f"T={h}", seed, pick) if pick else [],
-            "diverged": not math.isfinite(end), "widened": box_text(boxes[h]) if boxes[h] != config else None,
+            **end, "from_surface": bool(pick) and not smd, "diverged": math.isnan(end["final_train_loss"]),
             "identified": lr0_named({n: span and {"low": span.low, "high": span.high, "fraction_of_box": span.fraction}
                                      for n, span in spans[h].items()}),
             "diverged_restarts": np.flatnonzero(~np.isfinite(ends[h].loss)).tolist()}

@@ -147,6 +147,13 @@ def start_point(config: OfflineConfig, **values: float) -> dict:
 STARTS = {"init_lr0": "lr", "init_decay_exponent": "decay_exponent"}  # config keys of a start -> the values
 
 
+def configured(config: OfflineConfig) -> list[dict]:
+    """The configured starts of a fit (:data:`STARTS`; the i-th value of each key, one key's
+    single value: one start), each moved onto the box (:func:`start_point`)."""
+    values = {n: np.atleast_1d(getattr(config, key)) for key, n in STARTS.items()}
+    return [start_point(config, **{n: v[i] for n, v in values.items() if i < len(v)}) for i in range(len(values["lr"]))]
+
+
 def outside(config: OfflineConfig) -> list[str]:
     """A line per start value (:data:`STARTS`) outside its box: a fit starts at the nearest bound
     (an optimizer family's box, AdamW's say, need not hold the heavy ball's starts)."""
@@ -232,6 +239,18 @@ def widened(config: OfflineConfig, values: dict) -> OfflineConfig | None:
                                decay_exponent_range=moved.get("decay_exponent", config.decay_exponent_range))
 
 
+def judged(config: OfflineConfig, box: OfflineConfig, label: str, seed: int, values: dict | None,
+           run: dict | None) -> dict:
+    """A fit's numbers at the end of its long ``run`` (None: it had none): the training loss and
+    test error (NaN, written null, where it diverged: :func:`diverged`; never a loss to take a
+    ratio of), the lines naming each of its ``values`` at an edge of its ``box``
+    (:func:`edge_lines`) and that box where it was widened from ``config``'s."""
+    end = run is not None and not diverged(run["train_loss"])
+    return {**{f"final_{curve}": float(run[curve][-1]) if end else math.nan for curve in ("train_loss", "test_error")},
+            "at_edge": edge_lines(box, label, seed, values) if values else [],
+            "widened": box_text(box) if box != config else None}
+
+
 def box_text(config: OfflineConfig) -> str:
     return ", ".join(f"{name} [{low:.3g}, {high:.3g}]" for name, low, high in space(config).ranges)
 
@@ -260,10 +279,23 @@ class SearchConfig(OfflineConfig):
     population: int = key(6, POSITIVE)  # the adaptive search's points per generation (one vmapped unroll)
     tolerance: float = key(0.01, POSITIVE)  # identified range: objective within this fraction of the fit's best
 
+    @property
+    def searches(self) -> bool:
+        """Whether a fit's best sample is zoomed around (``zoom_samples`` > 1) or searched from."""
+        return self.zoom_samples > 1 or self.generations > 0
+
 
 def named(config: OfflineConfig) -> list[str]:
     """The fitted values' names as summaries and curves store them (``lr0``, ``decay_exponent``, ...)."""
     return list(lr0_named(dict.fromkeys(space(config).names)))
+
+
+def headlines(table: Mapping[str, bool], config: OfflineConfig, axis: str, values: Sequence) -> dict:
+    """``table``'s headline paths (dotted into a seed's summary, each summarised over seeds:
+    :func:`~shorthorizon.stats.over_seeds`) at each of ``values`` of ``{axis}`` (a horizon, a
+    fit) and each fitted value (``{name}``: :func:`named`), each of ``values``' paths together."""
+    return {path.format(**{axis: v}, name=n): by_factors for v in values for path, by_factors in table.items()
+            for n in (named(config) if "{name}" in path else [None])}
 
 
 def search_cost(config: SearchConfig, horizons: Sequence[int]) -> dict:
@@ -297,6 +329,14 @@ class Sweep(NamedTuple):
         results under the same keys (a unit's name is where it is stored, never read back)."""
         done = run_seeded(fn, [list(us.values()) for us in units], self.run_dir, self.executor, self.ray_address, desc)
         return [{k: out[u.name] for k, u in us.items()} for us, out in zip(units, done)]
+
+    def long_runs(self, seeds: Sequence[OfflineConfig], picks: Sequence[Mapping[Hashable, dict | None]],
+                  labels: Mapping[Hashable, str], horizon: int) -> list[dict]:
+        """Every seed's picks (key -> values; None: no fit, no run) trained ``horizon`` steps
+        (:func:`long_run_unit`, units ``long_{label}``)."""
+        return self.run(long_run_unit, [{k: Unit(f"long_{labels[k]}", dict(config=s, values=v, horizon=horizon))
+                                         for k, v in pick.items() if v} for s, pick in zip(seeds, picks)],
+                        desc="long runs")
 
     def search(self, seeds: Sequence[OfflineConfig], fits: Sequence[Mapping[str, tuple]], starts: Sequence[float],
                generations: int, population: int) -> list[dict]:

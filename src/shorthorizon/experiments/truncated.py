@@ -34,9 +34,9 @@ import numpy as np
 
 from shorthorizon.config import POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
-from shorthorizon.experiments.pipeline import (announce, begin, box_ranges, box_text, edge_lines, long_run_unit,
-                                               meta_steps_bar, named, outside, problem, refine_unit, say, start_point,
-                                               widened)
+from shorthorizon.experiments import pipeline
+from shorthorizon.experiments.pipeline import (announce, begin, box_ranges, box_text, configured, judged,
+                                               meta_steps_bar, named, outside, problem, refine_unit, say, widened)
 from shorthorizon.offline_problem import OfflineConfig, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
@@ -114,10 +114,6 @@ def _reference_steps(config: Config) -> int:
     return config.fit_inner_steps // config.horizon
 
 
-def _start(config: Config) -> dict:
-    return start_point(config, lr=config.init_lr0, decay_exponent=config.init_decay_exponent)
-
-
 # --- units ------------------------------------------------------------------------------------
 def fit_unit(config: Config, estimator: str, start: dict) -> dict:
     """Fit the schedule from ``start`` with ``estimator``: ``reference`` (full-horizon forward-mode
@@ -157,9 +153,8 @@ def fit_cost(config: Config, estimator: str) -> float:
 def headlines(config: Config) -> dict:
     """:data:`HEADLINES` of the config's fits and fitted values (each fit's numbers together; the
     reference's ratios, to itself, are 1 and left out)."""
-    return {path.format(fit=n, name=v): by_factors for n in names(config) for path, by_factors in HEADLINES.items()
-            for v in (named(config) if "{name}" in path else [None])
-            if n != REFERENCE or "ratio" not in path}
+    return {path: by_factors for path, by_factors in pipeline.headlines(HEADLINES, config, "fit", names(config)).items()
+            if not (path.startswith(f"estimators.{REFERENCE}.") and "ratio" in path)}
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
@@ -168,11 +163,11 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     if not run_dir.has_unit(seed_name(f"long_{names(config)[-1]}", config.seeds - 1)):  # seeds share programs
         announce(problem(config, config.horizon), NAME, {_unit(e): config.seeds * fit_cost(config, e)
                                                          for e in ("reference", *config.estimators)},
-                 config.horizon, _start(config))
+                 config.horizon, configured(config)[0])
     say(NAME, outside(config))
     surface = sweep.surface(seeds, (config.horizon,), config.horizon)
     labels = dict(zip(("reference", *config.estimators), names(config)))  # estimator -> its fit's name
-    fits = sweep.run(fit_unit, [{n: Unit(f"fit_{_unit(e)}", dict(config=s, estimator=e, start=_start(config)),
+    fits = sweep.run(fit_unit, [{n: Unit(f"fit_{_unit(e)}", dict(config=s, estimator=e, start=configured(config)[0]),
                                          cost=fit_cost(config, e)) for e, n in labels.items()} for s in seeds], desc="fits")
     estimator = {n: e for e, n in labels.items()}
     boxes = [dict.fromkeys(labels.values(), s) for s in seeds]  # each fit's box: widened where it ended at an edge
@@ -184,13 +179,12 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
         say(NAME, [f"{n}, seed {k}: the fit ended at the edge of its box; fitting again in {box_text(b)} (round "
                    f"{round_} of at most {config.widen})" for k, by_name in enumerate(moved) for n, b in by_name.items()])
         again = sweep.run(fit_unit, [{n: Unit(f"widen{round_}_fit_{_unit(estimator[n])}", dict(
-            config=b, estimator=estimator[n], start=_start(config)), cost=fit_cost(config, estimator[n]))
+            config=b, estimator=estimator[n], start=configured(config)[0]), cost=fit_cost(config, estimator[n]))
             for n, b in by_name.items()} for by_name in moved], desc=f"widened fits {round_}")
         for fit, box, by_name, out in zip(fits, boxes, moved, again):
             fit.update(out), box.update(by_name)
-    long = sweep.run(long_run_unit, [{n: Unit(f"long_{n}", dict(config=s, horizon=config.horizon, values=_fitted(s, f)))
-                                      for n, f in fit.items() if _fitted(s, f)}
-                                     for s, fit in zip(seeds, fits)], desc="long runs")
+    long = sweep.long_runs(seeds, [{n: _fitted(s, f) for n, f in fit.items()} for s, fit in zip(seeds, fits)],
+                           {n: n for n in labels.values()}, config.horizon)
 
     per_seed = []
     for k, s in enumerate(seeds):
@@ -220,7 +214,7 @@ def _summary(config: Config, seed: int, fits: dict, long: dict, boxes: dict) -> 
     """``estimators``: one entry per fit (what it fitted and how it did, meta-steps, the ratios to
     the reference, its box where it was widened, and where it still ended at an edge of it: SMD
     keeps every fit inside it, so a fit there may be held back by it); numbers that are not
-    finite are written as null."""
+    finite are written as null (a diverged long run's: :func:`~shorthorizon.experiments.pipeline.judged`)."""
     entries = {}
     for n, f in fits.items():
         run = long.get(n)
@@ -228,16 +222,13 @@ def _summary(config: Config, seed: int, fits: dict, long: dict, boxes: dict) -> 
             "truncation": None if n == REFERENCE else config.truncation,
             "objective": "loss at T" if n == REFERENCE else "mean training loss over the run",
             **lr0_named({v: float(f[v][-1]) for v in space(config).names}),
-            "final_train_loss": float(run["train_loss"][-1]) if run else math.nan,
+            **judged(config, boxes[n], n, seed, _fitted(config, f), run),
             # the windowed estimators' objective, read off the long run's curve points: tells a
             # fit that missed its own optimum from one that found an optimum of another objective
             "mean_train_loss": float(np.mean(run["train_loss"][1:])) if run else math.nan,
-            "final_test_error": float(run["test_error"][-1]) if run else math.nan,
             "inner_steps": int(f["inner_steps"]), "meta_steps": int(f["meta_steps"]),
             "wall_time_s": float(f["wall_time_s"]),
             **({"clipped_fraction": float(f["clipped_fraction"])} if "clipped_fraction" in f else {}),
-            "at_edge": edge_lines(boxes[n], n, seed, _fitted(config, f)) if _fitted(config, f) else [],
-            "widened": box_text(boxes[n]) if boxes[n] != config else None,
         }
     ref = entries[REFERENCE]
     for e in entries.values():
