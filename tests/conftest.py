@@ -146,10 +146,11 @@ def claims_find_their_numbers():
 def rerun_seeds(monkeypatch):
     """``rerun(module, frozen, counted, run)``: ``run()`` while each of ``module``'s unit functions
     named in ``frozen`` (or ``(other module, name)``: a unit of the shared pipeline) fails if
-    called (a finished unit recomputed) and ``counted`` records the seed of each config it is
-    called with; ``(run's result, the seeds recorded)``."""
+    called (a finished unit recomputed) and ``counted`` (a name or such a pair) records the seed
+    of each config it is called with; ``(run's result, the seeds recorded)``."""
     def rerun(module, frozen, counted, run):
-        calls, unit = [], getattr(module, counted)
+        counted = counted if isinstance(counted, tuple) else (module, counted)
+        calls, unit = [], getattr(*counted)
 
         def recomputed(**kwargs):
             raise AssertionError("a finished unit was recomputed")
@@ -161,6 +162,6 @@ def rerun_seeds(monkeypatch):
         with monkeypatch.context() as m:
             for entry in frozen:
                 m.setattr(*(entry if isinstance(entry, tuple) else (module, entry)), recomputed)
-            m.setattr(module, counted, counting)
+            m.setattr(*counted, counting)
             return run(), calls
     return rerun

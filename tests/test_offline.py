@@ -124,7 +124,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny, tmp_path, monkeypatch
 
     resumed = tmp_path / "resumed"
     with monkeypatch.context() as m:
-        m.setattr(experiment, "long_run_unit", interrupted)
+        m.setattr(pipeline, "long_run_unit", interrupted)
         with pytest.raises(KeyboardInterrupt):
             experiment.run(tiny, RunDir(resumed))
     stored = sorted(p.name for p in (resumed / "units").iterdir())
@@ -138,7 +138,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny, tmp_path, monkeypatch
     experiment.run(tiny, RunDir(resumed))
     _assert_same(_results(clean), _results(resumed))
     # a third run with everything stored recomputes nothing
-    monkeypatch.setattr(experiment, "long_run_unit", recomputed)
+    monkeypatch.setattr(pipeline, "long_run_unit", recomputed)
     experiment.run(tiny, RunDir(resumed))
     _assert_same(_results(clean), _results(resumed))
     # results of another config are not mixed in
@@ -372,7 +372,8 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
            f"{ratio['high']:.4g}] (2 seeds) |" in section and "| horizon T (seed 0) |" in section
 
     (tmp_path / "two" / "units" / "long_T10_s1.npz").unlink()
-    again, calls = rerun_seeds(experiment, ((pipeline, "surface_unit"), "refine_unit", (pipeline, "zoom_unit")), "long_run_unit",
+    again, calls = rerun_seeds(experiment, ((pipeline, "surface_unit"), "refine_unit", (pipeline, "zoom_unit")),
+                               (pipeline, "long_run_unit"),
                                lambda: experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two")))
     assert calls == [1]
     again.pop("wall_time_s"), two.pop("wall_time_s")

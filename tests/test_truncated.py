@@ -100,9 +100,9 @@ def test_rerun_resumes_without_recomputing(run, monkeypatch, strict_json):
     def recomputed(**kwargs):
         raise AssertionError("a finished unit was recomputed")
 
-    for unit in ("fit_unit", "long_run_unit"):
-        monkeypatch.setattr(experiment, unit, recomputed)
-    monkeypatch.setattr(pipeline, "surface_unit", recomputed)
+    monkeypatch.setattr(experiment, "fit_unit", recomputed)
+    for unit in ("surface_unit", "long_run_unit"):
+        monkeypatch.setattr(pipeline, unit, recomputed)
     assert main(["truncated", "--preset", "quick", "--out", str(out), *sets]) == 0
     after = strict_json(out / "summary.json")
     assert {k: v for k, v in after.items() if k != "wall_time_s"} == {k: v for k, v in before.items()
@@ -155,7 +155,7 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
 
     (tmp_path / "units" / "long_pes_K10_s1.npz").unlink()
     again, calls = rerun_seeds(experiment, ("fit_unit", (pipeline, "surface_unit")),
-                               "long_run_unit",
+                               (pipeline, "long_run_unit"),
                                lambda: experiment.run(config, RunDir(tmp_path)))
     assert calls == [1] and _untimed(again) == _untimed(two) and again["intervals"] == two["intervals"]
 

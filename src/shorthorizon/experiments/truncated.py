@@ -160,39 +160,38 @@ def headlines(config: Config) -> dict:
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     validate(config)
     config, seeds, sweep = begin(config, run_dir, executor, ray_address)
+    label, start = dict(zip(("reference", *config.estimators), names(config))), configured(config)[0]  # fit -> name
     if not run_dir.has_unit(seed_name(f"long_{names(config)[-1]}", config.seeds - 1)):  # seeds share programs
-        announce(problem(config, config.horizon), NAME, {_unit(e): config.seeds * fit_cost(config, e)
-                                                         for e in ("reference", *config.estimators)},
-                 config.horizon, configured(config)[0])
+        announce(problem(config, config.horizon), NAME, {_unit(e): config.seeds * fit_cost(config, e) for e in label},
+                 config.horizon, start)
     say(NAME, outside(config))
     surface = sweep.surface(seeds, (config.horizon,), config.horizon)
-    labels = dict(zip(("reference", *config.estimators), names(config)))  # estimator -> its fit's name
-    fits = sweep.run(fit_unit, [{n: Unit(f"fit_{_unit(e)}", dict(config=s, estimator=e, start=configured(config)[0]),
-                                         cost=fit_cost(config, e)) for e, n in labels.items()} for s in seeds], desc="fits")
-    estimator = {n: e for e, n in labels.items()}
-    boxes = [dict.fromkeys(labels.values(), s) for s in seeds]  # each fit's box: widened where it ended at an edge
+
+    def unit(name: str, estimator: str, box: Config) -> Unit:  # a fit from the start in ``box``
+        return Unit(name, dict(config=box, estimator=estimator, start=start), cost=fit_cost(config, estimator))
+
+    fits = sweep.run(fit_unit, [{e: unit(f"fit_{_unit(e)}", e, s) for e in label} for s in seeds], desc="fits")
+    boxes = [dict.fromkeys(label, s) for s in seeds]  # each fit's box: widened where it ended at an edge
     for round_ in range(1, config.widen + 1):  # SMD keeps a fit inside its box: one at an edge fits again, wider
-        moved = [{n: wider for n, f in fit.items() if (end := _fitted(box[n], f)) and (wider := widened(box[n], end))}
+        moved = [{e: wider for e, f in fit.items() if (end := _fitted(box[e], f)) and (wider := widened(box[e], end))}
                  for fit, box in zip(fits, boxes)]
         if not any(moved):
             break
-        say(NAME, [f"{n}, seed {k}: the fit ended at the edge of its box; fitting again in {box_text(b)} (round "
-                   f"{round_} of at most {config.widen})" for k, by_name in enumerate(moved) for n, b in by_name.items()])
-        again = sweep.run(fit_unit, [{n: Unit(f"widen{round_}_fit_{_unit(estimator[n])}", dict(
-            config=b, estimator=estimator[n], start=configured(config)[0]), cost=fit_cost(config, estimator[n]))
-            for n, b in by_name.items()} for by_name in moved], desc=f"widened fits {round_}")
-        for fit, box, by_name, out in zip(fits, boxes, moved, again):
-            fit.update(out), box.update(by_name)
-    long = sweep.long_runs(seeds, [{n: _fitted(s, f) for n, f in fit.items()} for s, fit in zip(seeds, fits)],
-                           {n: n for n in labels.values()}, config.horizon)
-
+        say(NAME, [f"{label[e]}, seed {k}: the fit ended at the edge of its box; fitting again in {box_text(b)} "
+                   f"(round {round_} of at most {config.widen})" for k, wider in enumerate(moved) for e, b in wider.items()])
+        again = sweep.run(fit_unit, [{e: unit(f"widen{round_}_fit_{_unit(e)}", e, b) for e, b in wider.items()}
+                                     for wider in moved], desc=f"widened fits {round_}")
+        for fit, box, wider, out in zip(fits, boxes, moved, again):
+            fit.update(out), box.update(wider)
+    long = sweep.long_runs(seeds, [{e: _fitted(s, f) for e, f in fit.items()} for s, fit in zip(seeds, fits)], label,
+                           config.horizon)
     per_seed = []
     for k, s in enumerate(seeds):
         run_dir.save_curves(seed_name("surface", k), **lr0_named(surface_points(s)), **box_ranges(s), loss=surface[k][0])
-        for n, f in fits[k].items():
-            run_dir.save_curves(seed_name(f"fit_{n}", k), **long[k].get(n, {}), inner_steps=f["inner_steps"],
+        for e, f in fits[k].items():
+            run_dir.save_curves(seed_name(f"fit_{label[e]}", k), **long[k].get(e, {}), inner_steps=f["inner_steps"],
                                 **lr0_named({v: f[v] for v in space(s).names}))
-        per_seed.append(_summary(s, k, fits[k], long[k], boxes[k]))
+        per_seed.append(_summary(s, k, label, fits[k], long[k], boxes[k]))
         say(NAME, [line for e in per_seed[-1]["estimators"].values() for line in e["at_edge"]])
     summary = run_dir.write_summary(over_seeds(per_seed, headlines(config)))
     plot(run_dir)
@@ -210,19 +209,19 @@ def _fitted(config: Config, fit: dict) -> dict | None:
     return end if np.isfinite(list(end.values())).all() else None
 
 
-def _summary(config: Config, seed: int, fits: dict, long: dict, boxes: dict) -> dict:
+def _summary(config: Config, seed: int, label: dict, fits: dict, long: dict, boxes: dict) -> dict:
     """``estimators``: one entry per fit (what it fitted and how it did, meta-steps, the ratios to
     the reference, its box where it was widened, and where it still ended at an edge of it: SMD
     keeps every fit inside it, so a fit there may be held back by it); numbers that are not
     finite are written as null (a diverged long run's: :func:`~shorthorizon.experiments.pipeline.judged`)."""
     entries = {}
-    for n, f in fits.items():
-        run = long.get(n)
-        entries[n] = {
-            "truncation": None if n == REFERENCE else config.truncation,
-            "objective": "loss at T" if n == REFERENCE else "mean training loss over the run",
+    for e, f in fits.items():
+        run = long.get(e)
+        entries[label[e]] = {
+            "truncation": None if e == "reference" else config.truncation,
+            "objective": "loss at T" if e == "reference" else "mean training loss over the run",
             **lr0_named({v: float(f[v][-1]) for v in space(config).names}),
-            **judged(config, boxes[n], n, seed, _fitted(config, f), run),
+            **judged(config, boxes[e], label[e], seed, _fitted(config, f), run),
             # the windowed estimators' objective, read off the long run's curve points: tells a
             # fit that missed its own optimum from one that found an optimum of another objective
             "mean_train_loss": float(np.mean(run["train_loss"][1:])) if run else math.nan,
