@@ -194,7 +194,7 @@ def test_a_fit_at_the_edge_of_its_box_fits_again_in_a_wider_one(run, tmp_path, s
     summary = strict_json(out / "summary.json")
     for name in ("smd_full", "forward_K10"):
         fit, refit = summary["estimators"][name], RunDir(out).load_unit(f"widen1_fit_{name.split('_K')[0]}")
-        assert f"{name}, seed 0: the fit ended at the edge of its box; fitting again in lr [" in err
+        assert f"{name}, seed 0: the fit is at the edge of its box; fitting again in lr [" in err
         assert fit["widened"].startswith("lr [") and fit["lr0"] == pytest.approx(float(refit["lr"][-1]))
         low, high = (float(x) for x in fit["widened"].split("[")[1].split("]")[0].split(", "))
         assert low <= fit["lr0"] <= high and (low < 0.01 / 1.9 or high > 0.0101 * 1.9)  # 10^0.3 ~ 2 out

@@ -38,8 +38,9 @@ import numpy as np
 
 from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional
-from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, SearchConfig, announce, begin, judged, problem,
-                                               refine_unit, say, search_cost, start_point, unless_diverged)
+from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, SearchConfig, announce, begin, judged,
+                                               long_run_cost, problem, refine_unit, say, search_cost, start_point,
+                                               unless_diverged)
 from shorthorizon.offline_problem import space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
@@ -143,7 +144,7 @@ def estimated_cost(config: Config) -> dict:
                                                            if f.protocol == "rerun"),
             **search_cost(config, [f.horizon for f in every if f.searched]),
             "refine": config.meta_steps * work * sum(f.horizon + evaluation for f in every if refined(config, f)),
-            "long runs": len(every) * (config.horizon + config.curve_points * evaluation)}
+            "long runs": len(every) * long_run_cost(config, config.horizon)}
     return {k: v * config.seeds for k, v in cost.items() if v}
 
 
@@ -165,17 +166,16 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                  start_point(config), programs(config))
 
     # the samples: one surface of the reference (every horizon a prefix), one per rerun length
-    points = [surface_points(s) for s in seeds]
     rows = sweep.surface(seeds, horizons(config), config.horizon)
     reruns = {f.horizon: sweep.surface(seeds, (f.horizon,), f.horizon, name=f"rerun_K{f.horizon}")
               for f in every if f.protocol == "rerun"}
     starts = [problem(s, config.horizon).start_loss() for s in seeds]
-    sampled = [{f: Candidates(points[k], unless_diverged(reruns[f.horizon][k][0] if f.protocol == "rerun"
-                                                         else rows[k][horizons(config).index(f.horizon)], starts[k]))
-                for f in every} for k in range(config.seeds)]
+    sampled = [{f: Candidates(points, unless_diverged(reruns[f.horizon][k][0] if f.protocol == "rerun"
+                                                      else rows[k][horizons(config).index(f.horizon)], starts[k]))
+                for f in every} for k, points in enumerate(map(surface_points, seeds))]
 
     candidates = [dict(by_fit) for by_fit in sampled]
-    searched = [{f: (f.label, f.horizon, f.length) for f in every if f.searched}] * config.seeds
+    searched = {f: (f.label, f.horizon, f.length) for f in every if f.searched}
     sweep.zoom(seeds, searched, candidates, starts)
     refinements = sweep.run(refine_unit, [{f: Unit(f"refine_{f.label}", dict(
         config=s, horizon=f.horizon, length=f.length, start=c[f].best(), steps=config.meta_steps), cost=f.horizon)

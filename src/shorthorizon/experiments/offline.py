@@ -21,8 +21,8 @@ from shorthorizon import config as configlib, optim
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.experiments.pipeline import (Candidates, SearchConfig, announce, begin, box_ranges, configured,
-                                               headlines, judged, named, outside, problem, refine_unit, say,
-                                               search_cost)
+                                               headlines, judged, long_run_cost, named, outside, problem, refine_unit,
+                                               say, search_cost)
 from shorthorizon.offline_problem import best, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
@@ -147,9 +147,6 @@ def smd_cost(config: Config, horizon: int) -> float:
     return (meta_steps(config, horizon) * configlib.estimator(config).work(len(space(config).names)) + 1) * evaluation
 
 
-TEST_BATCHES = 100  # a test split (10,000 images) in batches of 100, for the cost of a test-error point
-
-
 def estimated_cost(config: Config) -> dict:
     """The run's work in plain training steps, per stage, over all its seeds: the surface (each
     sample trains the longest horizon and is evaluated at every horizon, or, a schedule laid
@@ -161,8 +158,7 @@ def estimated_cost(config: Config) -> dict:
     cost = {"surface": config.surface_samples * (trained + len(config.horizons) * evaluation),
             **search_cost(config, zoomed(config)),
             "SMD": sum(smd_cost(config, h) * len(restarts(config, h)) for h in config.horizons),
-            "long runs": len(config.horizons) * (longest + config.curve_points
-                                                 * (evaluation + TEST_BATCHES * EVALUATION_COST))}
+            "long runs": len(config.horizons) * long_run_cost(config, longest)}
     return {k: v * config.seeds for k, v in cost.items()}
 
 
@@ -210,12 +206,12 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                     for h in horizons for r, point in enumerate(start[h])}
                                    for s, start in zip(seeds, smd_starts)], desc="SMD")
     labels = {h: (f"T{h}", h, length(config, h).get("length")) for h in horizons}  # the pipeline's (label, horizon, length)
-    sweep.zoom(seeds, [{h: labels[h] for h in zoomed(config)}] * config.seeds, seen, starts)
+    sweep.zoom(seeds, {h: labels[h] for h in zoomed(config)}, seen, starts)
     ends = [{h: Candidates({n: np.array([fit[h, r][n][-1] for r in restarts(config, h)]) for n in names},
                            np.array([fit[h, r]["meta_objective"] for r in restarts(config, h)], float))
              for h in horizons} for fit in fits]
     pool = [{h: _pool(config, h, c[h], e[h]) for h in horizons} for c, e in zip(seen, ends)]
-    boxes = sweep.widen(NAME, seeds, [labels] * config.seeds, pool, starts)
+    boxes = sweep.widen(NAME, seeds, labels, pool, starts)
     picks = [{h: c[h].best() for h in horizons} for c in pool]
 
     long = sweep.long_runs(seeds, picks, {h: f"T{h}" for h in horizons}, horizons[-1])

@@ -20,7 +20,7 @@ import math
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Hashable, Mapping, NamedTuple, Sequence
+from typing import Callable, Hashable, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -298,6 +298,15 @@ def headlines(table: Mapping[str, bool], config: OfflineConfig, axis: str, value
             for n in (named(config) if "{name}" in path else [None])}
 
 
+TEST_BATCHES = 100  # a test split (10,000 images) in batches of 100, for the cost of a test-error point
+
+
+def long_run_cost(config: OfflineConfig, horizon: int) -> float:
+    """A long run in plain training steps: ``horizon`` steps, and the training loss on the
+    evaluation batches and the test error at each of its ``curve_points``."""
+    return horizon + config.curve_points * (config.eval_batches + TEST_BATCHES) * EVALUATION_COST
+
+
 def search_cost(config: SearchConfig, horizons: Sequence[int]) -> dict:
     """The plain training steps of the zoom (``zoom_samples`` > 1) or the adaptive search of fits
     at ``horizons`` (each point trained to its horizon and evaluated there), per seed."""
@@ -373,57 +382,67 @@ class Sweep(NamedTuple):
                                         for c in chunks} for s in seeds], desc=name)
         return [np.concatenate([units[c]["loss"] for c in chunks], axis=1) for units in done]
 
-    def zoom(self, seeds: Sequence[OfflineConfig], fits: Sequence[Mapping[Hashable, tuple]],
-             candidates: Sequence[dict], starts: Sequence[float]) -> None:
-        """Add to each seed's ``candidates`` (key -> :class:`Candidates`) of its ``fits`` (key ->
-        (label, horizon, schedule length)) the points of the adaptive search from them
+    def zoom(self, seeds: Sequence[OfflineConfig], fits: Mapping[Hashable, tuple], candidates: Sequence[dict],
+             starts: Sequence[float]) -> None:
+        """Add to each seed's ``candidates`` (key -> :class:`Candidates`) of the ``fits`` (key ->
+        (label, horizon, schedule length), every seed's) the points of the adaptive search from them
         (``generations`` > 0: :meth:`search`) or of a zoom around their best (``zoom_samples`` > 1:
         :func:`zoom_unit`, units ``zoom_{label}``), diverged ones inf (:func:`unless_diverged`)."""
         config = seeds[0]
         if config.generations:
-            found = self.search(seeds, [{label: (h, n, c[k]) for k, (label, h, n) in by_key.items()}
-                                        for c, by_key in zip(candidates, fits)],
+            found = self.search(seeds, [{label: (h, n, c[k]) for k, (label, h, n) in fits.items()} for c in candidates],
                                 starts, config.generations, config.population)
-            for c, by_key, by_label in zip(candidates, fits, found):
-                for k, (label, *_) in by_key.items():
+            for c, by_label in zip(candidates, found):
+                for k, (label, *_) in fits.items():
                     all_seen, own = by_label[label], slice(len(c[k].loss), None)  # own: after those it started from
                     c[k] = c[k] + Candidates({n: v[own] for n, v in all_seen.points.items()}, all_seen.loss[own])
         elif config.zoom_samples > 1:
             done = self.run(zoom_unit, [{k: Unit(f"zoom_{label}", dict(config=s, horizon=h, center=c[k].best(), length=n),
-                                                 cost=h) for k, (label, h, n) in by_key.items() if c[k].best()}
-                                        for s, c, by_key in zip(seeds, candidates, fits)], desc="zoom")
+                                                 cost=h) for k, (label, h, n) in fits.items() if c[k].best()}
+                                        for s, c in zip(seeds, candidates)], desc="zoom")
             for s, c, out, start in zip(seeds, candidates, done, starts):
                 for k, result in out.items():
                     c[k] = c[k] + Candidates({n: result[n] for n in space(s).names}, unless_diverged(result["loss"], start))
 
-    def widen(self, name: str, seeds: Sequence[OfflineConfig], fits: Sequence[Mapping[Hashable, tuple]],
+    def widen(self, name: str, seeds: Sequence[OfflineConfig], fits: Mapping[Hashable, tuple],
               candidates: Sequence[dict], starts: Sequence[float]) -> list[dict]:
-        """Up to ``widen`` rounds (where ``zoom_samples`` > 1) of moving out the box of each seed's
-        ``fits`` (key -> (label, horizon, schedule length)) whose best candidate sits at an edge of
-        it (:func:`widened`) and zooming again there (units ``widen{round}_{label}``), each said on
-        stderr after the command's ``name``; the zoom's points join the ``candidates`` (key ->
-        :class:`Candidates`, diverged ones inf). Per seed, key -> the fit's final box (a config)."""
-        rounds = seeds[0].widen if seeds[0].zoom_samples > 1 else 0
-        boxes = [{k: s for k in by_key} for s, by_key in zip(seeds, fits)]
-        for round_ in range(1, rounds + 1):
-            wider = [{k: (label, moved, h, n, point) for k, (label, h, n) in by_key.items()
-                      if (point := c[k].best()) and (moved := widened(box[k], point))}
-                     for by_key, c, box in zip(fits, candidates, boxes)]
-            if not any(wider):
-                break
-            say(name, [f"{label}, seed {seed}: the fit is at the edge of its box; zooming again in {box_text(moved)} "
-                       f"(round {round_} of at most {rounds})"
-                       for seed, by_key in enumerate(wider) for label, moved, *_ in by_key.values()])
-            done = self.run(zoom_unit, [{k: Unit(f"widen{round_}_{label}", dict(config=moved, horizon=h, center=point,
-                                                                               length=n), cost=h)
-                                         for k, (label, moved, h, n, point) in by_key.items()} for by_key in wider],
-                            desc=f"widened zoom {round_}")
-            for by_key, out, c, box, start in zip(wider, done, candidates, boxes, starts):
+        """Up to ``widen`` rounds (where ``zoom_samples`` > 1, :func:`edge_rounds`) of zooming
+        again, in a box moved out, around each seed's ``fits`` (key -> (label, horizon, schedule
+        length)) whose best candidate sits at an edge of its box (units ``widen{round}_{label}``);
+        the zoom's points join the ``candidates`` (key -> :class:`Candidates`, diverged ones inf).
+        Per seed, key -> the fit's final box (a config)."""
+        boxes = [dict.fromkeys(fits, s) for s in seeds]
+        for round_, wider in edge_rounds(name, seeds[0].widen if seeds[0].zoom_samples > 1 else 0, "zooming again",
+                                         {k: label for k, (label, *_) in fits.items()}, boxes,
+                                         lambda: [{k: c[k].best() for k in fits} for c in candidates]):
+            done = self.run(zoom_unit, [{k: Unit(f"widen{round_}_{fits[k][0]}", dict(
+                config=moved, horizon=fits[k][1], center=point, length=fits[k][2]), cost=fits[k][1])
+                for k, (moved, point) in by_key.items()} for by_key in wider], desc=f"widened zoom {round_}")
+            for by_key, out, c, start in zip(wider, done, candidates, starts):
                 for k, result in out.items():
-                    box[k] = by_key[k][1]
-                    c[k] = c[k] + Candidates({n: result[n] for n in space(box[k]).names},
+                    c[k] = c[k] + Candidates({n: result[n] for n in space(by_key[k][0]).names},
                                              unless_diverged(result["loss"], start))
         return boxes
+
+
+def edge_rounds(name: str, rounds: int, verb: str, labels: Mapping[Hashable, str], boxes: Sequence[dict],
+                ends: Callable[[], Sequence[Mapping[Hashable, dict | None]]]):
+    """The rounds of fitting again in a wider box: up to ``rounds`` times, while some fit's
+    values (``ends()``, read each round: per seed, key -> values, None where it has none) sit at
+    an edge of its box (``boxes``: per seed, key -> config), say so on stderr (after the command's
+    ``name``: "``verb`` in" the wider box), yield the round and, per seed, key -> (the box moved
+    out there: :func:`widened`, the values), and then take the moved boxes into ``boxes``."""
+    for round_ in range(1, rounds + 1):
+        wider = [{k: (moved, v) for k, v in end.items() if v and (moved := widened(box[k], v))}
+                 for end, box in zip(ends(), boxes)]
+        if not any(wider):
+            return
+        say(name, [f"{labels[k]}, seed {seed}: the fit is at the edge of its box; {verb} in {box_text(moved)} "
+                   f"(round {round_} of at most {rounds})" for seed, by_key in enumerate(wider)
+                   for k, (moved, _) in by_key.items()])
+        yield round_, wider
+        for box, by_key in zip(boxes, wider):
+            box.update({k: moved for k, (moved, _) in by_key.items()})
 
 
 def say(name: str, lines: Sequence[str]) -> None:

@@ -35,8 +35,8 @@ import numpy as np
 from shorthorizon.config import POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
 from shorthorizon.experiments import pipeline
-from shorthorizon.experiments.pipeline import (announce, begin, box_ranges, box_text, configured, judged,
-                                               meta_steps_bar, named, outside, problem, refine_unit, say, widened)
+from shorthorizon.experiments.pipeline import (announce, begin, box_ranges, configured, edge_rounds, judged,
+                                               meta_steps_bar, named, outside, problem, refine_unit, say)
 from shorthorizon.offline_problem import OfflineConfig, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
@@ -172,17 +172,13 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
 
     fits = sweep.run(fit_unit, [{e: unit(f"fit_{_unit(e)}", e, s) for e in label} for s in seeds], desc="fits")
     boxes = [dict.fromkeys(label, s) for s in seeds]  # each fit's box: widened where it ended at an edge
-    for round_ in range(1, config.widen + 1):  # SMD keeps a fit inside its box: one at an edge fits again, wider
-        moved = [{e: wider for e, f in fit.items() if (end := _fitted(box[e], f)) and (wider := widened(box[e], end))}
-                 for fit, box in zip(fits, boxes)]
-        if not any(moved):
-            break
-        say(NAME, [f"{label[e]}, seed {k}: the fit ended at the edge of its box; fitting again in {box_text(b)} "
-                   f"(round {round_} of at most {config.widen})" for k, wider in enumerate(moved) for e, b in wider.items()])
-        again = sweep.run(fit_unit, [{e: unit(f"widen{round_}_fit_{_unit(e)}", e, b) for e, b in wider.items()}
-                                     for wider in moved], desc=f"widened fits {round_}")
-        for fit, box, wider, out in zip(fits, boxes, moved, again):
-            fit.update(out), box.update(wider)
+    # SMD keeps a fit inside its box: one that ends at an edge fits again in a wider one
+    for round_, wider in edge_rounds(NAME, config.widen, "fitting again", label, boxes,
+                                     lambda: [{e: _fitted(s, f) for e, f in fit.items()} for s, fit in zip(seeds, fits)]):
+        again = sweep.run(fit_unit, [{e: unit(f"widen{round_}_fit_{_unit(e)}", e, moved) for e, (moved, _) in by.items()}
+                                     for by in wider], desc=f"widened fits {round_}")
+        for fit, out in zip(fits, again):
+            fit.update(out)
     long = sweep.long_runs(seeds, [{e: _fitted(s, f) for e, f in fit.items()} for s, fit in zip(seeds, fits)], label,
                            config.horizon)
     per_seed = []
