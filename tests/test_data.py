@@ -288,6 +288,22 @@ def cli(monkeypatch):
     return main
 
 
+def test_a_command_is_ready_where_its_config_finds_its_dataset(isolated):
+    """reproduce skips a command whose dataset is missing (its ``ready``): it looks where the
+    command's config would (its ``data_dir``), for the dataset it names (``auto``: any it takes)."""
+    from shorthorizon.experiments import offline, online
+
+    own = isolated / "own"
+    make_fake_dataset(own, "mnist", n_train=2, n_test=1)
+    mine = dataclasses.replace(offline.PRESETS["quick"], dataset="auto", data_dir=str(own))
+    assert offline.ready(mine) is None and offline.ready(dataclasses.replace(mine, dataset="mnist")) is None
+    assert "dataset-fashion-mnist" in offline.ready(dataclasses.replace(mine, data_dir=""))
+    assert "fashion-mnist" in offline.ready(dataclasses.replace(mine, dataset="fashion-mnist"))
+    assert online.ready(dataclasses.replace(online.PRESETS["quick"], task=("mlp",), data_dir=str(own))) is None
+    assert "cifar10" in online.ready(dataclasses.replace(online.PRESETS["quick"], task=("cnn",), dataset="auto",
+                                                         data_dir=str(own)))
+
+
 def test_cli_data_list(isolated, monkeypatch, cli, capsys):
     make_fake_dataset(isolated / "d", "mnist", 5, 2)
     make_fake_dataset(isolated / "d", "cifar10", 5, 2)

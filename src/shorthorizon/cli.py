@@ -173,7 +173,7 @@ def _reproduce(args) -> int:
     for name, (sub_args, config) in runs.items():
         ready = getattr(experiments.get(name), "ready", None)
         if ready is not None:
-            problem = ready(fetch=args.fetch_data)
+            problem = ready(config, fetch=args.fetch_data)
             if problem:
                 print(f"[reproduce] skipping {name}: {problem}", file=sys.stderr)
                 continue

@@ -114,10 +114,12 @@ def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
 PREFERRED = ("mnist", "fashion-mnist")  # the datasets of dataset="auto", the first one present
 
 
-def ready(fetch: bool = False) -> str | None:
-    """Why the problem cannot be posed here (no dataset of :data:`PREFERRED`, after fetching one
-    if asked), or None: the ``ready`` of the commands built on it."""
-    return splits.ready(PREFERRED, fetch)
+def ready(config: OfflineConfig, fetch: bool = False) -> str | None:
+    """Why ``config``'s problem cannot be posed here (its dataset, ``auto``: any of
+    :data:`PREFERRED`, missing from its ``data_dir`` and the usual places, after fetching one if
+    asked), or None: the ``ready`` of the commands built on it."""
+    wanted = PREFERRED if config.dataset == splits.AUTO else (config.dataset,)
+    return splits.ready(wanted, fetch, config.data_dir or None)
 
 
 def resolve_dataset(config: OfflineConfig) -> OfflineConfig:

@@ -27,7 +27,7 @@ An experiment module defines:
   (``plot(run_dir)``, called by ``run``) and ``report`` are defined in the module, or, where the
   module would outgrow 450 lines, in ``shorthorizon.report.<module>`` and imported by name into
   it (``estimators``, ``online``): the interface is the same either way;
-- optionally ``ready(fetch: bool) -> str | None``: why the experiment cannot run here (e.g. no
+- optionally ``ready(config, fetch: bool) -> str | None``: why the experiment cannot run here (e.g. no
   dataset), or None; reproduce skips it with that message.
 """
 

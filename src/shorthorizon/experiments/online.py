@@ -141,9 +141,11 @@ def settings(config: Config, task: str) -> Settings:
     return own
 
 
-def ready(fetch: bool = False) -> str | None:
-    """Why the first task whose dataset is missing cannot run here, or None."""
-    return next(filter(None, (splits.ready(splits.preferred(task), fetch) for task in TASKS)), None)
+def ready(config: Config, fetch: bool = False) -> str | None:
+    """Why the first of ``config``'s tasks whose dataset (``auto``: the task's preferred ones) is
+    missing from its ``data_dir`` and the usual places cannot run here, or None."""
+    wanted = [splits.preferred(task) if config.dataset == splits.AUTO else (config.dataset,) for task in config.task]
+    return next(filter(None, (splits.ready(w, fetch, config.data_dir or None) for w in wanted)), None)
 
 
 # log-space bounds of hyperparameters adapted without NAME:LOW:HIGH (the lr's: the paper's
