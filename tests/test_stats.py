@@ -2,6 +2,7 @@
 (identified range, rank agreement, shortest safe horizon) match cases worked by hand."""
 
 import math
+import sys
 
 import jax
 import numpy as np
@@ -49,6 +50,8 @@ def test_a_diverged_seed_is_counted_not_averaged():
     one = interval([5.0])
     assert one["mean"] == 5.0 and one["low"] is None and one["high"] is None
     assert log_interval([2.0, -1.0, 8.0])["diverged"] == 1 and log_interval([2.0, 8.0])["mean"] == pytest.approx(4.0)
+    wide = log_interval([1e-300, 1e300], confidence=0.999999)  # t(1) quantile ~ 3e5 times a log spread ~ 1e3
+    assert wide["high"] == sys.float_info.max and 0 <= wide["low"] < 1e-300 and wide["mean"] == pytest.approx(1.0)
 
 
 def test_over_seeds_keeps_seed_zero_and_summarises_each_headline_number():

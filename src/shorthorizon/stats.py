@@ -30,10 +30,13 @@ full horizon T; three numbers summarise what the scores say:
 from __future__ import annotations
 
 import math
+import sys
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import stats
+
+LARGEST_LOG = math.log(sys.float_info.max)  # exp of a larger number overflows
 
 
 def finite_or_none(x) -> float | None:
@@ -67,12 +70,15 @@ def interval(values: Sequence[float], confidence: float = 0.95) -> dict:
 
 def log_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
     """:func:`interval` of ``log(values)``, exponentiated: ``"mean"`` is the geometric mean.
-    A value that is not positive and finite counts as diverged."""
+    A value that is not positive and finite counts as diverged. A bound beyond the largest
+    float (a wide spread at a high confidence) is the largest float: the interval is unbounded
+    above, and a summary holds no infinity (strict JSON)."""
     values = np.asarray(values, float)
     logs = np.where(np.isfinite(values) & (values > 0), np.log(np.where(values > 0, values, 1.0)), np.nan)
     out = interval(logs, confidence)
     return {**out, "values": [finite_or_none(r) for r in values],
-            **{k: None if out[k] is None else math.exp(out[k]) for k in ("mean", "low", "high")}}
+            **{k: None if out[k] is None else math.exp(out[k]) if out[k] < LARGEST_LOG else sys.float_info.max
+               for k in ("mean", "low", "high")}}
 
 
 def over_seeds(per_seed: Sequence[Mapping], numbers: Mapping[str, bool], confidence: float = 0.95) -> dict:
