@@ -38,7 +38,7 @@ from shorthorizon import optim
 from shorthorizon.config import (ANY, DATA_DIR, FRACTION, NONNEGATIVE, POSITIVE, SEED, Rule, check, key,
                                  low_high, one_of, optimizer_hyper, optional)
 from shorthorizon.data import splits
-from shorthorizon.hypergrad import Data, Truncated, batches
+from shorthorizon.hypergrad import Data, Estimator, Truncated, batches
 from shorthorizon.meta.offline import (Offline, Problem, fit_chunk, long_run, meta_objective, start_loss, surface,
                                        warm_start, windowed_chunk, windowed_init)
 from shorthorizon.meta.search import log_coordinate
@@ -252,6 +252,9 @@ def _build(config: OfflineConfig) -> "OfflineFit":
     return OfflineFit(offline, problem, test, keys, config)
 
 
+SMD_ESTIMATOR = Truncated(mode="forward")  # a full-horizon fit's hypergradients, unless a command's config names one
+
+
 class OfflineFit(NamedTuple):
     """The offline problem of a config (:meth:`from_config`): :class:`Offline` (static),
     :class:`Problem` (arrays), the test split and the named random streams."""
@@ -263,7 +266,7 @@ class OfflineFit(NamedTuple):
     config: OfflineConfig
 
     @classmethod
-    def from_config(cls, config: OfflineConfig, estimator=Truncated(mode="forward"),
+    def from_config(cls, config: OfflineConfig, estimator: Estimator = SMD_ESTIMATOR,
                     meta_lr: float | tuple[float, int] | None = None, length: int | None = None) -> "OfflineFit":
         """The problem ``config`` poses (any config that extends :class:`OfflineConfig`), with
         SMD's space (:func:`space`: the fitted hyperparameters in their box), its ``meta_lr`` (or

@@ -39,8 +39,8 @@ import numpy as np
 from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional
 from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, SearchConfig, announce, begin, judged,
-                                               long_run_cost, problem, refine_unit, say, search_cost, start_point,
-                                               unless_diverged)
+                                               long_run_cost, problem, refine_cost, refine_unit, say, search_cost,
+                                               start_point, unless_diverged)
 from shorthorizon.offline_problem import space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
@@ -136,14 +136,12 @@ def estimated_cost(config: Config) -> dict:
     """Plain training steps per stage (every seed): the reference surface trains each sample T
     steps and evaluates it at every horizon; a rerun surface trains each sample K steps; the
     zooms, refinements and long runs likewise."""
-    evaluation = config.eval_batches * EVALUATION_COST
-    work = 2.0 * len(space(config).names)  # a forward-mode meta-step, in plain passes
-    every = fits(config)
+    evaluation, every = config.eval_batches * EVALUATION_COST, fits(config)
     cost = {"surface": config.surface_samples * (config.horizon + len(horizons(config)) * evaluation),
             "rerun surfaces": config.surface_samples * sum(f.horizon + evaluation for f in every
                                                            if f.protocol == "rerun"),
             **search_cost(config, [f.horizon for f in every if f.searched]),
-            "refine": config.meta_steps * work * sum(f.horizon + evaluation for f in every if refined(config, f)),
+            "refine": sum(refine_cost(config, f.horizon, config.meta_steps) for f in every if refined(config, f)),
             "long runs": len(every) * long_run_cost(config, config.horizon)}
     return {k: v * config.seeds for k, v in cost.items() if v}
 

@@ -21,12 +21,12 @@ from shorthorizon import config as configlib, optim
 from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.experiments.pipeline import (Candidates, SearchConfig, announce, begin, box_ranges, configured,
-                                               headlines, judged, long_run_cost, named, outside, problem, refine_unit,
-                                               say, search_cost)
+                                               headlines, judged, long_run_cost, named, outside, problem, refine_cost,
+                                               refine_unit, say, search_cost)
 from shorthorizon.offline_problem import best, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.meta.smd import EVALUATION_COST
-from shorthorizon.report.offline import is_paper_horizons, plot, section
+from shorthorizon.report.offline import plot, report  # noqa: F401 (the experiment's section)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, seed_name
 from shorthorizon.stats import over_seeds
@@ -140,11 +140,8 @@ def length(config: Config, horizon: int) -> dict:
 
 
 def smd_cost(config: Config, horizon: int) -> float:
-    """One SMD run at ``horizon`` in plain training steps: every meta-step differentiates (the
-    estimator's ``work``) a ``horizon``-step unroll and its objective on ``eval_batches``
-    batches, and the fit is evaluated once."""
-    evaluation = horizon + config.eval_batches * EVALUATION_COST
-    return (meta_steps(config, horizon) * configlib.estimator(config).work(len(space(config).names)) + 1) * evaluation
+    """An SMD restart at ``horizon`` (:func:`~shorthorizon.experiments.pipeline.refine_cost`, its estimator's)."""
+    return refine_cost(config, horizon, meta_steps(config, horizon), configlib.estimator(config))
 
 
 def estimated_cost(config: Config) -> dict:
@@ -294,10 +291,3 @@ def _summary(config: Config, seed: int, horizons, pool: dict, ends: dict, long: 
     return {"dataset": config.dataset, "long_horizon": horizons[-1], "horizons": per_horizon,
             **{f"{n}_ratio": short[n] / longest[n] for n in named(config)},
             "final_train_loss_ratio": short["final_train_loss"] / longest["final_train_loss"]}
-
-
-# --- report: saved results only (shorthorizon.report.offline) ---------------------------------
-def report(run_dir: RunDir, prefix: str = "") -> str:
-    """The report's section (:func:`shorthorizon.report.offline.section`), with the paper's ratios
-    beside ours where the run's config is the paper's."""
-    return section(run_dir, prefix, is_paper_horizons(run_dir.read_config()))

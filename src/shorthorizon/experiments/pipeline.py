@@ -30,8 +30,9 @@ from shorthorizon import optim
 from shorthorizon.meta import search
 from shorthorizon.config import NONNEGATIVE, POSITIVE, key, seeded
 from shorthorizon.meta.smd import EVALUATION_COST
-from shorthorizon.offline_problem import (OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset, space,
-                                           surface_points, with_family, zoom_points)
+from shorthorizon.hypergrad import Estimator
+from shorthorizon.offline_problem import (SMD_ESTIMATOR, OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
+                                           space, surface_points, with_family, zoom_points)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_seeded
 from shorthorizon.stats import IdentifiedRange, identified_fraction, identified_range, profile_halfwidths
@@ -305,6 +306,13 @@ def long_run_cost(config: OfflineConfig, horizon: int) -> float:
     """A long run in plain training steps: ``horizon`` steps, and the training loss on the
     evaluation batches and the test error at each of its ``curve_points``."""
     return horizon + config.curve_points * (config.eval_batches + TEST_BATCHES) * EVALUATION_COST
+
+
+def refine_cost(config: OfflineConfig, horizon: int, steps: int, estimator: Estimator = SMD_ESTIMATOR) -> float:
+    """An SMD run of ``steps`` meta-steps at ``horizon`` in plain training steps: each meta-step
+    differentiates (the ``estimator``'s ``work``) a ``horizon``-step unroll and its objective on
+    ``eval_batches`` batches, and the fit is evaluated once."""
+    return (steps * estimator.work(len(space(config).names)) + 1) * (horizon + config.eval_batches * EVALUATION_COST)
 
 
 def search_cost(config: SearchConfig, horizons: Sequence[int]) -> dict:

@@ -36,7 +36,7 @@ from shorthorizon.config import POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
 from shorthorizon.experiments import pipeline
 from shorthorizon.experiments.pipeline import (announce, begin, box_ranges, configured, edge_rounds, judged,
-                                               meta_steps_bar, named, outside, problem, refine_unit, say)
+                                               meta_steps_bar, named, outside, problem, refine_cost, refine_unit, say)
 from shorthorizon.offline_problem import OfflineConfig, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
@@ -141,10 +141,10 @@ def names(config: Config) -> list[str]:
 
 def fit_cost(config: Config, estimator: str) -> float:
     """A fit's work in plain training steps: its budget as spent (whole meta-steps), each inner
-    step the estimator's ``step_work`` plain ones (``estimator="reference"``: ``smd_full``,
-    forward mode on the two hyperparameters)."""
+    step the estimator's ``step_work`` plain ones (``estimator="reference"``: ``smd_full``, an SMD
+    run of the loss at T: :func:`~shorthorizon.experiments.pipeline.refine_cost`)."""
     if estimator == "reference":
-        return _reference_steps(config) * config.horizon * make_estimator("forward").step_work(len(space(config).names))
+        return refine_cost(config, config.horizon, _reference_steps(config))
     est = windowed(config, estimator)
     spent = problem(config, config.horizon).windowed_budget(est, config.horizon, config.fit_inner_steps)[1]
     return spent * est.step_work(len(space(config).names))

@@ -116,9 +116,11 @@ def _share(horizon: dict, name: str) -> str:
     return "—" if span is None else fmt(span["fraction_of_box"], ".0%")
 
 
-def section(run_dir: RunDir, prefix: str, paper: bool) -> str:
-    """The report's section; ``paper``: the run's config is the paper's (its ratios are shown beside ours)."""
+def report(run_dir: RunDir, prefix: str = "") -> str:
+    """The report's section, with the paper's ratios beside ours where the run's config is the
+    paper's (:func:`is_paper_horizons`)."""
     s, config = run_dir.read_summary(), run_dir.read_config()
+    paper = is_paper_horizons(config)
     if config["smd_from_surface"]:
         longer = (f"the longer ones take the best of the surface and {config['generations']} generations of "
                   f"{config['population']} points of the adaptive search from it (a quadratic model of the surface "
