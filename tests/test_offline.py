@@ -22,6 +22,7 @@ from shorthorizon.hypergrad import batches
 from shorthorizon.meta import offline
 from shorthorizon.offline_problem import resolve_dataset, with_family
 from shorthorizon.report import claims
+from shorthorizon.report.offline import is_paper_horizons
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
 from shorthorizon.stats import interval, log_interval
@@ -298,9 +299,9 @@ def test_estimated_cost_of_the_presets():
     preset, same horizons, about an hour (~2,000 steps/s)."""
     paper, fast = (sum(experiment.estimated_cost(experiment.PRESETS[p]).values()) for p in ("paper", "paper-horizons"))
     assert paper / 2000 > 7 * 86400 and fast / 2000 < 3600
-    assert experiment.is_paper_horizons(experiment.PRESETS["paper-horizons"])
-    assert not experiment.is_paper_horizons(dataclasses.replace(experiment.PRESETS["paper-horizons"], adapt=("momentum",)))
-    assert not experiment.is_paper_horizons(experiment.PRESETS["quick"])
+    assert is_paper_horizons(experiment.PRESETS["paper-horizons"])
+    assert not is_paper_horizons(dataclasses.replace(experiment.PRESETS["paper-horizons"], adapt=("momentum",)))
+    assert not is_paper_horizons(experiment.PRESETS["quick"])
 
 
 def test_another_optimizer_trains_the_warm_start_and_every_horizon(tiny, tmp_path, capsys):

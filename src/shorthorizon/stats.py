@@ -24,7 +24,8 @@ full horizon T; three numbers summarise what the scores say:
   says: how far each value can move, the others re-optimised, before the objective leaves the
   tolerance.
 - :func:`rank_agreement`: whether K ranks the configurations as T does (Spearman, Kendall).
-- :func:`shortest_safe_horizon`: the shortest K whose pick costs at most a budget at T, over seeds.
+- :func:`shortest_safe_horizon`: the shortest K whose pick costs at most a budget at T, over seeds;
+  :func:`finding`: which side of a threshold a number's interval lies on, if either.
 """
 
 from __future__ import annotations
@@ -247,6 +248,17 @@ def rank_agreement(loss_k: Sequence[float], loss_t: Sequence[float]) -> RankAgre
     if k.size < 3 or np.ptp(k) == 0 or np.ptp(t) == 0:
         return RankAgreement(None, None, int(k.size))
     return RankAgreement(float(stats.spearmanr(k, t).statistic), float(stats.kendalltau(k, t).statistic), int(k.size))
+
+
+def finding(stat: Mapping, threshold: float, words: tuple[str, str]) -> str:
+    """An interval over seeds (:func:`interval`, :func:`log_interval`) read against ``threshold``:
+    ``words[0]`` where it lies wholly above it, ``words[1]`` wholly at or below, "inconclusive"
+    where it straddles it; "diverged" without a mean (no finite seed), "one seed" without bounds."""
+    if stat["mean"] is None:
+        return "diverged"
+    if stat["low"] is None:
+        return "one seed"
+    return words[0] if stat["low"] > threshold else words[1] if stat["high"] <= threshold else "inconclusive"
 
 
 def shortest_safe_horizon(horizons: Sequence[int], cost_intervals: Sequence[Mapping | None],

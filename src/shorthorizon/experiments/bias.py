@@ -40,14 +40,13 @@ from shorthorizon import optim
 from shorthorizon.config import NONNEGATIVE, POSITIVE, items, key, one_of, optional
 from shorthorizon.experiments.pipeline import (DIVERGENCE, Candidates, SearchConfig, announce, begin, judged,
                                                long_run_cost, problem, refine_cost, refine_unit, say, search_cost,
-                                               start_point, unless_diverged)
+                                               start_point, trained_cost, unless_diverged)
 from shorthorizon.offline_problem import space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
-from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.bias import plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit
-from shorthorizon.stats import (MOST_OF_THE_BOX, finite_or_none, interval, log_interval, rank_agreement,
+from shorthorizon.stats import (MOST_OF_THE_BOX, finding, finite_or_none, interval, log_interval, rank_agreement,
                                 shortest_safe_horizon)
 
 NAME = "bias"
@@ -136,9 +135,9 @@ def estimated_cost(config: Config) -> dict:
     """Plain training steps per stage (every seed): the reference surface trains each sample T
     steps and evaluates it at every horizon; a rerun surface trains each sample K steps; the
     zooms, refinements and long runs likewise."""
-    evaluation, every = config.eval_batches * EVALUATION_COST, fits(config)
-    cost = {"surface": config.surface_samples * (config.horizon + len(horizons(config)) * evaluation),
-            "rerun surfaces": config.surface_samples * sum(f.horizon + evaluation for f in every
+    every = fits(config)
+    cost = {"surface": config.surface_samples * trained_cost(config, config.horizon, len(horizons(config))),
+            "rerun surfaces": config.surface_samples * sum(trained_cost(config, f.horizon) for f in every
                                                            if f.protocol == "rerun"),
             **search_cost(config, [f.horizon for f in every if f.searched]),
             "refine": sum(refine_cost(config, f.horizon, config.meta_steps) for f in every if refined(config, f)),
@@ -156,8 +155,7 @@ def programs(config: Config) -> int:
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
-    validate(config)
-    config, seeds, sweep = begin(config, run_dir, executor, ray_address)
+    config, seeds, sweep = begin(validate, config, run_dir, executor, ray_address)
     names, every = space(config).names, fits(config)
     if not all(run_dir.has_unit(f"long_{f.label}") for f in every):
         announce(problem(config, config.horizon), NAME, estimated_cost(config), min(horizons(config)),
@@ -180,7 +178,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
         for f in every if refined(config, f) and c[f].best()} for s, c in zip(seeds, candidates)], desc="refine")
     for c, out, start in zip(candidates, refinements, starts):  # a refinement's candidate: where it ends
         for f, result in out.items():
-            c[f] = c[f] + Candidates({n: result[n][-1:] for n in names}, unless_diverged(result["meta_objective"], start))
+            c[f] = c[f] + Candidates.ended([result], names, start)
     boxes = [{**dict.fromkeys(every, s), **widened} for s, widened in  # each fit's box: widened where it sat at an edge
              zip(seeds, sweep.widen(NAME, seeds, searched, candidates, starts))]
 
@@ -201,15 +199,10 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
 
 def _verdict(ratio: dict, threshold: float, words: tuple[str, str], reference: bool,
              unusable: str | None = None) -> str:
-    """A ratio to the reference read as a finding: ``words`` (above, below) where its whole
-    interval lies above or below ``threshold``, else "inconclusive"; first, what makes it no
-    finding (``unusable``: "not identified", "diverged"; no number: "diverged"; the reference's
-    own ratio, to itself: "reference"; one seed)."""
-    if unusable or ratio["mean"] is None:
-        return unusable or "diverged"
-    if reference or ratio["low"] is None:
-        return "reference" if reference else "one seed"
-    return words[0] if ratio["low"] > threshold else words[1] if ratio["high"] <= threshold else "inconclusive"
+    """A ratio to the reference read as a finding (:func:`~shorthorizon.stats.finding`), unless
+    something makes it none: ``unusable`` ("not identified", "diverged"), or it is the reference's
+    own ratio, to itself ("reference")."""
+    return unusable or ("reference" if reference and ratio["mean"] is not None else finding(ratio, threshold, words))
 
 
 def _summary(config: Config, sampled: list, candidates: list, picks: list, ends: list) -> dict:

@@ -22,10 +22,9 @@ from shorthorizon.config import ANY, NONNEGATIVE, POSITIVE, items, key, one_of
 from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.experiments.pipeline import (Candidates, SearchConfig, announce, begin, box_ranges, configured,
                                                headlines, judged, long_run_cost, named, outside, problem, refine_cost,
-                                               refine_unit, say, search_cost)
+                                               refine_unit, say, search_cost, trained_cost)
 from shorthorizon.offline_problem import best, lr0_named, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
-from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.report.offline import plot, report  # noqa: F401 (the experiment's section)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, seed_name
@@ -150,9 +149,8 @@ def estimated_cost(config: Config) -> dict:
     over each horizon, trains each), the SMD fits and the long runs (with a test-set evaluation
     at each curve point). Seeds share compiled programs."""
     longest = max(config.horizons)
-    evaluation = config.eval_batches * EVALUATION_COST
     trained = sum(config.horizons) if length(config, longest) else longest
-    cost = {"surface": config.surface_samples * (trained + len(config.horizons) * evaluation),
+    cost = {"surface": config.surface_samples * trained_cost(config, trained, len(config.horizons)),
             **search_cost(config, zoomed(config)),
             "SMD": sum(smd_cost(config, h) * len(restarts(config, h)) for h in config.horizons),
             "long runs": len(config.horizons) * long_run_cost(config, longest)}
@@ -179,8 +177,7 @@ def validate(config: Config) -> None:
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
-    validate(config)
-    config, seeds, sweep = begin(config, run_dir, executor, ray_address)
+    config, seeds, sweep = begin(validate, config, run_dir, executor, ray_address)
     horizons, names = sorted(config.horizons), space(config).names
     if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
         announce(problem(config, horizons[-1]), NAME, estimated_cost(config), min(horizons), configured(config)[0])
@@ -204,9 +201,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
                                    for s, start in zip(seeds, smd_starts)], desc="SMD")
     labels = {h: (f"T{h}", h, length(config, h).get("length")) for h in horizons}  # the pipeline's (label, horizon, length)
     sweep.zoom(seeds, {h: labels[h] for h in zoomed(config)}, seen, starts)
-    ends = [{h: Candidates({n: np.array([fit[h, r][n][-1] for r in restarts(config, h)]) for n in names},
-                           np.array([fit[h, r]["meta_objective"] for r in restarts(config, h)], float))
-             for h in horizons} for fit in fits]
+    ends = [{h: Candidates.ended([fit[h, r] for r in restarts(config, h)], names, start) for h in horizons}
+            for fit, start in zip(fits, starts)]
     pool = [{h: _pool(config, h, c[h], e[h]) for h in horizons} for c, e in zip(seen, ends)]
     boxes = sweep.widen(NAME, seeds, labels, pool, starts)
     picks = [{h: c[h].best() for h in horizons} for c in pool]
@@ -271,12 +267,12 @@ def _padded(rows: list[list]) -> np.ndarray:
 def _summary(config: Config, seed: int, horizons, pool: dict, ends: dict, long: dict, boxes: dict,
              spans: dict) -> dict:
     """Headline numbers. ``diverged`` marks a horizon with no fit (every SMD restart diverged:
-    non-finite objective; no long run then) or whose long run diverged: its numbers at the end
-    are null (:func:`~shorthorizon.experiments.pipeline.judged`). ``from_surface``: the fit is a
-    sample, not an SMD end. ``identified``: per fitted value, the range the horizon's candidates
-    cannot tell apart from their best (:meth:`~shorthorizon.experiments.pipeline.Candidates.identified`),
-    and the share of the box it spans. ``{value}_ratio``: the shortest horizon's fitted value
-    over the longest's."""
+    :meth:`~shorthorizon.experiments.pipeline.Candidates.ended`; no long run then) or whose long
+    run diverged: its numbers at the end are null (:func:`~shorthorizon.experiments.pipeline.judged`).
+    ``from_surface``: the fit is a sample, not an SMD end. ``identified``: per fitted value, the
+    range the horizon's candidates cannot tell apart from their best
+    (:meth:`~shorthorizon.experiments.pipeline.Candidates.identified`), and the share of the box
+    it spans. ``{value}_ratio``: the shortest horizon's fitted value over the longest's."""
     per_horizon = {}
     for h in horizons:
         pick, end = pool[h].best(), judged(config, boxes[h], f"T={h}", seed, pool[h].best(), long.get(h))

@@ -68,6 +68,13 @@ class Candidates:
         return Candidates({k: np.concatenate([v, np.atleast_1d(other.points[k])]) for k, v in self.points.items()},
                           np.concatenate([self.loss, np.atleast_1d(other.loss)]))
 
+    @classmethod
+    def ended(cls, runs: Sequence[dict], names: Sequence[str], start: float) -> "Candidates":
+        """Where SMD ``runs`` (:func:`refine_unit`'s) ended, each at its objective there (inf where
+        it diverged: :func:`unless_diverged` of the ``start`` loss)."""
+        return cls({n: np.array([run[n][-1] for run in runs]) for n in names},
+                   unless_diverged([run["meta_objective"] for run in runs], start))
+
     def top(self, n: int) -> list[dict]:
         """The ``n`` points of lowest finite objective (name -> value), best first."""
         return [{k: float(v[i]) for k, v in self.points.items()} for i in best(self.loss)[:n]
@@ -302,6 +309,13 @@ def headlines(table: Mapping[str, bool], config: OfflineConfig, axis: str, value
 TEST_BATCHES = 100  # a test split (10,000 images) in batches of 100, for the cost of a test-error point
 
 
+def trained_cost(config: OfflineConfig, steps: int, evaluations: int = 1) -> float:
+    """Training ``steps`` steps and evaluating the objective on the ``eval_batches`` batches
+    ``evaluations`` times (each batch :data:`~shorthorizon.meta.smd.EVALUATION_COST` plain steps),
+    in plain training steps."""
+    return steps + evaluations * config.eval_batches * EVALUATION_COST
+
+
 def long_run_cost(config: OfflineConfig, horizon: int) -> float:
     """A long run in plain training steps: ``horizon`` steps, and the training loss on the
     evaluation batches and the test error at each of its ``curve_points``."""
@@ -312,22 +326,24 @@ def refine_cost(config: OfflineConfig, horizon: int, steps: int, estimator: Esti
     """An SMD run of ``steps`` meta-steps at ``horizon`` in plain training steps: each meta-step
     differentiates (the ``estimator``'s ``work``) a ``horizon``-step unroll and its objective on
     ``eval_batches`` batches, and the fit is evaluated once."""
-    return (steps * estimator.work(len(space(config).names)) + 1) * (horizon + config.eval_batches * EVALUATION_COST)
+    return (steps * estimator.work(len(space(config).names)) + 1) * trained_cost(config, horizon)
 
 
 def search_cost(config: SearchConfig, horizons: Sequence[int]) -> dict:
     """The plain training steps of the zoom (``zoom_samples`` > 1) or the adaptive search of fits
     at ``horizons`` (each point trained to its horizon and evaluated there), per seed."""
     points = config.generations * config.population or config.zoom_samples * (config.zoom_samples > 1)
-    steps = points * sum(h + config.eval_batches * EVALUATION_COST for h in horizons)
+    steps = points * sum(trained_cost(config, h) for h in horizons)
     return {"search" if config.generations else "zoom": steps} if steps else {}
 
 
-def begin(config: OfflineConfig, run_dir: RunDir, executor: str = "local",
+def begin(validate: Callable[[OfflineConfig], None], config: OfflineConfig, run_dir: RunDir, executor: str = "local",
           ray_address: str | None = None) -> tuple[OfflineConfig, list[OfflineConfig], "Sweep"]:
-    """A command's start, once its config is validated: the config resolved (its dataset, its
-    optimizer family's box) and written to the run folder, each seed's config (seed k: the run
-    with seed + k) and the sweep its stages run in (every stage: all seeds' units in one sweep)."""
+    """A command's start: its config checked (the command's ``validate``, before anything is
+    read or written), resolved (its dataset, its optimizer family's box) and written to the run
+    folder, each seed's config (seed k: the run with seed + k) and the sweep its stages run in
+    (every stage: all seeds' units in one sweep)."""
+    validate(config)
     config = with_family(resolve_dataset(config))
     run_dir.write_config(config)
     return config, [seeded(config, k) for k in range(config.seeds)], Sweep(run_dir, executor, ray_address)

@@ -158,8 +158,7 @@ def headlines(config: Config) -> dict:
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
-    validate(config)
-    config, seeds, sweep = begin(config, run_dir, executor, ray_address)
+    config, seeds, sweep = begin(validate, config, run_dir, executor, ray_address)
     label, start = dict(zip(("reference", *config.estimators), names(config))), configured(config)[0]  # fit -> name
     if not run_dir.has_unit(seed_name(f"long_{names(config)[-1]}", config.seeds - 1)):  # seeds share programs
         announce(problem(config, config.horizon), NAME, {_unit(e): config.seeds * fit_cost(config, e) for e in label},
