@@ -294,6 +294,16 @@ def test_a_surface_sample_beats_a_worse_refinement(tiny):
     assert experiment._pool(dataclasses.replace(config, smd_from_surface=0), 10, fitted[10], end) is end
 
 
+def test_an_smd_run_that_blew_up_ends_as_diverged():
+    """An SMD run's candidate is where it ended, at its objective there; one whose objective is
+    not finite or above DIVERGENCE x the warm start's loss diverged (inf: never a fit)."""
+    runs = [{"lr": np.array([0.01, 0.02]), "decay_exponent": np.array([1.0, 2.0]), "meta_objective": objective}
+            for objective in (0.4, 0.5 * pipeline.DIVERGENCE + 0.1, np.nan)]
+    ends = Candidates.ended(runs, ("lr", "decay_exponent"), start=0.5)
+    np.testing.assert_array_equal(ends.loss, [0.4, np.inf, np.inf])
+    assert ends.best() == {"lr": 0.02, "decay_exponent": 2.0} and ends.top(3) == [ends.best()]
+
+
 def test_estimated_cost_of_the_presets():
     """The paper's algorithm costs weeks of plain training steps here; the paper-horizons
     preset, same horizons, about an hour (~2,000 steps/s)."""

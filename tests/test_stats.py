@@ -11,7 +11,7 @@ from scipy import stats
 
 from shorthorizon.nqm import NQM
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, to_raw
-from shorthorizon.stats import (MOST_OF_THE_BOX, identified_fraction, identified_range, interval, log_interval,
+from shorthorizon.stats import (MOST_OF_THE_BOX, finding, identified_fraction, identified_range, interval, log_interval,
                                 over_seeds, profile_halfwidths, rank_agreement, shortest_safe_horizon)
 
 REPEATS = 2000  # binomial standard error of a 95% coverage: 0.0049
@@ -198,3 +198,12 @@ def test_the_shortest_safe_horizon_is_the_shortest_whose_whole_interval_is_withi
     assert shortest_safe_horizon([10, 20], [interval([1.0, 1.0, 1.0]), log_interval([1.0, 1.0])]) == 10
     with pytest.raises(ValueError):
         shortest_safe_horizon([10, 20], [None])
+
+
+def test_a_finding_needs_the_whole_interval_on_one_side_of_its_threshold():
+    words = ("above", "below")
+    assert finding(interval([2.0, 2.2, 2.4]), 1.0, words) == "above"
+    assert finding(interval([0.5, 0.6, 0.7]), 1.0, words) == "below"
+    assert finding(interval([0.5, 1.5, 2.5]), 1.0, words) == "inconclusive"
+    assert finding({"mean": 0.95, "low": 0.9, "high": 1.0}, 1.0, words) == "below"  # the threshold: at or below
+    assert finding(interval([3.0]), 1.0, words) == "one seed" and finding(interval([np.nan]), 1.0, words) == "diverged"
