@@ -234,6 +234,8 @@ def test_a_model_with_the_wrong_output_width_is_one_line_before_any_training(dat
 def test_bad_study_keys_name_the_key(data, tmp_path, capsys):
     for overrides, text in (({"short": "20"}, "config key 'short'"), ({"schedule": "cosin"}, "config key 'schedule'"),
                             ({"schedule": "cosine", "protocol": "meta"}, "config key 'protocol'"),
+                            ({"schedule": "cosine", "protocol": "meta,rung"}, "'protocol': meta does not apply"),
+                            ({"adapt": "decay_exponent"}, "lr and decay_exponent always fitted"),
                             ({"adapt": "weight_dacay"}, "config key 'adapt'")):
         assert bias(data, tmp_path / "x", "mlp", **overrides) == 2
         assert text in capsys.readouterr().err
@@ -274,6 +276,33 @@ def test_the_figure_shows_every_fit_in_its_panels(tmp_path, figures_show_their_d
             "meta_K5": row("meta", 5, [1.2, 1.1], [0.3, 0.2], [0.5, 60.0], [0.4, 0.6], ["decay_exponent"]),
             "rung_K5": row("rung", 5, [1.05, 1.3], [1.5, 2.0], [3.0, 2.0], [0.2, 0.5])}})
     assert sorted(figures_show_their_data(experiment.plot, tmp_path)) == ["bias"]
+
+
+def test_no_ratio_is_read_where_either_end_cannot_identify_its_value():
+    """The findings from a summary whose reference (T = 20) cannot identify the decay exponent:
+    the meta fit's decay exponent is "not identified at T = 20" (no ratio), its lr a ratio; a ratio
+    of exactly [1, 1] has no direction; a diverged cost is said as such, never a percentage."""
+    from shorthorizon.report.bias import findings
+    from shorthorizon.stats import finding, log_interval
+
+    def row(protocol, horizon, lr, cost, not_identified=(), verdicts=("smaller", "within budget")):
+        return {"protocol": protocol, "horizon": horizon, "not_identified": list(not_identified),
+                "identified": {n: {"fraction_of_box": [0.9, 0.8]} for n in ("lr", "decay_exponent")},
+                "ratio_to_reference": {"lr": log_interval(lr), "decay_exponent": log_interval([3.0, 5.0]),
+                                       "train_loss_at_T": log_interval(cost)},
+                "verdict": {"lr": verdicts[0], "decay_exponent": "not identified", "train_loss_at_T": verdicts[1]}}
+
+    summary = {"horizon": 20, "seeds": 2, "tolerance": 0.01, "fitted": ["lr", "decay_exponent"],
+               "protocols": ["meta"], "fits": {
+                   "reference": row("reference", 20, [1.0, 1.0], [1.0, 1.0], ["decay_exponent"]),
+                   "meta_K5": row("meta", 5, [0.5, 0.6], [1.1, np.nan], verdicts=("smaller", "diverged"))}}
+    (text,) = findings(summary)
+    assert "decay_exponent is **not identified** at T = 20: the values within 1% of the best span 90%, 80%" in text
+    assert "lr comes out 0.5" in text and "no cost at T: a long run (its or the reference's) diverged in 1 of 2" in text
+    assert "%  training" not in text and "decay_exponent comes out" not in text
+    same = log_interval([1.0, 1.0])
+    assert finding(same, 1.0, ("larger", "smaller")) == "inconclusive"
+    assert finding(same, 1.0, ("costs more", "within budget"), at_or_below=True) == "within budget"
 
 
 def test_the_adaptive_search_replaces_the_zoom_and_only_improves_on_the_surface(data, tmp_path):

@@ -62,6 +62,20 @@ def test_a_decay_ratio_the_short_horizon_cannot_see_is_not_identified_whatever_i
                               "10% of the box (by seed)"
 
 
+def test_a_decay_ratio_the_long_horizon_cannot_see_is_not_identified_either():
+    """A ratio needs its value at both ends: where the longest horizon's samples span most of the
+    box in most seeds, the claim is not identified there, whatever the shortest saw."""
+    def seed(short, long):
+        return {"horizons": {"100": {"identified": {"decay_exponent": {"fraction_of_box": short}}},
+                             "3000": {"identified": {"decay_exponent": {"fraction_of_box": long}}}}}
+
+    summary = {"per_seed": [seed(0.1, 0.7), seed(0.2, 0.55)], "intervals": {"decay_exponent_ratio": log_interval([48.7, 9.0])}}
+    row = next(r for r in claims.table({"offline": (summary, {"horizons": [100, 3000]})})
+               if r["claim"].startswith("Offline: a short horizon picks a faster decay"))
+    assert (row["verdict"], row["ours"]) == (claims.NOT_IDENTIFIED, "not identified at T = 3000: the values within the "
+                                             "tolerance of its best span 70%, 55% of the box (by seed)")
+
+
 def test_the_threshold_itself_counts_only_where_inclusive():
     assert claims.verdict(claims.Evidence(1.0, 1.0, exact=True))[1] == claims.FAILS
     assert claims.verdict(claims.Evidence(1.0, 1.0, exact=True, inclusive=True))[1] == claims.HOLDS

@@ -115,13 +115,17 @@ def test_bad_config_names_the_key(tmp_path, capsys):
     assert main(["truncated", "--preset", "quick", "--out", str(tmp_path / "b"), "--set", "estimators=forward,adam"]) == 2
     assert "config key 'estimators' must be one or more distinct values, each one of forward, reverse, fd, es, pes, nres" in \
         capsys.readouterr().err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main(["truncated", "--preset", "quick", "--out", str(tmp_path / "c"), "--set", "estimators=forward,fd"]) == 2
+    assert "config key 'estimators': fd (central differences) needs float64" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def test_every_figure_shows_its_data_and_every_claim_its_number(run, figures_show_their_data,
                                                                claims_find_their_numbers):
     assert sorted(figures_show_their_data(experiment.plot, run[0])) == ["fits", "long_runs"]
     claims_find_their_numbers("truncated", run[0])
+
+
 def _untimed(summary):
     """A summary without its timings, nor the keys a run over seeds adds."""
     if isinstance(summary, dict):

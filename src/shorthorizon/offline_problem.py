@@ -96,11 +96,12 @@ def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
     config = with_family(config)
     optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
     own = set(optim.make_optimizer(config.optimizer).hyperparameters()) | set(_schedule(config, 1).defaults)
-    names = ["lr", *(entry.split(":")[0] for entry in config.adapt)]  # before their bounds: a name it lacks first
+    always = [name for name, *_ in space(dataclasses.replace(config, adapt=())).ranges]  # fitted without adapt
+    names = [*always, *(entry.split(":")[0] for entry in config.adapt)]  # before their bounds: a name it lacks first
     if set(names) - own or len(set(names)) != len(names):
         raise ValueError(f"config key 'adapt' must name distinct hyperparameters of optimizer {config.optimizer!r} "
-                         f"or schedule {config.schedule!r} ({', '.join(sorted(own - {'lr'}))}), got "
-                         f"{','.join(config.adapt)}")
+                         f"or schedule {config.schedule!r} ({', '.join(sorted(own - set(always)))}; "
+                         f"{' and '.join(always)} always fitted), got {','.join(config.adapt)}")
     try:
         space(config)
     except ValueError as err:

@@ -250,15 +250,18 @@ def rank_agreement(loss_k: Sequence[float], loss_t: Sequence[float]) -> RankAgre
     return RankAgreement(float(stats.spearmanr(k, t).statistic), float(stats.kendalltau(k, t).statistic), int(k.size))
 
 
-def finding(stat: Mapping, threshold: float, words: tuple[str, str]) -> str:
+def finding(stat: Mapping, threshold: float, words: tuple[str, str], at_or_below: bool = False) -> str:
     """An interval over seeds (:func:`interval`, :func:`log_interval`) read against ``threshold``:
-    ``words[0]`` where it lies wholly above it, ``words[1]`` wholly at or below, "inconclusive"
-    where it straddles it; "diverged" without a mean (no finite seed), "one seed" without bounds."""
+    ``words[0]`` where it lies wholly above it, ``words[1]`` wholly below (``at_or_below``: at or
+    below; else an interval that only touches the threshold, a ratio of [1, 1] say, has no
+    direction), "inconclusive" where it straddles or touches it; "diverged" without a mean (no
+    finite seed), "one seed" without bounds."""
     if stat["mean"] is None:
         return "diverged"
     if stat["low"] is None:
         return "one seed"
-    return words[0] if stat["low"] > threshold else words[1] if stat["high"] <= threshold else "inconclusive"
+    below = stat["high"] <= threshold if at_or_below else stat["high"] < threshold
+    return words[0] if stat["low"] > threshold else words[1] if below else "inconclusive"
 
 
 def shortest_safe_horizon(horizons: Sequence[int], cost_intervals: Sequence[Mapping | None],

@@ -120,9 +120,10 @@ def validate(config: Config) -> None:
     if max(config.short) >= config.horizon:
         raise ValueError(f"config key 'short' must hold distinct horizons below horizon={config.horizon}, "
                          f"got {config.short!r}")
-    if config.protocol and not protocols(config):
-        raise ValueError(f"config key 'protocol': none of {', '.join(config.protocol)} applies to schedule "
-                         f"{config.schedule!r} (meta: length-free schedules; rerun: the others; rung: all)")
+    if set(config.protocol) - set(protocols(config)):
+        raise ValueError(f"config key 'protocol': {', '.join(sorted(set(config.protocol) - set(protocols(config))))} "
+                         f"does not apply to schedule {config.schedule!r} (meta: length-free schedules; rerun: the "
+                         "others; rung: all)")
 
 
 def refined(config: Config, fit: Fit) -> bool:
@@ -197,12 +198,13 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     return summary
 
 
-def _verdict(ratio: dict, threshold: float, words: tuple[str, str], reference: bool,
-             unusable: str | None = None) -> str:
+def _verdict(ratio: dict, threshold: float, words: tuple[str, str], reference: bool, unusable: str | None = None,
+             at_or_below: bool = False) -> str:
     """A ratio to the reference read as a finding (:func:`~shorthorizon.stats.finding`), unless
     something makes it none: ``unusable`` ("not identified", "diverged"), or it is the reference's
     own ratio, to itself ("reference")."""
-    return unusable or ("reference" if reference and ratio["mean"] is not None else finding(ratio, threshold, words))
+    return unusable or ("reference" if reference and ratio["mean"] is not None
+                        else finding(ratio, threshold, words, at_or_below))
 
 
 def _summary(config: Config, sampled: list, candidates: list, picks: list, ends: list) -> dict:
@@ -241,9 +243,10 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, ends:
             "train_loss_at_T": log_interval(_ratio(row["train_loss_at_T"], ref["train_loss_at_T"]))}
         cost = row["ratio_to_reference"]["train_loss_at_T"]
         row["verdict"] = {**{n: _verdict(row["ratio_to_reference"][n], 1.0, ("larger", "smaller"), row is ref,
-                                         "not identified" if n in row["not_identified"] else None) for n in names},
+                                         "not identified" if n in row["not_identified"] + ref["not_identified"] else None)
+                             for n in names},  # a ratio needs its value identified at both ends
                           "train_loss_at_T": _verdict(cost, 1 + config.budget, ("costs more", "within budget"),
-                                                      row is ref, "diverged" if cost["diverged"] else None)}
+                                                      row is ref, "diverged" if cost["diverged"] else None, True)}
     shortest = {p: shortest_safe_horizon([f.horizon for f in every if f.protocol == p],
                                          [rows[f.label]["ratio_to_reference"]["train_loss_at_T"]
                                           for f in every if f.protocol == p], config.budget)

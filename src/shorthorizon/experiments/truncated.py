@@ -100,6 +100,9 @@ def validate(config: Config) -> None:
     validate_problem(config, config.horizon)
     if config.horizon % config.truncation:
         raise ValueError(f"config key 'truncation' ({config.truncation}) must divide the horizon ({config.horizon})")
+    if "fd" in config.estimators:
+        raise ValueError("config key 'estimators': fd (central differences) needs float64, and the offline problem "
+                         "trains in float32; choose among " + ", ".join(e for e in ESTIMATORS if e != "fd"))
     if config.fit_inner_steps < config.horizon:
         raise ValueError(f"config key 'fit_inner_steps' ({config.fit_inner_steps}) must be at least the horizon "
                          f"({config.horizon}): the reference needs one whole unroll per meta-step")

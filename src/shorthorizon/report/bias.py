@@ -80,25 +80,32 @@ def plot(run_dir: RunDir) -> None:
 
 def findings(s: dict) -> list[str]:
     """One sentence per fit and fitted value, and one for its cost at T."""
-    out = []
+    out, reference = [], s["fits"]["reference"]
     for protocol, rows in _by_protocol(s).items():
         for row in rows:
             k, lines = row["horizon"], []
             for n in s["fitted"]:
-                ratio, span = row["ratio_to_reference"][n], row["identified"][n]
+                # a ratio needs the value identified at both ends: at K (this row) and at T (the reference)
+                unseen = next(((where, r) for where, r in ((f"K = {k}", row), (f"T = {s['horizon']}", reference))
+                               if n in r["not_identified"]), None)
                 if row["verdict"][n] == "diverged":
                     lines.append(f"{n}: every fit diverged")
-                elif n in row["not_identified"]:
-                    shares = ", ".join(fmt(x, ".0%") for x in span["fraction_of_box"])
-                    lines.append(f"{n} is **not identified** at K = {k}: the values within {s['tolerance']:.0%} of the "
-                                 f"best span {shares} of its box (by seed), so no ratio is claimed")
+                elif unseen:
+                    shares = ", ".join(fmt(x, ".0%") for x in unseen[1]["identified"][n]["fraction_of_box"])
+                    lines.append(f"{n} is **not identified** at {unseen[0]}: the values within {s['tolerance']:.0%} "
+                                 f"of the best span {shares} of its box (by seed), so no ratio is claimed")
                 else:
-                    lines.append(f"{n} comes out {interval_text(ratio)}x the full run's ({row['verdict'][n]})")
+                    lines.append(f"{n} comes out {interval_text(row['ratio_to_reference'][n])}x the full run's "
+                                 f"({row['verdict'][n]})")
             cost = row["ratio_to_reference"]["train_loss_at_T"]
-            percent = {key: None if cost[key] is None else 100 * (cost[key] - 1) for key in ("mean", "low", "high")}
-            cost_text = interval_text({**cost, **percent}, "+.1f")
-            out.append(f"- Tuned {PROTOCOL_TEXT[protocol]}, K = {k}: " + "; ".join(lines)
-                       + f"; it costs {cost_text} % training loss at T ({row['verdict']['train_loss_at_T']}).")
+            if row["verdict"]["train_loss_at_T"] == "diverged":
+                lines.append(f"no cost at T: a long run (its or the reference's) diverged in {cost['diverged']} of "
+                             f"{s['seeds']} seeds")
+            else:
+                percent = {key: None if cost[key] is None else 100 * (cost[key] - 1) for key in ("mean", "low", "high")}
+                lines.append(f"it costs {interval_text({**cost, **percent}, '+.1f')} % training loss at T "
+                             f"({row['verdict']['train_loss_at_T']})")
+            out.append(f"- Tuned {PROTOCOL_TEXT[protocol]}, K = {k}: " + "; ".join(lines) + ".")
     return out
 
 

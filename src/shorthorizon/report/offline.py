@@ -149,10 +149,10 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
     shortest, longest = list(s["horizons"])[0], list(s["horizons"])[-1]
     seed = " (seed 0)" if s.get("seeds", 1) > 1 else ""
     paper_ratio = {"decay_exponent": f" > {PAPER_DECAY_EXPONENT_RATIO:g} |"} if paper else {}
-    unseen = {n for n in named if _share(s["horizons"][shortest], n) != "—"
-              and s["horizons"][shortest]["identified"][n]["fraction_of_box"] >= MOST_OF_THE_BOX}
+    unseen = {n: h for n in named for h in (longest, shortest) if _share(s["horizons"][h], n) != "—"
+              and s["horizons"][h]["identified"][n]["fraction_of_box"] >= MOST_OF_THE_BOX}  # either end: no ratio
     values = "".join(f"| fitted {n.replace('_', ' ')} | {fmt(s[f'{n}_ratio'])}"
-                     f"{f' (not identified at T={shortest})' if n in unseen else ''} |{paper_ratio.get(n, ' |' * paper)}\n"
+                     f"{f' (not identified at T={unseen[n]})' if n in unseen else ''} |{paper_ratio.get(n, ' |' * paper)}\n"
                      for n in named if f"{n}_ratio" in s)  # an older run stored the decay exponent's alone
     loss = fmt(s['final_train_loss_ratio'])
     if paper:
