@@ -34,7 +34,7 @@ RULE = ("A claim *holds* when its number's 95% interval over seeds (Student t; b
         "by its value. The state is read before the number: a claim that an instability supports (\"... or "
         "unstable\") *holds* where a run diverged, whatever the number it left. *Not comparable*: the experiment "
         "did not run, or its number is missing or diverged. *Not identified*: the claim is about a fitted value "
-        "that its horizon cannot see (in most seeds, the values scoring within the tolerance of that horizon's "
+        "that one of its horizons cannot see (a ratio needs both; in most seeds, the values scoring within the tolerance of that horizon's "
         "best span at least half of the box), so where the fit landed is noise, whatever the number. The "
         "threshold is the paper's number where the claim is a magnitude the paper reports (the offline ratios) and "
         "the configuration is the paper's, else the claim's direction; the paper column shows the paper's number "
@@ -160,9 +160,9 @@ def _nqm_deterministic(summary, config) -> Evidence:
 
 
 def _offline(path: str, paper_number: float, value: str | None = None):
-    """The offline ratio at ``path``; with ``value``, a claim about that fitted value at the
-    shortest horizon, not identified where most seeds' identified range there spans at least
-    :data:`~shorthorizon.stats.MOST_OF_THE_BOX` of its box."""
+    """The offline ratio at ``path``; with ``value``, a claim about that fitted value's ratio
+    (shortest over longest horizon), not identified where most seeds' identified range at either
+    spans at least :data:`~shorthorizon.stats.MOST_OF_THE_BOX` of its box."""
     def evidence(summary, config) -> Evidence:
         paper = is_paper_horizons(config)
         return Evidence(at(summary, path), paper_number if paper else 1.0,
