@@ -51,6 +51,10 @@ PROBES = [
     ("offline", "lr0_range=0.5,0.001", "lr0_range", "LOW,HIGH with LOW < HIGH"),
     ("offline", "estimator=fd", "estimator", "fd (central differences) needs float64"),  # it failed after the surface
     ("truncated", "estimators=forward,forward", "estimators", "distinct values, each one of forward"),
+    ("truncated", "estimators=forward,fd", "estimators", "fd (central differences) needs float64"),
+    ("offline", "hyper=momentum=0.5", "hyper", "momentum has config keys of its own (--set momentum=VALUE)"),
+    ("offline", "hyper=lr=0.3", "hyper", "lr has config keys of its own"),  # it set the warm start's lr unsaid
+    ("bias", "adapt=decay_exponent", "adapt", "lr and decay_exponent always fitted"),  # it was fitted twice
     ("online", "lookaheads=", "lookaheads", "one or more distinct values, each one of stochastic, deterministic"),
     ("online", "lookaheads=stochastic,stochastic", "lookaheads", "distinct values"),
     ("online", "mlp_init_lrs=0.1,0.1", "mlp_init_lrs", "distinct values, each positive"),

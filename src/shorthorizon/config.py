@@ -221,10 +221,15 @@ def optimizer_hyper(config: Any, lr: float) -> dict:
     hyper = {"lr": lr}
     if "momentum" in optimizer.hyperparameters():
         hyper["momentum"] = config.momentum
+    keyed = set(hyper)  # one key per value: another would win unsaid, and reports would name the first
     for entry in config.hyper:
         name, equals, value = entry.partition("=")
         if not name or not equals:
             raise ValueError(f"config key 'hyper' takes NAME=VALUE entries, got {entry!r}")
+        if name in hyper:
+            raise ValueError(f"config key 'hyper': {name} has config keys of its own ("
+                             + ("the lr's box and the warm start's or initial lr" if name == "lr" else f"--set {name}=VALUE")
+                             + f"), not {entry!r}" if name in keyed else f"config key 'hyper' gives {name} twice")
         try:
             hyper[name] = float(value)
         except ValueError:
