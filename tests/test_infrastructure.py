@@ -39,9 +39,19 @@ def test_resolve_rejects_bad_input(preset, overrides, message):
         resolve(PRESETS, preset, overrides)
 
 
-def test_parse_overrides_needs_key_value():
+def test_parse_overrides_needs_key_value_once():
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_overrides(["steps"])
+    with pytest.raises(ValueError, match="gives seeds twice"):  # the last one won unsaid
+        parse_overrides(["seeds=2", "lr=1", "seeds=1"])
+
+
+def test_a_flag_and_a_set_of_the_same_key_are_refused(tmp_path, capsys):
+    from shorthorizon.cli import main
+
+    assert main(["bias", "--out", str(tmp_path / "x"), "--seeds", "2", "--set", "seeds=1"]) == 2
+    assert "--seeds and --set seeds= both give config key 'seeds'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def square(x):

@@ -53,6 +53,8 @@ def _config(module, args):
     for flag in getattr(module, "FLAGS", ()):
         value = getattr(args, flag, None)
         if value is not None:
+            if flag in overrides:  # one would win unsaid
+                raise ValueError(f"--{flag} and --set {flag}= both give config key {flag!r}; give it once")
             overrides[flag] = value
     config = configlib.resolve(module.PRESETS, args.preset, overrides)
     module.validate(config)

@@ -97,6 +97,8 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        if key.strip() in out:  # the last would win unsaid
+            raise ValueError(f"--set gives {key.strip()} twice ({key.strip()}={out[key.strip()]}, {pair}); give it once")
         out[key.strip()] = value.strip()
     return out
 
