@@ -122,15 +122,15 @@ def report(run_dir: RunDir, prefix: str = "") -> str:
                                      interval_text(v.get("rank_agreement", {}).get("spearman"), ".2f"),
                                      interval_text(v["test_error_at_T"], ".4f")]) + " |"
         for label, v in s["fits"].items())
-    shortest = "\n".join(f"- {p}: " + (f"K = {k}" if k is not None else "none of the K run")
-                         for p, k in s["shortest_safe_horizon"].items())
+    none = "none of the K run" if s["seeds"] > 1 else "not decided (one seed has no interval)"
+    shortest = "\n".join(f"- {p}: " + (f"K = {k}" if k is not None else none) for p, k in s["shortest_safe_horizon"].items())
     widened = [f"{label}, {line}" for label, v in s["fits"].items() for line in v.get("widened", [])]
     edges = [line for v in s["fits"].values() for line in v["at_edge"]]
     warning = box_warnings(widened, edges, config.get("widen", 0))
     return f"""## Would a short horizon mis-tune it? (`shorthorizon bias`)
 
 Task **{s['task']}** on **{s['dataset']}**, {optimizer_text(config) or config.get('optimizer', 'momentum')}; schedule **{s['schedule']}**, fitted:
-{', '.join(names)}. Each of {s['seeds']} seeds fits them for the training loss after T = {s['horizon']} steps (the
+{', '.join(names)}. {f"Each of {s['seeds']} seeds" if s['seeds'] > 1 else "One seed"} fits them for the training loss after T = {s['horizon']} steps (the
 reference) and as a practitioner would from K-step trials under each protocol, from a shared
 {config['warm_start_steps']}-step warm start, then trains every pick for T steps. Cells: mean over seeds and
 {s['interval']}. "n.i.": not identified at that horizon (the values within {s['tolerance']:.0%} of its best, sampled or by the
