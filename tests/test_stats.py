@@ -205,5 +205,6 @@ def test_a_finding_needs_the_whole_interval_on_one_side_of_its_threshold():
     assert finding(interval([2.0, 2.2, 2.4]), 1.0, words) == "above"
     assert finding(interval([0.5, 0.6, 0.7]), 1.0, words) == "below"
     assert finding(interval([0.5, 1.5, 2.5]), 1.0, words) == "inconclusive"
-    assert finding({"mean": 0.95, "low": 0.9, "high": 1.0}, 1.0, words) == "below"  # the threshold: at or below
+    touching = {"mean": 0.95, "low": 0.9, "high": 1.0}  # its interval reaches the threshold
+    assert finding(touching, 1.0, words) == "inconclusive" and finding(touching, 1.0, words, at_or_below=True) == "below"
     assert finding(interval([3.0]), 1.0, words) == "one seed" and finding(interval([np.nan]), 1.0, words) == "diverged"
