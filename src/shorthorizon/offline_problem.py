@@ -27,7 +27,7 @@ import inspect
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -110,6 +110,14 @@ def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
         raise ValueError(f"config key 'surface_chunk' must divide surface_samples={config.surface_samples}")
     if long_horizon % config.curve_points:
         raise ValueError(f"config key 'curve_points' must divide the long runs' horizon {long_horizon}")
+
+
+def refuse_fd(key: str, names: Sequence[str], choices: str) -> None:
+    """A ValueError naming config ``key`` where its estimator ``names`` hold fd: central
+    differences need float64, and the offline problem trains in float32."""
+    if "fd" in names:
+        raise ValueError(f"config key {key!r}: fd (central differences) needs float64, and the offline problem trains "
+                         f"in float32 (`shorthorizon unroll --estimator fd --x64` computes one); choose {choices}")
 
 
 PREFERRED = ("mnist", "fashion-mnist")  # the datasets of dataset="auto", the first one present

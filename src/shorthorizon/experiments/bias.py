@@ -198,13 +198,11 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     return summary
 
 
-def _verdict(ratio: dict, threshold: float, words: tuple[str, str], reference: bool, unusable: str | None = None,
-             at_or_below: bool = False) -> str:
-    """A ratio to the reference read as a finding (:func:`~shorthorizon.stats.finding`), unless
-    something makes it none: ``unusable`` ("not identified", "diverged"), or it is the reference's
-    own ratio, to itself ("reference")."""
-    return unusable or ("reference" if reference and ratio["mean"] is not None
-                        else finding(ratio, threshold, words, at_or_below))
+def _verdict(ratio: dict, reference: bool, unusable: str | None, *how) -> str:
+    """A ratio to the reference read as a finding (:func:`~shorthorizon.stats.finding` of it and
+    ``how``), unless something makes it none: ``unusable`` ("not identified", "diverged"), or it
+    is the reference's own ratio, to itself ("reference")."""
+    return unusable or ("reference" if reference and ratio["mean"] is not None else finding(ratio, *how))
 
 
 def _summary(config: Config, sampled: list, candidates: list, picks: list, ends: list) -> dict:
@@ -242,11 +240,11 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, ends:
             **{n: log_interval(_ratio(row["hyper"][n], ref["hyper"][n])) for n in names},
             "train_loss_at_T": log_interval(_ratio(row["train_loss_at_T"], ref["train_loss_at_T"]))}
         cost = row["ratio_to_reference"]["train_loss_at_T"]
-        row["verdict"] = {**{n: _verdict(row["ratio_to_reference"][n], 1.0, ("larger", "smaller"), row is ref,
-                                         "not identified" if n in row["not_identified"] + ref["not_identified"] else None)
-                             for n in names},  # a ratio needs its value identified at both ends
-                          "train_loss_at_T": _verdict(cost, 1 + config.budget, ("costs more", "within budget"),
-                                                      row is ref, "diverged" if cost["diverged"] else None, True)}
+        row["verdict"] = {**{n: _verdict(row["ratio_to_reference"][n], row is ref,  # a ratio needs both ends identified
+                                         "not identified" if n in row["not_identified"] + ref["not_identified"] else None,
+                                         1.0, ("larger", "smaller")) for n in names},
+                          "train_loss_at_T": _verdict(cost, row is ref, "diverged" if cost["diverged"] else None,
+                                                      1 + config.budget, ("costs more", "within budget"), True)}
     shortest = {p: shortest_safe_horizon([f.horizon for f in every if f.protocol == p],
                                          [rows[f.label]["ratio_to_reference"]["train_loss_at_T"]
                                           for f in every if f.protocol == p], config.budget)

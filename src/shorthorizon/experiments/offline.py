@@ -23,7 +23,7 @@ from shorthorizon.hypergrad import ESTIMATORS
 from shorthorizon.experiments.pipeline import (Candidates, SearchConfig, announce, begin, box_ranges, configured,
                                                headlines, judged, long_run_cost, named, outside, problem, refine_cost,
                                                refine_unit, say, search_cost, trained_cost)
-from shorthorizon.offline_problem import best, lr0_named, space, surface_points, validate_problem
+from shorthorizon.offline_problem import best, lr0_named, refuse_fd, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.offline import plot, report  # noqa: F401 (the experiment's section)
 from shorthorizon.results import RunDir
@@ -160,10 +160,7 @@ def estimated_cost(config: Config) -> dict:
 # --- the experiment ------------------------------------------------------------------
 def validate(config: Config) -> None:
     validate_problem(config, max(config.horizons))
-    if config.estimator == "fd":
-        raise ValueError("config key 'estimator': fd (central differences) needs float64, and the offline problem "
-                         "trains in float32 (`shorthorizon unroll --estimator fd --x64` computes one); choose forward, "
-                         "reverse or es")
+    refuse_fd("estimator", [config.estimator], "forward, reverse or es")
     if (config.zoom_samples or config.generations) and not (config.smd_from_surface and config.smd_max_horizon):
         raise ValueError("config keys 'zoom_samples' and 'generations' need smd_from_surface and smd_max_horizon: "
                          "they refine the best surface sample of the horizons above smd_max_horizon")

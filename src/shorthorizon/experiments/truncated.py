@@ -37,7 +37,7 @@ from shorthorizon.hypergrad import ESTIMATORS, WINDOWED, make_estimator
 from shorthorizon.experiments import pipeline
 from shorthorizon.experiments.pipeline import (announce, begin, box_ranges, configured, edge_rounds, judged,
                                                meta_steps_bar, named, outside, problem, refine_cost, refine_unit, say)
-from shorthorizon.offline_problem import OfflineConfig, lr0_named, space, surface_points, validate_problem
+from shorthorizon.offline_problem import OfflineConfig, lr0_named, refuse_fd, space, surface_points, validate_problem
 from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's ready: a dataset present?)
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
@@ -100,9 +100,7 @@ def validate(config: Config) -> None:
     validate_problem(config, config.horizon)
     if config.horizon % config.truncation:
         raise ValueError(f"config key 'truncation' ({config.truncation}) must divide the horizon ({config.horizon})")
-    if "fd" in config.estimators:
-        raise ValueError("config key 'estimators': fd (central differences) needs float64, and the offline problem "
-                         "trains in float32; choose among " + ", ".join(e for e in ESTIMATORS if e != "fd"))
+    refuse_fd("estimators", config.estimators, "among " + ", ".join(e for e in ESTIMATORS if e != "fd"))
     if config.fit_inner_steps < config.horizon:
         raise ValueError(f"config key 'fit_inner_steps' ({config.fit_inner_steps}) must be at least the horizon "
                          f"({config.horizon}): the reference needs one whole unroll per meta-step")
