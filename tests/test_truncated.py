@@ -126,6 +126,14 @@ def test_every_figure_shows_its_data_and_every_claim_its_number(run, figures_sho
     claims_find_their_numbers("truncated", run[0])
 
 
+def _sets(sets: list[str], *changes: str) -> list[str]:
+    """``sets`` (``--set KEY=VALUE`` pairs) with each of ``changes`` (KEY=VALUE) in place of its
+    key's (the command line refuses a key given twice)."""
+    changed = {change.split("=")[0] for change in changes}
+    kept = [arg for flag, pair in zip(sets[::2], sets[1::2]) if pair.split("=")[0] not in changed for arg in (flag, pair)]
+    return kept + [arg for change in changes for arg in ("--set", change)]
+
+
 def _untimed(summary):
     """A summary without its timings, nor the keys a run over seeds adds."""
     if isinstance(summary, dict):
@@ -170,7 +178,7 @@ def test_a_schedule_laid_over_the_run(run, tmp_path, strict_json, figures_show_t
     figures follow the fitted values."""
     _, sets = run
     out = tmp_path / "cosine"
-    assert main(["truncated", "--preset", "quick", "--out", str(out), *sets, "--set", "schedule=cosine"]) == 0
+    assert main(["truncated", "--preset", "quick", "--out", str(out), *_sets(sets, "schedule=cosine")]) == 0
     summary = strict_json(out / "summary.json")
     for fit in summary["estimators"].values():
         assert "decay_exponent" not in fit and 1e-3 <= fit["lr0"] <= 10**-0.3
@@ -190,8 +198,8 @@ def test_a_fit_at_the_edge_of_its_box_fits_again_in_a_wider_one(run, tmp_path, s
     _, sets = run
     out = tmp_path / "narrow"
     capsys.readouterr()
-    assert main(["truncated", "--preset", "quick", "--out", str(out), *sets, "--set", "lr0_range=0.01,0.0101",
-                 "--set", "estimators=forward", "--set", "widen=1"]) == 0
+    assert main(["truncated", "--preset", "quick", "--out", str(out),
+                 *_sets(sets, "lr0_range=0.01,0.0101", "estimators=forward", "widen=1")]) == 0
     err = capsys.readouterr().err
     assert "init_lr0 0.03 lies outside the box of lr [0.01, 0.0101]: the fit starts at its nearest bound" in err
     assert float(RunDir(out).load_unit("fit_smd_full")["lr"][0]) == pytest.approx(0.0101)

@@ -91,14 +91,13 @@ def resolve(presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any] 
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
-    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}`` (the CLI's ``--set`` flags)."""
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}`` (the CLI's ``--set`` flags; a later one of a
+    key replaces an earlier one, so a script may append to a command line)."""
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
-        if key.strip() in out:  # the last would win unsaid
-            raise ValueError(f"--set gives {key.strip()} twice ({key.strip()}={out[key.strip()]}, {pair}); give it once")
         out[key.strip()] = value.strip()
     return out
 
