@@ -115,17 +115,19 @@ def test_force_deletes_what_runs_wrote_and_keeps_the_rest_saying_so(tmp_path, ca
     (out / "mine").mkdir()
     (out / "mine" / "plot.png").write_bytes(b"not the run's")
     (out / "old_fig.png").write_bytes(b"a user's figure, named like a run's")
+    (out / "units" / "why.txt").write_text("a note beside the units")
     capsys.readouterr()
     assert main([*NQM_MAP, "--set", "penalty=999", "--out", str(out), "--force"]) == 0
     assert (out / "my_notes.txt").read_text() == "what I saw"
     assert (out / "mine" / "plot.png").read_bytes() == b"not the run's"
     assert (out / "old_fig.png").read_bytes() == b"a user's figure, named like a run's"
+    assert (out / "units" / "why.txt").read_text() == "a note beside the units"
     assert "\"penalty\": 999" in (out / "config.json").read_text()
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
         [*written, "mine", "my_notes.txt", "old_fig.png"])
     kept = [line for line in capsys.readouterr().err.splitlines() if "--force" in line]
-    assert kept == [f"{out}: --force deleted the results runs wrote and kept 3 other file(s): mine, my_notes.txt, "
-                    "old_fig.png"]
+    assert kept == [f"{out}: --force deleted the results runs wrote and kept 4 other file(s): mine, my_notes.txt, "
+                    "old_fig.png, units/why.txt"]
 
 
 def test_force_in_the_library_deletes_recorded_curves_and_figures_only(tmp_path, capsys):

@@ -324,14 +324,23 @@ class RunDir:
 
     def _start_over(self) -> None:
         """Delete what runs wrote here (:data:`OWN`, the names recorded in :data:`WRITTEN`, the
-        seconds spent); say on stderr what stays: files no run wrote (a user's notes), and
-        curves and figures of a version that kept no record of them."""
+        seconds spent; in ``units/`` the stored units and their partial writes); say on stderr
+        what stays: files no run wrote (a user's notes, in ``units/`` too), and curves and
+        figures of a version that kept no record of them."""
         written = {*OWN, *self._written()}
         kept = []
         for name in self._results():
             target = self.path / name
             if name not in written:
                 kept.append(name)
+            elif name == "units" and target.is_dir() and not target.is_symlink():
+                for entry in target.iterdir():
+                    if entry.is_file() and entry.name.endswith((".npz", ".tmp")):
+                        entry.unlink()
+                    else:
+                        kept.append(f"units/{entry.name}")
+                if not any(target.iterdir()):
+                    target.rmdir()
             elif target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             else:
