@@ -55,6 +55,7 @@ PROBES = [
     ("offline", "hyper=momentum=0.5", "hyper", "momentum has config keys of its own (--set momentum=VALUE)"),
     ("offline", "hyper=lr=0.3", "hyper", "lr has config keys of its own"),  # it set the warm start's lr unsaid
     ("bias", "adapt=decay_exponent", "adapt", "lr and decay_exponent always fitted"),  # it was fitted twice
+    ("bias", "adapt=momentum:0:1", "adapt", "0 <= LOW < HIGH < 1"),  # it failed later, not naming the key
     ("online", "lookaheads=", "lookaheads", "one or more distinct values, each one of stochastic, deterministic"),
     ("online", "lookaheads=stochastic,stochastic", "lookaheads", "distinct values"),
     ("online", "mlp_init_lrs=0.1,0.1", "mlp_init_lrs", "distinct values, each positive"),

@@ -112,9 +112,9 @@ def log_space(entries, defaults: dict) -> LogSpace:
             low, high = map(float, bounds)
         except ValueError:
             raise ValueError(f"give {name!r} its bounds as {name}:LOW:HIGH (0 < LOW < HIGH), got {entry!r}") from None
-        upper = 1.0 if name in COMPLEMENTED else math.inf
-        if not 0 <= low < high <= upper or (low == 0 and name not in COMPLEMENTED):
-            raise ValueError(f"the bounds of {name!r} must satisfy 0 < LOW < HIGH"
-                             f"{' <= 1' if name in COMPLEMENTED else ''}, got {entry!r}")
+        upper = 1.0 if name in COMPLEMENTED else math.inf  # a momentum is searched in log(1 - value): below 1
+        if not 0 <= low < high < upper or (low == 0 and name not in COMPLEMENTED):
+            wanted = "0 <= LOW < HIGH < 1" if name in COMPLEMENTED else "0 < LOW < HIGH, finite"
+            raise ValueError(f"the bounds of {name!r} must satisfy {wanted}, got {entry!r}")
         ranges.append((name, low, high))
     return LogSpace(tuple(ranges))
