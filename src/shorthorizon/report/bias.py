@@ -22,8 +22,8 @@ def _by_protocol(s: dict) -> dict:
 
 
 def plot(run_dir: RunDir) -> None:
-    """Per protocol against K: each fitted value's ratio to the reference (a value K cannot
-    identify drawn hollow), the cost at T of K's pick, and the rank agreement of the loss at K
+    """Per protocol against K: each fitted value's ratio to the reference (drawn hollow where K
+    or the reference's T cannot identify the value: no ratio is claimed, as the findings say), the cost at T of K's pick, and the rank agreement of the loss at K
     with the loss at T over the box's samples. Seeds as points, their mean and 95% interval."""
     plt = pyplot()
     s = run_dir.read_summary()
@@ -40,7 +40,7 @@ def plot(run_dir: RunDir) -> None:
             color = COLORS[protocol]
             for j, row in enumerate(rows):
                 stat, k = of(row), row["horizon"] * 1.1 ** (i - (len(groups) - 1) / 2)  # protocols side by side
-                hollow = name in row["not_identified"]
+                hollow = name in row["not_identified"] + s["fits"]["reference"]["not_identified"]
                 values = [v for v in stat["values"] if v is not None]
                 drawn |= bool(values)
                 ax.plot([k] * len(values), values, ".", color=color, alpha=0.4)
