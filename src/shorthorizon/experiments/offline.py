@@ -175,9 +175,9 @@ def validate(config: Config) -> None:
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: str | None = None) -> dict:
     config, seeds, sweep = begin(validate, config, run_dir, executor, ray_address)
-    horizons, names = sorted(config.horizons), space(config).names
+    horizons, names, given = sorted(config.horizons), space(config).names, configured(config)
     if not run_dir.has_unit(seed_name(f"long_T{horizons[-1]}", config.seeds - 1)):
-        announce(problem(config, horizons[-1]), NAME, estimated_cost(config), min(horizons), configured(config)[0])
+        announce(problem(config, horizons[-1]), NAME, estimated_cost(config), min(horizons), given[0])
     say(NAME, [] if config.smd_from_surface else outside(config))
 
     if length(config, horizons[-1]):  # a schedule laid over each horizon: a surface each
@@ -188,8 +188,8 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     starts = [problem(s, horizons[-1]).start_loss() for s in seeds]
     seen = [{h: Candidates(surface_points(s), row) for h, row in zip(horizons, loss)}
             for s, loss in zip(seeds, surface_loss)]
-    smd_starts = [{h: c[h].top(len(restarts(config, h))) if config.smd_from_surface else
-                   configured(config)[:len(restarts(config, h))] for h in horizons} for c in seen]
+    smd_starts = [{h: c[h].top(len(restarts(config, h))) if config.smd_from_surface else given[:len(restarts(config, h))]
+                   for h in horizons} for c in seen]
     fits = sweep.run(refine_unit, [{(h, r): Unit(f"smd_T{h}_r{r}", dict(config=s, horizon=h, start=point,
                                                                         steps=meta_steps(config, h), restart=r,
                                                                         **length(config, h)),
@@ -204,7 +204,7 @@ def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address: s
     boxes = sweep.widen(NAME, seeds, labels, pool, starts)
     picks = [{h: c[h].best() for h in horizons} for c in pool]
 
-    long = sweep.long_runs(seeds, picks, {h: f"T{h}" for h in horizons}, horizons[-1])
+    long = sweep.long_runs(seeds, picks, {h: label for h, (label, *_) in labels.items()}, horizons[-1])
     per_seed = []
     for k, s in enumerate(seeds):
         _save_curves(run_dir, k, s, surface_loss[k], fits[k], seen[k], ends[k], long[k])
