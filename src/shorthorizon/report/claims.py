@@ -8,8 +8,9 @@ The verdict follows one rule (:data:`RULE`, printed next to the table):
   :func:`shorthorizon.stats.over_seeds`) decides: *holds* when the whole interval lies on the
   claim's side, *does not hold* when it lies wholly on the other, *inconclusive* when it
   straddles the threshold;
-- it is exact (the NQM's dynamics, computed, not sampled) or there is one seed: the value
-  decides, and a sampled number's text says "1 seed";
+- it is exact (the NQM's dynamics, computed, not sampled): the value decides;
+- it is one seed's: *inconclusive*, whatever the value (one draw has no interval: Student t's
+  with one sample is unbounded), and its text says "1 seed";
 - *not comparable* when the experiment did not run or the number is missing or diverged.
 
 Where the configuration is the paper's, the paper's own number is shown, and where the claim is
@@ -30,8 +31,8 @@ from shorthorizon.stats import MOST_OF_THE_BOX, log_interval, lookup
 
 RULE = ("A claim *holds* when its number's 95% interval over seeds (Student t; by logs for ratios) lies "
         "wholly on the claim's side of its threshold, *does not hold* when it lies wholly on the other, and is "
-        "*inconclusive* when it straddles it; an exact number (the NQM's, computed) or a single seed's is judged "
-        "by its value. The state is read before the number: a claim that an instability supports (\"... or "
+        "*inconclusive* when it straddles it or rests on one seed (one draw has no interval); an exact number (the "
+        "NQM's, computed) is judged by its value. The state is read before the number: a claim that an instability supports (\"... or "
         "unstable\") *holds* where a run diverged, whatever the number it left. *Not comparable*: the experiment "
         "did not run, or its number is missing or diverged. *Not identified*: the claim is about a fitted value "
         "that one of its horizons cannot see (a ratio needs both; in most seeds, the values scoring within the tolerance of that horizon's "
@@ -91,14 +92,15 @@ def verdict(evidence: Evidence) -> tuple[str, str]:
         if number["mean"] is None:
             return "diverged", NOT_COMPARABLE
         spec = _digits([number[k] for k in ("mean", "low", "high")], evidence.threshold)
-        if number["low"] is None:  # one seed: its value decides
-            return interval_text(number, spec, seeds=True), HOLDS if side(number["mean"]) else FAILS
+        if number["low"] is None:  # one seed: no interval
+            return interval_text(number, spec, seeds=True), OPEN
         low, high = side(number["low"]), side(number["high"])
         return interval_text(number, spec, seeds=True), HOLDS if low and high else FAILS if not (low or high) else OPEN
     if number is None or isinstance(number, bool) or not math.isfinite(number):
         return "—", NOT_COMPARABLE
-    return f"{fmt(number, _digits([number], evidence.threshold))}{'' if evidence.exact else ' (1 seed)'}", \
-        HOLDS if side(number) else FAILS
+    if not evidence.exact:
+        return f"{fmt(number, _digits([number], evidence.threshold))} (1 seed)", OPEN
+    return fmt(number, _digits([number], evidence.threshold)), HOLDS if side(number) else FAILS
 
 
 def _digits(numbers: list, threshold: float) -> str:
