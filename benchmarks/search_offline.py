@@ -16,8 +16,20 @@ after T steps on the fixed evaluation batches) and their relative difference, an
 estimated plain-step equivalents (``estimated_cost``, broken down) and wall time. Long runs
 and their curves are each run's own. Output folders are kept under OUTDIR.
 
+The objective is deterministic (the same point scores the same loss, bit for bit) but chaotic:
+moving the lr by one part in a million moves the loss after 20,000 steps by up to 2.5%, because
+a trajectory of thousands of float32 steps amplifies the difference. So a fit's loss is one draw
+of that noise, and the best of many points is a lucky one. The runs are then also judged by
+each fit's **noise floor**: the fit and ``replicas - 1`` copies with the lr moved by k parts in a
+million (no step a smooth surface could tell apart), all scored in one vmapped unroll; the
+table gives their mean and standard deviation per fit, and the difference of the two runs'
+means with its standard error. ``--judge`` scores the fits of any finished ``offline`` folders
+of one problem this way without running anything else (e.g. today's search with its SMD against
+an adaptive one).
+
     python benchmarks/search_offline.py OUTDIR --horizons 100,300,3000 --eval-batches 50
     python benchmarks/search_offline.py OUTDIR   # the paper's horizons 100 ... 20,000 (hours on a CPU)
+    python benchmarks/search_offline.py --judge BLIND_DIR ADAPTIVE_DIR [--replicas 8]
 """
 
 from __future__ import annotations
@@ -30,10 +42,59 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+
+def replicated(folders: list[Path], replicas: int) -> dict:
+    """Per folder and horizon, its fit's objective and that of ``replicas - 1`` copies with the lr
+    moved by k parts in a million, k = 1 .. replicas - 1 (one vmapped unroll of the first folder's
+    problem to its longest horizon: every folder must pose the same problem)."""
+    from shorthorizon import config as configlib
+    from shorthorizon.experiments import offline, pipeline
+    from shorthorizon.offline_problem import PROBLEM
+
+    configs = [configlib.resolve(offline.PRESETS, "paper", {k: json.dumps(v) if isinstance(v, list) else v
+                                                          for k, v in json.loads((f / "config.json").read_text())["config"].items()})
+               for f in folders]
+    differ = [k for k in PROBLEM if len({getattr(c, k) for c in configs}) > 1]
+    if differ:
+        raise SystemExit(f"the folders pose different problems ({', '.join(differ)} differ)")
+    horizons = tuple(sorted(configs[0].horizons))
+    fits = [(f, h, json.loads((f / "summary.json").read_text())["horizons"][str(h)]) for f in folders for h in horizons]
+    jitter = 1 + 1e-6 * np.arange(replicas)
+    points = {"lr": np.concatenate([fit["lr0"] * jitter for *_, fit in fits]).astype(np.float32)}
+    for name in pipeline.space(configs[0]).names[1:]:
+        points[name] = np.repeat([fit[name] for *_, fit in fits], replicas).astype(np.float32)
+    loss = np.asarray(pipeline.problem(configs[0]).surface(points, horizons))
+    return {(f, h): loss[horizons.index(h), i * replicas:(i + 1) * replicas] for i, (f, h, _) in enumerate(fits)}
+
+
+def judge(folders: list[Path], replicas: int) -> None:
+    """Print each folder's fits at their noise floor (:func:`replicated`) and each later folder's
+    mean against the first's."""
+    scored = replicated(folders, replicas)
+    print(f"\nnoise floor: each fit and {replicas - 1} copies with the lr moved by 1 .. {replicas - 1} parts in a "
+          "million (mean +- standard deviation); the first replica is the fit itself")
+    horizons = sorted({h for _, h in scored})
+    for h in horizons:
+        first = scored[(folders[0], h)]
+        cells = []
+        for f in folders:
+            r = scored[(f, h)]
+            diff = ""
+            if f != folders[0]:
+                se = np.hypot(r.std(ddof=1), first.std(ddof=1)) / np.sqrt(replicas)
+                diff = f" [{100 * (r.mean() / first.mean() - 1):+.2f}% +- {100 * se / first.mean():.2f}% vs {folders[0].name}]"
+            cells.append(f"{f.name}: fit {r[0]:.5f}, mean {r.mean():.5f} +- {r.std(ddof=1):.5f} "
+                         f"({100 * r.std(ddof=1) / r.mean():.1f}%){diff}")
+        print(f"T={h:>6}  " + "; ".join(cells))
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("outdir", type=Path)
+    p.add_argument("outdir", type=Path, nargs="?")
+    p.add_argument("--judge", type=Path, nargs="+", help="finished offline folders to judge at their noise floor")
+    p.add_argument("--replicas", type=int, default=8)
     p.add_argument("--horizons", default="100,1000,5000,20000")
     p.add_argument("--eval-batches", type=int, default=600)
     p.add_argument("--dataset", default="fashion-mnist")
@@ -44,6 +105,11 @@ def main() -> int:
     p.add_argument("--generations", type=int, default=4)
     p.add_argument("--population", type=int, default=6)
     args = p.parse_args()
+    if args.judge:
+        judge(args.judge, args.replicas)
+        return 0
+    if args.outdir is None:
+        p.error("give OUTDIR, or --judge FOLDER ...")
 
     from shorthorizon.experiments import offline
 
@@ -78,6 +144,7 @@ def main() -> int:
               + ", ".join(f"{k} {v:.3g}" for k, v in r["cost"].items()) + f"), wall {r['wall']:.0f} s (compiling included)")
     ratio = sum(adaptive["cost"].values()) / sum(blind["cost"].values())
     print(f"adaptive / blind cost: {ratio:.2f}")
+    judge([args.outdir / "blind", args.outdir / "adaptive"], args.replicas)
     return 0
 
 

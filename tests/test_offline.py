@@ -277,6 +277,35 @@ def test_surface_then_adaptive_search(tiny, tmp_path, capsys):
     assert "2 generations of 3 points of the adaptive search" in experiment.report(run_dir)
 
 
+def test_each_horizons_search_tries_the_shorter_horizons_best(tiny, tmp_path, monkeypatch):
+    """The adaptive search of several horizons (``Sweep.search``, the objective replaced by bowls
+    whose minimizer moves with the horizon): each generation of a horizon asks, as its second
+    point, the best point the next shorter horizon had found after the generation before
+    (its coarse best first), unless it scored that point already; the shortest asks none."""
+    minimum = {10: np.array([-1.5, 1.0]), 20: np.array([-1.2, 0.0])}  # lr, decay exponent, decades
+
+    def bowl(config, horizon, points, length=None):
+        x = np.log10(np.stack([points["lr"], points["decay_exponent"]], 1)) - minimum[horizon]
+        return {"loss": 0.3 + (x ** 2).sum(1)}
+
+    monkeypatch.setattr(pipeline, "points_unit", bowl)
+    rng = np.random.default_rng(0)
+    coarse = {h: {"lr": 10 ** rng.uniform(-3, -0.3, 6), "decay_exponent": 10 ** rng.uniform(-2, 2.3, 6)}
+              for h in (10, 20)}  # each horizon its own coarse points: the shorter's best is new to the longer
+    fits = {f"T{h}": (h, None, Candidates(c, bowl(tiny, h, c)["loss"])) for h, c in coarse.items()}
+    found = pipeline.Sweep(RunDir(tmp_path)).search([tiny], [fits], [1.0], generations=3, population=4)[0]
+    shorter, longer = found["T10"], found["T20"]
+    for g in range(3):
+        seen = slice(0, 6 + 4 * g)
+        best = Candidates({n: v[seen] for n, v in shorter.points.items()}, shorter.loss[seen]).best()
+        asked = {n: v[6 + 4 * g + 1] for n, v in longer.points.items()}
+        new = not any(np.allclose([best[n] for n in best], [v[i] for v in longer.points.values()], rtol=1e-5)
+                      for i in range(6 + 4 * g))
+        assert np.allclose([asked[n] for n in best], [best[n] for n in best], rtol=1e-5) == new
+        assert g > 0 or new  # the coarse best of T=10 is new to T=20
+    assert found["T20"].best_loss() < fits["T20"][2].best_loss()
+
+
 def test_a_surface_sample_beats_a_worse_refinement(tiny):
     """The best surface sample replaces a horizon's SMD fit exactly where its meta-objective
     (same batches) is lower, and a horizon whose samples all diverged keeps its fit."""

@@ -112,6 +112,24 @@ def test_diverged_points_rank_last_and_do_not_break_it():
     assert search.result(state)["best"] is None
 
 
+def test_a_hint_takes_the_first_samples_place_until_it_is_seen():
+    """``ask(state, hint)``: the model's proposal and the draws are those of ``ask(state)``, the
+    first sample is the hint (a neighbouring search's best, e.g. a shorter horizon's) while this
+    search has not scored it, and after it has, the generation is the plain one."""
+    objective = bowl(PAPER, [-1.2, -0.2])
+    start, losses = coarse(PAPER, objective, 2)
+    state = search.init(PAPER, 2, start, losses, POPULATION)
+    hint = {"lr": 10 ** -1.3, "decay_exponent": 1.0}
+    plain, hinted = search.ask(state), search.ask(state, hint)
+    for name in PAPER.names:
+        np.testing.assert_array_equal(np.delete(hinted[name], 1), np.delete(plain[name], 1))
+        assert hinted[name][1] == pytest.approx(hint[name], rel=1e-6)
+    state = search.tell(state, hinted, objective(hinted))
+    again = search.ask(state, {n: float(hinted[n][1]) for n in PAPER.names})
+    for name in PAPER.names:
+        np.testing.assert_array_equal(again[name], search.ask(state)[name])
+
+
 def test_an_optimum_beyond_the_box_is_found_on_its_edge():
     objective = bowl(PAPER, [0.3, -2.5])  # lr 10^0.3 > 10^-0.3, decay exponent 10^-2.5 < 1e-2
     out = run(PAPER, objective, 1)

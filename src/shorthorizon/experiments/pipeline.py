@@ -377,12 +377,18 @@ class Sweep(NamedTuple):
         (horizon, length, the Candidates it starts from: a coarse surface's)), ``generations``
         of ``population`` points, each generation of every seed and fit one sweep (units
         ``gen{g}_{label}``: a stored generation is not scored again, and :func:`~shorthorizon.meta.search.ask`
-        being a pure function of the state, a resumed search goes on as it would have). Per seed,
-        label -> every point seen and its objective (diverged ones inf: :func:`unless_diverged`)."""
+        being a pure function of the states, a resumed search goes on as it would have). Each
+        generation of a fit also tries the best point found so far by the fit of the next shorter
+        horizon (``ask``'s hint). Per seed, label -> every point seen and its objective (diverged
+        ones inf: :func:`unless_diverged`)."""
         states = [{label: search.init(space(s), (s.seed, horizon, length or 0), dict(c.points), c.loss, population)
                    for label, (horizon, length, c) in by_label.items()} for s, by_label in zip(seeds, fits)]
+        shorter = {label: max((other for other, (h, *_) in fits[0].items() if h < horizon),
+                              key=lambda other: fits[0][other][0], default=None)
+                   for label, (horizon, *_) in fits[0].items()}
         for g in range(generations):
-            asked = [{label: search.ask(state) for label, state in by_label.items()} for by_label in states]
+            asked = [{label: search.ask(state, shorter[label] and search.result(by_label[shorter[label]])["best"])
+                      for label, state in by_label.items()} for by_label in states]
             done = self.run(points_unit, [{label: Unit(f"gen{g}_{label}", dict(config=s, horizon=horizon, length=length,
                                                                              points=points[label]),
                                                        cost=horizon * population)
