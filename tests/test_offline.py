@@ -45,7 +45,8 @@ def tiny(fake_dir):
     return dataclasses.replace(
         experiment.PRESETS["quick"], data_dir=str(fake_dir), verify=False, horizons=(10,),
         warm_start_steps=5, eval_batches=2, surface_samples=8, surface_chunk=4, init_lr0=(0.01, 0.1),
-        init_decay_exponent=(1.0, 10.0), meta_steps=4, meta_chunk=2, curve_points=2)
+        init_decay_exponent=(1.0, 10.0), meta_steps=4, meta_chunk=2, meta_lr=0.15, curve_points=2, seeds=1,
+        smd_from_surface=0, smd_max_horizon=0, generations=0)  # SMD at every horizon, one seed
 
 
 def _results(path):

@@ -33,8 +33,8 @@ RULE = ("A claim *holds* when its number's 95% interval over seeds (Student t; b
         "wholly on the claim's side of its threshold, *does not hold* when it lies wholly on the other, and is "
         "*inconclusive* when it straddles it or rests on one seed (one draw has no interval); an exact number (the "
         "NQM's, computed) is judged by its value. The state is read before the number: a claim that an instability supports (\"... or "
-        "unstable\") *holds* where a run diverged, whatever the number it left. *Not comparable*: the experiment "
-        "did not run, or its number is missing or diverged. *Not identified*: the claim is about a fitted value "
+        "unstable\") *holds* where a run diverged, whatever the number it left, and any other claim on that run is "
+        "*not comparable*. *Not comparable*: the experiment did not run, or its number is missing or diverged. *Not identified*: the claim is about a fitted value "
         "that one of its horizons cannot see (a ratio needs both; in most seeds, the values scoring within the tolerance of that horizon's "
         "best span at least half of the box), so where the fit landed is noise, whatever the number. The "
         "threshold is the paper's number where the claim is a magnitude the paper reports (the offline ratios) and "
@@ -55,7 +55,8 @@ class Evidence(NamedTuple):
     paper: str = ""
     exact: bool = False
     inclusive: bool = False
-    unstable: float | Mapping | None = None  # a claim that an instability supports: the diverged fraction
+    unstable: float | Mapping | None = None  # the diverged fraction of the runs the number comes from
+    instability_holds: bool = True  # where runs diverged: the claim says "... or unstable" (else not comparable)
     unseen: str = ""  # where the value the claim is about is not identified: what its horizon saw
 
     def side(self, x: float) -> bool:
@@ -84,8 +85,8 @@ def verdict(evidence: Evidence) -> tuple[str, str]:
     """(what we measured, as text; the verdict) by :data:`RULE`."""
     number, side = evidence.number, evidence.side
     unstable = evidence.unstable["mean"] if isinstance(evidence.unstable, Mapping) else evidence.unstable
-    if unstable:  # the state before the number: a diverged run's lr at stop says nothing against instability
-        return f"diverged ({fmt(unstable, '.0%')} of runs)", HOLDS
+    if unstable:  # the state before the number: a diverged run's lr at stop is no measurement
+        return f"diverged ({fmt(unstable, '.0%')} of runs)", HOLDS if evidence.instability_holds else NOT_COMPARABLE
     if evidence.unseen:
         return evidence.unseen, NOT_IDENTIFIED
     if isinstance(number, Mapping):  # an interval over seeds
@@ -189,12 +190,12 @@ def _online(kind: str, relation: str):
     """The first task's runs with ``kind`` lookahead (the online command's headline numbers, its
     ``HEADLINES``): ``relation`` "tenth" (lr at stop / baseline lr below 1/10), "loss" (final
     loss / baseline's above 1) or "above" (lr at stop / baseline lr above 1; a run that diverged
-    was unstable, which the claim also says)."""
+    was unstable, which the claim also says; where a run diverged the other two are not comparable)."""
     def evidence(summary, config) -> Evidence:
         task = next(k for k, v in summary.items() if isinstance(v, Mapping) and "baseline" in v)
         number = at(summary, f"{task}.{kind}.{'loss_ratio' if relation == 'loss' else 'lr_ratio'}")
         return Evidence(number, 0.1 if relation == "tenth" else 1.0, above=relation != "tenth",
-                        unstable=at(summary, f"{task}.{kind}.diverged") if relation == "above" else None)
+                        unstable=at(summary, f"{task}.{kind}.diverged"), instability_holds=relation == "above")
     return evidence
 
 
