@@ -18,8 +18,9 @@ and their curves are each run's own. Output folders are kept under OUTDIR.
 
 The objective is deterministic (the same point scores the same loss, bit for bit) but chaotic:
 moving the lr by one part in a million moves the loss after 20,000 steps by up to 2.5%, because
-a trajectory of thousands of float32 steps amplifies the difference. So a fit's loss is one draw
-of that noise, and the best of many points is a lucky one. The runs are then also judged by
+a trajectory of thousands of float32 steps amplifies the difference (and so does scoring the same
+point by another compiled program: a vmapped batch of another width, other horizons). So a fit's loss is one
+draw of that noise, and the best of many points is a lucky one. The runs are then also judged by
 each fit's **noise floor**: the fit and ``replicas - 1`` copies with the lr moved by k parts in a
 million (no step a smooth surface could tell apart), all scored in one vmapped unroll; the
 table gives their mean and standard deviation per fit, and the difference of the two runs'
