@@ -44,7 +44,8 @@ def is_paper_horizons(config) -> bool:
 
 
 def plot(run_dir: RunDir) -> None:
-    """Figure 5: per horizon, seed 0's surface and SMD trajectories, and every seed's fit;
+    """Figure 5: per horizon, seed 0's surface, SMD trajectories and zoomed or searched points,
+    and every seed's fit;
     Figure 6: each horizon's long runs (over seeds: mean and band) and its final training loss
     over the longest horizon's within each seed (seeds as points, mean and 95% interval)."""
     plt = pyplot()
@@ -56,6 +57,7 @@ def plot(run_dir: RunDir) -> None:
     horizons = [int(h) for h in surface["horizon"]]
     fig, axes = plt.subplots(1, len(horizons), figsize=(4.6 * len(horizons), 3.8), squeeze=False,
                              layout="constrained")
+    shown = {}  # what the panels draw besides the surface, for the title (in the order drawn)
     for i, (ax, h) in enumerate(zip(axes[0], horizons)):
         drawn = surface_panel(fig, ax, surface, surface["loss"][i], "log10 meta-objective")
         for r in range(smd["lr0"].shape[1]):
@@ -63,12 +65,14 @@ def plot(run_dir: RunDir) -> None:
             if steps.sum() < 2:  # no meta-step taken (a horizon the zoom or search fits instead)
                 continue
             path, best = {n: smd[n][i, r][steps] for n in drawn}, r == smd["best_restart"][i]
+            shown["SMD trajectories"] = True
             if len(drawn) > 1:  # a path on a contour; on a one-value panel, where it ends
                 mark(ax, drawn, path, None, color="white" if best else "0.8", lw=1.5 if best else 0.8)
                 mark(ax, drawn, {n: v[0] for n, v in path.items()}, None, "o", color="0.8", ms=4)
             mark(ax, drawn, {n: v[-1] for n, v in path.items()}, smd["meta_objective"][i, r], "*", color="white", ms=7)
         if h in list(zoom["horizon"]):  # the zoom's samples (its center is the surface's best)
             j = list(zoom["horizon"]).index(h)
+            shown["zoomed or searched points (dots)"] = True
             mark(ax, drawn, {n: zoom[n][j] for n in drawn}, zoom["loss"][j], ".", color="white", ms=3)
         for k, seed in enumerate(seeds):  # the horizon's fit: an SMD end, or a surface or zoom sample
             fit = seed["horizons"][str(h)]
@@ -77,7 +81,7 @@ def plot(run_dir: RunDir) -> None:
                      **({"ms": 11} if k == 0 else {"ms": 9, "mfc": "none"}))
         ax.set(title=f"T = {h}")
     over = " of seed 0; hollow stars: the other seeds' fits" if len(seeds) > 1 else ""
-    fig.suptitle(f"Meta-objective surface and SMD trajectories{over} (Figure 5)")
+    fig.suptitle(f"Meta-objective surface{''.join(', ' + part for part in shown)}{over} (Figure 5)")
     run_dir.save_figure(fig, "figure5_surface")
 
     long = [run_dir.load_curves(seed_name("long_runs", k)) for k in range(len(seeds))]
@@ -186,7 +190,7 @@ the horizon's best (within {config.get('tolerance', 0.01):.0%}; at least half of
 {ratios}
 {warning}
 {seeds_table(s)}
-![Figure 5: surface and SMD trajectories]({prefix}figure5_surface.png)
+![Figure 5: surface and fits]({prefix}figure5_surface.png)
 
 ![Figure 6: long runs with each fitted schedule]({prefix}figure6_long_runs.png)
 """
