@@ -55,7 +55,8 @@ FAKE_MNIST = dict(name="mnist", n_train=500, n_test=1000, seed=0)
 IMAGE_DATA = {"data_dir": "{data}", "verify": "false", "dataset": "mnist"}
 OFFLINE_TINY = {**IMAGE_DATA, "warm_start_steps": "5", "eval_batches": "2", "surface_samples": "8",
                 "surface_chunk": "4", "init_lr0": "0.01,0.1", "init_decay_exponent": "1.0,10.0",
-                "meta_steps": "4", "meta_chunk": "2", "curve_points": "2"}
+                "meta_steps": "4", "meta_chunk": "2", "meta_lr": "0.15", "curve_points": "2", "seeds": "1",
+                "smd_from_surface": "0", "smd_max_horizon": "0", "generations": "0"}  # SMD, as before quick searched
 ONLINE_TINY = {**IMAGE_DATA, "task": "mlp", "mlp_steps": "40", "meta_steps": "2", "interval": "5",
                "chunks": "2", "mlp_batch_size": "20", "mlp_init_lrs": "0.05", "eval_examples": "400"}
 RUNS: dict[str, tuple[str, dict[str, str]]] = {
@@ -67,7 +68,7 @@ RUNS: dict[str, tuple[str, dict[str, str]]] = {
     "estimators": ("estimators", {"dim": "10", "horizon": "20", "truncations": "5,20",
                                   "estimators": "forward,reverse,es,pes", "estimates": "20",
                                   "smoothing_samples": "2", "exact_steps": "100", "fit_inner_steps": "1000",
-                                  "fit_particles": "2"}),
+                                  "fit_particles": "2", "seeds": "1"}),
     # forward-mode SMD at two horizons (the default estimator)
     "offline": ("offline", {**OFFLINE_TINY, "horizons": "5,10"}),
     # SMD with ES hypergradients (antithetic pairs)
