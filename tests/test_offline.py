@@ -386,7 +386,7 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
     """`seeds=2`: seed k is the run with seed + k (seed 0's summary is the single-seed run's,
     seed 1's the single-seed run's at seed 1, and they differ); each headline number's interval
     is :mod:`shorthorizon.stats`'s of the seeds' values; the printed cost doubles; after seed 1's
-    last unit is deleted, a rerun recomputes it alone."""
+    last unit is deleted, a rerun recomputes it alone; a single-seed folder resumes over two seeds."""
     config = dataclasses.replace(tiny, horizons=(5, 10))
     cost = sum(experiment.estimated_cost(config).values())
     two = experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "two"))
@@ -419,6 +419,13 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
     assert calls == [1]
     again.pop("wall_time_s"), two.pop("wall_time_s")
     assert again == two
+
+    # the single-seed run's folder resumes over two seeds: seed 0's units kept, seed 1's computed
+    more, calls = rerun_seeds(experiment, (), (pipeline, "long_run_unit"),
+                              lambda: experiment.run(dataclasses.replace(config, seeds=2), RunDir(tmp_path / "seed0")))
+    assert calls and set(calls) == {1}
+    more.pop("wall_time_s")
+    assert more == two
 
 
 def test_a_schedule_laid_over_each_horizon(tiny, tmp_path, figures_show_their_data):

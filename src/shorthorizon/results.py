@@ -382,8 +382,10 @@ class RunDir:
         if stored["command"] != claim["command"]:
             raise RunDirError(f"{self.path} holds results of `{stored['command']}`, not "
                               f"`{claim['command']}`; {fix}")
-        differ = _differences(stored.pop("config"), claim["config"]) + _differences(
-            stored, {k: v for k, v in claim.items() if k != "config"})
+        # a run over more (or fewer) seeds resumes: seed k's units are the same at any count
+        # (config.seeded gives each the single-seed run's config), and the summary covers the new count
+        configs = [{k: v for k, v in c.items() if k != "seeds"} for c in (stored.pop("config"), claim["config"])]
+        differ = _differences(*configs) + _differences(stored, {k: v for k, v in claim.items() if k != "config"})
         if differ:
             shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
             raise RunDirError(f"{self.path} holds results of a different config ({shown}); {fix}")
