@@ -13,10 +13,11 @@ import math
 import pytest
 
 from shorthorizon import config as configlib
-from shorthorizon import experiments
+from shorthorizon import experiments, optim
 from shorthorizon.cli import main
 from shorthorizon.config import POSITIVE, key
 from shorthorizon.data import make_fake_dataset
+from shorthorizon.offline_problem import validate_problem
 from shorthorizon.results import RunDir
 
 # (command, --set KEY=VALUE, the key named, what the line says it takes)
@@ -96,6 +97,45 @@ def test_every_key_of_every_experiment_declares_a_rule_its_presets_keep():
             missing = [f.name for f in dataclasses.fields(config) if configlib.rule_of(config, f.name) is None]
             assert not missing, f"{name}: keys without a rule: {missing}"
             module.validate(config)  # a preset breaks no rule
+
+
+# (command, --set KEY=VALUE: a family, then a key of another family's; the key named, the family that reads it)
+UNREAD = [
+    ("offline", ("schedule=cosine", "decay_exponent_range=0.1,10"), "decay_exponent_range", "inverse-time"),
+    ("offline", ("optimizer=sgd", "momentum=0.5"), "momentum", "momentum, adam, adamw"),
+    ("truncated", ("schedule=linear", "init_decay_exponent=3"), "init_decay_exponent", "inverse-time"),
+    ("bias", ("schedule=constant", "decay_steps=100"), "decay_steps", "inverse-time, exponential"),
+    ("bias", ("optimizer=sgd", "momentum=0.5"), "momentum", "momentum, adam, adamw"),
+]
+
+
+@pytest.mark.parametrize("command, settings, name, readers", UNREAD, ids=[f"{c}:{s[1]}" for c, s, _, _ in UNREAD])
+def test_a_key_the_chosen_family_does_not_read_is_refused(command, settings, name, readers):
+    """A key set away from its default under a schedule or optimizer that never reads it was
+    silently ignored: the run went on without it. (The command line prints the error as the
+    probes above show; here the config alone, so that a missing check fails fast, not by running.)"""
+    module = experiments.get(command)
+    config = configlib.resolve(module.PRESETS, "quick", configlib.parse_overrides(list(settings)))
+    with pytest.raises(ValueError) as error:
+        module.validate(config)
+    family = settings[0].replace("=", " '") + "'"
+    assert str(error.value) == (f"config key {name!r} is not read: {family} has no "
+                                f"{name.removeprefix('init_').removesuffix('_range')}; drop it, or set "
+                                f"{family.split()[0]} to one that has ({readers})")
+
+
+def test_every_preset_passes_under_every_schedule_and_optimizer():
+    """The unread-key check compares a key with its class default: a user who changes only the
+    family of a preset is never refused for a value the preset set; and a key the family reads
+    may take any value."""
+    for name in ("offline", "truncated", "bias"):
+        module = experiments.get(name)
+        for config in module.PRESETS.values():
+            for schedule in optim.SCHEDULES:
+                for optimizer in optim.OPTIMIZERS:
+                    validate_problem(dataclasses.replace(config, schedule=schedule, optimizer=optimizer), 10**6)
+    validate_problem(dataclasses.replace(experiments.get("offline").PRESETS["quick"], schedule="exponential",
+                                         decay_steps=100.0, optimizer="adam", momentum=0.5), 3000)
 
 
 def test_a_key_without_a_rule_is_refused_and_a_new_default_keeps_the_rule():

@@ -432,7 +432,9 @@ def test_a_schedule_laid_over_each_horizon(tiny, tmp_path, figures_show_their_da
     """``schedule=cosine`` (its shape depends on the run's length): each horizon's surface is the
     schedule laid over that horizon (re-annealed to its end, not the longer schedule's prefix);
     summary, report and figures name the one fitted value, and ``adapt`` adds a second."""
-    config = dataclasses.replace(tiny, horizons=(5, 10), schedule="cosine")
+    # tiny's init_decay_exponent back to its default: a cosine has no decay exponent to start from
+    config = dataclasses.replace(tiny, horizons=(5, 10), schedule="cosine",
+                                 init_decay_exponent=experiment.Config.init_decay_exponent)
     summary = experiment.run(config, RunDir(tmp_path / "cosine"))
     resolved, loss = resolve_dataset(config), RunDir(tmp_path / "cosine").load_curves("surface")["loss"]
     points = experiment.surface_points(resolved)

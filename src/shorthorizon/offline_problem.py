@@ -91,7 +91,8 @@ class OfflineConfig:
 def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
     """Raise ValueError naming the key for any value of :class:`OfflineConfig`'s keys that a run
     cannot use (before any work: nothing is loaded): each key's rule (:func:`check`), then the
-    constraints between keys and the run's ``long_horizon`` (its long runs' steps)."""
+    constraints between keys (a key the chosen schedule or optimizer does not read:
+    :func:`_refuse_unread`) and the run's ``long_horizon`` (its long runs' steps)."""
     check(config)
     config = with_family(config)
     optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
@@ -106,10 +107,43 @@ def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
         space(config)
     except ValueError as err:
         raise ValueError(f"config key 'adapt': {err}") from None
+    _refuse_unread(config)
     if config.surface_samples % config.surface_chunk:
         raise ValueError(f"config key 'surface_chunk' must divide surface_samples={config.surface_samples}")
     if long_horizon % config.curve_points:
         raise ValueError(f"config key 'curve_points' must divide the long runs' horizon {long_horizon}")
+
+
+# Config keys that set what only some schedule or optimizer families have (key -> that thing: a
+# hyperparameter or shape field of the schedule, a hyperparameter of the optimizer). Under another
+# family nothing reads the key, so a value set there would be ignored unsaid.
+FAMILY_KEYS = {"momentum": "momentum", "decay_steps": "decay_steps", "decay_exponent_range": "decay_exponent",
+               "init_decay_exponent": "decay_exponent"}
+
+
+def _families(name: str) -> tuple[str, list[str]]:
+    """Which config key chooses what has ``name`` (``schedule`` or ``optimizer``) and the
+    families that have it."""
+    schedules = [s for s, cls in optim.SCHEDULES.items()
+                 if name in cls.hyperparameters or name in {f.name for f in dataclasses.fields(cls)}]
+    if schedules:
+        return "schedule", schedules
+    return "optimizer", [o for o in optim.OPTIMIZERS if name in optim.make_optimizer(o).hyperparameters()]
+
+
+def _refuse_unread(config: OfflineConfig) -> None:
+    """A ValueError naming the first :data:`FAMILY_KEYS` key that ``config``'s schedule or
+    optimizer does not read, where its value is not its class default (which every preset keeps:
+    the preset a config came from is not known here, and a user who changes only the family
+    must not be refused for a value they never set)."""
+    default = type(config)()
+    for key, name in FAMILY_KEYS.items():
+        if not hasattr(config, key) or getattr(config, key) == getattr(default, key):
+            continue
+        chooser, families = _families(name)
+        if getattr(config, chooser) not in families:
+            raise ValueError(f"config key {key!r} is not read: {chooser} {getattr(config, chooser)!r} has no "
+                             f"{name}; drop it, or set {chooser} to one that has ({', '.join(families)})")
 
 
 def refuse_fd(key: str, names: Sequence[str], choices: str) -> None:
