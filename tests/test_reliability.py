@@ -387,6 +387,19 @@ def test_no_warm_start_poses_the_problem_from_the_initial_weights(tmp_path):
     assert int(fit.problem.state.step) == 0 and fit.start_loss() > 0
 
 
+@pytest.mark.parametrize("change, error", [({"schedule": "bogus"}, "config key 'schedule' must be one of inverse-time"),
+                                           ({"eval_batches": 0}, "config key 'eval_batches' must be positive"),
+                                           ({"optimizer": "sgd", "momentum": 0.5}, "config key 'momentum' is not read")])
+def test_the_python_api_checks_its_config_as_the_command_line_does(tmp_path, change, error):
+    """``OfflineFit.from_config`` read its config unchecked: ``schedule="bogus"`` was a bare
+    KeyError, ``eval_batches=0`` a problem posed on no batches. Its check is the commands' own,
+    before any data is read (the folder here holds none)."""
+    from shorthorizon.offline_problem import OfflineConfig, OfflineFit
+
+    with pytest.raises(ValueError, match=f"^{error}"):
+        OfflineFit.from_config(OfflineConfig(dataset="mnist", data_dir=str(tmp_path), verify=False, **change))
+
+
 def test_a_folder_in_the_locks_place_is_named_not_the_run_folder(tmp_path):
     """``.lock`` replaced by a folder: the error names the lock and what to do, not "choose a
     writable --out" for a folder that is writable (the probe's case)."""

@@ -88,11 +88,11 @@ class OfflineConfig:
         return {}
 
 
-def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
+def validate_problem(config: OfflineConfig, long_horizon: int | None = None) -> None:
     """Raise ValueError naming the key for any value of :class:`OfflineConfig`'s keys that a run
     cannot use (before any work: nothing is loaded): each key's rule (:func:`check`), then the
     constraints between keys (a key the chosen schedule or optimizer does not read:
-    :func:`_refuse_unread`) and the run's ``long_horizon`` (its long runs' steps)."""
+    :func:`_refuse_unread`) and, where given, the run's ``long_horizon`` (its long runs' steps)."""
     check(config)
     config = with_family(config)
     optimizer_hyper(config, config.warm_start_lr)  # names a wrong optimizer or hyperparameter
@@ -110,7 +110,7 @@ def validate_problem(config: OfflineConfig, long_horizon: int) -> None:
     _refuse_unread(config)
     if config.surface_samples % config.surface_chunk:
         raise ValueError(f"config key 'surface_chunk' must divide surface_samples={config.surface_samples}")
-    if long_horizon % config.curve_points:
+    if long_horizon is not None and long_horizon % config.curve_points:
         raise ValueError(f"config key 'curve_points' must divide the long runs' horizon {long_horizon}")
 
 
@@ -314,7 +314,10 @@ class OfflineFit(NamedTuple):
         """The problem ``config`` poses (any config that extends :class:`OfflineConfig`), with
         SMD's space (:func:`space`: the fitted hyperparameters in their box), its ``meta_lr`` (or
         ``meta_lr``: a number or ``(peak, steps)``, cosine-decayed), ``estimator`` for the
-        full-horizon fits, and the schedule laid over ``length`` steps (:meth:`over`)."""
+        full-horizon fits, and the schedule laid over ``length`` steps (:meth:`over`). The config
+        is checked first (:func:`validate_problem`, the commands' check, less their long runs'):
+        a value no run can use is the ValueError naming its key that the command line gives."""
+        validate_problem(config)
         built = _build(OfflineConfig(**{k: getattr(config, k) for k in PROBLEM}))
         offline = built.offline._replace(space=space(config), estimator=estimator,
                                          meta_lr=config.meta_lr if meta_lr is None else meta_lr)
