@@ -17,7 +17,8 @@ from shorthorizon import experiments, optim
 from shorthorizon.cli import main
 from shorthorizon.config import POSITIVE, key
 from shorthorizon.data import make_fake_dataset
-from shorthorizon.offline_problem import validate_problem
+from shorthorizon.experiments import pipeline
+from shorthorizon.offline_problem import ADAPT_RANGES, validate_problem
 from shorthorizon.results import RunDir
 
 # (command, --set KEY=VALUE, the key named, what the line says it takes)
@@ -136,6 +137,37 @@ def test_every_preset_passes_under_every_schedule_and_optimizer():
                     validate_problem(dataclasses.replace(config, schedule=schedule, optimizer=optimizer), 10**6)
     validate_problem(dataclasses.replace(experiments.get("offline").PRESETS["quick"], schedule="exponential",
                                          decay_steps=100.0, optimizer="adam", momentum=0.5), 3000)
+
+
+@pytest.mark.parametrize("settings, entry, wanted", [
+    (("schedule=cosine",), "final_fraction:0.5:2", "0 < LOW < HIGH <= 1"),  # above 1 the lr grows: no decay
+    (("schedule=exponential",), "decay_rate:0.01:1.5", "0 < LOW < HIGH <= 1"),
+    (("optimizer=adam",), "b2:0.9:1", "0 < LOW < HIGH < 1"),  # b2 = 1: the second moment never moves from 0
+    (("optimizer=adam",), "momentum:0.5:1", "0 <= LOW < HIGH < 1"),
+])
+def test_an_adapted_box_past_the_values_its_hyperparameter_takes_is_refused(settings, entry, wanted):
+    """``adapt=final_fraction:0.5:2`` was accepted: a box of values the schedule does not mean."""
+    module = experiments.get("offline")
+    config = configlib.resolve(module.PRESETS, "quick", configlib.parse_overrides([*settings, f"adapt={entry}"]))
+    with pytest.raises(ValueError) as error:
+        module.validate(config)
+    assert str(error.value) == f"config key 'adapt': the bounds of {entry.split(':')[0]!r} must satisfy {wanted}, " \
+                               f"got {entry!r}"
+
+
+def test_every_default_box_keeps_its_limits_and_a_widened_box_stops_there():
+    """A box's default lies within the values its hyperparameter may take, and moving out a bound
+    that a fit sits at (pipeline.widened) stops at them: a final fraction's box at 1 stays."""
+    for cls in optim.SCHEDULES.values():
+        for name, p in cls.hyperparameters.items():
+            assert p.limits.holds(p.box[0]) and p.limits.holds(p.box[1]), (cls.name, name)
+    for name, (low, high) in ADAPT_RANGES.items():
+        assert optim.LIMITS.get(name, optim.Limits()).holds(low) and optim.LIMITS.get(name, optim.Limits()).holds(high)
+    config = dataclasses.replace(experiments.get("offline").PRESETS["quick"], schedule="cosine",
+                                 adapt=("final_fraction",), horizons=(100, 300))
+    assert pipeline.widened(config, {"lr": 0.01, "final_fraction": 1.0}) is None
+    wider = pipeline.widened(config, {"lr": 0.01, "final_fraction": 1e-3})
+    assert wider.adapt == (f"final_fraction:{1e-3 / 10 ** config.zoom_width!r}:1.0",)
 
 
 def test_a_key_without_a_rule_is_refused_and_a_new_default_keeps_the_rule():

@@ -213,7 +213,13 @@ def space(config: OfflineConfig) -> optim.LogSpace:
     fitted = (("lr", *config.lr0_range),) + (
         (("decay_exponent", *config.decay_exponent_range),) if config.schedule == "inverse-time" else ())
     boxes = {**ADAPT_RANGES, **{n: p.box for n, p in _schedule(config, 1).hyperparameters.items()}}
-    return optim.LogSpace(fitted + optim.log_space(config.adapt, boxes).ranges)
+    return optim.LogSpace(fitted + optim.log_space(config.adapt, boxes, limits(config)).ranges)
+
+
+def limits(config: OfflineConfig) -> dict:
+    """The values each hyperparameter ``config`` may fit can take (name -> :class:`~shorthorizon.optim.Limits`;
+    a name it lacks: any positive number): the optimizers' and its schedule's."""
+    return {**optim.LIMITS, **{n: p.limits for n, p in _schedule(config, 1).hyperparameters.items()}}
 
 
 def _log_uniform(rng: np.random.Generator, space: optim.LogSpace, samples: int, box=None) -> dict:

@@ -31,8 +31,8 @@ from shorthorizon.meta import search
 from shorthorizon.config import NONNEGATIVE, POSITIVE, key, seeded
 from shorthorizon.meta.smd import EVALUATION_COST
 from shorthorizon.hypergrad import Estimator
-from shorthorizon.offline_problem import (SMD_ESTIMATOR, OfflineConfig, OfflineFit, best, lr0_named, resolve_dataset,
-                                           space, surface_points, with_family, zoom_points)
+from shorthorizon.offline_problem import (SMD_ESTIMATOR, OfflineConfig, OfflineFit, best, limits, lr0_named,
+                                           resolve_dataset, space, surface_points, with_family, zoom_points)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_seeded
 from shorthorizon.stats import IdentifiedRange, identified_fraction, identified_range, profile_halfwidths
@@ -230,15 +230,18 @@ def at_bounds(name: str, value: float, low: float, high: float) -> tuple[bool, b
 
 def widened(config: OfflineConfig, values: dict) -> OfflineConfig | None:
     """``config`` with every bound of its box that a fitted value sits at (:func:`at_bounds`)
-    moved ``zoom_width`` decades outwards (a momentum's upper bound: 1 − μ divided); None where
-    no bound moves (a momentum's 0 cannot)."""
-    step, moved = 10 ** config.zoom_width, {}
+    moved ``zoom_width`` decades outwards (a momentum's upper bound: 1 − μ divided), no further
+    than the values it may take (:func:`~shorthorizon.offline_problem.limits`: a final fraction
+    stops at 1); None where no bound moves (a momentum's 0 cannot)."""
+    step, moved, most = 10 ** config.zoom_width, {}, limits(config)
     for name, low, high in space(config).ranges:
         at_low, at_high = at_bounds(name, values[name], low, high)
-        complemented = name in optim.COMPLEMENTED
-        if (at_low and not complemented) or at_high:
-            moved[name] = (low / step if at_low and not complemented else low,
-                           (1 - (1 - high) / step if complemented else high * step) if at_high else high)
+        complemented, limit = name in optim.COMPLEMENTED, most.get(name, optim.Limits())
+        up = 1 - (1 - high) / step if complemented else high * step
+        up = up if limit.holds(up) else limit.high if limit.holds(limit.high) else high  # b2 stops short of 1
+        wider = (low / step if at_low and not complemented else low, up if at_high else high)
+        if wider != (low, high):
+            moved[name] = wider
     if not moved:
         return None
     adapt = tuple(f"{name}:{moved[name][0]!r}:{moved[name][1]!r}" if name in moved else entry

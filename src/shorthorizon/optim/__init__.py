@@ -16,11 +16,12 @@ Schedules are objects (:class:`Schedule`, one family per class in :data:`SCHEDUL
 """
 
 from shorthorizon.optim.optimizers import OPTIMIZERS, Optimizer, OptState, adam, adamw, make_optimizer, momentum, sgd
-from shorthorizon.optim.schedules import (SCHEDULES, Hyper, Hyperparameter, LrSchedule, Schedule, constant, exponential,
-                                          inverse_time, make_schedule)
-from shorthorizon.optim.spaces import COMPLEMENTED, EffectiveSpace, LogSpace, from_effective, log_space, to_effective
+from shorthorizon.optim.schedules import (SCHEDULES, Hyper, Hyperparameter, Limits, LrSchedule, Schedule, constant,
+                                          exponential, inverse_time, make_schedule)
+from shorthorizon.optim.spaces import (COMPLEMENTED, LIMITS, EffectiveSpace, LogSpace, from_effective, log_space,
+                                      to_effective)
 
-__all__ = ["COMPLEMENTED", "OPTIMIZERS", "SCHEDULES", "EffectiveSpace", "Hyper", "Hyperparameter", "LogSpace",
-           "LrSchedule", "OptState", "Optimizer", "Schedule", "adam", "adamw", "constant", "exponential",
+__all__ = ["COMPLEMENTED", "LIMITS", "OPTIMIZERS", "SCHEDULES", "EffectiveSpace", "Hyper", "Hyperparameter", "Limits",
+           "LogSpace", "LrSchedule", "OptState", "Optimizer", "Schedule", "adam", "adamw", "constant", "exponential",
            "from_effective", "inverse_time", "log_space", "make_optimizer", "make_schedule", "momentum", "sgd",
            "to_effective"]

@@ -28,6 +28,7 @@ Objects are hashable and equal by value, so a schedule may sit inside a static `
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -41,13 +42,37 @@ Hyper = Mapping[str, jax.Array]
 LrSchedule = Callable[[Hyper, jax.Array], jax.Array]  # (hyper, step) -> lr: a Schedule, or any such function
 
 
+class Limits(NamedTuple):
+    """The values a hyperparameter may take, from ``low`` to ``high``, each bound included where
+    ``closed`` says so: where the bounds of a box for fitting it may lie (beyond them the
+    optimizer or schedule means something else: a final fraction above 1 grows the lr). The
+    default: any positive finite number (a log coordinate holds no 0)."""
+
+    low: float = 0.0
+    high: float = math.inf
+    closed: tuple[bool, bool] = (False, False)
+
+    def holds(self, value: float) -> bool:
+        return ((value >= self.low if self.closed[0] else value > self.low)
+                and (value <= self.high if self.closed[1] else value < self.high))
+
+    def __str__(self) -> str:
+        """What a box's bounds must satisfy: ``0 < LOW < HIGH <= 1``."""
+        high = f" {'<=' if self.closed[1] else '<'} {self.high:g}" if math.isfinite(self.high) else ", finite"
+        return f"{self.low:g} {'<=' if self.closed[0] else '<'} LOW < HIGH{high}"
+
+
+FRACTION_OF_LR = Limits(0.0, 1.0, (False, True))  # an lr over the schedule's first: 1 (no decay) at most
+
+
 class Hyperparameter(NamedTuple):
     """A value a schedule reads from ``hyper`` besides ``lr``: its ``default`` (its value where
-    it is not fitted) and ``box``, (low, high) in natural units, its default bounds for fitting
-    in log space."""
+    it is not fitted), ``box``, (low, high) in natural units, its default bounds for fitting
+    in log space, and the ``limits`` any box of it must keep."""
 
     default: float
     box: tuple[float, float]
+    limits: Limits = Limits()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,7 +189,7 @@ class Exponential(_Decaying):
 
     name: ClassVar[str] = "exponential"
     hyperparameters: ClassVar[Mapping[str, Hyperparameter]] = MappingProxyType(
-        {"decay_rate": Hyperparameter(0.1, (1e-4, 1.0))})
+        {"decay_rate": Hyperparameter(0.1, (1e-4, 1.0), FRACTION_OF_LR)})
 
     def multiplier(self, hyper: Hyper) -> optax.Schedule:
         return lambda step: hyper["decay_rate"] ** (step / self.decay_steps)
@@ -177,7 +202,7 @@ class Cosine(Schedule):
 
     name: ClassVar[str] = "cosine"
     hyperparameters: ClassVar[Mapping[str, Hyperparameter]] = MappingProxyType(
-        {"final_fraction": Hyperparameter(0.1, (1e-3, 1.0))})
+        {"final_fraction": Hyperparameter(0.1, (1e-3, 1.0), FRACTION_OF_LR)})
 
     def multiplier(self, hyper: Hyper) -> optax.Schedule:
         return _on_float_steps(optax.cosine_decay_schedule(1.0, self.length, alpha=hyper["final_fraction"]))
@@ -192,7 +217,7 @@ class WarmupCosine(Schedule):
 
     name: ClassVar[str] = "warmup-cosine"
     hyperparameters: ClassVar[Mapping[str, Hyperparameter]] = MappingProxyType(
-        {"final_fraction": Hyperparameter(0.1, (1e-3, 1.0))})
+        {"final_fraction": Hyperparameter(0.1, (1e-3, 1.0), FRACTION_OF_LR)})
     warmup_fraction: float = 0.05
 
     def __post_init__(self):

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from shorthorizon.optim.optimizers import Hyper
+from shorthorizon.optim.schedules import Limits
 
 def to_effective(lr: jax.Array, mu: jax.Array) -> dict:
     """(lr, momentum) -> {"log_lr_eff": log(lr / (1 - μ)), "log_one_minus_momentum": log(1 - μ)}."""
@@ -89,6 +90,10 @@ class LogSpace(NamedTuple):
 
 
 COMPLEMENTED = ("momentum",)  # held as log(1 - value)
+# The optimizers' hyperparameters that are not any positive number (a schedule's declare theirs:
+# Hyperparameter.limits): a momentum or Adam's b2 is a decay per step, below 1 (a momentum of 0
+# is the plain step; log(1 - value) holds it)
+LIMITS = {"momentum": Limits(0.0, 1.0, (True, False)), "b2": Limits(0.0, 1.0)}
 
 
 def _coordinate(name: str) -> str:
@@ -99,10 +104,11 @@ def _log_range(bounds: tuple[float, float]) -> tuple[float, float]:
     return tuple(math.log(b) for b in bounds)
 
 
-def log_space(entries, defaults: dict) -> LogSpace:
+def log_space(entries, defaults: dict, limits: Mapping[str, Limits] = LIMITS) -> LogSpace:
     """A :class:`LogSpace` from command-line entries ``NAME`` (bounds from ``defaults``) or
-    ``NAME:LOW:HIGH``; a name without bounds, or bounds out of order, is a ValueError naming
-    the entry and the fix."""
+    ``NAME:LOW:HIGH``; a name without bounds, or bounds out of order or outside the values it may
+    take (``limits``: name -> :class:`~shorthorizon.optim.schedules.Limits`; any positive number
+    for a name it lacks), is a ValueError naming the entry and the fix."""
     ranges = []
     for entry in entries:
         name, *bounds = entry.split(":")
@@ -112,9 +118,8 @@ def log_space(entries, defaults: dict) -> LogSpace:
             low, high = map(float, bounds)
         except ValueError:
             raise ValueError(f"give {name!r} its bounds as {name}:LOW:HIGH (0 < LOW < HIGH), got {entry!r}") from None
-        upper = 1.0 if name in COMPLEMENTED else math.inf  # a momentum is searched in log(1 - value): below 1
-        if not 0 <= low < high < upper or (low == 0 and name not in COMPLEMENTED):
-            wanted = "0 <= LOW < HIGH < 1" if name in COMPLEMENTED else "0 < LOW < HIGH, finite"
-            raise ValueError(f"the bounds of {name!r} must satisfy {wanted}, got {entry!r}")
+        limit = limits.get(name, Limits())
+        if not (low < high and limit.holds(low) and limit.holds(high)):
+            raise ValueError(f"the bounds of {name!r} must satisfy {limit}, got {entry!r}")
         ranges.append((name, low, high))
     return LogSpace(tuple(ranges))
