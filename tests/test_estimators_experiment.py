@@ -12,7 +12,7 @@ from shorthorizon import config as configlib
 from shorthorizon.cli import main
 from shorthorizon.experiments import estimators as experiment
 from shorthorizon.results import RunDir
-from shorthorizon.stats import interval, log_interval
+from shorthorizon.stats import summarised
 
 TINY = ["--set", "dim=10", "--set", "horizon=20", "--set", "truncations=5,20", "--set", "estimators=forward,pes,nres",
         "--set", "estimates=50", "--set", "smoothing_samples=2", "--set", "exact_steps=300",
@@ -96,9 +96,9 @@ def test_seeds_repeat_the_sampled_parts_around_one_exact_optimum(tiny_run, tmp_p
         assert fit["fitted_hyper"] != single["estimators"][name]["fitted_hyper"], name
     assert set(two["intervals"]) == set(experiment.headlines(config)) >= {
         "estimators.pes_K5.relative_bias_from_expected", "estimators.forward_K5.fitted_loss_ratio"}
-    for path, by_factors in experiment.headlines(config).items():
+    for path, kind in experiment.headlines(config).items():
         values = [functools.reduce(dict.get, path.split("."), s) for s in two["per_seed"]]
-        assert two["intervals"][path] == (log_interval if by_factors else interval)(values), path
+        assert two["intervals"][path] == summarised(values, kind), path
     assert "| `estimators.pes_K5.relative_bias` |" in experiment.report(RunDir(tmp_path))
     assert sorted(figures_show_their_data(experiment.plot, tmp_path)) == ["bias_std", "fitted_schedules"]
     rows = claims_find_their_numbers("estimators", tmp_path)

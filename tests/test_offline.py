@@ -25,7 +25,7 @@ from shorthorizon.report import claims
 from shorthorizon.report.offline import is_paper_horizons
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
-from shorthorizon.stats import interval, log_interval
+from shorthorizon.stats import summarised
 from shorthorizon.tasks import mlp
 
 CURVES = ("surface", "smd", "long_runs")
@@ -401,9 +401,9 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(tiny, tmp
     paths = pipeline.headlines(experiment.HEADLINES, config, "horizon", config.horizons)
     assert set(two["intervals"]) == set(paths) >= {
         "decay_exponent_ratio", "final_train_loss_ratio", "horizons.5.decay_exponent", "horizons.10.final_train_loss"}
-    for path, by_factors in paths.items():
+    for path, kind in paths.items():
         values = [functools.reduce(dict.get, path.split("."), s) for s in two["per_seed"]]
-        assert two["intervals"][path] == (log_interval if by_factors else interval)(values), path
+        assert two["intervals"][path] == summarised(values, kind), path
     assert strict_json(tmp_path / "two" / "summary.json")["intervals"] == two["intervals"]
     assert (tmp_path / "two" / "long_runs_s1.npz").is_file()
     assert sorted(figures_show_their_data(experiment.plot, tmp_path / "two")) == ["figure5_surface", "figure6_long_runs"]

@@ -11,8 +11,9 @@ from scipy import stats
 
 from shorthorizon.nqm import NQM
 from shorthorizon.nqm.inner import ExactNQM, SampledNQM, to_raw
-from shorthorizon.stats import (MOST_OF_THE_BOX, finding, identified_fraction, identified_range, interval, log_interval,
-                                over_seeds, profile_halfwidths, rank_agreement, shortest_safe_horizon)
+from shorthorizon.stats import (CORRELATION, FACTORS, MOST_OF_THE_BOX, UNBOUNDED, finding, identified_fraction,
+                                identified_range, interval, log_interval, over_seeds, profile_halfwidths, rank_agreement,
+                                shortest_safe_horizon, summarised)
 
 REPEATS = 2000  # binomial standard error of a 95% coverage: 0.0049
 
@@ -59,12 +60,30 @@ def test_over_seeds_keeps_seed_zero_and_summarises_each_headline_number():
     logs), a seed whose number is null or missing counts as diverged, seed 0 stays on top."""
     seeds = [{"ratio": 2.0, "horizons": {"100": {"loss": 1.0}}, "dataset": "d"},
              {"ratio": 8.0, "horizons": {"100": {"loss": None}}, "dataset": "d"}]
-    out = over_seeds(seeds, {"ratio": True, "horizons.100.loss": False, "horizons.300.loss": False})
+    out = over_seeds(seeds, {"ratio": FACTORS, "horizons.100.loss": UNBOUNDED, "horizons.300.loss": UNBOUNDED})
     assert out["ratio"] == 2.0 and out["seeds"] == 2 and out["per_seed"] == seeds
     assert out["intervals"]["ratio"] == log_interval([2.0, 8.0])
     assert out["intervals"]["horizons.100.loss"]["diverged"] == 1 and out["intervals"]["horizons.300.loss"]["n"] == 0
-    one = over_seeds(seeds[:1], {"ratio": True})
+    one = over_seeds(seeds[:1], {"ratio": FACTORS})
     assert "per_seed" not in one and one["intervals"]["ratio"]["mean"] == pytest.approx(2.0)
+
+
+def test_an_interval_stays_within_the_natural_bounds_its_headline_declares():
+    """Three seeds' test errors near 0 and rank correlations near 1: the t interval reached below
+    0 and above 1, values the numbers cannot take. Clipped to the bounds the experiments declare
+    with their headline numbers (offline's HEADLINES; bias: its rank agreement), the mean and the
+    other side unchanged."""
+    from shorthorizon.experiments import offline
+
+    errors, rhos = [0.001, 0.02, 0.0005], [0.99, 0.9, 1.0]
+    plain = interval(errors)
+    assert plain["low"] < 0  # what the bound is for
+    seeds = [{"horizons": {"100": {"final_test_error": e}}} for e in errors]
+    path = "horizons.100.final_test_error"
+    clipped = over_seeds(seeds, {path: offline.HEADLINES["horizons.{horizon}.final_test_error"]})["intervals"][path]
+    assert clipped == {**plain, "low": 0.0}
+    assert interval(rhos, bounds=CORRELATION) == {**interval(rhos), "high": 1.0} and interval(rhos)["high"] > 1
+    assert summarised(errors, UNBOUNDED) == plain and summarised([2.0, 8.0], FACTORS) == log_interval([2.0, 8.0])
 
 
 def test_the_interval_is_mean_plus_minus_the_t_quantile_times_the_standard_error():

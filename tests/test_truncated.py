@@ -17,7 +17,7 @@ from shorthorizon.hypergrad import Data, batches, make_estimator
 from shorthorizon.meta import offline
 from shorthorizon.optim import inverse_time, momentum
 from shorthorizon.results import RunDir
-from shorthorizon.stats import interval, log_interval
+from shorthorizon.stats import summarised
 from shorthorizon.tasks import mlp
 
 
@@ -159,9 +159,9 @@ def test_seeds_are_independent_runs_with_intervals_and_resume_one_unit(run, tmp_
     assert _untimed(two["per_seed"][1]["estimators"]) != _untimed(two["per_seed"][0]["estimators"])
     assert set(two["intervals"]) == set(experiment.headlines(config)) >= {
         "estimators.pes_K10.decay_exponent", "estimators.pes_K10.train_loss_ratio", "estimators.smd_full.lr0"}
-    for path, by_factors in experiment.headlines(config).items():
+    for path, kind in experiment.headlines(config).items():
         values = [functools.reduce(dict.get, path.split("."), s) for s in two["per_seed"]]
-        assert two["intervals"][path] == (log_interval if by_factors else interval)(values), path
+        assert two["intervals"][path] == summarised(values, kind), path
     assert "| fit (seed 0) |" in experiment.report(RunDir(tmp_path)) and (tmp_path / "fit_pes_K10_s1.npz").is_file()
     assert sorted(figures_show_their_data(experiment.plot, tmp_path)) == ["fits", "long_runs"]
 

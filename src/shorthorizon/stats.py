@@ -46,10 +46,22 @@ def finite_or_none(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def interval(values: Sequence[float], confidence: float = 0.95) -> dict:
+# How a headline number is summarised over seeds (the values of an experiment's HEADLINES table,
+# :func:`over_seeds`' ``numbers``): FACTORS, a positive quantity that varies by factors
+# (:func:`log_interval`, which stays positive), or the natural bounds (low, high) a plain number
+# cannot pass, which its t interval is clipped to (:func:`interval`; with 3 seeds a test error near
+# 0 had an interval reaching below it, a rank correlation near 1 one above it).
+FACTORS = "factors"
+UNBOUNDED = (-math.inf, math.inf)  # a loss (a user's task may have a negative one), a difference
+PROPORTION = (0.0, 1.0)  # a test error, a share of runs, a momentum
+CORRELATION = (-1.0, 1.0)  # a rank correlation (Spearman, Kendall)
+
+
+def interval(values: Sequence[float], confidence: float = 0.95, bounds: tuple[float, float] = UNBOUNDED) -> dict:
     """``{"values", "mean", "low", "high", "n", "diverged"}`` of the finite ``values`` (a
     non-finite value is a diverged seed: left out of the interval, counted in ``"diverged"``).
-    With fewer than two finite values the bounds are null (None): one draw has no spread.
+    With fewer than two finite values the bounds are null (None): one draw has no spread. The
+    interval is clipped to ``bounds``, the values the number can take (:data:`PROPORTION`, ...).
 
     The bounds are mean ± half with half = ``scipy.stats.t.interval(confidence, n - 1)[1]``
     s / sqrt(n), not ``t.interval(confidence, n - 1, loc=mean, scale=s / sqrt(n))``: scipy
@@ -65,7 +77,7 @@ def interval(values: Sequence[float], confidence: float = 0.95) -> dict:
            "low": None, "high": None}
     if finite.size >= 2:
         half = stats.t.interval(confidence, finite.size - 1)[1] * finite.std(ddof=1) / math.sqrt(finite.size)
-        out["low"], out["high"] = float(finite.mean() - half), float(finite.mean() + half)
+        out["low"], out["high"] = float(max(finite.mean() - half, bounds[0])), float(min(finite.mean() + half, bounds[1]))
     return out
 
 
@@ -82,22 +94,27 @@ def log_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
                for k in ("mean", "low", "high")}}
 
 
-def over_seeds(per_seed: Sequence[Mapping], numbers: Mapping[str, bool], confidence: float = 0.95) -> dict:
+def summarised(values: Sequence[float], kind: str | tuple[float, float], confidence: float = 0.95) -> dict:
+    """The interval over seeds of a number of ``kind`` (:data:`FACTORS`, or its natural bounds)."""
+    return log_interval(values, confidence) if kind == FACTORS else interval(values, confidence, kind)
+
+
+def over_seeds(per_seed: Sequence[Mapping], numbers: Mapping[str, str | tuple[float, float]],
+               confidence: float = 0.95) -> dict:
     """A command's summary over its seeds, from each seed's own summary (seed 0 first).
 
     Seed 0's summary stays at the top level (what a reader of a single-seed run reads); every
     seed's is under ``"per_seed"`` when there is more than one; ``"intervals"`` holds, for each
     headline number, its interval over the seeds. ``numbers`` maps a dotted path into a seed's
-    summary (``"horizons.100.decay_exponent"``) to whether it varies by factors (True: a positive
-    quantity such as a learning rate, a decay exponent or a ratio taken within a seed, summarised
-    by :func:`log_interval`; False: :func:`interval`). A missing or null number is a diverged seed.
+    summary (``"horizons.100.decay_exponent"``) to its kind (:func:`summarised`): :data:`FACTORS`
+    for a positive quantity such as a learning rate, a decay exponent or a ratio taken within a
+    seed, else its natural bounds. A missing or null number is a diverged seed.
     """
     def get(summary: Mapping, path: str) -> float:
         value = lookup(summary, path)
         return math.nan if value is None else float(value)
 
-    intervals = {path: (log_interval if by_factors else interval)([get(s, path) for s in per_seed], confidence)
-                 for path, by_factors in numbers.items()}
+    intervals = {path: summarised([get(s, path) for s in per_seed], kind, confidence) for path, kind in numbers.items()}
     return {**per_seed[0], "seeds": len(per_seed), **({"per_seed": list(per_seed)} if len(per_seed) > 1 else {}),
             "intervals": intervals}
 

@@ -46,8 +46,8 @@ from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's r
 from shorthorizon.report.bias import plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit
-from shorthorizon.stats import (MOST_OF_THE_BOX, finding, finite_or_none, interval, log_interval, rank_agreement,
-                                shortest_safe_horizon)
+from shorthorizon.stats import (CORRELATION, PROPORTION, MOST_OF_THE_BOX, UNBOUNDED, finding, finite_or_none, interval,
+                                log_interval, rank_agreement, shortest_safe_horizon)
 
 NAME = "bias"
 FLAGS = ("task", "dataset", "optimizer", "adapt", "horizon", "short", "seeds", "schedule", "protocol")
@@ -221,8 +221,8 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, ends:
             "hyper": {n: log_interval([math.nan if picks[k][f] is None else picks[k][f][n] for k in seeds])
                       for n in names},
             "objective": interval([candidates[k][f].best_loss() for k in seeds]),
-            **{f"{curve}_at_T": interval([ends[k][f][f"final_{curve}"] for k in seeds])
-               for curve in ("train_loss", "test_error")},
+            **{f"{curve}_at_T": interval([ends[k][f][f"final_{curve}"] for k in seeds], bounds=bounds)
+               for curve, bounds in (("train_loss", UNBOUNDED), ("test_error", PROPORTION))},
             "identified": {n: {"low": [s[n] and s[n].low for s in spans], "high": [s[n] and s[n].high for s in spans],
                                "fraction_of_box": [finite_or_none(x) for x in fraction[n]]} for n in names},
             "not_identified": [n for n in names if sum(x >= MOST_OF_THE_BOX for x in fraction[n]) * 2 > len(seeds)],
@@ -232,7 +232,7 @@ def _summary(config: Config, sampled: list, candidates: list, picks: list, ends:
         if f != reference:
             agreement = [rank_agreement(sampled[k][f].loss, sampled[k][reference].loss) for k in seeds]
             rows[f.label]["rank_agreement"] = {name: interval([math.nan if getattr(a, m) is None else getattr(a, m)
-                                                               for a in agreement])
+                                                               for a in agreement], bounds=CORRELATION)
                                                for name, m in (("spearman", "rho"), ("kendall", "tau"))}
     ref = rows[reference.label]
     for row in rows.values():

@@ -53,7 +53,7 @@ from shorthorizon.optim import LogSpace
 from shorthorizon.report.estimators import plot, report  # noqa: F401 (report: the experiment's section)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, run_seeded, run_units, seed_name
-from shorthorizon.stats import over_seeds
+from shorthorizon.stats import FACTORS, PROPORTION, over_seeds
 
 NAME = "estimators"
 FLAGS = ()
@@ -61,12 +61,13 @@ HYPER = ("lr", "decay_exponent", "momentum")
 TRIPLE = (POSITIVE, POSITIVE, FRACTION)  # rules of (lr, decay_exponent, momentum): log, log, log(1 - momentum)
 TRIPLE_TEXT = "with lr and decay_exponent positive and finite, momentum in [0, 1)"
 # The headline numbers of every estimator and K ({name}), summarised over seeds (stats.over_seeds:
-# True = varies by factors, by its logs). Seeds repeat the sampled parts: the measured particles,
+# FACTORS = varies by factors, by its logs; else its natural bounds). Seeds repeat the sampled parts: the measured particles,
 # the fits and the Monte-Carlo smoothing of the references; the exact optimum and fixed points
 # are computed once.
-HEADLINES = {"estimators.{name}.relative_bias": True, "estimators.{name}.relative_bias_from_expected": True,
-             "estimators.{name}.fitted_loss_ratio": True, "estimators.{name}.fitted_hyper.lr": True,
-             "estimators.{name}.fitted_hyper.decay_exponent": True, "estimators.{name}.fitted_hyper.momentum": False}
+HEADLINES = {"estimators.{name}.relative_bias": FACTORS, "estimators.{name}.relative_bias_from_expected": FACTORS,
+             "estimators.{name}.fitted_loss_ratio": FACTORS, "estimators.{name}.fitted_hyper.lr": FACTORS,
+             "estimators.{name}.fitted_hyper.decay_exponent": FACTORS,
+             "estimators.{name}.fitted_hyper.momentum": PROPORTION}
 
 
 @dataclass(frozen=True)
@@ -303,8 +304,8 @@ def _fixed_truncations(config: Config) -> list[int]:
 # --- the experiment ------------------------------------------------------------------------
 def headlines(config: Config) -> dict:
     """:data:`HEADLINES` of every configured estimator and K (each one's numbers together)."""
-    return {path.format(name=_label(e, k, config)): by_factors for e in config.estimators
-            for k in config.truncations for path, by_factors in HEADLINES.items()}
+    return {path.format(name=_label(e, k, config)): kind for e in config.estimators
+            for k in config.truncations for path, kind in HEADLINES.items()}
 
 
 def run(config: Config, run_dir: RunDir, executor: str = "local", ray_address=None) -> dict:

@@ -28,16 +28,16 @@ from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's r
 from shorthorizon.report.offline import plot, report  # noqa: F401 (the experiment's section)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, seed_name
-from shorthorizon.stats import over_seeds
+from shorthorizon.stats import FACTORS, PROPORTION, UNBOUNDED, over_seeds
 
 NAME = "offline"
 FLAGS = ("task", "dataset")
 
 # The headline numbers (dotted paths into a seed's summary; {horizon}: each horizon's), each
-# summarised over seeds (stats.over_seeds: True = varies by factors, by its logs).
+# summarised over seeds as its kind says (stats.summarised: FACTORS, by its logs, or its natural bounds).
 # {name}: each fitted value's (lr0, the decay exponent, ...).
-HEADLINES = {"{name}_ratio": True, "final_train_loss_ratio": True, "horizons.{horizon}.{name}": True,
-             "horizons.{horizon}.final_train_loss": False, "horizons.{horizon}.final_test_error": False}
+HEADLINES = {"{name}_ratio": FACTORS, "final_train_loss_ratio": FACTORS, "horizons.{horizon}.{name}": FACTORS,
+             "horizons.{horizon}.final_train_loss": UNBOUNDED, "horizons.{horizon}.final_test_error": PROPORTION}
 
 
 @dataclass(frozen=True)

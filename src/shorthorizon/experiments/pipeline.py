@@ -301,11 +301,11 @@ def named(config: OfflineConfig) -> list[str]:
     return list(lr0_named(dict.fromkeys(space(config).names)))
 
 
-def headlines(table: Mapping[str, bool], config: OfflineConfig, axis: str, values: Sequence) -> dict:
+def headlines(table: Mapping[str, str | tuple[float, float]], config: OfflineConfig, axis: str, values: Sequence) -> dict:
     """``table``'s headline paths (dotted into a seed's summary, each summarised over seeds:
     :func:`~shorthorizon.stats.over_seeds`) at each of ``values`` of ``{axis}`` (a horizon, a
     fit) and each fitted value (``{name}``: :func:`named`), each of ``values``' paths together."""
-    return {path.format(**{axis: v}, name=n): by_factors for v in values for path, by_factors in table.items()
+    return {path.format(**{axis: v}, name=n): kind for v in values for path, kind in table.items()
             for n in (named(config) if "{name}" in path else [None])}
 
 

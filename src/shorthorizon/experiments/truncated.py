@@ -42,15 +42,15 @@ from shorthorizon.offline_problem import ready  # noqa: F401 (the experiment's r
 from shorthorizon.report.truncated import REFERENCE, plot, report  # noqa: F401 (the experiment's figures and section)
 from shorthorizon.results import RunDir
 from shorthorizon.runners import Unit, seed_name
-from shorthorizon.stats import over_seeds
+from shorthorizon.stats import FACTORS, UNBOUNDED, over_seeds
 
 NAME = "truncated"
 FLAGS = ("dataset",)
 # The headline numbers (dotted paths into a seed's summary; {fit}: each fit's name, :func:`names`),
-# each summarised over seeds (stats.over_seeds: True = varies by factors, by its logs). The ratios
+# each summarised over seeds as its kind says (stats.summarised: FACTORS, by its logs, or its natural bounds). The ratios
 # are to the reference of the same seed; {name}: each fitted value's (lr0, the decay exponent, ...).
-HEADLINES = {"estimators.{fit}.{name}": True, "estimators.{fit}.final_train_loss": False,
-             "estimators.{fit}.{name}_ratio": True, "estimators.{fit}.train_loss_ratio": True}
+HEADLINES = {"estimators.{fit}.{name}": FACTORS, "estimators.{fit}.final_train_loss": UNBOUNDED,
+             "estimators.{fit}.{name}_ratio": FACTORS, "estimators.{fit}.train_loss_ratio": FACTORS}
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def fit_cost(config: Config, estimator: str) -> float:
 def headlines(config: Config) -> dict:
     """:data:`HEADLINES` of the config's fits and fitted values (each fit's numbers together; the
     reference's ratios, to itself, are 1 and left out)."""
-    return {path: by_factors for path, by_factors in pipeline.headlines(HEADLINES, config, "fit", names(config)).items()
+    return {path: kind for path, kind in pipeline.headlines(HEADLINES, config, "fit", names(config)).items()
             if not (path.startswith(f"estimators.{REFERENCE}.") and "ratio" in path)}
 
 

@@ -19,17 +19,19 @@ import numpy as np
 from shorthorizon.hypergrad import make_estimator
 from shorthorizon.report.figures import interval_text, pyplot
 from shorthorizon.results import RunDir, fmt
+from shorthorizon.stats import FACTORS, PROPORTION, UNBOUNDED
 
 FIGURES = {"mlp": "figure7_mlp", "cnn": "figure8_cnn"}
 MARGIN = 1.25  # the loss panel spans the finished runs' losses, this factor wider each way (log scale)
 
 # The names of the summary's numbers, which the experiment writes (and imports from here: the
 # report imports nothing from the experiment). The headline numbers of each task and mode (baseline,
-# stochastic, deterministic; pes, nres), by name -> whether it varies by factors
-# (shorthorizon.stats.over_seeds); their paths in summary["intervals"] are "<task>.<mode>.<name>",
+# stochastic, deterministic; pes, nres), by name -> its kind (shorthorizon.stats.summarised: FACTORS,
+# or its natural bounds); their paths in summary["intervals"] are "<task>.<mode>.<name>",
 # e.g. "mlp.stochastic.lr_ratio" (the baseline has the first two only). lr_ratio is the lr at stop
 # over the tuned (baseline) lr, loss_ratio the final train loss over the baseline's.
-HEADLINES = {"final_train_loss": False, "diverged": False, "lr_at_stop": True, "lr_ratio": True, "loss_ratio": True}
+HEADLINES = {"final_train_loss": UNBOUNDED, "diverged": PROPORTION, "lr_at_stop": FACTORS, "lr_ratio": FACTORS,
+             "loss_ratio": FACTORS}
 
 
 def file_name(task: str) -> str:
