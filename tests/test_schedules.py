@@ -203,8 +203,8 @@ def test_hyperparameters_have_defaults_inside_their_boxes():
     assert make_schedule("inverse-time").hyperparameters["decay_exponent"].box == (1e-2, 10**2.3)  # the paper's
     for name, cls in SCHEDULES.items():
         assert issubclass(cls, Schedule) and cls.name == name
-        for parameter, (default, (low, high)) in cls.hyperparameters.items():
-            assert 0 < low <= default <= high, (name, parameter)
+        for parameter, (default, (low, high), limits) in cls.hyperparameters.items():
+            assert 0 < low <= default <= high and limits.holds(low) and limits.holds(high), (name, parameter)
     space = LogSpace(make_schedule("inverse-time").ranges(lr=(1e-3, 10**-0.3)))
     assert space.names == ("lr", "decay_exponent")
     np.testing.assert_allclose(space.bounds()["log_decay_exponent"], (math.log(1e-2), 2.3 * math.log(10)))
